@@ -27,7 +27,8 @@ The tree::
     ├── GroupMaxSizeReached (81)      ├── FencedInstanceId (82)
     ├── InvalidRecord (87)            ├── UnstableOffsetCommit (88)
     ├── ProducerFenced (90)           ├── UnknownTopicId (100)
-    └── KafkaStorageError (56)        └── GroupSubscribedToTopic (86)
+    ├── KafkaStorageError (56)        └── GroupSubscribedToTopic (86)
+    └── OffsetMetadataTooLarge (12)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ __all__ = [
     "MessageTooLarge",
     "NonEmptyGroup",
     "NotCoordinator",
+    "OffsetMetadataTooLarge",
     "OffsetOutOfRange",
     "OutOfOrderSequenceNumber",
     "PolicyViolation",
@@ -94,6 +96,9 @@ CorruptRecord = _error("CorruptRecord", 2, "A record batch failed its length, ma
 UnknownTopicOrPartition = _error("UnknownTopicOrPartition", 3, "No such topic or partition.")
 InvalidFetchSize = _error("InvalidFetchSize", 4, "The fetch size is invalid.")
 MessageTooLarge = _error("MessageTooLarge", 10, "A batch is larger than max.message.bytes.")
+OffsetMetadataTooLarge = _error(
+    "OffsetMetadataTooLarge", 12, "The committed offset metadata is too large."
+)
 CoordinatorNotAvailable = _error("CoordinatorNotAvailable", 15, "The coordinator is not available.")
 NotCoordinator = _error("NotCoordinator", 16, "This broker is not the coordinator.")
 InvalidTopic = _error("InvalidTopic", 17, "The topic name is invalid.")

@@ -1,1 +1,47 @@
-"""backbone.broker.protocol"""
+"""backbone.broker.protocol: the Kafka wire-protocol codec, sans-I/O.
+
+Bytes in, typed messages out; no sockets. The server calls
+``read_request_header`` on each request frame, ``REQUESTS[api_key].decode`` on
+the body, and ``encode_response(..., response.encode_chunks(version))`` on
+the answer. The message classes are generated from Kafka's JSON message
+schemas (``_generated/``, see ``generate.py``); the wire primitives are in
+``_types.py``; headers and framing in ``_header.py``.
+
+Deviations from the agreed "Codec" interface (BROKER_API.md): none in the API. Note that the
+schemas in kafka-python 3.0.x are Kafka 4's, which dropped old versions:
+ProduceRequest/Response are 3-13, Fetch 4-18, ListOffsets 1-11, OffsetCommit
+2-10, OffsetFetch 1-10, CreateTopics 2-7, DeleteTopics 1-6, DescribeConfigs
+1-4, OffsetForLeaderEpoch 2-4. ``Cls.decode`` raises CodecError for a version
+outside ``min_version..max_version``. ``flexible_from`` is None for a schema
+without flexible versions (SaslHandshake, OffsetDelete, ...).
+"""
+
+from ._generated import *  # noqa: F403
+from ._generated import API_NAMES, REQUESTS, RESPONSES
+from ._header import (
+    RequestHeader,
+    encode_request_header,
+    encode_response,
+    read_request_header,
+    read_response_header,
+    request_header_version,
+    response_header_version,
+)
+from ._types import CodecError, FieldSpec, Message, Struct
+
+__all__ = [
+    "API_NAMES",
+    "REQUESTS",
+    "RESPONSES",
+    "CodecError",
+    "FieldSpec",
+    "Message",
+    "RequestHeader",
+    "Struct",
+    "encode_request_header",
+    "encode_response",
+    "read_request_header",
+    "read_response_header",
+    "request_header_version",
+    "response_header_version",
+]

@@ -1,1 +1,504 @@
-"""backbone.broker.server"""
+"""The broker's TCP server: size-prefixed frames in, responses out, in request order.
+
+This is the only module of the broker that touches sockets. It knows nothing of
+the Kafka messages beyond the frame layout; decoding, handling and encoding are
+the job of the ``dispatch`` callable it is given (``handlers.Dispatcher``).
+
+Per connection::
+
+    reader task ── reads a 4-byte big-endian size, checks it against
+                   ``max_frame_bytes`` BEFORE reading (allocating) the body,
+                   starts one task per request (``dispatch(frame, connection)``)
+                   and queues it; a full queue stops reading (backpressure).
+    writer task ── awaits the queued tasks strictly in arrival order and writes
+                   each response (bytes chunks, or ``os.sendfile`` for log file
+                   slices), so responses leave in request order while requests
+                   are processed concurrently (a Produce waiting for fsync does
+                   not hold up the decoding of the next request).
+
+A frame that cannot be answered (oversized, negative size, undecodable header)
+closes that connection with a WARNING naming the peer and the API key; the
+dispatcher raises :class:`CloseConnection` for those. Anything else a dispatch
+raises is a bug: logged with its traceback, that connection is closed; every
+other connection keeps working.
+
+Shutdown (:meth:`KafkaServer.close`): stop accepting, stop reading, let the
+in-flight responses drain for a bounded grace period, then cancel what is left
+(and log it) and close the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "CloseConnection",
+    "Connection",
+    "Dispatch",
+    "KafkaServer",
+    "ResponseFilter",
+    "ResponseInfo",
+]
+
+logger = logging.getLogger(__name__)
+
+_SIZE = struct.Struct(">i")
+_KEY_VERSION = struct.Struct(">hh")
+#: Slices smaller than this are read and written as bytes: cheaper than a sendfile round.
+_SENDFILE_MIN_BYTES = 64 * 1024
+#: How many requests of one connection may be in flight before reading pauses.
+_MAX_IN_FLIGHT = 128
+
+
+class CloseConnection(Exception):
+    """Raised by a dispatch when no response can be built: the server closes the connection.
+
+    The message says why; the server logs it at WARNING with the peer and API key.
+    """
+
+
+class FileSliceLike(Protocol):
+    """A byte range of an open file (the log's ``FileSlice``), sent with ``sendfile``."""
+
+    position: int
+    length: int
+
+    def fileno(self) -> int: ...
+
+    def read(self) -> bytes: ...
+
+    def __len__(self) -> int: ...
+
+
+Chunk = bytes | bytearray | memoryview | Any
+"""A piece of a response: bytes-like, or a file slice (anything with ``fileno``)."""
+
+
+@dataclass(slots=True)
+class Connection:
+    """Per-connection state handed to the dispatcher with every frame.
+
+    ``produce_lane`` serialises the append phase of Produce requests of this
+    connection so pipelined idempotent batches are appended in request order.
+    ``attributes`` is free per-connection storage for handlers (e.g. SASL state).
+    """
+
+    id: int
+    peer: str
+    produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What a :data:`ResponseFilter` sees about a response about to be written."""
+
+    peer: str
+    api_key: int
+    api_version: int
+    correlation_id: int
+
+
+ResponseFilter = Callable[[ResponseInfo], bool]
+"""Test seam: called before each response is written; False = close the connection
+instead of writing it (simulates a response lost after the request took effect)."""
+
+Dispatch = Callable[[memoryview, Connection], Awaitable[Sequence[Chunk] | None]]
+"""Decode, handle and encode one request frame (without its size prefix).
+
+Returns the response as chunks (size prefix included), or None when no response
+is due (Produce with acks=0). Raises :class:`CloseConnection` when the frame
+cannot be answered.
+"""
+
+
+def _frame_header(frame: memoryview | bytes) -> tuple[int, int, int]:
+    """(api_key, api_version, correlation_id) peeked from a frame; -1 where too short."""
+    if len(frame) >= 8:
+        key, version, correlation_id = struct.unpack_from(">hhi", frame, 0)
+        return key, version, correlation_id
+    if len(frame) >= 4:
+        key, version = _KEY_VERSION.unpack_from(frame, 0)
+        return key, version, -1
+    return -1, -1, -1
+
+
+class KafkaServer:
+    """An asyncio TCP listener speaking Kafka framing; an async context manager.
+
+    Created by :class:`backbone.broker.Broker`; ``dispatch`` is the handler
+    registry's entry point. ``port`` is the bound port after start (useful with 0).
+    """
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_frame_bytes: int = 100 * 1024 * 1024,
+        idle_timeout_s: float = 600.0,
+        shutdown_grace_s: float = 5.0,
+        response_filter: ResponseFilter | None = None,
+    ) -> None:
+        self._dispatch = dispatch
+        self._host = host
+        self._port = port
+        self.max_frame_bytes = max_frame_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.response_filter = response_filter
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._connections: dict[int, _ConnectionRunner] = {}
+        self._ids = itertools.count(1)
+        self._closing = False
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (after :meth:`start`)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connection_count(self) -> int:
+        """How many client connections are open right now."""
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        self._server = await asyncio.start_server(
+            self._on_client, self._host, self._port, limit=1 << 20, reuse_address=True
+        )
+        logger.info("listening on %s:%d", self._host, self.port)
+
+    async def __aenter__(self) -> KafkaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting, drain in-flight responses (bounded by the grace), close all."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        runners = list(self._connections.values())
+        for runner in runners:
+            runner.stop_reading()
+        if runners:
+            _done, pending = await asyncio.wait(
+                [asyncio.ensure_future(r.drained.wait()) for r in runners],
+                timeout=self.shutdown_grace_s,
+            )
+            for waiter in pending:
+                waiter.cancel()
+            if pending:
+                logger.warning(
+                    "shutdown grace of %.1fs over: cancelling %d connection(s) with "
+                    "requests in flight",
+                    self.shutdown_grace_s,
+                    len(pending),
+                )
+            await asyncio.gather(*pending, return_exceptions=True)
+        for runner in runners:
+            runner.abort()
+        handlers = list(self._handlers)
+        if handlers:
+            await asyncio.gather(*handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        logger.info("server stopped")
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        runner = _ConnectionRunner(self, Connection(next(self._ids), peer), reader, writer)
+        self._connections[runner.connection.id] = runner
+        try:
+            if self._closing:
+                return
+            await runner.run()
+        finally:
+            self._connections.pop(runner.connection.id, None)
+            self._handlers.discard(task)
+
+
+class _ConnectionRunner:
+    """Reader and writer of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        server: KafkaServer,
+        connection: Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.server = server
+        self.connection = connection
+        self.reader = reader
+        self.writer = writer
+        self.queue: asyncio.Queue[tuple[asyncio.Task[Sequence[Chunk] | None], bytes] | None] = (
+            asyncio.Queue(_MAX_IN_FLIGHT)
+        )
+        self.drained = asyncio.Event()
+        self._reader_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._requests: set[asyncio.Task[Sequence[Chunk] | None]] = set()
+
+    @property
+    def peer(self) -> str:
+        return self.connection.peer
+
+    async def run(self) -> None:
+        self._reader_task = asyncio.create_task(self._read_loop())
+        self._writer_task = asyncio.create_task(self._write_loop())
+        try:
+            await asyncio.gather(self._reader_task, self._writer_task, return_exceptions=True)
+            for task in (self._reader_task, self._writer_task):
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    logger.error("connection %s failed", self.peer, exc_info=(type(exc), exc, None))
+        finally:
+            self.connection.closing.set()
+            for request in self._requests:
+                request.cancel()
+            if self._requests:
+                await asyncio.gather(*self._requests, return_exceptions=True)
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+            self.drained.set()
+
+    def stop_reading(self) -> None:
+        """Shutdown step 1: read no more requests; the writer finishes the queued ones."""
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        else:
+            self.drained.set()
+
+    def abort(self) -> None:
+        """Shutdown step 2: cancel everything still running on this connection."""
+        self.connection.closing.set()
+        for task in (self._reader_task, self._writer_task):
+            if task is not None:
+                task.cancel()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                head = await self._read_size()
+                if head is None:
+                    return
+                (size,) = _SIZE.unpack(head)
+                if size < 0 or size > self.server.max_frame_bytes:
+                    await self._refuse_size(size)
+                    return
+                frame = await self.reader.readexactly(size)
+                request = asyncio.create_task(
+                    self.server._dispatch(memoryview(frame), self.connection)
+                )
+                self._requests.add(request)
+                request.add_done_callback(self._requests.discard)
+                await self.queue.put((request, frame[:8]))
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                logger.warning(
+                    "connection %s closed in the middle of a frame (%d bytes of it read)",
+                    self.peer,
+                    len(exc.partial),
+                )
+        except (ConnectionError, OSError) as exc:
+            logger.debug("connection %s: read failed: %s", self.peer, exc)
+        finally:
+            # Tell the writer: nothing more comes; it finishes the queue and exits.
+            # (a full queue is fine: the writer exits once the reader is done and
+            # the queue is empty)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+
+    async def _read_size(self) -> bytes | None:
+        """The next 4-byte size prefix; None at a clean end of stream or idle timeout."""
+        while True:
+            try:
+                async with asyncio.timeout(self.server.idle_timeout_s):
+                    return await self.reader.readexactly(4)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise
+                return None
+            except TimeoutError:
+                if self._requests or not self.queue.empty():
+                    continue  # a long poll is in flight: the connection is not idle
+                logger.info(
+                    "closing connection %s: idle for %.0fs", self.peer, self.server.idle_timeout_s
+                )
+                return None
+
+    async def _refuse_size(self, size: int) -> None:
+        """An oversized or negative frame: peek its API key for the log, then close."""
+        api = "unknown"
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                peek = await self.reader.readexactly(4)
+            key, version = _KEY_VERSION.unpack(peek)
+            api = f"{key} v{version}"
+        logger.warning(
+            "closing connection %s: frame of %d bytes (api key %s) is outside the limit "
+            "of 0..%d bytes (max_frame_bytes)",
+            self.peer,
+            size,
+            api,
+            self.server.max_frame_bytes,
+        )
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                if (
+                    self.queue.empty()
+                    and self._reader_task is not None
+                    and self._reader_task.done()
+                ):
+                    return
+                item = await self.queue.get()
+                if item is None:
+                    return
+                request, head = item
+                if not await self._write_response(request, head):
+                    return
+        finally:
+            if self._reader_task is not None and not self._reader_task.done():
+                self._reader_task.cancel()
+
+    async def _write_response(
+        self, request: asyncio.Task[Sequence[Chunk] | None], head: bytes
+    ) -> bool:
+        """Write one response; False = the connection must close."""
+        key, version, correlation_id = _frame_header(head)
+        try:
+            chunks = await request
+        except CloseConnection as exc:
+            logger.warning(
+                "closing connection %s (api key %d v%d, correlation id %d): %s",
+                self.peer,
+                key,
+                version,
+                correlation_id,
+                exc,
+            )
+            return False
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if request.cancelled() and not (current is not None and current.cancelling()):
+                return False
+            raise
+        except Exception:
+            logger.exception(
+                "closing connection %s: request (api key %d v%d) failed without a response",
+                self.peer,
+                key,
+                version,
+            )
+            return False
+        if chunks is None:
+            return True
+        response_filter = self.server.response_filter
+        if response_filter is not None and not response_filter(
+            ResponseInfo(self.peer, key, version, correlation_id)
+        ):
+            logger.info("response filter dropped connection %s before a response", self.peer)
+            return False
+        try:
+            await self._write_chunks(chunks)
+        except (ConnectionError, OSError) as exc:
+            logger.debug("connection %s: write failed: %s", self.peer, exc)
+            return False
+        return True
+
+    async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        writer = self.writer
+        transport = writer.transport
+        pending: list[Any] = []
+        for chunk in chunks:
+            if isinstance(chunk, bytes | bytearray | memoryview):
+                pending.append(chunk)
+                continue
+            size = len(chunk)
+            if size == 0:
+                continue
+            if size < _SENDFILE_MIN_BYTES or not hasattr(chunk, "fileno"):
+                pending.append(chunk.read())
+                continue
+            if pending:
+                writer.writelines(pending)
+                pending = []
+            await self._sendfile(transport, chunk)
+        if pending:
+            writer.writelines(pending)
+        await writer.drain()
+
+    async def _sendfile(self, transport: asyncio.BaseTransport, chunk: FileSliceLike) -> None:
+        """Zero-copy send of a file slice; falls back to read+write when not possible."""
+        loop = asyncio.get_running_loop()
+        if (
+            isinstance(transport, asyncio.WriteTransport)
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            file = _SliceFile(chunk.fileno())
+            try:
+                sent = await loop.sendfile(
+                    transport, file, chunk.position, chunk.length, fallback=False
+                )
+            except (asyncio.SendfileNotAvailableError, NotImplementedError, ValueError):
+                sent = 0
+            else:
+                if sent != chunk.length:
+                    raise ConnectionError(f"sendfile sent {sent} of {chunk.length} bytes")
+                return
+        self.writer.write(chunk.read())
+        await self.writer.drain()
+
+
+class _SliceFile:
+    """A stand-in file for ``loop.sendfile`` over a duplicated descriptor.
+
+    asyncio's native sendfile moves the descriptor's file position when it is
+    done; a private ``dup``-free wrapper cannot avoid that for a shared
+    descriptor, so the position is restored afterwards by not exposing ``seek``
+    (asyncio then uses ``os.lseek`` on ``fileno``). The log reads with
+    ``os.pread`` and appends with ``O_APPEND`` writes, so the position of the
+    shared descriptor is never relied upon.
+    """
+
+    mode = "rb"
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return offset

@@ -1,0 +1,248 @@
+"""Assembly of the broker: ``BrokerConfig``, the ``Broker`` context manager and ``serve``.
+
+``Broker(config)`` owns, in one AsyncExitStack: the ``LogManager`` (topics,
+partitions, recovery, retention), the ``GroupCoordinator`` (consumer groups,
+committed offsets) and the ``KafkaServer`` (sockets), wired together through
+the handler registry. Exit = clean shutdown: stop accepting, drain in-flight
+responses (bounded grace), close the group coordinator and the logs.
+
+Used by tests and the gateway runtime (embedded mode) as
+``async with Broker(BrokerConfig(data_dir=...)) as broker: broker.bootstrap``;
+by ``python -m backbone.broker`` and ``backbone broker`` through :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .handlers import build_registry
+from .handlers.base import BrokerState
+from .handlers.dispatch import Dispatcher
+from .log import LogConfig, LogManager
+from .server import KafkaServer, ResponseFilter
+
+__all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
+
+logger = logging.getLogger(__name__)
+
+FlushPolicy = Literal["always", "interval", "os"]
+
+
+def parse_listener(value: str) -> tuple[str, int]:
+    """``"host:port"`` -> (host, port); raises ValueError with a clear message."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listener {value!r} must look like host:port, e.g. 127.0.0.1:9092")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class BrokerConfig:
+    """Settings of one broker; every field has a default except ``data_dir``.
+
+    ``port=0`` binds any free port (read it back from ``Broker.port``).
+    ``advertised_host``/``advertised_port`` are what Metadata tells clients
+    (None = the listen address; set them when clients reach the broker through
+    another address, e.g. a container port mapping). ``log_defaults`` are the
+    topic config defaults (``LogConfig``), overridable per topic.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+    node_id: int = 0
+    cluster_id: str | None = None
+    max_frame_bytes: int = 100 * 1024 * 1024
+    idle_timeout_s: float = 600.0
+    shutdown_grace_s: float = 5.0
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    flush: FlushPolicy = "always"
+    flush_interval_ms: int = 1000
+    log_defaults: LogConfig | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.flush not in ("always", "interval", "os"):
+            raise ValueError(f"flush must be 'always', 'interval' or 'os' (got {self.flush!r})")
+        if self.max_frame_bytes < 1024:
+            raise ValueError(f"max_frame_bytes must be at least 1024 (got {self.max_frame_bytes})")
+        if self.default_partitions < 1:
+            raise ValueError(
+                f"default_partitions must be at least 1 (got {self.default_partitions})"
+            )
+
+
+def _load_cluster_id(data_dir: Path) -> str:
+    """The cluster id stored in ``<data_dir>/cluster.id`` (created once, like Kafka's meta)."""
+    path = data_dir / "cluster.id"
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    tmp.replace(path)
+    return value
+
+
+class Broker:
+    """A running broker; an async context manager (see the module docstring).
+
+    ``response_filter`` is a test seam: called before every response is
+    written, returning False closes the connection instead (a lost response).
+    ``clock`` is injected into the log manager and the group coordinator.
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        response_filter: ResponseFilter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.response_filter = response_filter
+        self.clock = clock
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._server: KafkaServer | None = None
+        self._state: BrokerState | None = None
+        self.logs: LogManager
+        self.groups: Any = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._server is None:
+            raise RuntimeError("the broker is not running")
+        return self._server.port
+
+    @property
+    def host(self) -> str:
+        return self.config.advertised_host or self.config.host
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for clients' ``bootstrap_servers``."""
+        return f"{self.host}:{self.config.advertised_port or self.port}"
+
+    @property
+    def server(self) -> KafkaServer:
+        if self._server is None:
+            raise RuntimeError("the broker is not running")
+        return self._server
+
+    async def __aenter__(self) -> Broker:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if config.cluster_id is None:
+            config.cluster_id = _load_cluster_id(config.data_dir)
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            log_kwargs: dict[str, Any] = {
+                "flush": config.flush,
+                "flush_interval_ms": config.flush_interval_ms,
+                "clock": self.clock,
+            }
+            if config.log_defaults is not None:
+                log_kwargs["defaults"] = config.log_defaults
+            self.logs = await stack.enter_async_context(LogManager(config.data_dir, **log_kwargs))
+            self.groups = await self._start_groups(stack)
+            state = BrokerState(config=config, logs=self.logs, groups=self.groups, clock=self.clock)
+            state.registry = build_registry()
+            self._state = state
+            server = KafkaServer(
+                Dispatcher(state, state.registry),
+                host=config.host,
+                port=config.port,
+                max_frame_bytes=config.max_frame_bytes,
+                idle_timeout_s=config.idle_timeout_s,
+                shutdown_grace_s=config.shutdown_grace_s,
+                response_filter=self.response_filter,
+            )
+            await server.start()
+            self._server = server
+            if config.port == 0 and config.advertised_port is None:
+                config.port = server.port
+            stack.push_async_callback(self._stop_server)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        logger.info(
+            "broker %d (cluster %s) serving %s, data in %s",
+            config.node_id,
+            config.cluster_id,
+            self.bootstrap,
+            config.data_dir,
+        )
+        return self
+
+    async def _start_groups(self, stack: contextlib.AsyncExitStack) -> Any:
+        try:
+            from .groups import GroupCoordinator
+        except ImportError:  # the group coordinator is not built yet
+            return None
+        coordinator = GroupCoordinator(self.config.data_dir, clock=self.clock)
+        return await stack.enter_async_context(coordinator)
+
+    async def _stop_server(self) -> None:
+        if self._state is not None:
+            self._state.stopping.set()
+        if self._server is not None:
+            await self._server.close()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        logger.info("broker stopped")
+
+
+async def run_until_signalled(config: BrokerConfig) -> None:
+    """Run a broker until SIGINT or SIGTERM, then stop it cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Broker(config):
+            await stop.wait()
+            logger.info("signal received: stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def serve(
+    listen: str = "127.0.0.1:9092",
+    data_dir: Path | str = "./data",
+    advertised_listener: str | None = None,
+    **options: Any,
+) -> None:
+    """Run a broker in the foreground until SIGINT/SIGTERM (blocking).
+
+    ``listen`` and ``advertised_listener`` are ``host:port``; ``options`` are
+    further :class:`BrokerConfig` fields (``flush="interval"``,
+    ``auto_create_topics=False``...). Called by ``python -m backbone.broker``
+    and the CLI's ``backbone broker``. Raises ValueError for bad options.
+    """
+    host, port = parse_listener(listen)
+    if advertised_listener is not None:
+        options["advertised_host"], options["advertised_port"] = parse_listener(advertised_listener)
+    config = BrokerConfig(data_dir=Path(data_dir), host=host, port=port, **options)
+    asyncio.run(run_until_signalled(config))

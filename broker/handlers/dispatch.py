@@ -1,0 +1,156 @@
+"""The dispatcher: one request frame in, response chunks out (sans-I/O; the server calls it).
+
+``Dispatcher.__call__(frame, connection)`` is the server's ``dispatch``:
+
+1. read the request header (undecodable -> :class:`CloseConnection`);
+2. find the handler; an unknown API key closes the connection (no response
+   schema exists to answer with); a version outside the handler's range gets
+   UNSUPPORTED_VERSION (35) — ApiVersions with a v0 body carrying the supported
+   ranges so the client steps down, any other API with the response skeleton
+   at the requested version (or the connection is closed if the codec cannot
+   encode that version);
+3. decode the body (malformed -> :class:`CloseConnection`, logged at WARNING by
+   the server with peer and API key);
+4. call the handler; a domain error escaping it is answered in the skeleton's
+   ``error_code`` fields; any other exception is a bug: logged with its
+   traceback and answered UNKNOWN_SERVER_ERROR (-1);
+5. encode the response with the right response header version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import UnsupportedVersion
+from ..protocol import (
+    API_NAMES,
+    REQUESTS,
+    RESPONSES,
+    CodecError,
+    RequestHeader,
+    encode_response,
+    read_request_header,
+    response_header_version,
+)
+from ..server import CloseConnection, Connection
+from .base import BrokerState, Handler, RequestContext, error_code, error_message
+
+__all__ = ["API_VERSIONS_KEY", "Dispatcher", "fill_errors"]
+
+logger = logging.getLogger(__name__)
+
+API_VERSIONS_KEY = 18
+
+
+def fill_errors(response: Any, code: int, message: str | None) -> Any:
+    """Set every top-level ``error_code`` (and ``error_message``) field of a response."""
+    names = {f.name for f in dataclasses.fields(response)}
+    if "error_code" in names:
+        response.error_code = code
+    if message is not None and "error_message" in names:
+        response.error_message = message
+    return response
+
+
+class Dispatcher:
+    """Decodes a frame, runs its handler, encodes the answer (see the module docstring)."""
+
+    def __init__(self, state: BrokerState, registry: Mapping[int, Handler]) -> None:
+        self.state = state
+        self.registry = registry
+
+    def api_name(self, api_key: int) -> str:
+        return API_NAMES.get(api_key, f"api key {api_key}")
+
+    async def __call__(self, frame: memoryview, connection: Connection) -> Sequence[Any] | None:
+        try:
+            header, offset = read_request_header(frame)
+        except CodecError as exc:
+            raise CloseConnection(f"undecodable request header: {exc}") from None
+        key, version = header.api_key, header.api_version
+        handler = self.registry.get(key)
+        if handler is None:
+            raise CloseConnection(f"{self.api_name(key)} v{version} is not served by this broker")
+        if not handler.min_version <= version <= handler.max_version:
+            return self._unsupported_version(header, handler, connection)
+        request_cls = REQUESTS[key]
+        if not request_cls.min_version <= version <= request_cls.max_version:
+            raise CloseConnection(
+                f"{self.api_name(key)} v{version} cannot be decoded (this broker reads "
+                f"v{request_cls.min_version}-v{request_cls.max_version}"
+                + (
+                    "; Produce v0-v2 carry message formats v0/v1, which are not supported)"
+                    if key == 0
+                    else ")"
+                )
+            )
+        try:
+            request, _ = request_cls.decode(frame, offset, version)
+        except CodecError as exc:
+            raise CloseConnection(
+                f"malformed {self.api_name(key)} v{version} request: {exc}"
+            ) from None
+        ctx = RequestContext(self.state, header, connection)
+        try:
+            response = await handler.func(ctx, request)
+        except asyncio.CancelledError:
+            raise
+        except CloseConnection:
+            raise
+        except Exception as exc:
+            code = error_code(exc)
+            if code == -1:
+                logger.exception(
+                    "bug: %s v%d handler failed (peer %s, correlation id %d)",
+                    self.api_name(key),
+                    version,
+                    connection.peer,
+                    header.correlation_id,
+                )
+            response = fill_errors(RESPONSES[key](), code, error_message(exc))
+        if response is None:
+            return None
+        return self.encode(header, response)
+
+    def encode(self, header: RequestHeader, response: Any) -> Sequence[Any]:
+        """The response frame as chunks: size prefix, response header, body chunks."""
+        version = header.api_version
+        body = response.encode_chunks(version)
+        return encode_response(
+            response_header_version(header.api_key, version), header.correlation_id, body
+        )
+
+    def _unsupported_version(
+        self, header: RequestHeader, handler: Handler, connection: Connection
+    ) -> Sequence[Any]:
+        key, version = header.api_key, header.api_version
+        logger.warning(
+            "%s v%d from %s is not supported (supported: v%d-v%d): answering UNSUPPORTED_VERSION",
+            self.api_name(key),
+            version,
+            connection.peer,
+            handler.min_version,
+            handler.max_version,
+        )
+        if key == API_VERSIONS_KEY:
+            from .metadata import api_versions_response
+
+            response = api_versions_response(self.registry, UnsupportedVersion.code)
+            return encode_response(0, header.correlation_id, response.encode_chunks(0))
+        cls = RESPONSES[key]
+        if not cls.min_version <= version <= cls.max_version:
+            raise CloseConnection(
+                f"{self.api_name(key)} v{version} is not supported "
+                f"(v{handler.min_version}-v{handler.max_version}) and cannot be answered"
+            )
+        response = fill_errors(
+            cls(),
+            UnsupportedVersion.code,
+            f"{self.api_name(key)} v{version} is not supported by this broker "
+            f"(v{handler.min_version}-v{handler.max_version})",
+        )
+        return self.encode(header, response)

@@ -1,0 +1,141 @@
+"""Produce: append record batches to partition logs (no per-record work).
+
+Versions 0-11 are advertised (librdkafka disables compression unless v0 is
+advertised, as Kafka 4 does) but v0-v2 (message formats v0/v1) are refused
+per partition with UNSUPPORTED_VERSION. acks=0 sends no response; acks=1
+answers after the write, acks=-1 after fsync (the log's group commit).
+
+Appends of one connection start in request order: the partition appends of a
+request are started under the connection's ``produce_lane`` (so pipelined
+idempotent batches reach the log in sequence order) and awaited outside it
+(so a request waiting for fsync does not hold up the next one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..errors import (
+    BrokerError,
+    InvalidRequiredAcks,
+    UnknownTopicOrPartition,
+    UnsupportedVersion,
+)
+from ..protocol import ProduceResponse
+from .base import Handler, RequestContext, error_code, error_message, handlers
+from .metadata import ensure_topic
+
+__all__ = ["HANDLERS"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_RECORD_FORMAT_VERSION = 3
+
+PartitionResponse = ProduceResponse.PartitionProduceResponse
+
+
+def _error(index: int, exc: BaseException, *, log_start_offset: int = -1) -> Any:
+    return PartitionResponse(
+        index=index,
+        error_code=error_code(exc),
+        base_offset=-1,
+        log_append_time_ms=-1,
+        log_start_offset=log_start_offset,
+        error_message=error_message(exc),
+    )
+
+
+async def handle_produce(ctx: RequestContext, request: Any) -> Any:
+    """Produce v0-11 (v0-v2 refused): append each partition's batches, answer per partition."""
+    version = ctx.api_version
+    acks = request.acks
+    refusal: BrokerError | None = None
+    if version < _MIN_RECORD_FORMAT_VERSION:
+        refusal = UnsupportedVersion(
+            f"Produce v{version} (message format v0/v1) is not supported: "
+            f"use Produce v{_MIN_RECORD_FORMAT_VERSION}+ (record batches, magic 2)"
+        )
+    elif acks not in (-1, 0, 1):
+        refusal = InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
+    elif request.transactional_id is not None:
+        refusal = UnsupportedVersion("transactional produce is not supported by this broker")
+
+    # (topic name, [(partition index, task or error)])
+    plan: list[tuple[str, list[tuple[int, asyncio.Task[Any] | BaseException]]]] = []
+    tasks: list[asyncio.Task[Any]] = []
+    async with ctx.connection.produce_lane:
+        for topic_data in request.topic_data:
+            entries: list[tuple[int, asyncio.Task[Any] | BaseException]] = []
+            plan.append((topic_data.name, entries))
+            topic: Any = None
+            topic_error: BaseException | None = refusal
+            if topic_error is None:
+                try:
+                    topic = await ensure_topic(ctx, topic_data.name)
+                except BrokerError as exc:
+                    topic_error = exc
+            for partition_data in topic_data.partition_data:
+                index = partition_data.index
+                if topic_error is not None:
+                    entries.append((index, topic_error))
+                    continue
+                if not 0 <= index < len(topic.partitions):
+                    entries.append(
+                        (
+                            index,
+                            UnknownTopicOrPartition(
+                                f"topic {topic_data.name!r} has no partition {index}"
+                            ),
+                        )
+                    )
+                    continue
+                records = partition_data.records
+                if records is None:
+                    records = b""
+                task = asyncio.create_task(topic.partitions[index].append(records, acks=acks))
+                tasks.append(task)
+                entries.append((index, task))
+    if tasks:
+        await asyncio.wait(tasks)
+    if acks == 0:
+        for task in tasks:
+            if task.exception() is not None:
+                logger.warning("acks=0 produce from %s failed: %s", ctx.peer, task.exception())
+        return None
+    responses = []
+    for name, entries in plan:
+        partitions = []
+        for index, outcome in entries:
+            if isinstance(outcome, BaseException):
+                partitions.append(_error(index, outcome))
+                continue
+            exc = outcome.exception()
+            if exc is not None:
+                if not isinstance(exc, BrokerError):
+                    logger.error(
+                        "bug: append to %s-%d failed",
+                        name,
+                        index,
+                        exc_info=(type(exc), exc, exc.__traceback__),
+                    )
+                partitions.append(_error(index, exc))
+                continue
+            result = outcome.result()
+            partitions.append(
+                PartitionResponse(
+                    index=index,
+                    error_code=0,
+                    base_offset=result.base_offset,
+                    log_append_time_ms=result.log_append_time_ms,
+                    log_start_offset=result.log_start_offset,
+                )
+            )
+        responses.append(
+            ProduceResponse.TopicProduceResponse(name=name, partition_responses=partitions)
+        )
+    return ProduceResponse(responses=responses, throttle_time_ms=0)
+
+
+HANDLERS = handlers(Handler(0, 0, 11, handle_produce))

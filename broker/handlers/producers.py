@@ -1,0 +1,33 @@
+"""InitProducerId v0-5: producer ids for idempotent (non-transactional) producers.
+
+Every call allocates a fresh producer id (epoch 0) from the log manager's
+persisted counter, including the v3+ re-initialisation of a known producer:
+a new id is as good as a bumped epoch for an idempotent producer.
+Transactional ids are refused (transactions are not supported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol import InitProducerIdResponse
+from .base import Handler, RequestContext, handlers
+
+__all__ = ["HANDLERS"]
+
+INVALID_REQUEST = 42
+
+
+async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
+    """InitProducerId v0-5: allocate a producer id; refuse transactional ids."""
+    if request.transactional_id is not None:
+        return InitProducerIdResponse(
+            throttle_time_ms=0, error_code=INVALID_REQUEST, producer_id=-1, producer_epoch=-1
+        )
+    producer_id = ctx.logs.allocate_producer_id()
+    return InitProducerIdResponse(
+        throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0
+    )
+
+
+HANDLERS = handlers(Handler(22, 0, 5, handle_init_producer_id))

@@ -23,13 +23,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .handlers import build_registry
 from .handlers.base import BrokerState
 from .handlers.dispatch import Dispatcher
-from .log import LogConfig, LogManager
 from .server import KafkaServer, ResponseFilter
+
+if TYPE_CHECKING:
+    from .log import LogConfig, LogManager
 
 __all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
 
@@ -150,6 +152,8 @@ class Broker:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         if config.cluster_id is None:
             config.cluster_id = _load_cluster_id(config.data_dir)
+        from .log import LogManager
+
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:

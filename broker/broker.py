@@ -20,13 +20,13 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .handlers import build_registry
-from .handlers.base import BrokerState
+from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
 from .server import KafkaServer, ResponseFilter
 
@@ -107,6 +107,8 @@ class Broker:
     ``response_filter`` is a test seam: called before every response is
     written, returning False closes the connection instead (a lost response).
     ``clock`` is injected into the log manager and the group coordinator.
+    ``handlers`` replaces or adds entries of the handler registry (a seam for
+    tests and extensions; ApiVersions advertises them like the built-ins).
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class Broker:
         *,
         response_filter: ResponseFilter | None = None,
         clock: Callable[[], float] = time.time,
+        handlers: Mapping[int, Handler] | None = None,
     ) -> None:
         self.config = config
+        self.handler_overrides = dict(handlers or {})
         self.response_filter = response_filter
         self.clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
@@ -167,7 +171,7 @@ class Broker:
             self.logs = await stack.enter_async_context(LogManager(config.data_dir, **log_kwargs))
             self.groups = await self._start_groups(stack)
             state = BrokerState(config=config, logs=self.logs, groups=self.groups, clock=self.clock)
-            state.registry = build_registry()
+            state.registry = {**build_registry(), **self.handler_overrides}
             self._state = state
             server = KafkaServer(
                 Dispatcher(state, state.registry),
@@ -201,7 +205,7 @@ class Broker:
             from .groups import GroupCoordinator
         except ImportError:  # the group coordinator is not built yet
             return None
-        coordinator = GroupCoordinator(self.config.data_dir, clock=self.clock)
+        coordinator = GroupCoordinator(self.config.data_dir)
         return await stack.enter_async_context(coordinator)
 
     async def _stop_server(self) -> None:

@@ -30,7 +30,7 @@ def _list_offset(partition_log: Any, timestamp: int) -> tuple[int, int]:
     if timestamp == LATEST:
         return partition_log.high_watermark, -1
     if timestamp == MAX_TIMESTAMP:
-        found = partition_log.max_timestamp()
+        found = partition_log.max_timestamp_offset()
         return (found[0], found[1]) if found is not None else (-1, -1)
     found = partition_log.offset_for_timestamp(timestamp)
     return (found[0], found[1]) if found is not None else (-1, -1)

@@ -1,0 +1,390 @@
+"""The broker's server on raw sockets: framing, hostile frames, ApiVersions rules, pipelining.
+
+Requests are built by hand with ``struct`` (not with our codec), so these tests
+check the bytes on the wire independently of the generated codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backbone.broker import Broker, BrokerConfig
+from backbone.broker.handlers.base import Handler
+
+pytestmark = pytest.mark.timeout(60)
+
+# The version ranges the broker must advertise (issue 3).
+EXPECTED = {
+    0: (0, 11),  # Produce
+    1: (4, 12),  # Fetch
+    2: (1, 7),  # ListOffsets
+    3: (0, 12),  # Metadata
+    18: (0, 4),  # ApiVersions
+    19: (2, 7),  # CreateTopics
+    20: (1, 6),  # DeleteTopics
+    21: (0, 2),  # DeleteRecords
+    22: (0, 5),  # InitProducerId
+    23: (2, 4),  # OffsetForLeaderEpoch
+    32: (1, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    37: (0, 3),  # CreatePartitions
+    44: (0, 1),  # IncrementalAlterConfigs
+    60: (0, 1),  # DescribeCluster
+}
+
+
+def header_v1(api_key: int, version: int, correlation_id: int, client_id: str = "raw") -> bytes:
+    raw = client_id.encode()
+    return struct.pack(">hhih", api_key, version, correlation_id, len(raw)) + raw
+
+
+def header_v2(api_key: int, version: int, correlation_id: int, client_id: str = "raw") -> bytes:
+    return header_v1(api_key, version, correlation_id, client_id) + b"\x00"
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def api_versions_request(version: int, correlation_id: int) -> bytes:
+    if version >= 3:
+        body = b"\x04raw\x041.0\x00"  # compact strings "raw", "1.0", no tagged fields
+        return frame(header_v2(18, version, correlation_id) + body)
+    return frame(header_v1(18, version, correlation_id))
+
+
+def metadata_request_v1(correlation_id: int, topics: list[str] | None = None) -> bytes:
+    if topics is None:
+        body = struct.pack(">i", -1)
+    else:
+        body = struct.pack(">i", len(topics))
+        for name in topics:
+            body += struct.pack(">h", len(name)) + name.encode()
+    return frame(header_v1(3, 1, correlation_id) + body)
+
+
+def uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def parse_api_versions(body: bytes, version: int) -> tuple[int, dict[int, tuple[int, int]]]:
+    """(error code, {api key: (min, max)}); asserts every byte is accounted for."""
+    (error,) = struct.unpack_from(">h", body, 0)
+    pos = 2
+    ranges: dict[int, tuple[int, int]] = {}
+    if version >= 3:
+        count, pos = uvarint(body, pos)
+        count -= 1
+    else:
+        (count,) = struct.unpack_from(">i", body, pos)
+        pos += 4
+    for _ in range(count):
+        key, low, high = struct.unpack_from(">hhh", body, pos)
+        pos += 6
+        if version >= 3:
+            tags, pos = uvarint(body, pos)
+            assert tags == 0
+        ranges[key] = (low, high)
+    if version >= 1:
+        pos += 4  # throttle_time_ms
+    if version >= 3:
+        tags, pos = uvarint(body, pos)
+        assert tags == 0, "ApiVersions v3+ must carry no tagged fields (librdkafka 2.0.2)"
+    assert pos == len(body), f"{len(body) - pos} unexpected trailing bytes"
+    return error, ranges
+
+
+class Raw:
+    """A raw client connection: send bytes, read size-prefixed responses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, timeout: float = 10.0) -> bytes:
+        """The next response frame without its size prefix."""
+        async with asyncio.timeout(timeout):
+            (size,) = struct.unpack(">i", await self.reader.readexactly(4))
+            return await self.reader.readexactly(size)
+
+    async def closed(self, timeout: float = 10.0) -> bool:
+        """True when the broker closed the connection (EOF) without sending anything."""
+        async with asyncio.timeout(timeout):
+            try:
+                data = await self.reader.read(1)
+            except ConnectionResetError:
+                data = b""
+        if data == b"":
+            await self.close()
+        return data == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    config = BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
+    async with Broker(config) as running:
+        yield running
+
+
+async def assert_serves(port: int) -> None:
+    """A fresh connection still gets ApiVersions answered."""
+    conn = await Raw.connect(port)
+    try:
+        await conn.send(api_versions_request(2, 4242))
+        body = await conn.response()
+        assert struct.unpack_from(">i", body)[0] == 4242
+        error, ranges = parse_api_versions(body[4:], 2)
+        assert error == 0 and ranges[18] == (0, 4)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
+async def test_api_versions_every_version(broker: Broker, version: int) -> None:
+    conn = await Raw.connect(broker.port)
+    await conn.send(api_versions_request(version, 7))
+    body = await conn.response()
+    # response header v0 always: the correlation id only, no tagged-field byte
+    assert struct.unpack_from(">i", body)[0] == 7
+    error, ranges = parse_api_versions(body[4:], version)
+    assert error == 0
+    for key, expected in EXPECTED.items():
+        assert ranges[key] == expected, f"api key {key}"
+    await conn.close()
+
+
+async def test_api_versions_unsupported_version_answers_v0_body_with_ranges(
+    broker: Broker,
+) -> None:
+    conn = await Raw.connect(broker.port)
+    await conn.send(frame(header_v2(18, 9, 11) + b"\x00\x00\x00"))
+    body = await conn.response()
+    assert struct.unpack_from(">i", body)[0] == 11
+    error, ranges = parse_api_versions(body[4:], 0)
+    assert error == 35
+    assert ranges[18] == (0, 4)
+    assert ranges[0] == (0, 11)
+    await conn.close()
+
+
+async def test_unsupported_version_of_an_api_gets_35(broker: Broker) -> None:
+    conn = await Raw.connect(broker.port)
+    # Fetch v13 exists in Kafka (topic ids) but is not served: UNSUPPORTED_VERSION
+    # (the version is refused before the body is read, so none is sent)
+    await conn.send(frame(header_v2(1, 13, 21)))
+    response = await conn.response()
+    correlation_id, tags = struct.unpack_from(">ib", response)
+    assert (correlation_id, tags) == (21, 0)  # response header v1 (flexible)
+    throttle, error = struct.unpack_from(">ih", response, 5)
+    assert (throttle, error) == (0, 35)
+    await conn.close()
+    await assert_serves(broker.port)
+
+
+async def test_oversized_frame_closes_only_that_connection(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = await Raw.connect(broker.port)
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(struct.pack(">i", 10 * 1024 * 1024) + struct.pack(">hh", 0, 9))
+        assert await conn.closed()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "frame of 10485760 bytes (api key 0 v9) is outside the limit of 0..65536 bytes" in m
+        for m in warnings
+    ), warnings
+    peer = "127.0.0.1:%d" % conn.writer.get_extra_info("sockname")[1]
+    assert any(peer in m for m in warnings)
+    await other.send(api_versions_request(0, 3))
+    assert struct.unpack_from(">i", await other.response())[0] == 3
+    await other.close()
+
+
+async def test_negative_frame_size_closes(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(struct.pack(">i", -5))
+        assert await conn.closed()
+    assert any("frame of -5 bytes" in r.getMessage() for r in caplog.records)
+    await assert_serves(broker.port)
+
+
+async def test_garbage_frame_closes_with_warning(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(frame(b"\xff\x01\x02"))
+        assert await conn.closed()
+    assert any("undecodable request header" in r.getMessage() for r in caplog.records), caplog.text
+    await assert_serves(broker.port)
+
+
+async def test_malformed_body_closes_with_warning_naming_api(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        # Metadata v1 claiming 5 topics, then nothing
+        await conn.send(frame(header_v1(3, 1, 5) + struct.pack(">i", 5)))
+        assert await conn.closed()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("api key 3 v1" in m and "malformed Metadata v1 request" in m for m in messages), (
+        messages
+    )
+    await assert_serves(broker.port)
+
+
+async def test_truncated_frame_is_logged_and_others_keep_working(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(struct.pack(">i", 100) + b"\x00\x03\x00\x01")
+        await conn.close()
+        await assert_serves(broker.port)
+        for _ in range(100):
+            if any("middle of a frame" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    assert any(
+        "closed in the middle of a frame (4 bytes of it read)" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+async def test_unknown_api_key_closes_with_warning(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(frame(header_v1(999, 0, 77)))
+        assert await conn.closed()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("api key 999 v0" in m and "not served" in m for m in messages), messages
+    await assert_serves(broker.port)
+
+
+async def test_produce_v2_is_refused_with_a_clear_reason(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
+        await conn.send(frame(header_v1(0, 2, 1) + struct.pack(">hii", 1, 1000, 0)))
+        assert await conn.closed()
+    assert any("message formats v0/v1" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_pipelined_requests_are_answered_in_order(broker: Broker) -> None:
+    conn = await Raw.connect(broker.port)
+    await broker.logs.create_topic("empty", 1)
+    # Fetch v4 on the empty topic with max_wait 300 ms, between fast requests: its
+    # answer comes late, but every response must still leave in request order.
+    fetch_body = struct.pack(">iiiib", -1, 300, 1, 1 << 20, 0) + struct.pack(">i", 1)
+    fetch_body += struct.pack(">h", 5) + b"empty" + struct.pack(">i", 1)
+    fetch_body += struct.pack(">iqi", 0, 0, 1 << 20)
+    payload = b""
+    kinds = {}
+    for correlation_id in range(1, 61):
+        if correlation_id % 15 == 0:
+            payload += frame(header_v1(1, 4, correlation_id) + fetch_body)
+            kinds[correlation_id] = "fetch"
+        elif correlation_id % 2:
+            payload += metadata_request_v1(correlation_id, ["empty"])
+            kinds[correlation_id] = "metadata"
+        else:
+            payload += api_versions_request(correlation_id % 5, correlation_id)
+            kinds[correlation_id] = "api_versions"
+    await conn.send(payload)
+    seen = []
+    for _ in range(60):
+        body = await conn.response()
+        seen.append(struct.unpack_from(">i", body)[0])
+    assert seen == list(range(1, 61))
+    await conn.close()
+
+
+async def test_handler_bug_answers_unknown_server_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(ctx: object, request: object) -> object:
+        raise RuntimeError("boom in the handler")
+
+    config = BrokerConfig(data_dir=tmp_path, port=0)
+    async with Broker(config, handlers={60: Handler(60, 0, 1, broken)}) as running:
+        conn = await Raw.connect(running.port)
+        with caplog.at_level(logging.ERROR):
+            # DescribeCluster v0 (flexible): include_cluster_authorized_operations=false
+            await conn.send(frame(header_v2(60, 0, 9) + b"\x00\x00"))
+            body = await conn.response()
+        correlation_id, tags, throttle, error = struct.unpack_from(">ibih", body)
+        assert (correlation_id, tags, throttle, error) == (9, 0, 0, -1)
+        # error message: compact nullable string "boom in the handler"
+        length, pos = uvarint(body, 11)
+        assert body[pos : pos + length - 1] == b"boom in the handler"
+        bug = [r for r in caplog.records if "bug: DescribeCluster v0" in r.getMessage()]
+        assert bug and bug[0].exc_info is not None
+        # the same connection and others keep working
+        await conn.send(api_versions_request(1, 10))
+        assert struct.unpack_from(">i", await conn.response())[0] == 10
+        await assert_serves(running.port)
+        await conn.close()
+
+
+async def test_idle_connection_is_closed(tmp_path: Path) -> None:
+    config = BrokerConfig(data_dir=tmp_path, port=0, idle_timeout_s=0.3)
+    async with Broker(config) as running:
+        conn = await Raw.connect(running.port)
+        await conn.send(api_versions_request(0, 1))
+        await conn.response()
+        assert await conn.closed(timeout=5)
+
+
+async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
+    config = BrokerConfig(data_dir=tmp_path, port=0)
+    running = Broker(config)
+    await running.__aenter__()
+    try:
+        await running.logs.create_topic("quiet", 1)
+        conn = await Raw.connect(running.port)
+        fetch_body = struct.pack(">iiiib", -1, 30_000, 1, 1 << 20, 0) + struct.pack(">i", 1)
+        fetch_body += struct.pack(">h", 5) + b"quiet" + struct.pack(">i", 1)
+        fetch_body += struct.pack(">iqi", 0, 0, 1 << 20)
+        await conn.send(frame(header_v1(1, 4, 99) + fetch_body))
+        await asyncio.sleep(0.1)
+    finally:
+        closing = asyncio.create_task(running.__aexit__(None, None, None))
+    body = await conn.response(timeout=5)
+    assert struct.unpack_from(">i", body)[0] == 99
+    assert await conn.closed(timeout=5)
+    await asyncio.wait_for(closing, 10)

@@ -123,15 +123,15 @@ class Raw:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def response(self, timeout: float = 10.0) -> bytes:
+    async def response(self, wait: float = 10.0) -> bytes:
         """The next response frame without its size prefix."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             (size,) = struct.unpack(">i", await self.reader.readexactly(4))
             return await self.reader.readexactly(size)
 
-    async def closed(self, timeout: float = 10.0) -> bool:
+    async def closed(self, wait: float = 10.0) -> bool:
         """True when the broker closed the connection (EOF) without sending anything."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             try:
                 data = await self.reader.read(1)
             except ConnectionResetError:
@@ -223,7 +223,7 @@ async def test_oversized_frame_closes_only_that_connection(
         "frame of 10485760 bytes (api key 0 v9) is outside the limit of 0..65536 bytes" in m
         for m in warnings
     ), warnings
-    peer = "127.0.0.1:%d" % conn.writer.get_extra_info("sockname")[1]
+    peer = f"127.0.0.1:{conn.writer.get_extra_info('sockname')[1]}"
     assert any(peer in m for m in warnings)
     await other.send(api_versions_request(0, 3))
     assert struct.unpack_from(">i", await other.response())[0] == 3
@@ -367,7 +367,7 @@ async def test_idle_connection_is_closed(tmp_path: Path) -> None:
         conn = await Raw.connect(running.port)
         await conn.send(api_versions_request(0, 1))
         await conn.response()
-        assert await conn.closed(timeout=5)
+        assert await conn.closed(wait=5)
 
 
 async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
@@ -384,7 +384,7 @@ async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
         await asyncio.sleep(0.1)
     finally:
         closing = asyncio.create_task(running.__aexit__(None, None, None))
-    body = await conn.response(timeout=5)
+    body = await conn.response(wait=5)
     assert struct.unpack_from(">i", body)[0] == 99
-    assert await conn.closed(timeout=5)
+    assert await conn.closed(wait=5)
     await asyncio.wait_for(closing, 10)

@@ -1,0 +1,471 @@
+"""Broker benchmark: the same Kafka client workloads against Tansu and Backbone's broker.
+
+Run it with ``make bench`` or ``python -m benchmarks.broker [options]``
+(``python -m benchmarks`` runs this and every other benchmark module).
+
+Who calls what: :func:`main` parses the command line and calls :func:`run`,
+which starts each broker in turn as its own process on a free loopback port
+(Tansu with in-memory storage; Backbone's broker with a fresh temporary data
+dir and its default flush policy, fsync before acks=all), runs every workload
+of :data:`WORKLOADS` in a fresh child process bounded by a timeout, stops the
+broker, and returns one JSON-serialisable report. :func:`render` turns the
+report into the side-by-side table (ratio = Backbone / Tansu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import workloads
+from benchmarks.common import (
+    Result,
+    RunningBroker,
+    backbone_version,
+    format_table,
+    machine_facts,
+    run_isolated,
+    start_backbone,
+    start_tansu,
+    tansu_version,
+)
+
+BROKERS = ("tansu", "backbone")
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass
+class Options:
+    """What to run; :func:`parse_args` builds it from the command line."""
+
+    records: int = 1_000_000
+    latency_seconds: float = 10.0
+    latency_rate: int = 2000
+    fetch_wait_ms: int = 100
+    only: str | None = None
+    workloads: list[str] | None = None
+    backbone_args: list[str] = field(default_factory=list)
+    json_path: Path | None = DEFAULT_RESULTS
+    timeout_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One row group of the table: a client function and how to call it."""
+
+    key: str
+    label: str
+    kind: str  # "throughput" | "latency" | "group" | "rebalance"
+    func: Callable[..., Result]
+    kwargs: Callable[[str, dict[str, str], Options], dict[str, Any]]
+    timeout: Callable[[Options], float]
+    needs: str | None = None  # key of the workload that must have succeeded first
+
+
+def _throughput_timeout(opts: Options) -> float:
+    return (60.0 + opts.records / 10_000) * opts.timeout_scale
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "rdk_produce_1p",
+        "librdkafka produce, 1 partition",
+        "throughput",
+        workloads.librdkafka_produce,
+        lambda b, t, o: {"bootstrap": b, "topic": t["1p"], "partitions": 1, "records": o.records},
+        _throughput_timeout,
+    ),
+    Workload(
+        "rdk_consume_1p",
+        "librdkafka consume, 1 partition",
+        "throughput",
+        workloads.librdkafka_consume,
+        lambda b, t, o: {"bootstrap": b, "topic": t["1p"], "partitions": 1, "expected": o.records},
+        _throughput_timeout,
+        needs="rdk_produce_1p",
+    ),
+    Workload(
+        "rdk_produce_6p",
+        "librdkafka produce, 6 partitions",
+        "throughput",
+        workloads.librdkafka_produce,
+        lambda b, t, o: {"bootstrap": b, "topic": t["6p"], "partitions": 6, "records": o.records},
+        _throughput_timeout,
+    ),
+    Workload(
+        "rdk_consume_6p",
+        "librdkafka consume, 6 partitions",
+        "throughput",
+        workloads.librdkafka_consume,
+        lambda b, t, o: {"bootstrap": b, "topic": t["6p"], "partitions": 6, "expected": o.records},
+        _throughput_timeout,
+        needs="rdk_produce_6p",
+    ),
+    Workload(
+        "aio_produce_1p",
+        "aiokafka produce (send_batch), 1 partition",
+        "throughput",
+        workloads.aiokafka_produce,
+        lambda b, t, o: {"bootstrap": b, "topic": t["aio"], "records": o.records},
+        _throughput_timeout,
+    ),
+    Workload(
+        "aio_consume_1p",
+        "aiokafka consume (getmany), 1 partition",
+        "throughput",
+        workloads.aiokafka_consume,
+        lambda b, t, o: {"bootstrap": b, "topic": t["aio"], "expected": o.records},
+        _throughput_timeout,
+        needs="aio_produce_1p",
+    ),
+    Workload(
+        "latency",
+        "end-to-end latency (librdkafka)",
+        "latency",
+        workloads.librdkafka_latency,
+        lambda b, t, o: {
+            "bootstrap": b,
+            "topic": t["latency"],
+            "rate": o.latency_rate,
+            "seconds": o.latency_seconds,
+            "fetch_wait_ms": o.fetch_wait_ms,
+        },
+        lambda o: (60.0 + 2 * o.latency_seconds) * o.timeout_scale,
+    ),
+    Workload(
+        "group_consume_6p",
+        "consumer group, 2 members, 6 partitions",
+        "throughput",
+        workloads.librdkafka_group_consume,
+        lambda b, t, o: {
+            "bootstrap": b,
+            "topic": t["6p"],
+            "partitions": 6,
+            "expected": o.records,
+            "members": 2,
+        },
+        _throughput_timeout,
+        needs="rdk_produce_6p",
+    ),
+    Workload(
+        "rebalance",
+        "consumer group rebalance",
+        "rebalance",
+        workloads.librdkafka_rebalance,
+        lambda b, t, o: {"bootstrap": b, "topic": t["6p"]},
+        lambda o: 60.0 * o.timeout_scale,
+        needs="rdk_produce_6p",
+    ),
+)
+WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _starter(name: str, workdir: Path, opts: Options) -> AbstractContextManager[RunningBroker]:
+    if name == "tansu":
+        return start_tansu(workdir)
+    return start_backbone(workdir, opts.backbone_args)
+
+
+def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:6]
+    topics = {k: f"bench-{k}-{run_id}" for k in ("1p", "6p", "aio", "latency")}
+    selected = [w for w in WORKLOADS if opts.workloads is None or w.key in opts.workloads]
+    report: dict[str, Any] = {"workloads": {}}
+    try:
+        with _starter(name, workdir, opts) as broker:
+            report["broker"] = {
+                "version": broker.version,
+                "pid": broker.pid,
+                "bootstrap": broker.bootstrap,
+                **broker.details,
+            }
+            _progress(f"{name} {broker.version} listening on {broker.bootstrap} (pid {broker.pid})")
+            for w in selected:
+                results = report["workloads"]
+                if (dead := broker.death_note()) is not None:
+                    results[w.key] = {"error": dead}
+                    continue
+                if w.needs is not None and "error" in results.get(w.needs, {}):
+                    results[w.key] = {"skipped": f"needs {w.needs}, which failed"}
+                    continue
+                if w.needs is not None and w.needs not in results:
+                    results[w.key] = {"skipped": f"needs {w.needs}, which was not selected"}
+                    continue
+                timeout = w.timeout(opts)
+                started = time.monotonic()
+                result = run_isolated(
+                    w.func,
+                    {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10},
+                    timeout=timeout,
+                    broker=broker,
+                )
+                results[w.key] = result
+                _progress(
+                    f"  {name}: {w.label}: {_summary(w, result)} "
+                    f"({time.monotonic() - started:.1f}s)"
+                )
+    except RuntimeError as exc:  # the broker did not start
+        report["error"] = str(exc)
+        for w in selected:
+            report["workloads"].setdefault(w.key, {"error": f"broker did not start: {exc}"})
+        _progress(f"{name}: {exc}")
+    return report
+
+
+def run(opts: Options) -> dict[str, Any]:
+    """Run every selected workload against every selected broker; return the report dict."""
+    brokers = [b for b in BROKERS if opts.only in (None, b)]
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_facts(),
+        "versions": _versions(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "brokers": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
+        for name in brokers:
+            report["brokers"][name] = _run_broker(name, Path(tmp), opts)
+    return report
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import aiokafka
+    import confluent_kafka
+
+    return {
+        "tansu": tansu_version(),
+        "backbone": backbone_version(),
+        "confluent_kafka": version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "aiokafka": aiokafka.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def _summary(w: Workload, r: Result) -> str:
+    if "error" in r:
+        return f"failed: {r['error']}"
+    if "skipped" in r:
+        return f"skipped: {r['skipped']}"
+    if w.kind == "latency":
+        return f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+    if w.kind == "rebalance":
+        return f"join {_ms(r.get('join_ms'))}, rebalance {_ms(r.get('rebalance_ms'))}"
+    return f"{r['records_per_s']:,.0f} records/s, {r['mb_per_s']:.1f} MB/s"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} ms"
+
+
+def _rows(w: Workload) -> list[tuple[str, str, Callable[[float], str]]]:
+    """(row label, result field, formatter) for one workload."""
+    if w.kind == "latency":
+        return [
+            (f"{w.label} p50 (ms)", "p50_ms", lambda v: f"{v:,.2f}"),
+            (f"{w.label} p99 (ms)", "p99_ms", lambda v: f"{v:,.2f}"),
+            ("  of which produce ack p50 (ms)", "ack_p50_ms", lambda v: f"{v:,.2f}"),
+            ("  of which produce ack p99 (ms)", "ack_p99_ms", lambda v: f"{v:,.2f}"),
+        ]
+    if w.kind == "rebalance":
+        return [
+            ("group join -> first fetch (ms)", "join_ms", lambda v: f"{v:,.0f}"),
+            ("rebalance (2nd member) -> first fetch (ms)", "rebalance_ms", lambda v: f"{v:,.0f}"),
+        ]
+    return [
+        (f"{w.label} (records/s)", "records_per_s", lambda v: f"{v:,.0f}"),
+        (f"{w.label} (MB/s)", "mb_per_s", lambda v: f"{v:,.1f}"),
+    ]
+
+
+def _cell(result: Result | None, fld: str, fmt: Callable[[float], str]) -> tuple[str, float | None]:
+    if result is None:
+        return "-", None
+    if "error" in result:
+        return _shorten(f"failed: {result['error']}"), None
+    if "skipped" in result:
+        return "skipped", None
+    value = result.get(fld)
+    if value is None:
+        return "n/a", None
+    return fmt(value), float(value)
+
+
+def _shorten(text: str, limit: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human-readable report: facts, the side-by-side table, and full failure reasons."""
+    m, v, o = report["machine"], report["versions"], report["options"]
+    brokers = list(report["brokers"])
+    lines = [
+        "Backbone broker benchmark",
+        f"machine: {m['usable_cores']} usable cores of {m['cpu_count']} ({m['cpu_model']}), "
+        f"load {m['load_avg_1m']}, Python {m['python']}, {m['platform']}",
+        f"versions: tansu {v['tansu']}, backbone {v['backbone']}, "
+        f"confluent-kafka {v['confluent_kafka']} (librdkafka {v['librdkafka']}), "
+        f"aiokafka {v['aiokafka']}",
+        f"workload: {o['records']:,} x {workloads.RECORD_BYTES}-byte records, acks=all, "
+        f"linger 5 ms, batch 1 MB; latency: {o['latency_rate']:,} msg/s for "
+        f"{o['latency_seconds']:g} s, linger 0, fetch.wait.max.ms {o['fetch_wait_ms']}",
+    ]
+    for name in brokers:
+        info = report["brokers"][name].get("broker", {})
+        if info:
+            lines.append(f"{name}: {info.get('version')} storage {info.get('storage')}")
+    header = ["workload", *(n.capitalize() for n in brokers)]
+    both = brokers == list(BROKERS)
+    if both:
+        header.append("Backbone/Tansu")
+    rows: list[list[str]] = []
+    for w in WORKLOADS:
+        if not any(w.key in report["brokers"][n]["workloads"] for n in brokers):
+            continue
+        for label, fld, fmt in _rows(w):
+            cells, values = [label], []
+            for n in brokers:
+                text, value = _cell(report["brokers"][n]["workloads"].get(w.key), fld, fmt)
+                cells.append(text)
+                values.append(value)
+            if both:
+                tansu, backbone = values
+                cells.append(f"{backbone / tansu:.2f}x" if tansu and backbone else "-")
+            rows.append(cells)
+    lines += ["", format_table(header, rows)]
+    if both:
+        lines.append(
+            "ratio = Backbone / Tansu: higher is better for records/s and MB/s, "
+            "lower is better for latencies and times"
+        )
+    failures = [
+        f"  {n} / {w.key}: {r['error']}"
+        for n in brokers
+        for w in WORKLOADS
+        if "error" in (r := report["brokers"][n]["workloads"].get(w.key, {}))
+    ]
+    if failures:
+        lines += ["", "failures:", *failures]
+    return "\n".join(lines)
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Options from the command line (``--quick``, ``--only``, ``--records`` ...)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.broker",
+        description="Kafka client workloads against Tansu and Backbone's broker, side by side.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100,000 records, 3 s latency run"
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        help="records per throughput workload (default 1,000,000; 100,000 with --quick)",
+    )
+    parser.add_argument("--only", choices=BROKERS, help="run against one broker only")
+    parser.add_argument("--workloads", help=f"comma-separated subset of {', '.join(WORKLOAD_KEYS)}")
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        help="paced latency run length (default 10; 3 with --quick)",
+    )
+    parser.add_argument("--latency-rate", type=int, default=2000, help="msg/s (default 2000)")
+    parser.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=100,
+        help="consumer fetch.wait.max.ms in the latency run (default 100)",
+    )
+    parser.add_argument(
+        "--backbone-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `python -m backbone.broker` (repeatable), "
+        "e.g. --backbone-arg=--flush=interval",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"write the report here (default {DEFAULT_RESULTS}); '-' = none",
+    )
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload timeout by this factor",
+    )
+    ns = parser.parse_args(argv)
+    records = ns.records if ns.records is not None else (100_000 if ns.quick else 1_000_000)
+    if records <= 0:
+        parser.error(f"--records must be a positive number of records (got {records})")
+    seconds = ns.latency_seconds if ns.latency_seconds is not None else (3.0 if ns.quick else 10.0)
+    if seconds <= 0 or ns.latency_rate <= 0:
+        parser.error("--latency-seconds and --latency-rate must be positive")
+    chosen = None
+    if ns.workloads:
+        chosen = [k.strip() for k in ns.workloads.split(",") if k.strip()]
+        unknown = sorted(set(chosen) - set(WORKLOAD_KEYS))
+        if unknown:
+            parser.error(
+                f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_KEYS)}"
+            )
+    return Options(
+        records=records,
+        latency_seconds=seconds,
+        latency_rate=ns.latency_rate,
+        fetch_wait_ms=ns.fetch_wait_ms,
+        only=ns.only,
+        workloads=chosen,
+        backbone_args=list(ns.backbone_arg),
+        json_path=None if str(ns.json) == "-" else ns.json,
+        timeout_scale=ns.timeout_scale,
+    )
+
+
+def failed(report: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(broker, workload key, reason) for every failed workload in ``report``."""
+    for name, data in report["brokers"].items():
+        for key, result in data["workloads"].items():
+            if "error" in result:
+                yield name, key, str(result["error"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: run, print the table, save JSON; exit 1 if any workload failed."""
+    opts = parse_args(argv)
+    report = run(opts)
+    print(render(report), flush=True)
+    if opts.json_path is not None:
+        opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+        opts.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nresults saved to {opts.json_path}")
+    return 1 if any(True for _ in failed(report)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Smoke test of the benchmark harness (``benchmarks.broker``) against a real Tansu.
+
+Asserts the shape of the report and that every record produced was consumed,
+never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import broker as bench
+from tests.servers import tansu_binary
+
+pytestmark = [pytest.mark.tansu, pytest.mark.timeout(90)]
+
+RECORDS = 2000
+SMOKE_WORKLOADS = [
+    "rdk_produce_1p",
+    "rdk_consume_1p",
+    "aio_produce_1p",
+    "aio_consume_1p",
+    "latency",
+    "rdk_produce_6p",
+    "group_consume_6p",
+]
+
+
+def test_quick_tansu_run_consumes_everything_it_produced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tansu_binary()  # skip (or fail in CI) when the Tansu binary is unavailable
+    out = tmp_path / "bench.json"
+    code = bench.main(
+        [
+            "--quick",
+            "--only",
+            "tansu",
+            "--records",
+            str(RECORDS),
+            "--latency-seconds",
+            "1",
+            "--latency-rate",
+            "200",
+            "--workloads",
+            ",".join(SMOKE_WORKLOADS),
+            "--json",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert code == 0, printed
+
+    assert set(report) >= {"machine", "versions", "options", "brokers"}
+    assert report["machine"]["usable_cores"] >= 1
+    assert report["versions"]["tansu"].startswith("v")
+    assert list(report["brokers"]) == ["tansu"]
+    results = report["brokers"]["tansu"]["workloads"]
+    assert sorted(results) == sorted(SMOKE_WORKLOADS)
+    assert list(bench.failed(report)) == []
+
+    for key in ("rdk_produce_1p", "rdk_consume_1p", "aio_produce_1p", "aio_consume_1p"):
+        assert results[key]["records"] == RECORDS, key
+        assert results[key]["bytes"] == RECORDS * 100, key
+        assert results[key]["records_per_s"] > 0, key
+    assert results["rdk_produce_6p"]["records"] == RECORDS
+    group = results["group_consume_6p"]
+    assert group["records"] == RECORDS
+    assert sum(group["per_member"]) == group["consumed"] >= RECORDS
+    latency = results["latency"]
+    assert latency["received"] == latency["records"] == 200
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+    assert "librdkafka produce, 1 partition (records/s)" in printed
+    assert "end-to-end latency (librdkafka) p99 (ms)" in printed
+    assert "failed" not in printed
+    assert f"results saved to {out}" in printed
+
+
+def test_bad_options_are_refused_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["--workloads", "rdk_produce_1p,nope"])
+    assert exc.value.code == 2
+    assert "unknown workload(s) nope; choose from rdk_produce_1p" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--records", "0"])
+    assert "--records must be a positive number of records (got 0)" in capsys.readouterr().err

@@ -1,10 +1,25 @@
-"""The ``backbone`` command line (typer). Only this module turns errors into exit codes."""
+"""The ``backbone`` command line (typer). Only this module turns errors into exit codes.
+
+Exit codes: 0 success, 1 runtime failure, 2 config or usage error. Tracebacks are
+hidden unless ``--debug`` is given (after the subcommand, like every option).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import signal
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
 import typer
+from pydantic import BaseModel
 
 import backbone
+from backbone.errors import ConfigError
 
 app = typer.Typer(
     name="backbone",
@@ -12,6 +27,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+logger = logging.getLogger("backbone.cli")
+
+DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
 
 
 def _version(value: bool) -> None:
@@ -27,6 +46,254 @@ def _root(
     ),
 ) -> None:
     """Backbone: an event backbone with an embedded Kafka-compatible broker."""
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def _fail(exc: BaseException, debug: bool) -> typer.Exit:
+    """Report ``exc`` on stderr and return the exit to raise (2 config, 1 otherwise)."""
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        return typer.Exit(2)
+    if debug:
+        logger.exception("backbone failed")
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _registry() -> Any:
+    from backbone.registry import Registry
+
+    return Registry.from_entry_points()
+
+
+@app.command()
+def validate(
+    configs: list[Path] = typer.Argument(..., help="Config files to check."),
+    check: bool = typer.Option(
+        False, "--check", help="Also run each connector's live check (connects to systems)."
+    ),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Validate config files: print every problem (exit 2) or one "ok: FILE" line per file."""
+    from backbone.config import load_config
+
+    registry = _registry()
+    failed = False
+    for path in configs:
+        try:
+            config = load_config(path, registry)
+            if check:
+                asyncio.run(_live_check(config, registry))
+        except ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                typer.echo(problem, err=True)
+            continue
+        except Exception as exc:
+            if debug:
+                logger.exception("validate failed")
+            failed = True
+            typer.echo(f"{path}: {type(exc).__name__}: {exc}", err=True)
+            continue
+        typer.echo(f"ok: {path}")
+    if failed:
+        raise typer.Exit(2)
+
+
+async def _live_check(config: Any, registry: Any) -> None:
+    """Build each connector and await its ``check()``; collect every failure."""
+    from backbone.config import connector_options
+    from backbone.connector import ConnectorContext
+    from backbone.workers import load_function
+
+    problems = []
+    for section, side in (("sources", "source"), ("sinks", "sink")):
+        for name, entry in getattr(config, section).items():
+            kind = registry.get(entry.type)
+            impl = getattr(kind, side)
+            options = connector_options(entry, getattr(kind, f"{side}_options"))
+            context = ConnectorContext(
+                name=name,
+                base_dir=config.base_dir,
+                state_dir=config.resolve(config.runtime.state_dir) / name,
+                logger=logging.getLogger(f"backbone.connector.{name}"),
+            )
+            connector = impl(options, context)
+            try:
+                await connector.check()
+            except Exception as exc:
+                problems.append(f"{config.file}: {section}.{name}: check failed: {exc}")
+    base = str(config.base_dir)
+    if config.processors and base not in sys.path:
+        sys.path.insert(0, base)
+    for name, settings in config.processors.items():
+        if settings.function:
+            try:
+                load_function(settings.function)
+            except Exception as exc:
+                problems.append(f"{config.file}: processors.{name}.function: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+@app.command()
+def run(
+    config_path: Path = typer.Argument(..., metavar="CONFIG", help="The config file."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Run the pipeline in CONFIG until SIGINT/SIGTERM (then drain and exit 0)."""
+    from backbone.config import load_config
+    from backbone.runner import Runner
+
+    _setup_logging(debug)
+    try:
+        registry = _registry()
+        config = load_config(config_path, registry)
+        asyncio.run(_run(Runner(config, registry)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+
+
+async def _run(runner: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("second %s: stopping now", signal.Signals(signum).name)
+            main.cancel()
+            return
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await runner.run(stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        metadata = typing.get_args(annotation)[1:]
+        names = [getattr(m, "func", None) for m in metadata]
+        if any(getattr(f, "__name__", "") == "parse_duration" for f in names):
+            return "duration"
+        if any(getattr(f, "__name__", "") == "parse_size" for f in names):
+            return "size"
+        return _type_name(typing.get_args(annotation)[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, field in model.model_fields.items():
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        rows.append((name, _type_name(field.annotation), default, field.description or ""))
+    return rows
+
+
+@app.command()
+def connectors(
+    name: str | None = typer.Argument(None, help="A connector kind to describe."),
+    json_schema: bool = typer.Option(
+        False, "--json-schema", help="Print the JSON schema (of NAME, or of the whole config)."
+    ),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """List connector kinds, or show one kind's options and example."""
+    from backbone.config import build_config_model
+    from backbone.config import _member as member_model
+
+    registry = _registry()
+    if name is None:
+        if json_schema:
+            typer.echo(json.dumps(build_config_model(registry).model_json_schema(), indent=2))
+            return
+        for kind in registry:
+            sides = "/".join(s for s in ("source", "sink") if getattr(kind, s) is not None)
+            typer.echo(f"{kind.name:<12} {sides:<12} {kind.summary}")
+        for broken, reason in sorted(registry.broken.items()):
+            typer.echo(f"{broken:<12} {'BROKEN':<12} {reason}")
+        return
+    try:
+        kind = registry.get(name)
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]} (known: {', '.join(registry.names())})", err=True)
+        raise typer.Exit(2) from None
+    if json_schema:
+        schemas = {
+            side: member_model(kind, side).model_json_schema()
+            for side in ("source", "sink")
+            if getattr(kind, side) is not None
+        }
+        typer.echo(json.dumps(schemas, indent=2))
+        return
+    typer.echo(f"{kind.name}: {kind.summary}")
+    for side in ("source", "sink"):
+        options = getattr(kind, f"{side}_options")
+        if options is None:
+            continue
+        typer.echo(f"\n{side} options:")
+        common = member_model(kind, side)
+        for row in _options_table(common):
+            opt, type_name, default, description = row
+            typer.echo(f"  {opt:<20} {type_name:<24} default {default}")
+            if description:
+                typer.echo(f"      {description}")
+    if kind.example:
+        typer.echo("\nexample:\n" + kind.example.rstrip())
+
+
+@app.command()
+def broker(
+    listen: str = typer.Option("127.0.0.1:9092", "--listen", help="HOST:PORT to listen on."),
+    data_dir: Path = typer.Option(Path("./data"), "--data-dir", help="Folder of the log."),
+    advertised_listener: str | None = typer.Option(
+        None, "--advertised-listener", help="HOST:PORT clients are told to connect to."
+    ),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM."""
+    _setup_logging(debug)
+    try:
+        from backbone.broker import serve
+    except ImportError as exc:
+        typer.echo(f"error: the embedded broker is not available in this build ({exc})", err=True)
+        raise typer.Exit(1) from None
+    try:
+        serve(listen, data_dir, advertised_listener)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        raise _fail(exc, debug) from None
 
 
 def main() -> None:

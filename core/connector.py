@@ -85,6 +85,12 @@ class SourceRecord:
     JSON-able source position reached after this record. ``topic`` overrides the
     connector's topic for this record; ``event_type`` becomes the CloudEvents
     ``ce_type`` header.
+
+    ``error``: set it (to the reason) for input the source could not parse, with
+    ``value`` holding the raw input (bytes or text) and ``position`` the position
+    after it. The runner sends such a record to the connector's
+    ``dead_letter_topic`` (headers ``backbone.error.*``) and moves on; without a
+    dead-letter topic the source stops in state FAILED.
     """
 
     value: Any
@@ -94,6 +100,7 @@ class SourceRecord:
     position: Any = None
     topic: str | None = None
     event_type: str | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,77 @@
+"""Source positions, stored in the compacted topic ``_backbone.positions``.
+
+Key = connector name (UTF-8), value = ``{"position": <JSON>}``. The runner creates
+the topic (one partition, ``cleanup.policy=compact``), calls :meth:`PositionStore.load`
+once at start (reads the topic to its end; the last value per key wins) and
+:meth:`PositionStore.save` from each source worker, only with positions whose
+records were all acknowledged. ``save`` returns after the broker acknowledged
+the position record (acks=all through the shared idempotent producer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+__all__ = ["POSITIONS_TOPIC", "PositionStore"]
+
+logger = logging.getLogger(__name__)
+
+POSITIONS_TOPIC = "_backbone.positions"
+
+
+class PositionStore:
+    """Reads and writes source positions (see the module docstring)."""
+
+    def __init__(
+        self, producer: AIOKafkaProducer, bootstrap: str, topic: str = POSITIONS_TOPIC
+    ) -> None:
+        self.producer = producer
+        self.bootstrap = bootstrap
+        self.topic = topic
+
+    async def load(self) -> dict[str, Any]:
+        """Every connector's last saved position, read from the topic's start to its end."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            if not tps:
+                return {}
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            positions: dict[str, Any] = {}
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                batches = await consumer.getmany(timeout_ms=500)
+                for messages in batches.values():
+                    for message in messages:
+                        if message.key is None:
+                            continue
+                        name = message.key.decode()
+                        if message.value is None:
+                            positions.pop(name, None)
+                        else:
+                            positions[name] = json.loads(message.value)["position"]
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+            return positions
+        finally:
+            await consumer.stop()
+
+    async def save(self, connector: str, position: Any) -> None:
+        """Store ``position`` for ``connector``; returns once the broker acknowledged it."""
+        value = json.dumps({"position": position}, separators=(",", ":")).encode()
+        future = await self.producer.send(self.topic, key=connector.encode(), value=value)
+        await future

@@ -1,0 +1,321 @@
+"""The runner: broker, topics, producer, and one supervised task per connector.
+
+``backbone run`` builds a :class:`Runner` from a validated
+:class:`~backbone.config.Config` and a :class:`~backbone.registry.Registry` and
+awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In order:
+
+1. start the embedded broker (unless ``broker.bootstrap`` names a cluster);
+2. create the declared topics (partitions, configs), the compacted
+   ``_backbone.positions`` topic, and every other topic the config names
+   (one partition, broker defaults) — existing topics are left alone;
+3. start one idempotent producer (``acks=all``) shared by every source,
+   processor and dead-letter send; load the saved source positions;
+4. run every source, sink and processor as its own task
+   (:mod:`backbone.workers`). A task that raises leaves its connector FAILED with
+   the error and does not touch the others.
+
+When ``stop`` is set every worker stops reading and drains; after
+``runtime.grace_period`` what still runs is cancelled (and logged). Everything
+talks to the broker through aiokafka only, embedded or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from backbone.config import Config, connector_options
+from backbone.connector import ConnectorContext
+from backbone.errors import BackboneError
+from backbone.positions import POSITIONS_TOPIC, PositionStore
+from backbone.registry import Registry
+from backbone.workers import (
+    ConnectorState,
+    ConnectorStatus,
+    ProcessorWorker,
+    Shared,
+    SinkWorker,
+    SourceWorker,
+    Worker,
+)
+
+__all__ = ["ConnectorState", "ConnectorStatus", "Runner"]
+
+logger = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class Runner:
+    """Runs one configuration until ``stop`` is set (see the module docstring).
+
+    ``status`` maps every connector name to its :class:`ConnectorStatus`;
+    ``bootstrap`` is the broker address once started; ``started`` is set once every
+    connector task was launched.
+    """
+
+    def __init__(self, config: Config, registry: Registry, *, rng: random.Random | None = None):
+        self.config = config
+        self.registry = registry
+        self.rng = rng or random.Random()
+        self.status: dict[str, ConnectorStatus] = {}
+        self.bootstrap: str | None = None
+        self.started = asyncio.Event()
+        for section, role in (
+            ("sources", "source"),
+            ("sinks", "sink"),
+            ("processors", "processor"),
+        ):
+            for name in getattr(config, section):
+                self.status[name] = ConnectorStatus(name, role)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; raises :class:`BackboneError` if start-up fails."""
+        async with AsyncExitStack() as stack:
+            self.bootstrap = await self._broker(stack)
+            await self._create_topics()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id="backbone.producer",
+                enable_idempotence=self.config.broker.idempotence,
+                acks="all",
+                linger_ms=5,
+            )
+            try:
+                await producer.start()
+            except Exception as exc:
+                await producer.stop()
+                hint = (
+                    " (the broker may refuse idempotent producers: set broker.idempotence: false)"
+                    if self.config.broker.idempotence
+                    else ""
+                )
+                raise BackboneError(
+                    f"cannot start the producer on {self.bootstrap}: {type(exc).__name__}: "
+                    f"{exc}{hint}"
+                ) from exc
+            stack.push_async_callback(producer.stop)
+            store = PositionStore(producer, self.bootstrap)
+            positions = await store.load()
+            shared = Shared(producer, self.bootstrap, self.config.runtime, stop, self.rng)
+            tasks: dict[str, asyncio.Task[None]] = {}
+            for name, worker in self._workers(shared, store, positions):
+                tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
+            self.started.set()
+            logger.info(
+                "backbone running: %d source(s), %d sink(s), %d processor(s) on %s",
+                len(self.config.sources),
+                len(self.config.sinks),
+                len(self.config.processors),
+                self.bootstrap,
+            )
+            try:
+                stopper = asyncio.create_task(stop.wait())
+                pending = set(tasks.values())
+                while pending and not stop.is_set():
+                    _, pending = await asyncio.wait(
+                        pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    pending.discard(stopper)
+                if stop.is_set():
+                    logger.info(
+                        "stopping: draining for up to %.1fs", self.config.runtime.grace_period
+                    )
+                    if pending:
+                        _, pending = await asyncio.wait(
+                            pending, timeout=self.config.runtime.grace_period
+                        )
+                    for task in pending:
+                        logger.warning("%s did not drain in time: cancelled", task.get_name())
+                        task.cancel()
+                else:
+                    await stop.wait()
+            finally:
+                stopper.cancel()
+                for task in tasks.values():
+                    task.cancel()
+                await asyncio.gather(stopper, *tasks.values(), return_exceptions=True)
+        logger.info("backbone stopped")
+
+    async def _broker(self, stack: AsyncExitStack) -> str:
+        settings = self.config.broker
+        if settings.bootstrap is not None:
+            return ",".join(settings.bootstrap)
+        embedded = settings.embedded
+        assert embedded is not None
+        try:
+            from backbone.broker import Broker, BrokerConfig
+        except ImportError as exc:
+            raise BackboneError(
+                "the embedded broker is not available in this build "
+                f"({exc}); set broker.bootstrap to use an existing Kafka cluster"
+            ) from exc
+        host, _, port = embedded.listen.rpartition(":")
+        options: dict[str, Any] = {
+            "host": host.strip("[]"),
+            "port": int(port),
+            "data_dir": self.config.resolve(embedded.data_dir),
+        }
+        if embedded.advertised_listener:
+            adv_host, _, adv_port = embedded.advertised_listener.rpartition(":")
+            options["advertised_host"] = adv_host.strip("[]")
+            options["advertised_port"] = int(adv_port)
+        broker = await stack.enter_async_context(Broker(BrokerConfig(**options)))
+        logger.info("embedded broker listening on %s", broker.bootstrap)
+        return str(broker.bootstrap)
+
+    def _topics(self) -> list[NewTopic]:
+        config = self.config
+        wanted: dict[str, NewTopic] = {}
+        for name in config.topics:
+            topic = config.topic_settings(name)
+            wanted[name] = NewTopic(
+                name,
+                topic.partitions,
+                topic.replication_factor,
+                topic_configs=topic.kafka_configs(),
+            )
+        wanted.setdefault(
+            POSITIONS_TOPIC, NewTopic(POSITIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        )
+        referenced: list[str] = []
+        for source in config.sources.values():
+            referenced += [source.topic, source.dead_letter_topic or ""]
+        for sink in config.sinks.values():
+            referenced += [*sink.topics, sink.dead_letter_topic or ""]
+        for proc in config.processors.values():
+            referenced += [*proc.topics, proc.to or "", proc.dead_letter_topic or ""]
+            for step in proc.transforms or ():
+                route = getattr(step, "route", None)
+                if route is not None:
+                    referenced += [*route.topics.values(), route.default or ""]
+        for name in referenced:
+            if name and name not in wanted:
+                wanted[name] = NewTopic(name, 1, 1)
+        return list(wanted.values())
+
+    async def _create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="backbone.admin")
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [topic for topic in self._topics() if topic.name not in existing]
+            if not missing:
+                return
+            response = await admin.create_topics(missing)
+            problems = []
+            for entry in getattr(response, "topic_errors", None) or response.topics:
+                name, code = entry[0], entry[1]
+                message = entry[2] if len(entry) > 2 else None
+                if code == _TOPIC_ALREADY_EXISTS:
+                    continue
+                if code:
+                    problems.append(f"topic {name}: error {code} ({message or 'no message'})")
+                else:
+                    logger.info("created topic %s", name)
+            if problems:
+                raise BackboneError("cannot create topics: " + "; ".join(problems))
+        finally:
+            await admin.close()
+
+    def _context(self, name: str) -> ConnectorContext:
+        state_dir = self.config.resolve(self.config.runtime.state_dir) / name
+        return ConnectorContext(
+            name=name,
+            base_dir=self.config.base_dir,
+            state_dir=state_dir,
+            logger=logging.getLogger(f"backbone.connector.{name}"),
+        )
+
+    def _workers(
+        self, shared: Shared, store: PositionStore, positions: dict[str, Any]
+    ) -> list[tuple[str, Worker]]:
+        config = self.config
+        base = str(config.base_dir)
+        if config.processors and base not in sys.path:
+            # processor functions may live next to the config file
+            sys.path.insert(0, base)
+        workers: list[tuple[str, Worker]] = []
+        for name, entry in config.sources.items():
+            kind = self.registry.get(entry.type)
+            assert kind.source is not None and kind.source_options is not None
+            context = self._context(name)
+            source = kind.source(connector_options(entry, kind.source_options), context)
+            worker = SourceWorker(
+                name,
+                kind=kind,
+                source=source,
+                topic=entry.topic,
+                positions=store,
+                start_position=positions.get(name),
+                shared=shared,
+                retry=entry.retry,
+                dead_letter_topic=entry.dead_letter_topic,
+                status=self.status[name],
+            )
+            workers.append((name, worker))
+        for name, entry in config.sinks.items():
+            kind = self.registry.get(entry.type)
+            assert kind.sink is not None and kind.sink_options is not None
+            sink = kind.sink(connector_options(entry, kind.sink_options), self._context(name))
+            worker = SinkWorker(
+                name,
+                sink=sink,
+                topics=entry.topics,
+                start=entry.start,
+                shared=shared,
+                retry=entry.retry,
+                dead_letter_topic=entry.dead_letter_topic,
+                status=self.status[name],
+            )
+            workers.append((name, worker))
+        for name, settings in config.processors.items():
+            workers.append((name, _LazyProcessor(name, settings, shared, self.status[name])))
+        return workers
+
+    async def _supervise(self, worker: Worker) -> None:
+        status = worker.status
+        try:
+            if isinstance(worker, _LazyProcessor):
+                worker = worker.build()
+            await worker.run()
+        except asyncio.CancelledError:
+            status.state = ConnectorState.STOPPED
+            raise
+        except Exception as exc:
+            status.state = ConnectorState.FAILED
+            status.error = f"{type(exc).__name__}: {exc}"
+            logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
+            return
+        status.state = ConnectorState.STOPPED
+
+
+class _LazyProcessor(Worker):
+    """Defers loading a processor's function into its own task (so a failure is per connector)."""
+
+    def __init__(self, name: str, settings: Any, shared: Shared, status: ConnectorStatus) -> None:
+        super().__init__(
+            name,
+            shared=shared,
+            retry=settings.retry,
+            dead_letter_topic=settings.dead_letter_topic,
+            status=status,
+        )
+        self.settings = settings
+
+    def build(self) -> ProcessorWorker:
+        return ProcessorWorker(
+            self.name,
+            settings=self.settings,
+            shared=self.shared,
+            retry=self.settings.retry,
+            dead_letter_topic=self.settings.dead_letter_topic,
+            status=self.status,
+        )

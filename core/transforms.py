@@ -1,0 +1,186 @@
+"""Declarative processor transforms and their safe filter expressions.
+
+A processor's ``transforms:`` list is applied in order to each event's JSON value:
+
+- ``filter: "amount > 100 and country in ['DE', 'FR']"`` keeps matching events;
+- ``set: {status: "new", meta.source: "shop"}`` sets fields (dotted paths nest);
+- ``rename: {old_name: new_name}``; ``drop: [field, ...]``;
+- ``mask: [card.number, ...]`` replaces a present field's value with ``"****"``;
+- ``route: {field: country, topics: {DE: orders.de}, default: orders.other}``
+  picks the output topic by a field's value (no match and no default: the event
+  keeps the processor's ``to`` topic).
+
+Filter expressions are parsed with :mod:`ast` and evaluated by walking a small
+whitelist (comparisons, ``and``/``or``/``not``, ``in``, literals, field names
+with dotted paths, ``is None``); nothing is ever ``eval``-ed. A field that does
+not exist reads as ``None``. The config validates expressions at load time
+(:func:`compile_filter`), the processor runs them (:func:`apply_transforms`).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["MASK", "Expression", "apply_transforms", "compile_filter", "get_field"]
+
+MASK = "****"
+_MISSING = object()
+
+Expression = Callable[[Any], bool]
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: lambda a, b: a is b,
+    ast.IsNot: lambda a, b: a is not b,
+}
+
+
+def get_field(value: Any, path: str, default: Any = None) -> Any:
+    """``value["a"]["b"]`` for ``path`` ``"a.b"``, or ``default`` when any step is missing."""
+    current = value
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return default
+    return current
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def compile_filter(text: str) -> Expression:
+    """Compile a filter expression; :class:`ValueError` with a readable message if invalid."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"invalid filter expression {text!r}: {exc.msg}") from None
+    evaluate = _build(tree.body, text)
+    return lambda value: bool(evaluate(value))
+
+
+def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
+    if isinstance(node, ast.Constant):
+        constant = node.value
+        return lambda _v: constant
+    if isinstance(node, ast.Name) and node.id in {"true", "false", "null"}:
+        literal = {"true": True, "false": False, "null": None}[node.id]
+        return lambda _v: literal
+    path = _dotted(node)
+    if path is not None:
+        return lambda v: get_field(v, path)
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        items = [_build(item, text) for item in node.elts]
+        return lambda v: [item(v) for item in items]
+    if isinstance(node, ast.BoolOp):
+        parts = [_build(item, text) for item in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda v: all(part(v) for part in parts)
+        return lambda v: any(part(v) for part in parts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _build(node.operand, text)
+        return lambda v: not inner(v)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _build(node.operand, text)
+        return lambda v: -inner(v)
+    if isinstance(node, ast.Compare):
+        left = _build(node.left, text)
+        ops = [_COMPARE[type(op)] for op in node.ops]
+        rights = [_build(item, text) for item in node.comparators]
+
+        def compare(v: Any) -> bool:
+            a = left(v)
+            for op, right in zip(ops, rights, strict=True):
+                b = right(v)
+                try:
+                    if not op(a, b):
+                        return False
+                except TypeError:
+                    return False
+                a = b
+            return True
+
+        return compare
+    snippet = ast.get_source_segment(text, node) or type(node).__name__
+    raise ValueError(
+        f"unsupported filter expression {snippet!r} in {text!r}: use field names, literals, "
+        "comparisons (== != < <= > >= in, not in, is None), and/or/not"
+    )
+
+
+def _set_field(value: dict[str, Any], path: str, new: Any) -> None:
+    parts = path.split(".")
+    current = value
+    for part in parts[:-1]:
+        child = current.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            current[part] = child
+        current = child
+    current[parts[-1]] = new
+
+
+def _pop_field(value: dict[str, Any], path: str) -> Any:
+    parts = path.split(".")
+    current: Any = value
+    for part in parts[:-1]:
+        current = current.get(part) if isinstance(current, dict) else None
+    if isinstance(current, dict) and parts[-1] in current:
+        return current.pop(parts[-1])
+    return _MISSING
+
+
+def apply_transforms(
+    steps: Sequence[Any], filters: Sequence[Expression | None], value: Any
+) -> tuple[bool, Any, str | None]:
+    """Run ``steps`` (validated transform models) on a JSON ``value``.
+
+    ``filters`` holds the compiled expression of each ``filter`` step (``None``
+    elsewhere). Returns ``(keep, new_value, routed_topic)``; the input is not
+    modified.
+    """
+    value = copy.deepcopy(value)
+    topic: str | None = None
+    for step, expression in zip(steps, filters, strict=True):
+        if expression is not None:
+            if not expression(value):
+                return False, value, topic
+            continue
+        if not isinstance(value, dict):
+            continue
+        if getattr(step, "set", None) is not None:
+            for path, new in step.set.items():
+                _set_field(value, path, copy.deepcopy(new))
+        elif getattr(step, "rename", None) is not None:
+            for old, new in step.rename.items():
+                moved = _pop_field(value, old)
+                if moved is not _MISSING:
+                    _set_field(value, new, moved)
+        elif getattr(step, "drop", None) is not None:
+            for path in step.drop:
+                _pop_field(value, path)
+        elif getattr(step, "mask", None) is not None:
+            for path in step.mask:
+                if get_field(value, path, _MISSING) is not _MISSING:
+                    _set_field(value, path, MASK)
+        elif getattr(step, "route", None) is not None:
+            found = get_field(value, step.route.field)
+            chosen = step.route.topics.get(str(found)) if found is not None else None
+            topic = chosen or step.route.default or topic
+    return True, value, topic

@@ -1,1 +1,34 @@
-"""backbone.broker.log"""
+"""backbone.broker.log: the durable segment log (domain code: knows nothing of the codec).
+
+Public API (see BROKER_API.md, "Log"): LogManager (topics, partitions, group commit,
+retention, compaction), Topic, PartitionLog (append / read / watch / offset_for_timestamp /
+delete_records), AppendResult, ReadResult, FileSlice, LogConfig, ConfigEntry.
+
+Additions beyond the agreed interface (all optional keyword arguments or extra methods):
+- LogManager(..., retention_check_interval_s=300.0, cleaner_interval_s=15.0,
+  retire_delay_s=60.0); LogManager.enforce_retention() and ``await LogManager.clean()`` run
+  one retention / compaction pass now; LogManager.flusher.rounds / .fsync_calls count
+  group-commit rounds and fsync calls; LogManager.topic_by_id(uuid).
+- alter_configs(..., validate_only=False) and create_partitions(..., validate_only=False).
+- PartitionLog.max_timestamp_offset() for ListOffsets timestamp -3 (MAX_TIMESTAMP).
+- PartitionLog.size_bytes, PartitionLog.log_end_offset (= high_watermark).
+"""
+
+from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig
+from .manager import LogManager, Topic, validate_topic_name
+from .partition import AppendResult, PartitionLog, ReadResult
+from .segment import FileSlice
+
+__all__ = [
+    "IGNORED_CONFIGS",
+    "AppendResult",
+    "ConfigEntry",
+    "FileSlice",
+    "FlushPolicy",
+    "LogConfig",
+    "LogManager",
+    "PartitionLog",
+    "ReadResult",
+    "Topic",
+    "validate_topic_name",
+]

@@ -1,0 +1,206 @@
+"""Log compaction (``cleanup.policy=compact``): keep the newest record per key.
+
+LogManager's maintenance task calls :func:`clean_partition` for each partition of a
+compacted topic every ``cleaner_interval_s`` (tests call ``LogManager.clean()``).
+
+One pass over a partition:
+
+1. The cleanable range is the closed segments (never the active one), oldest first, up to
+   the first whose largest timestamp is newer than ``now - min.compaction.lag.ms``.
+   Nothing happens when no segment was added since the last pass and no tombstone
+   horizon expired.
+2. In a thread: read every batch of the range, decompressing when needed (the only place
+   besides the timestamp lookup), and build the map key -> offset of its newest record.
+3. Rewrite each segment: a record survives when it is the newest for its key; a tombstone
+   (null value) survives until the segment's tombstone horizon, set to
+   ``now + delete.retention.ms`` by the first pass that keeps it (KIP-534's rule, kept per
+   segment in ``cleaner-horizons.json`` of the partition folder). Batches keep their base
+   offset, lastOffsetDelta, timestamps and producer fields; surviving records keep their
+   bytes (hence their offset and timestamp deltas); the records section is recompressed
+   with the batch's codec and the CRC recomputed. A batch left without records is dropped,
+   except the last batch of a producer still known to the partition, which stays as a
+   header-only batch so its sequence survives a restart. A batch whose codec package is
+   missing is kept unchanged (its keys are not considered).
+4. Segments that changed are written to ``<base>.log.cleaned`` and fsynced; back on the
+   loop, the old index files are removed, the copy is renamed over ``<base>.log`` and its
+   indexes written. A crash in between leaves either the old or the new log, and a missing
+   index is rebuilt on start. In-flight reads keep the old file open (see SegmentReaper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .batch import BatchHeader, Record, build_batch, iter_records
+from .compression import CodecUnavailable, compress
+from .index import fsync_dir, write_file_atomically
+from .segment import Segment
+
+if TYPE_CHECKING:
+    from .partition import PartitionLog
+
+__all__ = ["HORIZONS_FILE", "clean_partition", "load_horizons"]
+
+logger = logging.getLogger(__name__)
+
+HORIZONS_FILE = "cleaner-horizons.json"
+
+
+def load_horizons(directory: Path) -> dict[int, int]:
+    """Segment base offset -> tombstone horizon (ms), as last persisted."""
+    try:
+        raw = json.loads((directory / HORIZONS_FILE).read_text())
+        return {int(k): int(v) for k, v in raw.items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, AttributeError, TypeError):
+        logger.warning("ignoring an unreadable %s in %s", HORIZONS_FILE, directory)
+        return {}
+
+
+@dataclass(slots=True)
+class _Rewrite:
+    old: Segment
+    new: Segment | None  # None: unchanged content (only the horizon changed)
+    cleaned_path: Path
+
+
+async def clean_partition(log: PartitionLog, now_ms: int) -> int:
+    """One compaction pass over ``log``; returns the number of segments rewritten."""
+    config = log.config
+    cleanable: list[Segment] = []
+    for segment in log.segments[:-1]:
+        if segment.max_timestamp > now_ms - config.min_compaction_lag_ms:
+            break
+        cleanable.append(segment)
+    if not cleanable:
+        return 0
+    horizons = dict(log.cleaner_horizons)
+    dirty = cleanable[-1].next_offset > log.cleaner_checkpoint or any(
+        horizons.get(s.base_offset, now_ms + 1) <= now_ms for s in cleanable
+    )
+    if not dirty:
+        return 0
+    last_batches = {
+        entry.producer_id: entry.batches[-1].base_offset
+        for entry in log.producers.entries()
+        if entry.batches
+    }
+    rewrites, new_horizons = await asyncio.to_thread(
+        _compact, cleanable, horizons, now_ms, config.delete_retention_ms, last_batches
+    )
+    replaced = 0
+    for rewrite in rewrites:
+        if rewrite.new is None:
+            continue
+        if rewrite.old not in log.segments or rewrite.old is log.active_segment:
+            rewrite.new.close()
+            rewrite.cleaned_path.unlink(missing_ok=True)
+            continue
+        old = rewrite.old
+        old.index_path.unlink(missing_ok=True)
+        old.time_index_path.unlink(missing_ok=True)
+        os.replace(rewrite.cleaned_path, old.log_path)
+        rewrite.new.seal()
+        log.replace_segment(old, rewrite.new)
+        replaced += 1
+    present = {s.base_offset for s in log.segments}
+    log.cleaner_horizons = {b: h for b, h in new_horizons.items() if b in present}
+    log.cleaner_checkpoint = cleanable[-1].next_offset
+    await asyncio.to_thread(
+        write_file_atomically,
+        log.directory / HORIZONS_FILE,
+        json.dumps({str(k): v for k, v in log.cleaner_horizons.items()}).encode(),
+    )
+    if replaced:
+        await asyncio.to_thread(fsync_dir, log.directory)
+        logger.info("compacted %d segments of %s-%d", replaced, log.topic, log.partition)
+    return replaced
+
+
+def _batches(segment: Segment) -> list[tuple[BatchHeader, bytes]]:
+    return [(h, segment.read_batch(h)) for h in segment.headers_from(0)]
+
+
+def _compact(
+    segments: list[Segment],
+    horizons: dict[int, int],
+    now_ms: int,
+    delete_retention_ms: int,
+    last_batches: dict[int, int],
+) -> tuple[list[_Rewrite], dict[int, int]]:
+    """Thread side of a pass: map, then rewrite segments that change."""
+    newest: dict[bytes, int] = {}
+    contents: list[list[tuple[BatchHeader, bytes, list[Record] | None]]] = []
+    for segment in segments:
+        batches = []
+        for header, raw in _batches(segment):
+            try:
+                records = list(iter_records(raw, header))
+            except CodecUnavailable as exc:
+                logger.warning(
+                    "cleaner keeps the batch at offset %d unchanged: %s", header.base_offset, exc
+                )
+                records = None
+            if records is not None:
+                for record in records:
+                    if record.key is not None:
+                        newest[record.key] = header.base_offset + record.offset_delta
+            batches.append((header, raw, records))
+        contents.append(batches)
+
+    rewrites: list[_Rewrite] = []
+    new_horizons = dict(horizons)
+    for segment, batches in zip(segments, contents, strict=True):
+        horizon = horizons.get(segment.base_offset)
+        expired = horizon is not None and horizon <= now_ms
+        changed = False
+        keeps_tombstones = False
+        out: list[bytes] = []
+        for header, raw, records in batches:
+            if records is None:
+                out.append(raw)
+                continue
+            kept = []
+            for record in records:
+                offset = header.base_offset + record.offset_delta
+                if record.key is not None and newest.get(record.key) != offset:
+                    continue
+                if record.is_tombstone and record.key is not None:
+                    if expired:
+                        continue
+                    keeps_tombstones = True
+                kept.append(record)
+            if len(kept) == len(records):
+                out.append(raw)
+                continue
+            changed = True
+            if kept or last_batches.get(header.producer_id) == header.base_offset:
+                out.append(build_batch(header, kept, compress))
+        if keeps_tombstones and horizon is None:
+            new_horizons[segment.base_offset] = now_ms + delete_retention_ms
+        elif not keeps_tombstones:
+            new_horizons.pop(segment.base_offset, None)
+        if not changed:
+            continue
+        cleaned = segment.log_path.with_name(segment.log_path.name + ".cleaned")
+        fd = os.open(cleaned, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for chunk in out:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        new = Segment.open_rewritten(
+            segment.directory, segment.base_offset, cleaned, segment.index_interval_bytes
+        )
+        rewrites.append(_Rewrite(segment, new, cleaned))
+    return rewrites, new_horizons

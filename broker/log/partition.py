@@ -1,0 +1,553 @@
+"""PartitionLog: the segments of one partition, its offsets and its producer state.
+
+Folder ``<data_dir>/<topic>-<partition>/`` holds the segments (see ``segment.py``) and
+``log-start-offset`` (decimal text, written atomically with fsync by DeleteRecords).
+The log start offset is ``max(that checkpoint, first segment's base offset)``.
+
+Everything that changes the log runs on the event loop without awaiting in between
+(validate -> check producer state -> roll -> write -> index), so appends to one partition
+never interleave; only the fsync (group commit, see ``flusher.py``) and checkpoint writes
+leave the loop. Reads return a :class:`FileSlice` of one segment; a deleted segment's file
+descriptor is closed only ``retire_delay_s`` later, so an in-flight sendfile completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from backbone.broker.errors import (
+    CorruptRecord,
+    InvalidRecord,
+    InvalidRequiredAcks,
+    MessageTooLarge,
+    OffsetOutOfRange,
+    UnknownTopicOrPartition,
+)
+
+from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
+from .cleaner import load_horizons
+from .compression import CodecUnavailable
+from .config import LogConfig
+from .flusher import Flusher
+from .index import write_file_atomically
+from .producers import ProducerStateTable
+from .segment import FileSlice, Segment
+
+__all__ = ["AppendResult", "PartitionLog", "ReadResult", "SegmentReaper"]
+
+logger = logging.getLogger(__name__)
+
+_SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
+_LOG_START_FILE = "log-start-offset"
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(slots=True, frozen=True)
+class AppendResult:
+    base_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+
+
+@dataclass(slots=True, frozen=True)
+class ReadResult:
+    records: FileSlice | bytes
+    high_watermark: int
+    log_start_offset: int
+
+
+class SegmentReaper:
+    """Closes the files of deleted segments after a delay (in-flight reads finish first).
+
+    Owned by LogManager, shared by its partitions; ``reap()`` runs in the maintenance loop,
+    ``reap(force=True)`` on close.
+    """
+
+    def __init__(self, delay_s: float = 60.0) -> None:
+        self.delay_s = delay_s
+        self._pending: list[tuple[float, Segment]] = []
+
+    def retire(self, segment: Segment) -> None:
+        self._pending.append((time.monotonic() + self.delay_s, segment))
+
+    def reap(self, *, force: bool = False) -> int:
+        now = time.monotonic()
+        keep, closed = [], 0
+        for deadline, segment in self._pending:
+            if force or deadline <= now:
+                segment.close()
+                closed += 1
+            else:
+                keep.append((deadline, segment))
+        self._pending = keep
+        return closed
+
+
+class PartitionLog:
+    """The log of one partition. Created by LogManager (``load``); not thread-safe."""
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        directory: Path,
+        config: LogConfig,
+        *,
+        flusher: Flusher,
+        reaper: SegmentReaper,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self.config = config
+        self.flusher = flusher
+        self.reaper = reaper
+        self.clock = clock
+        self.producers = ProducerStateTable()
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._log_start_offset = 0
+        self._watchers: list[Callable[[], None]] = []
+        self._closed = False
+        self.cleaner_horizons: dict[int, int] = {}  # segment base -> tombstone horizon (ms)
+        self.cleaner_checkpoint = -1  # next offset after the last cleaned segment
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        topic: str,
+        partition: int,
+        directory: Path,
+        config: LogConfig,
+        *,
+        flusher: Flusher,
+        reaper: SegmentReaper,
+        clock: Callable[[], float] = time.time,
+    ) -> PartitionLog:
+        """Open (creating if needed) and recover a partition folder. Blocking: LogManager
+        runs it in a thread before serving."""
+        log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.iterdir():
+            if leftover.name.endswith((".tmp", ".cleaned")):
+                leftover.unlink()
+        checkpoint = 0
+        try:
+            checkpoint = int((directory / _LOG_START_FILE).read_text().strip() or 0)
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            logger.warning("ignoring an unreadable %s in %s", _LOG_START_FILE, directory)
+        bases = sorted(
+            int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_FILE.match(p.name))
+        )
+        interval = config.index_interval_bytes
+        for i, base in enumerate(bases):
+            active = i == len(bases) - 1
+            segment, truncated = Segment.open(
+                directory, base, active=active, index_interval_bytes=interval
+            )
+            log.segments.append(segment)
+            if truncated and not active:
+                for later in bases[i + 1 :]:
+                    logger.warning(
+                        "recovery removed segment %020d of %s: it follows a truncated segment",
+                        later,
+                        directory,
+                    )
+                    for ext in (".log", ".index", ".timeindex"):
+                        (directory / f"{later:020d}{ext}").unlink(missing_ok=True)
+                break
+        if not log.segments:
+            now_ms = int(clock() * 1000)
+            log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
+            flusher.mark_dir(directory)
+        log._bases = [s.base_offset for s in log.segments]
+        log.cleaner_horizons = load_horizons(directory)
+        log._log_start_offset = max(checkpoint, log.segments[0].base_offset)
+        if log._log_start_offset > log.high_watermark:
+            log._log_start_offset = log.high_watermark
+        for segment in log.segments:
+            for header in segment.headers_from(0):
+                log.producers.replay(header)
+        return log
+
+    # ------------------------------------------------------------------ offsets
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """Log end offset (single node: every written batch is committed)."""
+        return self.segments[-1].next_offset
+
+    log_end_offset = high_watermark
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    @property
+    def active_segment(self) -> Segment:
+        return self.segments[-1]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnknownTopicOrPartition(
+                f"partition {self.topic}-{self.partition} was deleted or closed"
+            )
+
+    # ------------------------------------------------------------------ append
+    async def append(self, records: memoryview | bytes, *, acks: int) -> AppendResult:
+        """Validate, assign offsets and append the batches of one produce request.
+
+        Called by the Produce handler. acks=-1 returns after the data is fsynced (flush
+        policy ``always``, group commit); acks=0/1 after the write. A duplicate of one of a
+        producer's last 5 batches returns the original base offset and writes nothing.
+        """
+        if acks not in (-1, 0, 1):
+            raise InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
+        self._check_open()
+        view = memoryview(records)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        headers = validate_batches(view)
+        if not headers:
+            raise CorruptRecord("the produce request holds no record batch for this partition")
+        config = self.config
+        for header in headers:
+            self._check_batch(header, view, config)
+        now_ms = int(self.clock() * 1000)
+        log_append_time = now_ms if config.log_append_time else None
+        offset = self.high_watermark
+        assigned: list[tuple[BatchHeader, int]] = []
+        for header in headers:
+            assigned.append((header, offset))
+            offset += header.last_offset_delta + 1
+        pending, duplicate = self.producers.prepare(assigned)
+        if duplicate is not None:
+            logger.debug(
+                "duplicate batch for %s-%d: original base offset %d",
+                self.topic,
+                self.partition,
+                duplicate,
+            )
+            if acks == -1 and self.flusher.waits_on_acks:
+                await self.flusher.sync(self.active_segment.fd)
+            return AppendResult(duplicate, -1, self._log_start_offset)
+        size = sum(h.size for h in headers)
+        if self._should_roll(size, headers, now_ms, offset):
+            self.roll(now_ms)
+        segment = self.active_segment
+        chunks: list[bytes | memoryview] = []
+        stored: list[tuple[BatchHeader, int, int]] = []
+        for header, base_offset in assigned:
+            start = header.position
+            chunks.append(patched_header(view, header, base_offset, log_append_time))
+            chunks.append(view[start + HEADER_SIZE : start + header.size])
+            max_ts = log_append_time if log_append_time is not None else header.max_timestamp
+            stored.append((header, base_offset, max_ts))
+        segment.append(chunks, stored)
+        self.producers.commit(pending)
+        self._notify()
+        if acks == -1 and self.flusher.waits_on_acks:
+            await self.flusher.sync(segment.fd)
+        elif self.flusher.policy == "interval":
+            self.flusher.mark(segment.fd)
+        return AppendResult(
+            assigned[0][1],
+            log_append_time if log_append_time is not None else -1,
+            self._log_start_offset,
+        )
+
+    def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
+        where = f"{self.topic}-{self.partition}"
+        if header.size > config.max_message_bytes:
+            raise MessageTooLarge(
+                f"a record batch of {header.size} bytes exceeds max.message.bytes "
+                f"({config.max_message_bytes}) of {where}"
+            )
+        if header.is_control:
+            raise InvalidRecord(f"clients may not produce control batches (to {where})")
+        if header.is_transactional:
+            raise InvalidRecord(
+                f"transactional batches are not supported by this broker (to {where})"
+            )
+        if config.compact:
+            batch = view[header.position : header.position + header.size]
+            try:
+                for record in iter_records(batch, header):
+                    if record.key is None:
+                        raise InvalidRecord(
+                            f"Compacted topic cannot accept message without key in topic "
+                            f"partition {where}."
+                        )
+            except CodecUnavailable as exc:
+                raise InvalidRecord(
+                    f"cannot check the keys of a compressed batch for compacted {where}: {exc}"
+                ) from exc
+
+    def _should_roll(
+        self, size: int, headers: list[BatchHeader], now_ms: int, next_offset: int
+    ) -> bool:
+        segment = self.active_segment
+        if not segment.size:
+            return False
+        config = self.config
+        if segment.size + size > config.segment_bytes:
+            return True
+        if next_offset - segment.base_offset > _INT32_MAX:
+            return True
+        incoming_ts = max(h.max_timestamp for h in headers)
+        if segment.first_batch_timestamp >= 0 and incoming_ts >= 0:
+            waited = incoming_ts - segment.first_batch_timestamp
+        else:
+            waited = now_ms - segment.created_ms
+        return waited > config.segment_ms
+
+    def roll(self, now_ms: int | None = None) -> Segment:
+        """Close the active segment and start a new one at the log end offset."""
+        if now_ms is None:
+            now_ms = int(self.clock() * 1000)
+        old = self.active_segment
+        old.seal()
+        new = Segment.create(
+            self.directory, old.next_offset, now_ms, self.config.index_interval_bytes
+        )
+        self.segments.append(new)
+        self._bases.append(new.base_offset)
+        if self.flusher.policy != "os":
+            self.flusher.mark(old.fd)
+        self.flusher.mark_dir(self.directory)
+        logger.debug("rolled %s-%d at offset %d", self.topic, self.partition, new.base_offset)
+        return new
+
+    # ------------------------------------------------------------------ watchers
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` on the loop after each append becomes readable (Fetch long
+        polling). Returns the unsubscribe function."""
+        self._watchers.append(callback)
+
+        def unsubscribe() -> None:
+            try:
+                self._watchers.remove(callback)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback()
+            except Exception:
+                logger.exception("a watcher of %s-%d failed", self.topic, self.partition)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one containing ``offset`` (Fetch handler).
+
+        At least one batch even above ``max_bytes`` (KIP-74); empty at the high watermark;
+        OffsetOutOfRange outside [log_start_offset, high_watermark].
+        """
+        self._check_open()
+        start, end = self._log_start_offset, self.high_watermark
+        if offset < start or offset > end:
+            raise OffsetOutOfRange(
+                f"offset {offset} is out of range for {self.topic}-{self.partition} "
+                f"(log start offset {start}, high watermark {end})"
+            )
+        if offset == end:
+            return ReadResult(b"", end, start)
+        i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+        for segment in self.segments[i:]:
+            header = segment.find(offset)
+            if header is not None:
+                stop = segment.slice_end(header, max_bytes)
+                return ReadResult(
+                    FileSlice(segment.fd, header.position, stop - header.position), end, start
+                )
+        return ReadResult(b"", end, start)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms`` at or
+        after the log start offset; None when there is none (ListOffsets)."""
+        self._check_open()
+        start = self._log_start_offset
+        for segment in list(self.segments):
+            if segment.max_timestamp < timestamp_ms or segment.next_offset <= start:
+                continue
+            for header in segment.headers_from(segment.timestamp_start(timestamp_ms)):
+                if header.last_offset < start or header.max_timestamp < timestamp_ms:
+                    continue
+                found = self._find_in_batch(segment, header, timestamp_ms, start)
+                if found is not None:
+                    return found
+        return None
+
+    def _find_in_batch(
+        self, segment: Segment, header: BatchHeader, timestamp_ms: int, start: int
+    ) -> tuple[int, int] | None:
+        if header.is_log_append_time:
+            return max(header.base_offset, start), header.max_timestamp
+        try:
+            for record in iter_records(segment.read_batch(header), header):
+                offset = header.base_offset + record.offset_delta
+                ts = header.base_timestamp + record.timestamp_delta
+                if offset >= start and ts >= timestamp_ms:
+                    return offset, ts
+        except CodecUnavailable:
+            return max(header.base_offset, start), header.max_timestamp
+        except CorruptRecord:
+            logger.warning(
+                "unreadable records in the batch at offset %d of %s-%d",
+                header.base_offset,
+                self.topic,
+                self.partition,
+            )
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3)."""
+        self._check_open()
+        best: Segment | None = None
+        for segment in self.segments:
+            if segment.max_timestamp >= 0 and (
+                best is None or segment.max_timestamp > best.max_timestamp
+            ):
+                best = segment
+        if best is None:
+            return None
+        found = self.offset_for_timestamp(best.max_timestamp)
+        return found
+
+    # ------------------------------------------------------------------ deletion
+    async def delete_records(self, before_offset: int) -> int:
+        """Advance the log start offset to ``before_offset`` (-1 = high watermark), persist
+        it, delete segments entirely below it; returns the new log start offset."""
+        self._check_open()
+        end = self.high_watermark
+        if before_offset == -1:
+            before_offset = end
+        if before_offset < 0 or before_offset > end:
+            raise OffsetOutOfRange(
+                f"cannot delete records before offset {before_offset} of "
+                f"{self.topic}-{self.partition}: the high watermark is {end}"
+            )
+        if before_offset > self._log_start_offset:
+            self._log_start_offset = before_offset
+            value = str(before_offset).encode()
+            path = self.directory / _LOG_START_FILE
+            await asyncio.to_thread(write_file_atomically, path, value)
+            self._delete_segments_below_start()
+        return self._log_start_offset
+
+    def _delete_segments_below_start(self) -> int:
+        deleted = 0
+        while len(self.segments) > 1 and self.segments[1].base_offset <= self._log_start_offset:
+            self._delete_oldest()
+            deleted += 1
+        return deleted
+
+    def _delete_oldest(self) -> None:
+        segment = self.segments.pop(0)
+        self._bases.pop(0)
+        segment.delete_files()
+        self.flusher.forget(segment.fd)
+        self.reaper.retire(segment)
+        self.cleaner_horizons.pop(segment.base_offset, None)
+        self._log_start_offset = max(self._log_start_offset, self.segments[0].base_offset)
+        logger.info(
+            "deleted segment %020d of %s-%d; log start offset is now %d",
+            segment.base_offset,
+            self.topic,
+            self.partition,
+            self._log_start_offset,
+        )
+
+    def enforce_retention(self, now_ms: int) -> int:
+        """Delete whole segments past retention.ms / retention.bytes (cleanup.policy with
+        ``delete``) and segments below the log start offset. Returns how many were deleted.
+        Called by LogManager's maintenance loop with its clock."""
+        if self._closed:
+            return 0
+        deleted = self._delete_segments_below_start()
+        config = self.config
+        if not config.delete:
+            return deleted
+        if config.retention_ms >= 0:
+            while self.segments:
+                segment = self.segments[0]
+                if segment is self.active_segment and not segment.size:
+                    break
+                if not segment.size:  # emptied by the cleaner
+                    self._delete_oldest()
+                    deleted += 1
+                    continue
+                newest = segment.max_timestamp if segment.max_timestamp >= 0 else segment.created_ms
+                if now_ms - newest <= config.retention_ms:
+                    break
+                if segment is self.active_segment:
+                    self.roll(now_ms)
+                self._delete_oldest()
+                deleted += 1
+        if config.retention_bytes >= 0:
+            total = self.size_bytes
+            while (
+                len(self.segments) > 1 and total - self.segments[0].size >= config.retention_bytes
+            ):
+                total -= self.segments[0].size
+                self._delete_oldest()
+                deleted += 1
+        return deleted
+
+    def replace_segment(self, old: Segment, new: Segment) -> bool:
+        """Swap a cleaned copy in for ``old`` (cleaner); False if ``old`` is gone."""
+        try:
+            i = self.segments.index(old)
+        except ValueError:
+            return False
+        if old is self.active_segment:
+            return False
+        self.segments[i] = new
+        self.flusher.forget(old.fd)
+        self.reaper.retire(old)
+        return True
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Write the active segment's indexes and hand every file to the reaper."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.active_segment.write_indexes()
+        except Exception:
+            logger.exception("could not write the indexes of %s", self.active_segment.log_path)
+        for segment in self.segments:
+            self.flusher.forget(segment.fd)
+            self.reaper.retire(segment)
+        self._watchers.clear()
+
+    def fds(self) -> list[int]:
+        return [s.fd for s in self.segments]
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.topic}-{self.partition}, offsets "
+            f"{self._log_start_offset}..{self.high_watermark}, {len(self.segments)} segments)"
+        )
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"

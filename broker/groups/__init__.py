@@ -8,7 +8,8 @@ Lifecycle (owned by the broker assembly)::
 
     groups = GroupCoordinator(data_dir, clock=LoopClock(), initial_rebalance_delay_ms=100)
     async with groups:            # replays <data_dir>/__consumer_offsets/offsets.log
-        ...                       # exit: cancels timers, fails waiting joins/syncs, closes file
+        ...                       # exit: cancels timers, answers waiting joins/syncs with
+                                  # NotCoordinator, fsyncs and closes the file
 
 ``GroupCoordinator(data_dir: Path, *, clock: Clock | None = None (LoopClock),
 initial_rebalance_delay_ms: int = 100, min_session_timeout_ms: int = 1000,
@@ -78,6 +79,7 @@ State: :class:`GroupState` enum with the transition table :data:`TRANSITIONS`.
 """
 
 from backbone.broker.groups.clock import Clock, LoopClock, ManualClock, Timer
+from backbone.broker.groups.coordinator import GroupCoordinator
 from backbone.broker.groups.results import (
     CommittedOffset,
     GroupDescription,
@@ -99,6 +101,7 @@ __all__ = [
     "TRANSITIONS",
     "Clock",
     "CommittedOffset",
+    "GroupCoordinator",
     "GroupDescription",
     "GroupListing",
     "GroupState",

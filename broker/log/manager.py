@@ -2,13 +2,14 @@
 
 Layout of ``data_dir``::
 
-    topics/<topic>.json        {"version": 1, "name", "topic_id", "partitions", "configs"}
+    topics/<topic id>.json     {"version": 1, "name", "topic_id", "partitions", "configs"}
                                (written atomically with fsync; the commit point of create,
                                alter and delete: a partition folder without it is an orphan)
     <topic>-<partition>/       segments of one partition (see partition.py / segment.py)
     producer-ids.json          {"next_block": N}: producer ids are handed out in blocks of
                                1000; a restart continues after the last reserved block
-    *.<hex>-delete/            folders of deleted topics being removed (finished on start)
+    <hex>-delete/              partition folders of deleted topics being removed (finished
+                               on start)
 
 Lifecycle: ``async with LogManager(...) as logs`` recovers every partition (in a thread,
 before anything is served), starts the flusher (group commit) and the maintenance task
@@ -256,9 +257,12 @@ class LogManager:
             directory = self.data_dir / f"{topic.name}-{index}"
             if directory.exists():
                 logger.warning("moving aside orphaned partition folder %s", directory)
-                directory.rename(directory.with_name(f"{directory.name}.{uuid.uuid4().hex}-delete"))
+                directory.rename(self.data_dir / f"{uuid.uuid4().hex}-delete")
             logs.append(self._open_partition(topic, index))
         return logs
+
+    def _metadata_path(self, topic: Topic) -> Path:
+        return self.data_dir / "topics" / f"{topic.topic_id}.json"
 
     def _write_metadata(self, topic: Topic) -> None:
         meta = {
@@ -269,7 +273,7 @@ class LogManager:
             "configs": dict(topic.config.overrides),
         }
         write_file_atomically(
-            self.data_dir / "topics" / f"{topic.name}.json",
+            self._metadata_path(topic),
             json.dumps(meta, indent=1, sort_keys=True).encode(),
         )
 
@@ -284,12 +288,12 @@ class LogManager:
         logger.info("deleted topic %s", name)
 
     def _remove_topic_files(self, topic: Topic) -> None:
-        meta = self.data_dir / "topics" / f"{topic.name}.json"
+        meta = self._metadata_path(topic)
         meta.unlink(missing_ok=True)
         fsync_dir(meta.parent)
         for log in topic.partitions:
             if log.directory.exists():
-                doomed = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}-delete")
+                doomed = self.data_dir / f"{uuid.uuid4().hex}-delete"
                 log.directory.rename(doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
 

@@ -1,0 +1,222 @@
+"""What every capture mode shares: the captured relation, key, JSON rows and envelopes.
+
+A :class:`Capture` is built by :class:`~backbone.connectors.sql.SqlSource` at open
+and handed to the mode. Modes are synchronous (run inside ``asyncio.to_thread``);
+each ``poll`` returns a :class:`Poll` without touching the mode's state, which the
+source applies on the event loop afterwards, so a cancelled read changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from backbone import SourceRecord
+
+from ._options import SqlSourceOptions
+from ._values import dump_cursor, load_cursor, to_json
+
+__all__ = ["Capture", "ModeBase", "Poll", "raw"]
+
+EVENT_TYPE = "backbone.sql.change"
+
+
+def raw(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[Any]:
+    """``column`` selected (and compared) exactly as the driver returns it.
+
+    Cursors compare in the database's own order: SQLite keeps date/times as text,
+    so the cursor keeps that text rather than a re-formatted datetime.
+    """
+    return sa.type_coerce(column, sa.types.NullType()).label(name)
+
+
+@dataclass
+class Poll:
+    """One poll's outcome: the records, the mode's next state, and whether more is ready."""
+
+    records: list[SourceRecord]
+    state: Any
+    more: bool = False
+
+
+@dataclass
+class Capture:
+    """The captured relation and how rows become records."""
+
+    engine: Engine
+    relation: sa.FromClause
+    label: str
+    key: list[str]
+    zone: ZoneInfo
+    options: SqlSourceOptions
+    connector: str
+    state_dir: Path
+    table: sa.Table | None = None
+    data_columns: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data_columns = list(self.relation.c.keys())
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def row(self, mapping: Any) -> dict[str, Any]:
+        """The data columns of a result row as JSON."""
+        return {name: to_json(mapping[name], self.zone) for name in self.data_columns}
+
+    def key_of(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """The record key (JSON object of the key columns), or None without a key."""
+        if not self.key:
+            return None
+        return {name: row.get(name) for name in self.key}
+
+    def upper_bound(self, now: float) -> Any:
+        """``now - lag`` as a value comparable with the raw timestamp column."""
+        moment = dt.datetime.fromtimestamp(now - self.options.lag, dt.UTC)
+        if self.dialect == "postgresql":
+            return moment  # compared in the session's TimeZone (= the `timezone` option)
+        local = moment.astimezone(self.zone).replace(tzinfo=None)
+        if self.dialect == "sqlite":
+            return local.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return local
+
+    def records(
+        self,
+        op: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        position: Any,
+        previous: Any,
+        change_ms: int | None = None,
+    ) -> list[SourceRecord]:
+        """The records of one change; only the last carries the new ``position``."""
+        now_ms = int(time.time() * 1000)
+        image = after if after is not None else before
+        key = self.key_of(image) if image is not None else None
+        envelope = {
+            "op": op,
+            "before": before,
+            "after": after,
+            "source": {
+                "connector": self.connector,
+                "table": self.label,
+                "ts_ms": change_ms if change_ms is not None else now_ms,
+                "position": position,
+            },
+            "ts_ms": now_ms,
+        }
+        timestamp = change_ms if change_ms is not None else now_ms
+        record = SourceRecord(
+            value=envelope,
+            key=key,
+            timestamp_ms=timestamp,
+            position=position,
+            event_type=EVENT_TYPE,
+        )
+        if op != "d" or not self.options.tombstones:
+            return [record]
+        record.position = previous
+        tombstone = SourceRecord(value=None, key=key, timestamp_ms=timestamp, position=position)
+        return [record, tombstone]
+
+    def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
+        """SELECT every data column plus ``extra`` from the relation."""
+        return sa.select(*self.relation.c, *extra)
+
+    def key_columns(self) -> list[sa.ColumnElement[Any]]:
+        return [self.relation.c[name] for name in self.key]
+
+    def read_state(self, name: str) -> Any:
+        """A JSON state file under the connector's state_dir, or None."""
+        path = self.state_dir / name
+        if not path.exists():
+            return None
+        return json.loads(path.read_text("utf-8"))
+
+    def write_state(self, name: str, value: Any) -> None:
+        """Write a JSON state file atomically and durably (fsync, then rename)."""
+        write_json(self.state_dir / name, value)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path``: temp file, fsync, rename, fsync the folder."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(path.suffix + ".tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        json.dump(value, handle, separators=(",", ":"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def ms_of(value: Any, zone: ZoneInfo) -> int | None:
+    """A datetime (naive = ``zone``) in epoch milliseconds, else None."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return int(value.timestamp() * 1000)
+    return None
+
+
+class ModeBase(ABC):
+    """A capture mode. ``start`` and ``poll`` run in a worker thread."""
+
+    initial_state_file = "initial-position.json"
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.state: Any = None
+
+    @abstractmethod
+    def start(self, position: Any | None) -> Any:
+        """Return the state to resume strictly after ``position`` (None = first start)."""
+
+    @abstractmethod
+    def poll(self, state: Any, now: float, mono: float) -> Poll:
+        """Read what is new after ``state``; must not mutate ``self``."""
+
+    def latest_start(self, compute: Any) -> Any:
+        """The ``initial: latest`` starting position, fixed once in the state folder.
+
+        The runtime saves positions only with records, so without this a restart
+        before the first change would compute a newer start and lose changes.
+        """
+        saved = self.capture.read_state(self.initial_state_file)
+        if saved is not None:
+            return saved
+        position = compute()
+        self.capture.write_state(self.initial_state_file, position)
+        return position
+
+    def acked(self, position: Any) -> None:  # noqa: B027 - optional hook
+        """Everything up to ``position`` is durable in the broker."""
+
+
+def dump_key(values: Any) -> list[Any]:
+    return [dump_cursor(v) for v in values]
+
+
+def load_key(values: list[Any]) -> tuple[Any, ...]:
+    return tuple(load_cursor(v) for v in values)

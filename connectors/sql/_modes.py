@@ -1,0 +1,307 @@
+"""Query-based capture modes: ``incrementing``, ``timestamp``, ``timestamp+incrementing``, ``bulk``.
+
+Positions (JSON, strictly-after semantics):
+
+- incrementing: ``{"id": W, "seen": [[a, b], ...]}`` -- every id <= W is done, and so
+  are the ids inside the ``seen`` ranges above W (see :class:`Incrementing`).
+- timestamp: ``{"ts": T}`` -- every row with timestamp <= T is done.
+- timestamp+incrementing: ``{"ts": T, "id": I}`` -- every row with (ts, id) <= (T, I).
+- bulk: ``{"run": N, "after": [key...] | offset}`` mid-run, ``{"run": N, "done": true}``.
+
+Timestamp cursors keep the raw database value (``{"datetime": ...}`` on PostgreSQL,
+the stored text on SQLite) so comparisons use the database's own ordering.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from backbone import SourceRecord
+
+from ._capture import ModeBase, Poll, dump_key, load_key, ms_of, raw
+from ._database import errors
+from ._values import dump_cursor, load_cursor
+
+__all__ = ["Bulk", "Incrementing", "Timestamp"]
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+def add_id(ranges: Ranges, value: int) -> Ranges:
+    """``ranges`` (sorted, disjoint, inclusive) with ``value`` added, merged."""
+    merged: list[list[int]] = [list(r) for r in ranges]
+    merged.append([value, value])
+    merged.sort()
+    out: list[list[int]] = []
+    for low, high in merged:
+        if out and low <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], high)
+        else:
+            out.append([low, high])
+    return tuple((a, b) for a, b in out)
+
+
+@dataclass(frozen=True)
+class IncState:
+    watermark: int | None
+    seen: Ranges
+    history: tuple[tuple[float, int], ...] = ()
+
+    def position(self) -> dict[str, Any]:
+        return {"id": self.watermark, "seen": [list(r) for r in self.seen]}
+
+
+class Incrementing(ModeBase):
+    """``incrementing``: new rows by a strictly increasing integer column (op ``c``).
+
+    Late commits: an id is taken when a transaction inserts, but the row becomes
+    visible only at commit, so a higher id can be seen before a lower one. The
+    position therefore has a *watermark* W and the ``seen`` ids above it. Each poll
+    reads every id > W not yet seen. W only advances to the highest id that was
+    already visible ``lag`` seconds ago: a transaction still in flight then, and
+    committing within ``lag``, is read on a later poll. ``lag: 0`` is the classic
+    ``id > last`` cursor.
+    """
+
+    def start(self, position: Any | None) -> IncState:
+        if position is not None:
+            seen = tuple((int(a), int(b)) for a, b in position.get("seen", []))
+            return IncState(position.get("id"), seen)
+        if self.capture.options.initial == "snapshot":
+            return IncState(None, ())
+
+        def compute() -> dict[str, Any]:
+            column = self.capture.relation.c[self.capture.options.incrementing_column or ""]
+            with (
+                errors(self.capture.engine, "reading the latest id"),
+                self.capture.engine.connect() as conn,
+            ):
+                latest = conn.execute(sa.select(sa.func.max(column))).scalar()
+            return {"id": latest, "seen": []}
+
+        return self.start(self.latest_start(compute))
+
+    def poll(self, state: IncState, now: float, mono: float) -> Poll:
+        capture = self.capture
+        name = capture.options.incrementing_column or ""
+        column = capture.relation.c[name]
+        query = capture.select(raw(column, "_bb_id"))
+        if state.watermark is not None:
+            query = query.where(column > state.watermark)
+        for low, high in state.seen:
+            query = query.where(sa.not_(column.between(low, high)))
+        query = query.order_by(column).limit(capture.options.batch_size)
+        with errors(capture.engine, "polling for new rows"), capture.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        records: list[SourceRecord] = []
+        seen = state.seen
+        for mapping in rows:
+            before_position = IncState(state.watermark, seen).position()
+            seen = add_id(seen, int(mapping["_bb_id"]))
+            position = IncState(state.watermark, seen).position()
+            after = capture.row(mapping)
+            records.extend(capture.records("c", None, after, position, before_position))
+        top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
+        history = (*state.history, (mono, top)) if top is not None else state.history
+        watermark = state.watermark
+        keep: list[tuple[float, int]] = []
+        for seen_at, highest in history:
+            if seen_at <= mono - capture.options.lag:
+                watermark = highest if watermark is None else max(watermark, highest)
+            else:
+                keep.append((seen_at, highest))
+        if watermark is not None:
+            seen = tuple((max(a, watermark + 1), b) for a, b in seen if b > watermark)
+        return Poll(
+            records, IncState(watermark, seen, tuple(keep)), len(rows) == capture.options.batch_size
+        )
+
+
+@dataclass(frozen=True)
+class TsState:
+    ts: Any
+    id: Any = None
+
+    def position(self, with_id: bool) -> dict[str, Any]:
+        if with_id:
+            return {"ts": dump_cursor(self.ts), "id": self.id}
+        return {"ts": dump_cursor(self.ts)}
+
+
+class Timestamp(ModeBase):
+    """``timestamp`` and ``timestamp+incrementing``: rows changed since the cursor (op ``u``).
+
+    Only rows whose timestamp is at least ``lag`` old are read, so a transaction
+    that commits within ``lag`` of writing its timestamp is not skipped. With an
+    incrementing column the cursor is the pair ``(ts, id)`` (keyset paging), so rows
+    sharing a timestamp are never lost across pages. Without one, a page never ends
+    inside a group of rows sharing a timestamp: the whole group is read, and the
+    position only moves past a timestamp once all its rows are emitted.
+    """
+
+    def __init__(self, capture: Any) -> None:
+        super().__init__(capture)
+        self.with_id = capture.options.mode == "timestamp+incrementing"
+
+    def _columns(self) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any] | None]:
+        options = self.capture.options
+        ts = self.capture.relation.c[options.timestamp_column or ""]
+        inc = self.capture.relation.c[options.incrementing_column or ""] if self.with_id else None
+        return ts, inc
+
+    def start(self, position: Any | None) -> TsState:
+        if position is not None:
+            return TsState(load_cursor(position.get("ts")), position.get("id"))
+        if self.capture.options.initial == "snapshot":
+            return TsState(None)
+
+        def compute() -> dict[str, Any]:
+            ts, inc = self._columns()
+            raw_ts = raw(ts, "_bb_ts")
+            bound = self.capture.upper_bound(time.time())
+            query = sa.select(raw_ts).where(raw_ts <= bound).order_by(ts.desc())
+            if inc is not None:
+                query = query.add_columns(inc).order_by(inc.desc())
+            with (
+                errors(self.capture.engine, "reading the latest timestamp"),
+                self.capture.engine.connect() as conn,
+            ):
+                row = conn.execute(query.limit(1)).first()
+            if row is None:
+                return {"ts": None, "id": None}
+            return {"ts": dump_cursor(row[0]), "id": row[1] if inc is not None else None}
+
+        return self.start(self.latest_start(compute))
+
+    def poll(self, state: TsState, now: float, mono: float) -> Poll:
+        capture = self.capture
+        ts, inc = self._columns()
+        raw_ts = sa.type_coerce(ts, sa.types.NullType())
+        bound = capture.upper_bound(now)
+        extra = [raw(ts, "_bb_ts")] + ([raw(inc, "_bb_id")] if inc is not None else [])
+        base = capture.select(*extra).where(raw_ts <= bound)
+        if state.ts is not None:
+            if inc is not None and state.id is not None:
+                base = base.where(
+                    sa.or_(raw_ts > state.ts, sa.and_(raw_ts == state.ts, inc > state.id))
+                )
+            else:
+                base = base.where(raw_ts > state.ts)
+        order = [ts, inc] if inc is not None else [ts]
+        limit = capture.options.batch_size
+        with errors(capture.engine, "polling for changed rows"), capture.engine.connect() as conn:
+            rows = conn.execute(base.order_by(*order).limit(limit)).mappings().all()
+            full = len(rows) == limit
+            if full and inc is None:
+                # never stop inside a group sharing one timestamp: read the whole group
+                boundary = rows[-1]["_bb_ts"]
+                rows = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).mappings().all()
+        records: list[SourceRecord] = []
+        current = state
+        for index, mapping in enumerate(rows):
+            previous = current
+            following = rows[index + 1] if index + 1 < len(rows) else None
+            if inc is not None:
+                current = TsState(mapping["_bb_ts"], mapping["_bb_id"])
+            elif following is None or following["_bb_ts"] != mapping["_bb_ts"]:
+                current = TsState(mapping["_bb_ts"])
+            after = capture.row(mapping)
+            change_ms = ms_of(mapping[capture.options.timestamp_column or ""], capture.zone)
+            records.extend(
+                capture.records(
+                    "u",
+                    None,
+                    after,
+                    current.position(self.with_id),
+                    previous.position(self.with_id),
+                    change_ms,
+                )
+            )
+        return Poll(records, current, full)
+
+
+@dataclass(frozen=True)
+class BulkState:
+    run: int
+    after: Any  # key tuple, row offset, or None at the start of a run
+    done: bool
+    due: float = 0.0
+
+    def position(self) -> dict[str, Any]:
+        if self.done:
+            return {"run": self.run, "done": True}
+        after = dump_key(self.after) if isinstance(self.after, tuple) else self.after
+        return {"run": self.run, "after": after}
+
+
+class Bulk(ModeBase):
+    """``bulk``: the whole table (or query) every ``poll_interval``, each row as op ``r``.
+
+    A run is paged by the key (keyset) or, without a key, by row offset; the
+    position says how far the current run got, so a restart finishes it first.
+    """
+
+    def start(self, position: Any | None) -> BulkState:
+        if position is None:
+            if self.capture.options.initial == "latest":
+                return BulkState(
+                    0, None, True, time.monotonic() + self.capture.options.poll_interval
+                )
+            return BulkState(1, None, False)
+        if position.get("done"):
+            return BulkState(
+                int(position["run"]),
+                None,
+                True,
+                time.monotonic() + self.capture.options.poll_interval,
+            )
+        after = position.get("after")
+        after = load_key(after) if isinstance(after, list) else after
+        return BulkState(int(position["run"]), after, False)
+
+    def poll(self, state: BulkState, now: float, mono: float) -> Poll:
+        capture = self.capture
+        if state.done:
+            if mono < state.due:
+                return Poll([], state)
+            state = BulkState(state.run + 1, None, False)
+        keys = capture.key_columns()
+        limit = capture.options.batch_size
+        extra = [raw(column, f"_bb_k{i}") for i, column in enumerate(keys)]
+        query = capture.select(*extra)
+        if keys:
+            if state.after is not None:
+                query = query.where(
+                    sa.tuple_(*[sa.type_coerce(c, sa.types.NullType()) for c in keys])
+                    > sa.tuple_(*[sa.literal(v, sa.types.NullType()) for v in state.after])
+                )
+            query = query.order_by(*keys)
+        elif state.after:
+            query = query.offset(int(state.after))
+        with errors(capture.engine, "reading the table"), capture.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).mappings().all()
+        done = len(rows) < limit
+        records: list[SourceRecord] = []
+        current = state
+        for index, mapping in enumerate(rows):
+            previous = current
+            if done and index == len(rows) - 1:
+                current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
+            elif keys:
+                current = BulkState(
+                    state.run, tuple(mapping[f"_bb_k{i}"] for i in range(len(keys))), False
+                )
+            else:
+                current = BulkState(state.run, (state.after or 0) + index + 1, False)
+            records.extend(
+                capture.records(
+                    "r", None, capture.row(mapping), current.position(), previous.position()
+                )
+            )
+        if done and not rows:
+            current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
+        return Poll(records, current, not done)

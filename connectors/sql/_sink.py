@@ -1,0 +1,387 @@
+"""The ``sql`` sink: records become rows, one transaction per ``write``.
+
+A record's value is either a change envelope (``{"op", "before", "after", ...}``:
+``c``/``u``/``r`` write ``after``, ``d`` deletes the row named by ``before`` or the
+record key) or a plain JSON object (one row). A null value (tombstone) deletes the
+row named by the record key when ``delete_on_tombstone`` is set and is skipped
+otherwise. ``fields`` selects/renames fields before anything else.
+
+The runner calls ``open()``, then ``write(records)`` repeatedly, ``close()``.
+``write`` applies the batch in record order inside one transaction and returns
+after COMMIT; on a rejected row (wrong type, NOT NULL, constraint) it rolls back
+and raises :class:`DataError` carrying the database's message, so nothing of the
+batch is written; a lost connection raises :class:`RetriableError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from backbone import ConnectorContext, DataError, FatalError, Sink, SinkRecord
+
+from ._database import column_of, create, errors, redacted, reflect_table, resolve_url, split_name
+from ._options import SqlSinkOptions
+from ._values import from_json
+
+__all__ = ["SqlSink"]
+
+Op = tuple[str, dict[str, Any]]  # ("write" | "delete", fields)
+ENVELOPE_OPS = {"c", "u", "r", "d"}
+
+
+def _is_envelope(value: dict[str, Any]) -> bool:
+    return value.get("op") in ENVELOPE_OPS and ("after" in value or "before" in value)
+
+
+def _infer(values: list[Any]) -> sa.types.TypeEngine[Any]:
+    """A column type for the first non-null JSON value seen (``auto_create``)."""
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, bool):
+        return sa.Boolean()
+    if isinstance(sample, int):
+        return sa.BigInteger()
+    if isinstance(sample, float):
+        return sa.Float()
+    if isinstance(sample, dict | list):
+        return sa.JSON()
+    if isinstance(sample, str) and len(sample) >= 10:
+        try:
+            parsed = dt.datetime.fromisoformat(sample)
+        except ValueError:
+            return sa.Text()
+        if len(sample) == 10:
+            return sa.Date()
+        return sa.DateTime(timezone=parsed.tzinfo is not None)
+    return sa.Text()
+
+
+class SqlSink(Sink[SqlSinkOptions]):
+    """Writes records into a table (see the module docstring)."""
+
+    def __init__(self, options: SqlSinkOptions, context: ConnectorContext) -> None:
+        super().__init__(options, context)
+        self._engine: Engine | None = None
+        self._table: sa.Table | None = None
+        self._key: list[str] = []
+
+    # -- setup -------------------------------------------------------------------
+
+    def _connect(self) -> Engine:
+        return create(resolve_url(self.options.url.get_secret_value(), self.context), "UTC")
+
+    def _describe(self, engine: Engine) -> sa.Table | None:
+        """The target table, None if missing and ``auto_create`` is on."""
+        try:
+            table = reflect_table(engine, self.options.table)
+        except FatalError:
+            if self.options.auto_create:
+                return None
+            raise FatalError(
+                f"table: table {self.options.table!r} does not exist in "
+                f"{redacted(engine.url)}; create it or set auto_create: true"
+            ) from None
+        self._check_table(table)
+        return table
+
+    def _check_table(self, table: sa.Table) -> None:
+        key = self.options.key or [c.name for c in table.primary_key.columns]
+        for name in key:
+            column_of(table, name, "key")
+        if isinstance(self.options.fields, dict):
+            for column in self.options.fields.values():
+                column_of(table, column, "fields")
+        elif self.options.fields:
+            for column in self.options.fields:
+                column_of(table, column, "fields")
+        needs_key = self.options.insert_mode != "insert" or self.options.delete_on_tombstone
+        if needs_key and not key:
+            raise FatalError(
+                f"key: insert_mode {self.options.insert_mode!r} needs key columns and table "
+                f"{self.options.table!r} has no primary key; set key: [column, ...]"
+            )
+        self._key = key
+
+    def _check(self) -> None:
+        engine = self._connect()
+        try:
+            self._describe(engine)
+        finally:
+            engine.dispose()
+
+    def _open(self) -> tuple[Engine, sa.Table | None]:
+        engine = self._connect()
+        try:
+            return engine, self._describe(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    def _create(self, engine: Engine, rows: list[dict[str, Any]], keys: list[Any]) -> sa.Table:
+        """``auto_create``: create the table with types inferred from ``rows``."""
+        key = list(self.options.key or [])
+        if not key:
+            sample = next((k for k in keys if isinstance(k, dict) and k), None)
+            key = list(sample) if sample else []
+        names: list[str] = list(dict.fromkeys(key))
+        for row in rows:
+            names.extend(n for n in row if n not in names)
+        if not names:
+            raise DataError("auto_create: the first records have no fields to make columns of")
+        schema, name = split_name(self.options.table)
+        columns = [
+            sa.Column(
+                n, _infer([r.get(n) for r in rows]), primary_key=n in key, nullable=n not in key
+            )
+            for n in names
+        ]
+        table = sa.Table(name, sa.MetaData(), *columns, schema=schema)
+        with errors(engine, f"creating table {self.options.table!r}"):
+            table.create(engine, checkfirst=True)
+        self.context.logger.info(
+            "sql sink %s: created table %s (%s)",
+            self.context.name,
+            self.options.table,
+            ", ".join(names),
+        )
+        table = reflect_table(engine, self.options.table)
+        self._check_table(table)
+        return table
+
+    # -- records to operations -------------------------------------------------------
+
+    def _select(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``fields`` (select or select+rename)."""
+        chosen = self.options.fields
+        if chosen is None:
+            return dict(fields)
+        if isinstance(chosen, dict):
+            return {column: fields[name] for name, column in chosen.items() if name in fields}
+        return {name: fields[name] for name in chosen if name in fields}
+
+    def _operation(self, record: SinkRecord) -> tuple[Op | None, Any]:
+        """The operation for one record (None = skip), and the record key."""
+        value = record.json()
+        key = record.key_json()
+        where = f"record {record.topic}/{record.partition}@{record.offset}"
+        if value is None:
+            if not self.options.delete_on_tombstone:
+                return None, key
+            return ("delete", self._key_fields(key, where)), key
+        if not isinstance(value, dict):
+            raise DataError(f"{where}: value must be a JSON object, got {type(value).__name__}")
+        if _is_envelope(value):
+            if value["op"] == "d":
+                image = value.get("before") if isinstance(value.get("before"), dict) else key
+                return ("delete", self._key_fields(image, where)), key
+            after = value.get("after")
+            if not isinstance(after, dict):
+                raise DataError(
+                    f"{where}: change event with op {value['op']!r} has no 'after' object"
+                )
+            return ("write", self._select(after)), key
+        return ("write", self._select(value)), key
+
+    def _key_fields(self, image: Any, where: str) -> dict[str, Any]:
+        if isinstance(image, dict):
+            fields = self._select(image)
+        elif len(self._key) == 1 and image is not None:
+            fields = {self._key[0]: image}
+        else:
+            raise DataError(f"{where}: cannot tell which row to delete: no key (got {image!r})")
+        missing = [k for k in self._key if k not in fields]
+        if missing:
+            raise DataError(
+                f"{where}: cannot delete: key column(s) {missing} missing from {image!r}"
+            )
+        return {k: fields[k] for k in self._key}
+
+    def _convert(self, table: sa.Table, fields: dict[str, Any], where: str) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name not in table.c:
+                raise DataError(
+                    f"{where}: field {name!r} is not a column of table {self.options.table!r} "
+                    f"(columns: {', '.join(table.c.keys())}); select fields with 'fields'"
+                )
+            try:
+                row[name] = from_json(value, table.c[name], name)
+            except ValueError as exc:
+                raise DataError(f"{where}: {exc}") from exc
+        return row
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write(self, records: Sequence[SinkRecord]) -> None:
+        engine = self._engine
+        if engine is None:
+            raise FatalError("the sql sink was not opened")
+        ops: list[tuple[Op, str]] = []
+        keys: list[Any] = []
+        for record in records:
+            op, key = self._operation(record)
+            keys.append(key)
+            if op is not None:
+                ops.append((op, f"record {record.topic}/{record.partition}@{record.offset}"))
+        if not ops:
+            return
+        if self._table is None:
+            self._table = self._create(engine, [f for (kind, f), _ in ops if kind == "write"], keys)
+        table = self._table
+        converted = [((kind, self._convert(table, f, where)), where) for (kind, f), where in ops]
+        with (
+            errors(engine, f"writing {len(records)} records to {self.options.table!r}"),
+            engine.begin() as conn,
+        ):
+            start = 0
+            while start < len(converted):
+                kind = converted[start][0][0]
+                end = start
+                while end < len(converted) and converted[end][0][0] == kind:
+                    end += 1
+                rows = [fields for (_, fields), _ in converted[start:end]]
+                if kind == "delete":
+                    self._delete(conn, table, rows)
+                else:
+                    self._store(conn, table, rows)
+                start = end
+
+    def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Rows grouped by their column set (order kept within a group), then by batch_size."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        size = self.options.batch_size
+        return [
+            group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
+        ]
+
+    def _merged(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows merged per key in order (a later record's fields win)."""
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            identity = tuple(row.get(k) for k in self._key)
+            merged[identity] = {**merged.get(identity, {}), **row}
+        return list(merged.values())
+
+    def _store(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        mode = self.options.insert_mode
+        if mode == "insert":
+            chunks: list[list[dict[str, Any]]] = []
+            for row in rows:  # keep order: consecutive rows with the same columns
+                if (
+                    chunks
+                    and chunks[-1][0].keys() == row.keys()
+                    and len(chunks[-1]) < self.options.batch_size
+                ):
+                    chunks[-1].append(row)
+                else:
+                    chunks.append([row])
+            for chunk in chunks:
+                conn.execute(table.insert(), chunk)
+            return
+        for row in rows:
+            missing = [k for k in self._key if row.get(k) is None]
+            if missing:
+                raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
+        for chunk in self._chunks(self._merged(rows)):
+            if mode == "update":
+                self._update(conn, table, chunk)
+            else:
+                self._upsert(conn, table, chunk)
+
+    def _upsert(self, conn: Connection, table: sa.Table, chunk: list[dict[str, Any]]) -> None:
+        names = list(chunk[0])
+        others = [n for n in names if n not in self._key]
+        dialect = conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            statement = insert(table)
+            if others:
+                statement = statement.on_conflict_do_update(
+                    index_elements=[table.c[k] for k in self._key],
+                    set_={n: statement.excluded[n] for n in others},
+                )
+            else:
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=[table.c[k] for k in self._key]
+                )
+            conn.execute(statement, chunk)
+            return
+        for row in chunk:  # portable fallback: UPDATE, then INSERT when no row matched
+            updated = 0
+            if others:
+                condition = sa.and_(*[table.c[k] == row[k] for k in self._key])
+                updated = conn.execute(
+                    table.update().where(condition).values({n: row[n] for n in others})
+                ).rowcount
+            if not updated:
+                exists = conn.execute(
+                    sa.select(sa.literal(1))
+                    .where(*[table.c[k] == row[k] for k in self._key])
+                    .select_from(table)
+                ).first()
+                if exists is None:
+                    conn.execute(table.insert(), [row])
+
+    def _update(self, conn: Connection, table: sa.Table, chunk: list[dict[str, Any]]) -> None:
+        others = [n for n in chunk[0] if n not in self._key]
+        if not others:
+            return
+        statement = (
+            table.update()
+            .where(*[table.c[k] == sa.bindparam(f"_bb_key_{k}") for k in self._key])
+            .values({n: sa.bindparam(f"_bb_set_{n}") for n in others})
+        )
+        params = [
+            {
+                **{f"_bb_key_{k}": row[k] for k in self._key},
+                **{f"_bb_set_{n}": row[n] for n in others},
+            }
+            for row in chunk
+        ]
+        conn.execute(statement, params)
+
+    def _delete(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        statement = table.delete().where(
+            *[table.c[k] == sa.bindparam(f"_bb_key_{k}") for k in self._key]
+        )
+        size = self.options.batch_size
+        params = [{f"_bb_key_{k}": row[k] for k in self._key} for row in rows]
+        for i in range(0, len(params), size):
+            conn.execute(statement, params[i : i + size])
+
+    # -- the contract ---------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Connect; check the table (unless auto_create), key and field columns exist."""
+        await asyncio.to_thread(self._check)
+
+    async def open(self) -> None:
+        """Connect and describe the table (FatalError if missing without auto_create)."""
+        self._engine, self._table = await asyncio.to_thread(self._open)
+        self.context.logger.info(
+            "sql sink %s: writing to %s (%s) in %s",
+            self.context.name,
+            self.options.table,
+            self.options.insert_mode,
+            redacted(self._engine.url),
+        )
+
+    async def write(self, records: Sequence[SinkRecord]) -> None:
+        """Apply the batch in one transaction; returns after COMMIT (see the module docstring)."""
+        await asyncio.to_thread(self._write, records)
+
+    async def close(self) -> None:
+        """Dispose of the engine; idempotent."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.dispose)

@@ -103,12 +103,6 @@ def _check_topic_resource(ctx: RequestContext, resource: Any) -> Any:
     return ctx.logs.topic(resource.resource_name)
 
 
-def _validate(ctx: RequestContext, topic: Any, overrides: dict[str, str]) -> None:
-    from ..log import LogConfig
-
-    LogConfig.from_configs(overrides, base=ctx.logs.defaults)
-
-
 async def handle_alter_configs(ctx: RequestContext, request: Any) -> Any:
     """AlterConfigs v0-2: the given configs replace the topic's whole override set."""
     responses = []
@@ -121,10 +115,9 @@ async def handle_alter_configs(ctx: RequestContext, request: Any) -> Any:
         try:
             topic = _check_topic_resource(ctx, resource)
             configs: dict[str, str | None] = {c.name: c.value for c in resource.configs}
-            if request.validate_only:
-                _validate(ctx, topic, {k: v for k, v in configs.items() if v is not None})
-            else:
-                await ctx.logs.alter_configs(topic.name, configs, incremental=False)
+            await ctx.logs.alter_configs(
+                topic.name, configs, incremental=False, validate_only=request.validate_only
+            )
         except BrokerError as exc:
             response.error_code = error_code(exc)
             response.error_message = error_message(exc)
@@ -166,20 +159,12 @@ async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) ->
         try:
             topic = _check_topic_resource(ctx, resource)
             current = {e.name: e.value for e in topic.config.describe() if e.value is not None}
-            current.update(topic.overrides)
             changes: dict[str, str | None] = {}
             for config in resource.configs:
                 changes[config.name] = _apply_operation(current, config)
-            if request.validate_only:
-                merged = dict(topic.overrides)
-                for name, value in changes.items():
-                    if value is None:
-                        merged.pop(name, None)
-                    else:
-                        merged[name] = value
-                _validate(ctx, topic, merged)
-            else:
-                await ctx.logs.alter_configs(topic.name, changes, incremental=True)
+            await ctx.logs.alter_configs(
+                topic.name, changes, incremental=True, validate_only=request.validate_only
+            )
         except BrokerError as exc:
             response.error_code = error_code(exc)
             response.error_message = error_message(exc)

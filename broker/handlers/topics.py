@@ -148,9 +148,9 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
                             f"only broker {ctx.config.node_id} exists "
                             f"(assignment {list(assignment.broker_ids)})"
                         )
-            if not request.validate_only:
-                await ctx.logs.create_partitions(topic.name, topic.count)
-                logger.info("topic %s now has %d partitions", topic.name, topic.count)
+            await ctx.logs.create_partitions(
+                topic.name, topic.count, validate_only=request.validate_only
+            )
             result.error_code = 0
         except BrokerError as exc:
             result.error_code = error_code(exc)

@@ -373,14 +373,14 @@ class Membership:
             group.join_timer = self.clock.call_at(
                 now + rebalance_s, lambda: self._complete_join(group)
             )
-        group.transition(_S.PREPARING_REBALANCE)
         logger.info(
             "Preparing to rebalance group %s in state %s with old generation %d (reason: %s)",
             group.group_id,
-            _S.PREPARING_REBALANCE.value,
+            group.state.value,
             group.generation_id,
             reason,
         )
+        group.transition(_S.PREPARING_REBALANCE)
         self._try_complete_join(group)
 
     def _reset_assignments(self, group: Group, error: BrokerError) -> None:

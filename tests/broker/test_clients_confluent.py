@@ -169,6 +169,7 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
             {
                 "bootstrap.servers": broker.bootstrap,
                 "group.id": "unused",
+                "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5000,
             }
         )

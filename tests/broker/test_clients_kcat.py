@@ -1,0 +1,165 @@
+"""kcat (Debian's, librdkafka 2.0.2) against the embedded broker, as a subprocess.
+
+kcat 2.0.2 is the client that fails with "Read underflow" if ApiVersions v3+
+carries tagged fields, and disables compression unless Produce v0 is advertised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backbone.broker import Broker, BrokerConfig
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed"),
+]
+
+BASE_TS = 1_700_000_000_000
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
+        yield running
+
+
+async def kcat(*args: str, stdin: bytes | None = None, limit: float = 30) -> str:
+    """Run kcat; returns stdout, raising with stderr on a non-zero exit."""
+    proc = await asyncio.create_subprocess_exec(
+        "kcat",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_metadata_lists_topics_and_partitions(broker: Broker) -> None:
+    await broker.logs.create_topic("orders", 3)
+    out = await kcat("-b", broker.bootstrap, "-L", "-J")
+    metadata = json.loads(out)
+    assert metadata["brokers"] == [{"id": 0, "name": broker.bootstrap}]
+    [topic] = [t for t in metadata["topics"] if t["topic"] == "orders"]
+    assert [p["partition"] for p in topic["partitions"]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+async def test_produce_consume_keys_headers(broker: Broker, codec: str) -> None:
+    lines = "".join(f"key-{i}\tvalue-{i}\n" for i in range(20)).encode()
+    await kcat(
+        "-b",
+        broker.bootstrap,
+        "-P",
+        "-t",
+        "events",
+        "-K",
+        "\t",
+        "-H",
+        "source=kcat",
+        "-z",
+        codec,
+        "-X",
+        "acks=all",
+        stdin=lines,
+    )
+    out = await kcat("-b", broker.bootstrap, "-C", "-t", "events", "-o", "beginning", "-e", "-J")
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [(r["offset"], r["key"], r["payload"]) for r in records] == [
+        (i, f"key-{i}", f"value-{i}") for i in range(20)
+    ]
+    assert all(r["headers"] == ["source", "kcat"] for r in records)
+    assert all(r["tstype"] == "create" for r in records)
+
+
+async def test_timestamps_and_offsets_by_time(broker: Broker) -> None:
+    for i in range(5):
+        await kcat(
+            "-b",
+            broker.bootstrap,
+            "-P",
+            "-t",
+            "timed",
+            "-k",
+            f"k{i}",
+            "-X",
+            f"message.timeout.ms={10_000}",
+            stdin=f"v{i}".encode(),
+        )
+    # kcat -o s@<ts>: start at the first offset whose timestamp >= ts (ListOffsets by time)
+    records = await broker_records(broker, "timed")
+    third_ts = records[2]["ts"]
+    out = await kcat("-b", broker.bootstrap, "-C", "-t", "timed", "-o", f"s@{third_ts}", "-e", "-J")
+    got = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [(r["offset"], r["payload"]) for r in got] == [(2, "v2"), (3, "v3"), (4, "v4")]
+
+
+async def broker_records(broker: Broker, topic: str) -> list[dict]:
+    out = await kcat("-b", broker.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-J")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def test_one_megabyte_record(broker: Broker, tmp_path: Path) -> None:
+    payload = ("x" * 999_999).encode()
+    await kcat(
+        "-b",
+        broker.bootstrap,
+        "-P",
+        "-t",
+        "big",
+        "-X",
+        "message.max.bytes=2000000",
+        stdin=payload,
+    )
+    records = await broker_records(broker, "big")
+    assert len(records) == 1
+    assert records[0]["payload"] == payload.decode()
+
+
+async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
+    await broker.logs.create_topic("quiet", 1)
+    consumer = asyncio.create_task(
+        kcat(
+            "-b",
+            broker.bootstrap,
+            "-C",
+            "-t",
+            "quiet",
+            "-o",
+            "beginning",
+            "-c",
+            "1",
+            "-J",
+            "-X",
+            "fetch.wait.max.ms=5000",
+        )
+    )
+    await asyncio.sleep(1.0)
+    assert not consumer.done()
+    await kcat("-b", broker.bootstrap, "-P", "-t", "quiet", "-k", "k", stdin=b"wake up")
+    out = await asyncio.wait_for(consumer, 20)
+    record = json.loads(out.splitlines()[0])
+    assert (record["offset"], record["key"], record["payload"]) == (0, "k", "wake up")
+
+
+async def test_restart_keeps_data(tmp_path: Path) -> None:
+    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as first:
+        lines = "".join(f"v{i}\n" for i in range(10)).encode()
+        await kcat("-b", first.bootstrap, "-P", "-t", "durable", stdin=lines)
+    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as second:
+        records = await broker_records(second, "durable")
+        assert [r["payload"] for r in records] == [f"v{i}" for i in range(10)]

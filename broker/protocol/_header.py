@@ -28,6 +28,7 @@ from ._generated import REQUESTS
 from ._types import (
     I32,
     CodecError,
+    describe,
     read_nullable_string,
     skip_tagged_fields,
     write_nullable_string,
@@ -96,10 +97,8 @@ def read_request_header(frame: memoryview | bytes) -> tuple[RequestHeader, int]:
         client_id, pos = read_nullable_string(frame, 8)
         if version == 2:
             pos = skip_tagged_fields(frame, pos)
-    except CodecError:
-        raise
-    except (struct.error, IndexError, ValueError) as exc:
-        raise CodecError(f"malformed request header: {exc}") from exc
+    except (CodecError, struct.error, IndexError, ValueError) as exc:
+        raise CodecError(f"malformed request header: {describe(exc)}") from exc
     return RequestHeader(api_key, api_version, correlation_id, client_id), pos
 
 
@@ -126,10 +125,8 @@ def read_response_header(frame: memoryview | bytes, header_version: int) -> tupl
     try:
         (correlation_id,) = I32.unpack_from(frame, 0)
         pos = skip_tagged_fields(frame, 4) if header_version >= 1 else 4
-    except CodecError:
-        raise
-    except (struct.error, IndexError) as exc:
-        raise CodecError(f"malformed response header: {exc}") from exc
+    except (CodecError, struct.error, IndexError) as exc:
+        raise CodecError(f"malformed response header: {describe(exc)}") from exc
     return correlation_id, pos
 
 

@@ -130,11 +130,9 @@ class Message(Struct):
         fn = cls._decode_flex if flexible else cls._decode_plain
         try:
             return fn(buf, offset, version)  # type: ignore[misc]
-        except CodecError:
-            raise
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        except (CodecError, struct.error, IndexError, ValueError, OverflowError) as exc:
             # UnicodeDecodeError is a ValueError.
-            raise CodecError(f"malformed {cls.__name__} v{version}: {exc}") from exc
+            raise CodecError(f"malformed {cls.__name__} v{version}: {describe(exc)}") from exc
 
     def _parts(self, version: int) -> tuple[list[Any], list[int]]:
         flexible = self._check_version(version)
@@ -143,9 +141,14 @@ class Message(Struct):
         records_at: list[int] = []
         try:
             fn(self, version, parts, records_at)  # type: ignore[misc]
-        except CodecError:
-            raise
-        except (struct.error, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        except (
+            CodecError,
+            struct.error,
+            TypeError,
+            AttributeError,
+            ValueError,
+            OverflowError,
+        ) as exc:
             # UnicodeEncodeError is a ValueError.
             raise CodecError(f"cannot encode {type(self).__name__} v{version}: {exc}") from exc
         return parts, records_at
@@ -177,6 +180,13 @@ class Message(Struct):
         if start < len(parts):
             chunks.append(b"".join(parts[start:]))
         return chunks
+
+
+def describe(exc: Exception) -> str:
+    """The reason in a decode error message (IndexError only comes from a varint read)."""
+    if isinstance(exc, IndexError):
+        return "truncated: a varint runs past the end of the frame"
+    return str(exc)
 
 
 # ---------------------------------------------------------------- varints

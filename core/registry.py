@@ -13,6 +13,7 @@ is listed in :attr:`Registry.broken` and using it is a config error naming the c
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Iterable, Iterator
@@ -78,6 +79,8 @@ class Registry:
                 f"connector type {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
             ) from exc
         self._check(kind, where=f"connector type {spec!r}")
+        if kind.name != spec:
+            kind = dataclasses.replace(kind, name=spec)
         self._kinds[spec] = kind
         return kind
 

@@ -336,7 +336,11 @@ class ConsumingWorker(Worker):
     async def run(self) -> None:
         self.consumer = self._consumer()
         self.consumer.subscribe(self.topics, listener=_StartListener(self))
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except BaseException:
+            await self.consumer.stop()
+            raise
         try:
             await self.open()
             self.status.state = ConnectorState.RUNNING

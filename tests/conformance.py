@@ -1,0 +1,345 @@
+"""The connector conformance suite: checks every connector kind must pass.
+
+Connector test modules call these helpers with a *factory* (a zero-argument
+callable returning a fresh, unopened connector instance) — e.g.::
+
+    from tests import conformance
+
+    async def test_sql_source_conformance(tmp_path):
+        make = lambda: SqlSource(SqlSourceOptions(url=..., table="t"), conformance.context(tmp_path))
+        await conformance.check_source(make, minimum=10)
+
+Source checks (:func:`check_source` runs them all):
+
+- resume from position: a new instance opened with the position of record k
+  returns exactly the records after k (:func:`check_source_resumes`);
+- no position advance on failure: opening twice from the same position replays
+  the same records — the runtime relies on this when a produce fails and it
+  reopens from the last *saved* position (:func:`check_source_replays`);
+- cancellation mid-read: cancelling a pending ``read()`` propagates
+  ``CancelledError`` promptly and ``close()`` still works, twice
+  (:func:`check_source_cancellation`);
+- ``read()`` returns within a bound when idle, positions are JSON round-trippable.
+
+Sink checks: :func:`check_sink_writes` (write, read back, close twice) and
+:func:`check_sink_data_error_is_all_or_nothing`.
+
+Pipeline helpers (the runtime with a real broker): :func:`running` runs a config
+in-process, :func:`consume` reads a topic with aiokafka, :class:`Gateway` runs
+``backbone run`` as a subprocess that a test can SIGKILL and restart (the
+at-least-once-through-a-crash check), :func:`broker_yaml` writes the ``broker:``
+section for Tansu or the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from backbone import ConnectorContext, DataError, Sink, SinkRecord, Source, SourceRecord
+from backbone.config import load_config
+from backbone.registry import Registry
+from backbone.runner import Runner
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKBONE = Path(sys.executable).parent / "backbone"
+
+SourceFactory = Callable[[], Source[Any]]
+SinkFactory = Callable[[], Sink[Any]]
+
+
+def context(tmp_path: Path, name: str = "conformance") -> ConnectorContext:
+    """A connector context rooted in ``tmp_path``."""
+    return ConnectorContext(
+        name=name,
+        base_dir=tmp_path,
+        state_dir=tmp_path / "state" / name,
+        logger=logging.getLogger(f"tests.conformance.{name}"),
+    )
+
+
+def identity(record: SourceRecord) -> str:
+    """What makes two source records "the same" for these checks: key, value, topic."""
+    value = record.value
+    if isinstance(value, bytes):
+        value = {"bytes": value.hex()}
+    key = record.key.hex() if isinstance(record.key, bytes) else record.key
+    return json.dumps([key, value, record.topic], sort_keys=True, default=str)
+
+
+async def read_at_least(
+    source: Source[Any], minimum: int, *, timeout: float = 20.0
+) -> list[SourceRecord]:
+    """Call ``read()`` until at least ``minimum`` records came (or fail after ``timeout``)."""
+    records: list[SourceRecord] = []
+    deadline = time.monotonic() + timeout
+    while len(records) < minimum:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(records)} of {minimum} records within {timeout}s")
+        records += await asyncio.wait_for(source.read(), timeout)
+    return records
+
+
+async def check_source_resumes(make: SourceFactory, *, minimum: int) -> None:
+    """Resume from position: records after position k are exactly records[k+1:]."""
+    first = make()
+    await first.open(None)
+    try:
+        records = await read_at_least(first, minimum)
+    finally:
+        await first.close()
+    for record in records:
+        assert json.loads(json.dumps(record.position)) == record.position, record.position
+    cut = minimum // 2
+    position = records[cut].position
+    assert position is not None, "source records must carry a position"
+    second = make()
+    await second.open(position)
+    try:
+        again = await read_at_least(second, minimum - cut - 1)
+    finally:
+        await second.close()
+    expected = [identity(r) for r in records[cut + 1 : minimum]]
+    assert [identity(r) for r in again[: len(expected)]] == expected
+
+
+async def check_source_replays(make: SourceFactory, *, minimum: int) -> None:
+    """No position advance on failure: two opens from one position give the same records."""
+    seen = []
+    for _ in range(2):
+        source = make()
+        await source.open(None)
+        try:
+            seen.append([identity(r) for r in await read_at_least(source, minimum)][:minimum])
+        finally:
+            await source.close()
+    assert seen[0] == seen[1]
+
+
+async def check_source_cancellation(make: SourceFactory, *, bound: float = 5.0) -> None:
+    """Cancelling a pending read propagates promptly; close() works afterwards, twice."""
+    source = make()
+    await source.open(None)
+    task = asyncio.create_task(source.read())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await asyncio.wait_for(task, bound)
+    except asyncio.CancelledError:
+        pass
+    assert task.done()
+    await source.close()
+    await source.close()
+
+
+async def check_source_idle_read(make: SourceFactory, *, drain: int, bound: float = 5.0) -> None:
+    """After ``drain`` records, ``read()`` returns within ``bound`` seconds (maybe empty)."""
+    source = make()
+    await source.open(None)
+    try:
+        if drain:
+            await read_at_least(source, drain)
+        started = time.monotonic()
+        await asyncio.wait_for(source.read(), bound)
+        assert time.monotonic() - started <= bound
+    finally:
+        await source.close()
+
+
+async def check_source(make: SourceFactory, *, minimum: int) -> None:
+    """Every source check, in order."""
+    await check_source_resumes(make, minimum=minimum)
+    await check_source_replays(make, minimum=minimum)
+    await check_source_cancellation(make)
+
+
+def sink_record(value: Any, offset: int, *, topic: str = "t", key: Any = None) -> SinkRecord:
+    """A sink record holding ``value`` as JSON."""
+    return SinkRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=None if key is None else json.dumps(key).encode(),
+        value=None if value is None else json.dumps(value).encode(),
+        headers=[("ce_id", str(offset).encode())],
+        timestamp_ms=1_700_000_000_000 + offset,
+    )
+
+
+async def check_sink_writes(
+    make: SinkFactory,
+    records: Sequence[SinkRecord],
+    read_back: Callable[[], Awaitable[list[Any]]],
+    expected: list[Any],
+) -> None:
+    """write() returns after the batch is readable in the target; close() twice works."""
+    sink = make()
+    await sink.open()
+    try:
+        await sink.write(list(records))
+        assert await read_back() == expected
+    finally:
+        await sink.close()
+        await sink.close()
+
+
+async def check_sink_data_error_is_all_or_nothing(
+    make: SinkFactory,
+    good_then_bad: Sequence[SinkRecord],
+    read_back: Callable[[], Awaitable[list[Any]]],
+) -> None:
+    """A batch with a bad record raises DataError and writes nothing of the batch."""
+    sink = make()
+    await sink.open()
+    try:
+        before = await read_back()
+        try:
+            await sink.write(list(good_then_bad))
+        except DataError:
+            pass
+        else:
+            raise AssertionError("write() of a batch with a bad record did not raise DataError")
+        assert await read_back() == before
+    finally:
+        await sink.close()
+
+
+# ----------------------------------------------------------------- pipeline helpers
+
+
+def broker_yaml(broker: str, *, tansu: Any = None, data_dir: Path | None = None, port: int = 0) -> str:
+    """The ``broker:`` section (YAML flow text) for ``"tansu"`` or ``"embedded"``."""
+    if broker == "tansu":
+        return f'broker: {{bootstrap: ["{tansu.bootstrap}"], idempotence: false}}\n'
+    assert data_dir is not None
+    return f'broker: {{embedded: {{listen: "127.0.0.1:{port}", data_dir: "{data_dir}"}}}}\n'
+
+
+FAST_RUNTIME = (
+    "runtime: {session_timeout: 6s, heartbeat_interval: 300ms, position_interval: 50ms,"
+    " grace_period: 5s}\n"
+)
+
+
+async def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` (sync or async) every 50 ms until truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    config_path: Path, *, registry: Registry | None = None, env: dict[str, str] | None = None
+) -> AsyncIterator[Runner]:
+    """Run ``config_path`` in-process; stop it (and check it stopped cleanly) on exit."""
+    registry = registry or Registry.from_entry_points()
+    config = load_config(config_path, registry, env=env)
+    runner = Runner(config, registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    started = asyncio.create_task(runner.started.wait())
+    done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        started.cancel()
+        task.result()
+        raise AssertionError("the runner returned before it started")
+    if started not in done:
+        started.cancel()
+        task.cancel()
+        raise AssertionError("the runner did not start within 60s")
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def consume(
+    bootstrap: str, topic: str, *, count: int, timeout: float = 30.0
+) -> list[Any]:
+    """Read ``count`` records of ``topic`` (all partitions, from the start), no group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await wait_until(
+            lambda: consumer.partitions_for_topic(topic), timeout=timeout, what=f"topic {topic}"
+        )
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(out)} of {count} records on {topic}")
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp in sorted(batches, key=lambda t: t.partition):
+                out += batches[tp]
+        return out
+    finally:
+        await consumer.stop()
+
+
+class Gateway:
+    """``backbone run CONFIG`` as a subprocess (stdout to ``out``, stderr to ``log``)."""
+
+    def __init__(self, config: Path, out: Path, log: Path) -> None:
+        self.config = config
+        self.out = out
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with open(self.out, "ab") as out, open(self.log, "ab") as log:
+            out.write(b"\n")  # a line torn by a kill must not swallow the next one
+            out.flush()
+            self.proc = subprocess.Popen(
+                [str(BACKBONE), "run", str(self.config)], stdout=out, stderr=log, env=env
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Complete JSON lines printed so far."""
+        text = self.out.read_text() if self.out.exists() else ""
+        lines = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+        return lines
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)

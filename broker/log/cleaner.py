@@ -99,7 +99,7 @@ async def clean_partition(log: PartitionLog, now_ms: int) -> int:
     for rewrite in rewrites:
         if rewrite.new is None:
             continue
-        if rewrite.old not in log.segments or rewrite.old is log.active_segment:
+        if log.closed or rewrite.old not in log.segments or rewrite.old is log.active_segment:
             rewrite.new.close()
             rewrite.cleaned_path.unlink(missing_ok=True)
             continue
@@ -110,6 +110,8 @@ async def clean_partition(log: PartitionLog, now_ms: int) -> int:
         rewrite.new.seal()
         log.replace_segment(old, rewrite.new)
         replaced += 1
+    if log.closed:
+        return 0
     present = {s.base_offset for s in log.segments}
     log.cleaner_horizons = {b: h for b, h in new_horizons.items() if b in present}
     log.cleaner_checkpoint = cleanable[-1].next_offset

@@ -125,10 +125,19 @@ class Flusher:
             if self._round is None:
                 self._round = fut
             elif fut is not None and not fut.done():
-                self._round.add_done_callback(lambda _: fut.done() or fut.set_result(None))
+                self._round.add_done_callback(lambda done: _chain(done, fut))
             raise
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+
+def _chain(done: asyncio.Future[None], fut: asyncio.Future[None]) -> None:
+    if fut.done():
+        return
+    if done.cancelled() or done.exception() is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(done.exception())  # type: ignore[arg-type]
 
 
 def _consume_exception(fut: asyncio.Future[None]) -> None:

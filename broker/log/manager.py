@@ -144,6 +144,9 @@ class LogManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for topic in self._topics.values():
+            for log in topic.partitions:
+                self.flusher.mark(log.active_segment.fd)  # every policy flushes on close
         await self.flusher.stop()
         for topic in self._topics.values():
             for log in topic.partitions:

@@ -201,6 +201,11 @@ class PartitionLog:
     def active_segment(self) -> Segment:
         return self.segments[-1]
 
+    @property
+    def closed(self) -> bool:
+        """True once the partition was closed (topic deleted or manager stopped)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise UnknownTopicOrPartition(

@@ -302,3 +302,38 @@ async def test_group_commit_serves_many_appends_with_fewer_fsyncs(logs: LogManag
     before = logs.flusher.rounds
     await logs_[0].append(make_batch([b"y"]), acks=1)
     assert logs.flusher.rounds == before
+
+
+async def test_flush_policies(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="flush policy must be always, interval or os"):
+        LogManager(tmp_path / "x", flush="sometimes")  # type: ignore[arg-type]
+    async with LogManager(tmp_path / "interval", flush="interval", flush_interval_ms=20) as logs:
+        await logs.create_topic("t", 1)
+        log = logs.partition("t", 0)
+        rounds = logs.flusher.rounds
+        await log.append(make_batch([b"a"]), acks=-1)  # does not wait for an fsync
+        assert logs.flusher.rounds == rounds
+        for _ in range(200):
+            if logs.flusher.rounds > rounds:
+                break
+            await asyncio.sleep(0.01)
+        assert logs.flusher.rounds > rounds  # the periodic flush picked it up
+    async with LogManager(tmp_path / "os", flush="os") as logs:
+        await logs.create_topic("t", 1)
+        log = logs.partition("t", 0)
+        rounds = logs.flusher.rounds
+        await log.append(make_batch([b"a"]), acks=-1)
+        await asyncio.sleep(0.05)
+        assert logs.flusher.rounds == rounds
+    assert logs.flusher.rounds == rounds + 1  # flushed on close
+
+
+async def test_segment_ms_rolls_by_record_timestamps(logs: LogManager) -> None:
+    await logs.create_topic("t", 1, {"segment.ms": "1000"})
+    log = logs.partition("t", 0)
+    await log.append(make_batch([b"a"], timestamps=[10_000]), acks=1)
+    await log.append(make_batch([b"b"], timestamps=[10_900]), acks=1)
+    assert len(log.segments) == 1
+    await log.append(make_batch([b"c"], timestamps=[11_001]), acks=1)
+    assert [s.base_offset for s in log.segments] == [0, 2]
+    assert [r.value for r in read_all(log)] == [b"a", b"b", b"c"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -292,3 +293,42 @@ async def test_compaction_keeps_latest_per_key_and_drops_tombstones_later(
         assert reread[b"k0"][1] == b"again"
         dup = make_batch([b"again"], keys=[b"k0"], producer_id=pid, epoch=0, sequence=seq)
         assert (await log.append(dup, acks=1)).base_offset == reread[b"k0"][0]
+
+
+async def test_maintenance_task_runs_retention_and_compaction(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with LogManager(
+        tmp_path / "data",
+        clock=clock,
+        retention_check_interval_s=0.05,
+        cleaner_interval_s=0.05,
+        retire_delay_s=0.0,
+    ) as logs:
+        await logs.create_topic("r", 1, {"segment.bytes": "100", "retention.ms": "1000"})
+        await logs.create_topic(
+            "c",
+            1,
+            {"segment.bytes": "100", "cleanup.policy": "compact", "min.compaction.lag.ms": "5000"},
+        )
+        r, c = logs.partition("r", 0), logs.partition("c", 0)
+        for i in range(4):
+            await r.append(make_batch([b"r" * 60], timestamps=[clock.ms]), acks=1)
+            await c.append(make_batch([b"%d" % i * 60], keys=[b"k"], timestamps=[clock.ms]), acks=1)
+        clock.advance(2)  # past retention.ms, not past min.compaction.lag.ms
+        for _ in range(200):
+            if r.log_start_offset == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert r.log_start_offset == r.high_watermark == 4
+        assert len(read_all(c)) == 4  # too young to compact
+        clock.advance(10)
+        for _ in range(200):
+            if len(read_all(c)) == 2:
+                break
+            await asyncio.sleep(0.02)
+        # the newest closed-segment record of k and the active segment's record remain
+        assert [(rec.offset, rec.value) for rec in read_all(c)] == [
+            (2, b"2" * 60),
+            (3, b"3" * 60),
+        ]

@@ -38,6 +38,7 @@ from .config import LogConfig
 from .flusher import Flusher
 from .index import write_file_atomically
 from .producers import ProducerStateTable
+from .retention import enforce_retention
 from .segment import FileSlice, Segment
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult", "SegmentReaper"]
@@ -454,17 +455,19 @@ class PartitionLog:
             value = str(before_offset).encode()
             path = self.directory / _LOG_START_FILE
             await asyncio.to_thread(write_file_atomically, path, value)
-            self._delete_segments_below_start()
+            self.delete_segments_below_start()
         return self._log_start_offset
 
-    def _delete_segments_below_start(self) -> int:
+    def delete_segments_below_start(self) -> int:
+        """Remove segments entirely below the log start offset; returns how many."""
         deleted = 0
         while len(self.segments) > 1 and self.segments[1].base_offset <= self._log_start_offset:
-            self._delete_oldest()
+            self.delete_oldest_segment()
             deleted += 1
         return deleted
 
-    def _delete_oldest(self) -> None:
+    def delete_oldest_segment(self) -> None:
+        """Remove the first segment (retention, DeleteRecords); its fd is retired."""
         segment = self.segments.pop(0)
         self._bases.pop(0)
         segment.delete_files()
@@ -481,40 +484,8 @@ class PartitionLog:
         )
 
     def enforce_retention(self, now_ms: int) -> int:
-        """Delete whole segments past retention.ms / retention.bytes (cleanup.policy with
-        ``delete``) and segments below the log start offset. Returns how many were deleted.
-        Called by LogManager's maintenance loop with its clock."""
-        if self._closed:
-            return 0
-        deleted = self._delete_segments_below_start()
-        config = self.config
-        if not config.delete:
-            return deleted
-        if config.retention_ms >= 0:
-            while self.segments:
-                segment = self.segments[0]
-                if segment is self.active_segment and not segment.size:
-                    break
-                if not segment.size:  # emptied by the cleaner
-                    self._delete_oldest()
-                    deleted += 1
-                    continue
-                newest = segment.max_timestamp if segment.max_timestamp >= 0 else segment.created_ms
-                if now_ms - newest <= config.retention_ms:
-                    break
-                if segment is self.active_segment:
-                    self.roll(now_ms)
-                self._delete_oldest()
-                deleted += 1
-        if config.retention_bytes >= 0:
-            total = self.size_bytes
-            while (
-                len(self.segments) > 1 and total - self.segments[0].size >= config.retention_bytes
-            ):
-                total -= self.segments[0].size
-                self._delete_oldest()
-                deleted += 1
-        return deleted
+        """Delete whole segments past retention (see ``retention.py``); returns how many."""
+        return enforce_retention(self, now_ms)
 
     def replace_segment(self, old: Segment, new: Segment) -> bool:
         """Swap a cleaned copy in for ``old`` (cleaner); False if ``old`` is gone."""

@@ -215,7 +215,11 @@ def _type_name(annotation: Any) -> str:
 def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
-        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        default = (
+            "(required)"
+            if field.is_required()
+            else repr(field.get_default(call_default_factory=True))
+        )
         rows.append((name, _type_name(field.annotation), default, field.description or ""))
     return rows
 

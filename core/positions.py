@@ -10,11 +10,14 @@ the position record (acks=all through the shared idempotent producer).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from backbone.errors import BackboneError
 
 __all__ = ["POSITIONS_TOPIC", "PositionStore"]
 
@@ -36,20 +39,22 @@ class PositionStore:
     async def load(self) -> dict[str, Any]:
         """Every connector's last saved position, read from the topic's start to its end."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
         )
+        consumer.subscribe([self.topic])  # no group: every partition is assigned here
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            for _ in range(100):  # a topic created a moment ago may take a while to appear
+                if consumer.assignment():
+                    break
+                await asyncio.sleep(0.1)
+            tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
             if not tps:
-                return {}
-            consumer.assign(tps)
+                raise BackboneError(f"the position topic {self.topic} does not exist")
             ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
             positions: dict[str, Any] = {}
             remaining = {tp for tp in tps if ends[tp] > 0}
             while remaining:

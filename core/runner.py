@@ -183,7 +183,8 @@ class Runner:
                 topic_configs=topic.kafka_configs(),
             )
         wanted.setdefault(
-            POSITIONS_TOPIC, NewTopic(POSITIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"})
+            POSITIONS_TOPIC,
+            NewTopic(POSITIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"}),
         )
         referenced: list[str] = []
         for source in config.sources.values():

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from backbone import ConnectorContext, DataError, Sink, SinkRecord, Source, SourceRecord
 from backbone.config import load_config
@@ -219,7 +219,9 @@ async def check_sink_data_error_is_all_or_nothing(
 # ----------------------------------------------------------------- pipeline helpers
 
 
-def broker_yaml(broker: str, *, tansu: Any = None, data_dir: Path | None = None, port: int = 0) -> str:
+def broker_yaml(
+    broker: str, *, tansu: Any = None, data_dir: Path | None = None, port: int = 0
+) -> str:
     """The ``broker:`` section (YAML flow text) for ``"tansu"`` or ``"embedded"``."""
     if broker == "tansu":
         return f'broker: {{bootstrap: ["{tansu.bootstrap}"], idempotence: false}}\n'
@@ -276,19 +278,15 @@ async def running(
         await asyncio.wait_for(task, 60)
 
 
-async def consume(
-    bootstrap: str, topic: str, *, count: int, timeout: float = 30.0
-) -> list[Any]:
+async def consume(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0) -> list[Any]:
     """Read ``count`` records of ``topic`` (all partitions, from the start), no group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    consumer.subscribe([topic])  # no group: every partition is assigned here
     await consumer.start()
     try:
-        partitions = await wait_until(
-            lambda: consumer.partitions_for_topic(topic), timeout=timeout, what=f"topic {topic}"
-        )
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await wait_until(consumer.assignment, timeout=timeout, what=f"topic {topic}")
         out: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(out) < count:

@@ -99,7 +99,12 @@ class Capture:
         previous: Any,
         change_ms: int | None = None,
     ) -> list[SourceRecord]:
-        """The records of one change; only the last carries the new ``position``."""
+        """The records of one change; only the last carries the new ``position``.
+
+        ``change_ms`` is when the change happened in the database, when the mode
+        knows it (timestamp column, changelog time); it becomes ``source.ts_ms`` and
+        the record timestamp. The envelope's ``ts_ms`` is when the source read it.
+        """
         now_ms = int(time.time() * 1000)
         image = after if after is not None else before
         key = self.key_of(image) if image is not None else None
@@ -110,23 +115,22 @@ class Capture:
             "source": {
                 "connector": self.connector,
                 "table": self.label,
-                "ts_ms": change_ms if change_ms is not None else now_ms,
+                "ts_ms": change_ms,
                 "position": position,
             },
             "ts_ms": now_ms,
         }
-        timestamp = change_ms if change_ms is not None else now_ms
         record = SourceRecord(
             value=envelope,
             key=key,
-            timestamp_ms=timestamp,
+            timestamp_ms=change_ms,
             position=position,
             event_type=EVENT_TYPE,
         )
         if op != "d" or not self.options.tombstones:
             return [record]
         record.position = previous
-        tombstone = SourceRecord(value=None, key=key, timestamp_ms=timestamp, position=position)
+        tombstone = SourceRecord(value=None, key=key, timestamp_ms=change_ms, position=position)
         return [record, tombstone]
 
     def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:

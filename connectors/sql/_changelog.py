@@ -84,6 +84,8 @@ def install(engine: Engine, table: sa.Table, key: list[str]) -> None:
             f"VALUES ('d', {values('OLD')}); END",
         ]
     elif dialect == "postgresql":
+        if _pg_installed(engine, table, log_name):
+            return
         function = schema_prefix + quote(log_name + "_fn")
         statements = [
             f"CREATE TABLE IF NOT EXISTS {log} (bb_seq BIGSERIAL PRIMARY KEY, "
@@ -117,6 +119,24 @@ def install(engine: Engine, table: sa.Table, key: list[str]) -> None:
     with errors(engine, "installing the changelog triggers"), engine.begin() as conn:
         for statement in statements:
             conn.exec_driver_sql(statement)
+
+
+def _pg_installed(engine: Engine, table: sa.Table, log_name: str) -> bool:
+    """Whether the changelog table and trigger already exist (skip DDL: no new xid)."""
+    target = f"{table.schema}.{table.name}" if table.schema else table.name
+    with errors(engine, "looking for the changelog triggers"), engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = :trigger "
+                "AND tgrelid = to_regclass(:target) AND to_regclass(:log) IS NOT NULL"
+            ),
+            {
+                "trigger": log_name + "_trigger",
+                "target": target,
+                "log": f"{table.schema + '.' if table.schema else ''}{log_name}",
+            },
+        ).scalar_one()
+    return bool(found)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,11 @@ class IncState:
     history: tuple[tuple[float, int], ...] = ()
 
     def position(self) -> dict[str, Any]:
-        return {"id": self.watermark, "seen": [list(r) for r in self.seen]}
+        """The canonical position: a seen range right above the watermark joins it."""
+        watermark, seen = self.watermark, list(self.seen)
+        if watermark is not None and seen and seen[0][0] == watermark + 1:
+            watermark = seen.pop(0)[1]
+        return {"id": watermark, "seen": [list(r) for r in seen]}
 
 
 class Incrementing(ModeBase):

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from backbone import ConnectorContext, DataError, FatalError, Sink, SinkRecord
 
 from ._database import column_of, create, errors, redacted, reflect_table, resolve_url, split_name
+from ._offload import Offload
 from ._options import SqlSinkOptions
 from ._values import from_json
 
@@ -69,6 +70,7 @@ class SqlSink(Sink[SqlSinkOptions]):
         self._engine: Engine | None = None
         self._table: sa.Table | None = None
         self._key: list[str] = []
+        self._call = Offload()
 
     # -- setup -------------------------------------------------------------------
 
@@ -363,11 +365,11 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     async def check(self) -> None:
         """Connect; check the table (unless auto_create), key and field columns exist."""
-        await asyncio.to_thread(self._check)
+        await self._call(self._check)
 
     async def open(self) -> None:
         """Connect and describe the table (FatalError if missing without auto_create)."""
-        self._engine, self._table = await asyncio.to_thread(self._open)
+        self._engine, self._table = await self._call(self._open)
         self.context.logger.info(
             "sql sink %s: writing to %s (%s) in %s",
             self.context.name,
@@ -378,10 +380,11 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     async def write(self, records: Sequence[SinkRecord]) -> None:
         """Apply the batch in one transaction; returns after COMMIT (see the module docstring)."""
-        await asyncio.to_thread(self._write, records)
+        await self._call(self._write, records)
 
     async def close(self) -> None:
-        """Dispose of the engine; idempotent."""
+        """Wait for a left-behind write, then dispose of the engine; idempotent."""
+        await self._call.settle()
         engine, self._engine = self._engine, None
         if engine is not None:
             await asyncio.to_thread(engine.dispose)

@@ -23,6 +23,7 @@ from ._capture import Capture, ModeBase
 from ._changelog import Changelog, changelog_name, install
 from ._database import column_of, create, errors, redacted, reflect_table, resolve_url
 from ._modes import Bulk, Incrementing, Timestamp
+from ._offload import Offload
 from ._options import SqlSourceOptions
 from ._snapshot import SnapshotDiff
 
@@ -39,6 +40,7 @@ class SqlSource(Source[SqlSourceOptions]):
         self._engine: Engine | None = None
         self._mode: ModeBase | None = None
         self._next_poll = 0.0
+        self._call = Offload()
 
     # -- live check and setup (sync, in a worker thread) ---------------------------
 
@@ -164,7 +166,7 @@ class SqlSource(Source[SqlSourceOptions]):
 
     async def check(self) -> None:
         """Connect and check the table/query and every named column exist."""
-        await asyncio.to_thread(self._check)
+        await self._call(self._check)
 
     async def open(self, position: Any | None) -> None:
         """Connect, describe the table, install triggers if asked, resume after ``position``.
@@ -172,7 +174,7 @@ class SqlSource(Source[SqlSourceOptions]):
         Raises RetriableError when the database is unreachable and FatalError when
         the table, a column or the changelog table is missing.
         """
-        self._engine, self._mode = await asyncio.to_thread(self._open, position)
+        self._engine, self._mode = await self._call(self._open, position)
         self._next_poll = 0.0
         self.context.logger.info(
             "sql source %s: capturing %s (mode %s) from %s",
@@ -192,7 +194,7 @@ class SqlSource(Source[SqlSourceOptions]):
             if self._next_poll - time.monotonic() > 0:
                 return []
         mode = self._mode
-        result = await asyncio.to_thread(mode.poll, mode.state, time.time(), time.monotonic())
+        result = await self._call(mode.poll, mode.state, time.time(), time.monotonic())
         mode.state = result.state
         self._next_poll = time.monotonic() + (0.0 if result.more else self.options.poll_interval)
         return result.records
@@ -200,10 +202,11 @@ class SqlSource(Source[SqlSourceOptions]):
     async def ack(self, position: Any) -> None:
         """Let the mode drop state older than ``position`` (snapshot files)."""
         if self._mode is not None:
-            await asyncio.to_thread(self._mode.acked, position)
+            await self._call(self._mode.acked, position)
 
     async def close(self) -> None:
-        """Dispose of the engine; idempotent."""
+        """Wait for a left-behind query, then dispose of the engine; idempotent."""
+        await self._call.settle()
         engine, self._engine, self._mode = self._engine, None, None
         if engine is not None:
             await asyncio.to_thread(engine.dispose)

@@ -26,6 +26,7 @@ from backbone.broker.errors import (
     CorruptRecord,
     InvalidRecord,
     InvalidRequiredAcks,
+    KafkaStorageError,
     MessageTooLarge,
     OffsetOutOfRange,
     UnknownTopicOrPartition,
@@ -326,10 +327,15 @@ class PartitionLog:
         if now_ms is None:
             now_ms = int(self.clock() * 1000)
         old = self.active_segment
+        try:
+            new = Segment.create(
+                self.directory, old.next_offset, now_ms, self.config.index_interval_bytes
+            )
+        except OSError as exc:
+            raise KafkaStorageError(
+                f"cannot create a new segment for {self.topic}-{self.partition}: {exc}"
+            ) from exc
         old.seal()
-        new = Segment.create(
-            self.directory, old.next_offset, now_ms, self.config.index_interval_bytes
-        )
         self.segments.append(new)
         self._bases.append(new.base_offset)
         if self.flusher.policy != "os":
@@ -454,7 +460,12 @@ class PartitionLog:
             self._log_start_offset = before_offset
             value = str(before_offset).encode()
             path = self.directory / _LOG_START_FILE
-            await asyncio.to_thread(write_file_atomically, path, value)
+            try:
+                await asyncio.to_thread(write_file_atomically, path, value)
+            except OSError as exc:
+                raise KafkaStorageError(
+                    f"cannot persist the log start offset of {self.topic}-{self.partition}: {exc}"
+                ) from exc
             self.delete_segments_below_start()
         return self._log_start_offset
 

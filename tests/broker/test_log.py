@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from crc32c import crc32c
 
 from backbone.broker.errors import (
+    BrokerError,
     CorruptRecord,
     InvalidProducerEpoch,
     InvalidRecord,
@@ -337,3 +339,35 @@ async def test_segment_ms_rolls_by_record_timestamps(logs: LogManager) -> None:
     await log.append(make_batch([b"c"], timestamps=[11_001]), acks=1)
     assert [s.base_offset for s in log.segments] == [0, 2]
     assert [r.value for r in read_all(log)] == [b"a", b"b", b"c"]
+
+
+async def test_mutated_batches_raise_only_broker_errors_and_never_store_corruption(
+    logs: LogManager,
+) -> None:
+    """Seeded fuzz of the produce path: every mutation is refused with CorruptRecord /
+    InvalidRecord or accepted, and whatever was accepted reads back with valid CRCs."""
+    await logs.create_topic("t", 1, {"segment.bytes": "5000"})
+    log = logs.partition("t", 0)
+    rng = random.Random(1234)
+    good = make_batch([b"value-%d" % i for i in range(5)], keys=[b"k"] * 5, codec="gzip")
+    accepted = refused = 0
+    for _ in range(400):
+        raw = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            raw = raw[: rng.randrange(len(raw))]
+        try:
+            await log.append(bytes(raw), acks=1)
+            accepted += 1
+        except (CorruptRecord, InvalidRecord) as exc:
+            assert isinstance(exc, BrokerError)
+            refused += 1
+    for _ in range(50):
+        junk = rng.randbytes(rng.randrange(0, 200))
+        with pytest.raises((CorruptRecord, InvalidRecord)):
+            await log.append(junk, acks=1)
+    assert refused > 300
+    assert accepted + refused == 400
+    records = read_all(log)  # decode() asserts every served CRC
+    assert len(records) == 5 * accepted == log.high_watermark

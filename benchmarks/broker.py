@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import workloads
+from benchmarks import profiling, workloads
 from benchmarks.common import (
     Result,
     RunningBroker,
@@ -56,6 +56,7 @@ class Options:
     backbone_args: list[str] = field(default_factory=list)
     json_path: Path | None = DEFAULT_RESULTS
     timeout_scale: float = 1.0
+    profile_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ WORKLOADS: tuple[Workload, ...] = (
         "throughput",
         workloads.librdkafka_consume,
         lambda b, t, o: {"bootstrap": b, "topic": t["1p"], "partitions": 1, "expected": o.records},
+        _throughput_timeout,
+        needs="rdk_produce_1p",
+    ),
+    Workload(
+        "kcat_consume_1p",
+        "kcat consume, 1 partition",
+        "throughput",
+        workloads.kcat_consume,
+        lambda b, t, o: {"bootstrap": b, "topic": t["1p"], "expected": o.records},
         _throughput_timeout,
         needs="rdk_produce_1p",
     ),
@@ -206,12 +216,15 @@ def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
                     continue
                 timeout = w.timeout(opts)
                 started = time.monotonic()
-                result = run_isolated(
-                    w.func,
-                    {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10},
-                    timeout=timeout,
-                    broker=broker,
-                )
+                kwargs = {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10}
+                if opts.profile_dir is not None and name == "backbone":
+                    out = opts.profile_dir / f"{name}-{w.key}.txt"
+                    with profiling.record(broker.pid, out):
+                        result = run_isolated(w.func, kwargs, timeout=timeout, broker=broker)
+                    spots = profiling.hot_spots(out, seconds=time.monotonic() - started)
+                    report.setdefault("profiles", {})[w.key] = {"file": str(out), **spots}
+                else:
+                    result = run_isolated(w.func, kwargs, timeout=timeout, broker=broker)
                 results[w.key] = result
                 _progress(
                     f"  {name}: {w.label}: {_summary(w, result)} "
@@ -309,7 +322,7 @@ def _cell(result: Result | None, fld: str, fmt: Callable[[float], str]) -> tuple
     return fmt(value), float(value)
 
 
-def _shorten(text: str, limit: int = 48) -> str:
+def _shorten(text: str, limit: int = 36) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -365,6 +378,9 @@ def render(report: dict[str, Any]) -> str:
     ]
     if failures:
         lines += ["", "failures:", *failures]
+    for n in brokers:
+        for key, spots in report["brokers"][n].get("profiles", {}).items():
+            lines += ["", profiling.render_hot_spots(f"profile of {n} during {key}", spots)]
     return "\n".join(lines)
 
 
@@ -419,6 +435,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=1.0,
         help="multiply every workload timeout by this factor",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample Backbone's broker with py-spy during each workload; "
+        "collapsed stacks go to DIR, hot spots are printed",
+    )
     ns = parser.parse_args(argv)
     records = ns.records if ns.records is not None else (100_000 if ns.quick else 1_000_000)
     if records <= 0:
@@ -444,6 +467,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         backbone_args=list(ns.backbone_arg),
         json_path=None if str(ns.json) == "-" else ns.json,
         timeout_scale=ns.timeout_scale,
+        profile_dir=ns.profile,
     )
 
 

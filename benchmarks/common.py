@@ -175,6 +175,8 @@ def start_backbone(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[Ru
         f"127.0.0.1:{port}",
         "--data-dir",
         str(data_dir),
+        "--log-level",
+        "WARNING",  # like Tansu's RUST_LOG=warn
         *extra_args,
     ]
     try:

@@ -199,6 +199,39 @@ def librdkafka_consume(
     }
 
 
+def kcat_consume(bootstrap: str, topic: str, expected: int, timeout: float) -> Result:
+    """Read ``expected`` records with kcat (C, the system librdkafka), one offset per line.
+
+    No Python in the client's path, so this shows the broker's fetch capacity
+    rather than the Python client's. Needs ``kcat`` on PATH.
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which("kcat")
+    if exe is None:
+        raise RuntimeError("kcat is not installed (`make system-deps` installs it)")
+    argv = [exe, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"]
+    argv += ["-c", str(expected), "-f", "%o\\n"]
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutError(f"kcat did not finish within {timeout:.0f}s") from exc
+    elapsed = time.perf_counter() - started
+    count = proc.stdout.count(b"\n")
+    if proc.returncode != 0 or count != expected:
+        stderr = " ".join(proc.stderr.decode(errors="replace").split())[-300:]
+        raise RuntimeError(
+            f"kcat exited with code {proc.returncode} after {count} of {expected} records: {stderr}"
+        )
+    return {
+        "records": count,
+        "bytes": count * RECORD_BYTES,
+        **_rate(count, count * RECORD_BYTES, elapsed),
+    }
+
+
 def librdkafka_latency(
     bootstrap: str,
     topic: str,
@@ -466,6 +499,7 @@ def librdkafka_group_consume(
                 "group.id": group,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
+                "error_cb": lambda err: errors.append(f"member {i}: client error: {err}"),
                 **GROUP_CONFIG,
             }
         )
@@ -502,7 +536,7 @@ def librdkafka_group_consume(
     if not finished_at:
         raise TimeoutError(
             f"group read {distinct()} of {expected} records within {timeout:.0f}s "
-            f"(per member {counts}); errors: {errors[:3]}"
+            f"(per member {counts}; assignments {assignments}); errors: {errors[:3]}"
         )
     elapsed = finished_at[0] - started
     total = sum(counts)
@@ -536,6 +570,7 @@ def librdkafka_rebalance(bootstrap: str, topic: str, timeout: float) -> Result:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "enable.partition.eof": False,
+        "error_cb": lambda err: errors.append(f"client error: {err}"),
         **GROUP_CONFIG,
     }
     marks: dict[str, float] = {}
@@ -571,7 +606,10 @@ def librdkafka_rebalance(bootstrap: str, topic: str, timeout: float) -> Result:
     a.start()
     try:
         if not got_first["a"].wait(max(deadline.left(), 0.0)):
-            raise TimeoutError(f"member A got no record within {timeout:.0f}s: {errors[:3]}")
+            raise TimeoutError(
+                f"member A got no record within {timeout:.0f}s; "
+                f"assignments {assignments['a']}; errors: {errors[:3]}"
+            )
         b.start()
         if not got_first["b"].wait(max(deadline.left(), 0.0)):
             raise TimeoutError(

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backbone.broker.errors import CorruptRecord
+
 from .batch import BatchHeader, Record, build_batch, iter_records
 from .compression import CodecUnavailable, compress
 from .index import fsync_dir, write_file_atomically
@@ -130,6 +132,18 @@ def _batches(segment: Segment) -> list[tuple[BatchHeader, bytes]]:
     return [(h, segment.read_batch(h)) for h in segment.headers_from(0)]
 
 
+def _decode(header: BatchHeader, raw: bytes, *, warn: bool = False) -> list[Record] | None:
+    """The records of a stored batch, or None when they cannot be read (kept unchanged)."""
+    try:
+        return list(iter_records(raw, header))
+    except (CodecUnavailable, CorruptRecord) as exc:
+        if warn:
+            logger.warning(
+                "cleaner keeps the batch at offset %d unchanged: %s", header.base_offset, exc
+            )
+        return None
+
+
 def _compact(
     segments: list[Segment],
     horizons: dict[int, int],
@@ -137,29 +151,19 @@ def _compact(
     delete_retention_ms: int,
     last_batches: dict[int, int],
 ) -> tuple[list[_Rewrite], dict[int, int]]:
-    """Thread side of a pass: map, then rewrite segments that change."""
+    """Thread side of a pass: map, then rewrite segments that change (one segment's
+    batches in memory at a time)."""
     newest: dict[bytes, int] = {}
-    contents: list[list[tuple[BatchHeader, bytes, list[Record] | None]]] = []
     for segment in segments:
-        batches = []
         for header, raw in _batches(segment):
-            try:
-                records = list(iter_records(raw, header))
-            except CodecUnavailable as exc:
-                logger.warning(
-                    "cleaner keeps the batch at offset %d unchanged: %s", header.base_offset, exc
-                )
-                records = None
-            if records is not None:
-                for record in records:
-                    if record.key is not None:
-                        newest[record.key] = header.base_offset + record.offset_delta
-            batches.append((header, raw, records))
-        contents.append(batches)
+            for record in _decode(header, raw) or ():
+                if record.key is not None:
+                    newest[record.key] = header.base_offset + record.offset_delta
 
     rewrites: list[_Rewrite] = []
     new_horizons = dict(horizons)
-    for segment, batches in zip(segments, contents, strict=True):
+    for segment in segments:
+        batches = [(h, raw, _decode(h, raw, warn=True)) for h, raw in _batches(segment)]
         horizon = horizons.get(segment.base_offset)
         expired = horizon is not None and horizon <= now_ms
         changed = False

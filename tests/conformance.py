@@ -6,7 +6,9 @@ callable returning a fresh, unopened connector instance) — e.g.::
     from tests import conformance
 
     async def test_sql_source_conformance(tmp_path):
-        make = lambda: SqlSource(SqlSourceOptions(url=..., table="t"), conformance.context(tmp_path))
+        def make():
+            return SqlSource(SqlSourceOptions(url=..., table="t"), conformance.context(tmp_path))
+
         await conformance.check_source(make, minimum=10)
 
 Source checks (:func:`check_source` runs them all):
@@ -80,15 +82,15 @@ def identity(record: SourceRecord) -> str:
 
 
 async def read_at_least(
-    source: Source[Any], minimum: int, *, timeout: float = 20.0
+    source: Source[Any], minimum: int, *, within: float = 20.0
 ) -> list[SourceRecord]:
-    """Call ``read()`` until at least ``minimum`` records came (or fail after ``timeout``)."""
+    """Call ``read()`` until at least ``minimum`` records came (or fail after ``within`` s)."""
     records: list[SourceRecord] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while len(records) < minimum:
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(records)} of {minimum} records within {timeout}s")
-        records += await asyncio.wait_for(source.read(), timeout)
+            raise AssertionError(f"only {len(records)} of {minimum} records within {within}s")
+        records += await asyncio.wait_for(source.read(), within)
     return records
 
 
@@ -236,10 +238,10 @@ FAST_RUNTIME = (
 
 
 async def wait_until(
-    predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
+    predicate: Callable[[], Any], *, within: float = 30.0, what: str = "condition"
 ) -> Any:
-    """Poll ``predicate`` (sync or async) every 50 ms until truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` (sync or async) every 50 ms until truthy; fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while True:
         result = predicate()
         if asyncio.iscoroutine(result):
@@ -247,7 +249,7 @@ async def wait_until(
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -278,7 +280,7 @@ async def running(
         await asyncio.wait_for(task, 60)
 
 
-async def consume(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0) -> list[Any]:
+async def consume(bootstrap: str, topic: str, *, count: int, within: float = 30.0) -> list[Any]:
     """Read ``count`` records of ``topic`` (all partitions, from the start), no group."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -286,9 +288,9 @@ async def consume(bootstrap: str, topic: str, *, count: int, timeout: float = 30
     consumer.subscribe([topic])  # no group: every partition is assigned here
     await consumer.start()
     try:
-        await wait_until(consumer.assignment, timeout=timeout, what=f"topic {topic}")
+        await wait_until(consumer.assignment, within=within, what=f"topic {topic}")
         out: list[Any] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(out) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {len(out)} of {count} records on {topic}")

@@ -184,8 +184,7 @@ class Broker:
             )
             await server.start()
             self._server = server
-            if config.port == 0 and config.advertised_port is None:
-                config.port = server.port
+            state.bound_port = server.port
             stack.push_async_callback(self._stop_server)
         except BaseException:
             await stack.aclose()

@@ -43,7 +43,8 @@ class BrokerState:
     """The broker-wide objects handlers work on; built once by ``Broker``.
 
     ``registry`` is the merged handler table (ApiVersions is computed from it);
-    ``stopping`` is set when the broker shuts down (long polls answer at once).
+    ``stopping`` is set when the broker shuts down (long polls answer at once);
+    ``bound_port`` is the port actually listened on (``config.port`` may be 0).
     """
 
     config: BrokerConfig
@@ -52,14 +53,17 @@ class BrokerState:
     registry: Mapping[int, Handler] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    bound_port: int = 0
 
     @property
     def advertised_host(self) -> str:
+        """The host Metadata and DescribeCluster tell clients to connect to."""
         return self.config.advertised_host or self.config.host
 
     @property
     def advertised_port(self) -> int:
-        return self.config.advertised_port or self.config.port
+        """The port told to clients: the advertised one, else the bound one."""
+        return self.config.advertised_port or self.bound_port or self.config.port
 
 
 @dataclass(slots=True)

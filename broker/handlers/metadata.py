@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import BrokerError, InvalidTopic, TopicAlreadyExists, UnknownTopicOrPartition
+from ..errors import BrokerError, TopicAlreadyExists, UnknownTopicOrPartition
 from ..protocol import (
     ApiVersionsResponse,
     DescribeClusterResponse,
@@ -126,10 +126,9 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
                 else:
                     topic = ctx.logs.topic(name)
             except BrokerError as exc:
-                code = exc.code if not isinstance(exc, InvalidTopic) else InvalidTopic.code
                 topics.append(
                     MetadataResponse.MetadataResponseTopic(
-                        error_code=code, name=name, topic_id=uuid.UUID(int=0)
+                        error_code=exc.code, name=name, topic_id=uuid.UUID(int=0)
                     )
                 )
                 continue

@@ -388,3 +388,174 @@ async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
     assert struct.unpack_from(">i", body)[0] == 99
     assert await conn.closed(wait=5)
     await asyncio.wait_for(closing, 10)
+
+
+# ---------------------------------------------------------------- error paths of the handlers
+# Requests built with the codec's message classes; the answers' error codes and messages are
+# what clients show their users.
+
+from backbone.broker import protocol as kp  # noqa: E402
+
+
+async def call(port: int, request: object, version: int) -> object:
+    """Send one typed request, return the decoded response."""
+    api_key = type(request).api_key
+    header = kp.RequestHeader(api_key, version, 1, "errors-test")
+    conn = await Raw.connect(port)
+    try:
+        await conn.send(frame(kp.encode_request_header(header) + request.encode(version)))
+        body = await conn.response()
+    finally:
+        await conn.close()
+    _, pos = kp.read_response_header(body, kp.response_header_version(api_key, version))
+    response, end = kp.RESPONSES[api_key].decode(memoryview(body), pos, version)
+    assert end == len(body)
+    return response
+
+
+async def test_create_topics_errors(broker: Broker) -> None:
+    topic = kp.CreateTopicsRequest.CreatableTopic
+    request = kp.CreateTopicsRequest(
+        topics=[
+            topic(name="ok", num_partitions=2, replication_factor=1),
+            topic(name="replicated", num_partitions=1, replication_factor=3),
+            topic(name="bad/name", num_partitions=1, replication_factor=1),
+            topic(name="zero", num_partitions=0, replication_factor=1),
+            topic(
+                name="badconf",
+                num_partitions=1,
+                replication_factor=1,
+                configs=[
+                    kp.CreateTopicsRequest.CreatableTopicConfig(name="retention.ms", value="x")
+                ],
+            ),
+        ],
+        timeout_ms=1000,
+    )
+    response = await call(broker.port, request, 7)
+    results = {t.name: (t.error_code, t.error_message) for t in response.topics}
+    assert results["ok"][0] == 0
+    assert results["replicated"] == (
+        38,
+        "replication factor 3 is not possible on a single broker: use 1 (or -1 for the default)",
+    )
+    assert results["bad/name"][0] == 17
+    assert results["zero"] == (37, "num_partitions must be at least 1 (got 0)")
+    assert results["badconf"][0] == 40
+    again = await call(broker.port, request, 7)
+    assert {t.name: t.error_code for t in again.topics}["ok"] == 36
+
+
+async def test_produce_and_fetch_errors(broker: Broker) -> None:
+    await broker.logs.create_topic("one", 1)
+    produce = kp.ProduceRequest(
+        acks=-1,
+        timeout_ms=1000,
+        topic_data=[
+            kp.ProduceRequest.TopicProduceData(
+                name="one",
+                partition_data=[
+                    kp.ProduceRequest.PartitionProduceData(index=5, records=b""),
+                    kp.ProduceRequest.PartitionProduceData(index=0, records=b"\x00" * 70),
+                ],
+            )
+        ],
+    )
+    response = await call(broker.port, produce, 9)
+    codes = {p.index: p.error_code for p in response.responses[0].partition_responses}
+    assert codes == {5: 3, 0: 2}  # unknown partition; corrupt record batch
+    bad_acks = await call(broker.port, kp.ProduceRequest(acks=2, topic_data=produce.topic_data), 9)
+    assert {p.error_code for p in bad_acks.responses[0].partition_responses} == {21}
+
+    fetch = kp.FetchRequest(
+        max_wait_ms=0,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            kp.FetchRequest.FetchTopic(
+                topic="one",
+                partitions=[
+                    kp.FetchRequest.FetchPartition(
+                        partition=0, fetch_offset=42, partition_max_bytes=1 << 20
+                    )
+                ],
+            ),
+            kp.FetchRequest.FetchTopic(
+                topic="missing",
+                partitions=[
+                    kp.FetchRequest.FetchPartition(
+                        partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+                    )
+                ],
+            ),
+        ],
+    )
+    response = await call(broker.port, fetch, 12)
+    by_topic = {t.topic: t.partitions[0] for t in response.responses}
+    assert (by_topic["one"].error_code, by_topic["one"].high_watermark) == (1, 0)
+    assert by_topic["missing"].error_code == 3
+
+
+async def test_init_producer_id_refuses_transactions(broker: Broker) -> None:
+    response = await call(
+        broker.port, kp.InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=1), 4
+    )
+    assert (response.error_code, response.producer_id) == (42, -1)
+    first = await call(
+        broker.port, kp.InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=1), 0
+    )
+    second = await call(
+        broker.port, kp.InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=1), 4
+    )
+    assert first.error_code == second.error_code == 0
+    assert second.producer_id > first.producer_id >= 0
+
+
+async def test_metadata_without_auto_create(tmp_path: Path) -> None:
+    config = BrokerConfig(data_dir=tmp_path, port=0, auto_create_topics=False)
+    async with Broker(config) as running:
+        request = kp.MetadataRequest(
+            topics=[kp.MetadataRequest.MetadataRequestTopic(name="nope")],
+            allow_auto_topic_creation=True,
+        )
+        response = await call(running.port, request, 12)
+        assert [(t.name, t.error_code) for t in response.topics] == [("nope", 3)]
+        assert "nope" not in running.logs.topics
+        assert response.brokers[0].port == running.port
+
+
+async def test_configs_errors(broker: Broker) -> None:
+    resource = kp.DescribeConfigsRequest.DescribeConfigsResource
+    described = await call(
+        broker.port,
+        kp.DescribeConfigsRequest(
+            resources=[resource(resource_type=2, resource_name="ghost", configuration_keys=None)]
+        ),
+        4,
+    )
+    assert described.results[0].error_code == 3
+    await broker.logs.create_topic("cfg", 1)
+    alter = kp.IncrementalAlterConfigsRequest(
+        resources=[
+            kp.IncrementalAlterConfigsRequest.AlterConfigsResource(
+                resource_type=2,
+                resource_name="cfg",
+                configs=[
+                    kp.IncrementalAlterConfigsRequest.AlterableConfig(
+                        name="cleanup.policy", config_operation=0, value="shred"
+                    )
+                ],
+            )
+        ]
+    )
+    response = await call(broker.port, alter, 1)
+    assert response.responses[0].error_code == 40
+    assert "cleanup.policy" in response.responses[0].error_message
+    broker_alter = kp.AlterConfigsRequest(
+        resources=[kp.AlterConfigsRequest.AlterConfigsResource(resource_type=4, resource_name="0")]
+    )
+    response = await call(broker.port, broker_alter, 2)
+    assert (response.responses[0].error_code, response.responses[0].error_message) == (
+        42,
+        "broker configs are static: set them when starting the broker",
+    )

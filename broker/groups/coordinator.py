@@ -28,7 +28,7 @@ from backbone.broker.errors import (
 )
 from backbone.broker.groups.clock import Clock, LoopClock
 from backbone.broker.groups.group import Group
-from backbone.broker.groups.membership import Membership, _check_group_id
+from backbone.broker.groups.membership import Membership, check_group_id
 from backbone.broker.groups.results import (
     CommittedOffset,
     GroupDescription,
@@ -253,7 +253,7 @@ class GroupCoordinator(Membership):
         self, group_id: str, partitions: Sequence[tuple[str, int]]
     ) -> list[BrokerError | None]:
         """OffsetDelete: forget offsets unless the active group is subscribed to the topic."""
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group = self._groups.get(group_id)
         if group is None or group.state is _S.DEAD:
             raise GroupIdNotFound(f"Group {group_id!r} does not exist.")

@@ -5,7 +5,10 @@ Bytes in, typed messages out; no sockets. The server calls
 the body, and ``encode_response(..., response.encode_chunks(version))`` on
 the answer. The message classes are generated from Kafka's JSON message
 schemas (``_generated/``, see ``generate.py``); the wire primitives are in
-``_types.py``; headers and framing in ``_header.py``.
+``_types.py``; headers and framing in ``_header.py``. Each generated module is
+imported the first time one of its classes is used (``from
+backbone.broker.protocol import ProduceRequest``, ``REQUESTS[0]``), which
+keeps ``import backbone.broker`` cheap.
 
 Deviations from the agreed "Codec" interface (BROKER_API.md): none in the API. Note that the
 schemas in kafka-python 3.0.x are Kafka 4's, which dropped old versions:
@@ -16,8 +19,9 @@ outside ``min_version..max_version``. ``flexible_from`` is None for a schema
 without flexible versions (SaslHandshake, OffsetDelete, ...).
 """
 
-from ._generated import *  # noqa: F403
-from ._generated import API_NAMES, REQUESTS, RESPONSES
+from typing import TYPE_CHECKING, Any
+
+from ._generated import API_NAMES, MODULES, REQUEST_NAMES, RESPONSE_NAMES
 from ._header import (
     RequestHeader,
     encode_request_header,
@@ -27,7 +31,14 @@ from ._header import (
     request_header_version,
     response_header_version,
 )
+from ._registry import MessageRegistry, load_message
 from ._types import CodecError, FieldSpec, Message, Struct
+
+REQUESTS: MessageRegistry = MessageRegistry(REQUEST_NAMES)
+RESPONSES: MessageRegistry = MessageRegistry(RESPONSE_NAMES)
+
+if TYPE_CHECKING:
+    from ._generated import *  # noqa: F403
 
 __all__ = [
     "API_NAMES",
@@ -44,4 +55,12 @@ __all__ = [
     "read_response_header",
     "request_header_version",
     "response_header_version",
+    *MODULES,  # every generated message class, loaded on first access
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Generated message classes (``ProduceRequest`` ...) import their module on first use."""
+    if name in MODULES:
+        return load_message(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

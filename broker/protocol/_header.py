@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._generated import REQUESTS
+from ._generated import REQUEST_FLEXIBLE_FROM
 from ._types import (
     I32,
     CodecError,
@@ -60,10 +60,8 @@ class RequestHeader:
 
 
 def _flexible(api_key: int, api_version: int) -> bool:
-    cls = REQUESTS.get(api_key)
-    if cls is None or cls.flexible_from is None:
-        return False
-    return api_version >= cls.flexible_from
+    flexible_from = REQUEST_FLEXIBLE_FROM.get(api_key)
+    return flexible_from is not None and api_version >= flexible_from
 
 
 def request_header_version(api_key: int, api_version: int) -> int:

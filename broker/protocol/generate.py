@@ -585,8 +585,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
             L.append(f"{i}_tags = []")
             for f in tagged:
                 c = cond(intersect(f.tagged, f.versions), var)
-                dflt = default_expr(f)
-                test = f"o.{f.attr} != {dflt}" if dflt != "None" else f"o.{f.attr} is not None"
+                test = f"not {is_default_test(f, f'o.{f.attr}')}"
                 if c is not True:
                     test = f"{c} and {test}"
                 L.append(f"{i}if {test}:")
@@ -601,6 +600,48 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
             L.append(f"{i}p.append(b'\\x00')")
     if len(L) == body_start:
         L.append(f"{i}return")
+    L.append("")
+    L.append("")
+
+
+def is_default_test(f: Field, src: str) -> str:
+    """Expression: whether ``src`` (the value of ``f``) equals the field's schema default.
+    Tagged fields are only written when it does not (cheaper than building a default)."""
+    dsrc, _factory = default_src(f)
+    if dsrc == "None":
+        return f"{src} is None"
+    if f.is_array:
+        return f"{src} == []"
+    if f.struct is not None:
+        return f"({src} is not None and {fn_name('isdefault', f.struct, False)[:-2]}({src}))"
+    return f"{src} == {dsrc}"
+
+
+def default_checked_structs(sd: StructDef) -> set[str]:
+    """Structs (pynames) whose is-default function is needed below ``sd``."""
+    out: set[str] = set()
+
+    def visit(s: StructDef, need: bool) -> None:
+        if need:
+            if s.pyname in out:
+                return
+            out.add(s.pyname)
+        for f in s.fields:
+            if f.struct is not None:
+                visit(f.struct, not f.is_array and (need or f.tag is not None))
+
+    visit(sd, False)
+    return out
+
+
+def emit_is_default(em: Emitter, sd: StructDef) -> None:
+    L = em.lines
+    L.append(f"def {fn_name('isdefault', sd, False)[:-2]}(o):")
+    tests = [is_default_test(f, f"o.{f.attr}") for f in sd.fields] or ["True"]
+    L.append("    return (")
+    for k, t in enumerate(tests):
+        L.append(f"        {'and ' if k else ''}{t}")
+    L.append("    )")
     L.append("")
     L.append("")
 
@@ -670,6 +711,10 @@ def render_module(msgs: list[MessageDef], kp_version: str) -> str:
         structs = all_structs(msg.root)
         for sd in structs:
             emit_class(em, sd, msg if sd is msg.root else None)
+        needed = default_checked_structs(msg.root)
+        for sd in structs:
+            if sd.pyname in needed:
+                emit_is_default(em, sd)
         for var, flex in variants(msg):
             for sd in structs:
                 emit_struct_functions(em, sd, var, flex)
@@ -774,36 +819,48 @@ def module_name(msg_name: str) -> str:
 
 
 def render_init(groups: dict[str, list[MessageDef]], kp_version: str) -> str:
+    """The package index: names and tables only; modules are imported on first use."""
+    msgs = sorted((m for ms in groups.values() for m in ms), key=lambda m: m.name)
+    reqs = sorted((m.api_key, m) for m in msgs if m.kind == "request")
+    resps = sorted((m.api_key, m) for m in msgs if m.kind == "response")
     lines = [
         HEADER.format(version=kp_version),
+        '"""Index of the generated messages; each module is imported on first access."""',
+        "",
         "# ruff: noqa",
+        "import importlib",
         "from types import MappingProxyType",
         "",
+        "# message class name -> module under this package",
+        "MODULES = MappingProxyType({",
     ]
-    all_names: list[str] = []
-    for mod, msgs in sorted(groups.items()):
-        names = [m.root.pyname for m in msgs]
-        all_names.extend(names)
-        lines.append(f"from .{mod} import {', '.join(names)}")
-    lines.append("")
-    reqs = sorted(
-        (m.api_key, m.root.pyname) for ms in groups.values() for m in ms if m.kind == "request"
-    )
-    resps = sorted(
-        (m.api_key, m.root.pyname) for ms in groups.values() for m in ms if m.kind == "response"
-    )
-    lines.append("REQUESTS = MappingProxyType({")
-    lines.extend(f"    {k}: {n}," for k, n in reqs)
+    lines.extend(f"    {m.name!r}: {module_name(m.name)!r}," for m in msgs)
     lines.append("})")
-    lines.append("RESPONSES = MappingProxyType({")
-    lines.extend(f"    {k}: {n}," for k, n in resps)
+    lines.append("# api key -> request / response class name")
+    lines.append("REQUEST_NAMES = MappingProxyType({")
+    lines.extend(f"    {k}: {m.name!r}," for k, m in reqs)
+    lines.append("})")
+    lines.append("RESPONSE_NAMES = MappingProxyType({")
+    lines.extend(f"    {k}: {m.name!r}," for k, m in resps)
     lines.append("})")
     lines.append("API_NAMES = MappingProxyType({")
-    lines.extend(f"    {k}: {re.sub('Request$', '', n)!r}," for k, n in reqs)
+    lines.extend(f"    {k}: {re.sub('Request$', '', m.name)!r}," for k, m in reqs)
+    lines.append("})")
+    lines.append("# api key -> first flexible request version (None: never flexible)")
+    lines.append("REQUEST_FLEXIBLE_FROM = MappingProxyType({")
+    for k, m in reqs:
+        ff = m.flexible[0] if m.flexible is not None and m.flexible[0] <= m.valid[1] else None
+        lines.append(f"    {k}: {ff!r},")
     lines.append("})")
     lines.append("")
-    all_names += ["REQUESTS", "RESPONSES", "API_NAMES"]
-    lines.append(f"__all__ = {sorted(all_names)!r}")
+    lines.append(f"__all__ = {[m.name for m in msgs]!r}")
+    lines.append("")
+    lines.append("")
+    lines.append("def __getattr__(name):")
+    lines.append("    module = MODULES.get(name)")
+    lines.append("    if module is None:")
+    lines.append("        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')")
+    lines.append("    return getattr(importlib.import_module(f'{__name__}.{module}'), name)")
     return "\n".join(lines) + "\n"
 
 

@@ -140,6 +140,17 @@ def test_every_api_the_broker_needs_is_generated() -> None:
     assert len(REQUESTS) == len(RESPONSES) == len(API_NAMES) == 52
 
 
+def test_registries_are_read_only_and_load_classes_on_demand() -> None:
+    assert REQUESTS.get(999) is None and 999 not in REQUESTS
+    assert list(REQUESTS) == list(RESPONSES) == list(API_NAMES)
+    assert REQUESTS[0] is ProduceRequest and RESPONSES[1] is FetchResponse
+    assert dict(REQUESTS.items())[18] is protocol.ApiVersionsRequest
+    with pytest.raises(TypeError):
+        REQUESTS[0] = FetchResponse  # type: ignore[index]
+    with pytest.raises(AttributeError, match=r"has no attribute 'NoSuchRequest'$"):
+        _ = protocol.NoSuchRequest
+
+
 def test_class_vars_and_nested_structs_follow_the_schema() -> None:
     assert (ProduceRequest.api_key, ProduceRequest.min_version, ProduceRequest.max_version) == (
         0,

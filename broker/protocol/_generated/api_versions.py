@@ -304,7 +304,7 @@ def _e_ApiVersionsResponse_f(o, v, p, r):
             _e_ApiVersionsResponse_ApiVersion_f(_t10, v, p, r)
     p.append(_S_i.pack(o.throttle_time_ms))
     _tags = []
-    if o.supported_features != list():
+    if not o.supported_features == []:
         _outer = p
         p = []
         if o.supported_features is None:
@@ -315,13 +315,13 @@ def _e_ApiVersionsResponse_f(o, v, p, r):
                 _e_ApiVersionsResponse_SupportedFeatureKey_f(_t11, v, p, r)
         _tags.append((0, b''.join(p)))
         p = _outer
-    if o.finalized_features_epoch != -1:
+    if not o.finalized_features_epoch == -1:
         _outer = p
         p = []
         p.append(_S_q.pack(o.finalized_features_epoch))
         _tags.append((1, b''.join(p)))
         p = _outer
-    if o.finalized_features != list():
+    if not o.finalized_features == []:
         _outer = p
         p = []
         if o.finalized_features is None:
@@ -332,7 +332,7 @@ def _e_ApiVersionsResponse_f(o, v, p, r):
                 _e_ApiVersionsResponse_FinalizedFeatureKey_f(_t12, v, p, r)
         _tags.append((2, b''.join(p)))
         p = _outer
-    if o.zk_migration_ready != False:
+    if not o.zk_migration_ready == False:
         _outer = p
         p = []
         p.append(_S_o.pack(o.zk_migration_ready))

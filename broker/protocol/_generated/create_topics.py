@@ -451,7 +451,7 @@ def _e_CreateTopicsResponse_CreatableTopicResult_f(o, v, p, r):
         for _t28 in o.configs:
             _e_CreateTopicsResponse_CreatableTopicConfigs_f(_t28, v, p, r)
     _tags = []
-    if o.topic_config_error_code != 0:
+    if not o.topic_config_error_code == 0:
         _outer = p
         p = []
         p.append(_S_h.pack(o.topic_config_error_code))

@@ -125,6 +125,13 @@ class FetchRequest(Message):
     rack_id: str = ''
 
 
+def _isdefault_FetchRequest_ReplicaState(o):
+    return (
+        o.replica_id == -1
+        and o.replica_epoch == -1
+    )
+
+
 def _d_FetchRequest_ReplicaState_p(buf, pos, v):
     f_replica_id = -1
     f_replica_epoch = -1
@@ -320,13 +327,13 @@ def _d_FetchRequest_FetchPartition_f(buf, pos, v):
 def _e_FetchRequest_FetchPartition_f(o, v, p, r):
     p.append(_S_iiqiqi.pack(o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes))
     _tags = []
-    if v >= 17 and o.replica_directory_id != ZERO_UUID:
+    if v >= 17 and not o.replica_directory_id == ZERO_UUID:
         _outer = p
         p = []
         p.append(_wr_uuid(o.replica_directory_id))
         _tags.append((0, b''.join(p)))
         p = _outer
-    if v >= 18 and o.high_watermark != 9223372036854775807:
+    if v >= 18 and not o.high_watermark == 9223372036854775807:
         _outer = p
         p = []
         p.append(_S_q.pack(o.high_watermark))
@@ -462,13 +469,13 @@ def _e_FetchRequest_f(o, v, p, r):
             _e_FetchRequest_ForgottenTopic_f(_t22, v, p, r)
     p.append(_wr_cstring(o.rack_id))
     _tags = []
-    if o.cluster_id is not None:
+    if not o.cluster_id is None:
         _outer = p
         p = []
         p.append(_wr_cnstring(o.cluster_id))
         _tags.append((0, b''.join(p)))
         p = _outer
-    if v >= 15 and o.replica_state != FetchRequest_ReplicaState():
+    if v >= 15 and not (o.replica_state is not None and _isdefault_FetchRequest_ReplicaState(o.replica_state)):
         _outer = p
         p = []
         _e_FetchRequest_ReplicaState_f(o.replica_state, v, p, r)
@@ -554,6 +561,27 @@ class FetchResponse(Message):
     session_id: int = 0
     responses: list[FetchResponse_FetchableTopicResponse] = field(default_factory=list)
     node_endpoints: list[FetchResponse_NodeEndpoint] = field(default_factory=list)
+
+
+def _isdefault_FetchResponse_EpochEndOffset(o):
+    return (
+        o.epoch == -1
+        and o.end_offset == -1
+    )
+
+
+def _isdefault_FetchResponse_LeaderIdAndEpoch(o):
+    return (
+        o.leader_id == -1
+        and o.leader_epoch == -1
+    )
+
+
+def _isdefault_FetchResponse_SnapshotId(o):
+    return (
+        o.end_offset == -1
+        and o.epoch == -1
+    )
 
 
 def _d_FetchResponse_EpochEndOffset_p(buf, pos, v):
@@ -816,19 +844,19 @@ def _e_FetchResponse_PartitionData_f(o, v, p, r):
         r.append(len(p))
         p.append(_t36)
     _tags = []
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if not (o.diverging_epoch is not None and _isdefault_FetchResponse_EpochEndOffset(o.diverging_epoch)):
         _outer = p
         p = []
         _e_FetchResponse_EpochEndOffset_f(o.diverging_epoch, v, p, r)
         _tags.append((0, b''.join(p)))
         p = _outer
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if not (o.current_leader is not None and _isdefault_FetchResponse_LeaderIdAndEpoch(o.current_leader)):
         _outer = p
         p = []
         _e_FetchResponse_LeaderIdAndEpoch_f(o.current_leader, v, p, r)
         _tags.append((1, b''.join(p)))
         p = _outer
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if not (o.snapshot_id is not None and _isdefault_FetchResponse_SnapshotId(o.snapshot_id)):
         _outer = p
         p = []
         _e_FetchResponse_SnapshotId_f(o.snapshot_id, v, p, r)
@@ -948,7 +976,7 @@ def _e_FetchResponse_f(o, v, p, r):
         for _t44 in o.responses:
             _e_FetchResponse_FetchableTopicResponse_f(_t44, v, p, r)
     _tags = []
-    if v >= 16 and o.node_endpoints != list():
+    if v >= 16 and not o.node_endpoints == []:
         _outer = p
         p = []
         if o.node_endpoints is None:

@@ -300,6 +300,13 @@ class ProduceResponse(Message):
     node_endpoints: list[ProduceResponse_NodeEndpoint] = field(default_factory=list)
 
 
+def _isdefault_ProduceResponse_LeaderIdAndEpoch(o):
+    return (
+        o.leader_id == -1
+        and o.leader_epoch == -1
+    )
+
+
 def _d_ProduceResponse_BatchIndexAndErrorMessage_p(buf, pos, v):
     if v >= 8:
         (f_batch_index,) = _S_i.unpack_from(buf, pos)
@@ -501,7 +508,7 @@ def _e_ProduceResponse_PartitionProduceResponse_f(o, v, p, r):
             _e_ProduceResponse_BatchIndexAndErrorMessage_f(_t26, v, p, r)
     p.append(_wr_cnstring(o.error_message))
     _tags = []
-    if v >= 10 and o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if v >= 10 and not (o.current_leader is not None and _isdefault_ProduceResponse_LeaderIdAndEpoch(o.current_leader)):
         _outer = p
         p = []
         _e_ProduceResponse_LeaderIdAndEpoch_f(o.current_leader, v, p, r)
@@ -621,7 +628,7 @@ def _e_ProduceResponse_f(o, v, p, r):
             _e_ProduceResponse_TopicProduceResponse_f(_t34, v, p, r)
     p.append(_S_i.pack(o.throttle_time_ms))
     _tags = []
-    if v >= 10 and o.node_endpoints != list():
+    if v >= 10 and not o.node_endpoints == []:
         _outer = p
         p = []
         if o.node_endpoints is None:

@@ -413,17 +413,25 @@ class Membership(Rebalancer):
                 missing,
             )
         self._log.append(group.to_record(assignment))
-        error: BrokerError | None = None
         try:
             await self._sync_log()
         except KafkaStorageError as exc:
-            error = exc
+            if group.state is _S.COMPLETING_REBALANCE and group.generation_id == generation_id:
+                self._reset_assignments(group, exc)
+                self._maybe_prepare_rebalance(group, "could not store the group assignment")
+            return
+        except asyncio.CancelledError:
+            # The leader went away mid-fsync; the record is written and the next fsync
+            # covers it, so hand the assignment out rather than strand the followers.
+            self._apply_assignment(group, generation_id, assignment)
+            raise
+        self._apply_assignment(group, generation_id, assignment)
+
+    def _apply_assignment(
+        self, group: Group, generation_id: int, assignment: Mapping[str, bytes]
+    ) -> None:
         if group.state is not _S.COMPLETING_REBALANCE or group.generation_id != generation_id:
-            return
-        if error is not None:
-            self._reset_assignments(group, error)
-            self._maybe_prepare_rebalance(group, "could not store the group assignment")
-            return
+            return  # a newer rebalance started while the assignment was being stored
         for member_id, member in group.members.items():
             member.assignment = assignment.get(member_id, b"")
         group.transition(_S.STABLE)

@@ -479,3 +479,22 @@ def test_manual_clock_fires_in_order() -> None:
     assert c.now() == 3.0
     with pytest.raises(ValueError):
         c.advance(-1)
+
+
+async def test_leader_cancelled_mid_sync_still_hands_out_assignment(
+    coord: GroupCoordinator,
+) -> None:
+    a, b = await stable_group(coord, 2)
+    a_join, b_join = join(coord, a), join(coord, b)
+    ra, rb = await done(a_join), await done(b_join)
+    leader = ra.leader_id
+    follower = b if leader == a else a
+    f_sync = asyncio.ensure_future(coord.sync_group(G, 2, follower, assignments={}))
+    l_sync = asyncio.ensure_future(
+        coord.sync_group(G, 2, leader, assignments={leader: b"L", follower: b"F"})
+    )
+    await asyncio.sleep(0)
+    l_sync.cancel()  # the leader's connection dropped while its assignment was stored
+    assert (await done(f_sync)).assignment == b"F"
+    assert coord.groups[G].state is GroupState.STABLE
+    assert rb.generation_id == 2

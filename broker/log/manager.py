@@ -262,6 +262,7 @@ class LogManager:
                 logger.warning("moving aside orphaned partition folder %s", directory)
                 directory.rename(self.data_dir / f"{uuid.uuid4().hex}-delete")
             logs.append(self._open_partition(topic, index))
+        fsync_dir(self.data_dir)
         return logs
 
     def _metadata_path(self, topic: Topic) -> Path:

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 import struct
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +27,10 @@ from backbone.broker.protocol import (
     ProduceRequest,
     RequestHeader,
     _generated,
+    _types,
     encode_request_header,
     encode_response,
+    generate,
     read_request_header,
     read_response_header,
     request_header_version,
@@ -576,3 +579,55 @@ def _find_full_example(cls: type[Message], version: int) -> Any:
         return scls(**kwargs)
 
     return build(cls)
+
+
+# ------------------------------------------------------------------ generator and primitives
+
+
+def test_checked_in_code_matches_the_generator_and_installed_schemas(tmp_path: Path) -> None:
+    assert generate.main(["--out", str(tmp_path)]) == 0
+    checked_in = Path(generate.__file__).parent / "_generated"
+    fresh = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.py")}
+    current = {p.name: p.read_text(encoding="utf-8") for p in checked_in.glob("*.py")}
+    assert sorted(fresh) == sorted(current)
+    stale = [name for name in fresh if fresh[name] != current[name]]
+    assert stale == [], "run: .venv/bin/python -m backbone.broker.protocol.generate"
+
+
+SHARED_SCHEMAS = Path("/work/shared/kafka-protocol/message")
+
+
+@pytest.mark.skipif(not SHARED_SCHEMAS.is_dir(), reason="no reference copy of Kafka's schemas")
+def test_wheel_schemas_have_the_reference_wire_layout_for_every_common_version() -> None:
+    notes = generate.compare(generate.schema_dir(), SHARED_SCHEMAS)
+    assert [n for n in notes if "DIFFERS" in n] == []
+    assert "ProduceRequest.json: validVersions (3, 13) here, (0, 11) there" in notes
+
+
+@given(n=st.integers(0, 2**32 - 1))
+def test_unsigned_varint_round_trip(n: int) -> None:
+    data = _types.write_uvarint(n)
+    assert _types.read_uvarint(memoryview(data), 0) == (n, len(data))
+    assert len(data) <= 5
+
+
+@given(n=st.integers(-(2**31), 2**31 - 1), m=st.integers(-(2**63), 2**63 - 1))
+def test_zigzag_varint_and_varlong_round_trip(n: int, m: int) -> None:
+    data = _types.write_varint(n) + _types.write_varlong(m)
+    value, pos = _types.read_varint(memoryview(data), 0)
+    assert value == n
+    assert _types.read_varlong(memoryview(data), pos) == (m, len(data))
+
+
+def test_varint_examples_and_limits() -> None:
+    assert _types.write_varint(0) == b"\x00"
+    assert _types.write_varint(-1) == b"\x01"
+    assert _types.write_varint(1) == b"\x02"
+    assert _types.write_varint(-64) == b"\x7f"
+    assert _types.write_uvarint(300) == b"\xac\x02"
+    with pytest.raises(CodecError, match=r"^4294967296 does not fit an unsigned varint$"):
+        _types.write_uvarint(2**32)
+    with pytest.raises(CodecError, match=r"^2147483648 does not fit a varint$"):
+        _types.write_varint(2**31)
+    with pytest.raises(CodecError, match=r"^varlong is longer than 10 bytes$"):
+        _types.read_varlong(memoryview(b"\xff" * 11), 0)

@@ -233,8 +233,8 @@ def connectors(
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """List connector kinds, or show one kind's options and example."""
-    from backbone.config import build_config_model
     from backbone.config import _member as member_model
+    from backbone.config import build_config_model
 
     registry = _registry()
     if name is None:

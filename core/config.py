@@ -65,6 +65,7 @@ __all__ = [
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _HOSTPORT = re.compile(r"^\[?[A-Za-z0-9._:-]*\]?:\d{1,5}$")
+_POSITION = re.compile(r"^.*?:(\d+):(\d+): ")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -476,28 +477,36 @@ def load_config(
         raise ConfigError(
             [*problems, f"{display}:1:1: (top level): expected a mapping of sections"]
         )
-    problems.extend(_load_specs(data, document, registry))
+    failed: set[str] = set()
+    problems.extend(_load_specs(data, document, registry, failed))
     model = build_config_model(registry)
     config: Config | None = None
     try:
         config = model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(exc, model, data, document, registry))
+        problems.extend(_describe(exc, model, data, document, registry, failed))
     if config is not None:
         problems.extend(_cross_checks(config, document))
     if problems:
-        raise ConfigError(_dedupe(problems))
+        raise ConfigError(sorted(_dedupe(problems), key=_line_col))
     assert config is not None
     config._base_dir = file.resolve().parent
     config._file = display
     return config
 
 
+def _line_col(problem: str) -> tuple[int, int]:
+    match = _POSITION.match(problem)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _load_specs(data: dict[str, Any], document: Document, registry: Registry) -> list[str]:
+def _load_specs(
+    data: dict[str, Any], document: Document, registry: Registry, failed: set[str]
+) -> list[str]:
     problems = []
     for section in ("sources", "sinks"):
         entries = data.get(section)
@@ -509,6 +518,7 @@ def _load_specs(data: dict[str, Any], document: Document, registry: Registry) ->
                 try:
                     registry.load_spec(kind)
                 except (ValueError, TypeError) as exc:
+                    failed.add(kind)
                     path = (section, name, "type")
                     problems.append(f"{document.locations.where(path)}: {format_path(path)}: {exc}")
     return problems
@@ -624,6 +634,7 @@ def _describe(
     data: dict[str, Any],
     document: Document,
     registry: Registry,
+    failed: set[str],
 ) -> list[str]:
     locations = document.locations
     problems = []
@@ -656,6 +667,8 @@ def _describe(
             known = registry.names(side)
             entry = _lookup(data, path)
             given = entry.get("type") if isinstance(entry, dict) else None
+            if given in failed:
+                continue  # already reported: the type could not be loaded
             if not isinstance(entry, dict):
                 message = "expected a mapping with a 'type' key"
                 where = locations.where(path)
@@ -680,7 +693,8 @@ def _describe(
             where = locations.where(path)
         else:
             path, _ = _walk(model, loc, data)
-            where = locations.where(path, prefer_key="[key]" in loc)
+            mapping = isinstance(_lookup(data, path), dict)
+            where = locations.where(path, prefer_key="[key]" in loc or mapping)
             if message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
         problems.append(f"{where}: {format_path(path)}: {message}")

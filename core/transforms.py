@@ -118,8 +118,9 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
 
         return compare
     snippet = ast.get_source_segment(text, node) or type(node).__name__
+    where = "" if snippet == text else f" in {text!r}"
     raise ValueError(
-        f"unsupported filter expression {snippet!r} in {text!r}: use field names, literals, "
+        f"unsupported filter expression {snippet!r}{where}: use field names, literals, "
         "comparisons (== != < <= > >= in, not in, is None), and/or/not"
     )
 

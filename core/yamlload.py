@@ -95,7 +95,7 @@ def load_document(path: Path, env: Mapping[str, str], *, display: str | None = N
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
         return Document(None, locations, [f"{name}:{line}:{col}: invalid YAML: {problem}"])
     except YAMLError as exc:
         return Document(None, locations, [f"{name}:1:1: invalid YAML: {exc}"])

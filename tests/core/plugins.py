@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import SecretStr
+
 from backbone import (
     ConnectorKind,
     ConnectorOptions,
@@ -130,4 +132,41 @@ FILE = ConnectorKind(
     summary="Test sink appending JSON lines to a file.",
     sink=FileSink,
     sink_options=FileOptions,
+)
+
+
+class SecretOptions(ConnectorOptions):
+    url: str
+    """Where to connect."""
+    password: SecretStr
+    """The password (never printed)."""
+
+
+class SecretSink(Sink[SecretOptions]):
+    async def write(self, records: Sequence[SinkRecord]) -> None:
+        return None
+
+    async def check(self) -> None:
+        if not self.options.url.startswith("ok:"):
+            raise FatalError(f"cannot reach {self.options.url}")
+
+
+SECRET = ConnectorKind(
+    name="secret",
+    summary="Test sink with a secret option.",
+    sink=SecretSink,
+    sink_options=SecretOptions,
+)
+
+
+class ReservedOptions(ConnectorOptions):
+    retry: int = 1
+    """Clashes with the runtime's retry block."""
+
+
+RESERVED = ConnectorKind(
+    name="reserved",
+    summary="Broken on purpose.",
+    sink=SecretSink,
+    sink_options=ReservedOptions,
 )

@@ -55,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure logging to stderr, serve; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    except ValueError as exc:
+        print(f"error: --log-level: {exc}", file=sys.stderr)
+        return 2
     try:
         serve(
             args.listen,
@@ -76,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(
+            f"error: cannot serve on {args.listen} with data in {args.data_dir}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 0
     return 0

@@ -238,6 +238,7 @@ class KafkaServer:
         self._connections[runner.connection.id] = runner
         try:
             if self._closing:
+                writer.close()
                 return
             await runner.run()
         finally:

@@ -559,3 +559,32 @@ async def test_configs_errors(broker: Broker) -> None:
         42,
         "broker configs are static: set them when starting the broker",
     )
+
+
+async def test_random_frames_never_take_the_broker_down(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    rng = random.Random(20240601)
+    for _ in range(200):
+        size = rng.randint(0, 120)
+        body = bytes(rng.getrandbits(8) for _ in range(size))
+        if rng.random() < 0.7:
+            # a valid header (served api key and version) followed by a random body
+            key = rng.choice(sorted(EXPECTED))
+            version = rng.randint(*EXPECTED[key])
+            if key == 0 and version < 3:
+                version = 3
+            header = kp.RequestHeader(key, version, 1, "fuzz")
+            body = kp.encode_request_header(header) + body
+        conn = await Raw.connect(broker.port)
+        await conn.send(frame(body))
+        try:
+            async with asyncio.timeout(5):
+                await conn.reader.read(1 << 16)  # a response or EOF: either is fine
+        finally:
+            await conn.close()
+    await assert_serves(broker.port)
+    bugs = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not bugs, bugs

@@ -1,0 +1,160 @@
+"""Declarative transforms and the safe filter language; event encoding and CloudEvents."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from backbone import DataError, SourceRecord
+from backbone.config import DropStep, FilterStep, MaskStep, RenameStep, Route, RouteStep, SetStep
+from backbone.events import Event, encode_event, encode_key, encode_source_record, iso_time
+from backbone.transforms import apply_transforms, compile_filter
+
+ORDER = {"id": 7, "amount": 250, "country": "DE", "customer": {"email": "a@b.c", "vip": True}}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("amount > 100", True),
+        ("amount > 100 and country == 'FR'", False),
+        ("amount > 100 and country in ['DE', 'AT']", True),
+        ("not customer.vip", False),
+        ("customer.email != null", True),
+        ("missing is None", True),
+        ("missing > 3", False),  # None > 3 is a TypeError: the comparison is false
+        ("-amount < 0 or false", True),
+        ("country not in ('DE',)", False),
+        ("100 < amount <= 250", True),
+    ],
+)
+def test_filter_expressions(expression: str, expected: bool) -> None:
+    assert compile_filter(expression)(ORDER) is expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("amount >", "invalid filter expression 'amount >': invalid syntax"),
+        (
+            "open('x')",
+            "unsupported filter expression \"open('x')\": use field names, literals, "
+            "comparisons (== != < <= > >= in, not in, is None), and/or/not",
+        ),
+        (
+            "amount + 1 > 2",
+            "unsupported filter expression 'amount + 1' in 'amount + 1 > 2': use field names, "
+            "literals, comparisons (== != < <= > >= in, not in, is None), and/or/not",
+        ),
+        (
+            "x.__class__ == 1 or ().__len__()",
+            "unsupported filter expression '().__len__()' in 'x.__class__ == 1 or "
+            "().__len__()': use field names, literals, comparisons (== != < <= > >= in, not "
+            "in, is None), and/or/not",
+        ),
+    ],
+)
+def test_filter_rejects_code(expression: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        compile_filter(expression)
+    assert str(info.value) == message
+
+
+def test_dunder_names_are_plain_fields() -> None:
+    # attribute syntax only reads JSON fields, never Python attributes
+    assert compile_filter("x.__class__ == null")({"x": 1}) is True
+
+
+def test_transform_steps() -> None:
+    steps = [
+        FilterStep(filter="amount > 100"),
+        MaskStep(mask=["customer.email", "nope"]),
+        SetStep(set={"meta.source": "shop", "id": 8}),
+        RenameStep(rename={"country": "cc", "absent": "x"}),
+        DropStep(drop=["customer.vip"]),
+        RouteStep(route=Route(field="cc", topics={"DE": "orders.de"}, default="orders.other")),
+    ]
+    filters = [compile_filter("amount > 100"), None, None, None, None, None]
+    keep, value, topic = apply_transforms(steps, filters, ORDER)
+    assert keep and topic == "orders.de"
+    assert value == {
+        "id": 8,
+        "amount": 250,
+        "cc": "DE",
+        "customer": {"email": "****"},
+        "meta": {"source": "shop"},
+    }
+    assert ORDER["customer"] == {"email": "a@b.c", "vip": True}  # input untouched
+    keep, _, _ = apply_transforms(steps, filters, {**ORDER, "amount": 5})
+    assert not keep
+    _, _, topic = apply_transforms(steps[5:], [None], {"cc": "US"})
+    assert topic == "orders.other"
+
+
+def test_source_record_encoding_and_cloudevents() -> None:
+    record = SourceRecord(
+        value={"n": 1, "name": "Zoë"},
+        key={"id": 1},
+        position={"id": 41},
+        timestamp_ms=1714521600000,
+        event_type="shop.order.created",
+    )
+    encoded = encode_source_record(record, connector="orders", kind="sql", topic="t", now_ms=5)
+    again = encode_source_record(record, connector="orders", kind="sql", topic="t", now_ms=9)
+    headers = dict(encoded.headers)
+    assert encoded.value == '{"n":1,"name":"Zoë"}'.encode()
+    assert encoded.key == b'{"id":1}'
+    assert encoded.timestamp_ms == 1714521600000
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_source"] == b"backbone://orders"
+    assert headers["ce_type"] == b"shop.order.created"
+    assert headers["ce_time"] == b"2024-05-01T00:00:00.000Z"
+    assert headers["content-type"] == b"application/json"
+    assert headers["ce_id"] == dict(again.headers)["ce_id"]  # deterministic from position
+    uuid.UUID(headers["ce_id"].decode())
+    other = encode_source_record(
+        SourceRecord(value=b"\x00raw", key="k", position={"id": 42}, topic="elsewhere"),
+        connector="orders",
+        kind="sql",
+        topic="t",
+        now_ms=1714521600000,
+    )
+    assert other.topic == "elsewhere" and other.value == b"\x00raw" and other.key == b"k"
+    assert dict(other.headers)["content-type"] == b"application/octet-stream"
+    assert dict(other.headers)["ce_type"] == b"backbone.sql"
+    assert dict(other.headers)["ce_id"] != headers["ce_id"]
+    tombstone = encode_source_record(
+        SourceRecord(value=None, key="k", headers=[("ce_id", b"mine")]),
+        connector="c",
+        kind="k",
+        topic="t",
+        now_ms=0,
+    )
+    assert tombstone.value is None
+    assert "content-type" not in dict(tombstone.headers)
+    assert [v for n, v in tombstone.headers if n == "ce_id"] == [b"mine"]
+
+
+def test_encoding_errors() -> None:
+    with pytest.raises(DataError) as info:
+        encode_source_record(
+            SourceRecord(value={"x": object()}), connector="c", kind="k", topic="t", now_ms=0
+        )
+    assert str(info.value).startswith("value cannot be serialized as JSON: Object of type object")
+    with pytest.raises(DataError):
+        encode_key({1, 2})
+    with pytest.raises(DataError) as info:
+        encode_event(Event(value=1), default_topic=None)
+    assert str(info.value) == "the output event names no topic and the processor has no 'to'"
+
+
+def test_event_encoding() -> None:
+    out = encode_event(
+        Event(value={"a": 1}, key="k", headers=[("content-type", b"x"), ("h", b"1")]),
+        default_topic="to",
+    )
+    assert (out.topic, out.key, json.loads(out.value or b"")) == ("to", b"k", {"a": 1})
+    assert out.headers == [("h", b"1"), ("content-type", b"application/json")]
+    assert iso_time(0) == "1970-01-01T00:00:00.000Z"

@@ -44,6 +44,7 @@ __all__ = ["API_VERSIONS_KEY", "Dispatcher", "fill_errors"]
 logger = logging.getLogger(__name__)
 
 API_VERSIONS_KEY = 18
+PRODUCE_KEY = 0
 
 
 def fill_errors(response: Any, code: int, message: str | None) -> Any:
@@ -78,6 +79,8 @@ class Dispatcher:
         if not handler.min_version <= version <= handler.max_version:
             return self._unsupported_version(header, handler, connection)
         request_cls = REQUESTS[key]
+        if key == PRODUCE_KEY and version < request_cls.min_version:
+            return self._refuse_legacy_produce(frame, offset, header, connection)
         if not request_cls.min_version <= version <= request_cls.max_version:
             raise CloseConnection(
                 f"{self.api_name(key)} v{version} cannot be decoded (this broker reads "
@@ -123,6 +126,30 @@ class Dispatcher:
         return encode_response(
             response_header_version(header.api_key, version), header.correlation_id, body
         )
+
+    def _refuse_legacy_produce(
+        self, frame: memoryview, offset: int, header: RequestHeader, connection: Connection
+    ) -> Sequence[Any]:
+        """Produce v0-v2 (message formats v0/v1): UNSUPPORTED_VERSION for every partition."""
+        from .produce import refuse_legacy_produce
+
+        version = header.api_version
+        try:
+            body = refuse_legacy_produce(frame[offset:], version)
+        except CodecError as exc:
+            raise CloseConnection(f"malformed Produce v{version} request: {exc}") from None
+        if body is None:
+            raise CloseConnection(
+                f"Produce v{version} with acks=0 refused: message formats v0/v1 are not "
+                "supported, use Produce v3+"
+            )
+        logger.warning(
+            "Produce v%d from %s refused: message formats v0/v1 are not supported, "
+            "use Produce v3+ (record batches, magic 2)",
+            version,
+            connection.peer,
+        )
+        return encode_response(0, header.correlation_id, [body])
 
     def _unsupported_version(
         self, header: RequestHeader, handler: Handler, connection: Connection

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Any
 
 from ..errors import (
@@ -23,15 +24,13 @@ from ..errors import (
     UnknownTopicOrPartition,
     UnsupportedVersion,
 )
-from ..protocol import ProduceResponse
+from ..protocol import ProduceRequest, ProduceResponse
 from .base import Handler, RequestContext, error_code, error_message, handlers
 from .metadata import ensure_topic
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "refuse_legacy_produce"]
 
 logger = logging.getLogger(__name__)
-
-_MIN_RECORD_FORMAT_VERSION = 3
 
 PartitionResponse = ProduceResponse.PartitionProduceResponse
 
@@ -48,16 +47,13 @@ def _error(index: int, exc: BaseException, *, log_start_offset: int = -1) -> Any
 
 
 async def handle_produce(ctx: RequestContext, request: Any) -> Any:
-    """Produce v0-11 (v0-v2 refused): append each partition's batches, answer per partition."""
-    version = ctx.api_version
+    """Produce v3-11: append each partition's batches, answer per partition.
+
+    (v0-v2 never get here: the dispatcher answers them with ``refuse_legacy_produce``.)
+    """
     acks = request.acks
     refusal: BrokerError | None = None
-    if version < _MIN_RECORD_FORMAT_VERSION:
-        refusal = UnsupportedVersion(
-            f"Produce v{version} (message format v0/v1) is not supported: "
-            f"use Produce v{_MIN_RECORD_FORMAT_VERSION}+ (record batches, magic 2)"
-        )
-    elif acks not in (-1, 0, 1):
+    if acks not in (-1, 0, 1):
         refusal = InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
     elif request.transactional_id is not None:
         refusal = UnsupportedVersion("transactional produce is not supported by this broker")
@@ -136,6 +132,32 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
             ProduceResponse.TopicProduceResponse(name=name, partition_responses=partitions)
         )
     return ProduceResponse(responses=responses, throttle_time_ms=0)
+
+
+def refuse_legacy_produce(body: memoryview, version: int) -> bytes | None:
+    """The response body refusing a Produce v0-v2 request: UNSUPPORTED_VERSION per partition.
+
+    The codec reads Produce v3+ only; a v0-v2 body is a v3 body without its leading
+    transactional id, so it is decoded as v3 behind a null one. The response is
+    written by hand (v0: index, error, base offset; v2 adds log append time; v1+ a
+    throttle time). None for acks=0 (no response is due: the connection is closed so
+    the client notices). Raises CodecError for a malformed body. Called by the dispatcher.
+    """
+    request, _ = ProduceRequest.decode(memoryview(b"\xff\xff" + bytes(body)), 0, 3)
+    if request.acks == 0:
+        return None
+    out = [struct.pack(">i", len(request.topic_data))]
+    for topic in request.topic_data:
+        name = topic.name.encode()
+        out.append(struct.pack(">h", len(name)) + name)
+        out.append(struct.pack(">i", len(topic.partition_data)))
+        for partition in topic.partition_data:
+            out.append(struct.pack(">ihq", partition.index, UnsupportedVersion.code, -1))
+            if version >= 2:
+                out.append(struct.pack(">q", -1))
+    if version >= 1:
+        out.append(struct.pack(">i", 0))
+    return b"".join(out)
 
 
 HANDLERS = handlers(Handler(0, 0, 11, handle_produce))

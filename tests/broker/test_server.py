@@ -295,14 +295,41 @@ async def test_unknown_api_key_closes_with_warning(
     await assert_serves(broker.port)
 
 
-async def test_produce_v2_is_refused_with_a_clear_reason(
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_produce_v0_to_v2_is_refused_per_partition(
+    broker: Broker, version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # acks=1, timeout, one topic "old" with partitions 0 and 3 (message set bytes: junk)
+    body = struct.pack(">hii", 1, 1000, 1) + struct.pack(">h", 3) + b"old"
+    body += struct.pack(">i", 2)
+    body += struct.pack(">ii", 0, 4) + b"junk" + struct.pack(">ii", 3, 0)
+    conn = await Raw.connect(broker.port)
+    with caplog.at_level(logging.WARNING):
+        await conn.send(frame(header_v1(0, version, 31) + body))
+        response = await conn.response()
+    expected = struct.pack(">ii", 31, 1) + struct.pack(">h", 3) + b"old" + struct.pack(">i", 2)
+    for index in (0, 3):
+        expected += struct.pack(">ihq", index, 35, -1)
+        if version >= 2:
+            expected += struct.pack(">q", -1)
+    if version >= 1:
+        expected += struct.pack(">i", 0)
+    assert response == expected
+    assert any("message formats v0/v1 are not supported" in r.getMessage() for r in caplog.records)
+    assert "old" not in broker.logs.topics
+    await conn.send(api_versions_request(0, 32))  # the connection keeps working
+    assert struct.unpack_from(">i", await conn.response())[0] == 32
+    await conn.close()
+
+
+async def test_produce_v2_with_acks_0_closes(
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     conn = await Raw.connect(broker.port)
     with caplog.at_level(logging.WARNING, logger="backbone.broker.server"):
-        await conn.send(frame(header_v1(0, 2, 1) + struct.pack(">hii", 1, 1000, 0)))
+        await conn.send(frame(header_v1(0, 2, 1) + struct.pack(">hii", 0, 1000, 0)))
         assert await conn.closed()
-    assert any("message formats v0/v1" in r.getMessage() for r in caplog.records), caplog.text
+    assert any("acks=0 refused" in r.getMessage() for r in caplog.records), caplog.text
 
 
 async def test_pipelined_requests_are_answered_in_order(broker: Broker) -> None:

@@ -483,14 +483,12 @@ class _ConnectionRunner:
 
 
 class _SliceFile:
-    """A stand-in file for ``loop.sendfile`` over a duplicated descriptor.
+    """The file object ``loop.sendfile`` wants, over the log's open descriptor.
 
-    asyncio's native sendfile moves the descriptor's file position when it is
-    done; a private ``dup``-free wrapper cannot avoid that for a shared
-    descriptor, so the position is restored afterwards by not exposing ``seek``
-    (asyncio then uses ``os.lseek`` on ``fileno``). The log reads with
-    ``os.pread`` and appends with ``O_APPEND`` writes, so the position of the
-    shared descriptor is never relied upon.
+    asyncio's native sendfile only calls ``fileno()`` (and ``os.fstat``), sends with
+    ``os.sendfile(sock, fd, offset, count)`` and finally ``os.lseek``s the
+    descriptor. Moving the shared descriptor's position is harmless: the log
+    writes with ``pwritev`` and reads with ``pread``, never at the file position.
     """
 
     mode = "rb"

@@ -17,7 +17,6 @@ from ..errors import (
     InvalidReplicationFactor,
     InvalidRequest,
     UnknownTopicId,
-    UnknownTopicOrPartition,
 )
 from ..protocol import (
     CreatePartitionsResponse,
@@ -190,5 +189,3 @@ HANDLERS = handlers(
     Handler(37, 0, 3, handle_create_partitions),
     Handler(21, 0, 2, handle_delete_records),
 )
-
-_ = UnknownTopicOrPartition  # raised by the log manager; listed for the reader

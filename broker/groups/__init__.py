@@ -14,7 +14,7 @@ Lifecycle (owned by the broker assembly)::
 ``GroupCoordinator(data_dir: Path, *, clock: Clock | None = None (LoopClock),
 initial_rebalance_delay_ms: int = 100, min_session_timeout_ms: int = 1000,
 max_session_timeout_ms: int = 1_800_000, max_group_size: int | None = None,
-offset_metadata_max_bytes: int = 4096)``
+offset_metadata_max_bytes: int = 4096, compact_min_bytes: int = 1 MiB)``
 
 ``initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance.delay.ms`` (3000 in
 Kafka): when an Empty group starts its first rebalance the coordinator waits this long
@@ -36,7 +36,7 @@ Membership (member ids are ``f"{client_id}-{uuid4()}"`` as in Kafka):
   to the leader) until it rejoins or its session timeout passes. ``supports_skip_assignment``
   = JoinGroup v9+. Raises InvalidGroupId, InvalidSessionTimeout, InconsistentGroupProtocol,
   UnknownMemberId, FencedInstanceId, GroupMaxSizeReached, CoordinatorNotAvailable,
-  MemberIdRequired, RebalanceInProgress (shutdown).
+  MemberIdRequired, NotCoordinator (the coordinator is shutting down).
 - ``async sync_group(group_id: str, generation_id: int, member_id: str, *,
   assignments: Mapping[str, bytes], group_instance_id: str | None = None,
   protocol_type: str | None = None, protocol_name: str | None = None) -> SyncResult``
@@ -47,7 +47,8 @@ Membership (member ids are ``f"{client_id}-{uuid4()}"`` as in Kafka):
   group_instance_id: str | None = None) -> None`` (RebalanceInProgress tells the member
   to rejoin; UnknownMemberId, IllegalGeneration, FencedInstanceId, InvalidGroupId).
 - ``leave_group(group_id: str, members: Sequence[MemberIdentity]) -> list[BrokerError | None]``
-  one result per member (UnknownMemberId, FencedInstanceId); removes at once, rebalances.
+  one result per member (UnknownMemberId, FencedInstanceId); removes at once, rebalances;
+  raises InvalidGroupId. An unknown group answers UnknownMemberId for every member.
 - ``list_groups(states: Collection[str] | None = None) -> list[GroupListing]``
   (state names case-insensitive; unknown name -> ValueError).
 - ``describe_group(group_id: str) -> GroupDescription`` (an unknown group is described

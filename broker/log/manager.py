@@ -106,6 +106,7 @@ class LogManager:
         retention_check_interval_s: float = 300.0,
         cleaner_interval_s: float = 15.0,
         retire_delay_s: float = 60.0,
+        producer_id_expiration_ms: int = 24 * 3600 * 1000,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.defaults = defaults if defaults is not None else LogConfig()
@@ -114,6 +115,7 @@ class LogManager:
         self.reaper = SegmentReaper(retire_delay_s)
         self.retention_check_interval_s = retention_check_interval_s
         self.cleaner_interval_s = cleaner_interval_s
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self._topics: dict[str, Topic] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -371,13 +373,14 @@ class LogManager:
 
     # ------------------------------------------------------------------ background
     def enforce_retention(self) -> int:
-        """One retention pass over every partition with the injected clock; returns the
-        number of segments deleted."""
+        """One retention pass over every partition with the injected clock (also forgets
+        idle producers); returns the number of segments deleted."""
         now_ms = int(self.clock() * 1000)
         deleted = 0
         for topic in list(self._topics.values()):
             for log in topic.partitions:
                 deleted += log.enforce_retention(now_ms)
+                log.producers.expire(now_ms, self.producer_id_expiration_ms)
         return deleted
 
     async def clean(self) -> int:

@@ -241,7 +241,7 @@ class PartitionLog:
         for header in headers:
             assigned.append((header, offset))
             offset += header.last_offset_delta + 1
-        pending, duplicate = self.producers.prepare(assigned)
+        pending, duplicate = self.producers.prepare(assigned, now_ms)
         if duplicate is not None:
             logger.debug(
                 "duplicate batch for %s-%d: original base offset %d",

@@ -16,6 +16,9 @@ request after it assigned their offsets and before it writes anything, then
 - an unknown producer id (no state, e.g. after a restart lost nothing but retention removed
   its batches) is accepted at any sequence, as Kafka does.
 
+Producers idle for longer than ``producer_id_expiration_ms`` (LogManager option, Kafka's
+``producer.id.expiration.ms``, default 1 day) are forgotten by the maintenance task.
+
 The state is not stored separately: on start the partition replays the batch headers of
 its segments through :meth:`ProducerStateTable.replay` (headers carry producer id, epoch,
 base sequence and lastOffsetDelta).
@@ -49,6 +52,7 @@ class ProducerEntry:
     producer_id: int
     epoch: int
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=MAX_CACHED_BATCHES))
+    last_timestamp: int = -1  # ms: append time of its last batch (replay: the batch's max)
 
     @property
     def last_sequence(self) -> int:
@@ -64,10 +68,14 @@ class ProducerEntry:
 
     def copy(self) -> ProducerEntry:
         return ProducerEntry(
-            self.producer_id, self.epoch, deque(self.batches, maxlen=MAX_CACHED_BATCHES)
+            self.producer_id,
+            self.epoch,
+            deque(self.batches, maxlen=MAX_CACHED_BATCHES),
+            self.last_timestamp,
         )
 
-    def add(self, header: BatchHeader, base_offset: int) -> None:
+    def add(self, header: BatchHeader, base_offset: int, timestamp: int) -> None:
+        self.last_timestamp = max(self.last_timestamp, timestamp)
         if header.producer_epoch != self.epoch:
             self.epoch = header.producer_epoch
             self.batches.clear()
@@ -100,9 +108,9 @@ class ProducerStateTable:
         return list(self._entries.values())
 
     def prepare(
-        self, batches: list[tuple[BatchHeader, int]]
+        self, batches: list[tuple[BatchHeader, int]], now_ms: int = -1
     ) -> tuple[dict[int, ProducerEntry], int | None]:
-        """Check (header, assigned base offset) pairs in order.
+        """Check (header, assigned base offset) pairs in order (``now_ms``: append time).
 
         Returns (updated entries to commit, None) or ({}, duplicate's original base offset).
         Raises InvalidProducerEpoch or OutOfOrderSequenceNumber; nothing is changed here.
@@ -140,12 +148,24 @@ class ProducerStateTable:
                     f"producer {pid} (epoch {epoch}) sent sequence {header.base_sequence}, "
                     f"expected {(entry.last_sequence + 1) % (_INT32_MAX + 1)}"
                 )
-            entry.add(header, base_offset)
+            entry.add(header, base_offset, now_ms)
             pending[pid] = entry
         return pending, None
 
     def commit(self, pending: dict[int, ProducerEntry]) -> None:
         self._entries.update(pending)
+
+    def expire(self, now_ms: int, max_age_ms: int) -> int:
+        """Forget producers idle for more than ``max_age_ms`` (Kafka's
+        producer.id.expiration.ms); returns how many. Called by the maintenance task."""
+        stale = [
+            pid
+            for pid, entry in self._entries.items()
+            if now_ms - entry.last_timestamp > max_age_ms
+        ]
+        for pid in stale:
+            del self._entries[pid]
+        return len(stale)
 
     def replay(self, header: BatchHeader) -> None:
         """Apply a stored batch header without checks (recovery on start)."""
@@ -157,4 +177,4 @@ class ProducerStateTable:
             entry = self._entries[pid] = ProducerEntry(pid, header.producer_epoch)
         if header.producer_epoch < entry.epoch:
             return
-        entry.add(header, header.base_offset)
+        entry.add(header, header.base_offset, header.max_timestamp)

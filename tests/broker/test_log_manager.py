@@ -17,7 +17,7 @@ from backbone.broker.errors import (
     UnknownTopicOrPartition,
 )
 from backbone.broker.log import ConfigEntry, LogConfig, LogManager
-from tests.broker.test_log_support import FakeClock, make_batch, read_all
+from tests.broker.test_log_support import FakeClock, decode, make_batch, read_all, read_bytes
 
 
 @pytest.fixture
@@ -332,3 +332,45 @@ async def test_maintenance_task_runs_retention_and_compaction(
             (2, b"2" * 60),
             (3, b"3" * 60),
         ]
+
+
+async def test_compaction_keeps_a_producers_last_batch_as_an_empty_header(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    data = tmp_path / "data"
+    async with LogManager(data, clock=clock) as logs:
+        await logs.create_topic("c", 1, {"cleanup.policy": "compact"})
+        log = logs.partition("c", 0)
+        pid = logs.allocate_producer_id()
+        first = make_batch([b"v1"], keys=[b"k"], producer_id=pid, epoch=0, sequence=0)
+        assert (await log.append(first, acks=1)).base_offset == 0
+        await log.append(make_batch([b"other"], keys=[b"x"]), acks=1)
+        await log.append(make_batch([b"v2"], keys=[b"k"]), acks=1)  # supersedes offset 0
+        log.roll()
+        assert await logs.clean() == 1
+        header_only = decode(read_bytes(log, 0))[0][0]
+        assert (header_only.base_offset, header_only.records_count) == (0, 0)
+        assert header_only.producer_id == pid and header_only.base_sequence == 0
+        assert [(r.offset, r.value) for r in read_all(log)] == [(1, b"other"), (2, b"v2")]
+    async with LogManager(data, clock=clock) as logs:
+        log = logs.partition("c", 0)
+        assert (await log.append(first, acks=1)).base_offset == 0  # still a duplicate
+        nxt = make_batch([b"v3"], keys=[b"k"], producer_id=pid, epoch=0, sequence=1)
+        assert (await log.append(nxt, acks=1)).base_offset == 3
+
+
+async def test_idle_producers_expire(tmp_path: Path, clock: FakeClock) -> None:
+    async with LogManager(tmp_path / "data", clock=clock, producer_id_expiration_ms=60_000) as logs:
+        await logs.create_topic("t", 1)
+        log = logs.partition("t", 0)
+        busy, idle = logs.allocate_producer_id(), logs.allocate_producer_id()
+        await log.append(make_batch([b"a"], producer_id=idle, epoch=0, sequence=0), acks=1)
+        clock.advance(50)
+        await log.append(make_batch([b"b"], producer_id=busy, epoch=0, sequence=0), acks=1)
+        clock.advance(20)
+        logs.enforce_retention()
+        assert log.producers.get(idle) is None
+        assert log.producers.get(busy) is not None
+        # an expired producer is unknown again: Kafka accepts its next sequence
+        late = make_batch([b"c"], producer_id=idle, epoch=0, sequence=1)
+        assert (await log.append(late, acks=1)).base_offset == 2

@@ -498,3 +498,11 @@ async def test_leader_cancelled_mid_sync_still_hands_out_assignment(
     assert (await done(f_sync)).assignment == b"F"
     assert coord.groups[G].state is GroupState.STABLE
     assert rb.generation_id == 2
+
+
+async def test_describe_hides_metadata_until_stable(coord: GroupCoordinator) -> None:
+    [result] = await first_join(coord, join(coord))
+    desc = coord.describe_group(G)
+    assert (desc.state, desc.protocol_name) == ("CompletingRebalance", "")
+    [member] = desc.members
+    assert (member.member_id, member.metadata, member.assignment) == (result.member_id, b"", b"")

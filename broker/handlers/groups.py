@@ -476,4 +476,3 @@ HANDLERS: dict[int, Handler] = handlers(
     Handler(9, 1, 8, handle_offset_fetch),
     Handler(47, 0, 0, handle_offset_delete),
 )
-

@@ -402,3 +402,44 @@ def _admin_delete(bootstrap: str, group: str) -> dict:
         return dict(admin.delete_groups([group]))
     finally:
         admin.close()
+
+
+async def test_confluent_admin_groups(broker: Broker) -> None:
+    topic, group = "cadm", "confluent-admin"
+    await broker.logs.create_topic(topic, 2)
+    member = await Member.start("confluent", broker.bootstrap, group, topic)
+    try:
+        await wait_until(lambda: split([member], 2), "the member's assignment")
+        result = await asyncio.to_thread(_confluent_admin, broker.bootstrap, group, topic)
+    finally:
+        await member.stop()
+    listed, described, deleted = result
+    assert listed == [(group, "STABLE")]
+    assert described == ("STABLE", "range", [("/127.0.0.1", [0, 1])])
+    assert deleted == {group: "NON_EMPTY_GROUP", "simple": None}
+    assert broker.groups.fetch_offsets("simple", None) == []
+
+
+def _confluent_admin(bootstrap: str, group: str, topic: str) -> tuple:
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listing = admin.list_consumer_groups(states={ConsumerGroupState.STABLE}).result(10)
+    listed = [(g.group_id, g.state.name) for g in listing.valid]
+    desc = admin.describe_consumer_groups([group])[group].result(10)
+    described = (
+        desc.state.name,
+        desc.partition_assignor,
+        [(m.host, [tp.partition for tp in m.assignment.topic_partitions]) for m in desc.members],
+    )
+    simple = ConsumerGroupTopicPartitions("simple", [TopicPartition(topic, 0, 3)])
+    admin.alter_consumer_group_offsets([simple])["simple"].result(10)
+    deleted = {}
+    for group_id, future in admin.delete_consumer_groups([group, "simple"]).items():
+        try:
+            future.result(10)
+            deleted[group_id] = None
+        except Exception as exc:
+            deleted[group_id] = exc.args[0].name()
+    return listed, described, deleted

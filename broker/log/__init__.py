@@ -6,12 +6,18 @@ delete_records), AppendResult, ReadResult, FileSlice, LogConfig, ConfigEntry.
 
 Additions beyond the agreed interface (all optional keyword arguments or extra methods):
 - LogManager(..., retention_check_interval_s=300.0, cleaner_interval_s=15.0,
-  retire_delay_s=60.0); LogManager.enforce_retention() and ``await LogManager.clean()`` run
-  one retention / compaction pass now; LogManager.flusher.rounds / .fsync_calls count
+  retire_delay_s=60.0, producer_id_expiration_ms=86_400_000);
+  LogManager.enforce_retention() and ``await LogManager.clean()`` run one retention /
+  compaction pass now; LogManager.flusher.rounds / .fsync_calls count
   group-commit rounds and fsync calls; LogManager.topic_by_id(uuid).
 - alter_configs(..., validate_only=False) and create_partitions(..., validate_only=False).
 - PartitionLog.max_timestamp_offset() for ListOffsets timestamp -3 (MAX_TIMESTAMP).
-- PartitionLog.size_bytes, PartitionLog.log_end_offset (= high_watermark).
+- PartitionLog.size_bytes, PartitionLog.log_end_offset (= high_watermark),
+  PartitionLog.roll(), PartitionLog.closed.
+- Topic metadata lives in ``<data_dir>/topics/<topic id>.json`` (a 249-character topic name
+  plus a suffix would exceed the 255-byte file name limit).
+- Unknown producer ids are accepted at any sequence (Kafka's rule), so a producer whose state
+  expired or was never seen is not refused.
 """
 
 from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig

@@ -169,10 +169,18 @@ class TimeIndex:
         del self.relative_offsets[i:]
 
     def to_bytes(self) -> bytes:
-        return b"".join(
-            _TIME_ENTRY.pack(ts, rel)
-            for ts, rel in zip(self.timestamps, self.relative_offsets, strict=True)
-        )
+        timestamps = array.array("q", self.timestamps)
+        relative_offsets = array.array("i", self.relative_offsets)
+        if sys.byteorder == "little":
+            timestamps.byteswap()
+            relative_offsets.byteswap()
+        ts_bytes, rel_bytes = timestamps.tobytes(), relative_offsets.tobytes()
+        out = bytearray(_TIME_ENTRY.size * len(timestamps))
+        for k in range(8):  # interleave with C-level strided copies (no per-entry work)
+            out[k::12] = ts_bytes[k::8]
+        for k in range(4):
+            out[8 + k :: 12] = rel_bytes[k::4]
+        return bytes(out)
 
     @classmethod
     def load(cls, path: Path, max_relative_offset: int) -> TimeIndex | None:

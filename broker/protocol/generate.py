@@ -341,7 +341,15 @@ def _read_value(
     out: list[str] = []
     if f.is_array:
         n = em.tmp()
-        out.append(f"{ind}{n}, pos = {'_rd_ccount' if flex else '_rd_count'}(buf, pos)")
+        if flex:  # inline fast path of the unsigned varint: one byte for < 127 elements
+            out.append(f"{ind}{n} = buf[pos]")
+            out.append(f"{ind}if {n} < 0x80:")
+            out.append(f"{ind}    {n} -= 1")
+            out.append(f"{ind}    pos += 1")
+            out.append(f"{ind}else:")
+            out.append(f"{ind}    {n}, pos = _rd_ccount(buf, pos)")
+        else:
+            out.append(f"{ind}{n}, pos = _rd_count(buf, pos)")
         out.append(f"{ind}if {n} < 0:")
         if nullable:
             out.append(f"{ind}    {target} = None")
@@ -545,7 +553,10 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
                 L.append(f"{i}        _tag_end(_tag, pos, _end)")
             L.append(f"{i}    pos = _end")
         else:
-            L.append(f"{i}pos = _skip_tags(buf, pos)")
+            L.append(f"{i}if buf[pos]:")
+            L.append(f"{i}    pos = _skip_tags(buf, pos)")
+            L.append(f"{i}else:")
+            L.append(f"{i}    pos += 1")
     args = ", ".join(f"f_{f.attr}" for f in sd.fields)
     L.append(f"{i}return {sd.pyname}({args}), pos")
     L.append("")
@@ -595,7 +606,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
                 L.extend(emit_write_value(em, f, f"o.{f.attr}", i + "    ", tvar, flex))
                 L.append(f"{i}    _tags.append(({f.tag}, b''.join(p)))")
                 L.append(f"{i}    p = _outer")
-            L.append(f"{i}p.append(_wr_tags(_tags))")
+            L.append(f"{i}p.append(_wr_tags(_tags) if _tags else b'\\x00')")
         else:
             L.append(f"{i}p.append(b'\\x00')")
     if len(L) == body_start:

@@ -85,7 +85,10 @@ def _d_AddOffsetsToTxnRequest_f(buf, pos, v):
     f_producer_id, f_producer_epoch = _S_qh.unpack_from(buf, pos)
     pos += 10
     f_group_id, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddOffsetsToTxnRequest(f_transactional_id, f_producer_id, f_producer_epoch, f_group_id), pos
 
 
@@ -117,7 +120,10 @@ def _e_AddOffsetsToTxnResponse_p(o, v, p, r):
 def _d_AddOffsetsToTxnResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddOffsetsToTxnResponse(f_throttle_time_ms, f_error_code), pos
 
 

@@ -151,12 +151,20 @@ def _e_AddPartitionsToTxnRequest_p(o, v, p, r):
 
 def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t6, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnRequest_AddPartitionsToTxnTopic(f_name, f_partitions), pos
 
 
@@ -183,7 +191,12 @@ def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_f(buf, pos, v):
         f_producer_epoch = 0
         f_verify_only = False
     if v >= 4:
-        _t8, pos = _rd_ccount(buf, pos)
+        _t8 = buf[pos]
+        if _t8 < 0x80:
+            _t8 -= 1
+            pos += 1
+        else:
+            _t8, pos = _rd_ccount(buf, pos)
         if _t8 < 0:
             raise _not_null('topics', v)
         else:
@@ -194,7 +207,10 @@ def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_f(buf, pos, v):
                 f_topics.append(_t9)
     else:
         f_topics = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction(f_transactional_id, f_producer_id, f_producer_epoch, f_verify_only, f_topics), pos
 
 
@@ -215,7 +231,12 @@ def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_f(o, v, p, r):
 
 def _d_AddPartitionsToTxnRequest_f(buf, pos, v):
     if v >= 4:
-        _t11, pos = _rd_ccount(buf, pos)
+        _t11 = buf[pos]
+        if _t11 < 0x80:
+            _t11 -= 1
+            pos += 1
+        else:
+            _t11, pos = _rd_ccount(buf, pos)
         if _t11 < 0:
             raise _not_null('transactions', v)
         else:
@@ -237,7 +258,12 @@ def _d_AddPartitionsToTxnRequest_f(buf, pos, v):
         f_v3_and_below_producer_id = 0
         f_v3_and_below_producer_epoch = 0
     if v <= 3:
-        _t13, pos = _rd_ccount(buf, pos)
+        _t13 = buf[pos]
+        if _t13 < 0x80:
+            _t13 -= 1
+            pos += 1
+        else:
+            _t13, pos = _rd_ccount(buf, pos)
         if _t13 < 0:
             raise _not_null('v3_and_below_topics', v)
         else:
@@ -248,7 +274,10 @@ def _d_AddPartitionsToTxnRequest_f(buf, pos, v):
                 f_v3_and_below_topics.append(_t14)
     else:
         f_v3_and_below_topics = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnRequest(f_transactions, f_v3_and_below_transactional_id, f_v3_and_below_producer_id, f_v3_and_below_producer_epoch, f_v3_and_below_topics), pos
 
 
@@ -382,7 +411,10 @@ def _e_AddPartitionsToTxnResponse_p(o, v, p, r):
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_f(buf, pos, v):
     f_partition_index, f_partition_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult(f_partition_index, f_partition_error_code), pos
 
 
@@ -393,7 +425,12 @@ def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_f(o, v, p, r
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t23, pos = _rd_ccount(buf, pos)
+    _t23 = buf[pos]
+    if _t23 < 0x80:
+        _t23 -= 1
+        pos += 1
+    else:
+        _t23, pos = _rd_ccount(buf, pos)
     if _t23 < 0:
         raise _not_null('results_by_partition', v)
     else:
@@ -402,7 +439,10 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_f(buf, pos, v):
         for _ in range(_t23):
             _t24, pos = _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_f(buf, pos, v)
             f_results_by_partition.append(_t24)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult(f_name, f_results_by_partition), pos
 
 
@@ -423,7 +463,12 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_f(buf, pos, v):
     else:
         f_transactional_id = ''
     if v >= 4:
-        _t26, pos = _rd_ccount(buf, pos)
+        _t26 = buf[pos]
+        if _t26 < 0x80:
+            _t26 -= 1
+            pos += 1
+        else:
+            _t26, pos = _rd_ccount(buf, pos)
         if _t26 < 0:
             raise _not_null('topic_results', v)
         else:
@@ -434,7 +479,10 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_f(buf, pos, v):
                 f_topic_results.append(_t27)
     else:
         f_topic_results = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnResponse_AddPartitionsToTxnResult(f_transactional_id, f_topic_results), pos
 
 
@@ -460,7 +508,12 @@ def _d_AddPartitionsToTxnResponse_f(buf, pos, v):
     else:
         f_error_code = 0
     if v >= 4:
-        _t29, pos = _rd_ccount(buf, pos)
+        _t29 = buf[pos]
+        if _t29 < 0x80:
+            _t29 -= 1
+            pos += 1
+        else:
+            _t29, pos = _rd_ccount(buf, pos)
         if _t29 < 0:
             raise _not_null('results_by_transaction', v)
         else:
@@ -472,7 +525,12 @@ def _d_AddPartitionsToTxnResponse_f(buf, pos, v):
     else:
         f_results_by_transaction = list()
     if v <= 3:
-        _t31, pos = _rd_ccount(buf, pos)
+        _t31 = buf[pos]
+        if _t31 < 0x80:
+            _t31 -= 1
+            pos += 1
+        else:
+            _t31, pos = _rd_ccount(buf, pos)
         if _t31 < 0:
             raise _not_null('results_by_topic_v3_and_below', v)
         else:
@@ -483,7 +541,10 @@ def _d_AddPartitionsToTxnResponse_f(buf, pos, v):
                 f_results_by_topic_v3_and_below.append(_t32)
     else:
         f_results_by_topic_v3_and_below = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AddPartitionsToTxnResponse(f_throttle_time_ms, f_error_code, f_results_by_transaction, f_results_by_topic_v3_and_below), pos
 
 

@@ -179,7 +179,10 @@ def _e_AlterClientQuotasRequest_p(o, v, p, r):
 def _d_AlterClientQuotasRequest_EntityData_f(buf, pos, v):
     f_entity_type, pos = _rd_cstring(buf, pos)
     f_entity_name, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasRequest_EntityData(f_entity_type, f_entity_name), pos
 
 
@@ -193,7 +196,10 @@ def _d_AlterClientQuotasRequest_OpData_f(buf, pos, v):
     f_key, pos = _rd_cstring(buf, pos)
     f_value, f_remove = _S_do.unpack_from(buf, pos)
     pos += 9
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasRequest_OpData(f_key, f_value, f_remove), pos
 
 
@@ -204,7 +210,12 @@ def _e_AlterClientQuotasRequest_OpData_f(o, v, p, r):
 
 
 def _d_AlterClientQuotasRequest_EntryData_f(buf, pos, v):
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('entity', v)
     else:
@@ -213,7 +224,12 @@ def _d_AlterClientQuotasRequest_EntryData_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_AlterClientQuotasRequest_EntityData_f(buf, pos, v)
             f_entity.append(_t11)
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('ops', v)
     else:
@@ -222,7 +238,10 @@ def _d_AlterClientQuotasRequest_EntryData_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_AlterClientQuotasRequest_OpData_f(buf, pos, v)
             f_ops.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasRequest_EntryData(f_entity, f_ops), pos
 
 
@@ -243,7 +262,12 @@ def _e_AlterClientQuotasRequest_EntryData_f(o, v, p, r):
 
 
 def _d_AlterClientQuotasRequest_f(buf, pos, v):
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('entries', v)
     else:
@@ -254,7 +278,10 @@ def _d_AlterClientQuotasRequest_f(buf, pos, v):
             f_entries.append(_t17)
     (f_validate_only,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasRequest(f_entries, f_validate_only), pos
 
 
@@ -360,7 +387,10 @@ def _e_AlterClientQuotasResponse_p(o, v, p, r):
 def _d_AlterClientQuotasResponse_EntityData_f(buf, pos, v):
     f_entity_type, pos = _rd_cstring(buf, pos)
     f_entity_name, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasResponse_EntityData(f_entity_type, f_entity_name), pos
 
 
@@ -374,7 +404,12 @@ def _d_AlterClientQuotasResponse_EntryData_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t25, pos = _rd_ccount(buf, pos)
+    _t25 = buf[pos]
+    if _t25 < 0x80:
+        _t25 -= 1
+        pos += 1
+    else:
+        _t25, pos = _rd_ccount(buf, pos)
     if _t25 < 0:
         raise _not_null('entity', v)
     else:
@@ -383,7 +418,10 @@ def _d_AlterClientQuotasResponse_EntryData_f(buf, pos, v):
         for _ in range(_t25):
             _t26, pos = _d_AlterClientQuotasResponse_EntityData_f(buf, pos, v)
             f_entity.append(_t26)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasResponse_EntryData(f_error_code, f_error_message, f_entity), pos
 
 
@@ -402,7 +440,12 @@ def _e_AlterClientQuotasResponse_EntryData_f(o, v, p, r):
 def _d_AlterClientQuotasResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t28, pos = _rd_ccount(buf, pos)
+    _t28 = buf[pos]
+    if _t28 < 0x80:
+        _t28 -= 1
+        pos += 1
+    else:
+        _t28, pos = _rd_ccount(buf, pos)
     if _t28 < 0:
         raise _not_null('entries', v)
     else:
@@ -411,7 +454,10 @@ def _d_AlterClientQuotasResponse_f(buf, pos, v):
         for _ in range(_t28):
             _t29, pos = _d_AlterClientQuotasResponse_EntryData_f(buf, pos, v)
             f_entries.append(_t29)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterClientQuotasResponse(f_throttle_time_ms, f_entries), pos
 
 

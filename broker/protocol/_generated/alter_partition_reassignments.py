@@ -86,12 +86,20 @@ class AlterPartitionReassignmentsRequest(Message):
 def _d_AlterPartitionReassignmentsRequest_ReassignablePartition_f(buf, pos, v):
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         f_replicas = None
     else:
         f_replicas, pos = _rd_fixed(buf, pos, _t1, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsRequest_ReassignablePartition(f_partition_index, f_replicas), pos
 
 
@@ -107,7 +115,12 @@ def _e_AlterPartitionReassignmentsRequest_ReassignablePartition_f(o, v, p, r):
 
 def _d_AlterPartitionReassignmentsRequest_ReassignableTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('partitions', v)
     else:
@@ -116,7 +129,10 @@ def _d_AlterPartitionReassignmentsRequest_ReassignableTopic_f(buf, pos, v):
         for _ in range(_t3):
             _t4, pos = _d_AlterPartitionReassignmentsRequest_ReassignablePartition_f(buf, pos, v)
             f_partitions.append(_t4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsRequest_ReassignableTopic(f_name, f_partitions), pos
 
 
@@ -139,7 +155,12 @@ def _d_AlterPartitionReassignmentsRequest_f(buf, pos, v):
         pos += 1
     else:
         f_allow_replication_factor_change = True
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('topics', v)
     else:
@@ -148,7 +169,10 @@ def _d_AlterPartitionReassignmentsRequest_f(buf, pos, v):
         for _ in range(_t6):
             _t7, pos = _d_AlterPartitionReassignmentsRequest_ReassignableTopic_f(buf, pos, v)
             f_topics.append(_t7)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsRequest(f_timeout_ms, f_allow_replication_factor_change, f_topics), pos
 
 
@@ -197,7 +221,10 @@ def _d_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_f(buf, 
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsResponse_ReassignablePartitionResponse(f_partition_index, f_error_code, f_error_message), pos
 
 
@@ -209,7 +236,12 @@ def _e_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_f(o, v,
 
 def _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('partitions', v)
     else:
@@ -218,7 +250,10 @@ def _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_f(buf, pos,
         for _ in range(_t9):
             _t10, pos = _d_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_f(buf, pos, v)
             f_partitions.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsResponse_ReassignableTopicResponse(f_name, f_partitions), pos
 
 
@@ -244,7 +279,12 @@ def _d_AlterPartitionReassignmentsResponse_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('responses', v)
     else:
@@ -253,7 +293,10 @@ def _d_AlterPartitionReassignmentsResponse_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_f(buf, pos, v)
             f_responses.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterPartitionReassignmentsResponse(f_throttle_time_ms, f_allow_replication_factor_change, f_error_code, f_error_message, f_responses), pos
 
 

@@ -146,12 +146,20 @@ def _e_AlterReplicaLogDirsRequest_p(o, v, p, r):
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t9, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic(f_name, f_partitions), pos
 
 
@@ -167,7 +175,12 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_f(o, v, p, r):
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_f(buf, pos, v):
     f_path, pos = _rd_cstring(buf, pos)
-    _t11, pos = _rd_ccount(buf, pos)
+    _t11 = buf[pos]
+    if _t11 < 0x80:
+        _t11 -= 1
+        pos += 1
+    else:
+        _t11, pos = _rd_ccount(buf, pos)
     if _t11 < 0:
         raise _not_null('topics', v)
     else:
@@ -176,7 +189,10 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_f(buf, pos, v):
         for _ in range(_t11):
             _t12, pos = _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_f(buf, pos, v)
             f_topics.append(_t12)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsRequest_AlterReplicaLogDir(f_path, f_topics), pos
 
 
@@ -192,7 +208,12 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_f(o, v, p, r):
 
 
 def _d_AlterReplicaLogDirsRequest_f(buf, pos, v):
-    _t14, pos = _rd_ccount(buf, pos)
+    _t14 = buf[pos]
+    if _t14 < 0x80:
+        _t14 -= 1
+        pos += 1
+    else:
+        _t14, pos = _rd_ccount(buf, pos)
     if _t14 < 0:
         raise _not_null('dirs', v)
     else:
@@ -201,7 +222,10 @@ def _d_AlterReplicaLogDirsRequest_f(buf, pos, v):
         for _ in range(_t14):
             _t15, pos = _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_f(buf, pos, v)
             f_dirs.append(_t15)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsRequest(f_dirs), pos
 
 
@@ -301,7 +325,10 @@ def _e_AlterReplicaLogDirsResponse_p(o, v, p, r):
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_f(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult(f_partition_index, f_error_code), pos
 
 
@@ -312,7 +339,12 @@ def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_f(o, v, p, 
 
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_f(buf, pos, v):
     f_topic_name, pos = _rd_cstring(buf, pos)
-    _t23, pos = _rd_ccount(buf, pos)
+    _t23 = buf[pos]
+    if _t23 < 0x80:
+        _t23 -= 1
+        pos += 1
+    else:
+        _t23, pos = _rd_ccount(buf, pos)
     if _t23 < 0:
         raise _not_null('partitions', v)
     else:
@@ -321,7 +353,10 @@ def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_f(buf, pos, v):
         for _ in range(_t23):
             _t24, pos = _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_f(buf, pos, v)
             f_partitions.append(_t24)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult(f_topic_name, f_partitions), pos
 
 
@@ -339,7 +374,12 @@ def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_f(o, v, p, r):
 def _d_AlterReplicaLogDirsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t26, pos = _rd_ccount(buf, pos)
+    _t26 = buf[pos]
+    if _t26 < 0x80:
+        _t26 -= 1
+        pos += 1
+    else:
+        _t26, pos = _rd_ccount(buf, pos)
     if _t26 < 0:
         raise _not_null('results', v)
     else:
@@ -348,7 +388,10 @@ def _d_AlterReplicaLogDirsResponse_f(buf, pos, v):
         for _ in range(_t26):
             _t27, pos = _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_f(buf, pos, v)
             f_results.append(_t27)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterReplicaLogDirsResponse(f_throttle_time_ms, f_results), pos
 
 

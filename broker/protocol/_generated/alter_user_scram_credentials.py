@@ -89,7 +89,10 @@ def _d_AlterUserScramCredentialsRequest_ScramCredentialDeletion_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     (f_mechanism,) = _S_b.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterUserScramCredentialsRequest_ScramCredentialDeletion(f_name, f_mechanism), pos
 
 
@@ -105,7 +108,10 @@ def _d_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_f(buf, pos, v):
     pos += 5
     f_salt, pos = _rd_cbytes(buf, pos)
     f_salted_password, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterUserScramCredentialsRequest_ScramCredentialUpsertion(f_name, f_mechanism, f_iterations, f_salt, f_salted_password), pos
 
 
@@ -118,7 +124,12 @@ def _e_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_f(o, v, p, r):
 
 
 def _d_AlterUserScramCredentialsRequest_f(buf, pos, v):
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('deletions', v)
     else:
@@ -127,7 +138,12 @@ def _d_AlterUserScramCredentialsRequest_f(buf, pos, v):
         for _ in range(_t1):
             _t2, pos = _d_AlterUserScramCredentialsRequest_ScramCredentialDeletion_f(buf, pos, v)
             f_deletions.append(_t2)
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('upsertions', v)
     else:
@@ -136,7 +152,10 @@ def _d_AlterUserScramCredentialsRequest_f(buf, pos, v):
         for _ in range(_t3):
             _t4, pos = _d_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_f(buf, pos, v)
             f_upsertions.append(_t4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterUserScramCredentialsRequest(f_deletions, f_upsertions), pos
 
 
@@ -178,7 +197,10 @@ def _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_f(buf, 
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult(f_user, f_error_code, f_error_message), pos
 
 
@@ -192,7 +214,12 @@ def _e_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_f(o, v,
 def _d_AlterUserScramCredentialsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('results', v)
     else:
@@ -201,7 +228,10 @@ def _d_AlterUserScramCredentialsResponse_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_f(buf, pos, v)
             f_results.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return AlterUserScramCredentialsResponse(f_throttle_time_ms, f_results), pos
 
 

@@ -81,7 +81,10 @@ def _e_ApiVersionsRequest_p(o, v, p, r):
 def _d_ApiVersionsRequest_f(buf, pos, v):
     f_client_software_name, pos = _rd_cstring(buf, pos)
     f_client_software_version, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ApiVersionsRequest(f_client_software_name, f_client_software_version), pos
 
 
@@ -202,7 +205,10 @@ def _e_ApiVersionsResponse_p(o, v, p, r):
 def _d_ApiVersionsResponse_ApiVersion_f(buf, pos, v):
     f_api_key, f_min_version, f_max_version = _S_hhh.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ApiVersionsResponse_ApiVersion(f_api_key, f_min_version, f_max_version), pos
 
 
@@ -215,7 +221,10 @@ def _d_ApiVersionsResponse_SupportedFeatureKey_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     f_min_version, f_max_version = _S_hh.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ApiVersionsResponse_SupportedFeatureKey(f_name, f_min_version, f_max_version), pos
 
 
@@ -229,7 +238,10 @@ def _d_ApiVersionsResponse_FinalizedFeatureKey_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     f_max_version_level, f_min_version_level = _S_hh.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ApiVersionsResponse_FinalizedFeatureKey(f_name, f_max_version_level, f_min_version_level), pos
 
 
@@ -242,7 +254,12 @@ def _e_ApiVersionsResponse_FinalizedFeatureKey_f(o, v, p, r):
 def _d_ApiVersionsResponse_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('api_keys', v)
     else:
@@ -261,7 +278,12 @@ def _d_ApiVersionsResponse_f(buf, pos, v):
     for _ in range(_nt):
         _tag, pos, _end = _rd_tag(buf, pos)
         if _tag == 0:
-            _t6, pos = _rd_ccount(buf, pos)
+            _t6 = buf[pos]
+            if _t6 < 0x80:
+                _t6 -= 1
+                pos += 1
+            else:
+                _t6, pos = _rd_ccount(buf, pos)
             if _t6 < 0:
                 raise _not_null('supported_features', v)
             else:
@@ -276,7 +298,12 @@ def _d_ApiVersionsResponse_f(buf, pos, v):
             pos += 8
             _tag_end(_tag, pos, _end)
         elif _tag == 2:
-            _t8, pos = _rd_ccount(buf, pos)
+            _t8 = buf[pos]
+            if _t8 < 0x80:
+                _t8 -= 1
+                pos += 1
+            else:
+                _t8, pos = _rd_ccount(buf, pos)
             if _t8 < 0:
                 raise _not_null('finalized_features', v)
             else:
@@ -338,7 +365,7 @@ def _e_ApiVersionsResponse_f(o, v, p, r):
         p.append(_S_o.pack(o.zk_migration_ready))
         _tags.append((3, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 ApiVersionsRequest.FIELDS = (

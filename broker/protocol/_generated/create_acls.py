@@ -132,7 +132,10 @@ def _d_CreateAclsRequest_AclCreation_f(buf, pos, v):
     f_host, pos = _rd_cstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateAclsRequest_AclCreation(f_resource_type, f_resource_name, f_resource_pattern_type, f_principal, f_host, f_operation, f_permission_type), pos
 
 
@@ -147,7 +150,12 @@ def _e_CreateAclsRequest_AclCreation_f(o, v, p, r):
 
 
 def _d_CreateAclsRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('creations', v)
     else:
@@ -156,7 +164,10 @@ def _d_CreateAclsRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_CreateAclsRequest_AclCreation_f(buf, pos, v)
             f_creations.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateAclsRequest(f_creations), pos
 
 
@@ -227,7 +238,10 @@ def _d_CreateAclsResponse_AclCreationResult_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateAclsResponse_AclCreationResult(f_error_code, f_error_message), pos
 
 
@@ -240,7 +254,12 @@ def _e_CreateAclsResponse_AclCreationResult_f(o, v, p, r):
 def _d_CreateAclsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('results', v)
     else:
@@ -249,7 +268,10 @@ def _d_CreateAclsResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_CreateAclsResponse_AclCreationResult_f(buf, pos, v)
             f_results.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateAclsResponse(f_throttle_time_ms, f_results), pos
 
 

@@ -152,12 +152,20 @@ def _e_CreatePartitionsRequest_p(o, v, p, r):
 
 
 def _d_CreatePartitionsRequest_CreatePartitionsAssignment_f(buf, pos, v):
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('broker_ids', v)
     else:
         f_broker_ids, pos = _rd_fixed(buf, pos, _t9, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreatePartitionsRequest_CreatePartitionsAssignment(f_broker_ids), pos
 
 
@@ -174,7 +182,12 @@ def _d_CreatePartitionsRequest_CreatePartitionsTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     (f_count,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t11, pos = _rd_ccount(buf, pos)
+    _t11 = buf[pos]
+    if _t11 < 0x80:
+        _t11 -= 1
+        pos += 1
+    else:
+        _t11, pos = _rd_ccount(buf, pos)
     if _t11 < 0:
         f_assignments = None
     else:
@@ -183,7 +196,10 @@ def _d_CreatePartitionsRequest_CreatePartitionsTopic_f(buf, pos, v):
         for _ in range(_t11):
             _t12, pos = _d_CreatePartitionsRequest_CreatePartitionsAssignment_f(buf, pos, v)
             f_assignments.append(_t12)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreatePartitionsRequest_CreatePartitionsTopic(f_name, f_count, f_assignments), pos
 
 
@@ -200,7 +216,12 @@ def _e_CreatePartitionsRequest_CreatePartitionsTopic_f(o, v, p, r):
 
 
 def _d_CreatePartitionsRequest_f(buf, pos, v):
-    _t14, pos = _rd_ccount(buf, pos)
+    _t14 = buf[pos]
+    if _t14 < 0x80:
+        _t14 -= 1
+        pos += 1
+    else:
+        _t14, pos = _rd_ccount(buf, pos)
     if _t14 < 0:
         raise _not_null('topics', v)
     else:
@@ -211,7 +232,10 @@ def _d_CreatePartitionsRequest_f(buf, pos, v):
             f_topics.append(_t15)
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
     pos += 5
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreatePartitionsRequest(f_topics, f_timeout_ms, f_validate_only), pos
 
 
@@ -287,7 +311,10 @@ def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreatePartitionsResponse_CreatePartitionsTopicResult(f_name, f_error_code, f_error_message), pos
 
 
@@ -301,7 +328,12 @@ def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_f(o, v, p, r):
 def _d_CreatePartitionsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t20, pos = _rd_ccount(buf, pos)
+    _t20 = buf[pos]
+    if _t20 < 0x80:
+        _t20 -= 1
+        pos += 1
+    else:
+        _t20, pos = _rd_ccount(buf, pos)
     if _t20 < 0:
         raise _not_null('results', v)
     else:
@@ -310,7 +342,10 @@ def _d_CreatePartitionsResponse_f(buf, pos, v):
         for _ in range(_t20):
             _t21, pos = _d_CreatePartitionsResponse_CreatePartitionsTopicResult_f(buf, pos, v)
             f_results.append(_t21)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreatePartitionsResponse(f_throttle_time_ms, f_results), pos
 
 

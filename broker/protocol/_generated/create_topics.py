@@ -196,12 +196,20 @@ def _e_CreateTopicsRequest_p(o, v, p, r):
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_f(buf, pos, v):
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('broker_ids', v)
     else:
         f_broker_ids, pos = _rd_fixed(buf, pos, _t12, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsRequest_CreatableReplicaAssignment(f_partition_index, f_broker_ids), pos
 
 
@@ -218,7 +226,10 @@ def _e_CreateTopicsRequest_CreatableReplicaAssignment_f(o, v, p, r):
 def _d_CreateTopicsRequest_CreatableTopicConfig_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     f_value, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsRequest_CreatableTopicConfig(f_name, f_value), pos
 
 
@@ -232,7 +243,12 @@ def _d_CreateTopicsRequest_CreatableTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t14, pos = _rd_ccount(buf, pos)
+    _t14 = buf[pos]
+    if _t14 < 0x80:
+        _t14 -= 1
+        pos += 1
+    else:
+        _t14, pos = _rd_ccount(buf, pos)
     if _t14 < 0:
         raise _not_null('assignments', v)
     else:
@@ -241,7 +257,12 @@ def _d_CreateTopicsRequest_CreatableTopic_f(buf, pos, v):
         for _ in range(_t14):
             _t15, pos = _d_CreateTopicsRequest_CreatableReplicaAssignment_f(buf, pos, v)
             f_assignments.append(_t15)
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('configs', v)
     else:
@@ -250,7 +271,10 @@ def _d_CreateTopicsRequest_CreatableTopic_f(buf, pos, v):
         for _ in range(_t16):
             _t17, pos = _d_CreateTopicsRequest_CreatableTopicConfig_f(buf, pos, v)
             f_configs.append(_t17)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsRequest_CreatableTopic(f_name, f_num_partitions, f_replication_factor, f_assignments, f_configs), pos
 
 
@@ -273,7 +297,12 @@ def _e_CreateTopicsRequest_CreatableTopic_f(o, v, p, r):
 
 
 def _d_CreateTopicsRequest_f(buf, pos, v):
-    _t20, pos = _rd_ccount(buf, pos)
+    _t20 = buf[pos]
+    if _t20 < 0x80:
+        _t20 -= 1
+        pos += 1
+    else:
+        _t20, pos = _rd_ccount(buf, pos)
     if _t20 < 0:
         raise _not_null('topics', v)
     else:
@@ -284,7 +313,10 @@ def _d_CreateTopicsRequest_f(buf, pos, v):
             f_topics.append(_t21)
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
     pos += 5
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsRequest(f_topics, f_timeout_ms, f_validate_only), pos
 
 
@@ -394,7 +426,10 @@ def _d_CreateTopicsResponse_CreatableTopicConfigs_f(buf, pos, v):
     f_value, pos = _rd_cnstring(buf, pos)
     f_read_only, f_config_source, f_is_sensitive = _S_obo.unpack_from(buf, pos)
     pos += 3
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsResponse_CreatableTopicConfigs(f_name, f_value, f_read_only, f_config_source, f_is_sensitive), pos
 
 
@@ -416,7 +451,12 @@ def _d_CreateTopicsResponse_CreatableTopicResult_f(buf, pos, v):
     f_error_message, pos = _rd_cnstring(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t26, pos = _rd_ccount(buf, pos)
+    _t26 = buf[pos]
+    if _t26 < 0x80:
+        _t26 -= 1
+        pos += 1
+    else:
+        _t26, pos = _rd_ccount(buf, pos)
     if _t26 < 0:
         f_configs = None
     else:
@@ -457,13 +497,18 @@ def _e_CreateTopicsResponse_CreatableTopicResult_f(o, v, p, r):
         p.append(_S_h.pack(o.topic_config_error_code))
         _tags.append((0, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 def _d_CreateTopicsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t29, pos = _rd_ccount(buf, pos)
+    _t29 = buf[pos]
+    if _t29 < 0x80:
+        _t29 -= 1
+        pos += 1
+    else:
+        _t29, pos = _rd_ccount(buf, pos)
     if _t29 < 0:
         raise _not_null('topics', v)
     else:
@@ -472,7 +517,10 @@ def _d_CreateTopicsResponse_f(buf, pos, v):
         for _ in range(_t29):
             _t30, pos = _d_CreateTopicsResponse_CreatableTopicResult_f(buf, pos, v)
             f_topics.append(_t30)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return CreateTopicsResponse(f_throttle_time_ms, f_topics), pos
 
 

@@ -132,7 +132,10 @@ def _d_DeleteAclsRequest_DeleteAclsFilter_f(buf, pos, v):
     f_host_filter, pos = _rd_cnstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteAclsRequest_DeleteAclsFilter(f_resource_type_filter, f_resource_name_filter, f_pattern_type_filter, f_principal_filter, f_host_filter, f_operation, f_permission_type), pos
 
 
@@ -147,7 +150,12 @@ def _e_DeleteAclsRequest_DeleteAclsFilter_f(o, v, p, r):
 
 
 def _d_DeleteAclsRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('filters', v)
     else:
@@ -156,7 +164,10 @@ def _d_DeleteAclsRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_DeleteAclsRequest_DeleteAclsFilter_f(buf, pos, v)
             f_filters.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteAclsRequest(f_filters), pos
 
 
@@ -294,7 +305,10 @@ def _d_DeleteAclsResponse_DeleteAclsMatchingAcl_f(buf, pos, v):
     f_host, pos = _rd_cstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteAclsResponse_DeleteAclsMatchingAcl(f_error_code, f_error_message, f_resource_type, f_resource_name, f_pattern_type, f_principal, f_host, f_operation, f_permission_type), pos
 
 
@@ -314,7 +328,12 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t13, pos = _rd_ccount(buf, pos)
+    _t13 = buf[pos]
+    if _t13 < 0x80:
+        _t13 -= 1
+        pos += 1
+    else:
+        _t13, pos = _rd_ccount(buf, pos)
     if _t13 < 0:
         raise _not_null('matching_acls', v)
     else:
@@ -323,7 +342,10 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_f(buf, pos, v):
         for _ in range(_t13):
             _t14, pos = _d_DeleteAclsResponse_DeleteAclsMatchingAcl_f(buf, pos, v)
             f_matching_acls.append(_t14)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteAclsResponse_DeleteAclsFilterResult(f_error_code, f_error_message, f_matching_acls), pos
 
 
@@ -342,7 +364,12 @@ def _e_DeleteAclsResponse_DeleteAclsFilterResult_f(o, v, p, r):
 def _d_DeleteAclsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('filter_results', v)
     else:
@@ -351,7 +378,10 @@ def _d_DeleteAclsResponse_f(buf, pos, v):
         for _ in range(_t16):
             _t17, pos = _d_DeleteAclsResponse_DeleteAclsFilterResult_f(buf, pos, v)
             f_filter_results.append(_t17)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteAclsResponse(f_throttle_time_ms, f_filter_results), pos
 
 

@@ -85,7 +85,12 @@ def _e_DeleteGroupsRequest_p(o, v, p, r):
 
 
 def _d_DeleteGroupsRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('groups_names', v)
     else:
@@ -94,7 +99,10 @@ def _d_DeleteGroupsRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _rd_cstring(buf, pos)
             f_groups_names.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteGroupsRequest(f_groups_names), pos
 
 
@@ -164,7 +172,10 @@ def _d_DeleteGroupsResponse_DeletableGroupResult_f(buf, pos, v):
     f_group_id, pos = _rd_cstring(buf, pos)
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteGroupsResponse_DeletableGroupResult(f_group_id, f_error_code), pos
 
 
@@ -177,7 +188,12 @@ def _e_DeleteGroupsResponse_DeletableGroupResult_f(o, v, p, r):
 def _d_DeleteGroupsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('results', v)
     else:
@@ -186,7 +202,10 @@ def _d_DeleteGroupsResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_DeleteGroupsResponse_DeletableGroupResult_f(buf, pos, v)
             f_results.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteGroupsResponse(f_throttle_time_ms, f_results), pos
 
 

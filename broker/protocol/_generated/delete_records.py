@@ -143,7 +143,10 @@ def _e_DeleteRecordsRequest_p(o, v, p, r):
 def _d_DeleteRecordsRequest_DeleteRecordsPartition_f(buf, pos, v):
     f_partition_index, f_offset = _S_iq.unpack_from(buf, pos)
     pos += 12
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsRequest_DeleteRecordsPartition(f_partition_index, f_offset), pos
 
 
@@ -154,7 +157,12 @@ def _e_DeleteRecordsRequest_DeleteRecordsPartition_f(o, v, p, r):
 
 def _d_DeleteRecordsRequest_DeleteRecordsTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('partitions', v)
     else:
@@ -163,7 +171,10 @@ def _d_DeleteRecordsRequest_DeleteRecordsTopic_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_DeleteRecordsRequest_DeleteRecordsPartition_f(buf, pos, v)
             f_partitions.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsRequest_DeleteRecordsTopic(f_name, f_partitions), pos
 
 
@@ -179,7 +190,12 @@ def _e_DeleteRecordsRequest_DeleteRecordsTopic_f(o, v, p, r):
 
 
 def _d_DeleteRecordsRequest_f(buf, pos, v):
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('topics', v)
     else:
@@ -190,7 +206,10 @@ def _d_DeleteRecordsRequest_f(buf, pos, v):
             f_topics.append(_t11)
     (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsRequest(f_topics, f_timeout_ms), pos
 
 
@@ -292,7 +311,10 @@ def _e_DeleteRecordsResponse_p(o, v, p, r):
 def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_f(buf, pos, v):
     f_partition_index, f_low_watermark, f_error_code = _S_iqh.unpack_from(buf, pos)
     pos += 14
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsResponse_DeleteRecordsPartitionResult(f_partition_index, f_low_watermark, f_error_code), pos
 
 
@@ -303,7 +325,12 @@ def _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_f(o, v, p, r):
 
 def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('partitions', v)
     else:
@@ -312,7 +339,10 @@ def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_f(buf, pos, v):
         for _ in range(_t19):
             _t20, pos = _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_f(buf, pos, v)
             f_partitions.append(_t20)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsResponse_DeleteRecordsTopicResult(f_name, f_partitions), pos
 
 
@@ -330,7 +360,12 @@ def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_f(o, v, p, r):
 def _d_DeleteRecordsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('topics', v)
     else:
@@ -339,7 +374,10 @@ def _d_DeleteRecordsResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_DeleteRecordsResponse_DeleteRecordsTopicResult_f(buf, pos, v)
             f_topics.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteRecordsResponse(f_throttle_time_ms, f_topics), pos
 
 

@@ -117,7 +117,10 @@ def _d_DeleteTopicsRequest_DeleteTopicState_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteTopicsRequest_DeleteTopicState(f_name, f_topic_id), pos
 
 
@@ -131,7 +134,12 @@ def _e_DeleteTopicsRequest_DeleteTopicState_f(o, v, p, r):
 
 def _d_DeleteTopicsRequest_f(buf, pos, v):
     if v >= 6:
-        _t4, pos = _rd_ccount(buf, pos)
+        _t4 = buf[pos]
+        if _t4 < 0x80:
+            _t4 -= 1
+            pos += 1
+        else:
+            _t4, pos = _rd_ccount(buf, pos)
         if _t4 < 0:
             raise _not_null('topics', v)
         else:
@@ -143,7 +151,12 @@ def _d_DeleteTopicsRequest_f(buf, pos, v):
     else:
         f_topics = list()
     if v <= 5:
-        _t6, pos = _rd_ccount(buf, pos)
+        _t6 = buf[pos]
+        if _t6 < 0x80:
+            _t6 -= 1
+            pos += 1
+        else:
+            _t6, pos = _rd_ccount(buf, pos)
         if _t6 < 0:
             raise _not_null('topic_names', v)
         else:
@@ -156,7 +169,10 @@ def _d_DeleteTopicsRequest_f(buf, pos, v):
         f_topic_names = list()
     (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteTopicsRequest(f_topics, f_topic_names, f_timeout_ms), pos
 
 
@@ -250,7 +266,10 @@ def _d_DeleteTopicsResponse_DeletableTopicResult_f(buf, pos, v):
         f_error_message, pos = _rd_cnstring(buf, pos)
     else:
         f_error_message = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteTopicsResponse_DeletableTopicResult(f_name, f_topic_id, f_error_code, f_error_message), pos
 
 
@@ -270,7 +289,12 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_f(o, v, p, r):
 def _d_DeleteTopicsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t13, pos = _rd_ccount(buf, pos)
+    _t13 = buf[pos]
+    if _t13 < 0x80:
+        _t13 -= 1
+        pos += 1
+    else:
+        _t13, pos = _rd_ccount(buf, pos)
     if _t13 < 0:
         raise _not_null('responses', v)
     else:
@@ -279,7 +303,10 @@ def _d_DeleteTopicsResponse_f(buf, pos, v):
         for _ in range(_t13):
             _t14, pos = _d_DeleteTopicsResponse_DeletableTopicResult_f(buf, pos, v)
             f_responses.append(_t14)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DeleteTopicsResponse(f_throttle_time_ms, f_responses), pos
 
 

@@ -103,7 +103,10 @@ def _d_DescribeAclsRequest_f(buf, pos, v):
     f_host_filter, pos = _rd_cnstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeAclsRequest(f_resource_type_filter, f_resource_name_filter, f_pattern_type_filter, f_principal_filter, f_host_filter, f_operation, f_permission_type), pos
 
 
@@ -223,7 +226,10 @@ def _d_DescribeAclsResponse_AclDescription_f(buf, pos, v):
     f_host, pos = _rd_cstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeAclsResponse_AclDescription(f_principal, f_host, f_operation, f_permission_type), pos
 
 
@@ -240,7 +246,12 @@ def _d_DescribeAclsResponse_DescribeAclsResource_f(buf, pos, v):
     f_resource_name, pos = _rd_cstring(buf, pos)
     (f_pattern_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('acls', v)
     else:
@@ -249,7 +260,10 @@ def _d_DescribeAclsResponse_DescribeAclsResource_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_DescribeAclsResponse_AclDescription_f(buf, pos, v)
             f_acls.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeAclsResponse_DescribeAclsResource(f_resource_type, f_resource_name, f_pattern_type, f_acls), pos
 
 
@@ -270,7 +284,12 @@ def _d_DescribeAclsResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('resources', v)
     else:
@@ -279,7 +298,10 @@ def _d_DescribeAclsResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_DescribeAclsResponse_DescribeAclsResource_f(buf, pos, v)
             f_resources.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeAclsResponse(f_throttle_time_ms, f_error_code, f_error_message, f_resources), pos
 
 

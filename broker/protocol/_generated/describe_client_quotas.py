@@ -120,7 +120,10 @@ def _d_DescribeClientQuotasRequest_ComponentData_f(buf, pos, v):
     (f_match_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_match, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasRequest_ComponentData(f_entity_type, f_match_type, f_match), pos
 
 
@@ -132,7 +135,12 @@ def _e_DescribeClientQuotasRequest_ComponentData_f(o, v, p, r):
 
 
 def _d_DescribeClientQuotasRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('components', v)
     else:
@@ -143,7 +151,10 @@ def _d_DescribeClientQuotasRequest_f(buf, pos, v):
             f_components.append(_t5)
     (f_strict,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasRequest(f_components, f_strict), pos
 
 
@@ -282,7 +293,10 @@ def _e_DescribeClientQuotasResponse_p(o, v, p, r):
 def _d_DescribeClientQuotasResponse_EntityData_f(buf, pos, v):
     f_entity_type, pos = _rd_cstring(buf, pos)
     f_entity_name, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasResponse_EntityData(f_entity_type, f_entity_name), pos
 
 
@@ -296,7 +310,10 @@ def _d_DescribeClientQuotasResponse_ValueData_f(buf, pos, v):
     f_key, pos = _rd_cstring(buf, pos)
     (f_value,) = _S_d.unpack_from(buf, pos)
     pos += 8
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasResponse_ValueData(f_key, f_value), pos
 
 
@@ -307,7 +324,12 @@ def _e_DescribeClientQuotasResponse_ValueData_f(o, v, p, r):
 
 
 def _d_DescribeClientQuotasResponse_EntryData_f(buf, pos, v):
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('entity', v)
     else:
@@ -316,7 +338,12 @@ def _d_DescribeClientQuotasResponse_EntryData_f(buf, pos, v):
         for _ in range(_t16):
             _t17, pos = _d_DescribeClientQuotasResponse_EntityData_f(buf, pos, v)
             f_entity.append(_t17)
-    _t18, pos = _rd_ccount(buf, pos)
+    _t18 = buf[pos]
+    if _t18 < 0x80:
+        _t18 -= 1
+        pos += 1
+    else:
+        _t18, pos = _rd_ccount(buf, pos)
     if _t18 < 0:
         raise _not_null('values', v)
     else:
@@ -325,7 +352,10 @@ def _d_DescribeClientQuotasResponse_EntryData_f(buf, pos, v):
         for _ in range(_t18):
             _t19, pos = _d_DescribeClientQuotasResponse_ValueData_f(buf, pos, v)
             f_values.append(_t19)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasResponse_EntryData(f_entity, f_values), pos
 
 
@@ -349,7 +379,12 @@ def _d_DescribeClientQuotasResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         f_entries = None
     else:
@@ -358,7 +393,10 @@ def _d_DescribeClientQuotasResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_DescribeClientQuotasResponse_EntryData_f(buf, pos, v)
             f_entries.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClientQuotasResponse(f_throttle_time_ms, f_error_code, f_error_message, f_entries), pos
 
 

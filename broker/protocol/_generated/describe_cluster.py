@@ -80,7 +80,10 @@ def _d_DescribeClusterRequest_f(buf, pos, v):
         pos += 1
     else:
         f_include_fenced_brokers = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClusterRequest(f_include_cluster_authorized_operations, f_endpoint_type, f_include_fenced_brokers), pos
 
 
@@ -130,7 +133,10 @@ def _d_DescribeClusterResponse_DescribeClusterBroker_f(buf, pos, v):
         pos += 1
     else:
         f_is_fenced = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClusterResponse_DescribeClusterBroker(f_broker_id, f_host, f_port, f_rack, f_is_fenced), pos
 
 
@@ -156,7 +162,12 @@ def _d_DescribeClusterResponse_f(buf, pos, v):
     f_cluster_id, pos = _rd_cstring(buf, pos)
     (f_controller_id,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('brokers', v)
     else:
@@ -167,7 +178,10 @@ def _d_DescribeClusterResponse_f(buf, pos, v):
             f_brokers.append(_t2)
     (f_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeClusterResponse(f_throttle_time_ms, f_error_code, f_error_message, f_endpoint_type, f_cluster_id, f_controller_id, f_brokers, f_cluster_authorized_operations), pos
 
 

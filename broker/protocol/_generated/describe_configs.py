@@ -140,7 +140,12 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_f(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         f_configuration_keys = None
     else:
@@ -149,7 +154,10 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _rd_cstring(buf, pos)
             f_configuration_keys.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsRequest_DescribeConfigsResource(f_resource_type, f_resource_name, f_configuration_keys), pos
 
 
@@ -165,7 +173,12 @@ def _e_DescribeConfigsRequest_DescribeConfigsResource_f(o, v, p, r):
 
 
 def _d_DescribeConfigsRequest_f(buf, pos, v):
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('resources', v)
     else:
@@ -176,7 +189,10 @@ def _d_DescribeConfigsRequest_f(buf, pos, v):
             f_resources.append(_t11)
     f_include_synonyms, f_include_documentation = _S_oo.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsRequest(f_resources, f_include_synonyms, f_include_documentation), pos
 
 
@@ -356,7 +372,10 @@ def _d_DescribeConfigsResponse_DescribeConfigsSynonym_f(buf, pos, v):
     f_value, pos = _rd_cnstring(buf, pos)
     (f_source,) = _S_b.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsResponse_DescribeConfigsSynonym(f_name, f_value, f_source), pos
 
 
@@ -375,7 +394,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_f(buf, pos, v):
     f_is_default = False
     (f_is_sensitive,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('synonyms', v)
     else:
@@ -387,7 +411,10 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_f(buf, pos, v):
     (f_config_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_documentation, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsResponse_DescribeConfigsResourceResult(f_name, f_value, f_read_only, f_config_source, f_is_default, f_is_sensitive, f_synonyms, f_config_type, f_documentation), pos
 
 
@@ -414,7 +441,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_f(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_cstring(buf, pos)
-    _t25, pos = _rd_ccount(buf, pos)
+    _t25 = buf[pos]
+    if _t25 < 0x80:
+        _t25 -= 1
+        pos += 1
+    else:
+        _t25, pos = _rd_ccount(buf, pos)
     if _t25 < 0:
         raise _not_null('configs', v)
     else:
@@ -423,7 +455,10 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_f(buf, pos, v):
         for _ in range(_t25):
             _t26, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_f(buf, pos, v)
             f_configs.append(_t26)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsResponse_DescribeConfigsResult(f_error_code, f_error_message, f_resource_type, f_resource_name, f_configs), pos
 
 
@@ -444,7 +479,12 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_f(o, v, p, r):
 def _d_DescribeConfigsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t28, pos = _rd_ccount(buf, pos)
+    _t28 = buf[pos]
+    if _t28 < 0x80:
+        _t28 -= 1
+        pos += 1
+    else:
+        _t28, pos = _rd_ccount(buf, pos)
     if _t28 < 0:
         raise _not_null('results', v)
     else:
@@ -453,7 +493,10 @@ def _d_DescribeConfigsResponse_f(buf, pos, v):
         for _ in range(_t28):
             _t29, pos = _d_DescribeConfigsResponse_DescribeConfigsResult_f(buf, pos, v)
             f_results.append(_t29)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeConfigsResponse(f_throttle_time_ms, f_results), pos
 
 

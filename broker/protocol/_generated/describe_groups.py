@@ -94,7 +94,12 @@ def _e_DescribeGroupsRequest_p(o, v, p, r):
 
 
 def _d_DescribeGroupsRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('groups', v)
     else:
@@ -105,7 +110,10 @@ def _d_DescribeGroupsRequest_f(buf, pos, v):
             f_groups.append(_t5)
     (f_include_authorized_operations,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeGroupsRequest(f_groups, f_include_authorized_operations), pos
 
 
@@ -253,7 +261,10 @@ def _d_DescribeGroupsResponse_DescribedGroupMember_f(buf, pos, v):
     f_client_host, pos = _rd_cstring(buf, pos)
     f_member_metadata, pos = _rd_cbytes(buf, pos)
     f_member_assignment, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeGroupsResponse_DescribedGroupMember(f_member_id, f_group_instance_id, f_client_id, f_client_host, f_member_metadata, f_member_assignment), pos
 
 
@@ -278,7 +289,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_f(buf, pos, v):
     f_group_state, pos = _rd_cstring(buf, pos)
     f_protocol_type, pos = _rd_cstring(buf, pos)
     f_protocol_data, pos = _rd_cstring(buf, pos)
-    _t13, pos = _rd_ccount(buf, pos)
+    _t13 = buf[pos]
+    if _t13 < 0x80:
+        _t13 -= 1
+        pos += 1
+    else:
+        _t13, pos = _rd_ccount(buf, pos)
     if _t13 < 0:
         raise _not_null('members', v)
     else:
@@ -289,7 +305,10 @@ def _d_DescribeGroupsResponse_DescribedGroup_f(buf, pos, v):
             f_members.append(_t14)
     (f_authorized_operations,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeGroupsResponse_DescribedGroup(f_error_code, f_error_message, f_group_id, f_group_state, f_protocol_type, f_protocol_data, f_members, f_authorized_operations), pos
 
 
@@ -314,7 +333,12 @@ def _e_DescribeGroupsResponse_DescribedGroup_f(o, v, p, r):
 def _d_DescribeGroupsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('groups', v)
     else:
@@ -323,7 +347,10 @@ def _d_DescribeGroupsResponse_f(buf, pos, v):
         for _ in range(_t16):
             _t17, pos = _d_DescribeGroupsResponse_DescribedGroup_f(buf, pos, v)
             f_groups.append(_t17)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeGroupsResponse(f_throttle_time_ms, f_groups), pos
 
 

@@ -117,12 +117,20 @@ def _e_DescribeLogDirsRequest_p(o, v, p, r):
 
 def _d_DescribeLogDirsRequest_DescribableLogDirTopic_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t6, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsRequest_DescribableLogDirTopic(f_topic, f_partitions), pos
 
 
@@ -137,7 +145,12 @@ def _e_DescribeLogDirsRequest_DescribableLogDirTopic_f(o, v, p, r):
 
 
 def _d_DescribeLogDirsRequest_f(buf, pos, v):
-    _t8, pos = _rd_ccount(buf, pos)
+    _t8 = buf[pos]
+    if _t8 < 0x80:
+        _t8 -= 1
+        pos += 1
+    else:
+        _t8, pos = _rd_ccount(buf, pos)
     if _t8 < 0:
         f_topics = None
     else:
@@ -146,7 +159,10 @@ def _d_DescribeLogDirsRequest_f(buf, pos, v):
         for _ in range(_t8):
             _t9, pos = _d_DescribeLogDirsRequest_DescribableLogDirTopic_f(buf, pos, v)
             f_topics.append(_t9)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsRequest(f_topics), pos
 
 
@@ -292,7 +308,10 @@ def _e_DescribeLogDirsResponse_p(o, v, p, r):
 def _d_DescribeLogDirsResponse_DescribeLogDirsPartition_f(buf, pos, v):
     f_partition_index, f_partition_size, f_offset_lag, f_is_future_key = _S_iqqo.unpack_from(buf, pos)
     pos += 21
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsResponse_DescribeLogDirsPartition(f_partition_index, f_partition_size, f_offset_lag, f_is_future_key), pos
 
 
@@ -303,7 +322,12 @@ def _e_DescribeLogDirsResponse_DescribeLogDirsPartition_f(o, v, p, r):
 
 def _d_DescribeLogDirsResponse_DescribeLogDirsTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t20, pos = _rd_ccount(buf, pos)
+    _t20 = buf[pos]
+    if _t20 < 0x80:
+        _t20 -= 1
+        pos += 1
+    else:
+        _t20, pos = _rd_ccount(buf, pos)
     if _t20 < 0:
         raise _not_null('partitions', v)
     else:
@@ -312,7 +336,10 @@ def _d_DescribeLogDirsResponse_DescribeLogDirsTopic_f(buf, pos, v):
         for _ in range(_t20):
             _t21, pos = _d_DescribeLogDirsResponse_DescribeLogDirsPartition_f(buf, pos, v)
             f_partitions.append(_t21)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsResponse_DescribeLogDirsTopic(f_name, f_partitions), pos
 
 
@@ -331,7 +358,12 @@ def _d_DescribeLogDirsResponse_DescribeLogDirsResult_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_log_dir, pos = _rd_cstring(buf, pos)
-    _t23, pos = _rd_ccount(buf, pos)
+    _t23 = buf[pos]
+    if _t23 < 0x80:
+        _t23 -= 1
+        pos += 1
+    else:
+        _t23, pos = _rd_ccount(buf, pos)
     if _t23 < 0:
         raise _not_null('topics', v)
     else:
@@ -351,7 +383,10 @@ def _d_DescribeLogDirsResponse_DescribeLogDirsResult_f(buf, pos, v):
         pos += 1
     else:
         f_is_cordoned = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsResponse_DescribeLogDirsResult(f_error_code, f_log_dir, f_topics, f_total_bytes, f_usable_bytes, f_is_cordoned), pos
 
 
@@ -379,7 +414,12 @@ def _d_DescribeLogDirsResponse_f(buf, pos, v):
         pos += 2
     else:
         f_error_code = 0
-    _t26, pos = _rd_ccount(buf, pos)
+    _t26 = buf[pos]
+    if _t26 < 0x80:
+        _t26 -= 1
+        pos += 1
+    else:
+        _t26, pos = _rd_ccount(buf, pos)
     if _t26 < 0:
         raise _not_null('results', v)
     else:
@@ -388,7 +428,10 @@ def _d_DescribeLogDirsResponse_f(buf, pos, v):
         for _ in range(_t26):
             _t27, pos = _d_DescribeLogDirsResponse_DescribeLogDirsResult_f(buf, pos, v)
             f_results.append(_t27)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeLogDirsResponse(f_throttle_time_ms, f_error_code, f_results), pos
 
 

@@ -74,12 +74,20 @@ class DescribeProducersRequest(Message):
 
 def _d_DescribeProducersRequest_TopicRequest_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('partition_indexes', v)
     else:
         f_partition_indexes, pos = _rd_fixed(buf, pos, _t1, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersRequest_TopicRequest(f_name, f_partition_indexes), pos
 
 
@@ -94,7 +102,12 @@ def _e_DescribeProducersRequest_TopicRequest_f(o, v, p, r):
 
 
 def _d_DescribeProducersRequest_f(buf, pos, v):
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('topics', v)
     else:
@@ -103,7 +116,10 @@ def _d_DescribeProducersRequest_f(buf, pos, v):
         for _ in range(_t3):
             _t4, pos = _d_DescribeProducersRequest_TopicRequest_f(buf, pos, v)
             f_topics.append(_t4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersRequest(f_topics), pos
 
 
@@ -158,7 +174,10 @@ class DescribeProducersResponse(Message):
 def _d_DescribeProducersResponse_ProducerState_f(buf, pos, v):
     f_producer_id, f_producer_epoch, f_last_sequence, f_last_timestamp, f_coordinator_epoch, f_current_txn_start_offset = _S_qiiqiq.unpack_from(buf, pos)
     pos += 36
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersResponse_ProducerState(f_producer_id, f_producer_epoch, f_last_sequence, f_last_timestamp, f_coordinator_epoch, f_current_txn_start_offset), pos
 
 
@@ -171,7 +190,12 @@ def _d_DescribeProducersResponse_PartitionResponse_f(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('active_producers', v)
     else:
@@ -180,7 +204,10 @@ def _d_DescribeProducersResponse_PartitionResponse_f(buf, pos, v):
         for _ in range(_t6):
             _t7, pos = _d_DescribeProducersResponse_ProducerState_f(buf, pos, v)
             f_active_producers.append(_t7)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersResponse_PartitionResponse(f_partition_index, f_error_code, f_error_message, f_active_producers), pos
 
 
@@ -198,7 +225,12 @@ def _e_DescribeProducersResponse_PartitionResponse_f(o, v, p, r):
 
 def _d_DescribeProducersResponse_TopicResponse_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('partitions', v)
     else:
@@ -207,7 +239,10 @@ def _d_DescribeProducersResponse_TopicResponse_f(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_DescribeProducersResponse_PartitionResponse_f(buf, pos, v)
             f_partitions.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersResponse_TopicResponse(f_name, f_partitions), pos
 
 
@@ -225,7 +260,12 @@ def _e_DescribeProducersResponse_TopicResponse_f(o, v, p, r):
 def _d_DescribeProducersResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('topics', v)
     else:
@@ -234,7 +274,10 @@ def _d_DescribeProducersResponse_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_DescribeProducersResponse_TopicResponse_f(buf, pos, v)
             f_topics.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeProducersResponse(f_throttle_time_ms, f_topics), pos
 
 

@@ -86,7 +86,10 @@ class DescribeQuorumRequest(Message):
 def _d_DescribeQuorumRequest_PartitionData_f(buf, pos, v):
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumRequest_PartitionData(f_partition_index), pos
 
 
@@ -97,7 +100,12 @@ def _e_DescribeQuorumRequest_PartitionData_f(o, v, p, r):
 
 def _d_DescribeQuorumRequest_TopicData_f(buf, pos, v):
     f_topic_name, pos = _rd_cstring(buf, pos)
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('partitions', v)
     else:
@@ -106,7 +114,10 @@ def _d_DescribeQuorumRequest_TopicData_f(buf, pos, v):
         for _ in range(_t1):
             _t2, pos = _d_DescribeQuorumRequest_PartitionData_f(buf, pos, v)
             f_partitions.append(_t2)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumRequest_TopicData(f_topic_name, f_partitions), pos
 
 
@@ -122,7 +133,12 @@ def _e_DescribeQuorumRequest_TopicData_f(o, v, p, r):
 
 
 def _d_DescribeQuorumRequest_f(buf, pos, v):
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('topics', v)
     else:
@@ -131,7 +147,10 @@ def _d_DescribeQuorumRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_DescribeQuorumRequest_TopicData_f(buf, pos, v)
             f_topics.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumRequest(f_topics), pos
 
 
@@ -220,7 +239,10 @@ def _d_DescribeQuorumResponse_ReplicaState_f(buf, pos, v):
     else:
         f_last_fetch_timestamp = -1
         f_last_caught_up_timestamp = -1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse_ReplicaState(f_replica_id, f_replica_directory_id, f_log_end_offset, f_last_fetch_timestamp, f_last_caught_up_timestamp), pos
 
 
@@ -243,7 +265,12 @@ def _d_DescribeQuorumResponse_PartitionData_f(buf, pos, v):
         f_error_message = ''
     f_leader_id, f_leader_epoch, f_high_watermark = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('current_voters', v)
     else:
@@ -252,7 +279,12 @@ def _d_DescribeQuorumResponse_PartitionData_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_DescribeQuorumResponse_ReplicaState_f(buf, pos, v)
             f_current_voters.append(_t8)
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('observers', v)
     else:
@@ -261,7 +293,10 @@ def _d_DescribeQuorumResponse_PartitionData_f(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_DescribeQuorumResponse_ReplicaState_f(buf, pos, v)
             f_observers.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse_PartitionData(f_partition_index, f_error_code, f_error_message, f_leader_id, f_leader_epoch, f_high_watermark, f_current_voters, f_observers), pos
 
 
@@ -287,7 +322,12 @@ def _e_DescribeQuorumResponse_PartitionData_f(o, v, p, r):
 
 def _d_DescribeQuorumResponse_TopicData_f(buf, pos, v):
     f_topic_name, pos = _rd_cstring(buf, pos)
-    _t13, pos = _rd_ccount(buf, pos)
+    _t13 = buf[pos]
+    if _t13 < 0x80:
+        _t13 -= 1
+        pos += 1
+    else:
+        _t13, pos = _rd_ccount(buf, pos)
     if _t13 < 0:
         raise _not_null('partitions', v)
     else:
@@ -296,7 +336,10 @@ def _d_DescribeQuorumResponse_TopicData_f(buf, pos, v):
         for _ in range(_t13):
             _t14, pos = _d_DescribeQuorumResponse_PartitionData_f(buf, pos, v)
             f_partitions.append(_t14)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse_TopicData(f_topic_name, f_partitions), pos
 
 
@@ -325,7 +368,10 @@ def _d_DescribeQuorumResponse_Listener_f(buf, pos, v):
         pos += 2
     else:
         f_port = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse_Listener(f_name, f_host, f_port), pos
 
 
@@ -346,7 +392,12 @@ def _d_DescribeQuorumResponse_Node_f(buf, pos, v):
     else:
         f_node_id = 0
     if v >= 2:
-        _t16, pos = _rd_ccount(buf, pos)
+        _t16 = buf[pos]
+        if _t16 < 0x80:
+            _t16 -= 1
+            pos += 1
+        else:
+            _t16, pos = _rd_ccount(buf, pos)
         if _t16 < 0:
             raise _not_null('listeners', v)
         else:
@@ -357,7 +408,10 @@ def _d_DescribeQuorumResponse_Node_f(buf, pos, v):
                 f_listeners.append(_t17)
     else:
         f_listeners = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse_Node(f_node_id, f_listeners), pos
 
 
@@ -381,7 +435,12 @@ def _d_DescribeQuorumResponse_f(buf, pos, v):
         f_error_message, pos = _rd_cnstring(buf, pos)
     else:
         f_error_message = ''
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('topics', v)
     else:
@@ -391,7 +450,12 @@ def _d_DescribeQuorumResponse_f(buf, pos, v):
             _t20, pos = _d_DescribeQuorumResponse_TopicData_f(buf, pos, v)
             f_topics.append(_t20)
     if v >= 2:
-        _t21, pos = _rd_ccount(buf, pos)
+        _t21 = buf[pos]
+        if _t21 < 0x80:
+            _t21 -= 1
+            pos += 1
+        else:
+            _t21, pos = _rd_ccount(buf, pos)
         if _t21 < 0:
             raise _not_null('nodes', v)
         else:
@@ -402,7 +466,10 @@ def _d_DescribeQuorumResponse_f(buf, pos, v):
                 f_nodes.append(_t22)
     else:
         f_nodes = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeQuorumResponse(f_error_code, f_error_message, f_topics, f_nodes), pos
 
 

@@ -84,7 +84,10 @@ class DescribeTopicPartitionsRequest(Message):
 
 def _d_DescribeTopicPartitionsRequest_TopicRequest_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsRequest_TopicRequest(f_name), pos
 
 
@@ -97,7 +100,10 @@ def _d_DescribeTopicPartitionsRequest_Cursor_f(buf, pos, v):
     f_topic_name, pos = _rd_cstring(buf, pos)
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsRequest_Cursor(f_topic_name, f_partition_index), pos
 
 
@@ -108,7 +114,12 @@ def _e_DescribeTopicPartitionsRequest_Cursor_f(o, v, p, r):
 
 
 def _d_DescribeTopicPartitionsRequest_f(buf, pos, v):
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('topics', v)
     else:
@@ -124,7 +135,10 @@ def _d_DescribeTopicPartitionsRequest_f(buf, pos, v):
         pos += 1
     else:
         f_cursor, pos = _d_DescribeTopicPartitionsRequest_Cursor_f(buf, pos + 1, v)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsRequest(f_topics, f_response_partition_limit, f_cursor), pos
 
 
@@ -191,32 +205,60 @@ class DescribeTopicPartitionsResponse(Message):
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_f(buf, pos, v):
     f_error_code, f_partition_index, f_leader_id, f_leader_epoch = _S_hiii.unpack_from(buf, pos)
     pos += 14
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('replica_nodes', v)
     else:
         f_replica_nodes, pos = _rd_fixed(buf, pos, _t4, 'i', 4)
-    _t5, pos = _rd_ccount(buf, pos)
+    _t5 = buf[pos]
+    if _t5 < 0x80:
+        _t5 -= 1
+        pos += 1
+    else:
+        _t5, pos = _rd_ccount(buf, pos)
     if _t5 < 0:
         raise _not_null('isr_nodes', v)
     else:
         f_isr_nodes, pos = _rd_fixed(buf, pos, _t5, 'i', 4)
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         f_eligible_leader_replicas = None
     else:
         f_eligible_leader_replicas, pos = _rd_fixed(buf, pos, _t6, 'i', 4)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         f_last_known_elr = None
     else:
         f_last_known_elr, pos = _rd_fixed(buf, pos, _t7, 'i', 4)
-    _t8, pos = _rd_ccount(buf, pos)
+    _t8 = buf[pos]
+    if _t8 < 0x80:
+        _t8 -= 1
+        pos += 1
+    else:
+        _t8, pos = _rd_ccount(buf, pos)
     if _t8 < 0:
         raise _not_null('offline_replicas', v)
     else:
         f_offline_replicas, pos = _rd_fixed(buf, pos, _t8, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition(f_error_code, f_partition_index, f_leader_id, f_leader_epoch, f_replica_nodes, f_isr_nodes, f_eligible_leader_replicas, f_last_known_elr, f_offline_replicas), pos
 
 
@@ -257,7 +299,12 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_f(bu
     f_topic_id, pos = _rd_uuid(buf, pos)
     (f_is_internal,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    _t14, pos = _rd_ccount(buf, pos)
+    _t14 = buf[pos]
+    if _t14 < 0x80:
+        _t14 -= 1
+        pos += 1
+    else:
+        _t14, pos = _rd_ccount(buf, pos)
     if _t14 < 0:
         raise _not_null('partitions', v)
     else:
@@ -268,7 +315,10 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_f(bu
             f_partitions.append(_t15)
     (f_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic(f_error_code, f_name, f_topic_id, f_is_internal, f_partitions, f_topic_authorized_operations), pos
 
 
@@ -291,7 +341,10 @@ def _d_DescribeTopicPartitionsResponse_Cursor_f(buf, pos, v):
     f_topic_name, pos = _rd_cstring(buf, pos)
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsResponse_Cursor(f_topic_name, f_partition_index), pos
 
 
@@ -304,7 +357,12 @@ def _e_DescribeTopicPartitionsResponse_Cursor_f(o, v, p, r):
 def _d_DescribeTopicPartitionsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t17, pos = _rd_ccount(buf, pos)
+    _t17 = buf[pos]
+    if _t17 < 0x80:
+        _t17 -= 1
+        pos += 1
+    else:
+        _t17, pos = _rd_ccount(buf, pos)
     if _t17 < 0:
         raise _not_null('topics', v)
     else:
@@ -318,7 +376,10 @@ def _d_DescribeTopicPartitionsResponse_f(buf, pos, v):
         pos += 1
     else:
         f_next_cursor, pos = _d_DescribeTopicPartitionsResponse_Cursor_f(buf, pos + 1, v)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTopicPartitionsResponse(f_throttle_time_ms, f_topics, f_next_cursor), pos
 
 

@@ -65,7 +65,12 @@ class DescribeTransactionsRequest(Message):
 
 
 def _d_DescribeTransactionsRequest_f(buf, pos, v):
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('transactional_ids', v)
     else:
@@ -74,7 +79,10 @@ def _d_DescribeTransactionsRequest_f(buf, pos, v):
         for _ in range(_t1):
             _t2, pos = _rd_cstring(buf, pos)
             f_transactional_ids.append(_t2)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTransactionsRequest(f_transactional_ids), pos
 
 
@@ -119,12 +127,20 @@ class DescribeTransactionsResponse(Message):
 
 def _d_DescribeTransactionsResponse_TopicData_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t4, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTransactionsResponse_TopicData(f_topic, f_partitions), pos
 
 
@@ -145,7 +161,12 @@ def _d_DescribeTransactionsResponse_TransactionState_f(buf, pos, v):
     f_transaction_state, pos = _rd_cstring(buf, pos)
     f_transaction_timeout_ms, f_transaction_start_time_ms, f_producer_id, f_producer_epoch = _S_iqqh.unpack_from(buf, pos)
     pos += 22
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('topics', v)
     else:
@@ -154,7 +175,10 @@ def _d_DescribeTransactionsResponse_TransactionState_f(buf, pos, v):
         for _ in range(_t6):
             _t7, pos = _d_DescribeTransactionsResponse_TopicData_f(buf, pos, v)
             f_topics.append(_t7)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTransactionsResponse_TransactionState(f_error_code, f_transactional_id, f_transaction_state, f_transaction_timeout_ms, f_transaction_start_time_ms, f_producer_id, f_producer_epoch, f_topics), pos
 
 
@@ -175,7 +199,12 @@ def _e_DescribeTransactionsResponse_TransactionState_f(o, v, p, r):
 def _d_DescribeTransactionsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('transaction_states', v)
     else:
@@ -184,7 +213,10 @@ def _d_DescribeTransactionsResponse_f(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_DescribeTransactionsResponse_TransactionState_f(buf, pos, v)
             f_transaction_states.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeTransactionsResponse(f_throttle_time_ms, f_transaction_states), pos
 
 

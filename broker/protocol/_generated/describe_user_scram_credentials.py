@@ -73,7 +73,10 @@ class DescribeUserScramCredentialsRequest(Message):
 
 def _d_DescribeUserScramCredentialsRequest_UserName_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeUserScramCredentialsRequest_UserName(f_name), pos
 
 
@@ -83,7 +86,12 @@ def _e_DescribeUserScramCredentialsRequest_UserName_f(o, v, p, r):
 
 
 def _d_DescribeUserScramCredentialsRequest_f(buf, pos, v):
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         f_users = None
     else:
@@ -92,7 +100,10 @@ def _d_DescribeUserScramCredentialsRequest_f(buf, pos, v):
         for _ in range(_t1):
             _t2, pos = _d_DescribeUserScramCredentialsRequest_UserName_f(buf, pos, v)
             f_users.append(_t2)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeUserScramCredentialsRequest(f_users), pos
 
 
@@ -137,7 +148,10 @@ class DescribeUserScramCredentialsResponse(Message):
 def _d_DescribeUserScramCredentialsResponse_CredentialInfo_f(buf, pos, v):
     f_mechanism, f_iterations = _S_bi.unpack_from(buf, pos)
     pos += 5
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeUserScramCredentialsResponse_CredentialInfo(f_mechanism, f_iterations), pos
 
 
@@ -151,7 +165,12 @@ def _d_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_f
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('credential_infos', v)
     else:
@@ -160,7 +179,10 @@ def _d_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_f
         for _ in range(_t4):
             _t5, pos = _d_DescribeUserScramCredentialsResponse_CredentialInfo_f(buf, pos, v)
             f_credential_infos.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult(f_user, f_error_code, f_error_message, f_credential_infos), pos
 
 
@@ -181,7 +203,12 @@ def _d_DescribeUserScramCredentialsResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('results', v)
     else:
@@ -190,7 +217,10 @@ def _d_DescribeUserScramCredentialsResponse_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_f(buf, pos, v)
             f_results.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return DescribeUserScramCredentialsResponse(f_throttle_time_ms, f_error_code, f_error_message, f_results), pos
 
 

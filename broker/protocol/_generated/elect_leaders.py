@@ -128,12 +128,20 @@ def _e_ElectLeadersRequest_p(o, v, p, r):
 
 def _d_ElectLeadersRequest_TopicPartitions_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t6, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ElectLeadersRequest_TopicPartitions(f_topic, f_partitions), pos
 
 
@@ -150,7 +158,12 @@ def _e_ElectLeadersRequest_TopicPartitions_f(o, v, p, r):
 def _d_ElectLeadersRequest_f(buf, pos, v):
     (f_election_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
-    _t8, pos = _rd_ccount(buf, pos)
+    _t8 = buf[pos]
+    if _t8 < 0x80:
+        _t8 -= 1
+        pos += 1
+    else:
+        _t8, pos = _rd_ccount(buf, pos)
     if _t8 < 0:
         f_topic_partitions = None
     else:
@@ -161,7 +174,10 @@ def _d_ElectLeadersRequest_f(buf, pos, v):
             f_topic_partitions.append(_t9)
     (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ElectLeadersRequest(f_election_type, f_topic_partitions, f_timeout_ms), pos
 
 
@@ -275,7 +291,10 @@ def _d_ElectLeadersResponse_PartitionResult_f(buf, pos, v):
     f_partition_id, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ElectLeadersResponse_PartitionResult(f_partition_id, f_error_code, f_error_message), pos
 
 
@@ -287,7 +306,12 @@ def _e_ElectLeadersResponse_PartitionResult_f(o, v, p, r):
 
 def _d_ElectLeadersResponse_ReplicaElectionResult_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t17, pos = _rd_ccount(buf, pos)
+    _t17 = buf[pos]
+    if _t17 < 0x80:
+        _t17 -= 1
+        pos += 1
+    else:
+        _t17, pos = _rd_ccount(buf, pos)
     if _t17 < 0:
         raise _not_null('partition_result', v)
     else:
@@ -296,7 +320,10 @@ def _d_ElectLeadersResponse_ReplicaElectionResult_f(buf, pos, v):
         for _ in range(_t17):
             _t18, pos = _d_ElectLeadersResponse_PartitionResult_f(buf, pos, v)
             f_partition_result.append(_t18)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ElectLeadersResponse_ReplicaElectionResult(f_topic, f_partition_result), pos
 
 
@@ -314,7 +341,12 @@ def _e_ElectLeadersResponse_ReplicaElectionResult_f(o, v, p, r):
 def _d_ElectLeadersResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t20, pos = _rd_ccount(buf, pos)
+    _t20 = buf[pos]
+    if _t20 < 0x80:
+        _t20 -= 1
+        pos += 1
+    else:
+        _t20, pos = _rd_ccount(buf, pos)
     if _t20 < 0:
         raise _not_null('replica_election_results', v)
     else:
@@ -323,7 +355,10 @@ def _d_ElectLeadersResponse_f(buf, pos, v):
         for _ in range(_t20):
             _t21, pos = _d_ElectLeadersResponse_ReplicaElectionResult_f(buf, pos, v)
             f_replica_election_results.append(_t21)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ElectLeadersResponse(f_throttle_time_ms, f_error_code, f_replica_election_results), pos
 
 

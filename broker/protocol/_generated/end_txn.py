@@ -83,7 +83,10 @@ def _d_EndTxnRequest_f(buf, pos, v):
     f_transactional_id, pos = _rd_cstring(buf, pos)
     f_producer_id, f_producer_epoch, f_committed = _S_qho.unpack_from(buf, pos)
     pos += 11
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return EndTxnRequest(f_transactional_id, f_producer_id, f_producer_epoch, f_committed), pos
 
 
@@ -124,7 +127,10 @@ def _d_EndTxnResponse_f(buf, pos, v):
     else:
         f_producer_id = -1
         f_producer_epoch = -1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return EndTxnResponse(f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch), pos
 
 

@@ -295,7 +295,10 @@ def _d_FetchRequest_ReplicaState_f(buf, pos, v):
     else:
         f_replica_id = -1
         f_replica_epoch = -1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchRequest_ReplicaState(f_replica_id, f_replica_epoch), pos
 
 
@@ -339,7 +342,7 @@ def _e_FetchRequest_FetchPartition_f(o, v, p, r):
         p.append(_S_q.pack(o.high_watermark))
         _tags.append((1, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 def _d_FetchRequest_FetchTopic_f(buf, pos, v):
@@ -351,7 +354,12 @@ def _d_FetchRequest_FetchTopic_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('partitions', v)
     else:
@@ -360,7 +368,10 @@ def _d_FetchRequest_FetchTopic_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_FetchRequest_FetchPartition_f(buf, pos, v)
             f_partitions.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchRequest_FetchTopic(f_topic, f_topic_id, f_partitions), pos
 
 
@@ -387,12 +398,20 @@ def _d_FetchRequest_ForgottenTopic_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t15, pos = _rd_ccount(buf, pos)
+    _t15 = buf[pos]
+    if _t15 < 0x80:
+        _t15 -= 1
+        pos += 1
+    else:
+        _t15, pos = _rd_ccount(buf, pos)
     if _t15 < 0:
         raise _not_null('partitions', v)
     else:
         f_partitions, pos = _rd_fixed(buf, pos, _t15, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchRequest_ForgottenTopic(f_topic, f_topic_id, f_partitions), pos
 
 
@@ -417,7 +436,12 @@ def _d_FetchRequest_f(buf, pos, v):
         f_replica_id = -1
     f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiibii.unpack_from(buf, pos)
     pos += 21
-    _t17, pos = _rd_ccount(buf, pos)
+    _t17 = buf[pos]
+    if _t17 < 0x80:
+        _t17 -= 1
+        pos += 1
+    else:
+        _t17, pos = _rd_ccount(buf, pos)
     if _t17 < 0:
         raise _not_null('topics', v)
     else:
@@ -426,7 +450,12 @@ def _d_FetchRequest_f(buf, pos, v):
         for _ in range(_t17):
             _t18, pos = _d_FetchRequest_FetchTopic_f(buf, pos, v)
             f_topics.append(_t18)
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('forgotten_topics_data', v)
     else:
@@ -481,7 +510,7 @@ def _e_FetchRequest_f(o, v, p, r):
         _e_FetchRequest_ReplicaState_f(o.replica_state, v, p, r)
         _tags.append((1, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 @dataclass(slots=True)
@@ -748,7 +777,10 @@ def _e_FetchResponse_p(o, v, p, r):
 def _d_FetchResponse_EpochEndOffset_f(buf, pos, v):
     f_epoch, f_end_offset = _S_iq.unpack_from(buf, pos)
     pos += 12
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_EpochEndOffset(f_epoch, f_end_offset), pos
 
 
@@ -760,7 +792,10 @@ def _e_FetchResponse_EpochEndOffset_f(o, v, p, r):
 def _d_FetchResponse_LeaderIdAndEpoch_f(buf, pos, v):
     f_leader_id, f_leader_epoch = _S_ii.unpack_from(buf, pos)
     pos += 8
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch), pos
 
 
@@ -772,7 +807,10 @@ def _e_FetchResponse_LeaderIdAndEpoch_f(o, v, p, r):
 def _d_FetchResponse_SnapshotId_f(buf, pos, v):
     f_end_offset, f_epoch = _S_qi.unpack_from(buf, pos)
     pos += 12
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_SnapshotId(f_end_offset, f_epoch), pos
 
 
@@ -784,7 +822,10 @@ def _e_FetchResponse_SnapshotId_f(o, v, p, r):
 def _d_FetchResponse_AbortedTransaction_f(buf, pos, v):
     f_producer_id, f_first_offset = _S_qq.unpack_from(buf, pos)
     pos += 16
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_AbortedTransaction(f_producer_id, f_first_offset), pos
 
 
@@ -796,7 +837,12 @@ def _e_FetchResponse_AbortedTransaction_f(o, v, p, r):
 def _d_FetchResponse_PartitionData_f(buf, pos, v):
     f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    _t33, pos = _rd_ccount(buf, pos)
+    _t33 = buf[pos]
+    if _t33 < 0x80:
+        _t33 -= 1
+        pos += 1
+    else:
+        _t33, pos = _rd_ccount(buf, pos)
     if _t33 < 0:
         f_aborted_transactions = None
     else:
@@ -862,7 +908,7 @@ def _e_FetchResponse_PartitionData_f(o, v, p, r):
         _e_FetchResponse_SnapshotId_f(o.snapshot_id, v, p, r)
         _tags.append((2, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 def _d_FetchResponse_FetchableTopicResponse_f(buf, pos, v):
@@ -874,7 +920,12 @@ def _d_FetchResponse_FetchableTopicResponse_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t37, pos = _rd_ccount(buf, pos)
+    _t37 = buf[pos]
+    if _t37 < 0x80:
+        _t37 -= 1
+        pos += 1
+    else:
+        _t37, pos = _rd_ccount(buf, pos)
     if _t37 < 0:
         raise _not_null('partitions', v)
     else:
@@ -883,7 +934,10 @@ def _d_FetchResponse_FetchableTopicResponse_f(buf, pos, v):
         for _ in range(_t37):
             _t38, pos = _d_FetchResponse_PartitionData_f(buf, pos, v)
             f_partitions.append(_t38)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_FetchableTopicResponse(f_topic, f_topic_id, f_partitions), pos
 
 
@@ -920,7 +974,10 @@ def _d_FetchResponse_NodeEndpoint_f(buf, pos, v):
         f_rack, pos = _rd_cnstring(buf, pos)
     else:
         f_rack = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FetchResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack), pos
 
 
@@ -939,7 +996,12 @@ def _e_FetchResponse_NodeEndpoint_f(o, v, p, r):
 def _d_FetchResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    _t40, pos = _rd_ccount(buf, pos)
+    _t40 = buf[pos]
+    if _t40 < 0x80:
+        _t40 -= 1
+        pos += 1
+    else:
+        _t40, pos = _rd_ccount(buf, pos)
     if _t40 < 0:
         raise _not_null('responses', v)
     else:
@@ -953,7 +1015,12 @@ def _d_FetchResponse_f(buf, pos, v):
     for _ in range(_nt):
         _tag, pos, _end = _rd_tag(buf, pos)
         if _tag == 0 and v >= 16:
-            _t42, pos = _rd_ccount(buf, pos)
+            _t42 = buf[pos]
+            if _t42 < 0x80:
+                _t42 -= 1
+                pos += 1
+            else:
+                _t42, pos = _rd_ccount(buf, pos)
             if _t42 < 0:
                 raise _not_null('node_endpoints', v)
             else:
@@ -987,7 +1054,7 @@ def _e_FetchResponse_f(o, v, p, r):
                 _e_FetchResponse_NodeEndpoint_f(_t45, v, p, r)
         _tags.append((0, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 FetchRequest_ReplicaState.__qualname__ = 'FetchRequest.ReplicaState'

@@ -92,7 +92,12 @@ def _d_FindCoordinatorRequest_f(buf, pos, v):
     (f_key_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     if v >= 4:
-        _t1, pos = _rd_ccount(buf, pos)
+        _t1 = buf[pos]
+        if _t1 < 0x80:
+            _t1 -= 1
+            pos += 1
+        else:
+            _t1, pos = _rd_ccount(buf, pos)
         if _t1 < 0:
             raise _not_null('coordinator_keys', v)
         else:
@@ -103,7 +108,10 @@ def _d_FindCoordinatorRequest_f(buf, pos, v):
                 f_coordinator_keys.append(_t2)
     else:
         f_coordinator_keys = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FindCoordinatorRequest(f_key, f_key_type, f_coordinator_keys), pos
 
 
@@ -215,7 +223,10 @@ def _d_FindCoordinatorResponse_Coordinator_f(buf, pos, v):
         f_error_message, pos = _rd_cnstring(buf, pos)
     else:
         f_error_message = ''
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FindCoordinatorResponse_Coordinator(f_key, f_node_id, f_host, f_port, f_error_code, f_error_message), pos
 
 
@@ -260,7 +271,12 @@ def _d_FindCoordinatorResponse_f(buf, pos, v):
     else:
         f_port = 0
     if v >= 4:
-        _t4, pos = _rd_ccount(buf, pos)
+        _t4 = buf[pos]
+        if _t4 < 0x80:
+            _t4 -= 1
+            pos += 1
+        else:
+            _t4, pos = _rd_ccount(buf, pos)
         if _t4 < 0:
             raise _not_null('coordinators', v)
         else:
@@ -271,7 +287,10 @@ def _d_FindCoordinatorResponse_f(buf, pos, v):
                 f_coordinators.append(_t5)
     else:
         f_coordinators = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return FindCoordinatorResponse(f_throttle_time_ms, f_error_code, f_error_message, f_node_id, f_host, f_port, f_coordinators), pos
 
 

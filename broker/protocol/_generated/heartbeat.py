@@ -93,7 +93,10 @@ def _d_HeartbeatRequest_f(buf, pos, v):
     pos += 4
     f_member_id, pos = _rd_cstring(buf, pos)
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return HeartbeatRequest(f_group_id, f_generation_id, f_member_id, f_group_instance_id), pos
 
 
@@ -133,7 +136,10 @@ def _e_HeartbeatResponse_p(o, v, p, r):
 def _d_HeartbeatResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return HeartbeatResponse(f_throttle_time_ms, f_error_code), pos
 
 

@@ -155,7 +155,10 @@ def _d_IncrementalAlterConfigsRequest_AlterableConfig_f(buf, pos, v):
     (f_config_operation,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_value, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return IncrementalAlterConfigsRequest_AlterableConfig(f_name, f_config_operation, f_value), pos
 
 
@@ -170,7 +173,12 @@ def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_f(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('configs', v)
     else:
@@ -179,7 +187,10 @@ def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_IncrementalAlterConfigsRequest_AlterableConfig_f(buf, pos, v)
             f_configs.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return IncrementalAlterConfigsRequest_AlterConfigsResource(f_resource_type, f_resource_name, f_configs), pos
 
 
@@ -196,7 +207,12 @@ def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_f(o, v, p, r):
 
 
 def _d_IncrementalAlterConfigsRequest_f(buf, pos, v):
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('resources', v)
     else:
@@ -207,7 +223,10 @@ def _d_IncrementalAlterConfigsRequest_f(buf, pos, v):
             f_resources.append(_t11)
     (f_validate_only,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return IncrementalAlterConfigsRequest(f_resources, f_validate_only), pos
 
 
@@ -289,7 +308,10 @@ def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_f(buf, pos, 
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(f_error_code, f_error_message, f_resource_type, f_resource_name), pos
 
 
@@ -304,7 +326,12 @@ def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_f(o, v, p, r
 def _d_IncrementalAlterConfigsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t16, pos = _rd_ccount(buf, pos)
+    _t16 = buf[pos]
+    if _t16 < 0x80:
+        _t16 -= 1
+        pos += 1
+    else:
+        _t16, pos = _rd_ccount(buf, pos)
     if _t16 < 0:
         raise _not_null('responses', v)
     else:
@@ -313,7 +340,10 @@ def _d_IncrementalAlterConfigsResponse_f(buf, pos, v):
         for _ in range(_t16):
             _t17, pos = _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_f(buf, pos, v)
             f_responses.append(_t17)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return IncrementalAlterConfigsResponse(f_throttle_time_ms, f_responses), pos
 
 

@@ -102,7 +102,10 @@ def _d_InitProducerIdRequest_f(buf, pos, v):
     else:
         f_enable2_pc = False
         f_keep_prepared_txn = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return InitProducerIdRequest(f_transactional_id, f_transaction_timeout_ms, f_producer_id, f_producer_epoch, f_enable2_pc, f_keep_prepared_txn), pos
 
 
@@ -149,7 +152,10 @@ def _d_InitProducerIdResponse_f(buf, pos, v):
     else:
         f_ongoing_txn_producer_id = -1
         f_ongoing_txn_producer_epoch = -1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return InitProducerIdResponse(f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch, f_ongoing_txn_producer_id, f_ongoing_txn_producer_epoch), pos
 
 

@@ -140,7 +140,10 @@ def _e_JoinGroupRequest_p(o, v, p, r):
 def _d_JoinGroupRequest_JoinGroupRequestProtocol_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
     f_metadata, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return JoinGroupRequest_JoinGroupRequestProtocol(f_name, f_metadata), pos
 
 
@@ -157,7 +160,12 @@ def _d_JoinGroupRequest_f(buf, pos, v):
     f_member_id, pos = _rd_cstring(buf, pos)
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
     f_protocol_type, pos = _rd_cstring(buf, pos)
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('protocols', v)
     else:
@@ -170,7 +178,10 @@ def _d_JoinGroupRequest_f(buf, pos, v):
         f_reason, pos = _rd_cnstring(buf, pos)
     else:
         f_reason = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return JoinGroupRequest(f_group_id, f_session_timeout_ms, f_rebalance_timeout_ms, f_member_id, f_group_instance_id, f_protocol_type, f_protocols, f_reason), pos
 
 
@@ -276,7 +287,10 @@ def _d_JoinGroupResponse_JoinGroupResponseMember_f(buf, pos, v):
     f_member_id, pos = _rd_cstring(buf, pos)
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
     f_metadata, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return JoinGroupResponse_JoinGroupResponseMember(f_member_id, f_group_instance_id, f_metadata), pos
 
 
@@ -305,7 +319,12 @@ def _d_JoinGroupResponse_f(buf, pos, v):
     else:
         f_skip_assignment = False
     f_member_id, pos = _rd_cstring(buf, pos)
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('members', v)
     else:
@@ -314,7 +333,10 @@ def _d_JoinGroupResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_JoinGroupResponse_JoinGroupResponseMember_f(buf, pos, v)
             f_members.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return JoinGroupResponse(f_throttle_time_ms, f_error_code, f_generation_id, f_protocol_type, f_protocol_name, f_leader, f_skip_assignment, f_member_id, f_members), pos
 
 

@@ -136,7 +136,10 @@ def _d_LeaveGroupRequest_MemberIdentity_f(buf, pos, v):
         f_reason, pos = _rd_cnstring(buf, pos)
     else:
         f_reason = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return LeaveGroupRequest_MemberIdentity(f_member_id, f_group_instance_id, f_reason), pos
 
 
@@ -151,7 +154,12 @@ def _e_LeaveGroupRequest_MemberIdentity_f(o, v, p, r):
 def _d_LeaveGroupRequest_f(buf, pos, v):
     f_group_id, pos = _rd_cstring(buf, pos)
     f_member_id = ''
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('members', v)
     else:
@@ -160,7 +168,10 @@ def _d_LeaveGroupRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_LeaveGroupRequest_MemberIdentity_f(buf, pos, v)
             f_members.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return LeaveGroupRequest(f_group_id, f_member_id, f_members), pos
 
 
@@ -260,7 +271,10 @@ def _d_LeaveGroupResponse_MemberResponse_f(buf, pos, v):
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return LeaveGroupResponse_MemberResponse(f_member_id, f_group_instance_id, f_error_code), pos
 
 
@@ -274,7 +288,12 @@ def _e_LeaveGroupResponse_MemberResponse_f(o, v, p, r):
 def _d_LeaveGroupResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('members', v)
     else:
@@ -283,7 +302,10 @@ def _d_LeaveGroupResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_LeaveGroupResponse_MemberResponse_f(buf, pos, v)
             f_members.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return LeaveGroupResponse(f_throttle_time_ms, f_error_code, f_members), pos
 
 

@@ -65,14 +65,22 @@ class ListConfigResourcesRequest(Message):
 
 def _d_ListConfigResourcesRequest_f(buf, pos, v):
     if v >= 1:
-        _t1, pos = _rd_ccount(buf, pos)
+        _t1 = buf[pos]
+        if _t1 < 0x80:
+            _t1 -= 1
+            pos += 1
+        else:
+            _t1, pos = _rd_ccount(buf, pos)
         if _t1 < 0:
             raise _not_null('resource_types', v)
         else:
             f_resource_types, pos = _rd_fixed(buf, pos, _t1, 'b', 1)
     else:
         f_resource_types = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListConfigResourcesRequest(f_resource_types), pos
 
 
@@ -110,7 +118,10 @@ def _d_ListConfigResourcesResponse_ConfigResource_f(buf, pos, v):
         pos += 1
     else:
         f_resource_type = 16
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListConfigResourcesResponse_ConfigResource(f_resource_name, f_resource_type), pos
 
 
@@ -124,7 +135,12 @@ def _e_ListConfigResourcesResponse_ConfigResource_f(o, v, p, r):
 def _d_ListConfigResourcesResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('config_resources', v)
     else:
@@ -133,7 +149,10 @@ def _d_ListConfigResourcesResponse_f(buf, pos, v):
         for _ in range(_t3):
             _t4, pos = _d_ListConfigResourcesResponse_ConfigResource_f(buf, pos, v)
             f_config_resources.append(_t4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListConfigResourcesResponse(f_throttle_time_ms, f_error_code, f_config_resources), pos
 
 

@@ -77,7 +77,12 @@ def _e_ListGroupsRequest_p(o, v, p, r):
 
 def _d_ListGroupsRequest_f(buf, pos, v):
     if v >= 4:
-        _t1, pos = _rd_ccount(buf, pos)
+        _t1 = buf[pos]
+        if _t1 < 0x80:
+            _t1 -= 1
+            pos += 1
+        else:
+            _t1, pos = _rd_ccount(buf, pos)
         if _t1 < 0:
             raise _not_null('states_filter', v)
         else:
@@ -89,7 +94,12 @@ def _d_ListGroupsRequest_f(buf, pos, v):
     else:
         f_states_filter = list()
     if v >= 5:
-        _t3, pos = _rd_ccount(buf, pos)
+        _t3 = buf[pos]
+        if _t3 < 0x80:
+            _t3 -= 1
+            pos += 1
+        else:
+            _t3, pos = _rd_ccount(buf, pos)
         if _t3 < 0:
             raise _not_null('types_filter', v)
         else:
@@ -100,7 +110,10 @@ def _d_ListGroupsRequest_f(buf, pos, v):
                 f_types_filter.append(_t4)
     else:
         f_types_filter = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListGroupsRequest(f_states_filter, f_types_filter), pos
 
 
@@ -195,7 +208,10 @@ def _d_ListGroupsResponse_ListedGroup_f(buf, pos, v):
         f_group_type, pos = _rd_cstring(buf, pos)
     else:
         f_group_type = ''
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListGroupsResponse_ListedGroup(f_group_id, f_protocol_type, f_group_state, f_group_type), pos
 
 
@@ -212,7 +228,12 @@ def _e_ListGroupsResponse_ListedGroup_f(o, v, p, r):
 def _d_ListGroupsResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('groups', v)
     else:
@@ -221,7 +242,10 @@ def _d_ListGroupsResponse_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_ListGroupsResponse_ListedGroup_f(buf, pos, v)
             f_groups.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListGroupsResponse(f_throttle_time_ms, f_error_code, f_groups), pos
 
 

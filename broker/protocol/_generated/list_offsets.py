@@ -172,7 +172,10 @@ def _d_ListOffsetsRequest_ListOffsetsPartition_f(buf, pos, v):
     f_partition_index, f_current_leader_epoch, f_timestamp = _S_iiq.unpack_from(buf, pos)
     pos += 16
     f_max_num_offsets = 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsRequest_ListOffsetsPartition(f_partition_index, f_current_leader_epoch, f_timestamp, f_max_num_offsets), pos
 
 
@@ -183,7 +186,12 @@ def _e_ListOffsetsRequest_ListOffsetsPartition_f(o, v, p, r):
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('partitions', v)
     else:
@@ -192,7 +200,10 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_ListOffsetsRequest_ListOffsetsPartition_f(buf, pos, v)
             f_partitions.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsRequest_ListOffsetsTopic(f_name, f_partitions), pos
 
 
@@ -210,7 +221,12 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_f(o, v, p, r):
 def _d_ListOffsetsRequest_f(buf, pos, v):
     f_replica_id, f_isolation_level = _S_ib.unpack_from(buf, pos)
     pos += 5
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('topics', v)
     else:
@@ -224,7 +240,10 @@ def _d_ListOffsetsRequest_f(buf, pos, v):
         pos += 4
     else:
         f_timeout_ms = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsRequest(f_replica_id, f_isolation_level, f_topics, f_timeout_ms), pos
 
 
@@ -349,7 +368,10 @@ def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_f(buf, pos, v):
     f_old_style_offsets = list()
     f_timestamp, f_offset, f_leader_epoch = _S_qqi.unpack_from(buf, pos)
     pos += 20
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsResponse_ListOffsetsPartitionResponse(f_partition_index, f_error_code, f_old_style_offsets, f_timestamp, f_offset, f_leader_epoch), pos
 
 
@@ -361,7 +383,12 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_f(o, v, p, r):
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('partitions', v)
     else:
@@ -370,7 +397,10 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v):
         for _ in range(_t19):
             _t20, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_f(buf, pos, v)
             f_partitions.append(_t20)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions), pos
 
 
@@ -388,7 +418,12 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_f(o, v, p, r):
 def _d_ListOffsetsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('topics', v)
     else:
@@ -397,7 +432,10 @@ def _d_ListOffsetsResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v)
             f_topics.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListOffsetsResponse(f_throttle_time_ms, f_topics), pos
 
 

@@ -74,12 +74,20 @@ class ListPartitionReassignmentsRequest(Message):
 
 def _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('partition_indexes', v)
     else:
         f_partition_indexes, pos = _rd_fixed(buf, pos, _t1, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics(f_name, f_partition_indexes), pos
 
 
@@ -96,7 +104,12 @@ def _e_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_f(o, v
 def _d_ListPartitionReassignmentsRequest_f(buf, pos, v):
     (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         f_topics = None
     else:
@@ -105,7 +118,10 @@ def _d_ListPartitionReassignmentsRequest_f(buf, pos, v):
         for _ in range(_t3):
             _t4, pos = _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_f(buf, pos, v)
             f_topics.append(_t4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListPartitionReassignmentsRequest(f_timeout_ms, f_topics), pos
 
 
@@ -151,22 +167,40 @@ class ListPartitionReassignmentsResponse(Message):
 def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_f(buf, pos, v):
     (f_partition_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('replicas', v)
     else:
         f_replicas, pos = _rd_fixed(buf, pos, _t6, 'i', 4)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('adding_replicas', v)
     else:
         f_adding_replicas, pos = _rd_fixed(buf, pos, _t7, 'i', 4)
-    _t8, pos = _rd_ccount(buf, pos)
+    _t8 = buf[pos]
+    if _t8 < 0x80:
+        _t8 -= 1
+        pos += 1
+    else:
+        _t8, pos = _rd_ccount(buf, pos)
     if _t8 < 0:
         raise _not_null('removing_replicas', v)
     else:
         f_removing_replicas, pos = _rd_fixed(buf, pos, _t8, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListPartitionReassignmentsResponse_OngoingPartitionReassignment(f_partition_index, f_replicas, f_adding_replicas, f_removing_replicas), pos
 
 
@@ -192,7 +226,12 @@ def _e_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_f(o, v, p
 
 def _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('partitions', v)
     else:
@@ -201,7 +240,10 @@ def _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_f(buf, pos, v
         for _ in range(_t12):
             _t13, pos = _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_f(buf, pos, v)
             f_partitions.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListPartitionReassignmentsResponse_OngoingTopicReassignment(f_name, f_partitions), pos
 
 
@@ -220,7 +262,12 @@ def _d_ListPartitionReassignmentsResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
-    _t15, pos = _rd_ccount(buf, pos)
+    _t15 = buf[pos]
+    if _t15 < 0x80:
+        _t15 -= 1
+        pos += 1
+    else:
+        _t15, pos = _rd_ccount(buf, pos)
     if _t15 < 0:
         raise _not_null('topics', v)
     else:
@@ -229,7 +276,10 @@ def _d_ListPartitionReassignmentsResponse_f(buf, pos, v):
         for _ in range(_t15):
             _t16, pos = _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_f(buf, pos, v)
             f_topics.append(_t16)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListPartitionReassignmentsResponse(f_throttle_time_ms, f_error_code, f_error_message, f_topics), pos
 
 

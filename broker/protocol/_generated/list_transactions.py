@@ -67,7 +67,12 @@ class ListTransactionsRequest(Message):
 
 
 def _d_ListTransactionsRequest_f(buf, pos, v):
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('state_filters', v)
     else:
@@ -76,7 +81,12 @@ def _d_ListTransactionsRequest_f(buf, pos, v):
         for _ in range(_t1):
             _t2, pos = _rd_cstring(buf, pos)
             f_state_filters.append(_t2)
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('producer_id_filters', v)
     else:
@@ -90,7 +100,10 @@ def _d_ListTransactionsRequest_f(buf, pos, v):
         f_transactional_id_pattern, pos = _rd_cnstring(buf, pos)
     else:
         f_transactional_id_pattern = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListTransactionsRequest(f_state_filters, f_producer_id_filters, f_duration_filter, f_transactional_id_pattern), pos
 
 
@@ -136,7 +149,10 @@ def _d_ListTransactionsResponse_TransactionState_f(buf, pos, v):
     (f_producer_id,) = _S_q.unpack_from(buf, pos)
     pos += 8
     f_transaction_state, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListTransactionsResponse_TransactionState(f_transactional_id, f_producer_id, f_transaction_state), pos
 
 
@@ -150,7 +166,12 @@ def _e_ListTransactionsResponse_TransactionState_f(o, v, p, r):
 def _d_ListTransactionsResponse_f(buf, pos, v):
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('unknown_state_filters', v)
     else:
@@ -159,7 +180,12 @@ def _d_ListTransactionsResponse_f(buf, pos, v):
         for _ in range(_t6):
             _t7, pos = _rd_cstring(buf, pos)
             f_unknown_state_filters.append(_t7)
-    _t8, pos = _rd_ccount(buf, pos)
+    _t8 = buf[pos]
+    if _t8 < 0x80:
+        _t8 -= 1
+        pos += 1
+    else:
+        _t8, pos = _rd_ccount(buf, pos)
     if _t8 < 0:
         raise _not_null('transaction_states', v)
     else:
@@ -168,7 +194,10 @@ def _d_ListTransactionsResponse_f(buf, pos, v):
         for _ in range(_t8):
             _t9, pos = _d_ListTransactionsResponse_TransactionState_f(buf, pos, v)
             f_transaction_states.append(_t9)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ListTransactionsResponse(f_throttle_time_ms, f_error_code, f_unknown_state_filters, f_transaction_states), pos
 
 

@@ -153,7 +153,10 @@ def _d_MetadataRequest_MetadataRequestTopic_f(buf, pos, v):
         f_name, pos = _rd_cnstring(buf, pos)
     else:
         f_name, pos = _rd_cstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataRequest_MetadataRequestTopic(f_topic_id, f_name), pos
 
 
@@ -168,7 +171,12 @@ def _e_MetadataRequest_MetadataRequestTopic_f(o, v, p, r):
 
 
 def _d_MetadataRequest_f(buf, pos, v):
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         f_topics = None
     else:
@@ -186,7 +194,10 @@ def _d_MetadataRequest_f(buf, pos, v):
         f_include_cluster_authorized_operations = False
     (f_include_topic_authorized_operations,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataRequest(f_topics, f_allow_auto_topic_creation, f_include_cluster_authorized_operations, f_include_topic_authorized_operations), pos
 
 
@@ -438,7 +449,10 @@ def _d_MetadataResponse_MetadataResponseBroker_f(buf, pos, v):
     (f_port,) = _S_i.unpack_from(buf, pos)
     pos += 4
     f_rack, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataResponse_MetadataResponseBroker(f_node_id, f_host, f_port, f_rack), pos
 
 
@@ -453,22 +467,40 @@ def _e_MetadataResponse_MetadataResponseBroker_f(o, v, p, r):
 def _d_MetadataResponse_MetadataResponsePartition_f(buf, pos, v):
     f_error_code, f_partition_index, f_leader_id, f_leader_epoch = _S_hiii.unpack_from(buf, pos)
     pos += 14
-    _t25, pos = _rd_ccount(buf, pos)
+    _t25 = buf[pos]
+    if _t25 < 0x80:
+        _t25 -= 1
+        pos += 1
+    else:
+        _t25, pos = _rd_ccount(buf, pos)
     if _t25 < 0:
         raise _not_null('replica_nodes', v)
     else:
         f_replica_nodes, pos = _rd_fixed(buf, pos, _t25, 'i', 4)
-    _t26, pos = _rd_ccount(buf, pos)
+    _t26 = buf[pos]
+    if _t26 < 0x80:
+        _t26 -= 1
+        pos += 1
+    else:
+        _t26, pos = _rd_ccount(buf, pos)
     if _t26 < 0:
         raise _not_null('isr_nodes', v)
     else:
         f_isr_nodes, pos = _rd_fixed(buf, pos, _t26, 'i', 4)
-    _t27, pos = _rd_ccount(buf, pos)
+    _t27 = buf[pos]
+    if _t27 < 0x80:
+        _t27 -= 1
+        pos += 1
+    else:
+        _t27, pos = _rd_ccount(buf, pos)
     if _t27 < 0:
         raise _not_null('offline_replicas', v)
     else:
         f_offline_replicas, pos = _rd_fixed(buf, pos, _t27, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataResponse_MetadataResponsePartition(f_error_code, f_partition_index, f_leader_id, f_leader_epoch, f_replica_nodes, f_isr_nodes, f_offline_replicas), pos
 
 
@@ -505,7 +537,12 @@ def _d_MetadataResponse_MetadataResponseTopic_f(buf, pos, v):
         f_topic_id = ZERO_UUID
     (f_is_internal,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    _t31, pos = _rd_ccount(buf, pos)
+    _t31 = buf[pos]
+    if _t31 < 0x80:
+        _t31 -= 1
+        pos += 1
+    else:
+        _t31, pos = _rd_ccount(buf, pos)
     if _t31 < 0:
         raise _not_null('partitions', v)
     else:
@@ -516,7 +553,10 @@ def _d_MetadataResponse_MetadataResponseTopic_f(buf, pos, v):
             f_partitions.append(_t32)
     (f_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataResponse_MetadataResponseTopic(f_error_code, f_name, f_topic_id, f_is_internal, f_partitions, f_topic_authorized_operations), pos
 
 
@@ -542,7 +582,12 @@ def _e_MetadataResponse_MetadataResponseTopic_f(o, v, p, r):
 def _d_MetadataResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t34, pos = _rd_ccount(buf, pos)
+    _t34 = buf[pos]
+    if _t34 < 0x80:
+        _t34 -= 1
+        pos += 1
+    else:
+        _t34, pos = _rd_ccount(buf, pos)
     if _t34 < 0:
         raise _not_null('brokers', v)
     else:
@@ -554,7 +599,12 @@ def _d_MetadataResponse_f(buf, pos, v):
     f_cluster_id, pos = _rd_cnstring(buf, pos)
     (f_controller_id,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t36, pos = _rd_ccount(buf, pos)
+    _t36 = buf[pos]
+    if _t36 < 0x80:
+        _t36 -= 1
+        pos += 1
+    else:
+        _t36, pos = _rd_ccount(buf, pos)
     if _t36 < 0:
         raise _not_null('topics', v)
     else:
@@ -573,7 +623,10 @@ def _d_MetadataResponse_f(buf, pos, v):
         pos += 2
     else:
         f_error_code = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return MetadataResponse(f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, f_cluster_authorized_operations, f_error_code), pos
 
 

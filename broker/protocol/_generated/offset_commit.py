@@ -183,7 +183,10 @@ def _d_OffsetCommitRequest_OffsetCommitRequestPartition_f(buf, pos, v):
     pos += 16
     f_commit_timestamp = -1
     f_committed_metadata, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitRequest_OffsetCommitRequestPartition(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_commit_timestamp, f_committed_metadata), pos
 
 
@@ -202,7 +205,12 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('partitions', v)
     else:
@@ -211,7 +219,10 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_OffsetCommitRequest_OffsetCommitRequestPartition_f(buf, pos, v)
             f_partitions.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitRequest_OffsetCommitRequestTopic(f_name, f_topic_id, f_partitions), pos
 
 
@@ -236,7 +247,12 @@ def _d_OffsetCommitRequest_f(buf, pos, v):
     f_member_id, pos = _rd_cstring(buf, pos)
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
     f_retention_time_ms = -1
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('topics', v)
     else:
@@ -245,7 +261,10 @@ def _d_OffsetCommitRequest_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_OffsetCommitRequest_OffsetCommitRequestTopic_f(buf, pos, v)
             f_topics.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitRequest(f_group_id, f_generation_id_or_member_epoch, f_member_id, f_group_instance_id, f_retention_time_ms, f_topics), pos
 
 
@@ -355,7 +374,10 @@ def _e_OffsetCommitResponse_p(o, v, p, r):
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_f(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitResponse_OffsetCommitResponsePartition(f_partition_index, f_error_code), pos
 
 
@@ -373,7 +395,12 @@ def _d_OffsetCommitResponse_OffsetCommitResponseTopic_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('partitions', v)
     else:
@@ -382,7 +409,10 @@ def _d_OffsetCommitResponse_OffsetCommitResponseTopic_f(buf, pos, v):
         for _ in range(_t19):
             _t20, pos = _d_OffsetCommitResponse_OffsetCommitResponsePartition_f(buf, pos, v)
             f_partitions.append(_t20)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitResponse_OffsetCommitResponseTopic(f_name, f_topic_id, f_partitions), pos
 
 
@@ -403,7 +433,12 @@ def _e_OffsetCommitResponse_OffsetCommitResponseTopic_f(o, v, p, r):
 def _d_OffsetCommitResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('topics', v)
     else:
@@ -412,7 +447,10 @@ def _d_OffsetCommitResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_OffsetCommitResponse_OffsetCommitResponseTopic_f(buf, pos, v)
             f_topics.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetCommitResponse(f_throttle_time_ms, f_topics), pos
 
 

@@ -189,14 +189,22 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_f(buf, pos, v):
     else:
         f_name = ''
     if v <= 7:
-        _t9, pos = _rd_ccount(buf, pos)
+        _t9 = buf[pos]
+        if _t9 < 0x80:
+            _t9 -= 1
+            pos += 1
+        else:
+            _t9, pos = _rd_ccount(buf, pos)
         if _t9 < 0:
             raise _not_null('partition_indexes', v)
         else:
             f_partition_indexes, pos = _rd_fixed(buf, pos, _t9, 'i', 4)
     else:
         f_partition_indexes = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchRequest_OffsetFetchRequestTopic(f_name, f_partition_indexes), pos
 
 
@@ -222,14 +230,22 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopics_f(buf, pos, v):
     else:
         f_topic_id = ZERO_UUID
     if v >= 8:
-        _t11, pos = _rd_ccount(buf, pos)
+        _t11 = buf[pos]
+        if _t11 < 0x80:
+            _t11 -= 1
+            pos += 1
+        else:
+            _t11, pos = _rd_ccount(buf, pos)
         if _t11 < 0:
             raise _not_null('partition_indexes', v)
         else:
             f_partition_indexes, pos = _rd_fixed(buf, pos, _t11, 'i', 4)
     else:
         f_partition_indexes = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchRequest_OffsetFetchRequestTopics(f_name, f_topic_id, f_partition_indexes), pos
 
 
@@ -262,7 +278,12 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_f(buf, pos, v):
     else:
         f_member_epoch = -1
     if v >= 8:
-        _t13, pos = _rd_ccount(buf, pos)
+        _t13 = buf[pos]
+        if _t13 < 0x80:
+            _t13 -= 1
+            pos += 1
+        else:
+            _t13, pos = _rd_ccount(buf, pos)
         if _t13 < 0:
             f_topics = None
         else:
@@ -273,7 +294,10 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_f(buf, pos, v):
                 f_topics.append(_t14)
     else:
         f_topics = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchRequest_OffsetFetchRequestGroup(f_group_id, f_member_id, f_member_epoch, f_topics), pos
 
 
@@ -300,7 +324,12 @@ def _d_OffsetFetchRequest_f(buf, pos, v):
     else:
         f_group_id = ''
     if v <= 7:
-        _t16, pos = _rd_ccount(buf, pos)
+        _t16 = buf[pos]
+        if _t16 < 0x80:
+            _t16 -= 1
+            pos += 1
+        else:
+            _t16, pos = _rd_ccount(buf, pos)
         if _t16 < 0:
             f_topics = None
         else:
@@ -312,7 +341,12 @@ def _d_OffsetFetchRequest_f(buf, pos, v):
     else:
         f_topics = list()
     if v >= 8:
-        _t18, pos = _rd_ccount(buf, pos)
+        _t18 = buf[pos]
+        if _t18 < 0x80:
+            _t18 -= 1
+            pos += 1
+        else:
+            _t18, pos = _rd_ccount(buf, pos)
         if _t18 < 0:
             raise _not_null('groups', v)
         else:
@@ -328,7 +362,10 @@ def _d_OffsetFetchRequest_f(buf, pos, v):
         pos += 1
     else:
         f_require_stable = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchRequest(f_group_id, f_topics, f_groups, f_require_stable), pos
 
 
@@ -547,7 +584,10 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartition_f(buf, pos, v):
         pos += 2
     else:
         f_error_code = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse_OffsetFetchResponsePartition(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_metadata, f_error_code), pos
 
 
@@ -567,7 +607,12 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_f(buf, pos, v):
     else:
         f_name = ''
     if v <= 7:
-        _t28, pos = _rd_ccount(buf, pos)
+        _t28 = buf[pos]
+        if _t28 < 0x80:
+            _t28 -= 1
+            pos += 1
+        else:
+            _t28, pos = _rd_ccount(buf, pos)
         if _t28 < 0:
             raise _not_null('partitions', v)
         else:
@@ -578,7 +623,10 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_f(buf, pos, v):
                 f_partitions.append(_t29)
     else:
         f_partitions = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse_OffsetFetchResponseTopic(f_name, f_partitions), pos
 
 
@@ -612,7 +660,10 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_f(buf, pos, v):
         pos += 2
     else:
         f_error_code = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse_OffsetFetchResponsePartitions(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_metadata, f_error_code), pos
 
 
@@ -636,7 +687,12 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_f(buf, pos, v):
     else:
         f_topic_id = ZERO_UUID
     if v >= 8:
-        _t31, pos = _rd_ccount(buf, pos)
+        _t31 = buf[pos]
+        if _t31 < 0x80:
+            _t31 -= 1
+            pos += 1
+        else:
+            _t31, pos = _rd_ccount(buf, pos)
         if _t31 < 0:
             raise _not_null('partitions', v)
         else:
@@ -647,7 +703,10 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_f(buf, pos, v):
                 f_partitions.append(_t32)
     else:
         f_partitions = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse_OffsetFetchResponseTopics(f_name, f_topic_id, f_partitions), pos
 
 
@@ -672,7 +731,12 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_f(buf, pos, v):
     else:
         f_group_id = ''
     if v >= 8:
-        _t34, pos = _rd_ccount(buf, pos)
+        _t34 = buf[pos]
+        if _t34 < 0x80:
+            _t34 -= 1
+            pos += 1
+        else:
+            _t34, pos = _rd_ccount(buf, pos)
         if _t34 < 0:
             raise _not_null('topics', v)
         else:
@@ -688,7 +752,10 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_f(buf, pos, v):
         pos += 2
     else:
         f_error_code = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse_OffsetFetchResponseGroup(f_group_id, f_topics, f_error_code), pos
 
 
@@ -711,7 +778,12 @@ def _d_OffsetFetchResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
     if v <= 7:
-        _t37, pos = _rd_ccount(buf, pos)
+        _t37 = buf[pos]
+        if _t37 < 0x80:
+            _t37 -= 1
+            pos += 1
+        else:
+            _t37, pos = _rd_ccount(buf, pos)
         if _t37 < 0:
             raise _not_null('topics', v)
         else:
@@ -728,7 +800,12 @@ def _d_OffsetFetchResponse_f(buf, pos, v):
     else:
         f_error_code = 0
     if v >= 8:
-        _t39, pos = _rd_ccount(buf, pos)
+        _t39 = buf[pos]
+        if _t39 < 0x80:
+            _t39 -= 1
+            pos += 1
+        else:
+            _t39, pos = _rd_ccount(buf, pos)
         if _t39 < 0:
             raise _not_null('groups', v)
         else:
@@ -739,7 +816,10 @@ def _d_OffsetFetchResponse_f(buf, pos, v):
                 f_groups.append(_t40)
     else:
         f_groups = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetFetchResponse(f_throttle_time_ms, f_topics, f_error_code, f_groups), pos
 
 

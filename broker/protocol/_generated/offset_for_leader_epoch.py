@@ -148,7 +148,10 @@ def _e_OffsetForLeaderEpochRequest_p(o, v, p, r):
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_f(buf, pos, v):
     f_partition, f_current_leader_epoch, f_leader_epoch = _S_iii.unpack_from(buf, pos)
     pos += 12
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochRequest_OffsetForLeaderPartition(f_partition, f_current_leader_epoch, f_leader_epoch), pos
 
 
@@ -159,7 +162,12 @@ def _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_f(o, v, p, r):
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('partitions', v)
     else:
@@ -168,7 +176,10 @@ def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_f(buf, pos, v)
             f_partitions.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochRequest_OffsetForLeaderTopic(f_topic, f_partitions), pos
 
 
@@ -186,7 +197,12 @@ def _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_f(o, v, p, r):
 def _d_OffsetForLeaderEpochRequest_f(buf, pos, v):
     (f_replica_id,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('topics', v)
     else:
@@ -195,7 +211,10 @@ def _d_OffsetForLeaderEpochRequest_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_f(buf, pos, v)
             f_topics.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochRequest(f_replica_id, f_topics), pos
 
 
@@ -298,7 +317,10 @@ def _e_OffsetForLeaderEpochResponse_p(o, v, p, r):
 def _d_OffsetForLeaderEpochResponse_EpochEndOffset_f(buf, pos, v):
     f_error_code, f_partition, f_leader_epoch, f_end_offset = _S_hiiq.unpack_from(buf, pos)
     pos += 18
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochResponse_EpochEndOffset(f_error_code, f_partition, f_leader_epoch, f_end_offset), pos
 
 
@@ -309,7 +331,12 @@ def _e_OffsetForLeaderEpochResponse_EpochEndOffset_f(o, v, p, r):
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_f(buf, pos, v):
     f_topic, pos = _rd_cstring(buf, pos)
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('partitions', v)
     else:
@@ -318,7 +345,10 @@ def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_f(buf, pos, v):
         for _ in range(_t19):
             _t20, pos = _d_OffsetForLeaderEpochResponse_EpochEndOffset_f(buf, pos, v)
             f_partitions.append(_t20)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(f_topic, f_partitions), pos
 
 
@@ -336,7 +366,12 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_f(o, v, p, r):
 def _d_OffsetForLeaderEpochResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('topics', v)
     else:
@@ -345,7 +380,10 @@ def _d_OffsetForLeaderEpochResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_f(buf, pos, v)
             f_topics.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return OffsetForLeaderEpochResponse(f_throttle_time_ms, f_topics), pos
 
 

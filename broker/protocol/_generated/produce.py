@@ -161,7 +161,10 @@ def _d_ProduceRequest_PartitionProduceData_f(buf, pos, v):
     (f_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
     f_records, pos = _rd_crecords(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceRequest_PartitionProduceData(f_index, f_records), pos
 
 
@@ -186,7 +189,12 @@ def _d_ProduceRequest_TopicProduceData_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('partition_data', v)
     else:
@@ -195,7 +203,10 @@ def _d_ProduceRequest_TopicProduceData_f(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_ProduceRequest_PartitionProduceData_f(buf, pos, v)
             f_partition_data.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceRequest_TopicProduceData(f_name, f_topic_id, f_partition_data), pos
 
 
@@ -217,7 +228,12 @@ def _d_ProduceRequest_f(buf, pos, v):
     f_transactional_id, pos = _rd_cnstring(buf, pos)
     f_acks, f_timeout_ms = _S_hi.unpack_from(buf, pos)
     pos += 6
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('topic_data', v)
     else:
@@ -226,7 +242,10 @@ def _d_ProduceRequest_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_ProduceRequest_TopicProduceData_f(buf, pos, v)
             f_topic_data.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceRequest(f_transactional_id, f_acks, f_timeout_ms, f_topic_data), pos
 
 
@@ -447,7 +466,10 @@ def _d_ProduceResponse_BatchIndexAndErrorMessage_f(buf, pos, v):
     (f_batch_index,) = _S_i.unpack_from(buf, pos)
     pos += 4
     f_batch_index_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceResponse_BatchIndexAndErrorMessage(f_batch_index, f_batch_index_error_message), pos
 
 
@@ -464,7 +486,10 @@ def _d_ProduceResponse_LeaderIdAndEpoch_f(buf, pos, v):
     else:
         f_leader_id = -1
         f_leader_epoch = -1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch), pos
 
 
@@ -477,7 +502,12 @@ def _e_ProduceResponse_LeaderIdAndEpoch_f(o, v, p, r):
 def _d_ProduceResponse_PartitionProduceResponse_f(buf, pos, v):
     f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    _t24, pos = _rd_ccount(buf, pos)
+    _t24 = buf[pos]
+    if _t24 < 0x80:
+        _t24 -= 1
+        pos += 1
+    else:
+        _t24, pos = _rd_ccount(buf, pos)
     if _t24 < 0:
         raise _not_null('record_errors', v)
     else:
@@ -514,7 +544,7 @@ def _e_ProduceResponse_PartitionProduceResponse_f(o, v, p, r):
         _e_ProduceResponse_LeaderIdAndEpoch_f(o.current_leader, v, p, r)
         _tags.append((0, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 def _d_ProduceResponse_TopicProduceResponse_f(buf, pos, v):
@@ -526,7 +556,12 @@ def _d_ProduceResponse_TopicProduceResponse_f(buf, pos, v):
         f_topic_id, pos = _rd_uuid(buf, pos)
     else:
         f_topic_id = ZERO_UUID
-    _t27, pos = _rd_ccount(buf, pos)
+    _t27 = buf[pos]
+    if _t27 < 0x80:
+        _t27 -= 1
+        pos += 1
+    else:
+        _t27, pos = _rd_ccount(buf, pos)
     if _t27 < 0:
         raise _not_null('partition_responses', v)
     else:
@@ -535,7 +570,10 @@ def _d_ProduceResponse_TopicProduceResponse_f(buf, pos, v):
         for _ in range(_t27):
             _t28, pos = _d_ProduceResponse_PartitionProduceResponse_f(buf, pos, v)
             f_partition_responses.append(_t28)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceResponse_TopicProduceResponse(f_name, f_topic_id, f_partition_responses), pos
 
 
@@ -572,7 +610,10 @@ def _d_ProduceResponse_NodeEndpoint_f(buf, pos, v):
         f_rack, pos = _rd_cnstring(buf, pos)
     else:
         f_rack = None
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return ProduceResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack), pos
 
 
@@ -589,7 +630,12 @@ def _e_ProduceResponse_NodeEndpoint_f(o, v, p, r):
 
 
 def _d_ProduceResponse_f(buf, pos, v):
-    _t30, pos = _rd_ccount(buf, pos)
+    _t30 = buf[pos]
+    if _t30 < 0x80:
+        _t30 -= 1
+        pos += 1
+    else:
+        _t30, pos = _rd_ccount(buf, pos)
     if _t30 < 0:
         raise _not_null('responses', v)
     else:
@@ -605,7 +651,12 @@ def _d_ProduceResponse_f(buf, pos, v):
     for _ in range(_nt):
         _tag, pos, _end = _rd_tag(buf, pos)
         if _tag == 0 and v >= 10:
-            _t32, pos = _rd_ccount(buf, pos)
+            _t32 = buf[pos]
+            if _t32 < 0x80:
+                _t32 -= 1
+                pos += 1
+            else:
+                _t32, pos = _rd_ccount(buf, pos)
             if _t32 < 0:
                 raise _not_null('node_endpoints', v)
             else:
@@ -639,7 +690,7 @@ def _e_ProduceResponse_f(o, v, p, r):
                 _e_ProduceResponse_NodeEndpoint_f(_t35, v, p, r)
         _tags.append((0, b''.join(p)))
         p = _outer
-    p.append(_wr_tags(_tags))
+    p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
 ProduceRequest_PartitionProduceData.__qualname__ = 'ProduceRequest.PartitionProduceData'

@@ -74,7 +74,10 @@ def _e_SaslAuthenticateRequest_p(o, v, p, r):
 
 def _d_SaslAuthenticateRequest_f(buf, pos, v):
     f_auth_bytes, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return SaslAuthenticateRequest(f_auth_bytes), pos
 
 
@@ -121,7 +124,10 @@ def _d_SaslAuthenticateResponse_f(buf, pos, v):
     f_auth_bytes, pos = _rd_cbytes(buf, pos)
     (f_session_lifetime_ms,) = _S_q.unpack_from(buf, pos)
     pos += 8
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return SaslAuthenticateResponse(f_error_code, f_error_message, f_auth_bytes, f_session_lifetime_ms), pos
 
 

@@ -129,7 +129,10 @@ def _e_SyncGroupRequest_p(o, v, p, r):
 def _d_SyncGroupRequest_SyncGroupRequestAssignment_f(buf, pos, v):
     f_member_id, pos = _rd_cstring(buf, pos)
     f_assignment, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return SyncGroupRequest_SyncGroupRequestAssignment(f_member_id, f_assignment), pos
 
 
@@ -153,7 +156,12 @@ def _d_SyncGroupRequest_f(buf, pos, v):
         f_protocol_name, pos = _rd_cnstring(buf, pos)
     else:
         f_protocol_name = None
-    _t4, pos = _rd_ccount(buf, pos)
+    _t4 = buf[pos]
+    if _t4 < 0x80:
+        _t4 -= 1
+        pos += 1
+    else:
+        _t4, pos = _rd_ccount(buf, pos)
     if _t4 < 0:
         raise _not_null('assignments', v)
     else:
@@ -162,7 +170,10 @@ def _d_SyncGroupRequest_f(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_SyncGroupRequest_SyncGroupRequestAssignment_f(buf, pos, v)
             f_assignments.append(_t5)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return SyncGroupRequest(f_group_id, f_generation_id, f_member_id, f_group_instance_id, f_protocol_type, f_protocol_name, f_assignments), pos
 
 
@@ -228,7 +239,10 @@ def _d_SyncGroupResponse_f(buf, pos, v):
     else:
         f_protocol_name = None
     f_assignment, pos = _rd_cbytes(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return SyncGroupResponse(f_throttle_time_ms, f_error_code, f_protocol_type, f_protocol_name, f_assignment), pos
 
 

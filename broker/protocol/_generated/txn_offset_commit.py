@@ -171,7 +171,10 @@ def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_f(buf, pos, v):
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
     pos += 16
     f_committed_metadata, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_committed_metadata), pos
 
 
@@ -183,7 +186,12 @@ def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_f(o, v, p, r):
 
 def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t7, pos = _rd_ccount(buf, pos)
+    _t7 = buf[pos]
+    if _t7 < 0x80:
+        _t7 -= 1
+        pos += 1
+    else:
+        _t7, pos = _rd_ccount(buf, pos)
     if _t7 < 0:
         raise _not_null('partitions', v)
     else:
@@ -192,7 +200,10 @@ def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_f(buf, pos, v):
         for _ in range(_t7):
             _t8, pos = _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_f(buf, pos, v)
             f_partitions.append(_t8)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic(f_name, f_partitions), pos
 
 
@@ -214,7 +225,12 @@ def _d_TxnOffsetCommitRequest_f(buf, pos, v):
     pos += 14
     f_member_id, pos = _rd_cstring(buf, pos)
     f_group_instance_id, pos = _rd_cnstring(buf, pos)
-    _t10, pos = _rd_ccount(buf, pos)
+    _t10 = buf[pos]
+    if _t10 < 0x80:
+        _t10 -= 1
+        pos += 1
+    else:
+        _t10, pos = _rd_ccount(buf, pos)
     if _t10 < 0:
         raise _not_null('topics', v)
     else:
@@ -223,7 +239,10 @@ def _d_TxnOffsetCommitRequest_f(buf, pos, v):
         for _ in range(_t10):
             _t11, pos = _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_f(buf, pos, v)
             f_topics.append(_t11)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitRequest(f_transactional_id, f_group_id, f_producer_id, f_producer_epoch, f_generation_id, f_member_id, f_group_instance_id, f_topics), pos
 
 
@@ -328,7 +347,10 @@ def _e_TxnOffsetCommitResponse_p(o, v, p, r):
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_f(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition(f_partition_index, f_error_code), pos
 
 
@@ -339,7 +361,12 @@ def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_f(o, v, p, r):
 
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t19, pos = _rd_ccount(buf, pos)
+    _t19 = buf[pos]
+    if _t19 < 0x80:
+        _t19 -= 1
+        pos += 1
+    else:
+        _t19, pos = _rd_ccount(buf, pos)
     if _t19 < 0:
         raise _not_null('partitions', v)
     else:
@@ -348,7 +375,10 @@ def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_f(buf, pos, v):
         for _ in range(_t19):
             _t20, pos = _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_f(buf, pos, v)
             f_partitions.append(_t20)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic(f_name, f_partitions), pos
 
 
@@ -366,7 +396,12 @@ def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_f(o, v, p, r):
 def _d_TxnOffsetCommitResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22, pos = _rd_ccount(buf, pos)
+    _t22 = buf[pos]
+    if _t22 < 0x80:
+        _t22 -= 1
+        pos += 1
+    else:
+        _t22, pos = _rd_ccount(buf, pos)
     if _t22 < 0:
         raise _not_null('topics', v)
     else:
@@ -375,7 +410,10 @@ def _d_TxnOffsetCommitResponse_f(buf, pos, v):
         for _ in range(_t22):
             _t23, pos = _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_f(buf, pos, v)
             f_topics.append(_t23)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return TxnOffsetCommitResponse(f_throttle_time_ms, f_topics), pos
 
 

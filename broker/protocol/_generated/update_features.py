@@ -92,7 +92,10 @@ def _d_UpdateFeaturesRequest_FeatureUpdateKey_f(buf, pos, v):
         pos += 1
     else:
         f_upgrade_type = 1
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return UpdateFeaturesRequest_FeatureUpdateKey(f_feature, f_max_version_level, f_allow_downgrade, f_upgrade_type), pos
 
 
@@ -109,7 +112,12 @@ def _e_UpdateFeaturesRequest_FeatureUpdateKey_f(o, v, p, r):
 def _d_UpdateFeaturesRequest_f(buf, pos, v):
     (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('feature_updates', v)
     else:
@@ -123,7 +131,10 @@ def _d_UpdateFeaturesRequest_f(buf, pos, v):
         pos += 1
     else:
         f_validate_only = False
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return UpdateFeaturesRequest(f_timeout_ms, f_feature_updates, f_validate_only), pos
 
 
@@ -164,7 +175,10 @@ def _d_UpdateFeaturesResponse_UpdatableFeatureResult_f(buf, pos, v):
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
     f_error_message, pos = _rd_cnstring(buf, pos)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return UpdateFeaturesResponse_UpdatableFeatureResult(f_feature, f_error_code, f_error_message), pos
 
 
@@ -180,7 +194,12 @@ def _d_UpdateFeaturesResponse_f(buf, pos, v):
     pos += 6
     f_error_message, pos = _rd_cnstring(buf, pos)
     if v <= 1:
-        _t4, pos = _rd_ccount(buf, pos)
+        _t4 = buf[pos]
+        if _t4 < 0x80:
+            _t4 -= 1
+            pos += 1
+        else:
+            _t4, pos = _rd_ccount(buf, pos)
         if _t4 < 0:
             raise _not_null('results', v)
         else:
@@ -191,7 +210,10 @@ def _d_UpdateFeaturesResponse_f(buf, pos, v):
                 f_results.append(_t5)
     else:
         f_results = list()
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return UpdateFeaturesResponse(f_throttle_time_ms, f_error_code, f_error_message, f_results), pos
 
 

@@ -88,12 +88,20 @@ class WriteTxnMarkersRequest(Message):
 
 def _d_WriteTxnMarkersRequest_WritableTxnMarkerTopic_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t1, pos = _rd_ccount(buf, pos)
+    _t1 = buf[pos]
+    if _t1 < 0x80:
+        _t1 -= 1
+        pos += 1
+    else:
+        _t1, pos = _rd_ccount(buf, pos)
     if _t1 < 0:
         raise _not_null('partition_indexes', v)
     else:
         f_partition_indexes, pos = _rd_fixed(buf, pos, _t1, 'i', 4)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersRequest_WritableTxnMarkerTopic(f_name, f_partition_indexes), pos
 
 
@@ -110,7 +118,12 @@ def _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_f(o, v, p, r):
 def _d_WriteTxnMarkersRequest_WritableTxnMarker_f(buf, pos, v):
     f_producer_id, f_producer_epoch, f_transaction_result = _S_qho.unpack_from(buf, pos)
     pos += 11
-    _t3, pos = _rd_ccount(buf, pos)
+    _t3 = buf[pos]
+    if _t3 < 0x80:
+        _t3 -= 1
+        pos += 1
+    else:
+        _t3, pos = _rd_ccount(buf, pos)
     if _t3 < 0:
         raise _not_null('topics', v)
     else:
@@ -126,7 +139,10 @@ def _d_WriteTxnMarkersRequest_WritableTxnMarker_f(buf, pos, v):
         pos += 1
     else:
         f_transaction_version = 0
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersRequest_WritableTxnMarker(f_producer_id, f_producer_epoch, f_transaction_result, f_topics, f_coordinator_epoch, f_transaction_version), pos
 
 
@@ -145,7 +161,12 @@ def _e_WriteTxnMarkersRequest_WritableTxnMarker_f(o, v, p, r):
 
 
 def _d_WriteTxnMarkersRequest_f(buf, pos, v):
-    _t6, pos = _rd_ccount(buf, pos)
+    _t6 = buf[pos]
+    if _t6 < 0x80:
+        _t6 -= 1
+        pos += 1
+    else:
+        _t6, pos = _rd_ccount(buf, pos)
     if _t6 < 0:
         raise _not_null('markers', v)
     else:
@@ -154,7 +175,10 @@ def _d_WriteTxnMarkersRequest_f(buf, pos, v):
         for _ in range(_t6):
             _t7, pos = _d_WriteTxnMarkersRequest_WritableTxnMarker_f(buf, pos, v)
             f_markers.append(_t7)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersRequest(f_markers), pos
 
 
@@ -202,7 +226,10 @@ class WriteTxnMarkersResponse(Message):
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_f(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult(f_partition_index, f_error_code), pos
 
 
@@ -213,7 +240,12 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_f(o, v, p, r):
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t9, pos = _rd_ccount(buf, pos)
+    _t9 = buf[pos]
+    if _t9 < 0x80:
+        _t9 -= 1
+        pos += 1
+    else:
+        _t9, pos = _rd_ccount(buf, pos)
     if _t9 < 0:
         raise _not_null('partitions', v)
     else:
@@ -222,7 +254,10 @@ def _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_f(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_f(buf, pos, v)
             f_partitions.append(_t10)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersResponse_WritableTxnMarkerTopicResult(f_name, f_partitions), pos
 
 
@@ -240,7 +275,12 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_f(o, v, p, r):
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_f(buf, pos, v):
     (f_producer_id,) = _S_q.unpack_from(buf, pos)
     pos += 8
-    _t12, pos = _rd_ccount(buf, pos)
+    _t12 = buf[pos]
+    if _t12 < 0x80:
+        _t12 -= 1
+        pos += 1
+    else:
+        _t12, pos = _rd_ccount(buf, pos)
     if _t12 < 0:
         raise _not_null('topics', v)
     else:
@@ -249,7 +289,10 @@ def _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_f(buf, pos, v):
         for _ in range(_t12):
             _t13, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_f(buf, pos, v)
             f_topics.append(_t13)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersResponse_WritableTxnMarkerResult(f_producer_id, f_topics), pos
 
 
@@ -265,7 +308,12 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_f(o, v, p, r):
 
 
 def _d_WriteTxnMarkersResponse_f(buf, pos, v):
-    _t15, pos = _rd_ccount(buf, pos)
+    _t15 = buf[pos]
+    if _t15 < 0x80:
+        _t15 -= 1
+        pos += 1
+    else:
+        _t15, pos = _rd_ccount(buf, pos)
     if _t15 < 0:
         raise _not_null('markers', v)
     else:
@@ -274,7 +322,10 @@ def _d_WriteTxnMarkersResponse_f(buf, pos, v):
         for _ in range(_t15):
             _t16, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_f(buf, pos, v)
             f_markers.append(_t16)
-    pos = _skip_tags(buf, pos)
+    if buf[pos]:
+        pos = _skip_tags(buf, pos)
+    else:
+        pos += 1
     return WriteTxnMarkersResponse(f_markers), pos
 
 

@@ -426,7 +426,13 @@ def tagged_field_end(tag: int, pos: int, end: int) -> None:
 # ---------------------------------------------------------------- writers
 
 
+def _null(kind: str) -> CodecError:
+    return CodecError(f"null {kind} where the schema forbids null")
+
+
 def write_string(s: str) -> bytes:
+    if s is None:
+        raise _null("string")
     data = s.encode("utf-8")
     if len(data) > 0x7FFF:
         raise CodecError(f"string of {len(data)} bytes exceeds the int16 length limit")
@@ -440,6 +446,8 @@ def write_nullable_string(s: str | None) -> bytes:
 
 
 def write_compact_string(s: str) -> bytes:
+    if s is None:
+        raise _null("string")
     data = s.encode("utf-8")
     n = len(data) + 1
     return (_ONE_BYTE[n] if n < 0x80 else write_uvarint(n)) + data
@@ -452,6 +460,8 @@ def write_compact_nullable_string(s: str | None) -> bytes:
 
 
 def write_bytes(b: bytes) -> bytes:
+    if b is None:
+        raise _null("bytes")
     return I32.pack(len(b)) + bytes(b)
 
 
@@ -462,6 +472,8 @@ def write_nullable_bytes(b: bytes | None) -> bytes:
 
 
 def write_compact_bytes(b: bytes) -> bytes:
+    if b is None:
+        raise _null("bytes")
     return write_uvarint(len(b) + 1) + bytes(b)
 
 

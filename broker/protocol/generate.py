@@ -841,6 +841,7 @@ def render_init(groups: dict[str, list[MessageDef]], kp_version: str) -> str:
         "# ruff: noqa",
         "import importlib",
         "from types import MappingProxyType",
+        "from typing import TYPE_CHECKING",
         "",
         "# message class name -> module under this package",
         "MODULES = MappingProxyType({",
@@ -863,6 +864,11 @@ def render_init(groups: dict[str, list[MessageDef]], kp_version: str) -> str:
         ff = m.flexible[0] if m.flexible is not None and m.flexible[0] <= m.valid[1] else None
         lines.append(f"    {k}: {ff!r},")
     lines.append("})")
+    lines.append("")
+    lines.append("if TYPE_CHECKING:  # static view for type checkers and IDEs")
+    for mod in sorted(groups):
+        names = ", ".join(m.root.pyname for m in groups[mod])
+        lines.append(f"    from .{mod} import {names}")
     lines.append("")
     lines.append(f"__all__ = {[m.name for m in msgs]!r}")
     lines.append("")

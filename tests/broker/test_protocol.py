@@ -354,8 +354,12 @@ def test_encode_errors_name_the_fault() -> None:
         match=r"^cannot encode ProduceRequest v3: string of 40000 bytes exceeds the int16 length",
     ):
         ProduceRequest(transactional_id="x" * 40000).encode(3)
-    with pytest.raises(CodecError, match=r"^cannot encode ProduceRequest v3: 'NoneType' object"):
-        ProduceRequest(topic_data=[ProduceRequest.TopicProduceData(name=None)]).encode(3)
+    with pytest.raises(
+        CodecError, match=r"^cannot encode ProduceRequest v9: null string where the schema forbids"
+    ):
+        ProduceRequest(topic_data=[ProduceRequest.TopicProduceData(name=None)]).encode(9)
+    with pytest.raises(CodecError, match=r"^cannot encode FetchResponse v4: 'NoneType' object"):
+        FetchResponse(responses=[None]).encode(4)
 
 
 # ------------------------------------------------------------------ headers and framing

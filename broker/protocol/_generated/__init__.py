@@ -7,6 +7,7 @@
 # ruff: noqa
 import importlib
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 # message class name -> module under this package
 MODULES = MappingProxyType({
@@ -335,6 +336,62 @@ REQUEST_FLEXIBLE_FROM = MappingProxyType({
     74: 0,
     75: 0,
 })
+
+if TYPE_CHECKING:  # static view for type checkers and IDEs
+    from .add_offsets_to_txn import AddOffsetsToTxnRequest, AddOffsetsToTxnResponse
+    from .add_partitions_to_txn import AddPartitionsToTxnRequest, AddPartitionsToTxnResponse
+    from .alter_client_quotas import AlterClientQuotasRequest, AlterClientQuotasResponse
+    from .alter_configs import AlterConfigsRequest, AlterConfigsResponse
+    from .alter_partition_reassignments import AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse
+    from .alter_replica_log_dirs import AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse
+    from .alter_user_scram_credentials import AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse
+    from .api_versions import ApiVersionsRequest, ApiVersionsResponse
+    from .consumer_protocol_assignment import ConsumerProtocolAssignment
+    from .consumer_protocol_subscription import ConsumerProtocolSubscription
+    from .create_acls import CreateAclsRequest, CreateAclsResponse
+    from .create_partitions import CreatePartitionsRequest, CreatePartitionsResponse
+    from .create_topics import CreateTopicsRequest, CreateTopicsResponse
+    from .delete_acls import DeleteAclsRequest, DeleteAclsResponse
+    from .delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
+    from .delete_records import DeleteRecordsRequest, DeleteRecordsResponse
+    from .delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
+    from .describe_acls import DescribeAclsRequest, DescribeAclsResponse
+    from .describe_client_quotas import DescribeClientQuotasRequest, DescribeClientQuotasResponse
+    from .describe_cluster import DescribeClusterRequest, DescribeClusterResponse
+    from .describe_configs import DescribeConfigsRequest, DescribeConfigsResponse
+    from .describe_groups import DescribeGroupsRequest, DescribeGroupsResponse
+    from .describe_log_dirs import DescribeLogDirsRequest, DescribeLogDirsResponse
+    from .describe_producers import DescribeProducersRequest, DescribeProducersResponse
+    from .describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+    from .describe_topic_partitions import DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse
+    from .describe_transactions import DescribeTransactionsRequest, DescribeTransactionsResponse
+    from .describe_user_scram_credentials import DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse
+    from .elect_leaders import ElectLeadersRequest, ElectLeadersResponse
+    from .end_txn import EndTxnRequest, EndTxnResponse
+    from .fetch import FetchRequest, FetchResponse
+    from .find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
+    from .heartbeat import HeartbeatRequest, HeartbeatResponse
+    from .incremental_alter_configs import IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse
+    from .init_producer_id import InitProducerIdRequest, InitProducerIdResponse
+    from .join_group import JoinGroupRequest, JoinGroupResponse
+    from .leave_group import LeaveGroupRequest, LeaveGroupResponse
+    from .list_config_resources import ListConfigResourcesRequest, ListConfigResourcesResponse
+    from .list_groups import ListGroupsRequest, ListGroupsResponse
+    from .list_offsets import ListOffsetsRequest, ListOffsetsResponse
+    from .list_partition_reassignments import ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse
+    from .list_transactions import ListTransactionsRequest, ListTransactionsResponse
+    from .metadata import MetadataRequest, MetadataResponse
+    from .offset_commit import OffsetCommitRequest, OffsetCommitResponse
+    from .offset_delete import OffsetDeleteRequest, OffsetDeleteResponse
+    from .offset_fetch import OffsetFetchRequest, OffsetFetchResponse
+    from .offset_for_leader_epoch import OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse
+    from .produce import ProduceRequest, ProduceResponse
+    from .sasl_authenticate import SaslAuthenticateRequest, SaslAuthenticateResponse
+    from .sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
+    from .sync_group import SyncGroupRequest, SyncGroupResponse
+    from .txn_offset_commit import TxnOffsetCommitRequest, TxnOffsetCommitResponse
+    from .update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
+    from .write_txn_markers import WriteTxnMarkersRequest, WriteTxnMarkersResponse
 
 __all__ = ['AddOffsetsToTxnRequest', 'AddOffsetsToTxnResponse', 'AddPartitionsToTxnRequest', 'AddPartitionsToTxnResponse', 'AlterClientQuotasRequest', 'AlterClientQuotasResponse', 'AlterConfigsRequest', 'AlterConfigsResponse', 'AlterPartitionReassignmentsRequest', 'AlterPartitionReassignmentsResponse', 'AlterReplicaLogDirsRequest', 'AlterReplicaLogDirsResponse', 'AlterUserScramCredentialsRequest', 'AlterUserScramCredentialsResponse', 'ApiVersionsRequest', 'ApiVersionsResponse', 'ConsumerProtocolAssignment', 'ConsumerProtocolSubscription', 'CreateAclsRequest', 'CreateAclsResponse', 'CreatePartitionsRequest', 'CreatePartitionsResponse', 'CreateTopicsRequest', 'CreateTopicsResponse', 'DeleteAclsRequest', 'DeleteAclsResponse', 'DeleteGroupsRequest', 'DeleteGroupsResponse', 'DeleteRecordsRequest', 'DeleteRecordsResponse', 'DeleteTopicsRequest', 'DeleteTopicsResponse', 'DescribeAclsRequest', 'DescribeAclsResponse', 'DescribeClientQuotasRequest', 'DescribeClientQuotasResponse', 'DescribeClusterRequest', 'DescribeClusterResponse', 'DescribeConfigsRequest', 'DescribeConfigsResponse', 'DescribeGroupsRequest', 'DescribeGroupsResponse', 'DescribeLogDirsRequest', 'DescribeLogDirsResponse', 'DescribeProducersRequest', 'DescribeProducersResponse', 'DescribeQuorumRequest', 'DescribeQuorumResponse', 'DescribeTopicPartitionsRequest', 'DescribeTopicPartitionsResponse', 'DescribeTransactionsRequest', 'DescribeTransactionsResponse', 'DescribeUserScramCredentialsRequest', 'DescribeUserScramCredentialsResponse', 'ElectLeadersRequest', 'ElectLeadersResponse', 'EndTxnRequest', 'EndTxnResponse', 'FetchRequest', 'FetchResponse', 'FindCoordinatorRequest', 'FindCoordinatorResponse', 'HeartbeatRequest', 'HeartbeatResponse', 'IncrementalAlterConfigsRequest', 'IncrementalAlterConfigsResponse', 'InitProducerIdRequest', 'InitProducerIdResponse', 'JoinGroupRequest', 'JoinGroupResponse', 'LeaveGroupRequest', 'LeaveGroupResponse', 'ListConfigResourcesRequest', 'ListConfigResourcesResponse', 'ListGroupsRequest', 'ListGroupsResponse', 'ListOffsetsRequest', 'ListOffsetsResponse', 'ListPartitionReassignmentsRequest', 'ListPartitionReassignmentsResponse', 'ListTransactionsRequest', 'ListTransactionsResponse', 'MetadataRequest', 'MetadataResponse', 'OffsetCommitRequest', 'OffsetCommitResponse', 'OffsetDeleteRequest', 'OffsetDeleteResponse', 'OffsetFetchRequest', 'OffsetFetchResponse', 'OffsetForLeaderEpochRequest', 'OffsetForLeaderEpochResponse', 'ProduceRequest', 'ProduceResponse', 'SaslAuthenticateRequest', 'SaslAuthenticateResponse', 'SaslHandshakeRequest', 'SaslHandshakeResponse', 'SyncGroupRequest', 'SyncGroupResponse', 'TxnOffsetCommitRequest', 'TxnOffsetCommitResponse', 'UpdateFeaturesRequest', 'UpdateFeaturesResponse', 'WriteTxnMarkersRequest', 'WriteTxnMarkersResponse']
 

@@ -23,15 +23,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
+from .log import LogConfig, LogManager
 from .server import KafkaServer, ResponseFilter
-
-if TYPE_CHECKING:
-    from .log import LogConfig, LogManager
 
 __all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
 
@@ -127,7 +126,7 @@ class Broker:
         self._server: KafkaServer | None = None
         self._state: BrokerState | None = None
         self.logs: LogManager
-        self.groups: Any = None
+        self.groups: GroupCoordinator
 
     @property
     def port(self) -> int:
@@ -156,8 +155,6 @@ class Broker:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         if config.cluster_id is None:
             config.cluster_id = _load_cluster_id(config.data_dir)
-        from .log import LogManager
-
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -199,11 +196,7 @@ class Broker:
         )
         return self
 
-    async def _start_groups(self, stack: contextlib.AsyncExitStack) -> Any:
-        try:
-            from .groups import GroupCoordinator
-        except ImportError:  # the group coordinator is not built yet
-            return None
+    async def _start_groups(self, stack: contextlib.AsyncExitStack) -> GroupCoordinator:
         coordinator = GroupCoordinator(self.config.data_dir)
         return await stack.enter_async_context(coordinator)
 

@@ -16,7 +16,17 @@ ProduceRequest/Response are 3-13, Fetch 4-18, ListOffsets 1-11, OffsetCommit
 2-10, OffsetFetch 1-10, CreateTopics 2-7, DeleteTopics 1-6, DescribeConfigs
 1-4, OffsetForLeaderEpoch 2-4. ``Cls.decode`` raises CodecError for a version
 outside ``min_version..max_version``. ``flexible_from`` is None for a schema
-without flexible versions (SaslHandshake, OffsetDelete, ...).
+without flexible versions (SaslHandshake, OffsetDelete, ...). ``REQUESTS`` and
+``RESPONSES`` are read-only ``Mapping[int, type[Message]]`` objects that import
+a class on first lookup. Additions: ``encode_request_header`` and
+``read_response_header`` (for clients and tests), ``Message`` / ``Struct``
+base classes, and ``FieldSpec`` (each class's ``FIELDS`` ClassVar: the wire
+facts of every schema field, used by the property tests).
+
+Regenerate after a kafka-python upgrade with
+``.venv/bin/python -m backbone.broker.protocol.generate`` (add
+``--compare /path/to/kafka/message`` to diff the wire layouts against another
+copy of the schemas); a test fails when the checked-in code is stale.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -598,7 +598,7 @@ def test_checked_in_code_matches_the_generator_and_installed_schemas(tmp_path: P
     assert stale == [], "run: .venv/bin/python -m backbone.broker.protocol.generate"
 
 
-SHARED_SCHEMAS = Path("/work/shared/kafka-protocol/message")
+SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "kafka-protocol" / "message"
 
 
 @pytest.mark.skipif(not SHARED_SCHEMAS.is_dir(), reason="no reference copy of Kafka's schemas")

@@ -20,24 +20,24 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import profiling, workloads
+from benchmarks import group_workloads, profiling, workloads
 from benchmarks.common import (
     Result,
     RunningBroker,
     backbone_version,
-    format_table,
     machine_facts,
     run_isolated,
     start_backbone,
     start_tansu,
     tansu_version,
 )
+from benchmarks.report import failed, merge_rounds, render, summary
 
 BROKERS = ("tansu", "backbone")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -57,6 +57,7 @@ class Options:
     json_path: Path | None = DEFAULT_RESULTS
     timeout_scale: float = 1.0
     profile_dir: Path | None = None
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "group_consume_6p",
         "consumer group, 2 members, 6 partitions",
         "throughput",
-        workloads.librdkafka_group_consume,
+        group_workloads.librdkafka_group_consume,
         lambda b, t, o: {
             "bootstrap": b,
             "topic": t["6p"],
@@ -170,7 +171,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "rebalance",
         "consumer group rebalance",
         "rebalance",
-        workloads.librdkafka_rebalance,
+        group_workloads.librdkafka_rebalance,
         lambda b, t, o: {"bootstrap": b, "topic": t["6p"]},
         lambda o: 60.0 * o.timeout_scale,
         needs="rdk_produce_6p",
@@ -217,6 +218,8 @@ def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
                 timeout = w.timeout(opts)
                 started = time.monotonic()
                 kwargs = {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10}
+                if w.kind == "throughput":
+                    kwargs["broker_pid"] = broker.pid
                 if opts.profile_dir is not None and name == "backbone":
                     out = opts.profile_dir / f"{name}-{w.key}.txt"
                     with profiling.record(broker.pid, out):
@@ -227,8 +230,7 @@ def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
                     result = run_isolated(w.func, kwargs, timeout=timeout, broker=broker)
                 results[w.key] = result
                 _progress(
-                    f"  {name}: {w.label}: {_summary(w, result)} "
-                    f"({time.monotonic() - started:.1f}s)"
+                    f"  {name}: {w.label}: {summary(w, result)} ({time.monotonic() - started:.1f}s)"
                 )
     except RuntimeError as exc:  # the broker did not start
         report["error"] = str(exc)
@@ -248,9 +250,15 @@ def run(opts: Options) -> dict[str, Any]:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "brokers": {},
     }
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in brokers}
     with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
-        for name in brokers:
-            report["brokers"][name] = _run_broker(name, Path(tmp), opts)
+        for i in range(opts.repeat):
+            for name in brokers:  # alternate, so load drifts hit both brokers alike
+                if opts.repeat > 1:
+                    _progress(f"round {i + 1} of {opts.repeat}")
+                rounds[name].append(_run_broker(name, Path(tmp), opts))
+    for name in brokers:
+        report["brokers"][name] = merge_rounds(rounds[name])
     return report
 
 
@@ -268,120 +276,6 @@ def _versions() -> dict[str, str]:
         "aiokafka": aiokafka.__version__,
         "python": sys.version.split()[0],
     }
-
-
-# --- rendering -------------------------------------------------------------------------
-
-
-def _summary(w: Workload, r: Result) -> str:
-    if "error" in r:
-        return f"failed: {r['error']}"
-    if "skipped" in r:
-        return f"skipped: {r['skipped']}"
-    if w.kind == "latency":
-        return f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
-    if w.kind == "rebalance":
-        return f"join {_ms(r.get('join_ms'))}, rebalance {_ms(r.get('rebalance_ms'))}"
-    return f"{r['records_per_s']:,.0f} records/s, {r['mb_per_s']:.1f} MB/s"
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f} ms"
-
-
-def _rows(w: Workload) -> list[tuple[str, str, Callable[[float], str]]]:
-    """(row label, result field, formatter) for one workload."""
-    if w.kind == "latency":
-        return [
-            (f"{w.label} p50 (ms)", "p50_ms", lambda v: f"{v:,.2f}"),
-            (f"{w.label} p99 (ms)", "p99_ms", lambda v: f"{v:,.2f}"),
-            ("  of which produce ack p50 (ms)", "ack_p50_ms", lambda v: f"{v:,.2f}"),
-            ("  of which produce ack p99 (ms)", "ack_p99_ms", lambda v: f"{v:,.2f}"),
-        ]
-    if w.kind == "rebalance":
-        return [
-            ("group join -> first fetch (ms)", "join_ms", lambda v: f"{v:,.0f}"),
-            ("rebalance (2nd member) -> first fetch (ms)", "rebalance_ms", lambda v: f"{v:,.0f}"),
-        ]
-    return [
-        (f"{w.label} (records/s)", "records_per_s", lambda v: f"{v:,.0f}"),
-        (f"{w.label} (MB/s)", "mb_per_s", lambda v: f"{v:,.1f}"),
-    ]
-
-
-def _cell(result: Result | None, fld: str, fmt: Callable[[float], str]) -> tuple[str, float | None]:
-    if result is None:
-        return "-", None
-    if "error" in result:
-        return _shorten(f"failed: {result['error']}"), None
-    if "skipped" in result:
-        return "skipped", None
-    value = result.get(fld)
-    if value is None:
-        return "n/a", None
-    return fmt(value), float(value)
-
-
-def _shorten(text: str, limit: int = 36) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def render(report: dict[str, Any]) -> str:
-    """The human-readable report: facts, the side-by-side table, and full failure reasons."""
-    m, v, o = report["machine"], report["versions"], report["options"]
-    brokers = list(report["brokers"])
-    lines = [
-        "Backbone broker benchmark",
-        f"machine: {m['usable_cores']} usable cores of {m['cpu_count']} ({m['cpu_model']}), "
-        f"load {m['load_avg_1m']}, Python {m['python']}, {m['platform']}",
-        f"versions: tansu {v['tansu']}, backbone {v['backbone']}, "
-        f"confluent-kafka {v['confluent_kafka']} (librdkafka {v['librdkafka']}), "
-        f"aiokafka {v['aiokafka']}",
-        f"workload: {o['records']:,} x {workloads.RECORD_BYTES}-byte records, acks=all, "
-        f"linger 5 ms, batch 1 MB; latency: {o['latency_rate']:,} msg/s for "
-        f"{o['latency_seconds']:g} s, linger 0, fetch.wait.max.ms {o['fetch_wait_ms']}",
-    ]
-    for name in brokers:
-        info = report["brokers"][name].get("broker", {})
-        if info:
-            lines.append(f"{name}: {info.get('version')} storage {info.get('storage')}")
-    header = ["workload", *(n.capitalize() for n in brokers)]
-    both = brokers == list(BROKERS)
-    if both:
-        header.append("Backbone/Tansu")
-    rows: list[list[str]] = []
-    for w in WORKLOADS:
-        if not any(w.key in report["brokers"][n]["workloads"] for n in brokers):
-            continue
-        for label, fld, fmt in _rows(w):
-            cells, values = [label], []
-            for n in brokers:
-                text, value = _cell(report["brokers"][n]["workloads"].get(w.key), fld, fmt)
-                cells.append(text)
-                values.append(value)
-            if both:
-                tansu, backbone = values
-                cells.append(f"{backbone / tansu:.2f}x" if tansu and backbone else "-")
-            rows.append(cells)
-    lines += ["", format_table(header, rows)]
-    if both:
-        lines.append(
-            "ratio = Backbone / Tansu: higher is better for records/s and MB/s, "
-            "lower is better for latencies and times"
-        )
-    failures = [
-        f"  {n} / {w.key}: {r['error']}"
-        for n in brokers
-        for w in WORKLOADS
-        if "error" in (r := report["brokers"][n]["workloads"].get(w.key, {}))
-    ]
-    if failures:
-        lines += ["", "failures:", *failures]
-    for n in brokers:
-        for key, spots in report["brokers"][n].get("profiles", {}).items():
-            lines += ["", profiling.render_hot_spots(f"profile of {n} during {key}", spots)]
-    return "\n".join(lines)
 
 
 # --- command line ----------------------------------------------------------------------
@@ -442,7 +336,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="sample Backbone's broker with py-spy during each workload; "
         "collapsed stacks go to DIR, hot spots are printed",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run everything N times, brokers alternating, and report medians (default 1)",
+    )
     ns = parser.parse_args(argv)
+    if ns.repeat < 1:
+        parser.error(f"--repeat must be at least 1 (got {ns.repeat})")
     records = ns.records if ns.records is not None else (100_000 if ns.quick else 1_000_000)
     if records <= 0:
         parser.error(f"--records must be a positive number of records (got {records})")
@@ -468,22 +370,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         json_path=None if str(ns.json) == "-" else ns.json,
         timeout_scale=ns.timeout_scale,
         profile_dir=ns.profile,
+        repeat=ns.repeat,
     )
-
-
-def failed(report: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(broker, workload key, reason) for every failed workload in ``report``."""
-    for name, data in report["brokers"].items():
-        for key, result in data["workloads"].items():
-            if "error" in result:
-                yield name, key, str(result["error"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: run, print the table, save JSON; exit 1 if any workload failed."""
     opts = parse_args(argv)
     report = run(opts)
-    print(render(report), flush=True)
+    print(render(report, WORKLOADS), flush=True)
     if opts.json_path is not None:
         opts.json_path.parent.mkdir(parents=True, exist_ok=True)
         opts.json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -15,10 +15,13 @@ throughput runs).
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import struct
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 Result = dict[str, Any]
@@ -33,16 +36,56 @@ def _value(size: int) -> bytes:
     return (b"backbone-benchmark-" * (size // 19 + 1))[:size]
 
 
-def _rate(records: int, nbytes: int, seconds: float) -> Result:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) plus its finished children (kcat)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+class Meter:
+    """Wall time and CPU use (client process, broker process) over the timed section."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.broker_pid = broker_pid
+        self.started = time.perf_counter()
+        self.client_cpu = _own_cpu_seconds()
+        self.broker_cpu = _cpu_seconds(broker_pid) if broker_pid else None
+        self.stopped: float | None = None
+        self.figures: Result = {}
+
+    def stop(self) -> float:
+        """End the timed section now; returns the elapsed seconds."""
+        self.stopped = time.perf_counter()
+        wall = max(self.stopped - self.started, 1e-9)
+        self.figures = {"client_cpu_pct": 100.0 * (_own_cpu_seconds() - self.client_cpu) / wall}
+        if self.broker_pid and self.broker_cpu is not None:
+            now = _cpu_seconds(self.broker_pid)
+            if now is not None:
+                self.figures["broker_cpu_pct"] = 100.0 * (now - self.broker_cpu) / wall
+        return wall
+
+
+def throughput_figures(records: int, nbytes: int, meter: Meter) -> Result:
+    seconds = meter.stop() if meter.stopped is None else meter.stopped - meter.started
     seconds = max(seconds, 1e-9)
     return {
         "seconds": round(seconds, 4),
         "records_per_s": records / seconds,
         "mb_per_s": nbytes / seconds / 1e6,
+        **meter.figures,
     }
 
 
-class _Deadline:
+class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
@@ -58,7 +101,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 3
     """Create ``topic`` with ``partitions`` (CreateTopics) and wait until Metadata shows leaders."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
@@ -89,12 +132,17 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 3
 
 
 def librdkafka_produce(
-    bootstrap: str, topic: str, partitions: int, records: int, timeout: float
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    records: int,
+    timeout: float,
+    broker_pid: int | None = None,
 ) -> Result:
     """Create ``topic`` and produce ``records`` x 100-byte values (acks=all, linger 5 ms)."""
     from confluent_kafka import Producer
 
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     create_topic(bootstrap, topic, partitions, timeout=min(30.0, timeout))
     failures: list[str] = []
 
@@ -117,7 +165,7 @@ def librdkafka_produce(
     value = _value(RECORD_BYTES)
     produce = producer.produce
     poll = producer.poll
-    started = time.perf_counter()
+    meter = Meter(broker_pid)
     for i in range(records):
         while True:
             try:
@@ -132,7 +180,7 @@ def librdkafka_produce(
         if i & 0x3FFF == 0:
             poll(0)
     remaining = producer.flush(max(deadline.left(), 0.0))
-    elapsed = time.perf_counter() - started
+    meter.stop()
     if remaining:
         raise TimeoutError(
             f"{remaining} of {records} records not acknowledged within {timeout:.0f}s; "
@@ -147,17 +195,22 @@ def librdkafka_produce(
         "records": records,
         "bytes": records * RECORD_BYTES,
         "client_errors": failures[:5],
-        **_rate(records, records * RECORD_BYTES, elapsed),
+        **throughput_figures(records, records * RECORD_BYTES, meter),
     }
 
 
 def librdkafka_consume(
-    bootstrap: str, topic: str, partitions: int, expected: int, timeout: float
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    expected: int,
+    timeout: float,
+    broker_pid: int | None = None,
 ) -> Result:
     """Read ``expected`` records back from every partition (assign, no group) and time it."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     errors: list[str] = []
     consumer = Consumer(
         {
@@ -172,7 +225,7 @@ def librdkafka_consume(
     try:
         count = 0
         nbytes = 0
-        started = time.perf_counter()
+        meter = Meter(broker_pid)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         while count < expected:
             if deadline.expired():
@@ -180,7 +233,10 @@ def librdkafka_consume(
                     f"consumed {count} of {expected} records within {timeout:.0f}s; "
                     f"errors: {errors[:3]}"
                 )
-            for msg in consumer.consume(10_000, timeout=min(1.0, max(deadline.left(), 0.01))):
+            # consume(n) waits until n records arrived or the timeout passed: never ask for
+            # more than are left, or the last call would sit out its timeout.
+            wait = min(1.0, max(deadline.left(), 0.01))
+            for msg in consumer.consume(min(10_000, expected - count), timeout=wait):
                 if msg.error() is not None:
                     errors.append(str(msg.error()))
                     if msg.error().fatal():
@@ -188,18 +244,20 @@ def librdkafka_consume(
                     continue
                 count += 1
                 nbytes += len(msg)
-        elapsed = time.perf_counter() - started
+        meter.stop()
     finally:
         consumer.close()
     return {
         "records": count,
         "bytes": nbytes,
         "client_errors": errors[:5],
-        **_rate(count, nbytes, elapsed),
+        **throughput_figures(count, nbytes, meter),
     }
 
 
-def kcat_consume(bootstrap: str, topic: str, expected: int, timeout: float) -> Result:
+def kcat_consume(
+    bootstrap: str, topic: str, expected: int, timeout: float, broker_pid: int | None = None
+) -> Result:
     """Read ``expected`` records with kcat (C, the system librdkafka), one offset per line.
 
     No Python in the client's path, so this shows the broker's fetch capacity
@@ -213,12 +271,12 @@ def kcat_consume(bootstrap: str, topic: str, expected: int, timeout: float) -> R
         raise RuntimeError("kcat is not installed (`make system-deps` installs it)")
     argv = [exe, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"]
     argv += ["-c", str(expected), "-f", "%o\\n"]
-    started = time.perf_counter()
+    meter = Meter(broker_pid)
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise TimeoutError(f"kcat did not finish within {timeout:.0f}s") from exc
-    elapsed = time.perf_counter() - started
+    meter.stop()
     count = proc.stdout.count(b"\n")
     if proc.returncode != 0 or count != expected:
         stderr = " ".join(proc.stderr.decode(errors="replace").split())[-300:]
@@ -228,7 +286,7 @@ def kcat_consume(bootstrap: str, topic: str, expected: int, timeout: float) -> R
     return {
         "records": count,
         "bytes": count * RECORD_BYTES,
-        **_rate(count, count * RECORD_BYTES, elapsed),
+        **throughput_figures(count, count * RECORD_BYTES, meter),
     }
 
 
@@ -249,7 +307,7 @@ def librdkafka_latency(
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     create_topic(bootstrap, topic, 1, timeout=min(30.0, timeout))
     failures: list[str] = []
     acks_s: list[float] = []
@@ -291,23 +349,25 @@ def librdkafka_latency(
         producer.produce(topic, struct.pack(">q", -1) + pad)
         producer.flush(max(deadline.left(), 0.0))
         while True:
-            msgs = [m for m in consumer.consume(10, timeout=0.5) if m.error() is None]
-            if msgs:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
                 break
             if deadline.expired():
                 raise TimeoutError("warm-up record never arrived at the consumer")
 
         def receive() -> None:
             try:
+                # poll() returns as soon as one record is there (consume(n) would wait for n)
                 while len(latencies_ns) < total and not stop.is_set():
-                    msgs = consumer.consume(1000, timeout=0.05)
+                    m = consumer.poll(0.05)
+                    if m is None:
+                        continue
                     now = time.perf_counter_ns()
-                    for m in msgs:
-                        if m.error() is not None:
-                            consumer_error.append(str(m.error()))
-                            continue
-                        sent = struct.unpack_from(">q", m.value())[0]
-                        latencies_ns.append(now - sent)
+                    if m.error() is not None:
+                        consumer_error.append(str(m.error()))
+                        continue
+                    sent = struct.unpack_from(">q", m.value())[0]
+                    latencies_ns.append(now - sent)
             except Exception as exc:
                 consumer_error.append(f"{type(exc).__name__}: {exc}")
 
@@ -367,13 +427,18 @@ def librdkafka_latency(
 # --- aiokafka --------------------------------------------------------------------------
 
 
-def aiokafka_produce(bootstrap: str, topic: str, records: int, timeout: float) -> Result:
+def aiokafka_produce(
+    bootstrap: str, topic: str, records: int, timeout: float, broker_pid: int | None = None
+) -> Result:
     """Create a 1-partition ``topic``; produce with create_batch()/send_batch() (acks=all)."""
     create_topic(bootstrap, topic, 1, timeout=min(30.0, timeout))
-    return asyncio.run(asyncio.wait_for(_aiokafka_produce(bootstrap, topic, records), timeout))
+    work = _aiokafka_produce(bootstrap, topic, records, broker_pid)
+    return asyncio.run(asyncio.wait_for(work, timeout))
 
 
-async def _aiokafka_produce(bootstrap: str, topic: str, records: int) -> Result:
+async def _aiokafka_produce(
+    bootstrap: str, topic: str, records: int, broker_pid: int | None
+) -> Result:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
@@ -388,7 +453,7 @@ async def _aiokafka_produce(bootstrap: str, topic: str, records: int) -> Result:
         partitions = sorted(await producer.partitions_for(topic))
         value = _value(RECORD_BYTES)
         pending: list[asyncio.Future[Any]] = []
-        started = time.perf_counter()
+        meter = Meter(broker_pid)
         batch = producer.create_batch()
         sent = 0
         turn = 0
@@ -410,23 +475,28 @@ async def _aiokafka_produce(bootstrap: str, topic: str, records: int) -> Result:
                 )
             )
         await asyncio.gather(*pending)
-        elapsed = time.perf_counter() - started
+        meter.stop()
     finally:
         await producer.stop()
     return {
         "records": records,
         "bytes": records * RECORD_BYTES,
         "batches": len(pending),
-        **_rate(records, records * RECORD_BYTES, elapsed),
+        **throughput_figures(records, records * RECORD_BYTES, meter),
     }
 
 
-def aiokafka_consume(bootstrap: str, topic: str, expected: int, timeout: float) -> Result:
+def aiokafka_consume(
+    bootstrap: str, topic: str, expected: int, timeout: float, broker_pid: int | None = None
+) -> Result:
     """Read ``expected`` records of partition 0 with getmany() from the beginning."""
-    return asyncio.run(asyncio.wait_for(_aiokafka_consume(bootstrap, topic, expected), timeout))
+    work = _aiokafka_consume(bootstrap, topic, expected, broker_pid)
+    return asyncio.run(asyncio.wait_for(work, timeout))
 
 
-async def _aiokafka_consume(bootstrap: str, topic: str, expected: int) -> Result:
+async def _aiokafka_consume(
+    bootstrap: str, topic: str, expected: int, broker_pid: int | None
+) -> Result:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -438,7 +508,7 @@ async def _aiokafka_consume(bootstrap: str, topic: str, expected: int) -> Result
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
-        started = time.perf_counter()
+        meter = Meter(broker_pid)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         count = 0
@@ -448,192 +518,7 @@ async def _aiokafka_consume(bootstrap: str, topic: str, expected: int) -> Result
             for batch in batches.values():
                 count += len(batch)
                 nbytes += sum(len(r.value) for r in batch)
-        elapsed = time.perf_counter() - started
+        meter.stop()
     finally:
         await consumer.stop()
-    return {"records": count, "bytes": nbytes, **_rate(count, nbytes, elapsed)}
-
-
-# --- consumer groups (Broker II) -------------------------------------------------------
-
-#: Group timings the workloads use (both brokers get the same); Kafka's minimum session is 6 s.
-GROUP_CONFIG = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 500}
-
-
-def librdkafka_group_consume(
-    bootstrap: str, topic: str, partitions: int, expected: int, members: int, timeout: float
-) -> Result:
-    """``members`` consumers in one new group subscribe to ``topic`` and read all ``expected``.
-
-    The group is new and starts at the earliest offset, so every member reads
-    each partition contiguously from an offset already read (or 0): the
-    distinct records read from a partition are its highest offset seen + 1.
-    Done when those add up to ``expected``; records read twice after a
-    rebalance count as duplicates. Auto commit stays on (the default).
-    (End offsets are not asked for: Tansu 0.6.0 answers ListOffsets(latest)
-    with the last batch's base offset + 1.)
-    """
-    from confluent_kafka import Consumer
-
-    deadline = _Deadline(timeout)
-    group = f"bench-group-{uuid.uuid4().hex[:8]}"
-    counts = [0] * members
-    first_ms: list[float | None] = [None] * members
-    seen: list[dict[int, int]] = [{} for _ in range(members)]
-    assignments: list[list[list[int]]] = [[] for _ in range(members)]
-    errors: list[str] = []
-    done = threading.Event()
-    finished_at: list[float] = []
-    started = time.perf_counter()
-
-    def distinct() -> int:
-        return sum(max((s.get(p, -1) for s in seen), default=-1) + 1 for p in range(partitions))
-
-    def complete() -> bool:
-        return distinct() >= expected
-
-    def member(i: int) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-                "error_cb": lambda err: errors.append(f"member {i}: client error: {err}"),
-                **GROUP_CONFIG,
-            }
-        )
-        try:
-            consumer.subscribe(
-                [topic],
-                on_assign=lambda _c, tps: assignments[i].append(sorted(t.partition for t in tps)),
-            )
-            last = seen[i]
-            while not done.is_set() and not deadline.expired():
-                msgs = consumer.consume(10_000, timeout=0.2)
-                for m in msgs:
-                    if m.error() is not None:
-                        errors.append(str(m.error()))
-                        continue
-                    last[m.partition()] = m.offset()
-                if msgs and first_ms[i] is None:
-                    first_ms[i] = (time.perf_counter() - started) * 1000
-                counts[i] += len(msgs)
-                if msgs and complete() and not done.is_set():
-                    finished_at.append(time.perf_counter())
-                    done.set()
-        except Exception as exc:
-            errors.append(f"member {i}: {type(exc).__name__}: {exc}")
-        finally:
-            consumer.close()
-
-    threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(deadline.left(), 0.0) + 15)
-    done.set()
-    if not finished_at:
-        raise TimeoutError(
-            f"group read {distinct()} of {expected} records within {timeout:.0f}s "
-            f"(per member {counts}; assignments {assignments}); errors: {errors[:3]}"
-        )
-    elapsed = finished_at[0] - started
-    total = sum(counts)
-    return {
-        "records": expected,
-        "consumed": total,
-        "duplicates": total - expected,
-        "per_member": counts,
-        "first_fetch_ms": first_ms,
-        "assignments": assignments,
-        "client_errors": errors[:5],
-        **_rate(expected, expected * RECORD_BYTES, elapsed),
-    }
-
-
-def librdkafka_rebalance(bootstrap: str, topic: str, timeout: float) -> Result:
-    """Join-to-first-fetch times: member A joins a new group alone; then member B joins.
-
-    ``join_ms``: A's subscribe -> A's first record. ``rebalance_ms``: B's
-    subscribe -> B's first record (A must give up partitions, both rejoin).
-    ``reassigned_ms``: B's subscribe -> A's second assignment. Auto commit is
-    off, so B's partitions start from the earliest offset and always have data.
-    """
-    from confluent_kafka import Consumer
-
-    deadline = _Deadline(timeout)
-    group = f"bench-rebalance-{uuid.uuid4().hex[:8]}"
-    config = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-        "error_cb": lambda err: errors.append(f"client error: {err}"),
-        **GROUP_CONFIG,
-    }
-    marks: dict[str, float] = {}
-    assignments: dict[str, list[list[int]]] = {"a": [], "b": []}
-    errors: list[str] = []
-    stop = threading.Event()
-    got_first = {"a": threading.Event(), "b": threading.Event()}
-
-    def member(name: str) -> None:
-        consumer = Consumer(config)
-
-        def on_assign(_c: Any, tps: Any) -> None:
-            assignments[name].append(sorted(t.partition for t in tps))
-            marks.setdefault(f"{name}_assigned_{len(assignments[name])}", time.perf_counter())
-
-        try:
-            marks[f"{name}_subscribe"] = time.perf_counter()
-            consumer.subscribe([topic], on_assign=on_assign)
-            while not stop.is_set() and not deadline.expired():
-                msgs = consumer.consume(1000, timeout=0.05)
-                ok = [m for m in msgs if m.error() is None]
-                errors.extend(str(m.error()) for m in msgs if m.error() is not None)
-                if ok and not got_first[name].is_set():
-                    marks[f"{name}_first"] = time.perf_counter()
-                    got_first[name].set()
-        except Exception as exc:
-            errors.append(f"member {name}: {type(exc).__name__}: {exc}")
-        finally:
-            consumer.close()
-
-    a = threading.Thread(target=member, args=("a",))
-    b = threading.Thread(target=member, args=("b",))
-    a.start()
-    try:
-        if not got_first["a"].wait(max(deadline.left(), 0.0)):
-            raise TimeoutError(
-                f"member A got no record within {timeout:.0f}s; "
-                f"assignments {assignments['a']}; errors: {errors[:3]}"
-            )
-        b.start()
-        if not got_first["b"].wait(max(deadline.left(), 0.0)):
-            raise TimeoutError(
-                f"member B got no record after joining within {timeout:.0f}s; "
-                f"assignments {assignments}; errors: {errors[:3]}"
-            )
-        # Give A a moment to finish its own rejoin so its assignment is recorded.
-        while len(assignments["a"]) < 2 and not deadline.expired():
-            time.sleep(0.01)
-    finally:
-        stop.set()
-        a.join(15)
-        if b.ident is not None:
-            b.join(15)
-
-    def ms(start: str, end: str) -> float | None:
-        if start in marks and end in marks:
-            return (marks[end] - marks[start]) * 1000
-        return None
-
-    return {
-        "join_ms": ms("a_subscribe", "a_first"),
-        "rebalance_ms": ms("b_subscribe", "b_first"),
-        "reassigned_ms": ms("b_subscribe", "a_assigned_2"),
-        "assignments": assignments,
-        "client_errors": errors[:5],
-    }
+    return {"records": count, "bytes": nbytes, **throughput_figures(count, nbytes, meter)}

@@ -27,6 +27,7 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.events import Event
 from backbone.types import ByteSize, Duration, parse_duration, parse_size
 
 try:
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectorOptions",
     "DataError",
     "Duration",
+    "Event",
     "FatalError",
     "Header",
     "RetriableError",

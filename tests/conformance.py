@@ -350,7 +350,121 @@ class Gateway:
                 lines.append(json.loads(line))
         return lines
 
+    def starts(self) -> int:
+        """How many times the gateway logged that it runs (one per successful start)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return text.count("backbone running:")
+
     def stop_quietly(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+
+# ------------------------------------------------- pipeline checks for connector tests
+
+LIST_SOURCE = "tests.core.plugins:LIST"
+"""A test source kind emitting its ``values`` option (keys ``k<index>``)."""
+
+
+async def check_sink_dead_letters(
+    *,
+    broker: str,
+    tmp_path: Path,
+    sink: str,
+    values: list[Any],
+    bad: list[int],
+    read_back: Callable[[], Awaitable[list[Any]]],
+    expected: list[Any],
+    within: float = 30.0,
+) -> list[Any]:
+    """Run ``values`` through the sink under test; the ``bad`` indexes must be dead-lettered.
+
+    ``sink`` is the YAML mapping of the sink's own options in flow style, e.g.
+    ``'{type: sql, url: "sqlite:///out.db", table: t}'`` (``topics`` and
+    ``dead_letter_topic`` are added). Checks the dead-letter records (value, key,
+    ``backbone.error.*`` and ``backbone.original.*`` headers) and that ``read_back()``
+    returns ``expected`` (what the good records left in the target). Returns the
+    dead-letter records.
+    """
+    suffix = os.urandom(4).hex()
+    topic, dlq = f"conf.{suffix}", f"conf.{suffix}.dlq"
+    options = sink.strip()
+    assert options.startswith("{") and options.endswith("}"), "give the sink in flow style"
+    config = tmp_path / f"dlq-{suffix}.yaml"
+    config.write_text(
+        broker
+        + FAST_RUNTIME
+        + f'sources:\n  src-{suffix}: {{type: "{LIST_SOURCE}", topic: {topic}, '
+        f"values: {json.dumps(values)}}}\n"
+        + f"sinks:\n  sink-{suffix}: {options[:-1]}, topics: [{topic}], "
+        f"dead_letter_topic: {dlq}}}\n"
+    )
+    async with running(config) as runner:
+        assert runner.bootstrap is not None
+        dead = await consume(runner.bootstrap, dlq, count=len(bad), within=within)
+        await wait_until(
+            lambda: _equal(read_back, expected), within=within, what="the good records"
+        )
+        status = runner.status[f"sink-{suffix}"]
+        assert status.state.value == "RUNNING", status
+    assert [json.loads(r.value) for r in dead] == [values[i] for i in bad]
+    for record, index in zip(dead, bad, strict=True):
+        headers = dict(record.headers)
+        assert record.key == f"k{index}".encode()
+        assert headers["backbone.error.connector"] == f"sink-{suffix}".encode()
+        assert headers["backbone.error.class"] == b"DataError"
+        assert headers["backbone.error.message"]
+        assert headers["backbone.original.topic"] == topic.encode()
+        assert headers["backbone.original.offset"] == str(index).encode()
+    return dead
+
+
+async def _equal(read_back: Callable[[], Awaitable[list[Any]]], expected: list[Any]) -> bool:
+    return await read_back() == expected
+
+
+async def check_source_through_crash(
+    *,
+    broker: str,
+    tmp_path: Path,
+    source: str,
+    kill_when: Callable[[list[dict[str, Any]]], bool],
+    done_when: Callable[[list[dict[str, Any]]], bool],
+    within: float = 60.0,
+) -> list[dict[str, Any]]:
+    """At-least-once through a crash: ``backbone run`` with the source under test -> stdout.
+
+    ``source`` is the source's YAML mapping in flow style without ``topic``. The
+    gateway runs as a subprocess; once ``kill_when(lines)`` holds it is SIGKILLed,
+    restarted, and must reach ``done_when(lines)`` (then SIGTERM -> exit 0).
+    ``lines`` are the stdout sink's JSON lines (``value``, ``key``, ``headers``...),
+    duplicates included. Returns them.
+    """
+    suffix = os.urandom(4).hex()
+    topic = f"crash.{suffix}"
+    options = source.strip()
+    config = tmp_path / f"crash-{suffix}.yaml"
+    config.write_text(
+        broker
+        + FAST_RUNTIME
+        + f"sources:\n  src-{suffix}: {options[:-1]}, topic: {topic}}}\n"
+        + f"sinks:\n  out-{suffix}: {{type: stdout, topics: [{topic}]}}\n"
+    )
+    gateway = Gateway(config, tmp_path / f"out-{suffix}.jsonl", tmp_path / f"log-{suffix}.txt")
+
+    def lines() -> list[dict[str, Any]]:
+        return [line for line in gateway.lines() if line.get("topic") == topic]
+
+    try:
+        gateway.start()
+        await wait_until(lambda: kill_when(lines()), within=within, what="the kill condition")
+        gateway.kill()
+        assert not done_when(lines()), "everything arrived before the kill: nothing was tested"
+        gateway.start()
+        await wait_until(lambda: gateway.starts() == 2, within=within, what="the restart")
+        await wait_until(lambda: done_when(lines()), within=within, what="every record")
+        assert gateway.terminate() == 0
+    finally:
+        gateway.stop_quietly()
+    return lines()

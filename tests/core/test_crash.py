@@ -61,6 +61,7 @@ sinks:
         killed_at = len(seqs())
         assert killed_at < COUNT, "the stream finished before the kill"
         gateway.start()
+        await wait_until(lambda: gateway.starts() == 2, within=60, what="the restart")
         await wait_until(lambda: len(seqs()) == COUNT, within=60, what="every event in the sink")
         assert gateway.terminate() == 0
     finally:

@@ -6,6 +6,8 @@ states, retries honouring ``retry_after``, processors. Real brokers, real aiokaf
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -15,7 +17,15 @@ import pytest
 
 from backbone.positions import POSITIONS_TOPIC
 from backbone.runner import ConnectorState
-from tests.conformance import FAST_RUNTIME, broker_yaml, consume, running, wait_until
+from tests.conformance import (
+    FAST_RUNTIME,
+    broker_yaml,
+    check_sink_dead_letters,
+    check_source_through_crash,
+    consume,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -339,3 +349,123 @@ processors:
         {"n": 2, "copy": 1},
         {"n": 2, "copy": 2},
     ]
+
+
+async def test_conformance_sink_dead_letters_with_the_file_sink(
+    broker: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "conf.jsonl"
+
+    async def read_back() -> list[Any]:
+        return [line["value"] for line in read_lines(out)]
+
+    values = [{"n": 0}, {"n": 1, "bad": True}, {"n": 2}]
+    await check_sink_dead_letters(
+        broker=broker,
+        tmp_path=tmp_path,
+        sink=f'{{type: "{FILE}", path: conf.jsonl}}',
+        values=values,
+        bad=[1],
+        read_back=read_back,
+        expected=[{"n": 0}, {"n": 2}],
+    )
+
+
+async def test_conformance_source_through_crash_with_the_generator(
+    broker: str, tmp_path: Path
+) -> None:
+    def seqs(lines: list[dict[str, Any]]) -> set[int]:
+        return {line["value"]["seq"] for line in lines}
+
+    lines = await check_source_through_crash(
+        broker=broker,
+        tmp_path=tmp_path,
+        source="{type: generator, rate: 100, count: 600}",
+        kill_when=lambda lines: len(seqs(lines)) >= 50,
+        done_when=lambda lines: len(seqs(lines)) == 600,
+    )
+    assert seqs(lines) == set(range(1, 601))
+
+
+async def test_fatal_error_fails_only_that_sink(broker: str, tmp_path: Path) -> None:
+    topic, name = f"t.{uid()}", f"src-{uid()}"
+    config = write(
+        tmp_path,
+        broker
+        + FAST_RUNTIME
+        + f"""
+sources:
+  {name}: {{type: "{LIST}", topic: {topic}, values: [{{"fatal": true}}]}}
+sinks:
+  sink-{name}: {{type: "{FILE}", topics: [{topic}], path: out.jsonl, dead_letter_topic: d.{name}}}
+processors:
+  copy-{name}: {{topics: [{topic}], to: copy.{topic}, transforms: [{{set: {{copied: true}}}}]}}
+""",
+    )
+    async with running(config) as runner:
+        status = runner.status[f"sink-{name}"]
+        await wait_until(lambda: status.state is ConnectorState.FAILED, what="FAILED")
+        assert status.error == "FatalError: fatal record"
+        assert runner.bootstrap is not None
+        copied = await consume(runner.bootstrap, f"copy.{topic}", count=1)
+        assert runner.status[f"copy-{name}"].state is ConnectorState.RUNNING
+    assert json.loads(copied[0].value) == {"fatal": True, "copied": True}
+
+
+async def test_processor_function_errors_go_to_dead_letter(broker: str, tmp_path: Path) -> None:
+    topic, name = f"t.{uid()}", f"src-{uid()}"
+    config = write(
+        tmp_path,
+        broker
+        + FAST_RUNTIME
+        + f"""
+sources:
+  {name}: {{type: "{LIST}", topic: {topic}, values: [{{"n": 2}}, {{"m": 1}}, {{"n": 4}}]}}
+processors:
+  fn-{name}:
+    topics: [{topic}]
+    to: out.{topic}
+    function: tests.core.processing:double
+    dead_letter_topic: dlq.{topic}
+""",
+    )
+    async with running(config) as runner:
+        assert runner.bootstrap is not None
+        dead = await consume(runner.bootstrap, f"dlq.{topic}", count=1)
+        out = await consume(runner.bootstrap, f"out.{topic}", count=4)
+    assert json.loads(dead[0].value) == {"m": 1}
+    headers = dict(dead[0].headers)
+    assert headers["backbone.error.class"] == b"KeyError"
+    assert headers["backbone.error.message"] == b"'n'"
+    assert headers["backbone.original.offset"] == b"1"
+    assert [json.loads(r.value)["n"] for r in out] == [2, 2, 4, 4]
+
+
+async def test_sink_start_at_timestamp(
+    broker: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if "bootstrap" in broker:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Tansu answers ListOffsets by timestamp with offset 0, timestamp -1",
+            )
+        )
+    topic, first, second = f"t.{uid()}", f"a-{uid()}", f"b-{uid()}"
+    text = broker + FAST_RUNTIME + "sources:\n"
+    one = write(tmp_path, text + f'  {first}: {{type: "{LIST}", topic: {topic}, values: [1, 2]}}\n')
+    async with running(one) as runner:
+        assert runner.bootstrap is not None
+        early = await consume(runner.bootstrap, topic, count=2)
+    cut = dt.datetime.fromtimestamp((early[-1].timestamp + 1) / 1000, dt.UTC)
+    await asyncio.sleep(0.01)
+    two = write(
+        tmp_path,
+        text
+        + f'  {second}: {{type: "{LIST}", topic: {topic}, values: [3, 4]}}\n'
+        + f'sinks:\n  late-{second}: {{type: "{FILE}", topics: [{topic}], path: late.jsonl, '
+        + f'start: "{cut.isoformat()}"}}\n',
+    )
+    async with running(two):
+        await wait_until(lambda: len(read_lines(tmp_path / "late.jsonl")) >= 2, what="2 records")
+    assert [line["value"] for line in read_lines(tmp_path / "late.jsonl")] == [3, 4]

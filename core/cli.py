@@ -296,6 +296,9 @@ def broker(
         serve(listen, data_dir, advertised_listener)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    except ValueError as exc:  # bad options (serve's contract): a usage error
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except Exception as exc:
         raise _fail(exc, debug) from None
 

@@ -84,6 +84,12 @@ def _host_port(value: Any) -> Any:
     return value
 
 
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 def _start(value: Any) -> Any:
     if value in ("earliest", "latest"):
         return value
@@ -141,8 +147,11 @@ class BrokerSettings(_Model):
 
     embedded: EmbeddedBroker | None = None
     """Run the embedded broker (default when ``bootstrap`` is not given)."""
-    bootstrap: list[HostPort] | None = Field(default=None, min_length=1)
-    """Bootstrap servers of an existing Kafka cluster; no embedded broker is started."""
+    bootstrap: Annotated[list[HostPort] | None, BeforeValidator(_split)] = Field(
+        default=None, min_length=1
+    )
+    """Bootstrap servers of an existing Kafka cluster (a list, or one comma-separated
+    string such as ``${KAFKA_BOOTSTRAP}``); no embedded broker is started."""
     idempotence: bool = True
     """Use an idempotent producer (no duplicates on produce retries). Turn off only for
     brokers that refuse InitProducerId (e.g. Tansu); delivery stays at-least-once."""

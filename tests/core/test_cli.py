@@ -153,3 +153,39 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, tansu: object) -> None:
     assert "backbone stopped" in log
     first = json.loads(out.read_text().splitlines()[0])
     assert first["value"]["seq"] == 1 and first["topic"] == "sigterm.t"
+
+
+def test_broker_command_serves_until_sigterm(tmp_path: Path) -> None:
+    from kafka import KafkaAdminClient
+
+    from tests.servers import free_port, wait_for_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BACKBONE), "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=10000)
+        try:
+            assert isinstance(admin.list_topics(), list)
+        finally:
+            admin.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    proc.stderr.close()
+
+
+def test_broker_command_bad_listener(tmp_path: Path) -> None:
+    result = cli("broker", "--listen", "nowhere", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: listener 'nowhere' must look like host:port, e.g. 127.0.0.1:9092"
+    )

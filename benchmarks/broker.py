@@ -58,6 +58,7 @@ class Options:
     timeout_scale: float = 1.0
     profile_dir: Path | None = None
     repeat: int = 1
+    consumer_config: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
 )
 WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
+#: Workloads whose librdkafka consumers take ``--consumer-config`` overrides.
+CONFIGURABLE_CONSUMERS = ("rdk_consume_1p", "rdk_consume_6p", "group_consume_6p")
 
 
 def _progress(message: str) -> None:
@@ -220,6 +223,8 @@ def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
                 kwargs = {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10}
                 if w.kind == "throughput":
                     kwargs["broker_pid"] = broker.pid
+                if opts.consumer_config and w.key in CONFIGURABLE_CONSUMERS:
+                    kwargs["consumer_config"] = opts.consumer_config
                 if opts.profile_dir is not None and name == "backbone":
                     out = opts.profile_dir / f"{name}-{w.key}.txt"
                     with profiling.record(broker.pid, out):
@@ -342,7 +347,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=1,
         help="run everything N times, brokers alternating, and report medians (default 1)",
     )
+    parser.add_argument(
+        "--consumer-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka setting for the throughput consumers (repeatable), "
+        "e.g. fetch.queue.backoff.ms=0",
+    )
     ns = parser.parse_args(argv)
+    consumer_config = {}
+    for item in ns.consumer_config:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--consumer-config takes KEY=VALUE (got {item!r})")
+        consumer_config[key.strip()] = value.strip()
     if ns.repeat < 1:
         parser.error(f"--repeat must be at least 1 (got {ns.repeat})")
     records = ns.records if ns.records is not None else (100_000 if ns.quick else 1_000_000)
@@ -371,6 +390,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         timeout_scale=ns.timeout_scale,
         profile_dir=ns.profile,
         repeat=ns.repeat,
+        consumer_config=consumer_config,
     )
 
 

@@ -30,6 +30,7 @@ def librdkafka_group_consume(
     members: int,
     timeout: float,
     broker_pid: int | None = None,
+    consumer_config: dict[str, str] | None = None,
 ) -> Result:
     """``members`` consumers in one new group subscribe to ``topic`` and read all ``expected``.
 
@@ -73,6 +74,7 @@ def librdkafka_group_consume(
                 "enable.partition.eof": False,
                 "error_cb": lambda err: errors.append(f"member {i}: client error: {err}"),
                 **GROUP_CONFIG,
+                **(consumer_config or {}),
             }
         )
         try:

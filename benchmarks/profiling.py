@@ -68,6 +68,13 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
+def _ours(name: str) -> bool:
+    """A frame of Backbone's own code, other than the entry points every sample passes."""
+    if not ("(broker/" in name or "(core/" in name):
+        return False
+    return not name.startswith(("serve ", "main ", "<module> "))
+
+
 def hot_spots(path: Path, *, seconds: float, rate: int = 200, top: int = 15) -> dict[str, Any]:
     """Top functions of a py-spy collapsed-stack file by self and inclusive share of samples.
 
@@ -89,7 +96,8 @@ def hot_spots(path: Path, *, seconds: float, rate: int = 200, top: int = 15) -> 
         total += count
         own[frames[-1]] += count
         for name in set(frames):
-            inclusive[name] += count
+            if _ours(name):
+                inclusive[name] += count
 
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         # Frames present in (nearly) every sample - runpy, asyncio.run, serve - say nothing.
@@ -113,6 +121,6 @@ def render_hot_spots(label: str, spots: dict[str, Any], top: int = 10) -> str:
     ]
     lines.append("  self %   function")
     lines += [f"  {pct:6.1f}   {name}" for name, pct in spots["self"][:top]]
-    lines.append("  total %  function (inclusive)")
+    lines.append("  total %  Backbone function (inclusive)")
     lines += [f"  {pct:6.1f}   {name}" for name, pct in spots["inclusive"][:top]]
     return "\n".join(lines)

@@ -127,6 +127,9 @@ def render(report: dict[str, Any], workloads: Sequence[WorkloadInfo]) -> str:
         f"linger 5 ms, batch 1 MB; latency: {o['latency_rate']:,} msg/s for "
         f"{o['latency_seconds']:g} s, linger 0, fetch.wait.max.ms {o['fetch_wait_ms']}",
     ]
+    if o.get("consumer_config"):
+        settings = ", ".join(f"{k}={v}" for k, v in o["consumer_config"].items())
+        lines.append(f"librdkafka throughput consumers: {settings}")
     if o.get("repeat", 1) > 1:
         lines.append(f"figures: medians of {o['repeat']} rounds, brokers alternating")
     for name in brokers:

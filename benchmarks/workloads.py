@@ -206,8 +206,12 @@ def librdkafka_consume(
     expected: int,
     timeout: float,
     broker_pid: int | None = None,
+    consumer_config: dict[str, str] | None = None,
 ) -> Result:
-    """Read ``expected`` records back from every partition (assign, no group) and time it."""
+    """Read ``expected`` records back from every partition (assign, no group) and time it.
+
+    ``consumer_config`` overrides librdkafka settings (``--consumer-config``).
+    """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     deadline = Deadline(timeout)
@@ -219,6 +223,7 @@ def librdkafka_consume(
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            **(consumer_config or {}),
             "error_cb": lambda err: errors.append(f"client error: {err}"),
         }
     )

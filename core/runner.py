@@ -228,6 +228,7 @@ class Runner:
 
     def _context(self, name: str) -> ConnectorContext:
         state_dir = self.config.resolve(self.config.runtime.state_dir) / name
+        state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(
             name=name,
             base_dir=self.config.base_dir,

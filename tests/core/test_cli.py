@@ -111,9 +111,12 @@ def test_run_config_error_exits_2_and_runtime_error_exits_1(tmp_path: Path) -> N
     result = cli("run", str(bad))
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == f"{bad}:2:3: sources.g: missing required key 'topic'"
+    from tests.servers import free_port
+
     unreachable = tmp_path / "down.yaml"
     unreachable.write_text(
-        "broker: {bootstrap: ['127.0.0.1:1']}\nsinks:\n  out: {type: stdout, topics: [t]}\n"
+        f"broker: {{bootstrap: ['127.0.0.1:{free_port()}']}}\n"
+        "sinks:\n  out: {type: stdout, topics: [t]}\n"
     )
     result = cli("run", str(unreachable))
     assert result.returncode == 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from backbone.positions import POSITIONS_TOPIC
+from backbone.positions import POSITIONS_TOPIC, PositionStore
 from backbone.runner import ConnectorState
 from tests.conformance import (
     FAST_RUNTIME,
@@ -469,3 +469,28 @@ async def test_sink_start_at_timestamp(
     async with running(two):
         await wait_until(lambda: len(read_lines(tmp_path / "late.jsonl")) >= 2, what="2 records")
     assert [line["value"] for line in read_lines(tmp_path / "late.jsonl")] == [3, 4]
+
+
+async def test_position_does_not_pass_a_record_that_failed_to_produce(
+    broker: str, tmp_path: Path
+) -> None:
+    topic, name = f"t.{uid()}", f"src-{uid()}"
+    huge = "x" * 2_000_000  # larger than the producer's max request size
+    config = write(
+        tmp_path,
+        broker
+        + FAST_RUNTIME
+        + f"""
+sources:
+  {name}: {{type: "{LIST}", topic: {topic}, values: [1, 2, "{huge}", 4]}}
+""",
+    )
+    async with running(config) as runner:
+        status = runner.status[name]
+        await wait_until(lambda: status.state is ConnectorState.FAILED, what="FAILED")
+        assert status.error is not None and "MessageSizeTooLargeError" in status.error
+        assert runner.bootstrap is not None
+        good = await consume(runner.bootstrap, topic, count=2)
+        saved = await PositionStore(None, runner.bootstrap).load()  # type: ignore[arg-type]
+    assert [json.loads(r.value) for r in good] == [1, 2]
+    assert saved.get(name) in (None, 1, 2)

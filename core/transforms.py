@@ -24,7 +24,15 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MASK", "Expression", "apply_transforms", "compile_filter", "get_field"]
+__all__ = [
+    "MASK",
+    "STEP_NAMES",
+    "Expression",
+    "apply_transforms",
+    "compile_filter",
+    "get_field",
+    "step_tag",
+]
 
 MASK = "****"
 _MISSING = object()
@@ -185,3 +193,16 @@ def apply_transforms(
             chosen = step.route.topics.get(str(found)) if found is not None else None
             topic = chosen or step.route.default or topic
     return True, value, topic
+
+
+STEP_NAMES = {"filter", "set", "rename", "drop", "mask", "route"}
+
+
+def step_tag(value: Any) -> str | None:
+    """Which transform step a YAML mapping (or a step model) is: its single step key."""
+    if isinstance(value, Mapping):
+        keys = [key for key in value if key in STEP_NAMES]
+        return keys[0] if len(keys) == 1 else None
+    return getattr(value, "_tag", None) or next(
+        (name for name in STEP_NAMES if name in type(value).model_fields), None
+    )

@@ -494,3 +494,26 @@ sources:
         saved = await PositionStore(None, runner.bootstrap).load()  # type: ignore[arg-type]
     assert [json.loads(r.value) for r in good] == [1, 2]
     assert saved.get(name) in (None, 1, 2)
+
+
+async def test_stop_commits_what_is_done(broker: str, tmp_path: Path) -> None:
+    topic, name = f"t.{uid()}", f"gen-{uid()}"
+    out = tmp_path / "out.jsonl"
+    config = write(
+        tmp_path,
+        broker
+        + FAST_RUNTIME
+        + f"""
+sources:
+  {name}: {{type: generator, topic: {topic}, rate: 1000, count: 40}}
+sinks:
+  sink-{name}: {{type: "{FILE}", topics: [{topic}], path: out.jsonl}}
+""",
+    )
+    async with running(config):
+        await wait_until(lambda: len(read_lines(out)) == 40, what="40 records")
+    async with running(config) as runner:
+        sink = runner.status[f"sink-{name}"]
+        await wait_until(lambda: sink.state is ConnectorState.RUNNING, what="sink running")
+        await asyncio.sleep(1.0)  # time for anything uncommitted to be delivered again
+    assert sorted(line["value"]["seq"] for line in read_lines(out)) == list(range(1, 41))

@@ -77,9 +77,11 @@ def compile_filter(text: str) -> Expression:
     """Compile a filter expression; :class:`ValueError` with a readable message if invalid."""
     try:
         tree = ast.parse(text, mode="eval")
+        evaluate = _build(tree.body, text)
     except SyntaxError as exc:
         raise ValueError(f"invalid filter expression {text!r}: {exc.msg}") from None
-    evaluate = _build(tree.body, text)
+    except (RecursionError, MemoryError):
+        raise ValueError(f"filter expression {text[:40]!r}... is nested too deeply") from None
     return lambda value: bool(evaluate(value))
 
 
@@ -106,7 +108,14 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
         return lambda v: not inner(v)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _build(node.operand, text)
-        return lambda v: -inner(v)
+
+        def negate(v: Any) -> Any:
+            operand = inner(v)
+            if isinstance(operand, bool) or not isinstance(operand, int | float):
+                return None  # like a missing field: comparisons with it are false
+            return -operand
+
+        return negate
     if isinstance(node, ast.Compare):
         left = _build(node.left, text)
         ops = [_COMPARE[type(op)] for op in node.ops]

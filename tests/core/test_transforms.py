@@ -6,6 +6,8 @@ import json
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backbone import DataError, SourceRecord
 from backbone.config import DropStep, FilterStep, MaskStep, RenameStep, Route, RouteStep, SetStep
@@ -158,3 +160,37 @@ def test_event_encoding() -> None:
     assert (out.topic, out.key, json.loads(out.value or b"")) == ("to", b"k", {"a": 1})
     assert out.headers == [("h", b"1"), ("content-type", b"application/json")]
     assert iso_time(0) == "1970-01-01T00:00:00.000Z"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "amount"]), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(text=st.text(max_size=40))
+def test_filter_compiler_raises_only_value_error(text: str) -> None:
+    try:
+        compile_filter(text)
+    except ValueError:
+        pass
+
+
+@given(
+    expression=st.sampled_from(
+        ["amount > 1", "a == b", "a in b", "not a.b", "a is None or b < 'x'", "-a < b"]
+    ),
+    value=json_values,
+)
+def test_filters_never_raise_on_any_json(expression: str, value: object) -> None:
+    assert compile_filter(expression)(value) in (True, False)
+
+
+def test_deeply_nested_filter_is_a_clear_error() -> None:
+    with pytest.raises(ValueError) as info:
+        compile_filter("not " * 5000 + "a")
+    assert str(info.value) == f"filter expression {('not ' * 10)!r}... is nested too deeply"

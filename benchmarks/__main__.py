@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if suite is not None and suite not in SUITES:
         print(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
         return 2
+    if "-h" in rest or "--help" in rest:
+        print(__doc__)
+        from benchmarks import broker
+
+        broker.parse_args(["--help"])  # prints the broker suite's options and exits
     status = 0
     for name in SUITES:
         if suite not in (None, name):

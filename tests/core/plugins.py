@@ -40,14 +40,20 @@ class ListOptions(ConnectorOptions):
     """Indexes emitted as records the source could not parse."""
     unserializable_at: list[int] = []
     """Indexes whose value cannot be encoded as JSON."""
+    fail_reads: int = 0
+    """Number of reads that raise RetriableError first."""
 
 
 class ListSource(Source[ListOptions]):
     async def open(self, position: Any | None) -> None:
         self.next = position or 0
         self.closed = False
+        self.failures = 0
 
     async def read(self) -> list[SourceRecord]:
+        if self.failures < self.options.fail_reads:
+            self.failures += 1
+            raise RetriableError(f"source down ({self.failures})")
         values = self.options.values
         if self.next >= len(values):
             import asyncio

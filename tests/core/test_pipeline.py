@@ -517,3 +517,30 @@ sinks:
         await wait_until(lambda: sink.state is ConnectorState.RUNNING, what="sink running")
         await asyncio.sleep(1.0)  # time for anything uncommitted to be delivered again
     assert sorted(line["value"]["seq"] for line in read_lines(out)) == list(range(1, 41))
+
+
+async def test_source_read_retries_report_status_and_recover(broker: str, tmp_path: Path) -> None:
+    topic, name = f"t.{uid()}", f"src-{uid()}"
+    config = write(
+        tmp_path,
+        broker
+        + FAST_RUNTIME
+        + f"""
+sources:
+  {name}:
+    type: "{LIST}"
+    topic: {topic}
+    values: [1, 2]
+    fail_reads: 3
+    retry: {{initial_backoff: 300ms, max_backoff: 300ms}}
+""",
+    )
+    async with running(config) as runner:
+        status = runner.status[name]
+        await wait_until(lambda: status.error is not None, what="the retry reported")
+        assert status.state is ConnectorState.RUNNING
+        assert status.error.startswith("RetriableError: source down (")
+        assert runner.bootstrap is not None
+        records = await consume(runner.bootstrap, topic, count=2)
+        await wait_until(lambda: status.error is None, what="the error cleared")
+    assert [json.loads(r.value) for r in records] == [1, 2]

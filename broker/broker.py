@@ -73,6 +73,9 @@ class BrokerConfig:
     flush: FlushPolicy = "always"
     flush_interval_ms: int = 1000
     log_defaults: LogConfig | None = None
+    group_initial_rebalance_delay_ms: int = 100
+    group_min_session_timeout_ms: int = 1000
+    group_max_session_timeout_ms: int = 1_800_000
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -197,7 +200,12 @@ class Broker:
         return self
 
     async def _start_groups(self, stack: contextlib.AsyncExitStack) -> GroupCoordinator:
-        coordinator = GroupCoordinator(self.config.data_dir)
+        coordinator = GroupCoordinator(
+            self.config.data_dir,
+            initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=self.config.group_min_session_timeout_ms,
+            max_session_timeout_ms=self.config.group_max_session_timeout_ms,
+        )
         return await stack.enter_async_context(coordinator)
 
     async def _stop_server(self) -> None:

@@ -120,6 +120,8 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
             topic = ctx.logs.topic(name)
             result.topic_id = topic.topic_id
             await ctx.logs.delete_topic(name)
+            if ctx.state.groups is not None:
+                await ctx.state.groups.drop_topic(name)
             logger.info("deleted topic %s", name)
         except BrokerError as exc:
             result.error_code = error_code(exc)

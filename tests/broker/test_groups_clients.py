@@ -443,3 +443,32 @@ def _confluent_admin(bootstrap: str, group: str, topic: str) -> tuple:
         except Exception as exc:
             deleted[group_id] = exc.args[0].name()
     return listed, described, deleted
+
+
+async def test_deleting_a_topic_drops_its_committed_offsets(broker: Broker) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as CTopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("gone", 2, 1), NewTopic("kept", 1, 1)])
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "dropper"})
+        try:
+            offsets = [CTopicPartition("gone", 0, 5), CTopicPartition("gone", 1, 7)]
+            offsets.append(CTopicPartition("kept", 0, 3))
+            await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
+        finally:
+            await asyncio.to_thread(consumer.close)
+        before = await admin.list_consumer_group_offsets("dropper")
+        assert {(tp.topic, tp.partition, m.offset) for tp, m in before.items()} == {
+            ("gone", 0, 5),
+            ("gone", 1, 7),
+            ("kept", 0, 3),
+        }
+        await admin.delete_topics(["gone"])
+        after = await admin.list_consumer_group_offsets("dropper")
+        assert {(tp.topic, tp.partition, m.offset) for tp, m in after.items()} == {("kept", 0, 3)}
+    finally:
+        await admin.close()

@@ -380,7 +380,7 @@ async def test_conformance_source_through_crash_with_the_generator(
     lines = await check_source_through_crash(
         broker=broker,
         tmp_path=tmp_path,
-        source="{type: generator, rate: 100, count: 600}",
+        source="{type: generator, rate: 40, count: 600}",  # 15 s: the kill lands mid-stream
         kill_when=lambda lines: len(seqs(lines)) >= 1,
         done_when=lambda lines: len(seqs(lines)) == 600,
     )

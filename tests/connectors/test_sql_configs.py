@@ -85,3 +85,18 @@ async def test_config_runs_and_copies_the_table(path: Path, tmp_path: Path) -> N
                 conn.execute("UPDATE orders SET customer = 'ANN' WHERE id = 1")
                 conn.execute("DELETE FROM orders WHERE id = 2")
             await wait_until(lambda: warehouse(data) == [(1, "ANN")], what="changes copied")
+
+
+@pytest.mark.parametrize("side", ["source", "sink"])
+def test_every_option_is_documented_and_has_a_json_schema(side: str) -> None:
+    from backbone.config import _member as member_model
+    from backbone.connectors.sql import CONNECTOR
+
+    options = getattr(CONNECTOR, f"{side}_options")
+    assert options is not None
+    assert not set(options.model_fields) & CONNECTOR.RESERVED
+    for name, field in options.model_fields.items():
+        assert field.description, f"{side} option {name!r} has no description"
+    schema = member_model(CONNECTOR, side).model_json_schema()
+    assert set(options.model_fields) <= set(schema["properties"])
+    assert schema["properties"]["url"]["format"] == "password"  # a secret, never printed

@@ -96,6 +96,10 @@ def column_of(table: sa.Table | Any, name: str, option: str) -> sa.ColumnElement
         ) from None
 
 
+SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "interrupted")
+"""SQLite OperationalError messages worth retrying; any other one is fatal."""
+
+
 def translate(exc: sa_exc.SQLAlchemyError, engine: Engine, doing: str) -> Exception:
     """The contract error for a database error raised while ``doing`` something."""
     where = redacted(engine.url)
@@ -106,10 +110,9 @@ def translate(exc: sa_exc.SQLAlchemyError, engine: Engine, doing: str) -> Except
         return RetriableError(f"lost the connection to {where} while {doing}: {message}")
     if isinstance(exc, sa_exc.OperationalError):
         lowered = message.lower()
-        if "no such table" in lowered or "no such column" in lowered:
+        if engine.dialect.name == "sqlite" and not any(t in lowered for t in SQLITE_TRANSIENT):
+            # SQLite reports missing tables, syntax errors... as OperationalError too
             return FatalError(f"{where}: {message} (while {doing})")
-        if "datatype mismatch" in lowered or "cannot store" in lowered:
-            return DataError(f"{where} rejected the record while {doing}: {message}")
         return RetriableError(f"cannot reach {where} while {doing}: {message}")
     if isinstance(exc, sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
         return RetriableError(f"cannot reach {where} while {doing}: {message}")

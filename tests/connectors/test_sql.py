@@ -618,3 +618,35 @@ async def test_unreachable_postgres_at_open_is_retriable(tmp_path: Path) -> None
     ):
         await src.open(None)
     await src.close()
+
+
+async def test_a_query_naming_a_missing_table_is_fatal_not_retried(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    src = source(url, tmp_path, query="SELECT id FROM nowhere", mode="bulk")
+    with pytest.raises(FatalError) as caught:
+        await src.check()
+    assert str(caught.value) == (
+        f"sqlite:///{tmp_path / 'shop.db'}: no such table: nowhere (while describing the query)"
+    )
+
+
+async def test_a_locked_sqlite_database_is_retriable(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    orders(url)
+    insert(url, "a")
+    src = source(url, tmp_path, table="orders", mode="bulk")
+    await src.open(None)
+    holder = sqlite3.connect(tmp_path / "shop.db", timeout=0)
+    try:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(RetriableError, match="database is locked"):
+            await src.read()
+        holder.rollback()
+        holder.close()
+        got = await read_n(src, 1)
+    finally:
+        await src.close()
+    assert afters(got, "name") == ["a"]

@@ -283,6 +283,22 @@ def broker(
     advertised_listener: str | None = typer.Option(
         None, "--advertised-listener", help="HOST:PORT clients are told to connect to."
     ),
+    flush: str = typer.Option(
+        "always",
+        "--flush",
+        help="When produced data is fsynced: always (acks=all waits for it), interval, os.",
+    ),
+    flush_interval_ms: int = typer.Option(
+        1000, "--flush-interval-ms", help="fsync period with --flush interval."
+    ),
+    auto_create_topics: bool = typer.Option(
+        True,
+        "--auto-create-topics/--no-auto-create-topics",
+        help="Create unknown topics on first Metadata/Produce, like Kafka.",
+    ),
+    default_partitions: int = typer.Option(
+        1, "--default-partitions", help="Partitions of auto-created topics."
+    ),
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM."""
@@ -293,7 +309,15 @@ def broker(
         typer.echo(f"error: the embedded broker is not available in this build ({exc})", err=True)
         raise typer.Exit(1) from None
     try:
-        serve(listen, data_dir, advertised_listener)
+        serve(
+            listen,
+            data_dir,
+            advertised_listener,
+            flush=flush,
+            flush_interval_ms=flush_interval_ms,
+            auto_create_topics=auto_create_topics,
+            default_partitions=default_partitions,
+        )
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except ValueError as exc:  # bad options (serve's contract): a usage error

@@ -89,3 +89,25 @@ def test_postgres_fixture_round_trip(postgres_server: Postgres) -> None:
     assert row is not None
     assert row[0] == "hello postgres"
     assert int(row[1]) >= 120000
+
+
+def test_regular_install_puts_only_backbone_in_site_packages(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    top = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))
+    assert [name for name in top if name not in {"bin", "__pycache__"}] == ["backbone"]
+    code = "import backbone, backbone.broker, backbone.connectors; print(backbone.broker.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(target / "backbone" / "broker" / "__init__.py")

@@ -1,12 +1,15 @@
-"""Group commit: one background task fsyncs dirty segment files off the event loop.
+"""Group commit: one long-lived thread fsyncs dirty segment files off the event loop.
 
 PartitionLog.append (acks=-1, flush policy ``always``) writes its batches, then awaits
-:meth:`Flusher.sync`. Every caller that arrives while no fsync runs joins the same round;
-callers arriving while an fsync runs wait for the next round. One round = one
-``asyncio.to_thread`` call that ``fdatasync``s every file marked dirty since the previous
-round (and ``fsync``s folders in which segment files were created), then resolves the round's
-future for all its waiters. ``rounds`` and ``fsync_calls`` count what happened (tests and
-metrics observe them).
+:meth:`Flusher.sync`. Every caller that arrives while no fsync runs starts (or joins) a
+round at once; callers arriving while an fsync runs wait for the next round, which starts
+the moment the running one completes. One round = one job handed to the flusher's own
+thread (``log-fsync``, started by :meth:`Flusher.start`) through a ``queue.SimpleQueue``:
+the thread ``fdatasync``s every file marked dirty since the previous round (and ``fsync``s
+folders in which segment files were created), then completes the round on the event loop
+with one ``loop.call_soon_threadsafe``, which resolves the round's future for all its
+waiters. No executor, no task per round. ``rounds`` and ``fsync_calls`` count what happened
+(tests and metrics observe them).
 
 Policies (LogManager's ``flush``): ``always`` = acks=-1 waits for its round; ``interval`` =
 a round every ``interval_ms`` for whatever is dirty, acks=-1 does not wait; ``os`` = the
@@ -20,6 +23,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 
 from backbone.broker.errors import KafkaStorageError
@@ -29,6 +34,8 @@ from .config import FlushPolicy
 __all__ = ["Flusher"]
 
 logger = logging.getLogger(__name__)
+
+_Job = tuple[set[int], set[Path], "asyncio.Future[None]"]
 
 
 class Flusher:
@@ -43,8 +50,11 @@ class Flusher:
         self.fsync_calls = 0
         self._files: set[int] = set()
         self._dirs: set[Path] = set()
-        self._round: asyncio.Future[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._next: asyncio.Future[None] | None = None  # waiters of the next round
+        self._in_flight: asyncio.Future[None] | None = None  # the round the thread runs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -53,17 +63,27 @@ class Flusher:
         return self.policy == "always"
 
     async def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="log-flusher")
+        """Start the fsync thread (and the periodic task of the ``interval`` policy)."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name="log-fsync", daemon=True)
+        self._thread.start()
+        if self.policy == "interval":
+            self._task = asyncio.create_task(self._run_periodic(), name="log-flusher")
 
     async def stop(self) -> None:
-        """Cancel the task, then flush whatever is still dirty (every policy)."""
+        """Stop the periodic task, flush whatever is still dirty (every policy), stop the
+        thread."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._flush_round()
+        await self._flush_all()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(thread.join)
+        self._loop = None
 
     def mark(self, fd: int) -> None:
         """Note a file as dirty; it is fsynced in the next round (no waiting)."""
@@ -80,64 +100,104 @@ class Flusher:
     async def sync(self, fd: int) -> None:
         """Return once ``fd``'s data written so far is on disk (joins the next round)."""
         self._files.add(fd)
-        if self._round is None:
-            self._round = asyncio.get_running_loop().create_future()
-            self._round.add_done_callback(_consume_exception)
-        fut = self._round
-        if self._wake is None:  # not started (tests, shutdown): flush inline
-            await self._flush_round()
-        else:
-            self._wake.set()
+        fut = self._next
+        if fut is None:
+            fut = self._next = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_consume_exception)
+        if self._thread is None:  # not started (tests, shutdown): flush inline
+            await self._flush_inline()
+        elif self._in_flight is None:
+            self._start_round()
         await asyncio.shield(fut)
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        periodic = self.policy == "interval"
-        while True:
-            if periodic:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval_ms / 1000)
-            else:
-                await self._wake.wait()
-            self._wake.clear()
-            await self._flush_round()
+    # ------------------------------------------------------------------ rounds
+    def _start_round(self) -> asyncio.Future[None] | None:
+        """Hand everything dirty to the thread as one round (none may be in flight).
 
-    async def _flush_round(self) -> None:
-        files, dirs, fut = self._files, self._dirs, self._round
-        self._files, self._dirs, self._round = set(), set(), None
+        Returns the round's future, or None when nothing was dirty (the waiters, if any,
+        are released at once).
+        """
+        files, dirs, fut = self._files, self._dirs, self._next
+        self._files, self._dirs, self._next = set(), set(), None
         if not files and not dirs:
             if fut is not None and not fut.done():
                 fut.set_result(None)
-            return
+            return None
+        if fut is None:
+            assert self._loop is not None
+            fut = self._loop.create_future()
+            fut.add_done_callback(_consume_exception)
         self.rounds += 1
         self.fsync_calls += len(files) + len(dirs)
-        try:
-            await asyncio.to_thread(_fsync_all, files, dirs)
-        except OSError as exc:
-            logger.error("fsync of the log failed: %s", exc)
-            if fut is not None and not fut.done():
-                fut.set_exception(KafkaStorageError(f"fsync of the log failed: {exc}"))
+        self._in_flight = fut
+        self._jobs.put((files, dirs, fut))
+        return fut
+
+    def _round_done(self, fut: asyncio.Future[None], error: Exception | None) -> None:
+        """On the loop: complete a round, then start the next one if anyone waits."""
+        self._in_flight = None
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                logger.error("fsync of the log failed: %s", error)
+                fut.set_exception(KafkaStorageError(f"fsync of the log failed: {error}"))
+        if self._next is not None and self._thread is not None:
+            self._start_round()
+
+    def _work(self) -> None:
+        """The fsync thread: one job per round until the ``None`` sentinel."""
+        loop = self._loop
+        assert loop is not None
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            files, dirs, fut = job
+            error: Exception | None = None
+            try:
+                _fsync_all(files, dirs)
+            except Exception as exc:  # reported on the loop; the thread keeps serving
+                error = exc
+            try:
+                loop.call_soon_threadsafe(self._round_done, fut, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+    async def _flush_all(self) -> None:
+        """Wait for the running round, then flush whatever is dirty (interval, close)."""
+        if self._thread is None:
+            await self._flush_inline()
             return
-        except BaseException:
-            # cancelled (shutdown): hand the round back, stop() flushes it once more
-            self._files |= files
-            self._dirs |= dirs
-            if self._round is None:
-                self._round = fut
-            elif fut is not None and not fut.done():
-                self._round.add_done_callback(lambda done: _chain(done, fut))
-            raise
+        while self._in_flight is not None:
+            with contextlib.suppress(KafkaStorageError):
+                await asyncio.shield(self._in_flight)
+        fut = self._start_round()
+        if fut is not None:
+            with contextlib.suppress(KafkaStorageError):
+                await asyncio.shield(fut)
+
+    async def _flush_inline(self) -> None:
+        """One round without the thread (flusher not started)."""
+        files, dirs, fut = self._files, self._dirs, self._next
+        self._files, self._dirs, self._next = set(), set(), None
+        if files or dirs:
+            self.rounds += 1
+            self.fsync_calls += len(files) + len(dirs)
+            try:
+                await asyncio.to_thread(_fsync_all, files, dirs)
+            except OSError as exc:
+                logger.error("fsync of the log failed: %s", exc)
+                if fut is not None and not fut.done():
+                    fut.set_exception(KafkaStorageError(f"fsync of the log failed: {exc}"))
+                return
         if fut is not None and not fut.done():
             fut.set_result(None)
 
-
-def _chain(done: asyncio.Future[None], fut: asyncio.Future[None]) -> None:
-    if fut.done():
-        return
-    if done.cancelled() or done.exception() is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(done.exception())  # type: ignore[arg-type]
+    async def _run_periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_ms / 1000)
+            await self._flush_all()
 
 
 def _consume_exception(fut: asyncio.Future[None]) -> None:

@@ -150,18 +150,17 @@ class LogConfig:
     min_cleanable_dirty_ratio: float = 0.5
     index_interval_bytes: int = 4096
     overrides: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Derived once (read per produced batch): cleanup.policy has compact / delete,
+    # message.timestamp.type is LogAppendTime.
+    compact: bool = field(init=False, repr=False, compare=False)
+    delete: bool = field(init=False, repr=False, compare=False)
+    log_append_time: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def compact(self) -> bool:
-        return "compact" in self.cleanup_policy.split(",")
-
-    @property
-    def delete(self) -> bool:
-        return "delete" in self.cleanup_policy.split(",")
-
-    @property
-    def log_append_time(self) -> bool:
-        return self.message_timestamp_type == "LogAppendTime"
+    def __post_init__(self) -> None:
+        policies = self.cleanup_policy.split(",")
+        object.__setattr__(self, "compact", "compact" in policies)
+        object.__setattr__(self, "delete", "delete" in policies)
+        object.__setattr__(self, "log_append_time", self.message_timestamp_type == "LogAppendTime")
 
     @classmethod
     def from_configs(cls, configs: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:

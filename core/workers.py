@@ -400,6 +400,18 @@ class ConsumingWorker(Worker):
     async def handle(self, records: list[SinkRecord]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    async def _dead_letter(
+        self, record: SinkRecord, error: BaseException, attempts: int
+    ) -> asyncio.Future[Any]:
+        return await self.dead_letter(
+            record.key,
+            record.value,
+            list(record.headers),
+            error=error,
+            attempts=attempts,
+            original=(record.topic, record.partition, record.offset),
+        )
+
 
 class SinkWorker(ConsumingWorker):
     """Runs one sink: each batch is written (retried, isolated, dead-lettered), then committed."""
@@ -450,18 +462,6 @@ class SinkWorker(ConsumingWorker):
             else:
                 self.status.error = None
             return
-
-    async def _dead_letter(
-        self, record: SinkRecord, error: BaseException, attempts: int
-    ) -> asyncio.Future[Any]:
-        return await self.dead_letter(
-            record.key,
-            record.value,
-            list(record.headers),
-            error=error,
-            attempts=attempts,
-            original=(record.topic, record.partition, record.offset),
-        )
 
 
 def load_function(spec: str) -> Callable[[Event], Any]:
@@ -551,15 +551,3 @@ class ProcessorWorker(ConsumingWorker):
                 break
         if futures:
             await asyncio.gather(*futures)
-
-    async def _dead_letter(
-        self, record: SinkRecord, error: BaseException, attempts: int
-    ) -> asyncio.Future[Any]:
-        return await self.dead_letter(
-            record.key,
-            record.value,
-            list(record.headers),
-            error=error,
-            attempts=attempts,
-            original=(record.topic, record.partition, record.offset),
-        )

@@ -49,6 +49,9 @@ logger = logging.getLogger(__name__)
 _SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
 _LOG_START_FILE = "log-start-offset"
 _INT32_MAX = 2**31 - 1
+#: How many recently appended batches of the active segment keep their file position in
+#: memory, so fetches near the log end never read batch headers back from the file.
+_TAIL_BATCHES = 4096
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,6 +122,11 @@ class PartitionLog:
         self._log_start_offset = 0
         self._watchers: list[Callable[[], None]] = []
         self._closed = False
+        # (base offset, file position) of the batches appended last to the active segment:
+        # a contiguous run ending at the segment's end (see read()); reset on roll.
+        self._tail_segment: Segment | None = None
+        self._tail_offsets: list[int] = []
+        self._tail_positions: list[int] = []
         self.cleaner_horizons: dict[int, int] = {}  # segment base -> tombstone horizon (ms)
         self.cleaner_checkpoint = -1  # next offset after the last cleaned segment
 
@@ -264,7 +272,9 @@ class PartitionLog:
             chunks.append(view[start + HEADER_SIZE : start + header.size])
             max_ts = log_append_time if log_append_time is not None else header.max_timestamp
             stored.append((header, base_offset, max_ts))
+        position = segment.size
         segment.append(chunks, stored)
+        self._remember_tail(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
         if acks == -1 and self.flusher.waits_on_acks:
@@ -276,6 +286,23 @@ class PartitionLog:
             log_append_time if log_append_time is not None else -1,
             self._log_start_offset,
         )
+
+    def _remember_tail(
+        self, segment: Segment, assigned: list[tuple[BatchHeader, int]], position: int
+    ) -> None:
+        offsets, positions = self._tail_offsets, self._tail_positions
+        if self._tail_segment is not segment:
+            self._tail_segment = segment
+            offsets.clear()
+            positions.clear()
+        for header, base_offset in assigned:
+            offsets.append(base_offset)
+            positions.append(position)
+            position += header.size
+        if len(offsets) > _TAIL_BATCHES:
+            drop = len(offsets) - _TAIL_BATCHES // 2
+            del offsets[:drop]
+            del positions[:drop]
 
     def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
         where = f"{self.topic}-{self.partition}"
@@ -381,6 +408,9 @@ class PartitionLog:
             )
         if offset == end:
             return ReadResult(b"", end, start)
+        tail = self._read_tail(offset, max_bytes)
+        if tail is not None:
+            return ReadResult(tail, end, start)
         i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
         for segment in self.segments[i:]:
             header = segment.find(offset)
@@ -390,6 +420,27 @@ class PartitionLog:
                     FileSlice(segment.fd, header.position, stop - header.position), end, start
                 )
         return ReadResult(b"", end, start)
+
+    def _read_tail(self, offset: int, max_bytes: int) -> FileSlice | None:
+        """The slice read() would return, from the remembered tail positions (no file
+        reads); None when ``offset`` is before them. Same rules as ``Segment.slice_end``."""
+        segment = self.segments[-1]
+        offsets = self._tail_offsets
+        if self._tail_segment is not segment or not offsets or offset < offsets[0]:
+            return None
+        positions = self._tail_positions
+        i = bisect.bisect_right(offsets, offset) - 1
+        first = positions[i]
+        limit = first + max(max_bytes, 0)
+        size = segment.size
+        stop = size
+        if size > limit:
+            j = bisect.bisect_right(positions, limit) - 1
+            if j > i:
+                stop = positions[j]
+            elif i + 1 < len(positions):  # the first batch alone is over max_bytes (KIP-74)
+                stop = positions[i + 1]
+        return FileSlice(segment.fd, first, stop - first)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms`` at or

@@ -103,12 +103,24 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> Any:
 async def _long_poll(
     ctx: RequestContext, request: Any, min_bytes: int, responses: list[Any]
 ) -> list[Any]:
+    """Wait for appends to the requested partitions until ``min_bytes`` are available,
+    ``max_wait_ms`` passes, the broker stops or the connection closes.
+
+    One future per wait, resolved by the partitions' watch callbacks (no task per wait);
+    the broker's ``stopping`` and the connection's ``closing`` events are watched by one
+    task each for the whole poll.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.max_wait_ms / 1000
-    wakeup = asyncio.Event()
+    wakeup: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not wakeup.done():
+            wakeup.set_result(None)
+
     unsubscribe = []
-    stopping = ctx.state.stopping
-    closing = ctx.connection.closing
+    stopping, closing = ctx.state.stopping, ctx.connection.closing
+    stop_waiters = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(closing.wait())]
     try:
         for fetch_topic in request.topics:
             for fetch_partition in fetch_topic.partitions:
@@ -116,31 +128,28 @@ async def _long_poll(
                     partition_log = ctx.logs.partition(fetch_topic.topic, fetch_partition.partition)
                 except BrokerError:
                     continue
-                unsubscribe.append(partition_log.watch(wakeup.set))
+                unsubscribe.append(partition_log.watch(wake))
         while not stopping.is_set() and not closing.is_set():
             timeout = deadline - loop.time()
             if timeout <= 0:
                 break
-            waiters = [
-                asyncio.ensure_future(wakeup.wait()),
-                asyncio.ensure_future(stopping.wait()),
-                asyncio.ensure_future(closing.wait()),
-            ]
-            try:
-                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-                await asyncio.gather(*waiters, return_exceptions=True)
-            if not wakeup.is_set():
+            await asyncio.wait(
+                [wakeup, *stop_waiters], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if any(waiter.done() for waiter in stop_waiters):
+                break
+            if not wakeup.done():
                 continue
-            wakeup.clear()
+            wakeup = loop.create_future()
             responses, total, failed = _collect(ctx, request)
             if total >= min_bytes or failed:
                 return responses
     finally:
         for stop in unsubscribe:
             stop()
+        for waiter in stop_waiters:
+            waiter.cancel()
+        await asyncio.gather(*stop_waiters, return_exceptions=True)
     responses, _, _ = _collect(ctx, request)
     return responses
 

@@ -371,3 +371,53 @@ async def test_mutated_batches_raise_only_broker_errors_and_never_store_corrupti
     assert accepted + refused == 400
     records = read_all(log)  # decode() asserts every served CRC
     assert len(records) == 5 * accepted == log.high_watermark
+
+
+async def test_remembered_tail_positions_agree_with_the_segment_scan(tmp_path: Path) -> None:
+    """Fetches near the log end use remembered batch positions; they must slice exactly
+    like the index + header scan does, for any offset and size limit."""
+    rnd = random.Random(1)
+    async with LogManager(tmp_path) as logs:
+        await logs.create_topic("t", 1)
+        log = logs.partition("t", 0)
+        for _ in range(300):
+            values = [b"x" * rnd.randint(1, 3000) for _ in range(rnd.randint(1, 5))]
+            await log.append(make_batch(values), acks=1)
+        segment = log.segments[-1]
+        for _ in range(2000):
+            offset = rnd.randrange(0, log.high_watermark)
+            max_bytes = rnd.choice([0, 1, 100, 5000, 20000, 10**6])
+            fast = log._read_tail(offset, max_bytes)
+            hit = segment.find(offset)
+            stop = segment.slice_end(hit, max_bytes)
+            assert fast is not None
+            assert (fast.position, fast.length) == (hit.position, stop - hit.position)
+
+
+async def test_failed_fsync_fails_its_waiters_and_the_next_round_works(tmp_path: Path) -> None:
+    from backbone.broker.errors import KafkaStorageError
+    from backbone.broker.log.flusher import Flusher
+
+    flusher = Flusher("always")
+    await flusher.start()
+    try:
+        read_end, write_end = os.pipe()  # the kernel refuses to fsync a pipe: EINVAL, no mock
+        try:
+            with pytest.raises(
+                KafkaStorageError, match=r"^fsync of the log failed: \[Errno 22\] Invalid argument"
+            ):
+                await asyncio.wait_for(flusher.sync(write_end), 10)
+            flusher.forget(write_end)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        good = os.open(tmp_path / "good", os.O_CREAT | os.O_WRONLY)
+        try:
+            os.write(good, b"data")
+            calls = flusher.fsync_calls
+            await asyncio.wait_for(flusher.sync(good), 10)
+            assert flusher.fsync_calls > calls
+        finally:
+            os.close(good)
+    finally:
+        await flusher.stop()

@@ -615,3 +615,37 @@ async def test_random_frames_never_take_the_broker_down(
     await assert_serves(broker.port)
     bugs = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not bugs, bugs
+
+
+async def test_a_thousand_pipelined_requests_and_a_big_frame_in_odd_pieces(
+    tmp_path: Path,
+) -> None:
+    """More requests in one write than the connection queues (reading pauses and resumes),
+    then a 3 MiB frame sent in odd-sized pieces followed by a small frame: every response
+    arrives, in request order."""
+    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as broker:
+        await _pipeline_and_big_frame(broker.port)
+
+
+async def _pipeline_and_big_frame(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        count = 1000
+        writer.write(b"".join(api_versions_request(i % 4, i) for i in range(count)))
+        await writer.drain()
+        for i in range(count):
+            size = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), 10))[0]
+            body = await reader.readexactly(size)
+            assert struct.unpack_from(">i", body)[0] == i
+        data = frame(header_v1(18, 0, 7777) + b"\x00" * (3 << 20)) + api_versions_request(1, 8888)
+        for start in range(0, len(data), 70001):
+            writer.write(data[start : start + 70001])
+            await writer.drain()
+        got = []
+        for _ in range(2):
+            size = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), 10))[0]
+            body = await reader.readexactly(size)
+            got.append(struct.unpack_from(">i", body)[0])
+        assert got == [7777, 8888]
+    finally:
+        writer.close()

@@ -20,6 +20,7 @@ Processors receive and return :class:`Event` objects (:func:`event_from_record`,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from backbone.errors import DataError
 
 __all__ = [
     "Event",
+    "SourceEncoder",
     "decode_value",
     "encode_event",
     "encode_key",
@@ -41,6 +43,12 @@ __all__ = [
 
 _CE_NAMESPACE = uuid.UUID("6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11")
 
+# Bound ``encode`` methods of configured encoders: ``json.dumps`` with keyword
+# arguments builds a new JSONEncoder on every call, these are built once.
+_VALUE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_POSITION_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
 
 def encode_value(value: Any) -> bytes | None:
     """JSON bytes of ``value`` (bytes as is, ``None`` stays ``None``); DataError if impossible."""
@@ -49,7 +57,7 @@ def encode_value(value: Any) -> bytes | None:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return _VALUE_JSON(value).encode()
     except (TypeError, ValueError) as exc:
         raise DataError(f"value cannot be serialized as JSON: {exc}") from exc
 
@@ -61,7 +69,7 @@ def encode_key(key: Any) -> bytes | None:
     if isinstance(key, str):
         return key.encode()
     try:
-        return json.dumps(key, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+        return _KEY_JSON(key).encode()
     except (TypeError, ValueError) as exc:
         raise DataError(f"key cannot be serialized as JSON: {exc}") from exc
 
@@ -86,7 +94,7 @@ def cloudevent_id(connector: str, position: Any) -> str:
     """Deterministic id from the connector and the position (random if no position)."""
     if position is None:
         return str(uuid.uuid4())
-    text = json.dumps(position, sort_keys=True, separators=(",", ":"), default=str)
+    text = _POSITION_JSON(position)
     return str(uuid.uuid5(_CE_NAMESPACE, f"backbone://{connector}/{text}"))
 
 
@@ -104,30 +112,85 @@ class Encoded:
 def encode_source_record(
     record: SourceRecord, *, connector: str, kind: str, topic: str, now_ms: int
 ) -> Encoded:
-    """Serialize ``record`` and add CloudEvents headers (see the module docstring)."""
-    value = encode_value(record.value)
-    key = encode_key(record.key)
-    timestamp = record.timestamp_ms if record.timestamp_ms is not None else now_ms
-    headers = list(record.headers)
-    present = {name for name, _ in headers}
-    ce = [
-        ("ce_specversion", "1.0"),
-        ("ce_id", cloudevent_id(connector, record.position)),
-        ("ce_source", f"backbone://{connector}"),
-        ("ce_type", record.event_type or f"backbone.{kind}"),
-        ("ce_time", iso_time(timestamp)),
-    ]
-    if value is not None:
-        ce.append(
-            (
-                "content-type",
-                "application/octet-stream"
-                if isinstance(record.value, bytes)
-                else "application/json",
-            )
+    """Serialize ``record`` and add CloudEvents headers (see the module docstring).
+
+    One-off form of :meth:`SourceEncoder.encode`; the source worker keeps a
+    :class:`SourceEncoder` instead.
+    """
+    return SourceEncoder(connector=connector, kind=kind, topic=topic).encode(record, now_ms)
+
+
+_SPECVERSION = b"1.0"
+_JSON_TYPE = b"application/json"
+_BYTES_TYPE = b"application/octet-stream"
+_CE_NAMES = frozenset(
+    ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
+)
+
+
+class SourceEncoder:
+    """Serializes one source's records; built once per source worker.
+
+    Everything that is the same for every record of the connector (the
+    ``ce_source`` bytes, the default ``ce_type``, the hash state of the
+    ``ce_id`` name prefix) is computed here once; :meth:`encode` does the
+    per-record part. The output is identical to :func:`encode_source_record`.
+    """
+
+    def __init__(self, *, connector: str, kind: str, topic: str) -> None:
+        self.topic = topic
+        self._source = f"backbone://{connector}".encode()
+        self._default_type = f"backbone.{kind}".encode()
+        # uuid5 = SHA-1 of namespace bytes + name; the name starts with this prefix.
+        self._id_prefix = hashlib.sha1(
+            _CE_NAMESPACE.bytes + f"backbone://{connector}/".encode(), usedforsecurity=False
         )
-    headers.extend((name, text.encode()) for name, text in ce if name not in present)
-    return Encoded(record.topic or topic, key, value, headers, timestamp)
+        self._time_ms = -1
+        self._time = b""
+
+    def event_id(self, position: Any) -> bytes:
+        """``ce_id`` bytes: UUIDv5 of the connector and the position's JSON (random for None)."""
+        if position is None:
+            return str(uuid.uuid4()).encode()
+        digest = self._id_prefix.copy()
+        digest.update(_POSITION_JSON(position).encode())
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+
+    def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
+        """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""
+        raw = record.value
+        value = encode_value(raw)
+        key = record.key
+        if key is not None and not isinstance(key, bytes):
+            key = key.encode() if isinstance(key, str) else encode_key(key)
+        timestamp = record.timestamp_ms
+        if timestamp is None:
+            timestamp = now_ms
+        if timestamp != self._time_ms:
+            self._time = iso_time(timestamp).encode()
+            self._time_ms = timestamp
+        event_type = record.event_type
+        headers: list[Header] = [
+            ("ce_specversion", _SPECVERSION),
+            ("ce_id", self.event_id(record.position)),
+            ("ce_source", self._source),
+            ("ce_type", event_type.encode() if event_type else self._default_type),
+            ("ce_time", self._time),
+        ]
+        if value is not None:
+            headers.append(("content-type", _BYTES_TYPE if isinstance(raw, bytes) else _JSON_TYPE))
+        if record.headers:
+            own = list(record.headers)
+            present = {name for name, _ in own}
+            if present & _CE_NAMES:
+                headers = [item for item in headers if item[0] not in present]
+            own.extend(headers)
+            headers = own
+        return Encoded(record.topic or self.topic, key, value, headers, timestamp)
 
 
 @dataclass(slots=True)

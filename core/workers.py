@@ -35,7 +35,7 @@ from aiokafka.errors import CommitFailedError
 from backbone.config import ProcessorSettings, RetryPolicy, RuntimeSettings
 from backbone.connector import ConnectorKind, Sink, SinkRecord, Source
 from backbone.errors import DataError, FatalError, RetriableError
-from backbone.events import Encoded, Event, encode_event, encode_source_record, event_from_record
+from backbone.events import Encoded, Event, SourceEncoder, encode_event, event_from_record
 from backbone.positions import PositionStore
 from backbone.retry import backoff_delay, dead_letter_headers
 from backbone.transforms import apply_transforms, compile_filter
@@ -187,6 +187,7 @@ class SourceWorker(Worker):
         self.topic = topic
         self.positions = positions
         self.start_position = start_position
+        self.encoder = SourceEncoder(connector=name, kind=kind.name, topic=topic)
         self._pending: deque[tuple[Any, asyncio.Future[Any]]] = deque()
         self._acked = start_position
         self._saved = start_position
@@ -213,8 +214,9 @@ class SourceWorker(Worker):
                 if attempt:
                     attempt = 0
                     self.status.error = None
+                now = int(time.time() * 1000)
                 for record in records:
-                    await self._produce(record)
+                    await self._produce(record, now)
                 await self._advance(force=False)
             await self._drain()
         except Stopping:
@@ -233,16 +235,13 @@ class SourceWorker(Worker):
                 attempt += 1
                 await self.backoff(attempt, exc)
 
-    async def _produce(self, record: Any) -> None:
-        now = int(time.time() * 1000)
+    async def _produce(self, record: Any, now: int) -> None:
         failure: DataError | None = None
         if record.error is not None:
             failure = DataError(record.error)
         else:
             try:
-                encoded = encode_source_record(
-                    record, connector=self.name, kind=self.kind.name, topic=self.topic, now_ms=now
-                )
+                encoded = self.encoder.encode(record, now)
             except DataError as exc:
                 failure = exc
         if failure is not None:

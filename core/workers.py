@@ -31,6 +31,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
+from aiokafka.partitioner import DefaultPartitioner
 
 from backbone.config import ProcessorSettings, RetryPolicy, RuntimeSettings
 from backbone.connector import ConnectorKind, Sink, SinkRecord, Source
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 10_000
 """Most unacknowledged records a source may have before the worker waits for acks."""
+
+BIG_RECORD = 8192
+"""Records whose key + value exceed this many bytes go through ``producer.send`` alone."""
 
 
 class ConnectorState(enum.StrEnum):
@@ -188,6 +192,7 @@ class SourceWorker(Worker):
         self.positions = positions
         self.start_position = start_position
         self.encoder = SourceEncoder(connector=name, kind=kind.name, topic=topic)
+        self._partitioner = DefaultPartitioner()
         self._pending: deque[tuple[Any, asyncio.Future[Any]]] = deque()
         self._acked = start_position
         self._saved = start_position
@@ -214,9 +219,8 @@ class SourceWorker(Worker):
                 if attempt:
                     attempt = 0
                     self.status.error = None
-                now = int(time.time() * 1000)
-                for record in records:
-                    await self._produce(record, now)
+                if records:
+                    await self._produce(records, int(time.time() * 1000))
                 await self._advance(force=False)
             await self._drain()
         except Stopping:
@@ -235,34 +239,91 @@ class SourceWorker(Worker):
                 attempt += 1
                 await self.backoff(attempt, exc)
 
-    async def _produce(self, record: Any, now: int) -> None:
-        failure: DataError | None = None
-        if record.error is not None:
-            failure = DataError(record.error)
-        else:
-            try:
-                encoded = self.encoder.encode(record, now)
-            except DataError as exc:
-                failure = exc
-        if failure is not None:
-            raw = record.value
-            if not isinstance(raw, bytes | None):
-                raw = str(raw).encode() if isinstance(raw, str) else repr(raw).encode()
-            future = await self.dead_letter(
-                None, raw, list(record.headers), error=failure, attempts=1, original=None
-            )
-        else:
-            future = await self.shared.producer.send(
-                encoded.topic,
-                value=encoded.value,
-                key=encoded.key,
-                headers=encoded.headers,
-                timestamp_ms=encoded.timestamp_ms,
-            )
-        self._pending.append((record.position, future))
-        if len(self._pending) >= MAX_IN_FLIGHT:
+    async def _produce(self, records: list[Any], now: int) -> None:
+        """Encode one ``read()`` result and hand it to the producer, a batch per partition.
+
+        Records are appended to one open ``BatchBuilder`` per topic-partition
+        (partition chosen like ``producer.send`` does: murmur2 of the key), so a
+        record costs no coroutine and no future of its own; every record of a
+        batch waits on that batch's future. Records of one partition keep their
+        order (a partition's batches are submitted in order), records the source
+        could not parse go to the dead-letter topic, and ``_pending`` keeps one
+        ``(position, future)`` per record in read order, so positions advance
+        exactly as with one send per record.
+        """
+        producer = self.shared.producer
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        open_batches: dict[tuple[str, int], tuple[Any, list[Any]]] = {}
+        order: list[tuple[Any, list[Any]]] = []  # (position, cell holding the future)
+        for record in records:
+            failure: DataError | None = None
+            if record.error is not None:
+                failure = DataError(record.error)
+            else:
+                try:
+                    encoded = self.encoder.encode(record, now)
+                except DataError as exc:
+                    failure = exc
+            if failure is not None:
+                raw = record.value
+                if not isinstance(raw, bytes | None):
+                    raw = str(raw).encode() if isinstance(raw, str) else repr(raw).encode()
+                future = await self.dead_letter(
+                    None, raw, list(record.headers), error=failure, attempts=1, original=None
+                )
+                order.append((record.position, [future]))
+                continue
+            topic, key, value = encoded.topic, encoded.key, encoded.value
+            known = partitions.get(topic)
+            if known is None:
+                await producer.partitions_for(topic)  # waits for the topic's metadata
+                cluster = producer.client.cluster
+                known = (
+                    list(cluster.partitions_for_topic(topic)),
+                    list(cluster.available_partitions_for_topic(topic)),
+                )
+                partitions[topic] = known
+            partition = self._partitioner(key, known[0], known[1])
+            tp = (topic, partition)
+            size = (len(key) if key else 0) + (len(value) if value else 0)
+            if size > BIG_RECORD:
+                await self._submit(open_batches, tp)
+                future = await producer.send(
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    headers=encoded.headers,
+                    timestamp_ms=encoded.timestamp_ms,
+                )
+                order.append((record.position, [future]))
+                continue
+            current = open_batches.get(tp)
+            if current is None:
+                current = open_batches[tp] = (producer.create_batch(), [None])
+            stamp = encoded.timestamp_ms
+            headers = encoded.headers
+            if current[0].append(timestamp=stamp, key=key, value=value, headers=headers) is None:
+                await self._submit(open_batches, tp)
+                current = open_batches[tp] = (producer.create_batch(), [None])
+                current[0].append(timestamp=stamp, key=key, value=value, headers=headers)
+            order.append((record.position, current[1]))
+        for tp in list(open_batches):
+            await self._submit(open_batches, tp)
+        self._pending.extend((position, cell[0]) for position, cell in order)
+        while len(self._pending) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._pending[0][1]])
             await self._advance(force=False)
+
+    async def _submit(
+        self, open_batches: dict[tuple[str, int], tuple[Any, list[Any]]], tp: tuple[str, int]
+    ) -> None:
+        """Hand the open batch of ``tp`` (if any) to the producer; its cell gets the future."""
+        current = open_batches.pop(tp, None)
+        if current is not None:
+            current[1][0] = await self.shared.producer.send_batch(
+                current[0], tp[0], partition=tp[1]
+            )
 
     async def _advance(self, *, force: bool) -> None:
         """Move the acknowledged position over every leading acknowledged record; save it."""
@@ -280,7 +341,7 @@ class SourceWorker(Worker):
 
     async def _drain(self) -> None:
         if self._pending:
-            await asyncio.wait([future for _, future in self._pending])
+            await asyncio.wait({future for _, future in self._pending})
         await self._advance(force=True)
 
 

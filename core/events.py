@@ -1,6 +1,7 @@
 """Events on the wire: serialization, CloudEvents headers, the processor ``Event``.
 
-The runner calls :func:`encode_source_record` for every record a source returns:
+The source worker encodes every record a source returns with its
+:class:`SourceEncoder` (:func:`encode_source_record` is the one-off form):
 the value becomes JSON (``bytes`` pass through untouched, ``None`` stays a
 tombstone), the key becomes bytes (``str`` as UTF-8, ``bytes`` as is, anything
 else as JSON), and CloudEvents 1.0 binary-mode headers (Kafka protocol binding)

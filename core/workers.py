@@ -6,8 +6,9 @@ when the runner's ``stop`` event is set (after draining what it holds) and raise
 when its connector must stop in state FAILED.
 
 - :class:`SourceWorker`: ``read()`` -> serialize (+ CloudEvents headers) -> shared
-  idempotent producer. Positions are saved (``_backbone.positions``) only up to the
-  highest position whose record and every record before it were acknowledged.
+  idempotent producer, one batch per partition per read. Positions are saved
+  (``_backbone.positions``) only up to the highest position whose record and every
+  record before it were acknowledged.
 - :class:`SinkWorker`: consumer group ``backbone.<name>`` -> ``write(batch)`` ->
   commit. Retriable errors back off; ``DataError`` isolates the bad records
   (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic.

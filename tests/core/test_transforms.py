@@ -194,3 +194,19 @@ def test_deeply_nested_filter_is_a_clear_error() -> None:
     with pytest.raises(ValueError) as info:
         compile_filter("not " * 5000 + "a")
     assert str(info.value) == f"filter expression {('not ' * 10)!r}... is nested too deeply"
+
+
+@given(
+    connector=st.text(min_size=1, max_size=20),
+    position=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    ).filter(lambda p: p is not None),
+)
+def test_event_id_is_uuid5_of_connector_and_position(connector: str, position: object) -> None:
+    from backbone.events import _CE_NAMESPACE, _POSITION_JSON, SourceEncoder
+
+    encoder = SourceEncoder(connector=connector, kind="k", topic="t")
+    expected = uuid.uuid5(_CE_NAMESPACE, f"backbone://{connector}/" + _POSITION_JSON(position))
+    assert encoder.event_id(position).decode() == str(expected)

@@ -164,9 +164,8 @@ async def check_source_idle_read(make: SourceFactory, *, drain: int, bound: floa
     try:
         if drain:
             await read_at_least(source, drain)
-        started = time.monotonic()
-        await asyncio.wait_for(source.read(), bound)
-        assert time.monotonic() - started <= bound
+        records = await asyncio.wait_for(source.read(), bound)  # TimeoutError past the bound
+        assert isinstance(records, list)
     finally:
         await source.close()
 

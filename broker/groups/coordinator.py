@@ -225,15 +225,17 @@ class GroupCoordinator(Membership):
                 )
                 continue
             results.append(None)
-            group.offsets[(commit.topic, commit.partition)] = CommittedOffset(
-                commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata
-            )
             entries.append(
                 [commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata]
             )
         if entries:
             self._log.append({"type": "offsets", "group": group_id, "offsets": entries})
             await self._sync_log()
+            # visible to OffsetFetch only once durable (a failed fsync raises above)
+            for topic, partition, offset, leader_epoch, metadata in entries:
+                group.offsets[(topic, partition)] = CommittedOffset(
+                    topic, partition, offset, leader_epoch, metadata
+                )
         return results
 
     def fetch_offsets(
@@ -275,11 +277,12 @@ class GroupCoordinator(Membership):
                 )
                 continue
             results.append(None)
-            group.offsets.pop((topic, partition), None)
             deleted.append([topic, partition])
         if deleted:
             self._log.append({"type": "offset_delete", "group": group_id, "partitions": deleted})
             await self._sync_log()
+            for topic, partition in deleted:
+                group.offsets.pop((topic, partition), None)
         return results
 
     async def drop_topic(self, topic: str) -> None:

@@ -30,6 +30,7 @@ from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
 from .log import LogConfig, LogManager
+from .log.index import write_file_atomically
 from .server import KafkaServer, ResponseFilter
 
 __all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
@@ -97,9 +98,7 @@ def _load_cluster_id(data_dir: Path) -> str:
         if value:
             return value
     value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(value + "\n")
-    tmp.replace(path)
+    write_file_atomically(path, (value + "\n").encode())  # fsynced: the id survives a crash
     return value
 
 

@@ -48,6 +48,10 @@ class Flusher:
         self.interval_ms = interval_ms
         self.rounds = 0
         self.fsync_calls = 0
+        # Once an fsync failed, the kernel may have dropped the dirty pages and cleared the
+        # error: a later fsync "succeeding" proves nothing. Like Kafka taking the log dir
+        # offline, every later sync() fails until restart (recovery re-validates the log).
+        self.failed: str | None = None
         self._files: set[int] = set()
         self._dirs: set[Path] = set()
         self._next: asyncio.Future[None] | None = None  # waiters of the next round
@@ -75,8 +79,7 @@ class Flusher:
         thread."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # never re-raises the task's cancellation
             self._task = None
         await self._flush_all()
         thread, self._thread = self._thread, None
@@ -99,6 +102,10 @@ class Flusher:
 
     async def sync(self, fd: int) -> None:
         """Return once ``fd``'s data written so far is on disk (joins the next round)."""
+        if self.failed is not None:
+            raise KafkaStorageError(
+                f"the log is offline after a failed fsync ({self.failed}); restart the broker"
+            )
         self._files.add(fd)
         fut = self._next
         if fut is None:
@@ -141,6 +148,7 @@ class Flusher:
                 fut.set_result(None)
             else:
                 logger.error("fsync of the log failed: %s", error)
+                self.failed = str(error)
                 fut.set_exception(KafkaStorageError(f"fsync of the log failed: {error}"))
         if self._next is not None and self._thread is not None:
             self._start_round()
@@ -188,6 +196,7 @@ class Flusher:
                 await asyncio.to_thread(_fsync_all, files, dirs)
             except OSError as exc:
                 logger.error("fsync of the log failed: %s", exc)
+                self.failed = str(exc)
                 if fut is not None and not fut.done():
                     fut.set_exception(KafkaStorageError(f"fsync of the log failed: {exc}"))
                 return

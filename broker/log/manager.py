@@ -21,7 +21,6 @@ closes every file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -143,8 +142,7 @@ class LogManager:
     ) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # never re-raises the task's cancellation
             self._task = None
         for topic in self._topics.values():
             for log in topic.partitions:

@@ -94,7 +94,11 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 tasks.append(task)
                 entries.append((index, task))
     if tasks:
-        await asyncio.wait(tasks)
+        try:
+            await asyncio.wait(tasks)
+        finally:
+            # cancelled (connection closed): the appends still finish, owned here
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
     if acks == 0:
         for task in tasks:
             if task.exception() is not None:

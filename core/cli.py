@@ -163,6 +163,9 @@ def run(
         asyncio.run(_run(Runner(config, registry)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    except asyncio.CancelledError:  # a second SIGINT/SIGTERM: stopped without draining
+        typer.echo("stopped without draining (second signal)", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:
         raise _fail(exc, debug) from None
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import DefaultPartitioner
 
 from backbone.config import ProcessorSettings, RetryPolicy, RuntimeSettings
@@ -403,7 +403,10 @@ class ConsumingWorker(Worker):
             await self.consumer.stop()
             raise
         try:
-            await self.open()
+            try:
+                await self.open()
+            except Stopping:  # stopped while open() was still retrying: a clean stop
+                return
             self.status.state = ConnectorState.RUNNING
             self.log.info(
                 "%s %s started: group backbone.%s on %s",
@@ -438,7 +441,7 @@ class ConsumingWorker(Worker):
                 offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
                 try:
                     await self.consumer.commit(offsets)
-                except CommitFailedError as exc:
+                except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
                     self.log.warning(
                         "%s %s: commit failed (%s); records will be delivered again",
                         self.role,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -38,6 +39,8 @@ from backbone import FatalError, SourceRecord
 from ._capture import Capture, ModeBase, Poll, dump_key, load_key, ms_of, raw
 from ._database import errors, split_name
 from ._values import to_json
+
+_UTC = ZoneInfo("UTC")  # SQLite's changelog stores strftime('now') in UTC; PostgreSQL TIMESTAMPTZ
 
 __all__ = ["Changelog", "changelog_name", "install"]
 
@@ -273,7 +276,7 @@ class Changelog(ModeBase):
                 current = LogState(None, hi, hi)  # window finished
             else:
                 current = LogState(int(mapping["bb_seq"]), lo, hi)
-            change_ms = ms_of(mapping["bb_changed_at"], capture.zone)
+            change_ms = ms_of(mapping["bb_changed_at"], _UTC)  # the log writes UTC
             if mapping["_bb_present"] is None:
                 before = {
                     k: to_json(mapping[f"_bb_k{i}"], capture.zone)

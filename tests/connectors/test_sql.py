@@ -650,3 +650,26 @@ async def test_a_locked_sqlite_database_is_retriable(tmp_path: Path) -> None:
     finally:
         await src.close()
     assert afters(got, "name") == ["a"]
+
+
+async def test_changelog_change_time_is_utc_whatever_the_timezone_option(
+    url: str, tmp_path: Path
+) -> None:
+    """The changelog's own change time is stored in UTC; ``timezone`` (for the table's
+    naive columns) must not shift it (Asia/Tokyo would put it 9 hours off)."""
+    orders(url)
+    insert(url, "existing")
+    src = source(
+        url, tmp_path, table="orders", mode="changelog", install_triggers=True,
+        timezone="Asia/Tokyo",
+    )  # fmt: skip
+    await src.open(None)
+    try:
+        [snapshot] = await read_n(src, 1)
+        insert(url, "new")
+        [record] = await read_n(src, 1)
+    finally:
+        await src.close()
+    now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
+    assert (snapshot.value["op"], record.value["op"]) == ("r", "c")
+    assert abs(record.value["source"]["ts_ms"] - now_ms) < 3600 * 1000

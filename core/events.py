@@ -91,14 +91,6 @@ def iso_time(timestamp_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def cloudevent_id(connector: str, position: Any) -> str:
-    """Deterministic id from the connector and the position (random if no position)."""
-    if position is None:
-        return str(uuid.uuid4())
-    text = _POSITION_JSON(position)
-    return str(uuid.uuid5(_CE_NAMESPACE, f"backbone://{connector}/{text}"))
-
-
 @dataclass(slots=True)
 class Encoded:
     """A record ready for the producer."""

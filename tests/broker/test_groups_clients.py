@@ -208,6 +208,8 @@ async def aiokafka_consume(bootstrap: str, group: str, topic: str, want: int) ->
 
 
 def kafka_python_consume(bootstrap: str, group: str, topic: str, want: int) -> list:
+    import time
+
     from kafka import KafkaConsumer
     from kafka.structs import OffsetAndMetadata
     from kafka.structs import TopicPartition as KTP
@@ -220,14 +222,15 @@ def kafka_python_consume(bootstrap: str, group: str, topic: str, want: int) -> l
         auto_offset_reset="earliest",
         session_timeout_ms=SESSION_MS,
         heartbeat_interval_ms=300,
-        consumer_timeout_ms=2000,
     )
     try:
         records = []
-        for record in consumer:
-            records.append((record.partition, record.offset, record.value.decode()))
-            if want and len(records) >= want:
-                break
+        # poll until ``want`` records (not "until 2 s without a record": joining the
+        # group can take longer than that on a loaded machine)
+        deadline = time.monotonic() + (30 if want else 4)
+        while time.monotonic() < deadline and (not want or len(records) < want):
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend((r.partition, r.offset, r.value.decode()) for r in batch)
         if want:
             consumer.commit(
                 {

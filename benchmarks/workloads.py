@@ -18,6 +18,7 @@ import asyncio
 import os
 import resource
 import struct
+import tempfile
 import threading
 import time
 import uuid
@@ -276,12 +277,17 @@ def kcat_consume(
         raise RuntimeError("kcat is not installed (`make system-deps` installs it)")
     argv = [exe, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"]
     argv += ["-c", str(expected), "-f", "%o\\n"]
-    meter = Meter(broker_pid)
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise TimeoutError(f"kcat did not finish within {timeout:.0f}s") from exc
-    meter.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-kcat-") as libdir:
+        env = dict(os.environ)
+        librdkafka = _wheel_librdkafka(Path(libdir))
+        if librdkafka is not None:
+            env["LD_LIBRARY_PATH"] = libdir
+        meter = Meter(broker_pid)
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, env=env)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"kcat did not finish within {timeout:.0f}s") from exc
+        meter.stop()
     count = proc.stdout.count(b"\n")
     if proc.returncode != 0 or count != expected:
         stderr = " ".join(proc.stderr.decode(errors="replace").split())[-300:]
@@ -291,8 +297,30 @@ def kcat_consume(
     return {
         "records": count,
         "bytes": count * RECORD_BYTES,
+        "librdkafka": "confluent-kafka wheel" if librdkafka is not None else "system",
         **throughput_figures(count, count * RECORD_BYTES, meter),
     }
+
+
+def _wheel_librdkafka(libdir: Path) -> Path | None:
+    """Link the librdkafka bundled in the confluent-kafka wheel as ``libdir/librdkafka.so.1``.
+
+    Debian's kcat links the system librdkafka (2.0.2 on bookworm), which cannot
+    talk to Tansu; run with ``LD_LIBRARY_PATH=libdir`` it uses the wheel's
+    newer library instead (the C API is backward compatible), so both brokers
+    are read by the same C consumer. Returns the library linked, or None when
+    the wheel ships none (kcat then uses the system library).
+    """
+    try:
+        import confluent_kafka
+    except ImportError:
+        return None
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    found = sorted(libs.glob("librdkafka*.so.1"))
+    if not found:
+        return None
+    (libdir / "librdkafka.so.1").symlink_to(found[0])
+    return found[0]
 
 
 def librdkafka_latency(

@@ -61,19 +61,47 @@ class PositionStore:
                 batches = await consumer.getmany(timeout_ms=500)
                 for messages in batches.values():
                     for message in messages:
-                        if message.key is None:
-                            continue
-                        name = message.key.decode()
-                        if message.value is None:
-                            positions.pop(name, None)
-                        else:
-                            positions[name] = json.loads(message.value)["position"]
+                        self._apply(positions, message)
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
             return positions
         finally:
             await consumer.stop()
+
+    def _apply(self, positions: dict[str, Any], message: Any) -> None:
+        """Fold one record of the topic into ``positions``: a value sets, a tombstone clears.
+
+        A record that is not ``{"position": ...}`` JSON under a UTF-8 key (written by
+        something else, or damaged) is logged with its offset and skipped, like Kafka
+        Connect's offset reader does: the connector keeps the position before it (or
+        none), so it re-reads from there, which duplicates at worst and loses nothing.
+        """
+        where = f"{self.topic}[{message.partition}]@{message.offset}"
+        if message.key is None:
+            logger.error("skipping a record without a key in %s", where)
+            return
+        try:
+            name = message.key.decode()
+        except UnicodeDecodeError:
+            logger.error("skipping a record whose key is not UTF-8 in %s", where)
+            return
+        if message.value is None:
+            positions.pop(name, None)
+            return
+        try:
+            position = json.loads(message.value)["position"]
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.error(
+                "skipping the unreadable position of %r in %s (%s: %s); the connector "
+                "resumes from its previous position",
+                name,
+                where,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        positions[name] = position
 
     async def save(self, connector: str, position: Any) -> None:
         """Store ``position`` for ``connector``; returns once the broker acknowledged it."""

@@ -87,7 +87,7 @@ def install(engine: Engine, table: sa.Table, key: list[str]) -> None:
             f"VALUES ('d', {values('OLD')}); END",
         ]
     elif dialect == "postgresql":
-        if _pg_installed(engine, table, log_name):
+        if _pg_installed(engine, target, log, log_name):
             return
         function = schema_prefix + quote(log_name + "_fn")
         statements = [
@@ -124,20 +124,19 @@ def install(engine: Engine, table: sa.Table, key: list[str]) -> None:
             conn.exec_driver_sql(statement)
 
 
-def _pg_installed(engine: Engine, table: sa.Table, log_name: str) -> bool:
-    """Whether the changelog table and trigger already exist (skip DDL: no new xid)."""
-    target = f"{table.schema}.{table.name}" if table.schema else table.name
+def _pg_installed(engine: Engine, target: str, log: str, log_name: str) -> bool:
+    """Whether the changelog table and trigger already exist (skip DDL: no new xid).
+
+    ``target`` and ``log`` are the quoted (schema-qualified) names used in the DDL, so
+    ``to_regclass`` finds mixed-case tables too instead of folding them to lower case.
+    """
     with errors(engine, "looking for the changelog triggers"), engine.connect() as conn:
         found = conn.execute(
             sa.text(
                 "SELECT count(*) FROM pg_trigger WHERE tgname = :trigger "
                 "AND tgrelid = to_regclass(:target) AND to_regclass(:log) IS NOT NULL"
             ),
-            {
-                "trigger": log_name + "_trigger",
-                "target": target,
-                "log": f"{table.schema + '.' if table.schema else ''}{log_name}",
-            },
+            {"trigger": log_name + "_trigger", "target": target, "log": log},
         ).scalar_one()
     return bool(found)
 

@@ -102,8 +102,7 @@ class Runner:
                     else ""
                 )
                 raise BackboneError(
-                    f"cannot start the producer on {self.bootstrap}: {type(exc).__name__}: "
-                    f"{exc}{hint}"
+                    f"cannot start the producer on {self.bootstrap}: {_describe(exc)}{hint}"
                 ) from exc
             stack.push_async_callback(producer.stop)
             store = PositionStore(producer, self.bootstrap)
@@ -208,7 +207,14 @@ class Runner:
 
     async def _create_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="backbone.admin")
-        await admin.start()
+        try:
+            await admin.start()
+        except Exception as exc:
+            await admin.close()
+            raise BackboneError(
+                f"cannot reach the Kafka cluster at {self.bootstrap} (broker.bootstrap): "
+                f"{_describe(exc)}"
+            ) from exc
         try:
             existing = set(await admin.list_topics())
             missing = [topic for topic in self._topics() if topic.name not in existing]
@@ -325,3 +331,10 @@ class _LazyProcessor(Worker):
             dead_letter_topic=self.settings.dead_letter_topic,
             status=self.status,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """``Class: message`` of a client error, without repeating a class name it already has."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import BrokerError
 from ..protocol import InitProducerIdResponse
-from .base import Handler, RequestContext, handlers
+from .base import Handler, RequestContext, error_code, handlers
 
 __all__ = ["HANDLERS"]
 
@@ -24,7 +25,12 @@ async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
         return InitProducerIdResponse(
             throttle_time_ms=0, error_code=INVALID_REQUEST, producer_id=-1, producer_epoch=-1
         )
-    producer_id = ctx.logs.allocate_producer_id()
+    try:
+        producer_id = await ctx.logs.allocate_producer_id()
+    except BrokerError as exc:  # KafkaStorageError: the id block could not be persisted
+        return InitProducerIdResponse(
+            throttle_time_ms=0, error_code=error_code(exc), producer_id=-1, producer_epoch=-1
+        )
     return InitProducerIdResponse(
         throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0
     )

@@ -357,14 +357,27 @@ class LogManager:
                 log.config = config
         logger.info("altered configs of topic %s: %s", name, dict(config.overrides))
 
-    def allocate_producer_id(self) -> int:
-        """A producer id never handed out before (InitProducerId); persisted in blocks."""
+    async def allocate_producer_id(self) -> int:
+        """A producer id never handed out before (InitProducerId); persisted in blocks.
+
+        Every ``_PRODUCER_ID_BLOCK`` ids the end of the next block is written (and
+        fsynced) to ``producer-ids.json`` in a worker thread, under the manager's lock so
+        two allocations never write at once; ids inside a block cost no I/O. A failed
+        write raises :class:`KafkaStorageError` and hands out nothing, so no id is ever
+        given twice across restarts.
+        """
         if self._next_producer_id >= self._producer_id_block_end:
-            end = self._next_producer_id + _PRODUCER_ID_BLOCK
-            write_file_atomically(
-                self.data_dir / "producer-ids.json", json.dumps({"next_block": end}).encode()
-            )
-            self._producer_id_block_end = end
+            async with self._lock:
+                if self._next_producer_id >= self._producer_id_block_end:
+                    end = self._next_producer_id + _PRODUCER_ID_BLOCK
+                    payload = json.dumps({"next_block": end}).encode()
+                    try:
+                        await asyncio.to_thread(
+                            write_file_atomically, self.data_dir / "producer-ids.json", payload
+                        )
+                    except OSError as exc:
+                        raise KafkaStorageError(f"cannot persist producer ids: {exc}") from exc
+                    self._producer_id_block_end = end
         producer_id = self._next_producer_id
         self._next_producer_id += 1
         return producer_id

@@ -185,7 +185,7 @@ async def test_idempotent_producer_duplicates_gaps_and_epochs(tmp_path: Path) ->
     async with LogManager(data) as logs:
         await logs.create_topic("t", 1)
         log = logs.partition("t", 0)
-        pid = logs.allocate_producer_id()
+        pid = await logs.allocate_producer_id()
         first = make_batch([b"a", b"b"], producer_id=pid, epoch=0, sequence=0)
         assert (await log.append(first, acks=-1)).base_offset == 0
         second = make_batch([b"c"], producer_id=pid, epoch=0, sequence=2)
@@ -220,7 +220,7 @@ async def test_idempotent_producer_duplicates_gaps_and_epochs(tmp_path: Path) ->
             await log.append(make_batch([b"h"], producer_id=pid, epoch=1, sequence=7), acks=1)
         nxt = make_batch([b"i"], producer_id=pid, epoch=1, sequence=1)
         assert (await log.append(nxt, acks=1)).base_offset == 4
-        assert logs.allocate_producer_id() > pid
+        assert await logs.allocate_producer_id() > pid
         assert [r.value for r in read_all(log)] == [b"a", b"b", b"c", b"e", b"i"]
 
 

@@ -12,6 +12,7 @@ from backbone.broker.errors import (
     InvalidConfig,
     InvalidPartitions,
     InvalidTopic,
+    KafkaStorageError,
     OffsetOutOfRange,
     TopicAlreadyExists,
     UnknownTopicOrPartition,
@@ -149,8 +150,32 @@ async def test_producer_ids_never_repeat_across_restarts(tmp_path: Path) -> None
     for _ in range(3):
         async with LogManager(data) as logs:
             for _ in range(5):
-                seen.add(logs.allocate_producer_id())
+                seen.add(await logs.allocate_producer_id())
     assert len(seen) == 15
+
+
+async def test_producer_id_block_that_cannot_be_persisted_hands_out_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with LogManager(data) as logs:
+        first = await logs.allocate_producer_id()
+    blocker = data / "producer-ids.json"
+    async with LogManager(data) as logs:
+        # the next block cannot be written: a directory stands where the file goes
+        blocker.unlink()
+        blocker.mkdir()
+        (blocker / "keep").write_text("x")
+        for _ in range(2):
+            with pytest.raises(KafkaStorageError, match="cannot persist producer ids: "):
+                await logs.allocate_producer_id()
+        (blocker / "keep").unlink()
+        blocker.rmdir()
+        # concurrent allocations write the block once and never share an id
+        ids = await asyncio.gather(*(logs.allocate_producer_id() for _ in range(20)))
+    assert len(set(ids)) == 20 and min(ids) > first
+    async with LogManager(data) as logs:
+        assert await logs.allocate_producer_id() > max(ids)
 
 
 async def test_retention_by_time_with_injected_clock(tmp_path: Path, clock: FakeClock) -> None:
@@ -240,7 +265,7 @@ async def test_compaction_keeps_latest_per_key_and_drops_tombstones_later(
     async with LogManager(data, clock=clock) as logs:
         await logs.create_topic("c", 1, configs)
         log = logs.partition("c", 0)
-        pid = logs.allocate_producer_id()
+        pid = await logs.allocate_producer_id()
         seq = 0
         for version in range(40):
             keys = [b"k%d" % (version % 4), b"k%d" % ((version + 1) % 5)]
@@ -341,7 +366,7 @@ async def test_compaction_keeps_a_producers_last_batch_as_an_empty_header(
     async with LogManager(data, clock=clock) as logs:
         await logs.create_topic("c", 1, {"cleanup.policy": "compact"})
         log = logs.partition("c", 0)
-        pid = logs.allocate_producer_id()
+        pid = await logs.allocate_producer_id()
         first = make_batch([b"v1"], keys=[b"k"], producer_id=pid, epoch=0, sequence=0)
         assert (await log.append(first, acks=1)).base_offset == 0
         await log.append(make_batch([b"other"], keys=[b"x"]), acks=1)
@@ -363,7 +388,7 @@ async def test_idle_producers_expire(tmp_path: Path, clock: FakeClock) -> None:
     async with LogManager(tmp_path / "data", clock=clock, producer_id_expiration_ms=60_000) as logs:
         await logs.create_topic("t", 1)
         log = logs.partition("t", 0)
-        busy, idle = logs.allocate_producer_id(), logs.allocate_producer_id()
+        busy, idle = await logs.allocate_producer_id(), await logs.allocate_producer_id()
         await log.append(make_batch([b"a"], producer_id=idle, epoch=0, sequence=0), acks=1)
         clock.advance(50)
         await log.append(make_batch([b"b"], producer_id=busy, epoch=0, sequence=0), acks=1)

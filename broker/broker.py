@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import resource
 import signal
 import time
 import uuid
@@ -155,6 +156,7 @@ class Broker:
     async def __aenter__(self) -> Broker:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        _raise_open_files_limit()
         if config.cluster_id is None:
             config.cluster_id = _load_cluster_id(config.data_dir)
         stack = contextlib.AsyncExitStack()
@@ -233,6 +235,26 @@ async def run_until_signalled(config: BrokerConfig) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard limit, as the JVM does for Kafka.
+
+    Every segment keeps its file open, so a broker with many partitions needs many
+    descriptors; Linux's default soft limit (often 1024) would make topic creation
+    fail long before the hard limit (often 524288) is reached. When the limit is
+    still too low, CreateTopics answers KAFKA_STORAGE_ERROR and creates nothing.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError) as exc:
+        logger.warning("cannot raise the open files limit from %d to %d: %s", soft, want, exc)
+        return
+    logger.info("raised the open files limit from %d to %d", soft, want)
 
 
 def serve(

@@ -249,21 +249,53 @@ class LogManager:
             topic.partitions = await asyncio.to_thread(
                 self._create_partitions, topic, 0, num_partitions
             )
-            await asyncio.to_thread(self._write_metadata, topic)
+            try:
+                await asyncio.to_thread(self._write_metadata, topic)
+            except OSError as exc:
+                await asyncio.to_thread(
+                    self._discard_partitions, topic, topic.partitions, 0, num_partitions
+                )
+                raise KafkaStorageError(f"cannot persist the metadata of {name}: {exc}") from exc
             self._topics[name] = topic
         logger.info("created topic %s with %d partitions", name, num_partitions)
         return topic
 
     def _create_partitions(self, topic: Topic, start: int, stop: int) -> list[PartitionLog]:
-        logs = []
+        """Create partitions ``start..stop-1`` of ``topic`` (blocking; run in a thread).
+
+        All or nothing: if one fails (out of file descriptors, disk full...), the ones
+        made so far are closed and removed and KafkaStorageError names the partition, so
+        the broker stays usable and the request can be retried.
+        """
+        logs: list[PartitionLog] = []
+        index = start
+        try:
+            for index in range(start, stop):
+                directory = self.data_dir / f"{topic.name}-{index}"
+                if directory.exists():
+                    logger.warning("moving aside orphaned partition folder %s", directory)
+                    directory.rename(self.data_dir / f"{uuid.uuid4().hex}-delete")
+                logs.append(self._open_partition(topic, index))
+            fsync_dir(self.data_dir)
+        except OSError as exc:
+            self._discard_partitions(topic, logs, start, index + 1)
+            raise KafkaStorageError(
+                f"cannot create partition {index} of topic {topic.name}: {exc}"
+            ) from exc
+        return logs
+
+    def _discard_partitions(
+        self, topic: Topic, logs: list[PartitionLog], start: int, stop: int
+    ) -> None:
+        """Undo :meth:`_create_partitions`: close ``logs``, remove folders start..stop-1."""
+        for log in logs:
+            log.discard()
         for index in range(start, stop):
             directory = self.data_dir / f"{topic.name}-{index}"
             if directory.exists():
-                logger.warning("moving aside orphaned partition folder %s", directory)
-                directory.rename(self.data_dir / f"{uuid.uuid4().hex}-delete")
-            logs.append(self._open_partition(topic, index))
-        fsync_dir(self.data_dir)
-        return logs
+                doomed = self.data_dir / f"{uuid.uuid4().hex}-delete"
+                directory.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
 
     def _metadata_path(self, topic: Topic) -> Path:
         return self.data_dir / "topics" / f"{topic.topic_id}.json"
@@ -319,7 +351,12 @@ class LogManager:
                 return
             new = await asyncio.to_thread(self._create_partitions, topic, current, total_count)
             topic.partitions.extend(new)
-            await asyncio.to_thread(self._write_metadata, topic)
+            try:
+                await asyncio.to_thread(self._write_metadata, topic)
+            except OSError as exc:
+                del topic.partitions[current:]
+                await asyncio.to_thread(self._discard_partitions, topic, new, current, total_count)
+                raise KafkaStorageError(f"cannot persist the metadata of {name}: {exc}") from exc
         logger.info("topic %s now has %d partitions", name, total_count)
 
     async def alter_configs(

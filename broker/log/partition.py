@@ -146,49 +146,53 @@ class PartitionLog:
         """Open (creating if needed) and recover a partition folder. Blocking: LogManager
         runs it in a thread before serving."""
         log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
-        directory.mkdir(parents=True, exist_ok=True)
-        for leftover in directory.iterdir():
-            if leftover.name.endswith((".tmp", ".cleaned")):
-                leftover.unlink()
-        checkpoint = 0
         try:
-            checkpoint = int((directory / _LOG_START_FILE).read_text().strip() or 0)
-        except FileNotFoundError:
-            pass
-        except ValueError:
-            logger.warning("ignoring an unreadable %s in %s", _LOG_START_FILE, directory)
-        bases = sorted(
-            int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_FILE.match(p.name))
-        )
-        interval = config.index_interval_bytes
-        for i, base in enumerate(bases):
-            active = i == len(bases) - 1
-            segment, truncated = Segment.open(
-                directory, base, active=active, index_interval_bytes=interval
+            directory.mkdir(parents=True, exist_ok=True)
+            for leftover in directory.iterdir():
+                if leftover.name.endswith((".tmp", ".cleaned")):
+                    leftover.unlink()
+            checkpoint = 0
+            try:
+                checkpoint = int((directory / _LOG_START_FILE).read_text().strip() or 0)
+            except FileNotFoundError:
+                pass
+            except ValueError:
+                logger.warning("ignoring an unreadable %s in %s", _LOG_START_FILE, directory)
+            bases = sorted(
+                int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_FILE.match(p.name))
             )
-            log.segments.append(segment)
-            if truncated and not active:
-                for later in bases[i + 1 :]:
-                    logger.warning(
-                        "recovery removed segment %020d of %s: it follows a truncated segment",
-                        later,
-                        directory,
-                    )
-                    for ext in (".log", ".index", ".timeindex"):
-                        (directory / f"{later:020d}{ext}").unlink(missing_ok=True)
-                break
-        if not log.segments:
-            now_ms = int(clock() * 1000)
-            log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
-            flusher.mark_dir(directory)
-        log._bases = [s.base_offset for s in log.segments]
-        log.cleaner_horizons = load_horizons(directory)
-        log._log_start_offset = max(checkpoint, log.segments[0].base_offset)
-        if log._log_start_offset > log.high_watermark:
-            log._log_start_offset = log.high_watermark
-        for segment in log.segments:
-            for header in segment.headers_from(0):
-                log.producers.replay(header)
+            interval = config.index_interval_bytes
+            for i, base in enumerate(bases):
+                active = i == len(bases) - 1
+                segment, truncated = Segment.open(
+                    directory, base, active=active, index_interval_bytes=interval
+                )
+                log.segments.append(segment)
+                if truncated and not active:
+                    for later in bases[i + 1 :]:
+                        logger.warning(
+                            "recovery removed segment %020d of %s: it follows a truncated segment",
+                            later,
+                            directory,
+                        )
+                        for ext in (".log", ".index", ".timeindex"):
+                            (directory / f"{later:020d}{ext}").unlink(missing_ok=True)
+                    break
+            if not log.segments:
+                now_ms = int(clock() * 1000)
+                log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
+                flusher.mark_dir(directory)
+            log._bases = [s.base_offset for s in log.segments]
+            log.cleaner_horizons = load_horizons(directory)
+            log._log_start_offset = max(checkpoint, log.segments[0].base_offset)
+            if log._log_start_offset > log.high_watermark:
+                log._log_start_offset = log.high_watermark
+            for segment in log.segments:
+                for header in segment.headers_from(0):
+                    log.producers.replay(header)
+        except BaseException:
+            log.discard()  # a half-opened folder must not keep its segments' files open
+            raise
         return log
 
     # ------------------------------------------------------------------ offsets
@@ -575,6 +579,15 @@ class PartitionLog:
         for segment in self.segments:
             self.flusher.forget(segment.fd)
             self.reaper.retire(segment)
+        self._watchers.clear()
+
+    def discard(self) -> None:
+        """Close every file now, for a log that was never served (failed load or rolled-back
+        creation): no fetch can hold one of its segments, so the reaper's delay is moot."""
+        self._closed = True
+        for segment in self.segments:
+            self.flusher.forget(segment.fd)
+            segment.close()
         self._watchers.clear()
 
     def fds(self) -> list[int]:

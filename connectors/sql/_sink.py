@@ -116,13 +116,17 @@ class SqlSink(Sink[SqlSinkOptions]):
         finally:
             engine.dispose()
 
-    def _open(self) -> tuple[Engine, sa.Table | None]:
+    def _open(self) -> None:
+        """Connect and describe the table (in a thread). The engine is kept on ``self``
+        here, not returned, so that ``close()`` disposes of it even when ``open()`` was
+        cancelled while this thread still ran."""
         engine = self._connect()
         try:
-            return engine, self._describe(engine)
+            table = self._describe(engine)
         except BaseException:
             engine.dispose()
             raise
+        self._engine, self._table = engine, table
 
     def _create(self, engine: Engine, rows: list[dict[str, Any]], keys: list[Any]) -> sa.Table:
         """``auto_create``: create the table with types inferred from ``rows``."""
@@ -369,7 +373,8 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     async def open(self) -> None:
         """Connect and describe the table (FatalError if missing without auto_create)."""
-        self._engine, self._table = await self._call(self._open)
+        await self._call(self._open)
+        assert self._engine is not None
         self.context.logger.info(
             "sql sink %s: writing to %s (%s) in %s",
             self.context.name,

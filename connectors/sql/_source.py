@@ -152,7 +152,10 @@ class SqlSource(Source[SqlSourceOptions]):
                 f"no primary key; set key: [column, ...]"
             )
 
-    def _open(self, position: Any | None) -> tuple[Engine, ModeBase]:
+    def _open(self, position: Any | None) -> None:
+        """Connect and build the mode (in a thread). The engine is kept on ``self`` here,
+        not returned, so that ``close()`` disposes of it even when ``open()`` was
+        cancelled while this thread still ran."""
         engine = self._connect()
         try:
             mode = self._build(engine, installing=True)
@@ -160,7 +163,7 @@ class SqlSource(Source[SqlSourceOptions]):
         except BaseException:
             engine.dispose()
             raise
-        return engine, mode
+        self._engine, self._mode = engine, mode
 
     # -- the contract ---------------------------------------------------------------
 
@@ -174,7 +177,8 @@ class SqlSource(Source[SqlSourceOptions]):
         Raises RetriableError when the database is unreachable and FatalError when
         the table, a column or the changelog table is missing.
         """
-        self._engine, self._mode = await self._call(self._open, position)
+        await self._call(self._open, position)
+        assert self._engine is not None
         self._next_poll = 0.0
         self.context.logger.info(
             "sql source %s: capturing %s (mode %s) from %s",

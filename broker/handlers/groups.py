@@ -29,7 +29,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import BrokerError, InvalidRequest, UnknownTopicOrPartition
+from ..errors import (
+    BrokerError,
+    CoordinatorNotAvailable,
+    GroupIdNotFound,
+    InvalidRequest,
+    UnknownTopicOrPartition,
+)
 from ..groups import MemberIdentity, OffsetCommit
 from ..groups.state import GroupState
 from ..protocol import (
@@ -52,8 +58,6 @@ __all__ = ["HANDLERS"]
 logger = logging.getLogger(__name__)
 
 INT32_MIN = -2147483648
-COORDINATOR_NOT_AVAILABLE = 15
-GROUP_ID_NOT_FOUND = 69
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
 # AclOperation codes READ (3), DELETE (6), DESCRIBE (8): everything a group allows.
@@ -68,7 +72,7 @@ def _coordinator(ctx: RequestContext, key_type: int) -> tuple[int, str | None]:
     if key_type == KEY_TYPE_GROUP:
         return 0, None
     if key_type == KEY_TYPE_TRANSACTION:
-        return COORDINATOR_NOT_AVAILABLE, "Transactions are not supported by this broker."
+        return CoordinatorNotAvailable.code, "Transactions are not supported by this broker."
     return InvalidRequest.code, f"Unknown coordinator key type {key_type}."
 
 
@@ -257,7 +261,7 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
         if ctx.api_version >= 6 and not ctx.groups.group_exists(group_id):
             described.append(
                 DescribeGroupsResponse.DescribedGroup(
-                    error_code=GROUP_ID_NOT_FOUND,
+                    error_code=GroupIdNotFound.code,
                     error_message=f"Group {group_id!r} not found.",
                     group_id=group_id,
                     group_state=GroupState.DEAD.value,

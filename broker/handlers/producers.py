@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BrokerError
+from ..errors import BrokerError, InvalidRequest
 from ..protocol import InitProducerIdResponse
 from .base import Handler, RequestContext, error_code, handlers
 
 __all__ = ["HANDLERS"]
-
-INVALID_REQUEST = 42
 
 
 async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
     """InitProducerId v0-5: allocate a producer id; refuse transactional ids."""
     if request.transactional_id is not None:
         return InitProducerIdResponse(
-            throttle_time_ms=0, error_code=INVALID_REQUEST, producer_id=-1, producer_epoch=-1
+            throttle_time_ms=0, error_code=InvalidRequest.code, producer_id=-1, producer_epoch=-1
         )
     try:
         producer_id = await ctx.logs.allocate_producer_id()

@@ -111,3 +111,46 @@ def test_regular_install_puts_only_backbone_in_site_packages(tmp_path: Path) -> 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(target / "backbone" / "broker" / "__init__.py")
+
+
+@pytest.mark.timeout(120)
+def test_quickstart_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """What `make run` starts (configs/quickstart.yaml, embedded broker), on a free port."""
+    import json
+    import signal
+    import time
+
+    from tests.servers import free_port
+
+    port = free_port()
+    text = (ROOT / "configs" / "quickstart.yaml").read_text()
+    assert "listen: 127.0.0.1:9092" in text and "data_dir: ../data " in text
+    text = text.replace("127.0.0.1:9092", f"127.0.0.1:{port}")
+    text = text.replace("../data", str(tmp_path / "data"))
+    config = tmp_path / "quickstart.yaml"
+    config.write_text(text)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    backbone = Path(sys.executable).parent / "backbone"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen([str(backbone), "run", str(config)], stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 60
+            while len(out.read_text().splitlines()) < 2:
+                assert proc.poll() is None, err.read_text()[-2000:]
+                assert time.monotonic() < deadline, "quickstart printed no events"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = err.read_text()
+    assert "SIGINT received: stopping" in log
+    assert f"embedded broker listening on 127.0.0.1:{port}" in log
+    assert "backbone stopped" in log and "Traceback" not in log
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {e["topic"] for e in events} == {"demo.events"}
+    seqs = [e["value"]["seq"] for e in events]
+    assert len(seqs) >= 2 and len(set(seqs)) == len(seqs) and min(seqs) >= 1
+    assert all(e["key"].startswith("key-") for e in events)

@@ -126,7 +126,10 @@ class SqlSinkOptions(ConnectorOptions):
 
     key: list[str] | None = None
     """Key columns for upsert/update/delete (default: the table's primary key; with
-    ``auto_create``, the fields of the record key)."""
+    ``auto_create``, the fields of the record key). A delete always needs key columns:
+    ``upsert``/``update``/``delete_on_tombstone`` without any are refused at start, and
+    with ``insert`` an ``op: d`` record is a DataError (dead-letter topic), never a
+    DELETE of every row."""
 
     delete_on_tombstone: bool = False
     """Delete the row named by the record key when a record's value is null. (Change

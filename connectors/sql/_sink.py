@@ -101,11 +101,15 @@ class SqlSink(Sink[SqlSinkOptions]):
         elif self.options.fields:
             for column in self.options.fields:
                 column_of(table, column, "fields")
-        needs_key = self.options.insert_mode != "insert" or self.options.delete_on_tombstone
-        if needs_key and not key:
+        if not key and self.options.insert_mode != "insert":
             raise FatalError(
                 f"key: insert_mode {self.options.insert_mode!r} needs key columns and table "
                 f"{self.options.table!r} has no primary key; set key: [column, ...]"
+            )
+        if not key and self.options.delete_on_tombstone:
+            raise FatalError(
+                f"key: delete_on_tombstone needs key columns and table {self.options.table!r} "
+                f"has no primary key; set key: [column, ...]"
             )
         self._key = key
 
@@ -194,6 +198,17 @@ class SqlSink(Sink[SqlSinkOptions]):
         return ("write", self._select(value)), key
 
     def _key_fields(self, image: Any, where: str) -> dict[str, Any]:
+        """The key columns naming the row to delete; never empty (DataError instead).
+
+        A delete without key columns would be ``DELETE FROM table`` with no WHERE:
+        with ``insert_mode: insert`` on a table without a primary key and no ``key``
+        option, an ``op: d`` record is refused (dead-letter topic) instead.
+        """
+        if not self._key:
+            raise DataError(
+                f"{where}: cannot delete from table {self.options.table!r}: it has no primary "
+                f"key and no 'key' option; set key: [column, ...] to name the row to delete"
+            )
         if isinstance(image, dict):
             fields = self._select(image)
         elif len(self._key) == 1 and image is not None:
@@ -357,6 +372,8 @@ class SqlSink(Sink[SqlSinkOptions]):
         conn.execute(statement, params)
 
     def _delete(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not self._key:  # _key_fields refuses such records; never DELETE without WHERE
+            raise DataError(f"cannot delete from table {self.options.table!r} without key columns")
         statement = table.delete().where(
             *[table.c[k] == sa.bindparam(f"_bb_key_{k}") for k in self._key]
         )

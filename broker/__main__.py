@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="seconds")
     parser.add_argument("--default-partitions", type=int, default=1)
     parser.add_argument(
-        "--no-auto-create-topics",
-        action="store_true",
-        help="answer UNKNOWN_TOPIC_OR_PARTITION instead of creating topics on first use",
+        "--auto-create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create unknown topics on first use (Metadata/Produce); with "
+        "--no-auto-create-topics answer UNKNOWN_TOPIC_OR_PARTITION instead",
     )
     parser.add_argument("--node-id", type=int, default=0)
     parser.add_argument("--log-level", default="INFO")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             max_frame_bytes=args.max_frame_bytes,
             idle_timeout_s=args.idle_timeout,
             default_partitions=args.default_partitions,
-            auto_create_topics=not args.no_auto_create_topics,
+            auto_create_topics=args.auto_create_topics,
             node_id=args.node_id,
         )
     except ValueError as exc:

@@ -36,6 +36,26 @@ EXPECTED = {
     37: (0, 3),  # CreatePartitions
     44: (0, 1),  # IncrementalAlterConfigs
     60: (0, 1),  # DescribeCluster
+    # consumer groups (issue 4), the ranges of broker/handlers/groups.py
+    8: (2, 8),  # OffsetCommit
+    9: (1, 8),  # OffsetFetch
+    10: (0, 5),  # FindCoordinator
+    11: (0, 9),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 6),  # DescribeGroups
+    16: (0, 5),  # ListGroups
+    42: (0, 2),  # DeleteGroups
+    47: (0, 0),  # OffsetDelete
+}
+
+# The oldest versions the Java 4.x client sends (Kafka 4 removed the older ones, KIP-896):
+# the broker must offer them, or the Java client cannot use groups at all.
+JAVA_4_FLOORS = {
+    8: 2,  # OffsetCommit
+    9: 1,  # OffsetFetch
+    11: 2,  # JoinGroup
 }
 
 
@@ -180,6 +200,12 @@ async def test_api_versions_every_version(broker: Broker, version: int) -> None:
     for key, expected in EXPECTED.items():
         assert ranges[key] == expected, f"api key {key}"
     await conn.close()
+
+
+def test_group_ranges_meet_the_java_4_floors() -> None:
+    for key, floor in JAVA_4_FLOORS.items():
+        low, high = EXPECTED[key]
+        assert low <= floor <= high, f"api key {key}: {low}-{high} does not offer v{floor}"
 
 
 async def test_api_versions_unsupported_version_answers_v0_body_with_ranges(

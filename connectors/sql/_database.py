@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +27,9 @@ __all__ = [
     "errors",
     "redacted",
     "reflect_table",
+    "require_file",
     "split_name",
+    "sqlite_file",
     "translate",
 ]
 
@@ -47,6 +50,28 @@ def resolve_url(raw: str, context: ConnectorContext) -> URL:
         if not database.startswith("file:"):
             url = url.set(database=str(context.resolve(database)))
     return url
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a file-backed SQLite URL; None for other URLs, ``sqlite://``,
+    ``:memory:`` and ``file:`` URIs (whose options only SQLite interprets)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def require_file(url: URL, hint: str) -> None:
+    """FatalError when ``url`` names a SQLite file that does not exist.
+
+    Connecting to a missing SQLite file would create an empty one; the live check and
+    the source never want that (``hint`` says what to do instead).
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise FatalError(f"url: SQLite database file {path} does not exist; {hint}")
 
 
 def create(url: URL, timezone: str) -> Engine:

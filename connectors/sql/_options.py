@@ -31,7 +31,8 @@ class SqlSourceOptions(ConnectorOptions):
 
     url: SecretStr
     """SQLAlchemy database URL, e.g. ``sqlite:///shop.db`` (relative to the config file)
-    or ``postgresql+psycopg://user:pw@host/db``. Treated as a secret."""
+    or ``postgresql+psycopg://user:pw@host/db``. Treated as a secret. A SQLite file must
+    exist: the source (and ``validate --check``) never creates an empty one."""
 
     table: str | None = None
     """Table to capture (``name`` or ``schema.name``). Exactly one of ``table`` and ``query``."""
@@ -115,7 +116,9 @@ class SqlSinkOptions(ConnectorOptions):
     """Options of the ``sql`` sink: records (change envelopes or JSON objects) become rows."""
 
     url: SecretStr
-    """SQLAlchemy database URL (relative SQLite paths resolve against the config file)."""
+    """SQLAlchemy database URL (relative SQLite paths resolve against the config file).
+    A missing SQLite file is an error, except with ``auto_create``: then the sink creates
+    it at start (its folder must exist; ``validate --check`` creates nothing)."""
 
     table: str
     """Target table (``name`` or ``schema.name``)."""

@@ -21,11 +21,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from backbone import ConnectorContext, DataError, FatalError, Sink, SinkRecord
 
-from ._database import column_of, create, errors, redacted, reflect_table, resolve_url, split_name
+from ._database import (
+    column_of,
+    create,
+    errors,
+    redacted,
+    reflect_table,
+    require_file,
+    resolve_url,
+    split_name,
+    sqlite_file,
+)
 from ._offload import Offload
 from ._options import SqlSinkOptions
 from ._values import from_json
@@ -74,8 +84,25 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     # -- setup -------------------------------------------------------------------
 
+    def _url(self) -> URL:
+        return resolve_url(self.options.url.get_secret_value(), self.context)
+
     def _connect(self) -> Engine:
-        return create(resolve_url(self.options.url.get_secret_value(), self.context), "UTC")
+        """An engine. A missing SQLite file is a FatalError unless ``auto_create`` is on,
+        in which case ``open()`` creates it (with the table, on the first records)."""
+        url = self._url()
+        if not self.options.auto_create:
+            require_file(url, "create it (with the table) or set auto_create: true")
+        self._require_folder(url)
+        return create(url, "UTC")
+
+    @staticmethod
+    def _require_folder(url: URL) -> None:
+        path = sqlite_file(url)
+        if path is not None and not path.parent.is_dir():
+            raise FatalError(
+                f"url: folder {path.parent} of SQLite database file {path} does not exist"
+            )
 
     def _describe(self, engine: Engine) -> sa.Table | None:
         """The target table, None if missing and ``auto_create`` is on."""
@@ -114,6 +141,12 @@ class SqlSink(Sink[SqlSinkOptions]):
         self._key = key
 
     def _check(self) -> None:
+        """The live check; creates nothing (not even a missing SQLite file)."""
+        url = self._url()
+        path = sqlite_file(url)
+        if path is not None and not path.exists() and self.options.auto_create:
+            self._require_folder(url)
+            return  # open() creates the file and the table: nothing more to check
         engine = self._connect()
         try:
             self._describe(engine)

@@ -21,7 +21,15 @@ from backbone import ConnectorContext, FatalError, Source, SourceRecord
 
 from ._capture import Capture, ModeBase
 from ._changelog import Changelog, changelog_name, install
-from ._database import column_of, create, errors, redacted, reflect_table, resolve_url
+from ._database import (
+    column_of,
+    create,
+    errors,
+    redacted,
+    reflect_table,
+    require_file,
+    resolve_url,
+)
 from ._modes import Bulk, Incrementing, Timestamp
 from ._offload import Offload
 from ._options import SqlSourceOptions
@@ -45,7 +53,9 @@ class SqlSource(Source[SqlSourceOptions]):
     # -- live check and setup (sync, in a worker thread) ---------------------------
 
     def _connect(self) -> Engine:
+        """An engine; a missing SQLite file is a FatalError (never created as an empty file)."""
         url = resolve_url(self.options.url.get_secret_value(), self.context)
+        require_file(url, "check the path (a relative path starts at the config file's folder)")
         return create(url, self.options.timezone)
 
     def _build(self, engine: Engine, *, installing: bool) -> ModeBase:

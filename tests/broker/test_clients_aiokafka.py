@@ -13,6 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -97,6 +98,9 @@ async def test_produce_consume_keys_headers_timestamps(broker: Broker, codec: st
         assert record.value == f"value-{i}".encode() * 20
         assert list(record.headers) == [("h", f"{i}".encode()), ("trace", b"\x00\x01")]
         assert record.timestamp == BASE_TS + i
+    # stored as the client compressed it (the values are compressible by every codec)
+    codecs = stored_codecs(broker.config.data_dir, "events")
+    assert codecs and set(codecs) == {CODEC_IDS[codec]}, codecs
 
 
 async def test_one_megabyte_record(broker: Broker) -> None:

@@ -23,6 +23,7 @@ from confluent_kafka.admin import (
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -112,6 +113,9 @@ async def test_produce_consume_keys_headers_timestamps(broker: Broker, codec: st
         assert record.value() == f"value-{i}".encode() * 10
         assert record.headers() == [("h", f"{i}".encode()), ("empty", b"")]
         assert record.timestamp() == (1, BASE_TS + i)  # TIMESTAMP_CREATE_TIME
+    # stored as the client compressed it (the values are compressible by every codec)
+    codecs = stored_codecs(broker.config.data_dir, "events")
+    assert codecs and set(codecs) == {CODEC_IDS[codec]}, codecs
 
 
 def _produce_codec(bootstrap: str, messages: list[dict[str, Any]], codec: str) -> list[Any]:

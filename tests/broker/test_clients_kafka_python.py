@@ -17,6 +17,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -125,6 +126,9 @@ async def test_produce_consume_keys_headers_timestamps(broker: Broker, codec: st
         assert record.value == f"value-{i}".encode() * 10
         assert record.headers == [("h", f"{i}".encode())]
         assert record.timestamp == BASE_TS + i
+    # stored as the client compressed it (the values are compressible by every codec)
+    codecs = stored_codecs(broker.config.data_dir, "events")
+    assert codecs and set(codecs) == {CODEC_IDS[codec]}, codecs
 
 
 async def test_one_megabyte_record(broker: Broker) -> None:

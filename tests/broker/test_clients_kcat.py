@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from backbone.broker import Broker, BrokerConfig
+from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 from tests.servers import unavailable
 
 pytestmark = pytest.mark.timeout(90)
@@ -64,7 +65,9 @@ async def test_metadata_lists_topics_and_partitions(broker: Broker) -> None:
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 async def test_produce_consume_keys_headers(broker: Broker, codec: str) -> None:
-    lines = "".join(f"key-{i}\tvalue-{i}\n" for i in range(20)).encode()
+    # compressible values: librdkafka stores a batch uncompressed when compressing it
+    # would not make it smaller
+    lines = "".join(f"key-{i}\tvalue-{i}-{'x' * 2000}\n" for i in range(20)).encode()
     await kcat(
         "-b",
         broker.bootstrap,
@@ -84,10 +87,12 @@ async def test_produce_consume_keys_headers(broker: Broker, codec: str) -> None:
     out = await kcat("-b", broker.bootstrap, "-C", "-t", "events", "-o", "beginning", "-e", "-J")
     records = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [(r["offset"], r["key"], r["payload"]) for r in records] == [
-        (i, f"key-{i}", f"value-{i}") for i in range(20)
+        (i, f"key-{i}", f"value-{i}-{'x' * 2000}") for i in range(20)
     ]
     assert all(r["headers"] == ["source", "kcat"] for r in records)
     assert all(r["tstype"] == "create" for r in records)
+    codecs = stored_codecs(broker.config.data_dir, "events")
+    assert codecs and set(codecs) == {CODEC_IDS[codec]}, codecs
 
 
 async def test_timestamps_and_offsets_by_time(broker: Broker) -> None:

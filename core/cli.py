@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -193,17 +194,43 @@ async def _run(runner: Any) -> None:
             loop.remove_signal_handler(signum)
 
 
-def _type_name(annotation: Any) -> str:
+def _unit(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str | None:
+    """``"duration"``/``"size"`` when the field is a :data:`Duration`/:data:`ByteSize`.
+
+    Pydantic moves a field's top-level ``Annotated`` metadata into
+    ``FieldInfo.metadata`` (the annotation is then plain ``float``), while an
+    ``Optional[Duration]`` keeps it inside the annotation: both are searched.
+    """
+    from backbone.types import parse_duration, parse_size
+
+    for item in metadata:
+        func = getattr(item, "func", None)
+        if func is parse_duration:
+            return "duration"
+        if func is parse_size:
+            return "size"
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        metadata = typing.get_args(annotation)[1:]
-        names = [getattr(m, "func", None) for m in metadata]
-        if any(getattr(f, "__name__", "") == "parse_duration" for f in names):
-            return "duration"
-        if any(getattr(f, "__name__", "") == "parse_size" for f in names):
-            return "size"
-        return _type_name(typing.get_args(annotation)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(annotation)
+        return _unit(args[0], args[1:])
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unit(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _type_name(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
+    """How ``backbone connectors NAME`` writes a field's type (``duration``, ``str | null``)."""
+    unit = _unit(None, metadata)
+    if unit is not None:
+        return unit
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        args = typing.get_args(annotation)
+        return _type_name(args[0], args[1:])
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
@@ -215,15 +242,36 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _default_text(value: Any, annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
+    """A default as users write it: ``5s`` for durations, ``64MiB`` for sizes, a nested
+    model as a YAML flow mapping, anything else as its ``repr``."""
+    from backbone.types import format_duration, format_size
+
+    unit = _unit(annotation, metadata)
+    if unit == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(value)
+    if unit == "size" and isinstance(value, int) and not isinstance(value, bool):
+        return format_size(value)
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        inner = ", ".join(
+            f"{name}: {_default_text(getattr(value, name), f.annotation, f.metadata)}"
+            for name, f in fields.items()
+        )
+        return "{" + inner + "}"
+    return repr(value)
+
+
 def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
-        default = (
-            "(required)"
-            if field.is_required()
-            else repr(field.get_default(call_default_factory=True))
-        )
-        rows.append((name, _type_name(field.annotation), default, field.description or ""))
+        if field.is_required():
+            default = "(required)"
+        else:
+            value = field.get_default(call_default_factory=True)
+            default = _default_text(value, field.annotation, field.metadata)
+        type_name = _type_name(field.annotation, field.metadata)
+        rows.append((name, type_name, default, field.description or ""))
     return rows
 
 

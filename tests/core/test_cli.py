@@ -200,3 +200,34 @@ def test_broker_command_bad_flush_policy(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: flush must be 'always', 'interval' or 'os' (got 'never')"
     )
+
+
+def test_connectors_show_durations_and_their_schema() -> None:
+    sql = cli("connectors", "sql")
+    assert sql.returncode == 0, sql.stderr
+    lines = sql.stdout.splitlines()
+    assert "  poll_interval        duration                 default 1s" in lines
+    assert "  lag                  duration                 default 5s" in lines
+    retry = (
+        "  retry                RetryPolicy              default "
+        "{max_attempts: 10, initial_backoff: 200ms, max_backoff: 30s}"
+    )
+    assert lines.count(retry) == 2  # source and sink
+    result = cli("connectors", "sql", "--json-schema")
+    assert result.returncode == 0, result.stderr
+    source = json.loads(result.stdout)["source"]
+    lag = source["properties"]["lag"]
+    assert lag["default"] == 5.0
+    assert lag["anyOf"][0] == {"type": "number", "minimum": 0}
+    assert lag["anyOf"][1] == {
+        "type": "string",
+        "pattern": r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$",
+    }
+    backoff = source["$defs"]["RetryPolicy"]["properties"]["initial_backoff"]
+    assert backoff["anyOf"] == lag["anyOf"]
+    whole = json.loads(cli("connectors", "--json-schema").stdout)
+    topic = whole["$defs"]["TopicSettings"]["properties"]
+    assert topic["config"]["additionalProperties"] == {
+        "type": ["string", "integer", "number", "boolean"]
+    }
+    assert topic["retention"]["anyOf"][0]["anyOf"] == lag["anyOf"]

@@ -31,17 +31,19 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from backbone.connector import ConnectorKind, ConnectorOptions
 from backbone.diagnostics import describe, line_col
 from backbone.errors import ConfigError
 from backbone.registry import Registry
 from backbone.transforms import compile_filter, step_tag
-from backbone.types import Duration
+from backbone.types import Duration, parse_duration, parse_size
 from backbone.yamlload import Document, format_path, load_document
 
 __all__ = [
@@ -107,6 +109,40 @@ def _start(value: Any) -> Any:
     )
 
 
+_INTEGER = re.compile(r"^\s*-?\d+\s*$")
+
+
+def _kafka_number(key: str, value: Any) -> Any:
+    """A raw topic config value, with sizes (``*.bytes``) and durations (``*.ms``) converted.
+
+    ``segment.bytes: 64MiB`` -> ``"67108864"``, ``retention.ms: 7d`` -> ``"604800000"``.
+    Integers and integer strings (``-1`` included: Kafka's "unlimited") pass through
+    unchanged; other values of such keys raise :class:`ValueError`. Values of other
+    keys are returned as given.
+    """
+    if key.endswith(".bytes"):
+        unit, expected = "size", 'a size like "64MiB" or a whole number of bytes'
+    elif key.endswith(".ms"):
+        unit, expected = "ms", 'a duration like "7d" or a whole number of milliseconds'
+    else:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        if _INTEGER.match(value):
+            return value.strip()
+        try:
+            if unit == "size":
+                return str(parse_size(value))
+            millis = parse_duration(value) * 1000
+        except ValueError:
+            pass
+        else:
+            if abs(millis - round(millis)) < 1e-6:
+                return str(round(millis))
+    raise ValueError(f"expected {expected} (got {value!r})")
+
+
 def _config_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -121,7 +157,11 @@ Start = Annotated[
     Literal["earliest", "latest"] | dt.datetime,
     BeforeValidator(_start),
 ]
-ConfigValue = Annotated[str, BeforeValidator(_config_value)]
+ConfigValue = Annotated[
+    str,
+    BeforeValidator(_config_value),
+    WithJsonSchema({"type": ["string", "integer", "number", "boolean"]}, mode="validation"),
+]
 
 
 class _Model(BaseModel):
@@ -198,7 +238,32 @@ class TopicSettings(_Model):
     cleanup: Literal["delete", "compact", "compact,delete"] | None = None
     """``cleanup.policy``: delete old segments, or keep the latest record per key."""
     config: dict[str, ConfigValue] = Field(default_factory=dict)
-    """Raw Kafka topic configs (``segment.bytes: 1048576``...), applied as given."""
+    """Raw Kafka topic configs, e.g. ``segment.bytes: 64MiB``. Values of keys ending in
+    ``.bytes`` may be sizes (``64MiB``) and of keys ending in ``.ms`` durations (``7d``):
+    both are converted to the integer Kafka expects; other values are applied as given."""
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _units(cls, value: Any) -> Any:
+        """Convert ``*.bytes`` sizes and ``*.ms`` durations; one error per bad key."""
+        if not isinstance(value, Mapping):
+            return value
+        converted: dict[Any, Any] = {}
+        errors: list[InitErrorDetails] = []
+        for key, item in value.items():
+            try:
+                converted[key] = _kafka_number(key, item) if isinstance(key, str) else item
+            except ValueError as exc:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", "{reason}", {"reason": str(exc)}),
+                        loc=(key,),
+                        input=item,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return converted
 
     def kafka_configs(self) -> dict[str, str]:
         """The Kafka topic configs this entry asks for."""
@@ -211,14 +276,30 @@ class TopicSettings(_Model):
 
 
 class RetryPolicy(_Model):
-    """Retries of a connector's retriable errors (exponential backoff with jitter)."""
+    """Retries of a connector's ``RetriableError`` (exponential backoff with jitter).
+
+    What is retried, and for how long:
+
+    - a sink's ``write(batch)`` and a processor's function (per record): at most
+      ``max_attempts`` calls; then the records go to ``dead_letter_topic``, or, when
+      there is none, the connector stops in state FAILED with the error;
+    - a source's ``open()`` and ``read()`` and a sink's ``open()``: retried without
+      limit (waits grow to ``max_backoff`` and stay there), because giving up would
+      skip records or stop the pipeline; ``max_attempts`` does not apply to them.
+
+    Waits never block other connectors, and a stop request ends them at once.
+    """
 
     max_attempts: int = Field(default=10, ge=1)
-    """Attempts before the record goes to the dead-letter topic (or the connector fails)."""
+    """Calls of a sink's ``write`` (or a processor's function) before its records go to
+    the dead-letter topic, or, without one, the connector stops FAILED. A source's
+    ``open``/``read`` and a sink's ``open`` are retried without limit."""
     initial_backoff: Duration = 0.2
-    """Wait before the second attempt; doubles each attempt."""
+    """Wait after the first failed attempt; doubles after each further failure (up to
+    ``max_backoff``). Each wait is a random 50-100% of that (jitter) and never shorter
+    than the error's ``retry_after``."""
     max_backoff: Duration = 30.0
-    """Longest wait between attempts."""
+    """Cap of the doubling wait between attempts (before jitter)."""
 
 
 class SourceSettings(_Model):
@@ -231,7 +312,8 @@ class SourceSettings(_Model):
     dead_letter_topic: TopicName | None = None
     """Where records the source cannot parse or serialize go (else the source fails)."""
     retry: RetryPolicy = RetryPolicy()
-    """Retry policy for retriable errors."""
+    """Backoff of retriable errors of ``open``/``read``, which are retried without limit
+    (``max_attempts`` does not apply: a source never skips records)."""
 
 
 class SinkSettings(_Model):
@@ -246,7 +328,8 @@ class SinkSettings(_Model):
     dead_letter_topic: TopicName | None = None
     """Where records that cannot be written go (else the sink fails)."""
     retry: RetryPolicy = RetryPolicy()
-    """Retry policy for retriable errors."""
+    """Retries of a failing ``write``: ``max_attempts`` calls, then the dead-letter topic
+    (or FAILED). ``open`` is retried without limit."""
 
 
 class FilterStep(_Model):
@@ -325,7 +408,8 @@ class ProcessorSettings(_Model):
     dead_letter_topic: TopicName | None = None
     """Where events the processor fails on go (else the processor fails)."""
     retry: RetryPolicy = RetryPolicy()
-    """Retry policy for retriable errors."""
+    """Retries of a function raising ``RetriableError``: ``max_attempts`` calls per event,
+    then the dead-letter topic (or FAILED)."""
 
     @field_validator("function")
     @classmethod

@@ -329,3 +329,60 @@ def test_options_split_from_common_fields(tmp_path: Path) -> None:
     assert entry.retry.max_attempts == 3 and entry.retry.max_backoff == 60.0
     options = connector_options(entry, generator.GeneratorOptions)
     assert options == generator.GeneratorOptions(rate=5)
+
+
+def test_topic_config_sizes_and_durations(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """\
+        topics:
+          t:
+            retention: 1d
+            config:
+              segment.bytes: 64MiB
+              max.message.bytes: 1048576
+              retention.bytes: "-1"
+              retention.ms: 7d
+              segment.ms: "3600000"
+              delete.retention.ms: 1.5s
+              cleanup.policy: compact
+              x.flag: true
+        """,
+    )
+    assert config.topics["t"].kafka_configs() == {
+        "segment.bytes": "67108864",
+        "max.message.bytes": "1048576",
+        "retention.bytes": "-1",
+        "retention.ms": "604800000",  # the raw config wins over ``retention``
+        "segment.ms": "3600000",  # an integer string is milliseconds, not seconds
+        "delete.retention.ms": "1500",
+        "cleanup.policy": "compact",
+        "x.flag": "true",
+    }
+    assert problems(
+        tmp_path,
+        """\
+        topics:
+          t:
+            config:
+              segment.bytes: 64 megs
+              flush.ms: 1.5
+              segment.ms: soon
+              min.compaction.lag.ms: 0.5ms
+              retention.bytes: true
+              max.message.bytes: [1]
+        """,
+    ) == [
+        '4:22: topics.t.config.segment.bytes: expected a size like "64MiB" or a whole number '
+        "of bytes (got '64 megs')",
+        '5:17: topics.t.config.flush.ms: expected a duration like "7d" or a whole number of '
+        "milliseconds (got 1.5)",
+        '6:19: topics.t.config.segment.ms: expected a duration like "7d" or a whole number of '
+        "milliseconds (got 'soon')",
+        '7:30: topics.t.config.min.compaction.lag.ms: expected a duration like "7d" or a '
+        "whole number of milliseconds (got '0.5ms')",
+        '8:24: topics.t.config.retention.bytes: expected a size like "64MiB" or a whole '
+        "number of bytes (got True)",
+        '9:26: topics.t.config.max.message.bytes: expected a size like "64MiB" or a whole '
+        "number of bytes (got [1])",
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,34 @@ from sqlalchemy.engine import Engine
 from backbone import SourceRecord
 
 from ._options import SqlSourceOptions
-from ._values import dump_cursor, load_cursor, to_json
+from ._values import dump_cursor, load_cursor, row_hash, to_json
 
-__all__ = ["Capture", "ModeBase", "Poll", "raw"]
+__all__ = ["Capture", "ModeBase", "Poll", "raw", "unique_ids"]
 
 EVENT_TYPE = "backbone.sql.change"
+CE_NAMESPACE = uuid.UUID("b7c3f1de-52a4-4c8e-9d0a-6e2f4a1c9b35")
+"""UUIDv5 namespace of the sql source's ``ce_id`` headers."""
+
+
+def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
+    """Make ``ce_id`` unique within one poll's records.
+
+    Two records get the same id only when everything they are named by is equal:
+    identical key-less rows sharing one timestamp. The n-th repeat (n >= 1) gets the
+    UUIDv5 of the id and n instead -- still deterministic, as such rows are
+    interchangeable.
+    """
+    seen: dict[bytes, int] = {}
+    for record in records:
+        for index, (name, value) in enumerate(record.headers):
+            if name != "ce_id":
+                continue
+            count = seen.get(value, 0)
+            seen[value] = count + 1
+            if count:
+                fresh = str(uuid.uuid5(CE_NAMESPACE, f"{value.decode()}#{count}")).encode()
+                record.headers[index] = ("ce_id", fresh)
+    return records
 
 
 def raw(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[Any]:
@@ -108,6 +132,7 @@ class Capture:
         now_ms = int(time.time() * 1000)
         image = after if after is not None else before
         key = self.key_of(image) if image is not None else None
+        content = row_hash(image) if key is None and image is not None else None
         envelope = {
             "op": op,
             "before": before,
@@ -123,6 +148,7 @@ class Capture:
         record = SourceRecord(
             value=envelope,
             key=key,
+            headers=[("ce_id", self.event_id(key, op, position, content))],
             timestamp_ms=change_ms,
             position=position,
             event_type=EVENT_TYPE,
@@ -130,8 +156,39 @@ class Capture:
         if op != "d" or not self.options.tombstones:
             return [record]
         record.position = previous
-        tombstone = SourceRecord(value=None, key=key, timestamp_ms=change_ms, position=position)
+        tombstone = SourceRecord(
+            value=None,
+            key=key,
+            headers=[("ce_id", self.event_id(key, "tombstone", position, content))],
+            timestamp_ms=change_ms,
+            position=position,
+        )
         return [record, tombstone]
+
+    def event_id(self, key: Any, op: str, position: Any, content: str | None) -> bytes:
+        """The ``ce_id`` header of one record: a UUIDv5, deterministic so that reading
+        again from the same position gives the same ids.
+
+        The runtime would derive ``ce_id`` from the position alone, but several records
+        can share one (a ``snapshot_diff`` diff, rows of one timestamp group, a delete
+        and its tombstone), so the name is the JSON of the connector, the table (or
+        query), the key, the op (``tombstone`` for tombstones) and the change's
+        position -- plus a hash of the row when there is no key.
+        """
+        name = json.dumps(
+            [
+                self.connector,
+                self.options.table or self.options.query,
+                key,
+                op,
+                position,
+                content,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        return str(uuid.uuid5(CE_NAMESPACE, name)).encode()
 
     def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """SELECT every data column plus ``extra`` from the relation."""

@@ -98,7 +98,7 @@ class SnapshotDiff(ModeBase):
                     changes.extend(capture.records("c", None, rows[key], old, old))
                 elif before != digest:
                     changes.extend(capture.records("u", None, rows[key], old, old))
-            for key in previous_hashes.keys() - hashes.keys():
+            for key in sorted(previous_hashes.keys() - hashes.keys()):
                 changes.extend(capture.records("d", json.loads(key), None, old, old))
         due = mono + capture.options.poll_interval
         if not changes:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from backbone import ConnectorContext, FatalError, Source, SourceRecord
 
-from ._capture import Capture, ModeBase
+from ._capture import Capture, ModeBase, unique_ids
 from ._changelog import Changelog, changelog_name, install
 from ._database import (
     column_of,
@@ -211,7 +211,7 @@ class SqlSource(Source[SqlSourceOptions]):
         result = await self._call(mode.poll, mode.state, time.time(), time.monotonic())
         mode.state = result.state
         self._next_poll = time.monotonic() + (0.0 if result.more else self.options.poll_interval)
-        return result.records
+        return unique_ids(result.records)
 
     async def ack(self, position: Any) -> None:
         """Let the mode drop state older than ``position`` (snapshot files)."""

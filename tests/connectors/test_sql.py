@@ -539,6 +539,7 @@ async def test_snapshot_diff_emits_creates_updates_and_deletes(url: str, tmp_pat
 
 async def test_missing_table_is_a_clear_error_at_check_and_open(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
+    execute(url, "CREATE TABLE orders (id INTEGER PRIMARY KEY)")
     src = source(url, tmp_path, table="ordres", mode="bulk")
     expected = (
         f"table: table 'ordres' does not exist in sqlite:///{tmp_path / 'shop.db'}; "
@@ -622,6 +623,7 @@ async def test_unreachable_postgres_at_open_is_retriable(tmp_path: Path) -> None
 
 async def test_a_query_naming_a_missing_table_is_fatal_not_retried(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
+    execute(url, "CREATE TABLE orders (id INTEGER PRIMARY KEY)")
     src = source(url, tmp_path, query="SELECT id FROM nowhere", mode="bulk")
     with pytest.raises(FatalError) as caught:
         await src.check()

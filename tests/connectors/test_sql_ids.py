@@ -1,0 +1,157 @@
+"""Every record of the sql source carries its own deterministic CloudEvents ``ce_id``."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backbone import SourceRecord
+from backbone.events import encode_source_record
+from tests.connectors.test_sql_support import execute, read_n, source
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shop.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def ce_id(record: SourceRecord) -> str:
+    [value] = [v for name, v in record.headers if name == "ce_id"]
+    return str(uuid.UUID(value.decode()))
+
+
+def items(url: str, *values: str, key: bool = True) -> None:
+    execute(
+        url,
+        f"CREATE TABLE items (id INTEGER{' PRIMARY KEY' if key else ''}, name TEXT, "
+        "updated_at TIMESTAMP NOT NULL)",
+    )
+    if values:
+        execute(url, f"INSERT INTO items (id, name, updated_at) VALUES {', '.join(values)}")
+
+
+async def test_ids_are_unique_within_a_snapshot_diff_and_equal_on_replay(
+    url: str, tmp_path: Path
+) -> None:
+    items(url, *[f"({i}, 'n{i}', '2024-05-01 12:00:00')" for i in range(1, 5)])
+    options = {"table": "items", "mode": "snapshot_diff", "tombstones": True}
+    src = source(url, tmp_path, **options)
+    await src.open(None)
+    try:
+        first = await read_n(src, 4)
+        execute(
+            url,
+            "UPDATE items SET name = 'x' WHERE id IN (1, 2)",
+            "DELETE FROM items WHERE id IN (3, 4)",
+            "INSERT INTO items (id, name, updated_at) VALUES (5, 'n5', '2024-05-01 12:00:00')",
+        )
+        diff = await read_n(src, 7)
+    finally:
+        await src.close()
+    assert [(r.value and r.value["op"], r.key) for r in diff] == [
+        ("u", {"id": 1}),
+        ("u", {"id": 2}),
+        ("c", {"id": 5}),
+        ("d", {"id": 3}),
+        (None, {"id": 3}),
+        ("d", {"id": 4}),
+        (None, {"id": 4}),
+    ]
+    # every record of the diff but the last shares one position; the ids differ
+    assert [r.position for r in diff][:-1] == [{"gen": 1}] * 6
+    ids = [ce_id(r) for r in first + diff]
+    assert len(set(ids)) == len(ids) == 11
+    again = source(url, tmp_path, **options)
+    await again.open(first[-1].position)  # redo the diff from the same position
+    try:
+        replay = await read_n(again, 7)
+    finally:
+        await again.close()
+    assert [ce_id(r) for r in replay] == [ce_id(r) for r in diff]
+
+
+async def test_ids_are_unique_within_a_timestamp_group_and_equal_on_replay(
+    url: str, tmp_path: Path
+) -> None:
+    items(
+        url,
+        "(1, 'a', '2024-05-01 11:00:00')",
+        "(2, 'b', '2024-05-01 12:00:00')",
+        "(3, 'c', '2024-05-01 12:00:00')",
+        "(4, 'd', '2024-05-01 12:00:00')",
+    )
+    options = {"table": "items", "mode": "timestamp", "timestamp_column": "updated_at"}
+    src = source(url, tmp_path, **options)
+    await src.open(None)
+    try:
+        got = await read_n(src, 4)
+    finally:
+        await src.close()
+    group = got[1:]
+    assert sorted(r.key["id"] for r in group) == [2, 3, 4]
+    assert group[0].position == group[1].position  # one position for the group...
+    ids = [ce_id(r) for r in got]
+    assert len(set(ids)) == 4  # ...yet one id per row
+    again = source(url, tmp_path, **options)
+    await again.open(got[0].position)
+    try:
+        replay = await read_n(again, 3)
+    finally:
+        await again.close()
+    assert {r.key["id"]: ce_id(r) for r in replay} == {r.key["id"]: ce_id(r) for r in group}
+
+
+async def test_key_less_rows_sharing_a_timestamp_get_distinct_ids(url: str, tmp_path: Path) -> None:
+    items(
+        url,
+        "(1, 'a', '2024-05-01 12:00:00')",
+        "(1, 'a', '2024-05-01 12:00:00')",  # the very same row twice
+        "(2, 'b', '2024-05-01 12:00:00')",
+        key=False,
+    )
+    options = {"table": "items", "mode": "timestamp", "timestamp_column": "updated_at"}
+    src = source(url, tmp_path, **options)
+    await src.open(None)
+    try:
+        got = await read_n(src, 3)
+    finally:
+        await src.close()
+    assert [r.key for r in got] == [None, None, None]
+    assert len({ce_id(r) for r in got}) == 3
+    again = source(url, tmp_path, **options)
+    await again.open(None)
+    try:
+        replay = await read_n(again, 3)
+    finally:
+        await again.close()
+    assert sorted(ce_id(r) for r in replay) == sorted(ce_id(r) for r in got)
+
+
+async def test_a_delete_and_its_tombstone_have_different_ids_the_runtime_keeps(
+    url: str, tmp_path: Path
+) -> None:
+    items(url, "(1, 'a', '2024-05-01 12:00:00')")
+    src = source(
+        url, tmp_path, table="items", mode="changelog", install_triggers=True, tombstones=True
+    )
+    await src.open(None)
+    try:
+        await read_n(src, 1)
+        execute(url, "DELETE FROM items WHERE id = 1")
+        delete, tombstone = await read_n(src, 2)
+    finally:
+        await src.close()
+    assert (delete.value["op"], tombstone.value) == ("d", None)
+    assert tombstone.position == delete.value["source"]["position"]
+    assert ce_id(delete) != ce_id(tombstone)
+    for record in (delete, tombstone):
+        encoded = encode_source_record(
+            record, connector="orders-db", kind="sql", topic="t", now_ms=0
+        )
+        assert [v for n, v in encoded.headers if n == "ce_id"] == [ce_id(record).encode()]

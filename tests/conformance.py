@@ -15,16 +15,21 @@ Source checks (:func:`check_source` runs them all):
 
 - resume from position: a new instance opened with the position of record k
   returns exactly the records after k (:func:`check_source_resumes`);
-- no position advance on failure: opening twice from the same position replays
-  the same records — the runtime relies on this when a produce fails and it
-  reopens from the last *saved* position (:func:`check_source_replays`);
-- cancellation mid-read: cancelling a pending ``read()`` propagates
-  ``CancelledError`` promptly and ``close()`` still works, twice
-  (:func:`check_source_cancellation`);
+- no position advance on failure: a run that read records but never acked is
+  replayed exactly by a new instance opened from the same position (the runtime
+  reopens from the last *acked* position after a failed produce or a crash)
+  (:func:`check_source_replays`);
+- cancellation mid-read: once the source is drained, a ``read()`` that is
+  suspended is cancelled; ``CancelledError`` propagates, the instance still reads
+  and ``close()`` works, twice (:func:`check_source_cancellation`);
 - ``read()`` returns within a bound when idle, positions are JSON round-trippable.
 
 Sink checks: :func:`check_sink_writes` (write, read back, close twice) and
-:func:`check_sink_data_error_is_all_or_nothing`.
+:func:`check_sink_data_error_is_all_or_nothing`. Retrying a ``RetriableError`` is
+the runtime's job, not the connector's (the sink worker calls ``write`` again with
+the same batch): it is tested once, in ``tests/core/test_runtime_behaviour.py``.
+What a sink must guarantee for retries and dead-lettering to be exact is that a
+``write`` that raised left nothing of its batch behind — the all-or-nothing check.
 
 Pipeline helpers (the runtime with a real broker): :func:`running` runs a config
 in-process, :func:`consume` reads a topic with aiokafka, :class:`Gateway` runs
@@ -129,7 +134,17 @@ async def check_source_resumes(
 async def check_source_replays(
     make: SourceFactory, *, minimum: int, same: Identity = identity
 ) -> None:
-    """No position advance on failure: two opens from one position give the same records."""
+    """No position advance on failure: a read that was never acknowledged is read again.
+
+    The runtime acks a position only after the broker stored every record up to it;
+    when producing fails (or the process dies) it reopens the source from the last
+    *acked* position. This check injects that failure: an instance opened from
+    position P reads records and is closed without any ``ack`` (the failed run);
+    a second instance opened from the same P must return the same records. The
+    same is checked for the very first start (``open(None)`` twice, no ack). A
+    source that moved a cursor of its own on ``read`` (in ``state_dir``, in the
+    database...) instead of on ``ack`` fails here.
+    """
     seen = []
     for _ in range(2):
         source = make()
@@ -137,26 +152,85 @@ async def check_source_replays(
         try:
             seen.append([same(r) for r in await read_at_least(source, minimum)][:minimum])
         finally:
-            await source.close()
-    assert seen[0] == seen[1]
-
-
-async def check_source_cancellation(make: SourceFactory, *, bound: float = 5.0) -> None:
-    """Cancelling a pending read propagates promptly; close() works afterwards, twice."""
+            await source.close()  # no ack: this run "failed"
+    assert seen[0] == seen[1], "open(None) twice without an ack gave different records"
     source = make()
     await source.open(None)
-    task = asyncio.create_task(source.read())
-    await asyncio.sleep(0.01)
-    if task.done():  # the read returned before the cancel: nothing to cancel
-        assert isinstance(task.result(), list)
-    else:
-        task.cancel()
+    try:
+        records = await read_at_least(source, minimum)
+    finally:
+        await source.close()
+    cut = minimum // 2
+    position = records[cut].position
+    assert position is not None, "source records must carry a position"
+    again = []
+    for _ in range(2):
+        source = make()
+        await source.open(position)
         try:
-            await asyncio.wait_for(task, bound)
-        except asyncio.CancelledError:
+            got = await read_at_least(source, minimum - cut - 1)
+            again.append([same(r) for r in got][: minimum - cut - 1])
+        finally:
+            await source.close()  # no ack again
+    assert again[0] == again[1], (
+        f"reopening from {position!r} after a run that never acked gave different records"
+    )
+
+
+async def check_source_cancellation(
+    make: SourceFactory,
+    *,
+    bound: float = 5.0,
+    drain_within: float = 20.0,
+    tries: int = 200,
+    more: Callable[[], Awaitable[None]] | None = None,
+    more_within: float = 20.0,
+) -> None:
+    """Cancelling a pending ``read()`` propagates ``CancelledError``; the source still works.
+
+    1. Drain: ``read()`` until one returns ``[]`` (the source is idle) or
+       ``drain_within`` seconds passed.
+    2. Start a ``read()`` and let the loop run it to its first suspension (one
+       ``sleep(0)``); if it already returned, start another — up to ``tries``
+       times. A read that never suspends fails the check: there is nothing to
+       cancel and such a read blocks the event loop.
+    3. Cancel the pending read: it must end with ``CancelledError`` within
+       ``bound`` seconds (not swallow it, not return a batch).
+    4. The same instance still works: a later ``read()`` returns a list within
+       ``bound``; with ``more`` (a coroutine function adding new data to the
+       system the source reads), the source must return at least one new record
+       within ``more_within`` seconds.
+       Then ``close()`` works, twice.
+    """
+    source = make()
+    await source.open(None)
+    try:
+        deadline = time.monotonic() + drain_within
+        while await asyncio.wait_for(source.read(), bound) and time.monotonic() < deadline:
             pass
-        assert task.cancelled(), "read() swallowed the cancellation"
-    await source.close()
+        task: asyncio.Task[list[SourceRecord]] | None = None
+        for _ in range(tries):
+            task = asyncio.create_task(source.read())
+            await asyncio.sleep(0)  # the read runs up to its first real await
+            if not task.done():
+                break
+            assert isinstance(task.result(), list)
+            task = None
+        assert task is not None, f"read() never stayed pending in {tries} tries: nothing to cancel"
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=bound)
+        assert done, f"read() did not end within {bound}s of being cancelled"
+        if not task.cancelled():
+            raise AssertionError(
+                f"read() swallowed the cancellation and returned {task.result()!r}"
+            )
+        if more is not None:
+            await more()
+            assert await read_at_least(source, 1, within=more_within)
+        else:
+            assert isinstance(await asyncio.wait_for(source.read(), bound), list)
+    finally:
+        await source.close()
     await source.close()
 
 

@@ -23,10 +23,21 @@ reads in *windows of finished transactions*: the horizon ``H`` is
 has finished); a window reads the log rows with ``lo <= bb_txid < H`` by ``bb_seq``.
 The position is ``{"lo": lo, "hi": H, "seq": S}``. A transaction left open holds
 later changes back until it ends (none are lost).
+
+Pruning: once a position is acknowledged (saved by the runtime), the log rows it
+covers are deleted in :meth:`Changelog.acked`, at most once per
+:data:`PRUNE_INTERVAL` seconds: on SQLite the rows with ``bb_seq < S`` (the row
+``S`` itself stays, so the next ``bb_seq`` stays above ``S`` even for a log table
+created without AUTOINCREMENT); on PostgreSQL the rows of transactions below the
+window (``bb_txid < lo``) and the rows of the window already read
+(``bb_txid < hi AND bb_seq <= S``). The log therefore belongs to one source: two
+sources capturing the same table would delete changes the other has not read.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,15 +45,20 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from backbone import FatalError, SourceRecord
+from backbone import FatalError, RetriableError, SourceRecord
 
 from ._capture import Capture, ModeBase, Poll, dump_key, load_key, ms_of, raw
 from ._database import errors, split_name
 from ._values import to_json
 
+logger = logging.getLogger(__name__)
+
 _UTC = ZoneInfo("UTC")  # SQLite's changelog stores strftime('now') in UTC; PostgreSQL TIMESTAMPTZ
 
-__all__ = ["Changelog", "changelog_name", "install"]
+__all__ = ["PRUNE_INTERVAL", "Changelog", "changelog_name", "install"]
+
+PRUNE_INTERVAL = 10.0
+"""Seconds between two deletions of acknowledged changelog rows (the first ack prunes)."""
 
 
 def changelog_name(table: str) -> str:
@@ -168,6 +184,7 @@ class Changelog(ModeBase):
         super().__init__(capture)
         self.log = log
         self.postgres = capture.dialect == "postgresql"
+        self._pruned_at: float | None = None  # monotonic time of the last pruning
 
     def _horizon(self, conn: Connection) -> int:
         return int(
@@ -302,3 +319,43 @@ class Changelog(ModeBase):
         if self.postgres and not rows:
             current = LogState(None, hi, hi)
         return Poll(records, current, full)
+
+    def acked(self, position: Any) -> None:
+        """Delete the log rows ``position`` covers (see the module docstring).
+
+        Runs in a worker thread; at most once per :data:`PRUNE_INTERVAL`. A failure
+        (e.g. a locked SQLite file) is logged and the rows are deleted on a later ack.
+        """
+        mono = time.monotonic()
+        if self._pruned_at is not None and mono - self._pruned_at < PRUNE_INTERVAL:
+            return
+        condition = self.prunable(position)
+        if condition is None:
+            return
+        self._pruned_at = mono
+        capture = self.capture
+        try:
+            with errors(capture.engine, "pruning the changelog"), capture.engine.begin() as conn:
+                deleted = conn.execute(self.log.delete().where(condition)).rowcount
+        except (RetriableError, FatalError) as exc:
+            logger.warning("sql source %s: changelog not pruned: %s", capture.connector, exc)
+            return
+        logger.debug(
+            "sql source %s: pruned %s changelog rows up to %s", capture.connector, deleted, position
+        )
+
+    def prunable(self, position: Any) -> sa.ColumnElement[bool] | None:
+        """Which log rows ``position`` says were read (None: none provably)."""
+        log = position.get("then", position) if isinstance(position, dict) else None
+        if not isinstance(log, dict):
+            return None
+        seq = log.get("seq")
+        if not self.postgres:
+            return None if seq is None else self.log.c.bb_seq < int(seq)
+        lo, hi = log.get("lo"), log.get("hi")
+        if lo is None or hi is None:
+            return None
+        below = self.log.c.bb_txid < int(lo)
+        if seq is None:
+            return below
+        return sa.or_(below, sa.and_(self.log.c.bb_txid < int(hi), self.log.c.bb_seq <= int(seq)))

@@ -71,7 +71,9 @@ class SqlSourceOptions(ConnectorOptions):
 
     install_triggers: bool = False
     """``changelog`` mode: create the changelog table and the insert/update/delete triggers
-    (SQLite and PostgreSQL). Without it the changelog table must already exist."""
+    (SQLite and PostgreSQL). Without it the changelog table must already exist. The source
+    deletes changelog rows once their changes are acknowledged (saved), so one changelog
+    table feeds one source."""
 
     timezone: str = "UTC"
     """IANA zone of naive (zone-less) timestamp columns, e.g. ``Europe/Berlin``."""

@@ -214,7 +214,8 @@ class SqlSource(Source[SqlSourceOptions]):
         return unique_ids(result.records)
 
     async def ack(self, position: Any) -> None:
-        """Let the mode drop state older than ``position`` (snapshot files)."""
+        """Let the mode drop state older than ``position``: ``snapshot_diff`` deletes older
+        snapshot files, ``changelog`` deletes acknowledged changelog rows."""
         if self._mode is not None:
             await self._call(self._mode.acked, position)
 

@@ -296,6 +296,7 @@ async def test_auto_create_infers_columns_from_the_first_records(url: str, tmp_p
 
 
 async def test_missing_table_without_auto_create_is_fatal(url: str, tmp_path: Path) -> None:
+    execute(url, "CREATE TABLE other (id INTEGER PRIMARY KEY)")  # the database file exists
     out = sink(url, tmp_path, table="nowhere")
     with pytest.raises(FatalError) as caught:
         await out.check()

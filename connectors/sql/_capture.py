@@ -258,11 +258,14 @@ class ModeBase(ABC):
     def poll(self, state: Any, now: float, mono: float) -> Poll:
         """Read what is new after ``state``; must not mutate ``self``."""
 
-    def latest_start(self, compute: Any) -> Any:
-        """The ``initial: latest`` starting position, fixed once in the state folder.
+    def first_position(self, compute: Any) -> Any:
+        """The position of the very first start, computed once and kept in the state folder.
 
-        The runtime saves positions only with records, so without this a restart
-        before the first change would compute a newer start and lose changes.
+        ``initial: latest`` starts after the rows there at the first start, and
+        ``initial: snapshot`` (incrementing and timestamp modes) remembers which rows were
+        there, to emit them as ``op: r``. The runtime saves positions only with records,
+        so without this a restart before the first record would compute a newer start
+        (and lose changes, or call new rows a snapshot).
         """
         saved = self.capture.read_state(self.initial_state_file)
         if saved is not None:

@@ -211,7 +211,7 @@ class Changelog(ModeBase):
     def start(self, position: Any | None) -> LogState:
         if position is None:
             if self.capture.options.initial == "latest":
-                return self._state(self.latest_start(self._log_end))
+                return self._state(self.first_position(self._log_end))
             return self._state(self._log_end(), snapshot_after=(), snapshot=True)
         if "then" in position:
             after = position.get("snapshot_after")

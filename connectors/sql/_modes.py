@@ -50,17 +50,27 @@ class IncState:
     watermark: int | None
     seen: Ranges
     history: tuple[tuple[float, int], ...] = ()
+    until: int | None = None  # initial snapshot: ids <= until were there at the first start
 
     def position(self) -> dict[str, Any]:
-        """The canonical position: a seen range right above the watermark joins it."""
+        """The canonical position: a seen range right above the watermark joins it; the
+        snapshot bound stays until the watermark passed it."""
         watermark, seen = self.watermark, list(self.seen)
         if watermark is not None and seen and seen[0][0] == watermark + 1:
             watermark = seen.pop(0)[1]
-        return {"id": watermark, "seen": [list(r) for r in seen]}
+        position: dict[str, Any] = {"id": watermark, "seen": [list(r) for r in seen]}
+        if self.until is not None and (watermark is None or watermark < self.until):
+            position["snapshot_until"] = self.until
+        return position
 
 
 class Incrementing(ModeBase):
-    """``incrementing``: new rows by a strictly increasing integer column (op ``c``).
+    """``incrementing``: new rows by a strictly increasing integer column.
+
+    Ops: with ``initial: snapshot`` the rows there at the very first start (ids up to
+    the highest id then, kept as ``snapshot_until`` in the position while the
+    watermark is below it, so a restart mid-snapshot still says ``r``) are ``op: r``;
+    every later row is ``op: c``.
 
     Late commits: an id is taken when a transaction inserts, but the row becomes
     visible only at commit, so a higher id can be seen before a lower one. The
@@ -74,9 +84,9 @@ class Incrementing(ModeBase):
     def start(self, position: Any | None) -> IncState:
         if position is not None:
             seen = tuple((int(a), int(b)) for a, b in position.get("seen", []))
-            return IncState(position.get("id"), seen)
-        if self.capture.options.initial == "snapshot":
-            return IncState(None, ())
+            until = position.get("snapshot_until")
+            return IncState(position.get("id"), seen, (), None if until is None else int(until))
+        snapshot = self.capture.options.initial == "snapshot"
 
         def compute() -> dict[str, Any]:
             column = self.capture.relation.c[self.capture.options.incrementing_column or ""]
@@ -85,9 +95,13 @@ class Incrementing(ModeBase):
                 self.capture.engine.connect() as conn,
             ):
                 latest = conn.execute(sa.select(sa.func.max(column))).scalar()
-            return {"id": latest, "seen": []}
+            if not snapshot:
+                return {"id": latest, "seen": []}
+            if latest is None:
+                return {"id": None, "seen": []}
+            return {"id": None, "seen": [], "snapshot_until": int(latest)}
 
-        return self.start(self.latest_start(compute))
+        return self.start(self.first_position(compute))
 
     def poll(self, state: IncState, now: float, mono: float) -> Poll:
         capture = self.capture
@@ -103,12 +117,15 @@ class Incrementing(ModeBase):
             rows = conn.execute(query).mappings().all()
         records: list[SourceRecord] = []
         seen = state.seen
+        until = state.until
         for mapping in rows:
-            before_position = IncState(state.watermark, seen).position()
-            seen = add_id(seen, int(mapping["_bb_id"]))
-            position = IncState(state.watermark, seen).position()
+            before_position = IncState(state.watermark, seen, (), until).position()
+            row_id = int(mapping["_bb_id"])
+            seen = add_id(seen, row_id)
+            position = IncState(state.watermark, seen, (), until).position()
             after = capture.row(mapping)
-            records.extend(capture.records("c", None, after, position, before_position))
+            op = "r" if until is not None and row_id <= until else "c"
+            records.extend(capture.records(op, None, after, position, before_position))
         top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
         history = (*state.history, (mono, top)) if top is not None else state.history
         watermark = state.watermark
@@ -120,24 +137,47 @@ class Incrementing(ModeBase):
                 keep.append((seen_at, highest))
         if watermark is not None:
             seen = tuple((max(a, watermark + 1), b) for a, b in seen if b > watermark)
-        return Poll(
-            records, IncState(watermark, seen, tuple(keep)), len(rows) == capture.options.batch_size
-        )
+        next_state = IncState(watermark, seen, tuple(keep), until)
+        if "snapshot_until" not in next_state.position():
+            next_state = IncState(watermark, seen, tuple(keep))  # the snapshot is done
+        return Poll(records, next_state, len(rows) == capture.options.batch_size)
 
 
 @dataclass(frozen=True)
 class TsState:
     ts: Any
     id: Any = None
+    until: tuple[Any, Any] | None = None  # initial snapshot: (ts, id) of the last row there
+
+    def snapshot(self, with_id: bool) -> bool:
+        """Whether rows there at the first start may still come (the cursor is below)."""
+        if self.until is None:
+            return False
+        if self.ts is None:
+            return True
+        if with_id:
+            return bool((self.ts, self.id) < self.until)
+        return bool(self.ts < self.until[0])
 
     def position(self, with_id: bool) -> dict[str, Any]:
+        position: dict[str, Any] = {"ts": dump_cursor(self.ts)}
         if with_id:
-            return {"ts": dump_cursor(self.ts), "id": self.id}
-        return {"ts": dump_cursor(self.ts)}
+            position["id"] = self.id
+        if self.until is not None and self.snapshot(with_id):
+            until: dict[str, Any] = {"ts": dump_cursor(self.until[0])}
+            if with_id:
+                until["id"] = self.until[1]
+            position["snapshot_until"] = until
+        return position
 
 
 class Timestamp(ModeBase):
-    """``timestamp`` and ``timestamp+incrementing``: rows changed since the cursor (op ``u``).
+    """``timestamp`` and ``timestamp+incrementing``: rows changed since the cursor.
+
+    Ops: with ``initial: snapshot`` the rows there at the very first start -- those up
+    to the highest ``(ts[, id])`` then, kept as ``snapshot_until`` in the position
+    while the cursor is below it -- are ``op: r``; every later change is ``op: u``
+    (polling cannot tell an insert from an update).
 
     Only rows whose timestamp is at least ``lag`` old are read, so a transaction
     that commits within ``lag`` of writing its timestamp is not skipped. With an
@@ -159,15 +199,20 @@ class Timestamp(ModeBase):
 
     def start(self, position: Any | None) -> TsState:
         if position is not None:
-            return TsState(load_cursor(position.get("ts")), position.get("id"))
-        if self.capture.options.initial == "snapshot":
-            return TsState(None)
+            until = position.get("snapshot_until")
+            return TsState(
+                load_cursor(position.get("ts")),
+                position.get("id"),
+                None if until is None else (load_cursor(until.get("ts")), until.get("id")),
+            )
+        snapshot = self.capture.options.initial == "snapshot"
 
         def compute() -> dict[str, Any]:
             ts, inc = self._columns()
             raw_ts = raw(ts, "_bb_ts")
-            bound = self.capture.upper_bound(time.time())
-            query = sa.select(raw_ts).where(raw_ts <= bound).order_by(ts.desc())
+            query = sa.select(raw_ts).where(ts.is_not(None)).order_by(ts.desc())
+            if not snapshot:  # latest: start after the rows older than lag
+                query = query.where(raw_ts <= self.capture.upper_bound(time.time()))
             if inc is not None:
                 query = query.add_columns(inc).order_by(inc.desc())
             with (
@@ -175,11 +220,21 @@ class Timestamp(ModeBase):
                 self.capture.engine.connect() as conn,
             ):
                 row = conn.execute(query.limit(1)).first()
+            last = (
+                {"ts": None, "id": None}
+                if row is None
+                else {
+                    "ts": dump_cursor(row[0]),
+                    "id": row[1] if inc is not None else None,
+                }
+            )
+            if not snapshot:
+                return last
             if row is None:
                 return {"ts": None, "id": None}
-            return {"ts": dump_cursor(row[0]), "id": row[1] if inc is not None else None}
+            return {"ts": None, "id": None, "snapshot_until": last}
 
-        return self.start(self.latest_start(compute))
+        return self.start(self.first_position(compute))
 
     def poll(self, state: TsState, now: float, mono: float) -> Poll:
         capture = self.capture
@@ -206,18 +261,19 @@ class Timestamp(ModeBase):
                 rows = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).mappings().all()
         records: list[SourceRecord] = []
         current = state
+        until = state.until
         for index, mapping in enumerate(rows):
             previous = current
             following = rows[index + 1] if index + 1 < len(rows) else None
             if inc is not None:
-                current = TsState(mapping["_bb_ts"], mapping["_bb_id"])
+                current = TsState(mapping["_bb_ts"], mapping["_bb_id"], until)
             elif following is None or following["_bb_ts"] != mapping["_bb_ts"]:
-                current = TsState(mapping["_bb_ts"])
+                current = TsState(mapping["_bb_ts"], None, until)
             after = capture.row(mapping)
             change_ms = ms_of(mapping[capture.options.timestamp_column or ""], capture.zone)
             records.extend(
                 capture.records(
-                    "u",
+                    "r" if self._in_snapshot(mapping, until) else "u",
                     None,
                     after,
                     current.position(self.with_id),
@@ -225,7 +281,17 @@ class Timestamp(ModeBase):
                     change_ms,
                 )
             )
+        if until is not None and not current.snapshot(self.with_id):
+            current = TsState(current.ts, current.id)  # the snapshot is done
         return Poll(records, current, full)
+
+    def _in_snapshot(self, mapping: Any, until: tuple[Any, Any] | None) -> bool:
+        """Whether the row read was there at the first start (``initial: snapshot``)."""
+        if until is None:
+            return False
+        if self.with_id:
+            return bool((mapping["_bb_ts"], mapping["_bb_id"]) <= until)
+        return bool(mapping["_bb_ts"] <= until[0])
 
 
 @dataclass(frozen=True)

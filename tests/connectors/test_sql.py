@@ -79,7 +79,7 @@ async def test_incrementing_emits_inserts_as_change_envelopes(url: str, tmp_path
         await src.close()
     assert record.key == {"id": 1}
     value = record.value
-    assert value["op"] == "c"
+    assert value["op"] == "r"  # there at the first start: a snapshot read
     assert value["before"] is None
     assert value["after"] == {
         "id": 1,
@@ -90,9 +90,12 @@ async def test_incrementing_emits_inserts_as_change_envelopes(url: str, tmp_path
     }
     assert value["source"]["connector"] == "orders-db"
     assert value["source"]["table"] == "orders"
-    assert value["source"]["position"] == record.position == {"id": None, "seen": [[1, 1]]}
+    assert value["source"]["position"] == record.position
+    assert record.position == {"id": None, "seen": [[1, 1]], "snapshot_until": 1}
     assert isinstance(value["ts_ms"], int)
     assert afters(more) == [2, 3]
+    assert [r.value["op"] for r in more] == ["c", "c"]
+    assert more[-1].position == {"id": 3, "seen": []}  # past the snapshot
     assert [r.key for r in more] == [{"id": 2}, {"id": 3}]
 
 
@@ -220,10 +223,10 @@ async def test_timestamp_mode_reads_a_group_sharing_one_timestamp_whole(
     finally:
         await src.close()
     assert sorted(afters(got, "name")) == ["a", "b", "c", "d", "e", "f"]
-    assert {r.value["op"] for r in got} == {"u"}
+    assert {r.value["op"] for r in got} == {"r"}  # all there at the first start
     # the position moves past the shared timestamp only with the group's last row
     group_positions = [r.position for r in got if r.value["after"]["name"] != "f"]
-    assert group_positions[:-1] == [{"ts": None}] * 4
+    assert [p["ts"] for p in group_positions[:-1]] == [None] * 4
     again = source(url, tmp_path, table="orders", mode="timestamp", timestamp_column="updated_at")
     await again.open(got[2].position)
     try:
@@ -256,8 +259,7 @@ async def test_timestamp_incrementing_pages_by_ts_and_id_and_captures_updates(
         if dialect(url) == "sqlite"
         else {"datetime": "2024-05-01T12:00:00"}
     )
-    assert first[1].position == {"ts": stored, "id": 2}
-    assert first[1].position["id"] == 2
+    assert first[1].position == {"ts": stored, "id": 2, "snapshot_until": {"ts": stored, "id": 5}}
     again = source(url, tmp_path, **options)
     await again.open(first[2].position)
     try:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from ..server import Connection
 
 __all__ = [
-    "NONE_ERROR",
     "BrokerState",
     "Handler",
     "HandlerFunc",
@@ -34,8 +33,6 @@ __all__ = [
     "error_message",
     "handlers",
 ]
-
-NONE_ERROR = 0
 
 
 @dataclass(slots=True)

@@ -51,7 +51,6 @@ __all__ = [
 LOG_OVERHEAD = 12  # baseOffset + batchLength
 HEADER_SIZE = 61
 MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
-NO_PRODUCER_ID = -1
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _CRC_START = 21

@@ -94,12 +94,6 @@ class OffsetIndex:
         i = bisect.bisect_right(self.positions, position) - 1
         return self.positions[i] if i >= 0 else 0
 
-    def truncate_to_position(self, position: int) -> None:
-        """Drop entries for batches starting at or after ``position``."""
-        i = bisect.bisect_left(self.positions, position)
-        del self.relative_offsets[i:]
-        del self.positions[i:]
-
     def to_bytes(self) -> bytes:
         n = len(self.positions)
         out = array.array("i", bytes(8 * n))
@@ -161,12 +155,6 @@ class TimeIndex:
         is >= ``timestamp``: the entry before the first entry reaching it (0 if none)."""
         i = bisect.bisect_left(self.timestamps, timestamp) - 1
         return self.relative_offsets[i] if i >= 0 else 0
-
-    def truncate_to_offset(self, relative_offset: int) -> None:
-        """Drop entries for batches at or after ``relative_offset``."""
-        i = bisect.bisect_left(self.relative_offsets, relative_offset)
-        del self.timestamps[i:]
-        del self.relative_offsets[i:]
 
     def to_bytes(self) -> bytes:
         timestamps = array.array("q", self.timestamps)

@@ -590,15 +590,8 @@ class PartitionLog:
             segment.close()
         self._watchers.clear()
 
-    def fds(self) -> list[int]:
-        return [s.fd for s in self.segments]
-
     def __repr__(self) -> str:
         return (
             f"PartitionLog({self.topic}-{self.partition}, offsets "
             f"{self._log_start_offset}..{self.high_watermark}, {len(self.segments)} segments)"
         )
-
-
-def partition_dir_name(topic: str, partition: int) -> str:
-    return f"{topic}-{partition}"

@@ -112,10 +112,10 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
         )
         try:
             if name is None:
-                matches = [t for t in ctx.logs.topics.values() if t.topic_id == topic_id]
-                if not matches:
+                found = ctx.logs.topic_by_id(topic_id)
+                if found is None:
                     raise UnknownTopicId(f"no topic has id {topic_id}")
-                name = matches[0].name
+                name = found.name
                 result.name = name
             topic = ctx.logs.topic(name)
             result.topic_id = topic.topic_id

@@ -10,7 +10,9 @@ MAX_TIMESTAMP, OffsetForLeaderEpoch, the advertised listener and auto-creation.
 from __future__ import annotations
 
 import asyncio
+import signal
 import struct
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from backbone.broker import Broker, BrokerConfig
 from backbone.broker import protocol as kp
 from tests.broker.test_log_support import decode, make_batch
 from tests.broker.test_server import Raw, api_versions_request, call, frame
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -349,6 +352,46 @@ async def test_advertised_listener_is_what_clients_are_told(tmp_path: Path) -> N
             (0, "kafka.example.internal", 19092)
         ]
         assert cluster.cluster_id == running.config.cluster_id
+
+
+async def test_advertised_listener_option_of_the_broker_process(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "backbone.broker",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--advertised-listener",
+        "broker.example:29092",
+        "--data-dir",
+        str(tmp_path / "data"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                assert proc.returncode is None, "the broker process exited"
+                try:
+                    conn = await Raw.connect(port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                await conn.close()
+                break
+        metadata = await call(port, kp.MetadataRequest(topics=[]), 12)
+        assert [(b.node_id, b.host, b.port) for b in metadata.brokers] == [
+            (0, "broker.example", 29092)
+        ]
+        cluster = await call(port, kp.DescribeClusterRequest(), 0)
+        assert [(b.host, b.port) for b in cluster.brokers] == [("broker.example", 29092)]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()
+    assert "serving broker.example:29092" in err.decode()
 
 
 # ---------------------------------------------------------------- 3.7 auto-create

@@ -43,6 +43,9 @@ JSON / JSONB / ARRAY                   JSON as is (nested values mapped the same
 anything else                          its text (``str(value)``)
 ====================================  ===============================================
 
+A JSON ``null`` stored in a JSON column and SQL NULL both become ``null``; the sink
+writes SQL NULL for it. The sink turns ``"nan"``/``"inf"``/``"-inf"`` back into floats.
+
 Late commits: the timestamp modes only read rows whose timestamp is older than
 ``lag``; the incrementing mode keeps ids seen within ``lag`` above its watermark
 and reads lower ids that appear later (see :class:`~._modes.Incrementing`); the

@@ -119,6 +119,11 @@ class SqlSink(Sink[SqlSinkOptions]):
         return table
 
     def _check_table(self, table: sa.Table) -> None:
+        """Check key and field columns; JSON columns get SQL NULL (not JSON ``null``) for
+        null fields, as the source emits null for both."""
+        for column in table.columns:
+            if isinstance(column.type, sa.JSON):
+                column.type.none_as_null = True
         key = self.options.key or [c.name for c in table.primary_key.columns]
         for name in key:
             column_of(table, name, "key")

@@ -79,6 +79,8 @@ def from_json(value: Any, column: sa.Column[Any], field: str) -> Any:
             return dt.date.fromisoformat(value[:10])
         if python_type is dt.time and isinstance(value, str):
             return dt.time.fromisoformat(value)
+        if python_type is float and isinstance(value, str):
+            return float(value)  # "nan", "inf", "-inf": how the source writes them
         if python_type is decimal.Decimal and isinstance(value, str | int | float):
             return decimal.Decimal(str(value))
         if python_type is bytes and isinstance(value, str):

@@ -1,0 +1,134 @@
+"""Column types on PostgreSQL both ways: source rows to JSON (the documented table) and
+the sink's JSON back into the same column types, equal to the original row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backbone import DataError
+from tests.connectors.test_sql_support import execute, read_n, rows, sink, sink_record, source
+
+pytestmark = pytest.mark.timeout(60)
+
+COLUMNS = (
+    "id INTEGER PRIMARY KEY, d DATE, t TIME, i INTERVAL, u UUID, j JSONB, js JSON, "
+    "a INTEGER[], ta TEXT[], tz TIMESTAMPTZ, ts TIMESTAMP, n NUMERIC(12, 3), f DOUBLE PRECISION, "
+    "r REAL, b BYTEA, flag BOOLEAN, big BIGINT, txt TEXT"
+)
+
+ROWS = [
+    "(1, '2024-05-01', '12:34:56.5', '1 day 02:03:04.5', "
+    '\'6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11\', \'{"x": [1, 2.5, null], "y": {"z": true}}\', '
+    "'[1, \"two\"]', '{1,2,3}', '{\"a\",\"b c\"}', '2024-05-01 12:00:00+03', "
+    "'2024-05-01 12:00:00.25', 12345.670, 0.1, 1.5, '\\x00ff10', true, 9007199254740993, 'text')",
+    "(2, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL, NULL, NULL, NULL, 'NaN', "
+    "'Infinity', NULL, NULL, NULL, NULL)",
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'NaN', '-Infinity', "
+    "NULL, NULL, false, NULL, '')",
+]
+
+EXPECTED: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "d": "2024-05-01",
+        "t": "12:34:56.500000",
+        "i": 93784.5,
+        "u": "6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11",
+        "j": {"x": [1, 2.5, None], "y": {"z": True}},
+        "js": [1, "two"],
+        "a": [1, 2, 3],
+        "ta": ["a", "b c"],
+        "tz": "2024-05-01T09:00:00+00:00",
+        "ts": "2024-05-01T12:00:00.250000+00:00",
+        "n": "12345.670",
+        "f": 0.1,
+        "r": 1.5,
+        "b": "AP8Q",
+        "flag": True,
+        "big": 9007199254740993,
+        "txt": "text",
+    },
+    {
+        "id": 2,
+        **dict.fromkeys(["d", "t", "i", "u", "js", "ta", "tz", "ts", "n", "b", "flag"], None),
+        "j": None,
+        "a": [],
+        "f": "nan",
+        "r": "inf",
+        "big": None,
+        "txt": None,
+    },
+    {
+        "id": 3,
+        **dict.fromkeys(
+            ["d", "t", "i", "u", "j", "js", "a", "ta", "tz", "ts", "r", "b", "big"], None
+        ),
+        "n": "NaN",
+        "f": "-inf",
+        "flag": False,
+        "txt": "",
+    },
+]
+
+
+@pytest.mark.postgres
+async def test_postgres_types_to_json_and_back(postgres_url: str, tmp_path: Path) -> None:
+    execute(
+        postgres_url,
+        f"CREATE TABLE kinds ({COLUMNS})",
+        f"CREATE TABLE copy ({COLUMNS})",
+        f"INSERT INTO kinds VALUES {', '.join(ROWS)}",
+    )
+    src = source(postgres_url, tmp_path, table="kinds", mode="bulk")
+    await src.open(None)
+    try:
+        got = await read_n(src, 3)
+    finally:
+        await src.close()
+    assert [r.value["after"] for r in got] == EXPECTED
+    out = sink(postgres_url, tmp_path, table="copy", insert_mode="upsert")
+    await out.open()
+    try:
+        await out.write([sink_record(r.value, r.key, offset=i) for i, r in enumerate(got)])
+    finally:
+        await out.close()
+    # the rows' text forms (every column as PostgreSQL prints it) are equal
+    original = rows(postgres_url, "SELECT id, kinds::text FROM kinds ORDER BY id")
+    copied = rows(postgres_url, "SELECT id, copy::text FROM copy ORDER BY id")
+    assert copied == original
+
+
+async def test_sqlite_infinities_and_bad_floats_through_the_sink(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kinds.db'}"
+    execute(url, "CREATE TABLE kinds (id INTEGER PRIMARY KEY, f REAL, n NUMERIC)")
+    execute(url, "INSERT INTO kinds VALUES (1, 9e999, 1.5), (2, -9e999, NULL)")
+    src = source(url, tmp_path, table="kinds", mode="bulk")
+    await src.open(None)
+    try:
+        got = await read_n(src, 2)
+    finally:
+        await src.close()
+    assert [r.value["after"] for r in got] == [
+        {"id": 1, "f": "inf", "n": "1.5000000000"},  # SQLAlchemy reads SQLite NUMERIC at scale 10
+        {"id": 2, "f": "-inf", "n": None},
+    ]
+    execute(url, "DELETE FROM kinds")
+    out = sink(url, tmp_path, table="kinds")
+    await out.open()
+    try:
+        await out.write([sink_record(r.value, r.key, offset=i) for i, r in enumerate(got)])
+        with pytest.raises(DataError) as caught:
+            await out.write([sink_record({"id": 3, "f": "lots"}, offset=2)])
+    finally:
+        await out.close()
+    assert rows(url, "SELECT id, f, typeof(f) FROM kinds ORDER BY id") == [
+        (1, float("inf"), "real"),
+        (2, float("-inf"), "real"),
+    ]
+    assert str(caught.value) == (
+        "record shop.orders/0@2: field 'f': 'lots' is not a valid float for column 'f' "
+        "(could not convert string to float: 'lots')"
+    )

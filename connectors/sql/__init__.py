@@ -6,13 +6,20 @@ capture by polling, with SQLAlchemy 2 (tested on SQLite and PostgreSQL):
 =========================  =============================================  ======  =======
 mode                       finds changes by                               ops     deletes
 =========================  =============================================  ======  =======
-``incrementing``           ``incrementing_column > last``                 c       no
-``timestamp``              ``timestamp_column > last`` (older than lag)   u       no
-``timestamp+incrementing`` keyset ``(ts, id) > (last_ts, last_id)``       u       no
+``incrementing``           ``incrementing_column > last``                 r,c     no
+``timestamp``              ``timestamp_column > last`` (older than lag)   r,u     no
+``timestamp+incrementing`` keyset ``(ts, id) > (last_ts, last_id)``       r,u     no
 ``bulk``                   the whole table every ``poll_interval``        r       no
 ``changelog``              trigger-fed changelog table                    r,c,u,d yes
 ``snapshot_diff``          row hashes vs the previous snapshot            r,c,u,d yes
 =========================  =============================================  ======  =======
+
+``r`` is the initial snapshot (``initial: snapshot``): the rows there at the very
+first start. The incrementing and timestamp modes remember the highest id /
+``(ts[, id])`` of that moment (in the state folder, then as ``snapshot_until`` in the
+position until the cursor passed it), so a restart mid-snapshot still emits ``r``;
+later rows are ``c`` (incrementing) or ``u`` (timestamp modes cannot tell inserts
+from updates).
 
 Each event: key = JSON object of the key columns (default: primary key); value =
 ``{"op": "c"|"u"|"d"|"r", "before": {...}|null, "after": {...}|null, "source":

@@ -66,8 +66,9 @@ class SqlSourceOptions(ConnectorOptions):
     transactions that commit late."""
 
     initial: Literal["snapshot", "latest"] = "snapshot"
-    """On the very first start: ``snapshot`` emits the rows already there, ``latest``
-    starts with changes made from now on."""
+    """On the very first start: ``snapshot`` emits the rows already there as ``op: r``
+    (also after a restart mid-snapshot), ``latest`` starts with changes made from now on
+    (``bulk``: the first run comes after one ``poll_interval``)."""
 
     install_triggers: bool = False
     """``changelog`` mode: create the changelog table and the insert/update/delete triggers

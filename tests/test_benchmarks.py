@@ -7,12 +7,13 @@ never how fast anything was.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from benchmarks import broker as bench
-from tests.servers import tansu_binary
+from tests.servers import tansu_binary, unavailable
 
 pytestmark = [pytest.mark.tansu, pytest.mark.timeout(90)]
 
@@ -20,6 +21,8 @@ RECORDS = 2000
 SMOKE_WORKLOADS = [
     "rdk_produce_1p",
     "rdk_consume_1p",
+    "rdk_consume_1p_nobackoff",
+    "kcat_consume_1p",
     "aio_produce_1p",
     "aio_consume_1p",
     "latency",
@@ -32,6 +35,8 @@ def test_quick_tansu_run_consumes_everything_it_produced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tansu_binary()  # skip (or fail in CI) when the Tansu binary is unavailable
+    if shutil.which("kcat") is None:
+        unavailable("kcat is not installed (make system-deps installs it)")
     out = tmp_path / "bench.json"
     code = bench.main(
         [
@@ -62,7 +67,14 @@ def test_quick_tansu_run_consumes_everything_it_produced(
     assert sorted(results) == sorted(SMOKE_WORKLOADS)
     assert list(bench.failed(report)) == []
 
-    for key in ("rdk_produce_1p", "rdk_consume_1p", "aio_produce_1p", "aio_consume_1p"):
+    for key in (
+        "rdk_produce_1p",
+        "rdk_consume_1p",
+        "rdk_consume_1p_nobackoff",
+        "kcat_consume_1p",
+        "aio_produce_1p",
+        "aio_consume_1p",
+    ):
         assert results[key]["records"] == RECORDS, key
         assert results[key]["bytes"] == RECORDS * 100, key
         assert results[key]["records_per_s"] > 0, key

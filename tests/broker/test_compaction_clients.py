@@ -4,7 +4,9 @@ aiokafka produces to an in-process broker with an injected clock; the test rolls
 the active segment and runs one cleaner / retention pass through the broker's
 log manager (``broker.logs.clean()``, ``broker.logs.enforce_retention()``: what
 the maintenance task runs on its interval), then an aiokafka consumer reads the
-partition from the earliest offset.
+partition from the earliest offset. The broker's own maintenance task may run a pass
+too (every 15 s): with the clock injected, its outcome is the same, so the tests assert
+what is read back, not which pass did the work.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ async def test_compacted_topic_read_back_by_aiokafka(broker: Broker, clock: Fake
     assert await produce(broker, "latest", [(b"tail", b"t", None)]) == [91]
     clock.advance(5)  # every record is older than now (min.compaction.lag.ms = 0)
 
-    assert await broker.logs.clean() > 0
+    await broker.logs.clean()
     beginning, got = await read_from_earliest(broker, "latest")
     # the newest record per key at its original offset; the tombstone is still there
     assert beginning == 0
@@ -129,7 +131,7 @@ async def test_compacted_topic_read_back_by_aiokafka(broker: Broker, clock: Fake
     assert (await read_from_earliest(broker, "latest"))[1][2] == (90, b"k1", None)
 
     clock.advance(1)  # now past it: the tombstone goes, the offsets do not move
-    assert await broker.logs.clean() > 0
+    await broker.logs.clean()
     beginning, got = await read_from_earliest(broker, "latest")
     assert beginning == 0
     assert got == [(87, b"k0", b"k0-v29"), (89, b"k2", b"k2-v29"), (91, b"tail", b"t")]
@@ -175,7 +177,7 @@ async def test_compact_delete_gets_compaction_and_time_retention(
     assert broker.logs.enforce_retention() > 0
     assert log.log_start_offset == 8
     # compaction of what is left: the newest record per key, offsets kept
-    assert await broker.logs.clean() > 0
+    await broker.logs.clean()
     beginning, got = await read_from_earliest(broker, "both")
     assert beginning == 8
     assert got == [(10, b"a", b"a-new1"), (11, b"c", b"c-new1"), (12, b"b", b"b-new0")]

@@ -143,6 +143,21 @@ class Incrementing(ModeBase):
         return Poll(records, next_state, len(rows) == capture.options.batch_size)
 
 
+def cursor_below(ts: Any, row_id: Any, until: tuple[Any, Any], *, strict: bool) -> bool:
+    """Whether ``(ts, row_id)`` is below (``strict``) or at most ``until`` -- the ids only
+    break ties when both are known. Values Python cannot order (a column holding mixed
+    types on SQLite) count as past the bound."""
+    bound_ts, bound_id = until
+    try:
+        if ts != bound_ts:
+            return bool(ts < bound_ts)
+        if row_id is None or bound_id is None:
+            return not strict
+        return bool(row_id < bound_id) or (not strict and row_id == bound_id)
+    except TypeError:
+        return False
+
+
 @dataclass(frozen=True)
 class TsState:
     ts: Any
@@ -155,9 +170,7 @@ class TsState:
             return False
         if self.ts is None:
             return True
-        if with_id:
-            return bool((self.ts, self.id) < self.until)
-        return bool(self.ts < self.until[0])
+        return cursor_below(self.ts, self.id if with_id else None, self.until, strict=True)
 
     def position(self, with_id: bool) -> dict[str, Any]:
         position: dict[str, Any] = {"ts": dump_cursor(self.ts)}
@@ -289,9 +302,8 @@ class Timestamp(ModeBase):
         """Whether the row read was there at the first start (``initial: snapshot``)."""
         if until is None:
             return False
-        if self.with_id:
-            return bool((mapping["_bb_ts"], mapping["_bb_id"]) <= until)
-        return bool(mapping["_bb_ts"] <= until[0])
+        row_id = mapping["_bb_id"] if self.with_id else None
+        return cursor_below(mapping["_bb_ts"], row_id, until, strict=False)
 
 
 @dataclass(frozen=True)

@@ -223,9 +223,14 @@ class Timestamp(ModeBase):
         def compute() -> dict[str, Any]:
             ts, inc = self._columns()
             raw_ts = raw(ts, "_bb_ts")
-            query = sa.select(raw_ts).where(ts.is_not(None)).order_by(ts.desc())
-            if not snapshot:  # latest: start after the rows older than lag
-                query = query.where(raw_ts <= self.capture.upper_bound(time.time()))
+            # latest: start after the rows older than lag; snapshot: the rows there now
+            # (a timestamp in the future is a later change, not part of the snapshot)
+            now = time.time() + (self.capture.options.lag if snapshot else 0.0)
+            query = (
+                sa.select(raw_ts)
+                .where(ts.is_not(None), raw_ts <= self.capture.upper_bound(now))
+                .order_by(ts.desc())
+            )
             if inc is not None:
                 query = query.add_columns(inc).order_by(inc.desc())
             with (

@@ -172,3 +172,21 @@ async def test_snapshot_diff_latest_emits_only_changes(url: str, tmp_path: Path)
     finally:
         await src.close()
     assert ops(got) == [("u", 1), ("c", 3), ("d", 2)]
+
+
+@pytest.mark.parametrize("options", [TS, TSINC], ids=["timestamp", "timestamp+incrementing"])
+async def test_a_row_stamped_in_the_future_does_not_stretch_the_snapshot(
+    url: str, tmp_path: Path, options: dict[str, Any]
+) -> None:
+    items(url, 1)
+    add(url, 2, at="2099-01-01 00:00:00")  # read only in 2099, and then as a change
+    src = source(url, tmp_path, **options)
+    await src.open(None)
+    try:
+        first = await read_n(src, 1)
+        execute(url, "UPDATE items SET updated_at = '2024-05-02 12:00:00' WHERE id = 1")
+        second = await read_n(src, 1)
+    finally:
+        await src.close()
+    assert ops(first + second) == [("r", 1), ("u", 1)]
+    assert "snapshot_until" not in first[0].position

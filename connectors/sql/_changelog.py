@@ -26,12 +26,13 @@ later changes back until it ends (none are lost).
 
 Pruning: once a position is acknowledged (saved by the runtime), the log rows it
 covers are deleted in :meth:`Changelog.acked`, at most once per
-:data:`PRUNE_INTERVAL` seconds: on SQLite the rows with ``bb_seq < S`` (the row
-``S`` itself stays, so the next ``bb_seq`` stays above ``S`` even for a log table
-created without AUTOINCREMENT); on PostgreSQL the rows of transactions below the
-window (``bb_txid < lo``) and the rows of the window already read
-(``bb_txid < hi AND bb_seq <= S``). The log therefore belongs to one source: two
-sources capturing the same table would delete changes the other has not read.
+:data:`PRUNE_INTERVAL` seconds and :data:`PRUNE_BATCH` rows per transaction: on
+SQLite the rows with ``bb_seq < S`` (the row ``S`` itself stays, so the next
+``bb_seq`` stays above ``S`` even for a log table created without AUTOINCREMENT);
+on PostgreSQL the rows of transactions below the window (``bb_txid < lo``) and the
+rows of the window already read (``bb_txid < hi AND bb_seq <= S``). The log
+therefore belongs to one source: two sources capturing the same table would delete
+changes the other has not read.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ __all__ = ["PRUNE_INTERVAL", "Changelog", "changelog_name", "install"]
 
 PRUNE_INTERVAL = 10.0
 """Seconds between two deletions of acknowledged changelog rows (the first ack prunes)."""
+
+PRUNE_BATCH = 5000
+"""Most changelog rows deleted per transaction when pruning."""
 
 
 def changelog_name(table: str) -> str:
@@ -334,12 +338,22 @@ class Changelog(ModeBase):
             return
         self._pruned_at = mono
         capture = self.capture
+        seq = self.log.c.bb_seq
+        chunk = sa.select(seq).where(condition).order_by(seq).limit(PRUNE_BATCH).scalar_subquery()
+        statement = self.log.delete().where(seq.in_(chunk))
+        deleted = 0
         try:
-            with errors(capture.engine, "pruning the changelog"), capture.engine.begin() as conn:
-                deleted = conn.execute(self.log.delete().where(condition)).rowcount
+            while True:  # short transactions, so writers of the table wait little
+                with (
+                    errors(capture.engine, "pruning the changelog"),
+                    capture.engine.begin() as conn,
+                ):
+                    count = conn.execute(statement).rowcount
+                deleted += count
+                if count < PRUNE_BATCH:
+                    break
         except (RetriableError, FatalError) as exc:
             logger.warning("sql source %s: changelog not pruned: %s", capture.connector, exc)
-            return
         logger.debug(
             "sql source %s: pruned %s changelog rows up to %s", capture.connector, deleted, position
         )

@@ -120,3 +120,25 @@ async def test_pruning_during_the_initial_snapshot_keeps_later_changes(
         assert after_ack == [logged[-1], new]  # the last row before the start holds the sequence
     else:
         assert after_ack == [new]
+
+
+async def test_a_long_log_is_pruned_in_several_short_transactions(tmp_path: Path) -> None:
+    from backbone.connectors.sql._changelog import PRUNE_BATCH
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    execute(url, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    src = source(url, tmp_path, **OPTIONS, batch_size=5000)
+    await src.open(None)
+    try:
+        count = 2 * PRUNE_BATCH + 10
+        execute(
+            url,
+            "INSERT INTO items (id, name) VALUES (:id, 'x')",
+            params=[{"id": i} for i in range(1, count + 1)],
+        )
+        got = await read_n(src, count, within=30)
+        await src.ack(got[-1].position)
+    finally:
+        await src.close()
+    assert [r.key["id"] for r in got] == list(range(1, count + 1))
+    assert log_seqs(url) == [got[-1].position["seq"]]

@@ -9,6 +9,7 @@ source applies on the event loop afterwards, so a cancelled read changes nothing
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 import uuid
@@ -31,6 +32,18 @@ __all__ = ["Capture", "ModeBase", "Poll", "raw", "unique_ids"]
 EVENT_TYPE = "backbone.sql.change"
 CE_NAMESPACE = uuid.UUID("b7c3f1de-52a4-4c8e-9d0a-6e2f4a1c9b35")
 """UUIDv5 namespace of the sql source's ``ce_id`` headers."""
+
+
+_NAME_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+def _uuid5_text(sha1: bytes) -> bytes:
+    """The text of the UUIDv5 whose SHA-1 is ``sha1`` (RFC 4122 layout)."""
+    raw = bytearray(sha1[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
 
 
 def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
@@ -86,6 +99,7 @@ class Capture:
     state_dir: Path
     table: sa.Table | None = None
     data_columns: list[str] = field(default_factory=list)
+    _id_prefix: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_columns = list(self.relation.c.keys())
@@ -171,24 +185,20 @@ class Capture:
 
         The runtime would derive ``ce_id`` from the position alone, but several records
         can share one (a ``snapshot_diff`` diff, rows of one timestamp group, a delete
-        and its tombstone), so the name is the JSON of the connector, the table (or
-        query), the key, the op (``tombstone`` for tombstones) and the change's
-        position -- plus a hash of the row when there is no key.
+        and its tombstone), so the name is the JSON of ``[connector, table or query]``
+        followed by the JSON of ``[key, op, position, row hash]`` (op ``tombstone`` for
+        tombstones; the row hash only when there is no key, else null).
         """
-        name = json.dumps(
-            [
-                self.connector,
-                self.options.table or self.options.query,
-                key,
-                op,
-                position,
-                content,
-            ],
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
-        return str(uuid.uuid5(CE_NAMESPACE, name)).encode()
+        # uuid5 = SHA-1 of the namespace and the name; the name's start is the same for
+        # every record of the connector, so its hash state is computed once
+        prefix = self._id_prefix
+        if prefix is None:
+            start = _NAME_JSON([self.connector, self.options.table or self.options.query])
+            prefix = hashlib.sha1(CE_NAMESPACE.bytes + start.encode(), usedforsecurity=False)
+            self._id_prefix = prefix
+        digest = prefix.copy()
+        digest.update(_NAME_JSON([key, op, position, content]).encode())
+        return _uuid5_text(digest.digest())
 
     def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """SELECT every data column plus ``extra`` from the relation."""

@@ -28,9 +28,10 @@ polling modes cannot know the previous row, so ``before`` is null except on
 deletes, where it holds the key columns). With ``tombstones: true`` a delete is
 followed by a null-valued record with the same key. Every record carries its own
 CloudEvents ``ce_id`` header: a UUIDv5 of the connector name, the table (or query),
-the key JSON, the op (``tombstone`` for tombstones) and the change's position (plus a
-row hash when there is no key), so records sharing a position still differ and a
-replay from the same position repeats the same ids.
+the key JSON, the op (``tombstone`` for tombstones) and the change (the row's id in
+``incrementing``, its ``(ts, id)`` in the timestamp modes, the changelog ``bb_seq``,
+else the position; plus a row hash when there is no key), so records sharing a
+position still differ and reading the same changes again repeats the same ids.
 
 JSON mapping of column values (source; the sink maps back by column type):
 

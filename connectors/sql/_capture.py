@@ -136,13 +136,17 @@ class Capture:
         position: Any,
         previous: Any,
         change_ms: int | None = None,
+        identity: Any = None,
     ) -> list[SourceRecord]:
         """The records of one change; only the last carries the new ``position``.
 
         ``change_ms`` is when the change happened in the database, when the mode
         knows it (timestamp column, changelog time); it becomes ``source.ts_ms`` and
         the record timestamp. The envelope's ``ts_ms`` is when the source read it.
+        ``identity`` names the change for ``ce_id`` when the position depends on how
+        reads were batched (default: ``position``; see :meth:`event_id`).
         """
+        named = position if identity is None else identity
         now_ms = int(time.time() * 1000)
         image = after if after is not None else before
         key = self.key_of(image) if image is not None else None
@@ -162,7 +166,7 @@ class Capture:
         record = SourceRecord(
             value=envelope,
             key=key,
-            headers=[("ce_id", self.event_id(key, op, position, content))],
+            headers=[("ce_id", self.event_id(key, op, named, content))],
             timestamp_ms=change_ms,
             position=position,
             event_type=EVENT_TYPE,
@@ -173,7 +177,7 @@ class Capture:
         tombstone = SourceRecord(
             value=None,
             key=key,
-            headers=[("ce_id", self.event_id(key, "tombstone", position, content))],
+            headers=[("ce_id", self.event_id(key, "tombstone", named, content))],
             timestamp_ms=change_ms,
             position=position,
         )
@@ -186,8 +190,12 @@ class Capture:
         The runtime would derive ``ce_id`` from the position alone, but several records
         can share one (a ``snapshot_diff`` diff, rows of one timestamp group, a delete
         and its tombstone), so the name is the JSON of ``[connector, table or query]``
-        followed by the JSON of ``[key, op, position, row hash]`` (op ``tombstone`` for
-        tombstones; the row hash only when there is no key, else null).
+        followed by the JSON of ``[key, op, change, row hash]`` (op ``tombstone`` for
+        tombstones; the row hash only when there is no key, else null). ``change`` is
+        what identifies the change whatever the batching: ``{"id": N}`` (incrementing),
+        ``{"ts": T, "id": N}`` (timestamp modes), ``{"seq": S}`` (changelog log rows),
+        else the record's position (bulk, changelog snapshot, ``snapshot_diff``'s
+        generation).
         """
         # uuid5 = SHA-1 of the namespace and the name; the name's start is the same for
         # every record of the connector, so its hash state is computed once

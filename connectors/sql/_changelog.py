@@ -297,6 +297,7 @@ class Changelog(ModeBase):
             else:
                 current = LogState(int(mapping["bb_seq"]), lo, hi)
             change_ms = ms_of(mapping["bb_changed_at"], _UTC)  # the log writes UTC
+            identity = {"seq": int(mapping["bb_seq"])}  # positions depend on the windows
             if mapping["_bb_present"] is None:
                 before = {
                     k: to_json(mapping[f"_bb_k{i}"], capture.zone)
@@ -304,7 +305,13 @@ class Changelog(ModeBase):
                 }
                 records.extend(
                     capture.records(
-                        "d", before, None, current.position(), previous.position(), change_ms
+                        "d",
+                        before,
+                        None,
+                        current.position(),
+                        previous.position(),
+                        change_ms,
+                        identity,
                     )
                 )
             else:
@@ -318,6 +325,7 @@ class Changelog(ModeBase):
                         current.position(),
                         previous.position(),
                         change_ms,
+                        identity,
                     )
                 )
         if self.postgres and not rows:

@@ -125,7 +125,9 @@ class Incrementing(ModeBase):
             position = IncState(state.watermark, seen, (), until).position()
             after = capture.row(mapping)
             op = "r" if until is not None and row_id <= until else "c"
-            records.extend(capture.records(op, None, after, position, before_position))
+            records.extend(
+                capture.records(op, None, after, position, before_position, identity={"id": row_id})
+            )
         top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
         history = (*state.history, (mono, top)) if top is not None else state.history
         watermark = state.watermark
@@ -297,6 +299,10 @@ class Timestamp(ModeBase):
                     current.position(self.with_id),
                     previous.position(self.with_id),
                     change_ms,
+                    identity={
+                        "ts": dump_cursor(mapping["_bb_ts"]),
+                        "id": mapping["_bb_id"] if inc is not None else None,
+                    },
                 )
             )
         if until is not None and not current.snapshot(self.with_id):

@@ -155,3 +155,42 @@ async def test_a_delete_and_its_tombstone_have_different_ids_the_runtime_keeps(
             record, connector="orders-db", kind="sql", topic="t", now_ms=0
         )
         assert [v for n, v in encoded.headers if n == "ce_id"] == [ce_id(record).encode()]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "incrementing", "incrementing_column": "id"},
+        {"mode": "timestamp", "timestamp_column": "updated_at"},
+        {
+            "mode": "timestamp+incrementing",
+            "timestamp_column": "updated_at",
+            "incrementing_column": "id",
+        },
+        {"mode": "changelog", "install_triggers": True, "initial": "latest"},
+    ],
+    ids=lambda o: o["mode"],
+)
+async def test_ids_do_not_depend_on_how_reads_were_batched(
+    url: str, tmp_path: Path, options: dict[str, object]
+) -> None:
+    items(url)
+    first_source = source(url, tmp_path, table="items", batch_size=1, **options)
+    await first_source.open(None)
+    try:
+        for i in range(1, 6):
+            execute(
+                url,
+                f"INSERT INTO items VALUES ({i}, 'n{i}', '2024-05-01 12:00:0{i % 2}')",
+            )
+        one_by_one = await read_n(first_source, 5)
+    finally:
+        await first_source.close()
+    again = source(url, tmp_path, table="items", batch_size=100, **options)
+    await again.open(None)  # the same first start, read in one batch
+    try:
+        at_once = await read_n(again, 5)
+    finally:
+        await again.close()
+    assert {r.key["id"]: ce_id(r) for r in at_once} == {r.key["id"]: ce_id(r) for r in one_by_one}
+    assert len({ce_id(r) for r in at_once}) == 5

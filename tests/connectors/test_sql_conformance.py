@@ -29,13 +29,6 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'conformance.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def items(url: str, count: int = 12) -> None:
     execute(url, f"CREATE TABLE items (id {serial(url)}, name TEXT NOT NULL, updated_at TIMESTAMP)")
     start = dt.datetime(2024, 1, 1)

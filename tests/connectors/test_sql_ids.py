@@ -14,13 +14,6 @@ from tests.connectors.test_sql_support import execute, read_n, source
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def ce_id(record: SourceRecord) -> str:
     [value] = [v for name, v in record.headers if name == "ce_id"]
     return str(uuid.UUID(value.decode()))

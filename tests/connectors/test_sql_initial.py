@@ -14,13 +14,6 @@ from tests.connectors.test_sql_support import execute, read_n, read_quiet, sourc
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def items(url: str, *ids: int, at: str = "2024-05-01 12:00:00") -> None:
     execute(url, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, updated_at TIMESTAMP)")
     add(url, *ids, at=at)

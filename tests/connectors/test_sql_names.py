@@ -12,13 +12,6 @@ from tests.connectors.test_sql_support import execute, read_n, serial, source
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def _trigger_ids(url: str) -> list[tuple[str, int]]:
     """(name, oid) of the changelog triggers; a reinstall gives new oids (PostgreSQL)."""
     engine = sa.create_engine(url)

@@ -13,13 +13,6 @@ from tests.connectors.test_sql_support import dialect, execute, read_n, read_qui
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 OPTIONS: dict[str, Any] = {
     "table": "items",
     "mode": "changelog",

@@ -13,13 +13,6 @@ from tests.connectors.test_sql_support import execute, rows, sink, sink_record
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'warehouse.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def envelope(
     op: str, after: dict[str, Any] | None, before: dict[str, Any] | None = None
 ) -> dict[str, Any]:

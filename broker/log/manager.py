@@ -246,19 +246,23 @@ class LogManager:
             topic = Topic(name, uuid.uuid4(), config)
             if validate_only:
                 return topic
-            topic.partitions = await asyncio.to_thread(
-                self._create_partitions, topic, 0, num_partitions
-            )
-            try:
-                await asyncio.to_thread(self._write_metadata, topic)
-            except OSError as exc:
-                await asyncio.to_thread(
-                    self._discard_partitions, topic, topic.partitions, 0, num_partitions
-                )
-                raise KafkaStorageError(f"cannot persist the metadata of {name}: {exc}") from exc
+            await self._add_partitions(topic, 0, num_partitions)
             self._topics[name] = topic
         logger.info("created topic %s with %d partitions", name, num_partitions)
         return topic
+
+    async def _add_partitions(self, topic: Topic, start: int, stop: int) -> None:
+        """Create partitions ``start..stop-1`` and persist the topic's metadata (CreateTopics,
+        CreatePartitions; under the lock). All or nothing: on a failed metadata write the
+        new partitions are removed again and KafkaStorageError is raised."""
+        new = await asyncio.to_thread(self._create_partitions, topic, start, stop)
+        topic.partitions.extend(new)
+        try:
+            await asyncio.to_thread(self._write_metadata, topic)
+        except OSError as exc:
+            del topic.partitions[start:]
+            await asyncio.to_thread(self._discard_partitions, topic, new, start, stop)
+            raise KafkaStorageError(f"cannot persist the metadata of {topic.name}: {exc}") from exc
 
     def _create_partitions(self, topic: Topic, start: int, stop: int) -> list[PartitionLog]:
         """Create partitions ``start..stop-1`` of ``topic`` (blocking; run in a thread).
@@ -291,11 +295,14 @@ class LogManager:
         for log in logs:
             log.discard()
         for index in range(start, stop):
-            directory = self.data_dir / f"{topic.name}-{index}"
-            if directory.exists():
-                doomed = self.data_dir / f"{uuid.uuid4().hex}-delete"
-                directory.rename(doomed)
-                shutil.rmtree(doomed, ignore_errors=True)
+            self._remove_dir(self.data_dir / f"{topic.name}-{index}")
+
+    def _remove_dir(self, directory: Path) -> None:
+        """Rename a partition folder out of the way (atomic), then delete it."""
+        if directory.exists():
+            doomed = self.data_dir / f"{uuid.uuid4().hex}-delete"
+            directory.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def _metadata_path(self, topic: Topic) -> Path:
         return self.data_dir / "topics" / f"{topic.topic_id}.json"
@@ -328,10 +335,7 @@ class LogManager:
         meta.unlink(missing_ok=True)
         fsync_dir(meta.parent)
         for log in topic.partitions:
-            if log.directory.exists():
-                doomed = self.data_dir / f"{uuid.uuid4().hex}-delete"
-                log.directory.rename(doomed)
-                shutil.rmtree(doomed, ignore_errors=True)
+            self._remove_dir(log.directory)
 
     async def create_partitions(
         self, name: str, total_count: int, validate_only: bool = False
@@ -349,14 +353,7 @@ class LogManager:
                 )
             if validate_only:
                 return
-            new = await asyncio.to_thread(self._create_partitions, topic, current, total_count)
-            topic.partitions.extend(new)
-            try:
-                await asyncio.to_thread(self._write_metadata, topic)
-            except OSError as exc:
-                del topic.partitions[current:]
-                await asyncio.to_thread(self._discard_partitions, topic, new, current, total_count)
-                raise KafkaStorageError(f"cannot persist the metadata of {name}: {exc}") from exc
+            await self._add_partitions(topic, current, total_count)
         logger.info("topic %s now has %d partitions", name, total_count)
 
     async def alter_configs(

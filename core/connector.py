@@ -86,6 +86,12 @@ class SourceRecord:
     connector's topic for this record; ``event_type`` becomes the CloudEvents
     ``ce_type`` header.
 
+    ``identity``: what names this change for the CloudEvents ``ce_id`` (JSON-able),
+    when the position does not: the runtime derives ``ce_id`` deterministically from
+    ``identity`` if set, else from ``position`` -- so a source whose records can share
+    one position (several changes in one read) sets an identity unique per change
+    within the connector, and re-reading the same change repeats its ``ce_id``.
+
     ``error``: set it (to the reason) for input the source could not parse, with
     ``value`` holding the raw input (bytes or text) and ``position`` the position
     after it. The runner sends such a record to the connector's
@@ -101,6 +107,7 @@ class SourceRecord:
     topic: str | None = None
     event_type: str | None = None
     error: str | None = None
+    identity: Any = None
 
 
 @dataclass(slots=True)

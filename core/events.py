@@ -8,11 +8,11 @@ else as JSON), and CloudEvents 1.0 binary-mode headers (Kafka protocol binding)
 are added unless the record already carries them:
 
 ``ce_specversion`` ``1.0``; ``ce_id`` a UUIDv5 of ``backbone://<connector>`` and
-the JSON of the record's position (so a re-sent record keeps its id; random when
-the position is ``None``); ``ce_source`` ``backbone://<connector>``; ``ce_type``
-the record's ``event_type`` or ``backbone.<kind>``; ``ce_time`` the record's
-timestamp in ISO-8601 UTC; ``content-type`` ``application/json`` (or
-``application/octet-stream`` for bytes).
+the JSON of the record's ``identity`` when set, else of its position (so a re-sent
+record keeps its id; random when both are ``None``); ``ce_source``
+``backbone://<connector>``; ``ce_type`` the record's ``event_type`` or
+``backbone.<kind>``; ``ce_time`` the record's timestamp in ISO-8601 UTC;
+``content-type`` ``application/json`` (or ``application/octet-stream`` for bytes).
 
 Processors receive and return :class:`Event` objects (:func:`event_from_record`,
 :func:`encode_event`).
@@ -141,12 +141,17 @@ class SourceEncoder:
         self._time_ms = -1
         self._time = b""
 
-    def event_id(self, position: Any) -> bytes:
-        """``ce_id`` bytes: UUIDv5 of the connector and the position's JSON (random for None)."""
-        if position is None:
+    def event_id(self, position: Any, identity: Any = None) -> bytes:
+        """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
+        ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
+        if identity is not None:
+            name = _POSITION_JSON({"identity": identity})
+        elif position is not None:
+            name = _POSITION_JSON(position)
+        else:
             return str(uuid.uuid4()).encode()
         digest = self._id_prefix.copy()
-        digest.update(_POSITION_JSON(position).encode())
+        digest.update(name.encode())
         raw = bytearray(digest.digest()[:16])
         raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
         raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
@@ -169,7 +174,7 @@ class SourceEncoder:
         event_type = record.event_type
         headers: list[Header] = [
             ("ce_specversion", _SPECVERSION),
-            ("ce_id", self.event_id(record.position)),
+            ("ce_id", self.event_id(record.position, record.identity)),
             ("ce_source", self._source),
             ("ce_type", event_type.encode() if event_type else self._default_type),
             ("ce_time", self._time),

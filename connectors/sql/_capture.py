@@ -9,10 +9,8 @@ source applies on the event loop afterwards, so a cancelled read changes nothing
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,40 +28,24 @@ from ._values import dump_cursor, load_cursor, row_hash, to_json
 __all__ = ["Capture", "ModeBase", "Poll", "raw", "unique_ids"]
 
 EVENT_TYPE = "backbone.sql.change"
-CE_NAMESPACE = uuid.UUID("b7c3f1de-52a4-4c8e-9d0a-6e2f4a1c9b35")
-"""UUIDv5 namespace of the sql source's ``ce_id`` headers."""
-
-
 _NAME_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
-def _uuid5_text(sha1: bytes) -> bytes:
-    """The text of the UUIDv5 whose SHA-1 is ``sha1`` (RFC 4122 layout)."""
-    raw = bytearray(sha1[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
-
-
 def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
-    """Make ``ce_id`` unique within one poll's records.
+    """Make each record's ``identity`` (hence its ``ce_id``) unique within one poll.
 
-    Two records get the same id only when everything they are named by is equal:
-    identical key-less rows sharing one timestamp. The n-th repeat (n >= 1) gets the
-    UUIDv5 of the id and n instead -- still deterministic, as such rows are
+    Two records have the same identity only when everything they are named by is
+    equal: identical key-less rows sharing one timestamp. The n-th repeat (n >= 1)
+    gets ``[identity, n]`` instead -- still deterministic, as such rows are
     interchangeable.
     """
-    seen: dict[bytes, int] = {}
+    seen: dict[str, int] = {}
     for record in records:
-        for index, (name, value) in enumerate(record.headers):
-            if name != "ce_id":
-                continue
-            count = seen.get(value, 0)
-            seen[value] = count + 1
-            if count:
-                fresh = str(uuid.uuid5(CE_NAMESPACE, f"{value.decode()}#{count}")).encode()
-                record.headers[index] = ("ce_id", fresh)
+        name = _NAME_JSON(record.identity)
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        if count:
+            record.identity = [record.identity, count]
     return records
 
 
@@ -99,7 +81,6 @@ class Capture:
     state_dir: Path
     table: sa.Table | None = None
     data_columns: list[str] = field(default_factory=list)
-    _id_prefix: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_columns = list(self.relation.c.keys())
@@ -143,8 +124,15 @@ class Capture:
         ``change_ms`` is when the change happened in the database, when the mode
         knows it (timestamp column, changelog time); it becomes ``source.ts_ms`` and
         the record timestamp. The envelope's ``ts_ms`` is when the source read it.
-        ``identity`` names the change for ``ce_id`` when the position depends on how
-        reads were batched (default: ``position``; see :meth:`event_id`).
+        ``identity`` names the change when the position depends on how reads were
+        batched (default: ``position``). Each record's ``SourceRecord.identity``, from
+        which the runtime derives ``ce_id``, is ``[key, op or "tombstone", change, row
+        hash]``: several records can share one position (a ``snapshot_diff`` diff, rows
+        of one timestamp group, a delete and its tombstone), so the position alone does
+        not name them; the row hash only when there is no key. ``change`` is
+        ``{"id": N}`` (incrementing), ``{"ts": T, "id": N}`` (timestamp modes),
+        ``{"seq": S}`` (changelog log rows), else the position (bulk, changelog
+        snapshot, ``snapshot_diff``'s generation).
         """
         named = position if identity is None else identity
         now_ms = int(time.time() * 1000)
@@ -166,7 +154,7 @@ class Capture:
         record = SourceRecord(
             value=envelope,
             key=key,
-            headers=[("ce_id", self.event_id(key, op, named, content))],
+            identity=[key, op, named, content],
             timestamp_ms=change_ms,
             position=position,
             event_type=EVENT_TYPE,
@@ -177,36 +165,11 @@ class Capture:
         tombstone = SourceRecord(
             value=None,
             key=key,
-            headers=[("ce_id", self.event_id(key, "tombstone", named, content))],
+            identity=[key, "tombstone", named, content],
             timestamp_ms=change_ms,
             position=position,
         )
         return [record, tombstone]
-
-    def event_id(self, key: Any, op: str, position: Any, content: str | None) -> bytes:
-        """The ``ce_id`` header of one record: a UUIDv5, deterministic so that reading
-        again from the same position gives the same ids.
-
-        The runtime would derive ``ce_id`` from the position alone, but several records
-        can share one (a ``snapshot_diff`` diff, rows of one timestamp group, a delete
-        and its tombstone), so the name is the JSON of ``[connector, table or query]``
-        followed by the JSON of ``[key, op, change, row hash]`` (op ``tombstone`` for
-        tombstones; the row hash only when there is no key, else null). ``change`` is
-        what identifies the change whatever the batching: ``{"id": N}`` (incrementing),
-        ``{"ts": T, "id": N}`` (timestamp modes), ``{"seq": S}`` (changelog log rows),
-        else the record's position (bulk, changelog snapshot, ``snapshot_diff``'s
-        generation).
-        """
-        # uuid5 = SHA-1 of the namespace and the name; the name's start is the same for
-        # every record of the connector, so its hash state is computed once
-        prefix = self._id_prefix
-        if prefix is None:
-            start = _NAME_JSON([self.connector, self.options.table or self.options.query])
-            prefix = hashlib.sha1(CE_NAMESPACE.bytes + start.encode(), usedforsecurity=False)
-            self._id_prefix = prefix
-        digest = prefix.copy()
-        digest.update(_NAME_JSON([key, op, position, content]).encode())
-        return _uuid5_text(digest.digest())
 
     def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """SELECT every data column plus ``extra`` from the relation."""

@@ -210,3 +210,21 @@ def test_event_id_is_uuid5_of_connector_and_position(connector: str, position: o
     encoder = SourceEncoder(connector=connector, kind="k", topic="t")
     expected = uuid.uuid5(_CE_NAMESPACE, f"backbone://{connector}/" + _POSITION_JSON(position))
     assert encoder.event_id(position).decode() == str(expected)
+
+
+def test_event_id_comes_from_the_identity_when_the_record_has_one() -> None:
+    from backbone import SourceRecord
+    from backbone.events import _CE_NAMESPACE, SourceEncoder
+
+    encoder = SourceEncoder(connector="c", kind="k", topic="t")
+
+    def ce_id(record: SourceRecord) -> str:
+        [value] = [v for n, v in encoder.encode(record, 0).headers if n == "ce_id"]
+        return value.decode()
+
+    first = SourceRecord(value=1, position={"p": 1}, identity=["k1", "c"])
+    second = SourceRecord(value=2, position={"p": 1}, identity=["k2", "c"])
+    plain = SourceRecord(value=3, position={"p": 1})
+    assert ce_id(first) == str(uuid.uuid5(_CE_NAMESPACE, 'backbone://c/{"identity":["k1","c"]}'))
+    assert len({ce_id(first), ce_id(second), ce_id(plain)}) == 3  # one position, three ids
+    assert ce_id(plain) == str(uuid.uuid5(_CE_NAMESPACE, 'backbone://c/{"p":1}'))

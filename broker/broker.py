@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from backbone.durable import write_file_atomically
+
 from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
 from .log import LogConfig, LogManager
-from .log.index import write_file_atomically
 from .server import KafkaServer, ResponseFilter
 
 __all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]

@@ -45,6 +45,8 @@ from typing import Any
 
 import crc32c
 
+from backbone.durable import write_file_atomically
+
 __all__ = ["OffsetLog"]
 
 logger = logging.getLogger(__name__)
@@ -177,9 +179,8 @@ class OffsetLog:
             written_at_snapshot = self._written
             self._diverted = []
             data = b"".join(encode_frame(r) for r in records)
-            tmp = self.path.with_name(self.path.name + ".tmp")
             try:
-                await asyncio.to_thread(self._write_replacement, tmp, data)
+                await asyncio.to_thread(write_file_atomically, self.path, data)
                 new_fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             except BaseException:
                 diverted, self._diverted = self._diverted, None
@@ -198,18 +199,6 @@ class OffsetLog:
         logger.info(
             "Compacted offsets log %s to %d records (%d bytes)", self.path, len(records), len(data)
         )
-
-    def _write_replacement(self, tmp: Path, data: bytes) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def close(self) -> None:
         """Fsync and close the file (idempotent)."""

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backbone.broker.errors import CorruptRecord
+from backbone.durable import fsync_dir, write_file_atomically
 
 from .batch import BatchHeader, Record, build_batch, iter_records
 from .compression import CodecUnavailable, compress
-from .index import fsync_dir, write_file_atomically
 from .segment import Segment
 
 if TYPE_CHECKING:

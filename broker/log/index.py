@@ -28,41 +28,14 @@ from __future__ import annotations
 
 import array
 import bisect
-import os
 import struct
 import sys
 from pathlib import Path
 
-__all__ = ["OffsetIndex", "TimeIndex", "fsync_dir", "write_file_atomically"]
+__all__ = ["OffsetIndex", "TimeIndex"]
 
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
-
-
-def write_file_atomically(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (fsync file and folder)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if fsync:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a folder so that created, renamed or removed entries are durable."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class OffsetIndex:

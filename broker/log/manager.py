@@ -40,11 +40,11 @@ from backbone.broker.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
+from backbone.durable import fsync_dir, write_file_atomically
 
 from .cleaner import clean_partition
 from .config import ConfigEntry, FlushPolicy, LogConfig
 from .flusher import Flusher
-from .index import fsync_dir, write_file_atomically
 from .partition import PartitionLog, SegmentReaper
 
 __all__ = ["LogManager", "Topic", "validate_topic_name"]

@@ -31,13 +31,13 @@ from backbone.broker.errors import (
     OffsetOutOfRange,
     UnknownTopicOrPartition,
 )
+from backbone.durable import write_file_atomically
 
 from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
 from .cleaner import load_horizons
 from .compression import CodecUnavailable
 from .config import LogConfig
 from .flusher import Flusher
-from .index import write_file_atomically
 from .producers import ProducerStateTable
 from .retention import enforce_retention
 from .segment import FileSlice, Segment

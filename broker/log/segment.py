@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backbone.broker.errors import KafkaStorageError
+from backbone.durable import write_file_atomically
 
 from .batch import BatchHeader, iter_headers
-from .index import OffsetIndex, TimeIndex, write_file_atomically
+from .index import OffsetIndex, TimeIndex
 
 __all__ = ["FileSlice", "Segment", "segment_name"]
 

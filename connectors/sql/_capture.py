@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backbone import SourceRecord
+from backbone.durable import write_file_atomically
 
 from ._options import SqlSourceOptions
 from ._values import dump_cursor, load_cursor, row_hash, to_json
@@ -192,20 +193,8 @@ class Capture:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to ``path``: temp file, fsync, rename, fsync the folder."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(path.suffix + ".tmp")
-    with temp.open("w", encoding="utf-8") as handle:
-        json.dump(value, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    write_file_atomically(path, json.dumps(value, separators=(",", ":")).encode())
 
 
 def ms_of(value: Any, zone: ZoneInfo) -> int | None:

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint fmt bench system-deps clean
@@ -14,10 +15,16 @@ $(BIN)/python:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 
+# `make run` needs the runtime only; `make test`/`lint`/`bench` the test and bench extras.
+$(RUNTIME): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
+	touch $(STAMP) $(RUNTIME)
 
 # Debian packages the test suite uses: a PostgreSQL server and kcat.
 system-deps:
@@ -29,7 +36,7 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/backbone run configs/quickstart.yaml
 
 lint: $(STAMP)
@@ -39,6 +46,8 @@ lint: $(STAMP)
 	@# package-dir mapping hides: check a regular install in a scratch folder.
 	rm -rf build/lint-site && $(BIN)/pip install --quiet --no-deps --target build/lint-site . >/dev/null
 	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports ../pyproject.toml
+	@# mypy on the same installed tree: strict for the gateway core and the SDK
+	cd build && MYPYPATH=lint-site ../$(BIN)/mypy --config-file ../pyproject.toml -p backbone
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -77,8 +77,14 @@ async function produce(perPartition) {
 }
 
 // A running consumer of the group; `received` lists [partition, offset] as delivered.
+// A 10 s session: Tansu holds the first JoinGroup for half of it (30 s by default).
 async function startConsumer() {
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 250 })
+  const consumer = kafka.consumer({
+    groupId,
+    maxWaitTimeInMs: 250,
+    sessionTimeout: 10000,
+    heartbeatInterval: 1000,
+  })
   const received = []
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning: true })

@@ -47,7 +47,7 @@ lint: $(STAMP)
 	@# import-linter reads the installed layout, which an editable install with
 	@# package-dir mapping hides: check a regular install in a scratch folder.
 	rm -rf build/lint-site && $(BIN)/pip install --quiet --no-deps --target build/lint-site . >/dev/null
-	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports --config ../pyproject.toml
+	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports ../pyproject.toml
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -36,8 +36,15 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from backbone.config import ProcessorSettings, RetryPolicy, RuntimeSettings
 from backbone.connector import ConnectorKind, Sink, SinkRecord, Source
-from backbone.errors import DataError, FatalError, RetriableError
-from backbone.events import Encoded, Event, SourceEncoder, encode_event, event_from_record
+from backbone.errors import ContractError, DataError, FatalError, RetriableError
+from backbone.events import (
+    Encoded,
+    Event,
+    SourceEncoder,
+    encode_event,
+    event_from_record,
+    shared_position_message,
+)
 from backbone.positions import PositionStore
 from backbone.retry import backoff_delay, dead_letter_headers
 from backbone.transforms import apply_transforms, compile_filter
@@ -197,6 +204,7 @@ class SourceWorker(Worker):
         self._pending: deque[tuple[Any, asyncio.Future[Any]]] = deque()
         self._acked = start_position
         self._saved = start_position
+        self._previous = start_position  # position of the last record read (rule 3)
         self._last_save = 0.0
 
     async def run(self) -> None:
@@ -217,6 +225,13 @@ class SourceWorker(Worker):
                     attempt += 1
                     await self.backoff(attempt, exc)
                     continue
+                except DataError as exc:
+                    raise ContractError(
+                        f"source {self.name} broke the connector contract: read() raised "
+                        f"DataError ({exc}); a source reports bad input as a record, "
+                        "SourceRecord(value=<the raw input>, error=<why>, position=<the "
+                        "position after it>), which goes to the dead-letter topic"
+                    ) from exc
                 if attempt:
                     attempt = 0
                     self.status.error = None
@@ -256,11 +271,16 @@ class SourceWorker(Worker):
         partitions: dict[str, tuple[list[int], list[int]]] = {}
         open_batches: dict[tuple[str, int], tuple[Any, list[Any]]] = {}
         order: list[tuple[Any, list[Any]]] = []  # (position, cell holding the future)
+        previous = self._previous
         for record in records:
             failure: DataError | None = None
             if record.error is not None:
                 failure = DataError(record.error)
             else:
+                position = record.position
+                if record.identity is None and (position is None or position == previous):
+                    raise ContractError(shared_position_message(self.name, record, previous))
+                previous = position
                 try:
                     encoded = self.encoder.encode(record, now)
                 except DataError as exc:
@@ -309,6 +329,7 @@ class SourceWorker(Worker):
                 current = open_batches[tp] = (producer.create_batch(), [None])
                 current[0].append(timestamp=stamp, key=key, value=value, headers=headers)
             order.append((record.position, current[1]))
+        self._previous = previous
         for tp in list(open_batches):
             await self._submit(open_batches, tp)
         self._pending.extend((position, cell[0]) for position, cell in order)

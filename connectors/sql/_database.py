@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 
-from backbone import ConnectorContext, DataError, FatalError, RetriableError
+from backbone.sdk import ConnectorContext, DataError, FatalError, RetriableError
 
 __all__ = [
     "column_of",

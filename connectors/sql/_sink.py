@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from backbone import ConnectorContext, DataError, FatalError, Sink, SinkRecord
+from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
 
 from ._database import (
     column_of,
@@ -36,7 +36,6 @@ from ._database import (
     split_name,
     sqlite_file,
 )
-from ._offload import Offload
 from ._options import SqlSinkOptions
 from ._values import from_json
 

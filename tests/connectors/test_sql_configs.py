@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backbone.config import load_config
-from tests.conformance import running, wait_until
+from backbone.testing import running, wait_until
 from tests.connectors.test_sql_pipeline import registry
 from tests.servers import free_port
 

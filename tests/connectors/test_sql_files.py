@@ -4,15 +4,17 @@ with ``auto_create``."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from backbone import FatalError
-from tests.conformance import BACKBONE
 from tests.connectors.test_sql_support import rows, sink, sink_record, source
 
 pytestmark = pytest.mark.timeout(60)
+
+BACKBONE = Path(sys.executable).parent / "backbone"
 
 
 async def test_source_check_and_open_refuse_a_missing_sqlite_file(tmp_path: Path) -> None:

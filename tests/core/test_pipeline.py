@@ -17,7 +17,7 @@ import pytest
 
 from backbone.positions import POSITIONS_TOPIC, PositionStore
 from backbone.runner import ConnectorState
-from tests.conformance import (
+from backbone.testing import (
     FAST_RUNTIME,
     broker_yaml,
     check_sink_dead_letters,

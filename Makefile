@@ -4,9 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
+JS_STAMP := tests/js/node_modules/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench system-deps clean
+.PHONY: run test lint fmt bench system-deps js-deps clean
 
 # Debian's python3 ships without ensurepip (package python3-venv): install it if needed.
 $(BIN)/python:
@@ -26,15 +27,23 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
 	touch $(STAMP) $(RUNTIME)
 
-# Debian packages the test suite uses: a PostgreSQL server and kcat.
+# Debian packages the test suite uses: a PostgreSQL server, kcat, Node.js and npm.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# The Node.js clients of the tests (kafkajs), exactly as tests/js/package-lock.json pins them.
+js-deps: $(JS_STAMP)
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json | system-deps
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
 
 run: $(RUNTIME)
 	$(BIN)/backbone run configs/quickstart.yaml
@@ -53,11 +62,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps js-deps lint
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/js/node_modules

@@ -49,8 +49,10 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
             found = await consumer.offsets_for_times({tp: millis})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
-            else:
-                await consumer.seek_to_end(tp)
+            else:  # nothing at or after the timestamp yet: start at today's end
+                # (an explicit offset: aiokafka's lazy seek_to_end may be reset to earliest)
+                ends = await consumer.end_offsets([tp])
+                consumer.seek(tp, ends[tp])
 
 
 class ConsumingWorker(Worker):

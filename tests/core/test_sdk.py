@@ -4,7 +4,6 @@ the runtime enforces (a source breaking one stops FAILED with a ContractError)."
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Sequence

@@ -104,6 +104,8 @@ class SourceCluster:
         self.running: dict[str, _Running] = {}
         self._dying: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reported: dict[str, str] = {}
+        self._yielded: set[str] = set()
         self._changed = asyncio.Event()
         store.on_claim = self._claimed
         for name in self.sources:
@@ -117,7 +119,18 @@ class SourceCluster:
             if running.stop.is_set():
                 continue  # being stopped: not ours to keep
             owned[name] = self.status[name].state.value
+        self._reported = owned
         return MemberInfo("", self.worker, tuple(self.sources), owned).encode()
+
+    def _states_changed(self) -> bool:
+        """Whether a source here changed state since the group last heard (e.g. RUNNING)."""
+        for name, running in self.running.items():
+            if running.stop.is_set():
+                continue
+            state = self.status[name].state.value
+            if state != ConnectorState.STARTING.value and self._reported.get(name) != state:
+                return True
+        return False
 
     def _assign(self, generation: int, members: list[tuple[str, bytes]]) -> dict[str, bytes]:
         infos = [MemberInfo.decode(member_id, data) for member_id, data in members]
@@ -133,6 +146,7 @@ class SourceCluster:
             logger.error("generation %d: unreadable assignment (%s); running none", generation, exc)
             plan = Plan(generation, (), False, {}, ())
         self.plan = plan
+        self._yielded.clear()
         logger.info(
             "gateway %s generation %d: %d worker(s); sources here: %s",
             self.group,
@@ -151,10 +165,8 @@ class SourceCluster:
     def _claimed(self, name: str, claim: str) -> None:
         running = self.running.get(name)
         if running is not None and running.claim.id != claim and not running.task.done():
-            logger.warning(
-                "source %s was claimed by another process: stopping it here without writing",
-                name,
-            )
+            logger.warning("source %s stopped without writing (claimed by another process)", name)
+            self._yielded.add(name)  # not ours again before a newer generation says so
             running.task.cancel()
             self._dying.append(running.task)
             del self.running[name]
@@ -201,7 +213,9 @@ class SourceCluster:
                 changed = asyncio.ensure_future(self._changed.wait())
                 try:
                     await asyncio.wait(
-                        {stopper, changed, member}, return_when=asyncio.FIRST_COMPLETED
+                        {stopper, changed, member},
+                        timeout=self.shared.runtime.heartbeat_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
                 finally:
                     stopper.cancel()
@@ -211,6 +225,11 @@ class SourceCluster:
                     raise RuntimeError("the gateway group loop ended")
                 if stop.is_set():
                     break
+                if self._states_changed():
+                    self._reported = {}
+                    self.member.rejoin()  # so the group's map shows RUNNING/FAILED
+                if not self._changed.is_set():
+                    continue
                 self._changed.clear()
                 await self._reconcile()
         finally:
@@ -239,10 +258,12 @@ class SourceCluster:
             self.member.rejoin()
         if plan is None or self.plan is not plan:
             return  # lost, or a newer plan came meanwhile: the loop runs again
-        missing = sorted(wanted - set(self.running))
+        missing = sorted(wanted - set(self.running) - self._yielded)
         if not missing:
             return
-        claims = await self.store.claim(missing, worker=self.worker, fence=self.member.fence)
+        claims = await self.store.claim(
+            missing, worker=self.worker, fence=self.member.fence, still=lambda: self.plan is plan
+        )
         if self.plan is not plan:  # the plan changed while claiming: start what is still ours
             self._changed.set()
         for name, claim in claims.items():
@@ -260,9 +281,6 @@ class SourceCluster:
 
     async def _supervised(self, worker: Worker) -> None:
         await self.supervise(worker)
-        failed = self.status[worker.name].state is ConnectorState.FAILED
-        if failed and not self.shared.stop.is_set():
-            self.member.rejoin()  # tell the group (its map shows the source FAILED)
 
     async def _stop(self, names: list[str], *, why: str) -> None:
         """Stop sources gracefully (drain, save), cancelling what does not end in time."""

@@ -69,7 +69,9 @@ class ConsumingWorker(Worker):
         return AIOKafkaConsumer(
             bootstrap_servers=self.shared.bootstrap,
             group_id=f"backbone.{self.name}",
-            client_id=f"backbone.{self.name}",
+            client_id=f"backbone.{self.name}@{self.shared.worker}"
+            if self.shared.worker
+            else f"backbone.{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",
             session_timeout_ms=int(runtime.session_timeout * 1000),

@@ -331,12 +331,19 @@ class PositionStore:
         await self.write(connector, {"position": position})
 
     async def claim(
-        self, connectors: Iterable[str], *, worker: str, fence: Fence | None = None
+        self,
+        connectors: Iterable[str],
+        *,
+        worker: str,
+        fence: Fence | None = None,
+        still: Callable[[], bool] = lambda: True,
     ) -> dict[str, Claim]:
         """Claim ``connectors`` for this process; one :class:`Claim` each.
 
         Writes a claim carrying the position in force as read, waits until the fold
-        read it, and claims again while a save slipped in between (bounded).
+        read it, and claims again while a save slipped in between (bounded). Claims
+        nothing more once ``still()`` turns false (checked after the fence, right
+        before writing: the assignment changed meanwhile).
         """
         pending = list(connectors)
         claims: dict[str, Claim] = {}
@@ -346,6 +353,8 @@ class PositionStore:
             if fence is not None:
                 await fence()
             await self.caught_up()
+            if not still():
+                return claims
             sent: list[tuple[str, str]] = []
             reached: dict[int, int] = {}
             for name in pending:

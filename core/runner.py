@@ -102,7 +102,9 @@ class Runner:
             store = PositionStore(producer, self.bootstrap)
             await store.start()
             stack.push_async_callback(store.stop)
-            shared = Shared(producer, self.bootstrap, self.config.runtime, stop, self.rng)
+            shared = Shared(
+                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker
+            )
             tasks: dict[str, asyncio.Task[None]] = {}
             for name, worker in self._workers(shared, store):
                 tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")

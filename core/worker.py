@@ -66,6 +66,8 @@ class Shared:
     runtime: RuntimeSettings
     stop: asyncio.Event
     rng: random.Random
+    worker: str = ""
+    """``host:pid`` of this gateway process (in consumers' client ids, for ``backbone status``)."""
 
 
 class Worker:

@@ -253,7 +253,7 @@ class GroupMember:
             int(self.session_timeout * 1000),
             int(self.rebalance_timeout * 1000),
             self.member_id,
-            None,  # type: ignore[arg-type]  # no static membership
+            None,  # no static membership
             PROTOCOL_TYPE,
             [(self.protocol, self.metadata())],
         )
@@ -275,7 +275,7 @@ class GroupMember:
             plans = self.assign(self.generation, members)
             assignments = list(plans.items())
         sent = self.clock()
-        sync = SyncGroupRequest(self.group, self.generation, self.member_id, None, assignments)  # type: ignore[arg-type]
+        sync = SyncGroupRequest(self.group, self.generation, self.member_id, None, assignments)
         result = await self._send(sync, self.rebalance_timeout + self.session_timeout)
         self._check(result.error_code, "SyncGroup")
         self._renew(sent)

@@ -104,9 +104,9 @@ def fold(entries: dict[str, Entry], name: str, value: Any) -> str | None:
         entry.worker = value.get("worker")
         return claim
     position = value["position"]
-    claim = value.get("claim")
+    written = value.get("claim")
     holder = entry.claim if entry is not None else None
-    if claim != holder:
+    if written != holder:
         return None  # written under a claim that is no longer in force: fenced
     if entry is None:
         entry = entries[name] = Entry()

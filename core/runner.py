@@ -36,7 +36,7 @@ from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
-from backbone.positions import PositionStore, PositionWriter
+from backbone.positions import Claim, PositionStore, PositionWriter
 from backbone.registry import Registry
 from backbone.schema import connector_options
 from backbone.settings import Config
@@ -80,6 +80,8 @@ class Runner:
             clients = KafkaClients(self.bootstrap, self.config.broker)
             await create_topics(clients, planned_topics(self.config))
             producer = clients.producer(
+                enable_idempotence=self.config.broker.idempotence,
+                acks="all",
                 linger_ms=5,
                 # 512 KiB batches: aiokafka sends one batch per partition per request,
                 # so the 16 KiB default caps source throughput; stays under Kafka's
@@ -206,7 +208,7 @@ class Runner:
     def _source_worker(
         self,
         name: str,
-        claim: Any,
+        claim: Claim | None,
         shared: Shared,
         *,
         positions: PositionWriter | None = None,
@@ -217,12 +219,14 @@ class Runner:
         kind = self.registry.get(entry.type)
         assert kind.source is not None and kind.source_options is not None
         source = kind.source(connector_options(entry, kind.source_options), self._context(name))
+        writer = claim if claim is not None else positions
+        assert writer is not None
         return SourceWorker(
             name,
             kind=kind,
             source=source,
             topic=entry.topic,
-            positions=claim if claim is not None else positions,
+            positions=writer,
             start_position=claim.position if claim is not None else start_position,
             fence=claim.fence if claim is not None else None,
             shared=shared,

@@ -88,13 +88,13 @@ def planned_topics(config: Config) -> list[TopicSpec]:
     return list(wanted.values())
 
 
-class _CreateTopicsResponseV4(Response):
+class _CreateTopicsResponseV4(Response):  # type: ignore[misc]
     API_KEY = 19
     API_VERSION = 4
     SCHEMA = CreateTopicsResponse_v3.SCHEMA
 
 
-class _CreateTopicsRequestV4(RequestStruct):
+class _CreateTopicsRequestV4(RequestStruct):  # type: ignore[misc]
     """CreateTopics v4: the v3 layout; -1 partitions/replication factor allowed."""
 
     API_KEY = 19
@@ -103,14 +103,15 @@ class _CreateTopicsRequestV4(RequestStruct):
     SCHEMA = CreateTopicsRequest_v3.SCHEMA
 
 
-class _CreateTopics(
-    Request[
-        CreateTopicsRequest_v1
-        | CreateTopicsRequest_v2
-        | CreateTopicsRequest_v3
-        | _CreateTopicsRequestV4
-    ]
-):
+_Versions = (
+    CreateTopicsRequest_v1
+    | CreateTopicsRequest_v2
+    | CreateTopicsRequest_v3
+    | _CreateTopicsRequestV4
+)
+
+
+class _CreateTopics(Request[_Versions]):  # type: ignore[misc]
     """The newest CreateTopics version (v1-v4) both sides speak."""
 
     API_KEY = 19

@@ -1,4 +1,4 @@
-"""Assembly of the broker: ``BrokerConfig``, the ``Broker`` context manager and ``serve``.
+"""Assembly of the broker: the ``Broker`` context manager and ``serve``.
 
 ``Broker(config)`` owns, in one AsyncExitStack: the ``LogManager`` (topics,
 partitions, recovery, retention), the ``GroupCoordinator`` (consumer groups,
@@ -22,74 +22,22 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from backbone.durable import write_file_atomically
 
+from .config import BrokerConfig
 from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
-from .log import LogConfig, LogManager
+from .log import LogManager
 from .server import KafkaServer, ResponseFilter
 
-__all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
+__all__ = ["Broker", "run_until_signalled", "serve"]
 
 logger = logging.getLogger(__name__)
-
-FlushPolicy = Literal["always", "interval", "os"]
-
-
-def parse_listener(value: str) -> tuple[str, int]:
-    """``"host:port"`` -> (host, port); raises ValueError with a clear message."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listener {value!r} must look like host:port, e.g. 127.0.0.1:9092")
-    return host.strip("[]"), int(port)
-
-
-@dataclass
-class BrokerConfig:
-    """Settings of one broker; every field has a default except ``data_dir``.
-
-    ``port=0`` binds any free port (read it back from ``Broker.port``).
-    ``advertised_host``/``advertised_port`` are what Metadata tells clients
-    (None = the listen address; set them when clients reach the broker through
-    another address, e.g. a container port mapping). ``log_defaults`` are the
-    topic config defaults (``LogConfig``), overridable per topic.
-    """
-
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 9092
-    advertised_host: str | None = None
-    advertised_port: int | None = None
-    node_id: int = 0
-    cluster_id: str | None = None
-    max_frame_bytes: int = 100 * 1024 * 1024
-    idle_timeout_s: float = 600.0
-    shutdown_grace_s: float = 5.0
-    auto_create_topics: bool = True
-    default_partitions: int = 1
-    flush: FlushPolicy = "always"
-    flush_interval_ms: int = 1000
-    log_defaults: LogConfig | None = None
-    group_initial_rebalance_delay_ms: int = 100
-    group_min_session_timeout_ms: int = 1000
-    group_max_session_timeout_ms: int = 1_800_000
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        if self.flush not in ("always", "interval", "os"):
-            raise ValueError(f"flush must be 'always', 'interval' or 'os' (got {self.flush!r})")
-        if self.max_frame_bytes < 1024:
-            raise ValueError(f"max_frame_bytes must be at least 1024 (got {self.max_frame_bytes})")
-        if self.default_partitions < 1:
-            raise ValueError(
-                f"default_partitions must be at least 1 (got {self.default_partitions})"
-            )
 
 
 def _load_cluster_id(data_dir: Path) -> str:
@@ -271,8 +219,5 @@ def serve(
     ``auto_create_topics=False``...). Called by ``python -m backbone.broker``
     and the CLI's ``backbone broker``. Raises ValueError for bad options.
     """
-    host, port = parse_listener(listen)
-    if advertised_listener is not None:
-        options["advertised_host"], options["advertised_port"] = parse_listener(advertised_listener)
-    config = BrokerConfig(data_dir=Path(data_dir), host=host, port=port, **options)
+    config = BrokerConfig.from_listeners(listen, data_dir, advertised_listener, **options)
     asyncio.run(run_until_signalled(config))

@@ -22,9 +22,9 @@ Per connection::
 
 A frame that cannot be answered (oversized, negative size, undecodable header)
 closes that connection with a WARNING naming the peer and the API key; the
-dispatcher raises :class:`CloseConnection` for those. Anything else a dispatch
-raises is a bug: logged with its traceback, that connection is closed; every
-other connection keeps working.
+dispatcher raises :class:`~backbone.broker.connection.CloseConnection` for those.
+Anything else a dispatch raises is a bug: logged with its traceback, that
+connection is closed; every other connection keeps working.
 
 Shutdown (:meth:`KafkaServer.close`): stop accepting, stop reading, let the
 in-flight responses drain for a bounded grace period, then cancel what is left
@@ -41,14 +41,13 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .connection import CloseConnection, Connection
 from .frames import FrameProtocol
 
 __all__ = [
-    "CloseConnection",
-    "Connection",
     "Dispatch",
     "KafkaServer",
     "ResponseFilter",
@@ -62,13 +61,6 @@ _KEY_VERSION = struct.Struct(">hh")
 _SENDFILE_MIN_BYTES = 64 * 1024
 #: How many requests of one connection may be in flight before reading pauses.
 _MAX_IN_FLIGHT = 128
-
-
-class CloseConnection(Exception):
-    """Raised by a dispatch when no response can be built: the server closes the connection.
-
-    The message says why; the server logs it at WARNING with the peer and API key.
-    """
 
 
 class FileSliceLike(Protocol):
@@ -86,22 +78,6 @@ class FileSliceLike(Protocol):
 
 Chunk = bytes | bytearray | memoryview | Any
 """A piece of a response: bytes-like, or a file slice (anything with ``fileno``)."""
-
-
-@dataclass(slots=True)
-class Connection:
-    """Per-connection state handed to the dispatcher with every frame.
-
-    ``produce_lane`` serialises the append phase of Produce requests of this
-    connection so pipelined idempotent batches are appended in request order.
-    ``attributes`` is free per-connection storage for handlers (e.g. SASL state).
-    """
-
-    id: int
-    peer: str
-    produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
-    attributes: dict[str, Any] = field(default_factory=dict)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..config import BrokerConfig
+from ..connection import Connection
 from ..errors import BrokerError
+from ..groups.coordinator import GroupCoordinator
+from ..log.manager import LogManager
 from ..protocol import RequestHeader
-
-if TYPE_CHECKING:
-    from ..broker import BrokerConfig
-    from ..groups import GroupCoordinator
-    from ..log import LogManager
-    from ..server import Connection
 
 __all__ = [
     "BrokerState",

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..connection import CloseConnection, Connection
 from ..errors import UnsupportedVersion
 from ..protocol import (
     API_NAMES,
@@ -36,7 +37,6 @@ from ..protocol import (
     read_request_header,
     response_header_version,
 )
-from ..server import CloseConnection, Connection
 from .base import BrokerState, Handler, RequestContext, error_code, error_message
 
 __all__ = ["API_VERSIONS_KEY", "Dispatcher", "fill_errors"]

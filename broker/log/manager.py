@@ -42,10 +42,11 @@ from backbone.broker.errors import (
 )
 from backbone.durable import fsync_dir, write_file_atomically
 
-from .cleaner import clean_partition
+from .cleaner import LogCleaner
 from .config import ConfigEntry, FlushPolicy, LogConfig
 from .flusher import Flusher
 from .partition import PartitionLog, SegmentReaper
+from .retention import enforce_retention
 
 __all__ = ["LogManager", "Topic", "validate_topic_name"]
 
@@ -92,7 +93,7 @@ class Topic:
 
 
 class LogManager:
-    """Owns the topics, the flusher, the segment reaper and the maintenance task."""
+    """Owns the topics, the flusher, the segment reaper, the cleaner and the maintenance task."""
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class LogManager:
         self.clock = clock
         self.flusher = Flusher(flush, flush_interval_ms)
         self.reaper = SegmentReaper(retire_delay_s)
+        self.cleaner = LogCleaner()
         self.retention_check_interval_s = retention_check_interval_s
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
@@ -424,7 +426,7 @@ class LogManager:
         deleted = 0
         for topic in list(self._topics.values()):
             for log in topic.partitions:
-                deleted += log.enforce_retention(now_ms)
+                deleted += enforce_retention(log, now_ms)
                 log.producers.expire(now_ms, self.producer_id_expiration_ms)
         return deleted
 
@@ -436,7 +438,7 @@ class LogManager:
             if not topic.config.compact:
                 continue
             for log in list(topic.partitions):
-                rewritten += await clean_partition(log, now_ms)
+                rewritten += await self.cleaner.clean(log, now_ms)
         return rewritten
 
     async def _maintain(self) -> None:

@@ -34,12 +34,10 @@ from backbone.broker.errors import (
 from backbone.durable import write_file_atomically
 
 from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
-from .cleaner import load_horizons
 from .compression import CodecUnavailable
 from .config import LogConfig
 from .flusher import Flusher
 from .producers import ProducerStateTable
-from .retention import enforce_retention
 from .segment import FileSlice, Segment
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult", "SegmentReaper"]
@@ -127,8 +125,6 @@ class PartitionLog:
         self._tail_segment: Segment | None = None
         self._tail_offsets: list[int] = []
         self._tail_positions: list[int] = []
-        self.cleaner_horizons: dict[int, int] = {}  # segment base -> tombstone horizon (ms)
-        self.cleaner_checkpoint = -1  # next offset after the last cleaned segment
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -183,7 +179,6 @@ class PartitionLog:
                 log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
                 flusher.mark_dir(directory)
             log._bases = [s.base_offset for s in log.segments]
-            log.cleaner_horizons = load_horizons(directory)
             log._log_start_offset = max(checkpoint, log.segments[0].base_offset)
             if log._log_start_offset > log.high_watermark:
                 log._log_start_offset = log.high_watermark
@@ -539,7 +534,6 @@ class PartitionLog:
         segment.delete_files()
         self.flusher.forget(segment.fd)
         self.reaper.retire(segment)
-        self.cleaner_horizons.pop(segment.base_offset, None)
         self._log_start_offset = max(self._log_start_offset, self.segments[0].base_offset)
         logger.info(
             "deleted segment %020d of %s-%d; log start offset is now %d",
@@ -548,10 +542,6 @@ class PartitionLog:
             self.partition,
             self._log_start_offset,
         )
-
-    def enforce_retention(self, now_ms: int) -> int:
-        """Delete whole segments past retention (see ``retention.py``); returns how many."""
-        return enforce_retention(self, now_ms)
 
     def replace_segment(self, old: Segment, new: Segment) -> bool:
         """Swap a cleaned copy in for ``old`` (cleaner); False if ``old`` is gone."""

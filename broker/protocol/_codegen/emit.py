@@ -57,7 +57,7 @@ def default_expr(f: Field) -> str:
 
 
 def annotation(f: Field) -> str:
-    base = f.struct.pyname if f.struct is not None else PY_TYPES[f.elem]
+    base = f.struct.qualname if f.struct is not None else PY_TYPES[f.elem]
     t = f"list[{base}]" if f.is_array else base
     if f.nullable is not None or default_src(f)[0] == "None":
         t += " | None"

@@ -29,7 +29,7 @@ PY_TYPES = {
     "float64": "float",
     "string": "str",
     "bytes": "bytes",
-    "records": "object",
+    "records": "Records",
     "uuid": "uuid.UUID",
 }
 RESERVED = {"api_key", "min_version", "max_version", "flexible_from", "decode", "encode"}
@@ -139,7 +139,7 @@ def build_message(schema: dict) -> MessageDef:
                 else:
                     if sub_fields is None:
                         raise SystemExit(f"{name}: struct {elem} has no fields")
-                    child = StructDef(elem, f"{name}_{elem}", f"{name}.{elem}")
+                    child = StructDef(elem, f"{name}_{elem}", f"{sd.qualname}.{elem}")
                     seen[elem] = child
                     build(child, sub_fields)
                     sd.children.append(child)

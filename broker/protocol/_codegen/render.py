@@ -9,21 +9,46 @@ from .functions import default_checked_structs, emit_is_default, emit_struct_fun
 from .model import Field, MessageDef, StructDef, all_structs, module_name
 
 
-def emit_class(em: Emitter, sd: StructDef, msg: MessageDef | None) -> None:
+def descendants(sd: StructDef) -> list[StructDef]:
+    """Every struct nested (at any depth) in ``sd``, parents before children."""
+    out: list[StructDef] = []
+    for child in sd.children:
+        out.append(child)
+        out.extend(descendants(child))
+    return out
+
+
+def emit_class(em: Emitter, sd: StructDef, msg: MessageDef | None, indent: str = "") -> None:
+    """The dataclass of ``sd`` with its child structs as nested classes (``Msg.Child``,
+    ``Msg.Child.Grandchild``); a message also names every deeper struct as a ClassVar
+    (``Msg.Grandchild``), assigned after the class."""
     L = em.lines
     base = "Message" if msg is not None else "Struct"
-    L.append("@dataclass(slots=True)")
-    L.append(f"class {sd.pyname}({base}):")
+    L.append(f"{indent}@dataclass(slots=True)")
+    L.append(f"{indent}class {sd.pyname if msg is not None else sd.name}({base}):")
     doc = f"{sd.qualname} ({'generated' if msg is None else msg.kind})."
-    L.append(f'    """{doc}"""')
+    L.append(f'{indent}    """{doc}"""')
     L.append("")
+    for child in sd.children:
+        emit_class(em, child, None, indent + "    ")
+    if msg is not None:
+        deeper = [d for d in descendants(sd) if d not in sd.children]
+        for d in deeper:
+            L.append(f"{indent}    {d.name}: ClassVar[type[{d.qualname}]]")
+        if deeper:
+            L.append("")
     for f in sd.fields:
         src, factory = default_src(f)
+        if factory and f.struct is not None and src == f.struct.pyname:
+            # a nested class by its name in this body; a struct nested elsewhere through
+            # its module-level alias (assigned after the message class)
+            src = f.struct.name if f.struct in sd.children else f"lambda: {src}()"
         dflt = f"field(default_factory={src})" if factory else src
-        L.append(f"    {f.attr}: {annotation(f)} = {dflt}")
-    if not sd.fields:
-        L.append("    pass")
-    L.append("")
+        L.append(f"{indent}    {f.attr}: {annotation(f)} = {dflt}")
+    if not sd.fields and not sd.children:
+        L.append(f"{indent}    pass")
+    if not indent:
+        L.append("")
     L.append("")
 
 
@@ -63,8 +88,13 @@ def render_module(msgs: list[MessageDef], kp_version: str) -> str:
     for msg in msgs:
         em.lines = []
         structs = all_structs(msg.root)
-        for sd in structs:
-            emit_class(em, sd, msg if sd is msg.root else None)
+        emit_class(em, msg.root, msg)
+        for sd in descendants(msg.root):  # module-level names for the codec functions
+            em.lines.append(f"{sd.pyname} = {sd.qualname}")
+        for sd in descendants(msg.root):
+            if sd not in msg.root.children:
+                em.lines.append(f"{msg.root.pyname}.{sd.name} = {sd.pyname}")
+        em.lines.extend(["", ""])
         needed = default_checked_structs(msg.root)
         for sd in structs:
             if sd.pyname in needed:
@@ -74,16 +104,6 @@ def render_module(msgs: list[MessageDef], kp_version: str) -> str:
                 emit_struct_functions(em, sd, var, flex)
         body.extend(em.lines)
         # wiring
-        for sd in structs:
-            if sd is not msg.root:
-                tail.append(f"{sd.pyname}.__qualname__ = {sd.qualname!r}")
-                tail.append(f"{sd.pyname}.__name__ = {sd.name!r}")
-        for sd in structs:
-            if sd is not msg.root:  # every struct is reachable from the message class
-                tail.append(f"{msg.root.pyname}.{sd.name} = {sd.pyname}")
-            for c in sd.children:
-                if sd is not msg.root:
-                    tail.append(f"{sd.pyname}.{c.name} = {c.pyname}")
         for sd in structs:
             tail.append(f"{sd.pyname}.FIELDS = (")
             for f in sd.fields:
@@ -109,10 +129,12 @@ def render_module(msgs: list[MessageDef], kp_version: str) -> str:
     head.append("import struct as _struct")
     head.append("import uuid")
     head.append("from dataclasses import dataclass, field")
+    head.append("from typing import ClassVar")
     head.append("")
-    head.append("from .._types import (")
+    head.append("from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct")
+    head.append("from .._wire import (")
     for name, alias in IMPORTS:
-        head.append(f"    {name} as {alias}," if alias != name else f"    {name},")
+        head.append(f"    {name} as {alias},")
     head.append(")")
     head.append("")
     head.append("_NULL32 = b'\\xff\\xff\\xff\\xff'")
@@ -128,10 +150,6 @@ def render_module(msgs: list[MessageDef], kp_version: str) -> str:
 
 
 IMPORTS = [
-    ("ZERO_UUID", "ZERO_UUID"),
-    ("FieldSpec", "FieldSpec"),
-    ("Message", "Message"),
-    ("Struct", "Struct"),
     ("check_count", "_chk"),
     ("not_nullable", "_not_null"),
     ("read_bytes", "_rd_bytes"),

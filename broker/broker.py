@@ -21,7 +21,7 @@ import resource
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Broker:
     ``response_filter`` is a test seam: called before every response is
     written, returning False closes the connection instead (a lost response).
     ``clock`` is injected into the log manager and the group coordinator.
-    ``handlers`` replaces or adds entries of the handler registry (a seam for
+    ``handlers`` replace the built-in handler of their API or add APIs (a seam for
     tests and extensions; ApiVersions advertises them like the built-ins).
     """
 
@@ -68,10 +68,10 @@ class Broker:
         *,
         response_filter: ResponseFilter | None = None,
         clock: Callable[[], float] = time.time,
-        handlers: Mapping[int, Handler] | None = None,
+        handlers: Iterable[Handler[Any, Any]] = (),
     ) -> None:
         self.config = config
-        self.handler_overrides = dict(handlers or {})
+        self.handler_overrides = tuple(handlers)
         self.response_filter = response_filter
         self.clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
@@ -108,6 +108,7 @@ class Broker:
         _raise_open_files_limit()
         if config.cluster_id is None:
             config.cluster_id = _load_cluster_id(config.data_dir)
+        cluster_id = config.cluster_id
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -120,8 +121,14 @@ class Broker:
                 log_kwargs["defaults"] = config.log_defaults
             self.logs = await stack.enter_async_context(LogManager(config.data_dir, **log_kwargs))
             self.groups = await self._start_groups(stack)
-            state = BrokerState(config=config, logs=self.logs, groups=self.groups, clock=self.clock)
-            state.registry = {**build_registry(), **self.handler_overrides}
+            state = BrokerState(
+                config=config,
+                logs=self.logs,
+                groups=self.groups,
+                clock=self.clock,
+                cluster_id=cluster_id,
+            )
+            state.registry = build_registry(self.handler_overrides)
             self._state = state
             server = KafkaServer(
                 Dispatcher(state, state.registry),

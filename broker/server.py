@@ -40,9 +40,9 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from .connection import CloseConnection, Connection
 from .frames import FrameProtocol
@@ -94,7 +94,7 @@ ResponseFilter = Callable[[ResponseInfo], bool]
 """Test seam: called before each response is written; False = close the connection
 instead of writing it (simulates a response lost after the request took effect)."""
 
-Dispatch = Callable[[memoryview, Connection], Awaitable[Sequence[Chunk] | None]]
+Dispatch = Callable[[memoryview, Connection], Coroutine[Any, Any, Sequence[Chunk] | None]]
 """Decode, handle and encode one request frame (without its size prefix).
 
 Returns the response as chunks (size prefix included), or None when no response
@@ -284,7 +284,7 @@ class _ConnectionRunner:
             task = self._writer_task
             if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
-                logger.error("connection %s failed", self.peer, exc_info=(type(exc), exc, None))
+                logger.error("connection %s failed", self.peer, exc_info=exc)
         finally:
             self.connection.closing.set()
             self.protocol.finish_input()
@@ -397,7 +397,7 @@ class _ConnectionRunner:
         if transport.is_closing():
             raise ConnectionResetError("connection closed")
         if transport.get_extra_info("sslcontext") is None:
-            file = _SliceFile(chunk.fileno())
+            file = cast("IO[bytes]", _SliceFile(chunk.fileno()))  # all sendfile uses of it
             try:
                 sent = await self._loop.sendfile(
                     transport, file, chunk.position, chunk.length, fallback=False

@@ -27,7 +27,7 @@ OffsetDelete    0
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
 
 from ..errors import (
     BrokerError,
@@ -36,22 +36,33 @@ from ..errors import (
     InvalidRequest,
     UnknownTopicOrPartition,
 )
-from ..groups import MemberIdentity, OffsetCommit
+from ..groups import CommittedOffset, MemberIdentity, OffsetCommit
 from ..groups.state import GroupState
 from ..protocol import (
+    DeleteGroupsRequest,
     DeleteGroupsResponse,
+    DescribeGroupsRequest,
     DescribeGroupsResponse,
+    FindCoordinatorRequest,
     FindCoordinatorResponse,
+    HeartbeatRequest,
     HeartbeatResponse,
+    JoinGroupRequest,
     JoinGroupResponse,
+    LeaveGroupRequest,
     LeaveGroupResponse,
+    ListGroupsRequest,
     ListGroupsResponse,
+    OffsetCommitRequest,
     OffsetCommitResponse,
+    OffsetDeleteRequest,
     OffsetDeleteResponse,
+    OffsetFetchRequest,
     OffsetFetchResponse,
+    SyncGroupRequest,
     SyncGroupResponse,
 )
-from .base import Handler, RequestContext, error_code, handlers
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
@@ -76,7 +87,9 @@ def _coordinator(ctx: RequestContext, key_type: int) -> tuple[int, str | None]:
     return InvalidRequest.code, f"Unknown coordinator key type {key_type}."
 
 
-async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
+async def handle_find_coordinator(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
     """FindCoordinator v0-5: this node coordinates every group."""
     node_id = ctx.config.node_id
     host, port = ctx.state.advertised_host, ctx.state.advertised_port
@@ -108,7 +121,7 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
 # -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ------------------------------------
 
 
-async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """JoinGroup v0-9: waits for the rebalance; the leader gets every member's metadata."""
     version = ctx.api_version
     rebalance_timeout_ms = request.rebalance_timeout_ms if version >= 1 else -1
@@ -156,7 +169,7 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """SyncGroup v0-5: the leader's assignment is stored, then everyone gets its own."""
     version = ctx.api_version
     try:
@@ -179,7 +192,7 @@ async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
+async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Heartbeat v0-4: REBALANCE_IN_PROGRESS tells the member to rejoin."""
     try:
         ctx.groups.heartbeat(
@@ -193,7 +206,7 @@ async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
     return HeartbeatResponse(error_code=0)
 
 
-async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """LeaveGroup v0-5: members leave at once; the group rebalances."""
     if ctx.api_version >= 3:
         identities = [
@@ -223,7 +236,7 @@ async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
 # -- ListGroups, DescribeGroups, DeleteGroups ------------------------------------------
 
 
-async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
     """ListGroups v0-5: optionally filtered by state (v4+) and type (v5+; all "classic")."""
     states = request.states_filter if ctx.api_version >= 4 else []
     types = request.types_filter if ctx.api_version >= 5 else []
@@ -252,7 +265,9 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_describe_groups(
+    ctx: RequestContext, request: DescribeGroupsRequest
+) -> DescribeGroupsResponse:
     """DescribeGroups v0-6: real member metadata/assignment bytes and Kafka's state names."""
     include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     described = []
@@ -293,7 +308,9 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
     return DescribeGroupsResponse(groups=described)
 
 
-async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_delete_groups(
+    ctx: RequestContext, request: DeleteGroupsRequest
+) -> DeleteGroupsResponse:
     """DeleteGroups v0-2: Empty groups and their offsets go (NON_EMPTY_GROUP otherwise)."""
     results = await ctx.groups.delete_groups(list(request.groups_names))
     return DeleteGroupsResponse(
@@ -317,7 +334,9 @@ def _partition_known(ctx: RequestContext, topic: str, partition: int) -> bool:
     return True
 
 
-async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
+async def handle_offset_commit(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> OffsetCommitResponse:
     """OffsetCommit v2-8: persisted (fsync) before the answer; unknown partitions refused."""
     codes: dict[tuple[str, int], int] = {}
     commits: list[OffsetCommit] = []
@@ -365,15 +384,18 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-def _fetch(ctx: RequestContext, group_id: str, topics: Any) -> dict[str, list[Any]]:
+def _fetch(
+    ctx: RequestContext,
+    group_id: str,
+    topics: Sequence[OffsetFetchRequest.OffsetFetchRequestTopic]
+    | Sequence[OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics]
+    | None,
+) -> dict[str, list[CommittedOffset]]:
     """Committed offsets by topic name for one group (``topics`` None = all committed)."""
-    wanted = (
-        None
-        if topics is None
-        else [(t.name, index) for t in topics for index in t.partition_indexes]
-    )
-    by_topic: dict[str, list[Any]] = {}
-    if wanted is not None:
+    wanted: list[tuple[str, int]] | None = None
+    by_topic: dict[str, list[CommittedOffset]] = {}
+    if topics is not None:
+        wanted = [(t.name, index) for t in topics for index in t.partition_indexes]
         for t in topics:
             by_topic.setdefault(t.name, [])
     for committed in ctx.groups.fetch_offsets(group_id, wanted):
@@ -381,7 +403,9 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Any) -> dict[str, list[An
     return by_topic
 
 
-async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
+async def handle_offset_fetch(
+    ctx: RequestContext, request: OffsetFetchRequest
+) -> OffsetFetchResponse:
     """OffsetFetch v1-8: null topics = every committed partition; v8 = several groups."""
     version = ctx.api_version
     if version >= 8:
@@ -433,7 +457,9 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
+async def handle_offset_delete(
+    ctx: RequestContext, request: OffsetDeleteRequest
+) -> OffsetDeleteResponse:
     """OffsetDelete v0: refused per partition while the active group subscribes to it."""
     codes: dict[tuple[str, int], int] = {}
     wanted: list[tuple[str, int]] = []
@@ -467,16 +493,16 @@ async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-HANDLERS: dict[int, Handler] = handlers(
-    Handler(10, 0, 5, handle_find_coordinator),
-    Handler(11, 0, 9, handle_join_group),
-    Handler(14, 0, 5, handle_sync_group),
-    Handler(12, 0, 4, handle_heartbeat),
-    Handler(13, 0, 5, handle_leave_group),
-    Handler(16, 0, 5, handle_list_groups),
-    Handler(15, 0, 6, handle_describe_groups),
-    Handler(42, 0, 2, handle_delete_groups),
-    Handler(8, 2, 8, handle_offset_commit),
-    Handler(9, 1, 8, handle_offset_fetch),
-    Handler(47, 0, 0, handle_offset_delete),
+HANDLERS = (
+    Handler(FindCoordinatorRequest, FindCoordinatorResponse, handle_find_coordinator, 0, 5),
+    Handler(JoinGroupRequest, JoinGroupResponse, handle_join_group, 0, 9),
+    Handler(SyncGroupRequest, SyncGroupResponse, handle_sync_group, 0, 5),
+    Handler(HeartbeatRequest, HeartbeatResponse, handle_heartbeat, 0, 4),
+    Handler(LeaveGroupRequest, LeaveGroupResponse, handle_leave_group, 0, 5),
+    Handler(ListGroupsRequest, ListGroupsResponse, handle_list_groups, 0, 5),
+    Handler(DescribeGroupsRequest, DescribeGroupsResponse, handle_describe_groups, 0, 6),
+    Handler(DeleteGroupsRequest, DeleteGroupsResponse, handle_delete_groups, 0, 2),
+    Handler(OffsetCommitRequest, OffsetCommitResponse, handle_offset_commit, 2, 8),
+    Handler(OffsetFetchRequest, OffsetFetchResponse, handle_offset_fetch, 1, 8),
+    Handler(OffsetDeleteRequest, OffsetDeleteResponse, handle_offset_delete, 0, 0),
 )

@@ -227,7 +227,7 @@ class LogManager:
         self,
         name: str,
         num_partitions: int,
-        configs: Mapping[str, str] | None = None,
+        configs: Mapping[str, str | None] | None = None,
         validate_only: bool = False,
     ) -> Topic:
         """Create a topic (CreateTopics, auto-create). Raises InvalidTopic,

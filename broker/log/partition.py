@@ -222,7 +222,7 @@ class PartitionLog:
             )
 
     # ------------------------------------------------------------------ append
-    async def append(self, records: memoryview | bytes, *, acks: int) -> AppendResult:
+    async def append(self, records: bytes | bytearray | memoryview, *, acks: int) -> AppendResult:
         """Validate, assign offsets and append the batches of one produce request.
 
         Called by the Produce handler. acks=-1 returns after the data is fsynced (flush

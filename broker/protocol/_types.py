@@ -12,6 +12,7 @@ their own.
 
 from __future__ import annotations
 
+import builtins
 import struct
 import uuid
 from collections.abc import Callable
@@ -63,7 +64,7 @@ class FieldSpec(NamedTuple):
     name: str
     json_name: str
     type: str
-    struct: type[Struct] | None
+    struct: builtins.type[Struct] | None
     versions: tuple[int, int]
     nullable: tuple[int, int] | None
     tag: int | None
@@ -140,8 +141,9 @@ class Message(Struct):
 
     def _parts(self, version: int) -> tuple[list[Any], list[int]]:
         flexible = self._check_version(version)
-        fn = self._encode_flex if flexible else self._encode_plain
-        assert fn is not None, type(self)
+        cls = type(self)
+        fn = cls._encode_flex if flexible else cls._encode_plain
+        assert fn is not None, cls
         parts: list[Any] = []
         records_at: list[int] = []
         try:

@@ -21,6 +21,7 @@ fixed-width fields read/written with one precompiled ``struct.Struct``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import re
@@ -39,21 +40,23 @@ _COMMENTS = re.compile(r"(?m)^\s*//.*\n?")
 
 def schema_dir() -> Path:
     """The kafka-python wheel's bundled JSON schemas."""
-    import kafka.protocol.schemas as schemas  # dev-time only
-
-    return Path(schemas.__file__).parent / "resources"
+    schemas = importlib.import_module("kafka.protocol.schemas")  # dev-time only
+    return Path(str(schemas.__file__)).parent / "resources"
 
 
 def load_schema(path: Path) -> dict[str, Any]:
-    return json.loads(_COMMENTS.sub("", path.read_text(encoding="utf-8")))
+    schema: dict[str, Any] = json.loads(_COMMENTS.sub("", path.read_text(encoding="utf-8")))
+    return schema
 
 
 # ---------------------------------------------------------------- cross-check
 
 
-def layout(fields: list[dict], common: dict, version: int, flexible: bool) -> list:
+def layout(
+    fields: list[dict[str, Any]], common: dict[str, Any], version: int, flexible: bool
+) -> list[Any]:
     """The wire layout of ``fields`` in ``version``, for comparing two schema files."""
-    out = []
+    out: list[Any] = []
     for raw in fields:
         vr = parse_versions(raw["versions"])
         if vr is None or not vr[0] <= version <= vr[1]:

@@ -127,9 +127,11 @@ async def joined_member(client: Client, version: int = 5, group: str = "g") -> A
 def test_offered_versions_are_decodable() -> None:
     from backbone.broker.handlers.groups import HANDLERS
 
-    for key, handler in HANDLERS.items():
-        assert REQUESTS[key].min_version <= handler.min_version
-        assert handler.max_version <= REQUESTS[key].max_version
+    assert len(HANDLERS) == 11
+    for handler in HANDLERS:
+        assert handler.request is REQUESTS[handler.api_key]
+        assert handler.request.min_version <= handler.min_version
+        assert handler.max_version <= handler.request.max_version
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5])

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from backbone.broker import Broker, BrokerConfig
-from backbone.broker.handlers.base import Handler
+from backbone.broker.handlers.base import Handler, RequestContext
+from backbone.broker.protocol import DescribeClusterRequest, DescribeClusterResponse
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -390,11 +391,14 @@ async def test_pipelined_requests_are_answered_in_order(broker: Broker) -> None:
 async def test_handler_bug_answers_unknown_server_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(ctx: object, request: object) -> object:
+    async def broken(
+        ctx: RequestContext, request: DescribeClusterRequest
+    ) -> DescribeClusterResponse:
         raise RuntimeError("boom in the handler")
 
     config = BrokerConfig(data_dir=tmp_path, port=0)
-    async with Broker(config, handlers={60: Handler(60, 0, 1, broken)}) as running:
+    handler = Handler(DescribeClusterRequest, DescribeClusterResponse, broken, 0, 1)
+    async with Broker(config, handlers=[handler]) as running:
         conn = await Raw.connect(running.port)
         with caplog.at_level(logging.ERROR):
             # DescribeCluster v0 (flexible): include_cluster_authorized_operations=false

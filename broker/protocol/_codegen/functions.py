@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .emit import (
-    FIXED,
     Emitter,
     cond,
     default_expr,
@@ -12,7 +11,7 @@ from .emit import (
     emit_write_value,
     fn_name,
 )
-from .model import Field, StructDef, intersect
+from .model import FIXED, Field, StructDef, intersect, overlap
 
 
 def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex: bool) -> None:
@@ -59,7 +58,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
             L.append(f"{ind}{', '.join('f_' + g.attr for g in run)} = {s}.unpack_from(buf, pos)")
             L.append(f"{ind}pos += {size}")
         else:
-            L.extend(emit_read_value(em, f, target, ind, intersect(f.versions, var), flex))
+            L.extend(emit_read_value(em, f, target, ind, overlap(f.versions, var), flex))
         if c is not True:
             L.append(f"{i}else:")
             for g in run:
@@ -79,7 +78,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
                 test = f"_tag == {f.tag}" + ("" if c is True else f" and {c}")
                 L.append(f"{i}    {'if' if first else 'elif'} {test}:")
                 first = False
-                tvar = intersect(intersect(f.tagged, f.versions), var)
+                tvar = overlap(intersect(f.tagged, f.versions), var)
                 L.extend(emit_read_value(em, f, f"f_{f.attr}", i + "        ", tvar, flex))
                 L.append(f"{i}        _tag_end(_tag, pos, _end)")
             L.append(f"{i}    pos = _end")
@@ -120,7 +119,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
             s = em.struct_const(fmt)
             L.append(f"{ind}p.append({s}.pack({', '.join('o.' + g.attr for g in run)}))")
         else:
-            L.extend(emit_write_value(em, f, f"o.{f.attr}", ind, intersect(f.versions, var), flex))
+            L.extend(emit_write_value(em, f, f"o.{f.attr}", ind, overlap(f.versions, var), flex))
         k += len(run)
     if flex:
         if tagged:
@@ -133,7 +132,7 @@ def emit_struct_functions(em: Emitter, sd: StructDef, var: tuple[int, int], flex
                 L.append(f"{i}if {test}:")
                 L.append(f"{i}    _outer = p")
                 L.append(f"{i}    p = []")
-                tvar = intersect(intersect(f.tagged, f.versions), var)
+                tvar = overlap(intersect(f.tagged, f.versions), var)
                 L.extend(emit_write_value(em, f, f"o.{f.attr}", i + "    ", tvar, flex))
                 L.append(f"{i}    _tags.append(({f.tag}, b''.join(p)))")
                 L.append(f"{i}    p = _outer")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 OPEN = 0x7FFF
 NULL_C = "b'\\x00'"  # source of the compact null marker
@@ -53,6 +54,13 @@ def intersect(a: Range, b: Range) -> Range:
         return None
     lo, hi = max(a[0], b[0]), min(a[1], b[1])
     return (lo, hi) if lo <= hi else None
+
+
+def overlap(a: Range, b: tuple[int, int]) -> tuple[int, int]:
+    """``intersect`` where the caller knows the ranges overlap."""
+    both = intersect(a, b)
+    assert both is not None, (a, b)
+    return both
 
 
 def snake(name: str) -> str:
@@ -110,13 +118,13 @@ class MessageDef:
     root: StructDef
 
 
-def build_message(schema: dict) -> MessageDef:
+def build_message(schema: dict[str, Any]) -> MessageDef:
     name = schema["name"]
     common = {s["name"]: s["fields"] for s in schema.get("commonStructs", [])}
     seen: dict[str, StructDef] = {}
     root = StructDef(name, name, name)
 
-    def build(sd: StructDef, fields: list[dict]) -> None:
+    def build(sd: StructDef, fields: list[dict[str, Any]]) -> None:
         for raw in fields:
             attr = snake(raw["name"])
             if sd is root and attr in RESERVED:

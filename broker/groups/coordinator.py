@@ -44,8 +44,6 @@ __all__ = ["GroupCoordinator"]
 logger = logging.getLogger(__name__)
 
 _S = GroupState
-NEW_MEMBER_JOIN_TIMEOUT_S = 300.0
-"""Kafka's NewMemberJoinTimeoutMs: a new member stuck in JoinGroup is dropped after this."""
 
 
 class GroupCoordinator(Membership):

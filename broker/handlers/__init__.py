@@ -1,8 +1,9 @@
 """The handler registry: one thin handler per Kafka API, gathered from the family modules.
 
 Each module (``metadata``, ``produce``, ``fetch``, ``offsets``, ``topics``,
-``configs``, ``producers``, ``groups``) lists its handlers as ``HANDLERS``, a tuple
-of :class:`~.base.Handler` naming the generated request and response classes;
+``configs``, ``producers``, ``groups``, ``group_offsets``) lists its handlers as
+``HANDLERS``, a tuple of :class:`~.base.Handler` naming the generated request and
+response classes;
 :func:`build_registry` indexes them by the API key those classes carry.
 ApiVersions is computed from the result (:func:`api_versions_response`), so
 nothing is advertised without a handler.
@@ -35,6 +36,7 @@ FAMILIES = (
     "configs",
     "producers",
     "groups",
+    "group_offsets",
 )
 
 

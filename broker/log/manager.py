@@ -45,7 +45,8 @@ from backbone.durable import fsync_dir, write_file_atomically
 from .cleaner import LogCleaner
 from .config import ConfigEntry, FlushPolicy, LogConfig
 from .flusher import Flusher
-from .partition import PartitionLog, SegmentReaper
+from .partition import PartitionLog
+from .reaper import SegmentReaper
 from .retention import enforce_retention
 
 __all__ = ["LogManager", "Topic", "validate_topic_name"]

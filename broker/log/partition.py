@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,18 +37,16 @@ from .compression import CodecUnavailable
 from .config import LogConfig
 from .flusher import Flusher
 from .producers import ProducerStateTable
+from .reaper import SegmentReaper
+from .recovery import LOG_START_FILE, recover_segments
 from .segment import FileSlice, Segment
+from .tail import RecentBatches
 
-__all__ = ["AppendResult", "PartitionLog", "ReadResult", "SegmentReaper"]
+__all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
 logger = logging.getLogger(__name__)
 
-_SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
-_LOG_START_FILE = "log-start-offset"
 _INT32_MAX = 2**31 - 1
-#: How many recently appended batches of the active segment keep their file position in
-#: memory, so fetches near the log end never read batch headers back from the file.
-_TAIL_BATCHES = 4096
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,33 +61,6 @@ class ReadResult:
     records: FileSlice | bytes
     high_watermark: int
     log_start_offset: int
-
-
-class SegmentReaper:
-    """Closes the files of deleted segments after a delay (in-flight reads finish first).
-
-    Owned by LogManager, shared by its partitions; ``reap()`` runs in the maintenance loop,
-    ``reap(force=True)`` on close.
-    """
-
-    def __init__(self, delay_s: float = 60.0) -> None:
-        self.delay_s = delay_s
-        self._pending: list[tuple[float, Segment]] = []
-
-    def retire(self, segment: Segment) -> None:
-        self._pending.append((time.monotonic() + self.delay_s, segment))
-
-    def reap(self, *, force: bool = False) -> int:
-        now = time.monotonic()
-        keep, closed = [], 0
-        for deadline, segment in self._pending:
-            if force or deadline <= now:
-                segment.close()
-                closed += 1
-            else:
-                keep.append((deadline, segment))
-        self._pending = keep
-        return closed
 
 
 class PartitionLog:
@@ -120,11 +90,7 @@ class PartitionLog:
         self._log_start_offset = 0
         self._watchers: list[Callable[[], None]] = []
         self._closed = False
-        # (base offset, file position) of the batches appended last to the active segment:
-        # a contiguous run ending at the segment's end (see read()); reset on roll.
-        self._tail_segment: Segment | None = None
-        self._tail_offsets: list[int] = []
-        self._tail_positions: list[int] = []
+        self.recent = RecentBatches()  # positions of the last batches (fast tail reads)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -139,41 +105,13 @@ class PartitionLog:
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
     ) -> PartitionLog:
-        """Open (creating if needed) and recover a partition folder. Blocking: LogManager
-        runs it in a thread before serving."""
+        """Open (creating if needed) and recover a partition folder (``recovery.py``), then
+        rebuild the producer state from its batch headers. Blocking: LogManager runs it in
+        a thread before serving."""
         log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            for leftover in directory.iterdir():
-                if leftover.name.endswith((".tmp", ".cleaned")):
-                    leftover.unlink()
-            checkpoint = 0
-            try:
-                checkpoint = int((directory / _LOG_START_FILE).read_text().strip() or 0)
-            except FileNotFoundError:
-                pass
-            except ValueError:
-                logger.warning("ignoring an unreadable %s in %s", _LOG_START_FILE, directory)
-            bases = sorted(
-                int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_FILE.match(p.name))
-            )
+            checkpoint = recover_segments(directory, config.index_interval_bytes, log.segments)
             interval = config.index_interval_bytes
-            for i, base in enumerate(bases):
-                active = i == len(bases) - 1
-                segment, truncated = Segment.open(
-                    directory, base, active=active, index_interval_bytes=interval
-                )
-                log.segments.append(segment)
-                if truncated and not active:
-                    for later in bases[i + 1 :]:
-                        logger.warning(
-                            "recovery removed segment %020d of %s: it follows a truncated segment",
-                            later,
-                            directory,
-                        )
-                        for ext in (".log", ".index", ".timeindex"):
-                            (directory / f"{later:020d}{ext}").unlink(missing_ok=True)
-                    break
             if not log.segments:
                 now_ms = int(clock() * 1000)
                 log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
@@ -273,7 +211,7 @@ class PartitionLog:
             stored.append((header, base_offset, max_ts))
         position = segment.size
         segment.append(chunks, stored)
-        self._remember_tail(segment, assigned, position)
+        self.recent.remember(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
         if acks == -1 and self.flusher.waits_on_acks:
@@ -285,23 +223,6 @@ class PartitionLog:
             log_append_time if log_append_time is not None else -1,
             self._log_start_offset,
         )
-
-    def _remember_tail(
-        self, segment: Segment, assigned: list[tuple[BatchHeader, int]], position: int
-    ) -> None:
-        offsets, positions = self._tail_offsets, self._tail_positions
-        if self._tail_segment is not segment:
-            self._tail_segment = segment
-            offsets.clear()
-            positions.clear()
-        for header, base_offset in assigned:
-            offsets.append(base_offset)
-            positions.append(position)
-            position += header.size
-        if len(offsets) > _TAIL_BATCHES:
-            drop = len(offsets) - _TAIL_BATCHES // 2
-            del offsets[:drop]
-            del positions[:drop]
 
     def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
         where = f"{self.topic}-{self.partition}"
@@ -407,7 +328,7 @@ class PartitionLog:
             )
         if offset == end:
             return ReadResult(b"", end, start)
-        tail = self._read_tail(offset, max_bytes)
+        tail = self.recent.slice(self.segments[-1], offset, max_bytes)
         if tail is not None:
             return ReadResult(tail, end, start)
         i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
@@ -419,27 +340,6 @@ class PartitionLog:
                     FileSlice(segment.fd, header.position, stop - header.position), end, start
                 )
         return ReadResult(b"", end, start)
-
-    def _read_tail(self, offset: int, max_bytes: int) -> FileSlice | None:
-        """The slice read() would return, from the remembered tail positions (no file
-        reads); None when ``offset`` is before them. Same rules as ``Segment.slice_end``."""
-        segment = self.segments[-1]
-        offsets = self._tail_offsets
-        if self._tail_segment is not segment or not offsets or offset < offsets[0]:
-            return None
-        positions = self._tail_positions
-        i = bisect.bisect_right(offsets, offset) - 1
-        first = positions[i]
-        limit = first + max(max_bytes, 0)
-        size = segment.size
-        stop = size
-        if size > limit:
-            j = bisect.bisect_right(positions, limit) - 1
-            if j > i:
-                stop = positions[j]
-            elif i + 1 < len(positions):  # the first batch alone is over max_bytes (KIP-74)
-                stop = positions[i + 1]
-        return FileSlice(segment.fd, first, stop - first)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms`` at or
@@ -509,7 +409,7 @@ class PartitionLog:
         if before_offset > self._log_start_offset:
             self._log_start_offset = before_offset
             value = str(before_offset).encode()
-            path = self.directory / _LOG_START_FILE
+            path = self.directory / LOG_START_FILE
             try:
                 await asyncio.to_thread(write_file_atomically, path, value)
             except OSError as exc:

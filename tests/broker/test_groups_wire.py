@@ -125,10 +125,11 @@ async def joined_member(client: Client, version: int = 5, group: str = "g") -> A
 
 
 def test_offered_versions_are_decodable() -> None:
-    from backbone.broker.handlers.groups import HANDLERS
+    from backbone.broker.handlers import group_offsets, groups
 
-    assert len(HANDLERS) == 11
-    for handler in HANDLERS:
+    handlers = groups.HANDLERS + group_offsets.HANDLERS
+    assert len(handlers) == 11
+    for handler in handlers:
         assert handler.request is REQUESTS[handler.api_key]
         assert handler.request.min_version <= handler.min_version
         assert handler.max_version <= handler.request.max_version

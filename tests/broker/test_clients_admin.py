@@ -8,8 +8,7 @@ confluent-kafka and kafka-python report it. Blocking clients run in a worker thr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,15 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import InvalidPartitionsError
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def in_thread(func: Callable[[], Any]) -> Any:

@@ -21,12 +21,6 @@ BASE_TS = 1_700_000_000_000
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
-
-
-@pytest.fixture
 async def admin(broker: Broker) -> AsyncIterator[AIOKafkaAdminClient]:
     client = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
     await client.start()

@@ -7,7 +7,7 @@ on the test's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def blocking(func: Callable[..., Any], *args: Any) -> Any:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ BASE_TS = 1_700_000_000_000
 def _kcat_installed() -> None:
     if shutil.which("kcat") is None:  # fails in CI: `make test` installs it
         unavailable("kcat is not installed (make system-deps installs it)")
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def kcat(*args: str, stdin: bytes | None = None, limit: float = 30) -> str:

@@ -14,7 +14,7 @@ import json
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,12 +131,6 @@ def split(members: list[Member], partitions: int, per_member: int | None = None)
     if sorted(seen) != list(range(partitions)):
         return False
     return per_member is None or all(len(m.partitions or []) == per_member for m in members)
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def produce(bootstrap: str, topic: str, count: int, partitions: int) -> None:

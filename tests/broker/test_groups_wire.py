@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from backbone.broker.protocol import (
     REQUESTS,
     RESPONSES,
@@ -64,10 +63,8 @@ class Client:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        await running.logs.create_topic("t", 2)
-        yield running
+def broker_topics() -> dict[str, int]:
+    return {"t": 2}
 
 
 @pytest.fixture

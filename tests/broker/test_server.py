@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -170,10 +169,8 @@ class Raw:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    config = BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
-    async with Broker(config) as running:
-        yield running
+def broker_config(tmp_path: Path) -> BrokerConfig:
+    return BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
 
 
 async def assert_serves(port: int) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import signal
 import struct
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ from tests.servers import free_port
 pytestmark = pytest.mark.timeout(60)
 
 BASE_TS = 1_700_000_000_000
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 def produce_request(topic: str, partition: int, batch: bytes, acks: int = -1) -> Any:

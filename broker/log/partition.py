@@ -305,6 +305,11 @@ class PartitionLog:
 
         return unsubscribe
 
+    @property
+    def watcher_count(self) -> int:
+        """How many callbacks wait for the next append (Fetch requests long-polling here)."""
+        return len(self._watchers)
+
     def _notify(self) -> None:
         for callback in list(self._watchers):
             try:

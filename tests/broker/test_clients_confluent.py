@@ -23,11 +23,13 @@ from confluent_kafka.admin import (
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.long_poll import FetchResponses, assert_each_fetch_waited
 from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
+LONG_POLL_MS = 500  # fetch max wait of the long-poll test
 
 
 async def blocking(func: Callable[..., Any], *args: Any) -> Any:
@@ -168,7 +170,7 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
                 "bootstrap.servers": broker.bootstrap,
                 "group.id": "unused",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5000,
+                "fetch.wait.max.ms": LONG_POLL_MS,
             }
         )
         try:
@@ -182,9 +184,9 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
         finally:
             consumer.close()
 
+    fetches = FetchResponses().install(broker)
     waiting = asyncio.create_task(blocking(wait_for_one))
-    await asyncio.sleep(1.0)
-    assert not waiting.done()
+    assert_each_fetch_waited(await fetches.wait_for(3), LONG_POLL_MS)
     await blocking(produce, broker.bootstrap, "quiet", [{"value": b"wake up", "key": b"k"}])
     msg = await waiting
     assert (msg.offset(), msg.key(), msg.value()) == (0, b"k", b"wake up")

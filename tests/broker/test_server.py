@@ -16,6 +16,7 @@ import pytest
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.handlers.base import Handler, RequestContext
 from backbone.broker.protocol import DescribeClusterRequest, DescribeClusterResponse
+from tests.broker.long_poll import fetch_parked
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -435,10 +436,11 @@ async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
         fetch_body += struct.pack(">h", 5) + b"quiet" + struct.pack(">i", 1)
         fetch_body += struct.pack(">iqi", 0, 0, 1 << 20)
         await conn.send(frame(header_v1(1, 4, 99) + fetch_body))
-        await asyncio.sleep(0.1)
+        answer = asyncio.ensure_future(conn.response(wait=30))
+        await fetch_parked(running, "quiet", answer)  # the request is in flight
     finally:
         closing = asyncio.create_task(running.__aexit__(None, None, None))
-    body = await conn.response(wait=5)
+    body = await asyncio.wait_for(answer, 5)  # answered at shutdown, not at max_wait (30 s)
     assert struct.unpack_from(">i", body)[0] == 99
     assert await conn.closed(wait=5)
     await asyncio.wait_for(closing, 10)

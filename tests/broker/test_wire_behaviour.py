@@ -20,6 +20,7 @@ import pytest
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker import protocol as kp
+from tests.broker.long_poll import fetch_parked
 from tests.broker.test_log_support import decode, make_batch
 from tests.broker.test_server import Raw, api_versions_request, call, frame
 from tests.servers import free_port
@@ -190,14 +191,13 @@ async def test_fetch_min_bytes_waits_for_enough_data(broker: Broker) -> None:
     try:
         request = fetch_request([("slow", 0, 0)], min_bytes=500, max_wait_ms=10_000)
         await typed(conn, request, 12, 77)
-        await asyncio.sleep(0.2)
-        await produce(broker.port, "slow", 0, small)
-        # below min_bytes: still waiting
-        with pytest.raises(TimeoutError):
-            await conn.response(wait=1.0)
+        answer = asyncio.ensure_future(conn.response(wait=30.0))
+        await fetch_parked(broker, "slow", answer)
+        await produce(broker.port, "slow", 0, small)  # below min_bytes: the fetch waits on
         await produce(broker.port, "slow", 0, large)
-        # answered right after the append, well before max_wait (10 s)
-        body = await conn.response(wait=5.0)
+        # answered right after the append, well before max_wait (10 s), with both batches:
+        # an answer after the small batch alone would hold only that one
+        body = await asyncio.wait_for(answer, 5.0)
     finally:
         await conn.close()
     correlation_id, response = read_typed(body, 1, 12)

@@ -7,12 +7,13 @@ on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -84,7 +85,7 @@ async def test_metadata_and_create_topic(broker: Broker) -> None:
     assert metadata.brokers[0].port == broker.port
     assert metadata.cluster_id == broker.config.cluster_id
     duplicate = admin.create_topics([NewTopic("orders", num_partitions=1, replication_factor=1)])
-    with pytest.raises(Exception) as info:
+    with pytest.raises(KafkaException, match=re.escape("Topic 'orders' already exists.")) as info:
         await blocking(duplicate["orders"].result, 10)
     assert info.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
 

@@ -148,7 +148,9 @@ def test_registries_are_read_only_and_load_classes_on_demand() -> None:
     assert list(REQUESTS) == list(RESPONSES) == list(API_NAMES)
     assert REQUESTS[0] is ProduceRequest and RESPONSES[1] is FetchResponse
     assert dict(REQUESTS.items())[18] is protocol.ApiVersionsRequest
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match="'MessageRegistry' object does not support item assignment"
+    ):
         REQUESTS[0] = FetchResponse  # type: ignore[index]
     with pytest.raises(AttributeError, match=r"has no attribute 'NoSuchRequest'$"):
         _ = protocol.NoSuchRequest

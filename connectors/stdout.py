@@ -14,7 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from backbone import ConnectorContext, ConnectorKind, ConnectorOptions, Sink, SinkRecord
+from backbone.sdk import (
+    ConnectorContext,
+    ConnectorKind,
+    ConnectorOptions,
+    FatalError,
+    Sink,
+    SinkRecord,
+)
 
 __all__ = ["CONNECTOR", "StdoutOptions", "StdoutSink", "render"]
 
@@ -65,14 +72,23 @@ class StdoutSink(Sink[StdoutOptions]):
         super().__init__(options, context)
         self._stream = stream
 
+    async def open(self) -> None:
+        return None
+
     async def write(self, records: Sequence[SinkRecord]) -> None:
         stream = self._stream or sys.stdout
         indent = 2 if self.options.pretty else None
         text = "".join(
             render(r, headers=self.options.headers, indent=indent) + "\n" for r in records
         )
-        stream.write(text)
-        stream.flush()
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as exc:  # closed or broken pipe: nobody reads any more
+            raise FatalError(f"cannot write to standard output: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
 
 
 CONNECTOR = ConnectorKind(

@@ -150,7 +150,7 @@ async def _live_check(config: Any, registry: Any) -> None:
     """Build each connector and await its ``check()``; collect every failure."""
     from backbone.config import connector_options
     from backbone.connector import ConnectorContext
-    from backbone.workers import load_function
+    from backbone.consumers import load_function
 
     problems = []
     for section, side in (("sources", "source"), ("sinks", "sink")):
@@ -271,8 +271,8 @@ def _type_name(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
     if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+        inner = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
@@ -322,9 +322,9 @@ def connectors(
     log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """List connector kinds, or show one kind's options and example."""
+    from backbone.schema import build_config_model, member_model
+
     _setup_logging(debug, log_level, log_format)
-    from backbone.config import _member as member_model
-    from backbone.config import build_config_model
 
     registry = _registry()
     if name is None:

@@ -4,6 +4,8 @@ The tree::
 
     BackboneError                  anything Backbone raises on purpose
     ├── ConfigError                the YAML file is wrong (carries every problem at once)
+    ├── ContractError              a connector broke the connector contract (a bug in the
+    │                              connector, not in the data): it stops in state FAILED
     └── ConnectorError             raised by a connector; the runner decides what follows
         ├── RetriableError         transient (network, 5xx, lock timeout): back off and retry,
         │                          honouring ``retry_after`` seconds when given
@@ -21,6 +23,7 @@ __all__ = [
     "BackboneError",
     "ConfigError",
     "ConnectorError",
+    "ContractError",
     "DataError",
     "FatalError",
     "RetriableError",
@@ -37,6 +40,16 @@ class ConfigError(BackboneError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class ContractError(BackboneError):
+    """A connector broke a rule of the connector contract (:mod:`backbone.sdk`).
+
+    Raised by the runtime (and by :mod:`backbone.testing`), never by a connector: the
+    message names the connector, the rule and the fix. The connector stops in state
+    FAILED; nothing it returned in the offending ``read()`` is produced, so nothing
+    is lost (a restart reads it again).
+    """
 
 
 class ConnectorError(BackboneError):

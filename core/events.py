@@ -40,6 +40,7 @@ __all__ = [
     "encode_value",
     "event_from_record",
     "iso_time",
+    "shared_position_message",
 ]
 
 _CE_NAMESPACE = uuid.UUID("6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11")
@@ -83,6 +84,26 @@ def decode_value(data: bytes | None) -> Any:
         return json.loads(data)
     except ValueError:
         return data
+
+
+def shared_position_message(connector: str, record: SourceRecord, previous: Any) -> str:
+    """Why ``record`` breaks rule 3 of the contract (see :mod:`backbone.connector`).
+
+    The runtime's check, per record, is ``record.identity is None and
+    (record.position is None or record.position == previous)``, ``previous`` being
+    the position of the record before it (the position given to ``open`` for the
+    first one): such a record would get the ``ce_id`` of another change.
+    """
+    if record.position is None:
+        what = "carries position=None"
+    else:
+        what = f"has the same position as the record before it ({record.position!r})"
+    return (
+        f"source {connector} broke the connector contract: a record {what} and no "
+        "identity, so its ce_id would collide with another change's; set "
+        "SourceRecord.identity to something that names the change (e.g. its key and "
+        "version), unique within the connector"
+    )
 
 
 def iso_time(timestamp_ms: int) -> str:

@@ -69,7 +69,7 @@ transaction per batch.
 
 from __future__ import annotations
 
-from backbone import ConnectorKind
+from backbone.sdk import ConnectorKind
 
 from ._options import SqlSinkOptions, SqlSourceOptions
 from ._sink import SqlSink

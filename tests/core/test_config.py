@@ -301,8 +301,9 @@ def test_module_attribute_types(tmp_path: Path) -> None:
         "AttributeError: module 'tests.core.plugins' has no attribute 'NOPE'",
         "3:13: sinks.b.type: connector type 'nosuch.module:X' could not be loaded: "
         "ModuleNotFoundError: No module named 'nosuch'",
-        "4:13: sinks.c.type: connector type 'tests.core.plugins:RESERVED': sink options use names "
-        "reserved by the runtime: retry",
+        "4:13: sinks.c.type: connector type 'tests.core.plugins:RESERVED': sink options model "
+        "ReservedOptions defines 'retry', reserved by the runtime for every connector "
+        "(reserved: dead_letter_topic, retry, start, topic, topics, type); rename the option",
         "5:13: sinks.d.type: connector type 'tests.core.plugins:ListOptions' is a "
         "ModelMetaclass, not a backbone.ConnectorKind",
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from backbone.positions import POSITIONS_TOPIC
-from tests.conformance import FAST_RUNTIME, Gateway, broker_yaml, consume, wait_until
+from backbone.testing import FAST_RUNTIME, Gateway, broker_yaml, consume, wait_until
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from backbone.positions import POSITIONS_TOPIC, PositionStore
-from tests.conformance import FAST_RUNTIME, broker_yaml, consume, running
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running
 from tests.servers import Tansu
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.tansu]

@@ -25,7 +25,7 @@ from backbone.config import RetryPolicy
 from backbone.positions import POSITIONS_TOPIC
 from backbone.retry import backoff_delay
 from backbone.runner import ConnectorState
-from tests.conformance import FAST_RUNTIME, broker_yaml, consume, running, wait_until
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

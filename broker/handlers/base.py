@@ -98,7 +98,7 @@ class RequestContext:
     @property
     def client_host(self) -> str:
         """The client's address without the port (Kafka's ``client.host``)."""
-        return "/" + self.connection.peer.rsplit(":", 1)[0]
+        return "/" + self.connection.host
 
     @property
     def logs(self) -> LogManager:

@@ -51,7 +51,9 @@ async def ensure_topic(ctx: RequestContext, name: str) -> Topic:
         topic = await ctx.logs.create_topic(name, ctx.config.default_partitions)
     except TopicAlreadyExists:
         return ctx.logs.topic(name)
-    logger.info("auto-created topic %s (%d partitions)", name, len(topic.partitions))
+    logger.info(
+        "auto-created topic %s (%d partitions)", name, len(topic.partitions), extra={"topic": name}
+    )
     return topic
 
 

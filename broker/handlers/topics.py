@@ -98,8 +98,6 @@ async def handle_create_topics(
             )
             for entry in created.config.describe()
         ]
-        if not request.validate_only:
-            logger.info("created topic %s (%d partitions)", topic.name, count)
         results.append(result)
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
@@ -130,7 +128,6 @@ async def handle_delete_topics(
             await ctx.logs.delete_topic(name)
             if ctx.state.groups is not None:
                 await ctx.state.groups.drop_topic(name)
-            logger.info("deleted topic %s", name)
         except BrokerError as exc:
             result.error_code = error_code(exc)
             result.error_message = error_message(exc)

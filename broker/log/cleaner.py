@@ -154,7 +154,13 @@ class LogCleaner:
         )
         if replaced:
             await asyncio.to_thread(fsync_dir, log.directory)
-            logger.info("compacted %d segments of %s-%d", replaced, log.topic, log.partition)
+            logger.info(
+                "compacted %d segments of %s-%d",
+                replaced,
+                log.topic,
+                log.partition,
+                extra=log.context,
+            )
         return replaced
 
 

@@ -251,7 +251,9 @@ class LogManager:
                 return topic
             await self._add_partitions(topic, 0, num_partitions)
             self._topics[name] = topic
-        logger.info("created topic %s with %d partitions", name, num_partitions)
+        logger.info(
+            "created topic %s with %d partitions", name, num_partitions, extra={"topic": name}
+        )
         return topic
 
     async def _add_partitions(self, topic: Topic, start: int, stop: int) -> None:
@@ -331,7 +333,7 @@ class LogManager:
             for log in topic.partitions:
                 log.close()
             await asyncio.to_thread(self._remove_topic_files, topic)
-        logger.info("deleted topic %s", name)
+        logger.info("deleted topic %s", name, extra={"topic": name})
 
     def _remove_topic_files(self, topic: Topic) -> None:
         meta = self._metadata_path(topic)
@@ -357,7 +359,7 @@ class LogManager:
             if validate_only:
                 return
             await self._add_partitions(topic, current, total_count)
-        logger.info("topic %s now has %d partitions", name, total_count)
+        logger.info("topic %s now has %d partitions", name, total_count, extra={"topic": name})
 
     async def alter_configs(
         self,
@@ -392,7 +394,12 @@ class LogManager:
                 raise KafkaStorageError(f"cannot persist the configs of {name}: {exc}") from exc
             for log in topic.partitions:
                 log.config = config
-        logger.info("altered configs of topic %s: %s", name, dict(config.overrides))
+        logger.info(
+            "altered configs of topic %s: %s",
+            name,
+            dict(config.overrides),
+            extra={"topic": name},
+        )
 
     async def allocate_producer_id(self) -> int:
         """A producer id never handed out before (InitProducerId); persisted in blocks.

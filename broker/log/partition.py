@@ -128,6 +128,11 @@ class PartitionLog:
             raise
         return log
 
+    @property
+    def context(self) -> dict[str, object]:
+        """``extra`` of this partition's log records (JSON log lines carry it)."""
+        return {"topic": self.topic, "partition": self.partition}
+
     # ------------------------------------------------------------------ offsets
     @property
     def log_start_offset(self) -> int:
@@ -193,6 +198,7 @@ class PartitionLog:
                 self.topic,
                 self.partition,
                 duplicate,
+                extra=self.context,
             )
             if acks == -1 and self.flusher.waits_on_acks:
                 await self.flusher.sync(self.active_segment.fd)
@@ -288,7 +294,13 @@ class PartitionLog:
         if self.flusher.policy != "os":
             self.flusher.mark(old.fd)
         self.flusher.mark_dir(self.directory)
-        logger.debug("rolled %s-%d at offset %d", self.topic, self.partition, new.base_offset)
+        logger.debug(
+            "rolled %s-%d at offset %d",
+            self.topic,
+            self.partition,
+            new.base_offset,
+            extra=self.context,
+        )
         return new
 
     # ------------------------------------------------------------------ watchers
@@ -315,7 +327,9 @@ class PartitionLog:
             try:
                 callback()
             except Exception:
-                logger.exception("a watcher of %s-%d failed", self.topic, self.partition)
+                logger.exception(
+                    "a watcher of %s-%d failed", self.topic, self.partition, extra=self.context
+                )
 
     # ------------------------------------------------------------------ reads
     def read(self, offset: int, max_bytes: int) -> ReadResult:
@@ -381,6 +395,7 @@ class PartitionLog:
                 header.base_offset,
                 self.topic,
                 self.partition,
+                extra=self.context,
             )
         return None
 
@@ -446,6 +461,7 @@ class PartitionLog:
             self.topic,
             self.partition,
             self._log_start_offset,
+            extra=self.context,
         )
 
     def replace_segment(self, old: Segment, new: Segment) -> bool:

@@ -41,6 +41,7 @@ from .reaper import SegmentReaper
 from .recovery import LOG_START_FILE, recover_segments
 from .segment import FileSlice, Segment
 from .tail import RecentBatches
+from .timestamps import first_at_or_after, largest_timestamp
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
@@ -364,54 +365,12 @@ class PartitionLog:
         """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms`` at or
         after the log start offset; None when there is none (ListOffsets)."""
         self._check_open()
-        start = self._log_start_offset
-        for segment in list(self.segments):
-            if segment.max_timestamp < timestamp_ms or segment.next_offset <= start:
-                continue
-            for header in segment.headers_from(segment.timestamp_start(timestamp_ms)):
-                if header.last_offset < start or header.max_timestamp < timestamp_ms:
-                    continue
-                found = self._find_in_batch(segment, header, timestamp_ms, start)
-                if found is not None:
-                    return found
-        return None
-
-    def _find_in_batch(
-        self, segment: Segment, header: BatchHeader, timestamp_ms: int, start: int
-    ) -> tuple[int, int] | None:
-        if header.is_log_append_time:
-            return max(header.base_offset, start), header.max_timestamp
-        try:
-            for record in iter_records(segment.read_batch(header), header):
-                offset = header.base_offset + record.offset_delta
-                ts = header.base_timestamp + record.timestamp_delta
-                if offset >= start and ts >= timestamp_ms:
-                    return offset, ts
-        except CodecUnavailable:
-            return max(header.base_offset, start), header.max_timestamp
-        except CorruptRecord:
-            logger.warning(
-                "unreadable records in the batch at offset %d of %s-%d",
-                header.base_offset,
-                self.topic,
-                self.partition,
-                extra=self.context,
-            )
-        return None
+        return first_at_or_after(list(self.segments), self._log_start_offset, timestamp_ms)
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
         """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3)."""
         self._check_open()
-        best: Segment | None = None
-        for segment in self.segments:
-            if segment.max_timestamp >= 0 and (
-                best is None or segment.max_timestamp > best.max_timestamp
-            ):
-                best = segment
-        if best is None:
-            return None
-        found = self.offset_for_timestamp(best.max_timestamp)
-        return found
+        return largest_timestamp(list(self.segments), self._log_start_offset)
 
     # ------------------------------------------------------------------ deletion
     async def delete_records(self, before_offset: int) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from backbone.broker import protocol as kp
+from backbone.broker.cli import main
 from backbone.broker.logging_setup import JsonFormatter, configure_logging
 from tests.broker.expect import exactly
 from tests.broker.test_server import call
@@ -74,7 +75,6 @@ def test_both_commands_offer_the_same_flags() -> None:
     ]
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize(
     ("args", "error"),
     [
@@ -85,6 +85,7 @@ def test_both_commands_offer_the_same_flags() -> None:
         (["--max-frame-bytes", "10"], "--max-frame-bytes: must be at least 1024 (got 10)"),
         (["--idle-timeout", "0"], "--idle-timeout: must be more than 0 seconds (got '0')"),
         (["--node-id", "x"], "--node-id: expected a whole number (got 'x')"),
+        (["--flush", "never"], "--flush: must be 'always', 'interval' or 'os' (got 'never')"),
         (
             ["--log-level", "loud"],
             "--log-level: log level must be one of debug, info, warning, error, critical "
@@ -98,11 +99,21 @@ def test_both_commands_offer_the_same_flags() -> None:
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
-    tmp_path: Path, command: str, args: list[str], error: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], error: str
 ) -> None:
-    result = run(command, *args, "--data-dir", str(tmp_path))
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {error}\n")
+    assert main([*args, "--data-dir", str(tmp_path)], prog="backbone broker") == 2
+    assert capsys.readouterr() == ("", f"error: {error}\n")
     assert list(tmp_path.iterdir()) == []  # nothing started
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_both_commands_report_usage_errors_the_same_way(tmp_path: Path, command: str) -> None:
+    result = run(command, "--idle-timeout", "0", "--data-dir", str(tmp_path))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: --idle-timeout: must be more than 0 seconds (got '0')\n",
+    )
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -198,11 +209,13 @@ def test_configure_logging_refuses_unknown_levels_and_formats() -> None:
 
 @pytest.mark.parametrize("command", ["run", "validate", "connectors"])
 def test_every_backbone_command_takes_the_logging_options(command: str) -> None:
-    result = subprocess.run(
-        [str(BACKBONE), command, "--help"], capture_output=True, text=True, timeout=60, env=WIDE
-    )
-    assert result.returncode == 0, result.stderr
-    assert {"--log-level", "--log-format", "--debug"} <= set(options(result.stdout))
+    from typer.testing import CliRunner
+
+    from backbone.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    assert {"--log-level", "--log-format", "--debug"} <= set(options(result.output))
 
 
 def test_backbone_validate_with_json_logs(tmp_path: Path) -> None:
@@ -218,14 +231,14 @@ def test_backbone_validate_with_json_logs(tmp_path: Path) -> None:
     assert result.stdout == f"ok: {config}\n"
     for line in result.stderr.splitlines():  # whatever was logged is one JSON object a line
         assert set(json.loads(line)) >= {"time", "level", "logger", "message"}
-    bad = subprocess.run(
-        [str(BACKBONE), "validate", str(config), "--log-format", "xml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=WIDE,
+    from typer.testing import CliRunner
+
+    from backbone.cli import app
+
+    bad = CliRunner().invoke(
+        app, ["validate", str(config), "--log-format", "xml"], env={"COLUMNS": "1000"}
     )
-    assert bad.returncode == 2
+    assert bad.exit_code == 2
     assert "Invalid value for '--log-format': Value error, 'xml' is not one of 'text', 'json'." in (
-        bad.stderr
+        bad.output
     )

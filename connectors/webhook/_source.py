@@ -265,25 +265,9 @@ class WebhookSource(Source[WebhookOptions]):
                 document = json.loads(body)
             except ValueError as exc:
                 raise HttpError(400, f"the body is not valid JSON: {exc}") from None
-        record = self._record(request, body, media, document)
         if self._validator is not None:
-            target = record.value if media == _STRUCTURED else document
-            if isinstance(target, bytes):
-                try:
-                    target = json.loads(target)
-                except ValueError:
-                    target = MISSING
-            error = (
-                next(iter(self._validator.iter_errors(target)), None)
-                if target is not MISSING
-                else None
-            )
-            if target is MISSING or error is not None:
-                reason = error.message if error is not None else "the body is not JSON"
-                where = "/" + "/".join(str(p) for p in error.absolute_path) if error else ""
-                raise HttpError(
-                    422, f"the body does not match the schema at {where or '/'}: {reason}"
-                )
+            self._validate(media, document)
+        record = self._record(request, body, media, document)
         delivery = self._delivery_id(request, document)
         if delivery is not None:
             record.identity = {"delivery": delivery}
@@ -294,6 +278,17 @@ class WebhookSource(Source[WebhookOptions]):
             return JSONResponse(found, headers=headers)
         record.identity = {"request": str(uuid.uuid4())}
         return JSONResponse(await self._guarded(self._push(record)))
+
+    def _validate(self, media: str, document: Any) -> None:
+        target = document
+        if media == _STRUCTURED and isinstance(document, dict):
+            target = document.get("data", MISSING)
+        if target is MISSING:
+            raise HttpError(422, "the body does not match the schema: it is not JSON")
+        error = next(iter(self._validator.iter_errors(target)), None)
+        if error is not None:
+            where = "/" + "/".join(str(part) for part in error.absolute_path)
+            raise HttpError(422, f"the body does not match the schema at {where}: {error.message}")
 
     async def _guarded(self, awaitable: Any) -> Any:
         try:

@@ -271,7 +271,18 @@ class Source(ABC, Generic[OptionsT]):
 
 
 class Sink(ABC, Generic[OptionsT]):
-    """A sink connector (see the module docstring for the call order)."""
+    """A sink connector (see the module docstring for the call order).
+
+    ``batch_size`` and ``batch_wait`` (read by the runtime after ``open()``) shape the
+    batches ``write`` gets: at most ``batch_size`` records (default
+    ``runtime.max_batch``), and when fewer are there, the runtime waits up to
+    ``batch_wait`` seconds for more before calling ``write`` (default 0: whatever
+    one poll returned). A sink that sends one request per batch (an HTTP endpoint
+    taking a JSON array) sets them from its options.
+    """
+
+    batch_size: int | None = None
+    batch_wait: float = 0.0
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options

@@ -103,7 +103,9 @@ class HttpSinkOptions(ConnectorOptions):
     """Per request: connect, write and wait for the answer."""
     concurrency: int = Field(default=1, ge=1, le=256)
     """Requests in flight at once (per-key order is kept)."""
-    retry_on: list[int | Literal["5xx", "4xx"]] = Field(default_factory=lambda: [408, 429, "5xx"])
+    retry_on: list[int | Literal["5xx", "4xx"]] = Field(
+        default_factory=lambda: [408, 429, "5xx"]  # type: ignore[arg-type]
+    )
     """Statuses retried with backoff (besides connection errors and timeouts); other
     4xx/5xx send the record to the dead-letter topic."""
     sign: SignOptions | None = None
@@ -162,7 +164,7 @@ class HttpSink(Sink[HttpSinkOptions]):
         if options.batch is not None:
             self.batch_size = options.batch.size
             self.batch_wait = options.batch.max_wait
-        self._client = httpx.AsyncClient(
+        self._client: httpx.AsyncClient | None = httpx.AsyncClient(
             timeout=options.timeout,
             limits=httpx.Limits(
                 max_connections=options.concurrency,

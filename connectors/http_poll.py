@@ -157,7 +157,7 @@ class HttpPollOptions(ConnectorOptions):
 
 
 def _trigger(expression: str) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
     try:
         return CronTrigger.from_crontab(expression, timezone=dt.UTC)
@@ -200,7 +200,7 @@ class HttpPollSource(Source[HttpPollOptions]):
         self._trigger = _trigger(options.cron) if options.cron else None
         if self._trigger is not None and not self._polling:
             self._due = self._next_fire()
-        self._client = httpx.AsyncClient(
+        self._client: httpx.AsyncClient | None = httpx.AsyncClient(
             timeout=options.timeout,
             headers={k: v.get_secret_value() for k, v in options.headers.items()},
             follow_redirects=True,
@@ -208,6 +208,7 @@ class HttpPollSource(Source[HttpPollOptions]):
 
     def _next_fire(self) -> float:
         now = dt.datetime.now(dt.UTC)
+        assert self._trigger is not None
         fire = self._trigger.get_next_fire_time(None, now)
         return time.monotonic() + max((fire - now).total_seconds(), 0.0)
 

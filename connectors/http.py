@@ -166,8 +166,10 @@ class HttpSink(Sink[HttpSinkOptions]):
             self.batch_wait = options.batch.max_wait
         # one client (one keep-alive connection) per lane: a shared httpx pool costs
         # far more per request once many requests wait on it
+        tls = httpx.create_ssl_context()  # one TLS context for every lane
         self._clients: list[httpx.AsyncClient] | None = [
             httpx.AsyncClient(
+                verify=tls,
                 timeout=options.timeout,
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
                 follow_redirects=True,

@@ -191,3 +191,25 @@ async def test_resumes_from_its_cursor_after_a_sigkill(server: Receiver, tmp_pat
     # the cursor): the very first page (no parameters) was asked for once only
     assert sum(1 for r in server.requests if r.query == {}) == 1
     assert len(lines) < 60 + 20  # duplicates only for what was in flight
+
+
+async def test_an_answer_that_is_not_json_reaches_the_dead_letter_topic(
+    server: Receiver, tmp_path: Path
+) -> None:
+    api = Api(server, count=3)
+
+    async def inject() -> None:
+        api.broken = True
+
+    options = json.dumps(api.source_options(interval="200ms"))
+    dead = await testing.check_source_dead_letters(
+        broker=testing.broker_yaml("embedded", data_dir=tmp_path / "data"),
+        tmp_path=tmp_path,
+        source="{type: http_poll, " + options[1:-1] + "}",
+        inject=inject,
+        count=1,
+    )
+    assert dead[0].value == b"<html>maintenance</html>"
+    message = dict(dead[0].headers)["backbone.error.message"].decode()
+    assert message.startswith(f"GET {server.url}/items")
+    assert ": the answer is not JSON: Expecting value: line 1 column 1 (char 0)" in message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backbone.testing import running, wait_until
+from backbone.testing import consume, running, wait_until
 from tests.receiver import receiver
 from tests.servers import free_port
 
@@ -62,3 +62,33 @@ async def test_the_readme_delivery_reaches_the_endpoint(tmp_path: Path) -> None:
     assert put.headers["content-type"] == "application/json"
     assert put.headers["idempotency-key"] == put.headers["ce-id"]
     assert put.headers["ce-source"] == "backbone://shop-hooks"
+
+
+async def test_the_shipped_poll_config_follows_pages_into_the_topic(tmp_path: Path) -> None:
+    broker_port = free_port()
+    text = (ROOT / "configs" / "http-poll.yaml").read_text()
+    assert "listen: 127.0.0.1:9092" in text
+    text = text.replace("127.0.0.1:9092", f"127.0.0.1:{broker_port}")
+    text = text.replace("../data", str(tmp_path / "data"))
+    config = tmp_path / "http-poll.yaml"
+    config.write_text(text)
+    pages = {
+        "1": {
+            "data": [{"id": 1, "updated_at": "2024-05-01T10:00:00Z"}],
+            "links": {"next": "?page=2"},
+        },
+        "2": {"data": [{"id": 2, "updated_at": "2024-05-01T11:00:00Z"}], "links": {}},
+    }
+    async with receiver() as server:
+        server.on(
+            "/tickets",
+            lambda seen: (200, {}, json.dumps(pages[seen.query.get("page", "1")]).encode()),
+        )
+        env = {"TICKETS_URL": f"{server.url}/tickets", "TICKETS_TOKEN": "t0k"}
+        async with running(config, env=env) as runner:
+            assert runner.bootstrap is not None
+            records = await consume(runner.bootstrap, "support.tickets", count=2)
+    assert sorted(json.loads(r.value)["id"] for r in records) == [1, 2]
+    assert sorted(r.key for r in records) == [b"1", b"2"]
+    assert [r.query for r in server.requests[:2]] == [{}, {"page": "2"}]
+    assert server.requests[0].headers["authorization"] == "Bearer t0k"

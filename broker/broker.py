@@ -32,7 +32,7 @@ from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
-from .log import LogManager
+from .log import LogManager, records
 from .server import KafkaServer, ResponseFilter
 
 __all__ = ["Broker", "run_until_signalled", "serve"]
@@ -148,11 +148,12 @@ class Broker:
             raise
         self._stack = stack
         logger.info(
-            "broker %d (cluster %s) serving %s, data in %s",
+            "broker %d (cluster %s) serving %s, data in %s, records checked by the %s walk",
             config.node_id,
             config.cluster_id,
             self.bootstrap,
             config.data_dir,
+            "C" if records.IMPLEMENTATION == "c" else "pure-Python",
         )
         return self
 

@@ -25,6 +25,7 @@ from backbone.broker.errors import (
     CorruptRecord,
     InvalidRecord,
     InvalidRequiredAcks,
+    InvalidTimestamp,
     KafkaStorageError,
     MessageTooLarge,
     OffsetOutOfRange,
@@ -32,8 +33,7 @@ from backbone.broker.errors import (
 )
 from backbone.durable import write_file_atomically
 
-from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
-from .compression import CodecUnavailable
+from .batch import HEADER_SIZE, BatchHeader, patched_header, validate_batches
 from .config import LogConfig
 from .flusher import Flusher
 from .producers import ProducerStateTable
@@ -175,6 +175,18 @@ class PartitionLog:
         """
         if acks not in (-1, 0, 1):
             raise InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
+        result = self.write(records)
+        if acks == -1 and self.flusher.waits_on_acks:
+            await self.flusher.sync(self.active_segment.fd)
+        elif self.flusher.policy == "interval":
+            self.flusher.mark(self.active_segment.fd)
+        return result
+
+    def write(self, records: bytes | bytearray | memoryview) -> AppendResult:
+        """The synchronous part of :meth:`append`: validate, assign offsets and write the
+        batches (page cache; the caller decides when to wait for an fsync). Raises the
+        validation errors (nothing written) and KafkaStorageError. Also used by the broker
+        for its own records (``__consumer_offsets``)."""
         self._check_open()
         view = memoryview(records)
         if view.format != "B" or view.ndim != 1:
@@ -183,9 +195,9 @@ class PartitionLog:
         if not headers:
             raise CorruptRecord("the produce request holds no record batch for this partition")
         config = self.config
-        for header in headers:
-            self._check_batch(header, view, config)
         now_ms = int(self.clock() * 1000)
+        for header in headers:
+            self._check_batch(header, config, now_ms)
         log_append_time = now_ms if config.log_append_time else None
         offset = self.high_watermark
         assigned: list[tuple[BatchHeader, int]] = []
@@ -201,8 +213,6 @@ class PartitionLog:
                 duplicate,
                 extra=self.context,
             )
-            if acks == -1 and self.flusher.waits_on_acks:
-                await self.flusher.sync(self.active_segment.fd)
             return AppendResult(duplicate, -1, self._log_start_offset)
         size = sum(h.size for h in headers)
         if self._should_roll(size, headers, now_ms, offset):
@@ -212,26 +222,22 @@ class PartitionLog:
         stored: list[tuple[BatchHeader, int, int]] = []
         for header, base_offset in assigned:
             start = header.position
-            chunks.append(patched_header(view, header, base_offset, log_append_time))
+            max_ts = log_append_time if log_append_time is not None else header.max_record_timestamp
+            chunks.append(patched_header(view, header, base_offset, log_append_time, max_ts))
             chunks.append(view[start + HEADER_SIZE : start + header.size])
-            max_ts = log_append_time if log_append_time is not None else header.max_timestamp
             stored.append((header, base_offset, max_ts))
         position = segment.size
         segment.append(chunks, stored)
         self.recent.remember(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
-        if acks == -1 and self.flusher.waits_on_acks:
-            await self.flusher.sync(segment.fd)
-        elif self.flusher.policy == "interval":
-            self.flusher.mark(segment.fd)
         return AppendResult(
             assigned[0][1],
             log_append_time if log_append_time is not None else -1,
             self._log_start_offset,
         )
 
-    def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
+    def _check_batch(self, header: BatchHeader, config: LogConfig, now_ms: int) -> None:
         where = f"{self.topic}-{self.partition}"
         if header.size > config.max_message_bytes:
             raise MessageTooLarge(
@@ -244,19 +250,20 @@ class PartitionLog:
             raise InvalidRecord(
                 f"transactional batches are not supported by this broker (to {where})"
             )
-        if config.compact:
-            batch = view[header.position : header.position + header.size]
-            try:
-                for record in iter_records(batch, header):
-                    if record.key is None:
-                        raise InvalidRecord(
-                            f"Compacted topic cannot accept message without key in topic "
-                            f"partition {where}."
-                        )
-            except CodecUnavailable as exc:
-                raise InvalidRecord(
-                    f"cannot check the keys of a compressed batch for compacted {where}: {exc}"
-                ) from exc
+        if config.compact and header.null_keys:
+            raise InvalidRecord(
+                f"Compacted topic cannot accept message without key in topic partition {where}."
+            )
+        if not config.log_append_time:
+            low = now_ms - config.message_timestamp_before_max_ms
+            high = now_ms + config.message_timestamp_after_max_ms
+            for ts in (header.min_record_timestamp, header.max_record_timestamp):
+                if not low <= ts <= high:
+                    raise InvalidTimestamp(
+                        f"Timestamp {ts} of a record in {where} is out of range: it must be "
+                        f"within [{low}, {high}] (message.timestamp.before.max.ms / "
+                        "message.timestamp.after.max.ms)"
+                    )
 
     def _should_roll(
         self, size: int, headers: list[BatchHeader], now_ms: int, next_offset: int
@@ -269,7 +276,7 @@ class PartitionLog:
             return True
         if next_offset - segment.base_offset > _INT32_MAX:
             return True
-        incoming_ts = max(h.max_timestamp for h in headers)
+        incoming_ts = max(h.max_record_timestamp for h in headers)
         if segment.first_batch_timestamp >= 0 and incoming_ts >= 0:
             waited = incoming_ts - segment.first_batch_timestamp
         else:

@@ -41,7 +41,7 @@ from .reaper import SegmentReaper
 from .recovery import LOG_START_FILE, recover_segments
 from .segment import FileSlice, Segment
 from .tail import RecentBatches
-from .timestamps import first_at_or_after, largest_timestamp
+from .timestamps import first_at_or_after, largest_timestamp, offsets_before
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
@@ -378,6 +378,20 @@ class PartitionLog:
         """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3)."""
         self._check_open()
         return largest_timestamp(list(self.segments), self._log_start_offset)
+
+    def offsets_before(self, timestamp_ms: int, max_count: int) -> list[int]:
+        """ListOffsets v0: up to ``max_count`` segment offsets, largest first (see
+        ``timestamps.offsets_before``)."""
+        self._check_open()
+        now_ms = int(self.clock() * 1000)
+        return offsets_before(
+            list(self.segments),
+            self._log_start_offset,
+            self.high_watermark,
+            timestamp_ms,
+            max_count,
+            now_ms,
+        )
 
     # ------------------------------------------------------------------ deletion
     async def delete_records(self, before_offset: int) -> int:

@@ -71,6 +71,8 @@ class BrokerConfig:
     topic config defaults (``LogConfig``), overridable per topic. ``flush``:
     ``always`` answers acks=all after fsync (group commit), ``interval`` fsyncs
     every ``flush_interval_ms``, ``os`` leaves it to the page cache.
+    ``offsets_topic_num_partitions`` (Kafka's ``offsets.topic.num.partitions``) is used
+    when ``__consumer_offsets`` is created; an existing topic keeps its count.
     Raises ValueError for a value out of range.
     """
 
@@ -92,6 +94,7 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 100
     group_min_session_timeout_ms: int = 1000
     group_max_session_timeout_ms: int = 1_800_000
+    offsets_topic_num_partitions: int = 1
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -109,6 +112,11 @@ class BrokerConfig:
             raise ValueError(f"idle_timeout_s must be positive (got {self.idle_timeout_s})")
         if self.node_id < 0:
             raise ValueError(f"node_id must be 0 or more (got {self.node_id})")
+        if self.offsets_topic_num_partitions < 1:
+            raise ValueError(
+                "offsets_topic_num_partitions must be at least 1 "
+                f"(got {self.offsets_topic_num_partitions})"
+            )
 
     @classmethod
     def from_listeners(

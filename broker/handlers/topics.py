@@ -129,6 +129,11 @@ async def handle_delete_topics(
                 result.name = name
             topic = ctx.logs.topic(name)
             result.topic_id = topic.topic_id
+            if topic.internal:
+                raise InvalidRequest(
+                    f"Topic {name} is internal (the group coordinator's storage) and cannot "
+                    "be deleted."
+                )
             await ctx.logs.delete_topic(name)
             if ctx.state.groups is not None:
                 await ctx.state.groups.drop_topic(name)

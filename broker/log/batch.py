@@ -43,6 +43,7 @@ __all__ = [
     "LOG_OVERHEAD",
     "BatchHeader",
     "Record",
+    "encode_batch",
     "iter_headers",
     "iter_records",
     "parse_header",
@@ -406,6 +407,44 @@ def build_batch(header: BatchHeader, records: list[Record], compress_with: objec
         header.base_sequence,
         len(records),
     )
+    out += section
+    struct.pack_into(">I", out, 17, crc32c(out[_CRC_START:]))
+    return bytes(out)
+
+
+def _write_varint(value: int) -> bytes:
+    raw = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+    return bytes(out)
+
+
+def encode_batch(records: list[tuple[bytes | None, bytes | None]], timestamp_ms: int) -> bytes:
+    """A new uncompressed batch (base offset 0, no producer id) holding ``records`` as
+    (key, value), all stamped ``timestamp_ms``: what the broker writes for itself
+    (``__consumer_offsets``). Python per record: not for the produce path."""
+    parts = []
+    for delta, (key, value) in enumerate(records):
+        body = b"".join(
+            (
+                b"\x00\x00",  # attributes, timestamp delta 0
+                _write_varint(delta),
+                _write_varint(-1) if key is None else _write_varint(len(key)) + key,
+                _write_varint(-1) if value is None else _write_varint(len(value)) + value,
+                b"\x00",  # no headers
+            )
+        )
+        parts.append(_write_varint(len(body)) + body)
+    section = b"".join(parts)
+    out = bytearray(HEADER_SIZE)
+    last = len(records) - 1
+    _HEADER.pack_into(
+        out, 0, 0, MIN_BATCH_LENGTH + len(section), 0, 2, 0, 0, last,
+        timestamp_ms, timestamp_ms, -1, -1, -1, len(records),
+    )  # fmt: skip
     out += section
     struct.pack_into(">I", out, 17, crc32c(out[_CRC_START:]))
     return bytes(out)

@@ -49,11 +49,15 @@ from .partition import PartitionLog
 from .reaper import SegmentReaper
 from .retention import enforce_retention
 
-__all__ = ["LogManager", "Topic", "validate_topic_name"]
+__all__ = ["INTERNAL_TOPICS", "LogManager", "Topic", "validate_topic_name"]
 
 logger = logging.getLogger(__name__)
 
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+#: Topics the broker writes itself (Kafka's ``Topic.isInternal``): flagged internal in
+#: Metadata, never auto-created, refused to Produce and DeleteTopics.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
 MAX_TOPIC_NAME_LENGTH = 249
 _PRODUCER_ID_BLOCK = 1000
 
@@ -88,6 +92,11 @@ class Topic:
     @property
     def overrides(self) -> dict[str, str]:
         return dict(self.config.overrides)
+
+    @property
+    def internal(self) -> bool:
+        """True for the broker's own topics (``__consumer_offsets``)."""
+        return self.name in INTERNAL_TOPICS
 
     def describe_configs(self) -> list[ConfigEntry]:
         return self.config.describe()

@@ -36,6 +36,7 @@ from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
+from backbone.instance import instance_slot
 from backbone.positions import Claim, PositionStore, PositionWriter
 from backbone.registry import Registry
 from backbone.schema import connector_options
@@ -104,8 +105,10 @@ class Runner:
             store = PositionStore(producer, self.bootstrap)
             await store.start()
             stack.push_async_callback(store.stop)
+            state_dir = self.config.resolve(self.config.runtime.state_dir)
+            instance = stack.enter_context(instance_slot(state_dir))
             shared = Shared(
-                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker
+                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker, instance
             )
             tasks: dict[str, asyncio.Task[None]] = {}
             for name, worker in self._workers(shared, store):

@@ -258,7 +258,7 @@ class PartitionLog:
             low = now_ms - config.message_timestamp_before_max_ms
             high = now_ms + config.message_timestamp_after_max_ms
             for ts in (header.min_record_timestamp, header.max_record_timestamp):
-                if not low <= ts <= high:
+                if ts != -1 and not low <= ts <= high:  # -1: no timestamp (Kafka skips it)
                     raise InvalidTimestamp(
                         f"Timestamp {ts} of a record in {where} is out of range: it must be "
                         f"within [{low}, {high}] (message.timestamp.before.max.ms / "

@@ -296,11 +296,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
         frame: bytes | bytearray
         if len(pieces) == 1:
             frame = pieces[0]
-        else:
+        else:  # the pieces add up to the frame's size: the joined copy takes their place
             frame = b"".join(pieces)
-            self._pool.reserve(len(frame))
-            self._pool.release(reserved)
-            reserved = len(frame)
         self._size = -1
         self._pieces = []
         self._piece = None

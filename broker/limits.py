@@ -30,6 +30,7 @@ from typing import Protocol
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_CONNECTIONS_PER_IP",
     "DEFAULT_QUEUED_MAX_REQUEST_BYTES",
     "DEFAULT_REQUEST_READ_TIMEOUT_S",
@@ -58,6 +59,10 @@ def frame_limit_for(message_max_bytes: int) -> int:
     return FRAME_BATCHES * message_max_bytes + FRAME_OVERHEAD
 
 
+#: The frame limit for Kafka's default ``message.max.bytes`` (1048588, LogConfig's default).
+DEFAULT_MAX_FRAME_BYTES = frame_limit_for(1048588)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     """The limits of the server's connections (``BrokerConfig`` fills them in).
@@ -72,7 +77,7 @@ class ConnectionLimits:
     Raises ValueError for values out of range.
     """
 
-    max_frame_bytes: int = frame_limit_for(1048588)
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     idle_timeout_s: float = 600.0
     request_read_timeout_s: float = DEFAULT_REQUEST_READ_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS

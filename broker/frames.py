@@ -293,11 +293,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def _complete_frame(self) -> None:
         pieces, reserved = self._pieces, self._reserved
-        frame: bytes | bytearray
-        if len(pieces) == 1:
-            frame = pieces[0]
-        else:  # the pieces add up to the frame's size: the joined copy takes their place
-            frame = b"".join(pieces)
+        # the pieces add up to the frame's size: a joined copy takes their place
+        frame: bytes | bytearray = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._size = -1
         self._pieces = []
         self._piece = None

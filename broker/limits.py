@@ -30,8 +30,8 @@ from typing import Protocol
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
-    "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_CONNECTIONS_PER_IP",
+    "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_QUEUED_MAX_REQUEST_BYTES",
     "DEFAULT_REQUEST_READ_TIMEOUT_S",
     "ConnectionCounter",

@@ -19,8 +19,10 @@ so a frame can always be completed and handled, and give its memory back: reader
 each hold part of a frame never wait for one another. When that frame is complete, the
 next oldest incomplete frame may go on. Everyone resumes once ``used`` is back under the
 low-water mark (7/8 of the capacity). ``used`` thus stays under ``capacity`` plus one
-frame plus one read. A reader that stops sending in the middle of its frame does not hold
-the others up for ever: its request deadline closes its connection.
+frame plus one buffer piece (the reader allocates a frame's buffer in pieces of at most
+half the frame or 4 MiB, see ``frames.py``). A reader that stops sending in the middle
+of its frame does not hold the others up for ever: its request deadline closes its
+connection.
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ from typing import Any
 
 from aiokafka.client import AIOKafkaClient, ConnectionGroup
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.group import (
     HeartbeatRequest,
     JoinGroupRequest,
@@ -206,17 +205,12 @@ class GroupMember:
     async def _find_coordinator(self) -> None:
         if self.coordinator is not None:
             return
-        node = self.client.get_random_node()
-        if node is None:
+        if self.client.get_random_node() is None:
             await self.client.force_metadata_update()
             raise _Retry("no broker known yet")
-        response = await self.client.send(
-            node, FindCoordinatorRequest(self.group, _GROUP_COORDINATOR)
-        )
-        code = response.error_code
-        if code != _NONE:
-            raise _Retry(f"FindCoordinator error {code}")
-        coordinator = response.coordinator_id
+        # registers the coordinator's address with the client: its node id need not be
+        # one of the brokers Metadata listed (Tansu answers with an id of its own)
+        coordinator = await self.client.coordinator_lookup(_GROUP_COORDINATOR, self.group)
         if not await self.client.ready(coordinator, group=ConnectionGroup.COORDINATION):
             await self.client.force_metadata_update()
             raise _Retry(f"coordinator {coordinator} not reachable yet")

@@ -138,11 +138,19 @@ class Runner:
             try:
                 stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
                 pending: set[asyncio.Task[Any]] = set(tasks.values())
+                gateway = tasks.get("gateway")
                 while pending and not stop.is_set():
-                    _, pending = await asyncio.wait(
+                    done, pending = await asyncio.wait(
                         pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
                     )
                     pending.discard(stopper)
+                    if gateway in done and not stop.is_set():
+                        # without its group the gateway runs no source: end, do not idle
+                        failure = None if gateway.cancelled() else gateway.exception()
+                        raise BackboneError(
+                            "the gateway group loop ended: "
+                            + (describe(failure) if failure else "without an error")
+                        ) from failure
                 if stop.is_set():
                     logger.info(
                         "stopping: draining for up to %.1fs", self.config.runtime.grace_period

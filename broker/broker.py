@@ -135,8 +135,7 @@ class Broker:
                 Dispatcher(state, state.registry),
                 host=config.host,
                 port=config.port,
-                max_frame_bytes=config.max_frame_bytes,
-                idle_timeout_s=config.idle_timeout_s,
+                limits=config.limits,
                 shutdown_grace_s=config.shutdown_grace_s,
                 response_filter=self.response_filter,
             )

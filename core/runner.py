@@ -203,6 +203,12 @@ class Runner:
             embedded.listen,
             self.config.resolve(embedded.data_dir),
             embedded.advertised_listener or None,
+            max_frame_bytes=embedded.max_frame_bytes,
+            idle_timeout_s=embedded.connections_max_idle,
+            request_read_timeout_s=embedded.request_read_timeout,
+            max_connections=embedded.max_connections,
+            max_connections_per_ip=embedded.max_connections_per_ip,
+            queued_max_request_bytes=embedded.queued_max_request_bytes,
         )
         broker = await stack.enter_async_context(Broker(config))
         logger.info("embedded broker listening on %s", broker.bootstrap)

@@ -8,7 +8,8 @@ Everything that changes the log runs on the event loop without awaiting in betwe
 (validate -> check producer state -> roll -> write -> index), so appends to one partition
 never interleave; only the fsync (group commit, see ``flusher.py``) and checkpoint writes
 leave the loop. Reads return a :class:`FileSlice` of one segment; a deleted segment's file
-descriptor is closed only ``retire_delay_s`` later, so an in-flight sendfile completes.
+descriptor is closed as soon as no slice of it is in flight (``reaper.py``), so an
+in-flight sendfile completes and the disk space comes back right after.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from backbone.durable import write_file_atomically
 
 from .batch import HEADER_SIZE, BatchHeader, patched_header, validate_batches
 from .config import LogConfig
+from .diskspace import DiskWatch
 from .flusher import Flusher
 from .producers import ProducerStateTable
 from .reaper import SegmentReaper
@@ -77,6 +79,7 @@ class PartitionLog:
         flusher: Flusher,
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
+        disk: DiskWatch | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -85,6 +88,7 @@ class PartitionLog:
         self.flusher = flusher
         self.reaper = reaper
         self.clock = clock
+        self.disk = disk if disk is not None else DiskWatch()
         self.producers = ProducerStateTable()
         self.segments: list[Segment] = []
         self._bases: list[int] = []
@@ -105,11 +109,21 @@ class PartitionLog:
         flusher: Flusher,
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
+        disk: DiskWatch | None = None,
     ) -> PartitionLog:
         """Open (creating if needed) and recover a partition folder (``recovery.py``), then
         rebuild the producer state from its batch headers. Blocking: LogManager runs it in
         a thread before serving."""
-        log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
+        log = cls(
+            topic,
+            partition,
+            directory,
+            config,
+            flusher=flusher,
+            reaper=reaper,
+            clock=clock,
+            disk=disk,
+        )
         try:
             checkpoint = recover_segments(directory, config.index_interval_bytes, log.segments)
             interval = config.index_interval_bytes
@@ -216,7 +230,11 @@ class PartitionLog:
             return AppendResult(duplicate, -1, self._log_start_offset)
         size = sum(h.size for h in headers)
         if self._should_roll(size, headers, now_ms, offset):
-            self.roll(now_ms)
+            try:
+                self.roll(now_ms)
+            except KafkaStorageError as exc:
+                self.disk.write_failed(self.directory, exc)
+                raise
         segment = self.active_segment
         chunks: list[bytes | memoryview] = []
         stored: list[tuple[BatchHeader, int, int]] = []
@@ -227,7 +245,13 @@ class PartitionLog:
             chunks.append(view[start + HEADER_SIZE : start + header.size])
             stored.append((header, base_offset, max_ts))
         position = segment.size
-        segment.append(chunks, stored)
+        try:
+            segment.append(chunks, stored)
+        except KafkaStorageError as exc:
+            self.disk.write_failed(segment.log_path, exc)
+            raise
+        if self.disk.failing is not None:
+            self.disk.write_succeeded(segment.log_path)
         self.recent.remember(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
@@ -364,7 +388,7 @@ class PartitionLog:
             if header is not None:
                 stop = segment.slice_end(header, max_bytes)
                 return ReadResult(
-                    FileSlice(segment.fd, header.position, stop - header.position), end, start
+                    FileSlice(segment, header.position, stop - header.position), end, start
                 )
         return ReadResult(b"", end, start)
 
@@ -474,7 +498,7 @@ class PartitionLog:
 
     def discard(self) -> None:
         """Close every file now, for a log that was never served (failed load or rolled-back
-        creation): no fetch can hold one of its segments, so the reaper's delay is moot."""
+        creation): no fetch can hold one of its segments."""
         self._closed = True
         for segment in self.segments:
             self.flusher.forget(segment.fd)

@@ -162,7 +162,7 @@ class Raw:
         async with asyncio.timeout(wait):
             try:
                 data = await self.reader.read(1)
-            except ConnectionResetError:
+            except ConnectionError:  # reset, or a write of ours hit the closed socket
                 data = b""
         if data == b"":
             await self.close()

@@ -39,10 +39,17 @@ def check_source_rules(name: str, records: Sequence[SourceRecord], start: Any) -
     Raises :class:`~backbone.errors.ContractError` (the message the runtime gives) for
     a record that shares the position of the record before it (or has none) without
     an ``identity`` (rule 3), and :class:`AssertionError` for a position that is not
-    JSON (it could not be saved) or a bad-input record without the raw input.
+    JSON (it could not be saved), a bad-input record without the raw input, or a
+    position-only record without a position (rule 6).
     """
     previous = start
     for record in records:
+        if not record.produce:
+            assert record.position is not None, (
+                "a position-only record (SourceRecord.position_only) must carry a position"
+            )
+            previous = record.position
+            continue
         if record.error is not None:
             assert isinstance(record.value, bytes | str), (
                 f"a record with error={record.error!r} must carry the raw input (bytes or "
@@ -59,9 +66,14 @@ def check_source_rules(name: str, records: Sequence[SourceRecord], start: Any) -
 
 
 def event_ids(name: str, records: Sequence[SourceRecord]) -> list[str]:
-    """The CloudEvents ``ce_id`` the runtime gives each record of connector ``name``."""
+    """The CloudEvents ``ce_id`` the runtime gives each record of connector ``name``
+    (records with ``error`` and position-only records get none: they are not produced)."""
     encoder = SourceEncoder(connector=name, kind="conformance", topic="conformance")
-    return [encoder.event_id(r.position, r.identity).decode() for r in records if r.error is None]
+    return [
+        encoder.event_id(r.position, r.identity).decode()
+        for r in records
+        if r.error is None and r.produce
+    ]
 
 
 def _unique(ids: list[str], what: str) -> None:

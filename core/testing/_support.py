@@ -10,18 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backbone.clock import Clock, SystemClock
 from backbone.connector import ConnectorContext, SinkRecord, Source, SourceRecord
 
 __all__ = ["context", "identity", "read_at_least", "sink_record", "wait_until"]
 
 
-def context(tmp_path: Path, name: str = "conformance") -> ConnectorContext:
-    """A connector context rooted in ``tmp_path`` (state in ``tmp_path/state/<name>``)."""
+def context(
+    tmp_path: Path, name: str = "conformance", *, clock: Clock | None = None
+) -> ConnectorContext:
+    """A connector context rooted in ``tmp_path`` (state in ``tmp_path/state/<name>``),
+    with ``clock`` (default: the real clock; pass a :class:`ManualClock` to drive time)."""
     return ConnectorContext(
         name=name,
         base_dir=tmp_path,
         state_dir=tmp_path / "state" / name,
         logger=logging.getLogger(f"backbone.testing.{name}"),
+        clock=clock or SystemClock(),
     )
 
 

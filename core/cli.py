@@ -116,7 +116,7 @@ async def _live_check(config: Any, registry: Any) -> None:
     """Build each connector and await its ``check()``; collect every failure."""
     from backbone.config import connector_options
     from backbone.connector import ConnectorContext
-    from backbone.workers import load_function
+    from backbone.consumers import load_function
 
     problems = []
     for section, side in (("sources", "source"), ("sinks", "sink")):
@@ -235,8 +235,8 @@ def _type_name(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
     if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+        inner = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
@@ -284,8 +284,7 @@ def connectors(
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """List connector kinds, or show one kind's options and example."""
-    from backbone.config import _member as member_model
-    from backbone.config import build_config_model
+    from backbone.schema import build_config_model, member_model
 
     registry = _registry()
     if name is None:

@@ -80,6 +80,7 @@ class Registry:
                 f"connector type {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
             ) from exc
         self._check(kind, where=f"connector type {spec!r}")
+        assert isinstance(kind, ConnectorKind)
         if kind.name != spec:
             kind = dataclasses.replace(kind, name=spec)
         self._kinds[spec] = kind

@@ -11,8 +11,8 @@ awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In orde
 3. start one idempotent producer (``acks=all``) shared by every source,
    processor and dead-letter send; load the saved source positions;
 4. run every source, sink and processor as its own task
-   (:mod:`backbone.workers`). A task that raises leaves its connector FAILED with
-   the error and does not touch the others.
+   (:mod:`backbone.source_worker`, :mod:`backbone.consumers`). A task that raises
+   leaves its connector FAILED with the error and does not touch the others.
 
 When ``stop`` is set every worker stops reading and drains; after
 ``runtime.grace_period`` what still runs is cancelled (and logged). Everything
@@ -31,20 +31,15 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from backbone.config import Config, connector_options
 from backbone.connector import ConnectorContext
+from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
 from backbone.positions import POSITIONS_TOPIC, PositionStore
 from backbone.registry import Registry
-from backbone.workers import (
-    ConnectorState,
-    ConnectorStatus,
-    ProcessorWorker,
-    Shared,
-    SinkWorker,
-    SourceWorker,
-    Worker,
-)
+from backbone.schema import connector_options
+from backbone.settings import Config
+from backbone.source_worker import SourceWorker
+from backbone.worker import ConnectorState, ConnectorStatus, Shared, Worker
 
 __all__ = ["ConnectorState", "ConnectorStatus", "Runner"]
 
@@ -120,8 +115,8 @@ class Runner:
                 self.bootstrap,
             )
             try:
-                stopper = asyncio.create_task(stop.wait())
-                pending = set(tasks.values())
+                stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
+                pending: set[asyncio.Task[Any]] = set(tasks.values())
                 while pending and not stop.is_set():
                     _, pending = await asyncio.wait(
                         pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
@@ -273,21 +268,22 @@ class Runner:
                 status=self.status[name],
             )
             workers.append((name, worker))
-        for name, entry in config.sinks.items():
-            kind = self.registry.get(entry.type)
+        for name, sink_entry in config.sinks.items():
+            kind = self.registry.get(sink_entry.type)
             assert kind.sink is not None and kind.sink_options is not None
-            sink = kind.sink(connector_options(entry, kind.sink_options), self._context(name))
-            worker = SinkWorker(
+            options = connector_options(sink_entry, kind.sink_options)
+            sink = kind.sink(options, self._context(name))
+            sink_worker = SinkWorker(
                 name,
                 sink=sink,
-                topics=entry.topics,
-                start=entry.start,
+                topics=sink_entry.topics,
+                start=sink_entry.start,
                 shared=shared,
-                retry=entry.retry,
-                dead_letter_topic=entry.dead_letter_topic,
+                retry=sink_entry.retry,
+                dead_letter_topic=sink_entry.dead_letter_topic,
                 status=self.status[name],
             )
-            workers.append((name, worker))
+            workers.append((name, sink_worker))
         for name, settings in config.processors.items():
             workers.append((name, _LazyProcessor(name, settings, shared, self.status[name])))
         return workers

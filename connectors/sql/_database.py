@@ -86,7 +86,13 @@ def create(url: URL, timezone: str) -> Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (sa_exc.ArgumentError, ImportError) as exc:
-        raise FatalError(f"cannot use url {redacted(url)}: {exc}") from exc
+        hint = ""
+        if backend == "postgresql" and isinstance(exc, ImportError):
+            hint = (
+                "; the PostgreSQL driver is not installed: pip install 'backbone[postgres]' "
+                "installs psycopg 3 (urls postgresql+psycopg://...)"
+            )
+        raise FatalError(f"cannot use url {redacted(url)}: {exc}{hint}") from exc
 
 
 def split_name(name: str) -> tuple[str | None, str]:
@@ -113,7 +119,7 @@ def reflect_table(engine: Engine, name: str, *, option: str = "table") -> sa.Tab
 def column_of(table: sa.Table | Any, name: str, option: str) -> sa.ColumnElement[Any]:
     """Column ``name`` of ``table`` (a Table or subquery); FatalError naming ``option``."""
     try:
-        return table.c[name]  # type: ignore[no-any-return]
+        return table.c[name]
     except KeyError:
         available = ", ".join(table.c.keys())
         raise FatalError(

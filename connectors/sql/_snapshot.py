@@ -109,8 +109,8 @@ class SnapshotDiff(ModeBase):
             if record.value is not None:
                 record.value["source"]["position"] = new
         changes[-1].position = new
-        batch, rest = changes[:size], changes[size:]
-        return Poll(batch, DiffState(gen, hashes, tuple(rest), due), bool(rest))
+        first, later = changes[:size], changes[size:]
+        return Poll(first, DiffState(gen, hashes, tuple(later), due), bool(later))
 
     def acked(self, position: Any) -> None:
         """Delete snapshot files older than the acknowledged generation."""

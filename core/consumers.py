@@ -1,10 +1,20 @@
 """The consuming workers: sinks and processors read a consumer group ``backbone.<name>``.
 
-- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> commit. Retriable
-  errors back off; ``DataError`` isolates the bad records (one-at-a-time writes);
-  failures that exhaust retries go to the dead-letter topic.
+- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> ``precommit`` ->
+  commit. Retriable errors back off; ``DataError`` isolates the bad records
+  (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic.
 - :class:`ProcessorWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
+
+Committing (:class:`ConsumingWorker`): after each handled batch, and about once a
+second while handled offsets are not all committed, the worker asks
+:meth:`ConsumingWorker.committable` which of the handled offsets may be committed
+(a sink's ``precommit``: only what it made durable) and commits those. Before a
+rebalance takes partitions away (``on_partitions_revoked``) and when it stops, it
+calls :meth:`ConsumingWorker.release` (a sink's ``flush``) and commits what that
+made durable. A lock keeps a batch, a commit and a revocation from interleaving; a
+batch fetched before a revocation is dropped (the partitions' owner reads it
+again from the committed offsets).
 """
 
 from __future__ import annotations
@@ -12,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from backbone.connector import Sink, SinkRecord
+from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
 from backbone.events import Encoded, Event, encode_event, event_from_record
 from backbone.settings import ProcessorSettings
@@ -26,6 +38,9 @@ from backbone.transforms import apply_transforms
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["ConsumingWorker", "ProcessorWorker", "SinkWorker", "load_function"]
+
+PRECOMMIT_INTERVAL = 1.0
+"""Seconds between ``committable`` calls while handled offsets are not all committed."""
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -35,7 +50,7 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        await self.worker.revoked([TopicPartition(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         start = self.worker.start
@@ -61,6 +76,11 @@ class ConsumingWorker(Worker):
         self.topics = list(topics)
         self.start = start
         self.consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._epoch = 0  # revocations so far: a batch fetched before one is dropped
+        self._handled: dict[TopicPartition, int] = {}  # offset after the last handled record
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_precommit = 0.0
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
@@ -97,11 +117,29 @@ class ConsumingWorker(Worker):
                 self.name,
                 ", ".join(self.topics),
             )
-            while not self.shared.stop.is_set():
-                batches = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.shared.runtime.max_batch
-                )
+            await self._loop(self.consumer)
+            async with self._lock:  # a clean stop: make everything durable, commit it
+                await self._release(list(self._handled))
+        finally:
+            try:
+                await self.close()
+            finally:
+                await self.consumer.stop()
+                self.log.info("%s %s stopped", self.role, self.name)
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while not self.shared.stop.is_set():
+            epoch = self._epoch
+            batches = await consumer.getmany(
+                timeout_ms=200, max_records=self.shared.runtime.max_batch
+            )
+            async with self._lock:
+                if epoch != self._epoch:
+                    continue  # fetched before a revocation: read again from the commits
                 if not batches:
+                    due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
+                    if due and self._handled != self._committed:
+                        await self._commit()
                     continue
                 records = [
                     SinkRecord(
@@ -119,23 +157,74 @@ class ConsumingWorker(Worker):
                 try:
                     await self.handle(records)
                 except Stopping:
-                    break
-                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-                try:
-                    await self.consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
-                    self.log.warning(
-                        "%s %s: commit failed (%s); records will be delivered again",
-                        self.role,
-                        self.name,
-                        exc,
-                    )
-        finally:
-            try:
-                await self.close()
-            finally:
-                await self.consumer.stop()
-                self.log.info("%s %s stopped", self.role, self.name)
+                    return
+                for tp, messages in batches.items():
+                    if messages:
+                        self._handled[TopicPartition(tp.topic, tp.partition)] = (
+                            messages[-1].offset + 1
+                        )
+                await self._commit()
+
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""
+        assert self.consumer is not None
+        self._last_precommit = time.monotonic()
+        allowed = await self.committable(dict(self._handled))
+        offsets = {}
+        for tp, offset in allowed.items():
+            tp = TopicPartition(*tp)
+            if partitions is not None and tp not in partitions:
+                continue
+            if offset > self._committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit({KafkaPartition(*tp): off for tp, off in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
+            self.log.warning(
+                "%s %s: commit failed (%s); records will be delivered again",
+                self.role,
+                self.name,
+                exc,
+            )
+            return
+        self._committed.update(offsets)
+
+    async def _release(self, partitions: list[TopicPartition]) -> None:
+        """:meth:`release` ``partitions`` and commit what that made durable."""
+        if not partitions:
+            return
+        try:
+            await self.release(partitions)
+            await self._commit(partitions)
+        except Exception as exc:
+            self.log.warning(
+                "%s %s: could not finish %s (%s: %s); their records will be delivered again",
+                self.role,
+                self.name,
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions),
+                type(exc).__name__,
+                exc,
+            )
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """A rebalance takes ``partitions`` away: release them and commit, first."""
+        async with self._lock:
+            self._epoch += 1
+            await self._release([tp for tp in partitions if tp in self._handled])
+            for tp in partitions:
+                self._handled.pop(tp, None)
+                self._committed.pop(tp, None)
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        """Which handled ``offsets`` may be committed now (default: all of them)."""
+        return offsets
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        """Make what was handled for ``partitions`` durable (they are revoked, or we stop)."""
 
     async def open(self) -> None:
         """Called once the consumer started."""
@@ -180,6 +269,14 @@ class SinkWorker(ConsumingWorker):
 
     async def close(self) -> None:
         await self.sink.close()
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        return await self.sink.precommit(offsets)
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        await self.sink.flush(partitions)
 
     async def handle(self, records: list[SinkRecord]) -> None:
         futures: list[asyncio.Future[Any]] = []

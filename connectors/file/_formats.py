@@ -117,10 +117,20 @@ class Parser:
             self._lines(cursor, lines, limit, records, position)
         return records
 
-    def read_header(self, cursor: Cursor, data: bytes) -> str | None:
-        """``csv``: take the column names from the first row in ``data`` (the file's
-        start). Returns why it cannot (for a file that cannot be read), else None."""
-        for raw in data.split(b"\n")[:-1] or ([data] if data else []):
+    def read_header(self, cursor: Cursor, data: bytes, *, complete: bool) -> str | None:
+        """``csv`` with ``header``: take the column names from the first row of ``data``
+        (the file's first bytes); a cursor at the file's start moves past that row.
+
+        Returns why the header cannot be read (the file cannot be read at all), or None
+        -- also when the first row is not complete yet (it is read with the records).
+        """
+        offset = line = 0
+        for raw in data.split(b"\n"):
+            end = offset + len(raw) + 1
+            if end > len(data) and not complete:
+                return None  # the first row is still being written
+            line += 1
+            offset = min(end, len(data))
             text = raw.rstrip(b"\r")
             if not text.strip():
                 continue
@@ -129,8 +139,10 @@ class Parser:
             except (UnicodeDecodeError, csv.Error, LookupError) as exc:
                 return f"its header row cannot be read: {exc}"
             cursor.header = list(self.options.columns or row)
+            if cursor.offset == 0:
+                cursor.offset, cursor.line = offset, line
             return None
-        return None  # empty so far: the header comes with the first line
+        return None
 
     # ------------------------------------------------------------------ lines and JSON
 

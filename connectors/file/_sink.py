@@ -184,32 +184,40 @@ class FileSink(Sink[FileSinkOptions]):
     ) -> None:
         chunks: list[bytes] = []
         current = self.files.get(tp)
-        pending_bytes = 0
+        pending = 0  # bytes in chunks
         done = self.written.get(tp, -1)  # offset after the last record appended so far
         for record, data in items:
-            if current is not None and self._full(current, pending_bytes, record):
+            if current is not None and self._later(current, record):
                 await self._flush_chunks(tp, current, chunks)
                 self.written[tp] = done
-                chunks, pending_bytes = [], 0
+                chunks, pending = [], 0
                 await self._publish(tp)
                 current = None
             if data is not None:  # a tombstone adds nothing, but its offset is done
                 if current is None:
                     current = await self._start(tp, record)
                 chunks.append(data)
-                pending_bytes += len(data)
+                pending += len(data)
                 current.records += 1
             done = record.offset + 1
+            if current is not None and self._full(current, pending):
+                await self._flush_chunks(tp, current, chunks)
+                self.written[tp] = done
+                chunks, pending = [], 0
+                await self._publish(tp)
+                current = None
         if current is not None:
             await self._flush_chunks(tp, current, chunks)
         self.written[tp] = done
 
-    def _full(self, current: _Open, pending: int, record: SinkRecord) -> bool:
-        """Whether ``record`` starts a new file."""
+    def _full(self, current: _Open, pending: int) -> bool:
+        """Whether the file is complete by size or record count."""
         if self.max_bytes is not None and current.staged.size + pending >= self.max_bytes:
             return True
-        if self.max_records is not None and current.records >= self.max_records:
-            return True
+        return self.max_records is not None and current.records >= self.max_records
+
+    def _later(self, current: _Open, record: SinkRecord) -> bool:
+        """Whether ``record`` is ``interval`` (record time) after the file's first record."""
         interval = self.interval_ms
         return (
             interval is not None

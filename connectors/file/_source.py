@@ -58,12 +58,17 @@ def _read_at(fd: int, offset: int, size: int) -> tuple[bytes, int, int]:
     return data, info.st_size, info.st_nlink
 
 
-def _sizes(fds: list[int]) -> list[tuple[int, int]]:
-    """``(size, links)`` of each open file (blocking)."""
+HEAD = 64
+"""Bytes at a followed file's start remembered to notice it was rewritten (truncated
+and written again past the offset read, which its size alone does not show)."""
+
+
+def _poll(files: list[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+    """``(size, links, first bytes)`` of each ``(fd, how many first bytes)`` (blocking)."""
     out = []
-    for fd in fds:
+    for fd, head in files:
         info = os.fstat(fd)
-        out.append((info.st_size, info.st_nlink))
+        out.append((info.st_size, info.st_nlink, os.pread(fd, head, 0) if head else b""))
     return out
 
 
@@ -101,12 +106,14 @@ def _move_into(path: Path, folder: Path) -> Path:
 class _Open:
     """A file being read: its cursor, descriptor and read size."""
 
-    __slots__ = ("cursor", "drained", "fd", "ref", "rotated", "want")
+    __slots__ = ("cursor", "drained", "fd", "head", "ref", "rotated", "want")
 
     def __init__(self, cursor: Cursor, fd: int) -> None:
         self.cursor = cursor
         self.fd = fd
         self.want = CHUNK
+        self.head = b""
+        """The file's first bytes (at most HEAD, only of what was read)."""
         self.rotated = False
         self.drained: tuple[int, float] | None = None
         """(size, since when) once a rotated file was found read up to a last partial line."""
@@ -215,11 +222,14 @@ class FileSource(Source[FileSourceOptions]):
             info = await self.call(os.fstat, fd)
             if (info.st_dev, info.st_ino) != entry.key:
                 raise FileNotFoundError(f"{entry.name} was replaced while being opened")
-            if self.options.format == "csv" and offset > 0:
-                data, _, _ = await self.call(_read_at, fd, 0, 1 << 16)
-                problem = self.parser.read_header(opened.cursor, data)
+            if self.options.format == "csv" and self.options.header:
+                data, size, _ = await self.call(_read_at, fd, 0, 1 << 16)
+                complete = self.options.mode == "spool" and len(data) >= size
+                problem = self.parser.read_header(opened.cursor, data, complete=complete)
                 if problem:
                     raise OSError(problem)
+                if opened.cursor.header is None and len(data) >= 1 << 16:
+                    raise OSError("its first 64 KiB hold no complete header row")
         except BaseException:
             opened.close()
             raise
@@ -244,6 +254,8 @@ class FileSource(Source[FileSourceOptions]):
         records = self.parser.parse(
             cursor, data, eof=eof and complete, limit=limit, position=position
         )
+        if len(opened.head) < HEAD and before <= len(opened.head):
+            opened.head = (opened.head + data)[: min(HEAD, cursor.offset)]
         if not records and cursor.offset == before and data and not eof:
             opened.want = min(opened.want * 2, self.options.max_line + CHUNK)  # a long line
         else:
@@ -346,6 +358,9 @@ class _Spool:
                 return []
             try:
                 self.current = await source.open_file(entry, 0, 0)
+            except FileNotFoundError:  # gone since the listing
+                source.watch.stale = True
+                return []
             except OSError as exc:
                 await self._reject(entry, exc)
                 return []
@@ -416,6 +431,7 @@ class _Spool:
         """Move (or delete) a finished file; False (and a warning) if that failed."""
         source = self.source
         path = source.folder / name
+        source.watch.stale = True  # the listing no longer holds it
         try:
             if self.options.on_done == "delete":
                 await source.call(os.unlink, path)
@@ -430,6 +446,7 @@ class _Spool:
     async def _reject(self, entry: Entry, error: OSError) -> None:
         """A file that cannot be read at all goes to the error folder."""
         source = self.source
+        source.watch.stale = True
         self.failed.add(entry.key)
         try:
             target = await source.call(_move_into, source.folder / entry.name, source._error_dir())
@@ -538,23 +555,28 @@ class _Tail:
             await source.idle()
             return []
         order = list(self.files.values())
-        sizes = await source.call(_sizes, [o.fd for o in order])
+        polled = await source.call(_poll, [(o.fd, min(HEAD, o.cursor.offset)) for o in order])
         now = source.clock.time()
         start = self._turn % len(order)
         for step in range(len(order)):
             index = (start + step) % len(order)
-            opened, (size, links) = order[index], sizes[index]
+            opened, (size, links, head) = order[index], polled[index]
             cursor = opened.cursor
-            if size < cursor.offset:
+            rewritten = head[: len(opened.head)] != opened.head
+            if size < cursor.offset or rewritten:
                 self.log.warning(
-                    "file %s was truncated (%d < %d bytes read): reading it from the start",
+                    "file %s was truncated (%d bytes now, %d read%s): reading it from the start",
                     cursor.name,
                     size,
                     cursor.offset,
+                    ", its start rewritten" if rewritten else "",
                 )
                 cursor.offset = cursor.line = 0
                 cursor.overlong = None
                 opened.drained = None
+                opened.head = b""
+            elif len(head) > len(opened.head):
+                opened.head = head
             if links == 0:
                 opened.rotated = True
             drained = opened.drained

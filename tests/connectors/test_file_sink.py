@@ -28,6 +28,10 @@ def published(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
 def lines(folder: Path) -> list[Any]:
     out: list[Any] = []
     for name in published(folder):
@@ -90,7 +94,7 @@ async def test_commits_only_published_records_and_a_crash_rewrites_the_same_file
     await testing.check_sink_commits(make, records, read_back, [{"n": n} for n in range(40)])
     names = published(out)
     assert all(name.startswith(("t-0-", "t-1-")) for name in names), names
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "a temporary file is left"
+    assert not hidden(out), "a temporary file is left"
 
 
 async def test_files_are_named_by_first_offset_and_rotate_by_records(
@@ -104,8 +108,7 @@ async def test_files_are_named_by_first_offset_and_rotate_by_records(
         assert await s.precommit({tp: 107}) == {tp: 106}  # 106 sits in the open file
         assert published(out) == [file_name("t", 0, 100, "jsonl"), file_name("t", 0, 103, "jsonl")]
         assert published(out)[0] == "t-0-00000000000000000100.jsonl"
-        hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
-        assert hidden == [".t-0-00000000000000000106.jsonl.tmp"]
+        assert hidden(out) == [".t-0-00000000000000000106.jsonl.tmp"]
         await s.flush([tp])
         assert await s.precommit({tp: 107}) == {tp: 107}
     finally:

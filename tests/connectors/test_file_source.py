@@ -99,9 +99,7 @@ async def test_csv_passes_the_conformance_suite(tmp_path: Path) -> None:
     write(tmp_path / "in" / "items.csv", "id,name,price\n" + rows)
 
     def make() -> FileSource:
-        return source(
-            tmp_path, format="csv", types={"id": "integer", "price": "number"}, key="id"
-        )
+        return source(tmp_path, format="csv", types={"id": "integer", "price": "number"}, key="id")
 
     async def bad_input() -> None:
         write(tmp_path / "in" / "more.csv", "id,name,price\n12,x,1.0\n13,too,many,fields\n")
@@ -130,9 +128,7 @@ async def test_spool_moves_a_file_to_done_only_after_all_its_records_are_acked(
         assert (inbox / "orders.jsonl").exists()
         await src.ack(records[4].position)
         assert not (inbox / "orders.jsonl").exists()
-        assert (inbox / "done" / "orders.jsonl").read_text() == jsonl(
-            [{"id": i} for i in range(5)]
-        )
+        assert (inbox / "done" / "orders.jsonl").read_text() == jsonl([{"id": i} for i in range(5)])
     finally:
         await src.close()
 
@@ -375,8 +371,7 @@ async def test_tail_follows_a_rotation_and_a_truncation(tmp_path: Path) -> None:
         # a3 is line 3 of the old file, named as it was seen when read
         assert where[b"a3"] in {(b"app.log", b"3"), (b"app.log.1", b"3")}
         # truncation (copytruncate): the file starts over
-        with open(folder / "app.log", "w") as file:
-            file.write("c1\n")
+        (folder / "app.log").write_text("c1\n")  # same size, new content
         got = await read_all(src, 1)
         assert [(r.value, headers(r)["file.line"]) for r in got] == [(b"c1", b"1")]
     finally:

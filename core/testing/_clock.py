@@ -19,14 +19,20 @@ class ManualClock(Clock):
     ``ManualClock("2024-05-01T01:59:00+02:00")`` (an ISO text, an aware
     ``datetime`` or epoch seconds) starts there. :meth:`advance` and :meth:`set`
     move time forward and wake every ``sleep_until`` whose moment came, in order.
+    With ``autojump=True`` time jumps to the moment of every ``sleep_until`` at once
+    (as trio's ``MockClock(autojump_threshold=0)``): a schedule runs through its
+    fires as fast as the code can go, for checks that just need many of them.
     :attr:`sleepers` tells how many sleeps are pending, and :meth:`wait_for_sleeper`
     waits (in real time) until the code under test sleeps on the clock -- something
     observable to wait on instead of a fixed sleep. Pass it to
     :func:`backbone.testing.context` (``clock=``).
     """
 
-    def __init__(self, start: float | str | dt.datetime = 1_700_000_000.0) -> None:
+    def __init__(
+        self, start: float | str | dt.datetime = 1_700_000_000.0, *, autojump: bool = False
+    ) -> None:
         self._now = _seconds(start)
+        self.autojump = autojump
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
@@ -34,6 +40,8 @@ class ManualClock(Clock):
         return self._now
 
     async def sleep_until(self, when: float) -> None:
+        if self.autojump and when > self._now:
+            self._move(when)
         if when <= self._now:
             await asyncio.sleep(0)  # a sleep is always a suspension point
             return

@@ -249,7 +249,8 @@ async def check_source_bad_input(
     coroutine function putting input the source cannot parse into the system it
     reads), then reads until records with ``error`` set arrive (within ``within``
     seconds). Each must carry a non-empty reason, the raw input (bytes or text) as
-    its value and the position after it. A ``read()`` raising ``DataError`` fails
+    its value and the position after it (or, inside a change that spans several
+    records -- rule 2 -- ``position=None`` and an ``identity``). A ``read()`` raising ``DataError`` fails
     the check (the runtime treats it as a contract violation). Returns the records
     with errors; :func:`~backbone.testing.check_source_dead_letters` shows they reach
     the dead-letter topic through the runtime.
@@ -278,9 +279,10 @@ async def check_source_bad_input(
         await source.close()
     for record in bad:
         assert isinstance(record.error, str) and record.error, "error must be a non-empty reason"
-        assert record.position is not None, (
+        assert record.position is not None or record.identity is not None, (
             f"the record with error={record.error!r} carries no position: give it the "
-            "position after the bad input, so a restart does not read it again"
+            "position after the bad input, so a restart does not read it again (or, "
+            "inside a change spanning several records, position=None and an identity)"
         )
     return bad
 

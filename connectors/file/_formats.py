@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import json.scanner
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,7 @@ class Parser:
         self.event_type = options.event_type or None
         self.max_line = options.max_line
         self._types = {name: _CONVERT[kind] for name, kind in options.types.items()}
+        self._scan = json.scanner.make_scanner(json.JSONDecoder())
 
     # ------------------------------------------------------------------ entry points
 
@@ -113,8 +115,10 @@ class Parser:
             return records
         if self.format == "csv":
             self._csv(cursor, lines, eof, limit, records, position)
+        elif self.format == "jsonl":
+            self._jsonl(cursor, lines[:limit], records, position)
         else:
-            self._lines(cursor, lines, limit, records, position)
+            self._lines(cursor, lines[:limit], records, position)
         return records
 
     def read_header(self, cursor: Cursor, data: bytes, *, complete: bool) -> str | None:
@@ -150,23 +154,18 @@ class Parser:
         self,
         cursor: Cursor,
         lines: list[bytes],
-        limit: int,
         records: list[SourceRecord],
         position: Position,
     ) -> None:
+        """``lines``: each line's bytes are a record."""
         offset, number = cursor.offset, cursor.line
         dev, ino = cursor.dev, cursor.ino
         name_header = cursor.name_header
         event_type = self.event_type
-        jsonl = self.format == "jsonl"
-        loads = json.loads
-        key_field = self.key
-        file_key = cursor.name if key_field == "filename" else None
+        key = cursor.name if self.key == "filename" else None
         max_line = self.max_line
         append = records.append
         for raw in lines:
-            if len(records) >= limit:
-                break  # the line in hand is not consumed
             offset += len(raw) + 1
             number += 1
             if raw.endswith(b"\r"):
@@ -175,23 +174,77 @@ class Parser:
                 why = f"line longer than max_line ({max_line} bytes); its start is the value"
                 append(self._error(raw[:max_line], why, cursor, offset, number, position))
                 continue
-            line_header = ("file.line", b"%d" % number)
-            if not jsonl:
-                append(SourceRecord(raw, file_key, [name_header, line_header], None,
-                                    position(offset, number), None, event_type, None,
-                                    (dev, ino, offset)))  # fmt: skip
+            append(SourceRecord(raw, key, [name_header, ("file.line", b"%d" % number)], None,
+                                position(offset, number), None, event_type, None,
+                                (dev, ino, offset)))  # fmt: skip
+        cursor.offset, cursor.line = offset, number
+
+    def _jsonl(
+        self,
+        cursor: Cursor,
+        lines: list[bytes],
+        records: list[SourceRecord],
+        position: Position,
+    ) -> None:
+        """``jsonl``: each line must be one JSON value; its bytes are the record value.
+
+        The lines are decoded as one text and each is parsed in place with the JSON
+        scanner (one call per line, no copy per line); a line that fails is parsed
+        again alone for the error message.
+        """
+        try:
+            texts = b"\n".join(lines).decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            texts = []  # some line is not UTF-8: check them one by one
+        text = "\n".join(texts)
+        scan = self._scan
+        offset, number, index = cursor.offset, cursor.line, 0
+        dev, ino = cursor.dev, cursor.ino
+        name_header = cursor.name_header
+        event_type = self.event_type
+        key_field = self.key
+        file_key = cursor.name if key_field == "filename" else None
+        field_key = key_field is not None and file_key is None
+        max_line = self.max_line
+        append = records.append
+        for at, raw in enumerate(lines):
+            offset += len(raw) + 1
+            number += 1
+            start = index
+            if texts:
+                index += len(texts[at]) + 1
+                line = texts[at]
+            else:
+                line = ""
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) > max_line:
+                why = f"line longer than max_line ({max_line} bytes); its start is the value"
+                append(self._error(raw[:max_line], why, cursor, offset, number, position))
                 continue
-            if not raw or raw.isspace():
+            if texts and (not line or line.isspace()):
                 continue
+            value = None
             try:
-                value = loads(raw)
-            except ValueError as exc:
-                append(self._error(raw, f"not JSON: {exc}", cursor, offset, number, position))
-                continue
+                if not texts or line[0] in " \t":
+                    raise ValueError
+                value, end = scan(text, start)
+                if end != index - 1 and not text[end : index - 1].isspace():
+                    raise ValueError
+            except (ValueError, StopIteration):
+                if not raw.strip():
+                    continue  # a blank line in a chunk that is not all UTF-8
+                try:
+                    value = json.loads(raw)
+                except ValueError as exc:
+                    why = f"not JSON: {exc}"
+                    append(self._error(raw, why, cursor, offset, number, position))
+                    continue
             key = file_key
-            if key_field is not None and file_key is None and isinstance(value, dict):
+            if field_key and isinstance(value, dict):
                 key = value.get(key_field)
-            append(SourceRecord(raw, key, [name_header, line_header, ("content-type", _JSON)],
+            append(SourceRecord(raw, key, [name_header, ("file.line", b"%d" % number),
+                                           ("content-type", _JSON)],
                                 None, position(offset, number), None, event_type, None,
                                 (dev, ino, offset)))  # fmt: skip
         cursor.offset, cursor.line = offset, number

@@ -250,10 +250,11 @@ async def check_source_bad_input(
     reads), then reads until records with ``error`` set arrive (within ``within``
     seconds). Each must carry a non-empty reason, the raw input (bytes or text) as
     its value and the position after it (or, inside a change that spans several
-    records -- rule 2 -- ``position=None`` and an ``identity``). A ``read()`` raising ``DataError`` fails
-    the check (the runtime treats it as a contract violation). Returns the records
-    with errors; :func:`~backbone.testing.check_source_dead_letters` shows they reach
-    the dead-letter topic through the runtime.
+    records -- rule 2 -- ``position=None`` and an ``identity``). A ``read()``
+    raising ``DataError`` fails the check (the runtime treats it as a contract
+    violation). Returns the records with errors;
+    :func:`~backbone.testing.check_source_dead_letters` shows they reach the
+    dead-letter topic through the runtime.
     """
     source = make()
     await source.open(None)

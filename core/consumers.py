@@ -68,6 +68,29 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 await consumer.seek_to_end(tp)
 
 
+def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
+    """The consumed messages as sink records, partition by partition (headers are aiokafka's
+    ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
+    records: list[SinkRecord] = []
+    append = records.append
+    for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+        topic, partition = tp.topic, tp.partition
+        for m in batches[tp]:
+            headers = m.headers
+            append(
+                SinkRecord(
+                    topic,
+                    partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    list(headers) if headers else [],
+                    m.timestamp,
+                )
+            )
+    return records
+
+
 class ConsumingWorker(Worker):
     """A worker reading a consumer group ``backbone.<name>`` with manual commits."""
 
@@ -141,19 +164,7 @@ class ConsumingWorker(Worker):
                     if due and self._handled != self._committed:
                         await self._commit()
                     continue
-                records = [
-                    SinkRecord(
-                        topic=m.topic,
-                        partition=m.partition,
-                        offset=m.offset,
-                        key=m.key,
-                        value=m.value,
-                        headers=[(k, bytes(v)) for k, v in (m.headers or ())],
-                        timestamp_ms=m.timestamp,
-                    )
-                    for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
-                    for m in batches[tp]
-                ]
+                records = _sink_records(batches)
                 try:
                     await self.handle(records)
                 except Stopping:

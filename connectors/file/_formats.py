@@ -193,10 +193,10 @@ class Parser:
         again alone for the error message.
         """
         try:
-            texts = b"\n".join(lines).decode("utf-8").split("\n")
+            text = b"\n".join(lines).decode("utf-8")
+            texts = text.split("\n")
         except UnicodeDecodeError:
-            texts = []  # some line is not UTF-8: check them one by one
-        text = "\n".join(texts)
+            text, texts = "", []  # some line is not UTF-8: check them one by one
         scan = self._scan
         offset, number, index = cursor.offset, cursor.line, 0
         dev, ino = cursor.dev, cursor.ino

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import json.scanner
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -112,6 +113,7 @@ class FileSink(Sink[FileSinkOptions]):
         self.written: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record appended (retries skip below)."""
         self._separator = options.separator.encode()
+        self._scan = json.scanner.make_scanner(json.JSONDecoder())
         self._header = b""
         if options.format == "csv" and options.header:
             self._header = self._csv_line(list(options.columns or ()))
@@ -130,6 +132,27 @@ class FileSink(Sink[FileSinkOptions]):
         csv.writer(buffer, delimiter=self.options.delimiter, lineterminator="\n").writerow(fields)
         return buffer.getvalue().encode()
 
+    def _json(self, record: SinkRecord, value: bytes) -> Any:
+        """The value decoded as JSON; DataError if it is not JSON.
+
+        The JSON scanner is called directly on the text (``json.loads`` of bytes first
+        guesses the encoding in Python); anything it does not take whole goes through
+        ``json.loads`` for the verdict and the message.
+        """
+        try:
+            text = value.decode("utf-8")
+            decoded, end = self._scan(text, 0)
+            if end == len(text) or text[end:].isspace():
+                return decoded
+        except (ValueError, StopIteration):
+            pass
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise DataError(
+                f"record {record.topic}/{record.partition}@{record.offset} is not JSON: {exc}"
+            ) from exc
+
     def _encode(self, record: SinkRecord) -> bytes | None:
         """The bytes one record adds to its file (None: a tombstone, nothing)."""
         value = record.value
@@ -138,12 +161,7 @@ class FileSink(Sink[FileSinkOptions]):
         form = self.options.format
         if form == "raw":
             return value + self._separator
-        try:
-            decoded = json.loads(value)
-        except ValueError as exc:
-            raise DataError(
-                f"record {record.topic}/{record.partition}@{record.offset} is not JSON: {exc}"
-            ) from exc
+        decoded = self._json(record, value)
         if form == "jsonl":
             if b"\n" in value or b"\r" in value:
                 value = json.dumps(decoded, ensure_ascii=False, separators=(",", ":")).encode()

@@ -94,13 +94,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from backbone.clock import Clock, SystemClock
 from backbone.errors import DataError
 from backbone.state import StateDir
+
+if TYPE_CHECKING:
+    from backbone.httpapp import HttpRoutes
+    from backbone.push import Push
 
 __all__ = [
     "RESERVED_OPTIONS",
@@ -252,6 +256,12 @@ class ConnectorContext:
     :attr:`state` the helper that reads and durably writes JSON files in it.
     ``clock`` is the wall clock to read and sleep on (a
     :class:`~backbone.clock.SystemClock` unless a test injects another).
+
+    ``http``: the connector's routes on the gateway's HTTP server
+    (:class:`~backbone.httpapp.HttpRoutes`), ``None`` when the config has no
+    ``http:`` section. ``push``: the push path of a source
+    (:mod:`backbone.push`: hand records to the runtime and await the broker's
+    acknowledgement), ``None`` for sinks and where the runtime offers none.
     """
 
     name: str
@@ -259,6 +269,8 @@ class ConnectorContext:
     state_dir: Path
     logger: logging.Logger
     clock: Clock = field(default_factory=SystemClock)
+    http: HttpRoutes | None = None
+    push: Push | None = None
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against the config file's folder."""
@@ -272,7 +284,14 @@ class ConnectorContext:
 
 
 class Source(ABC, Generic[OptionsT]):
-    """A source connector (see the module docstring for the call order)."""
+    """A source connector (see the module docstring for the call order).
+
+    ``ingress = True`` marks a source that only receives pushed records
+    (``context.push``, :mod:`backbone.push`) and never returns any from ``read()``:
+    it keeps no position, so the runtime may run it in every gateway process.
+    """
+
+    ingress: ClassVar[bool] = False
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options
@@ -298,7 +317,18 @@ class Source(ABC, Generic[OptionsT]):
 
 
 class Sink(ABC, Generic[OptionsT]):
-    """A sink connector (see the module docstring for the call order)."""
+    """A sink connector (see the module docstring for the call order).
+
+    ``batch_size`` and ``batch_wait`` (read by the runtime after ``open()``) shape the
+    batches ``write`` gets: at most ``batch_size`` records (default
+    ``runtime.max_batch``), and when fewer are there, the runtime waits up to
+    ``batch_wait`` seconds for more before calling ``write`` (default 0: whatever
+    one poll returned). A sink that sends one request per batch (an HTTP endpoint
+    taking a JSON array) sets them from its options.
+    """
+
+    batch_size: int | None = None
+    batch_wait: float = 0.0
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options

@@ -64,8 +64,10 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
             found = await consumer.offsets_for_times({tp: millis})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
-            else:
-                await consumer.seek_to_end(tp)
+            else:  # nothing at or after the timestamp yet: start at today's end
+                # (an explicit offset: aiokafka's lazy seek_to_end may be reset to earliest)
+                ends = await consumer.end_offsets([tp])
+                consumer.seek(tp, ends[tp])
 
 
 def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
@@ -110,7 +112,9 @@ class ConsumingWorker(Worker):
         return AIOKafkaConsumer(
             bootstrap_servers=self.shared.bootstrap,
             group_id=f"backbone.{self.name}",
-            client_id=f"backbone.{self.name}",
+            client_id=f"backbone.{self.name}@{self.shared.worker}"
+            if self.shared.worker
+            else f"backbone.{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",
             session_timeout_ms=int(runtime.session_timeout * 1000),
@@ -151,11 +155,12 @@ class ConsumingWorker(Worker):
                 self.log.info("%s %s stopped", self.role, self.name)
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        size, wait = self.batching()
         while not self.shared.stop.is_set():
             epoch = self._epoch
-            batches = await consumer.getmany(
-                timeout_ms=200, max_records=self.shared.runtime.max_batch
-            )
+            batches = await consumer.getmany(timeout_ms=200, max_records=size)
+            if batches and wait > 0:
+                await self._fill(batches, size, wait)
             async with self._lock:
                 if epoch != self._epoch:
                     continue  # fetched before a revocation: read again from the commits
@@ -237,6 +242,27 @@ class ConsumingWorker(Worker):
     async def release(self, partitions: Collection[TopicPartition]) -> None:
         """Make what was handled for ``partitions`` durable (they are revoked, or we stop)."""
 
+    def batching(self) -> tuple[int, float]:
+        """Most records per ``handle`` call, and how long to wait for that many."""
+        return self.shared.runtime.max_batch, 0.0
+
+    async def _fill(self, batches: dict[Any, list[Any]], size: int, wait: float) -> None:
+        """Poll more into ``batches`` until ``size`` records or ``wait`` seconds passed."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        count = sum(len(messages) for messages in batches.values())
+        while count < size and not self.shared.stop.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            more = await self.consumer.getmany(
+                timeout_ms=max(int(remaining * 1000), 1), max_records=size - count
+            )
+            for tp, messages in more.items():
+                batches.setdefault(tp, []).extend(messages)
+                count += len(messages)
+
     async def open(self) -> None:
         """Called once the consumer started."""
 
@@ -288,6 +314,10 @@ class SinkWorker(ConsumingWorker):
 
     async def release(self, partitions: Collection[TopicPartition]) -> None:
         await self.sink.flush(partitions)
+
+    def batching(self) -> tuple[int, float]:
+        size = self.sink.batch_size or self.shared.runtime.max_batch
+        return size, max(self.sink.batch_wait, 0.0)
 
     async def handle(self, records: list[SinkRecord]) -> None:
         futures: list[asyncio.Future[Any]] = []

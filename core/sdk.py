@@ -24,7 +24,16 @@
   production, ``backbone.testing.ManualClock`` in tests);
 - files that appear whole: :class:`StagedFile` (written under a temporary name,
   published by fsync + rename + folder fsync), :func:`move_file` (a durable move
-  that never replaces a file) and :func:`fsync_dir`.
+  that never replaces a file) and :func:`fsync_dir`;
+- the push path and HTTP (the ``webhook``/``http``/``http_poll`` connectors use
+  them; see each module): ``context.push`` (:class:`Push`, returning
+  :class:`Delivery`: produce now, await the broker's acknowledgement),
+  ``context.http`` (:class:`HttpRoutes`: routes on the gateway's HTTP server;
+  raise :class:`HttpError` for a JSON error answer), :class:`DedupeWindow`
+  (durable keys-seen window), webhook signatures (:class:`SignatureError`,
+  :func:`verify_hmac`, :func:`verify_github`, :func:`verify_stripe`,
+  :func:`verify_standard_webhook` and the matching signers), and
+  :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`.
 
 :mod:`backbone.testing` is the conformance suite to run against a connector.
 """
@@ -44,6 +53,7 @@ from backbone.connector import (
     SourceRecord,
     TopicPartition,
 )
+from backbone.dedupe import DedupeWindow
 from backbone.errors import (
     BackboneError,
     ConnectorError,
@@ -53,7 +63,20 @@ from backbone.errors import (
     RetriableError,
 )
 from backbone.files import StagedFile, fsync_dir, move_file
+from backbone.httpapp import HttpError, HttpRoutes
 from backbone.offload import Offload
+from backbone.push import Delivery, Push
+from backbone.signatures import (
+    SignatureError,
+    hmac_signature,
+    standard_webhook_key,
+    standard_webhook_signature,
+    stripe_signature,
+    verify_github,
+    verify_hmac,
+    verify_standard_webhook,
+    verify_stripe,
+)
 from backbone.state import StateDir
 from backbone.types import (
     ByteSize,
@@ -63,8 +86,10 @@ from backbone.types import (
     parse_duration,
     parse_size,
 )
+from backbone.webtools import MISSING, Template, json_pointer, parse_retry_after
 
 __all__ = [
+    "MISSING",
     "RESERVED_OPTIONS",
     "BackboneError",
     "ByteSize",
@@ -75,11 +100,17 @@ __all__ = [
     "ConnectorOptions",
     "ContractError",
     "DataError",
+    "DedupeWindow",
+    "Delivery",
     "Duration",
     "FatalError",
     "Header",
+    "HttpError",
+    "HttpRoutes",
     "Offload",
+    "Push",
     "RetriableError",
+    "SignatureError",
     "Sink",
     "SinkRecord",
     "Source",
@@ -87,11 +118,22 @@ __all__ = [
     "StagedFile",
     "StateDir",
     "SystemClock",
+    "Template",
     "TopicPartition",
     "format_duration",
     "format_size",
     "fsync_dir",
+    "hmac_signature",
+    "json_pointer",
     "move_file",
     "parse_duration",
+    "parse_retry_after",
     "parse_size",
+    "standard_webhook_key",
+    "standard_webhook_signature",
+    "stripe_signature",
+    "verify_github",
+    "verify_hmac",
+    "verify_standard_webhook",
+    "verify_stripe",
 ]

@@ -9,7 +9,14 @@ records with ``error`` go to the dead-letter topic. Positions are saved
 record before it were acknowledged; a record with ``position=None`` leaves the
 position where it was (rules 1 and 2); a position-only record
 (``SourceRecord.position_only``, rule 6) is not produced, its position counts as
-acknowledged once everything before it is.
+acknowledged once everything before it is. In a gateway cluster the worker gets a
+``fence`` (the membership lease, :mod:`backbone.membership`) that it awaits before
+producing, and saves positions through its :class:`~backbone.positions.Claim`.
+
+While the source runs, its ``context.push`` (a :class:`~backbone.push.PushChannel`)
+is bound to a :class:`~backbone.push.Pusher` on the same producer and encoder, so
+records a source pushes (a webhook) are encoded exactly as those it reads; the
+channel is unbound before ``close()``, after the pushes in flight settled.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backbone.batcher import ProducerBatcher
 from backbone.connector import ConnectorKind, Source, SourceRecord
 from backbone.errors import ContractError, DataError, RetriableError
 from backbone.events import Encoded, SourceEncoder, shared_position_message
-from backbone.positions import PositionStore
+from backbone.positions import PositionWriter
+from backbone.push import PushChannel, Pusher
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["MAX_IN_FLIGHT", "SourceWorker"]
@@ -44,11 +53,13 @@ class SourceWorker(Worker):
         kind: ConnectorKind,
         source: Source[Any],
         topic: str,
-        positions: PositionStore,
+        positions: PositionWriter,
         start_position: Any,
+        fence: Callable[[], Awaitable[None]] | None = None,
         **common: Any,
     ) -> None:
         super().__init__(name, **common)
+        self.fence = fence
         self.kind = kind
         self.source = source
         self.topic = topic
@@ -64,6 +75,10 @@ class SourceWorker(Worker):
         self._done: asyncio.Future[Any] | None = None  # the "future" of position-only records
 
     async def run(self) -> None:
+        channel = self.source.context.push
+        pusher = Pusher(self.name, send=self.shared.producer.send, encoder=self.encoder)
+        if isinstance(channel, PushChannel):
+            channel.bind(pusher)
         try:
             await self._open()
             self.status.state = ConnectorState.RUNNING
@@ -98,6 +113,9 @@ class SourceWorker(Worker):
         except Stopping:
             await self._drain()
         finally:
+            if isinstance(channel, PushChannel):
+                channel.unbind()
+            await pusher.drain(self.shared.runtime.grace_period)
             await self.source.close()
             self.log.info("source %s stopped at position %r", self.name, self._saved)
 
@@ -151,6 +169,8 @@ class SourceWorker(Worker):
                 failed.append((len(positions), record, exc))
             positions.append(position)
         self._previous = previous
+        if self.fence is not None:
+            await self.fence()  # the gateway cluster's lease: no write from a stale owner
         futures = await self.batcher.produce(encoded)
         if failed or only:
             futures = await self._with_dead_letters(futures, failed, only, len(positions))

@@ -37,6 +37,10 @@ Retrying a ``RetriableError`` is the runtime's job, not the connector's.
 :func:`check_sink_commits` plays a crash: offsets ``precommit`` returns are
 durable, and redelivering everything after them leaves each record once.
 
+Push sources (``context.push``, e.g. webhooks): :func:`check_push_source` with a
+:class:`PushRecorder` (an in-memory push path with the runtime's checks and
+encoding; it can hold acknowledgements back or fail like an unreachable broker).
+
 Through the real runtime and a real broker (embedded, or any Kafka via
 ``bootstrap``): :func:`check_source_dead_letters` (bad input reaches the source's
 dead-letter topic with ``backbone.error.class: DataError``),
@@ -65,6 +69,7 @@ from backbone.testing._pipeline import (
     consume,
     running,
 )
+from backbone.testing._push import Pushed, PushRecorder, check_push_source
 from backbone.testing._sink import (
     SinkFactory,
     check_sink,
@@ -95,9 +100,12 @@ __all__ = [
     "Gateway",
     "Identity",
     "ManualClock",
+    "PushRecorder",
+    "Pushed",
     "SinkFactory",
     "SourceFactory",
     "broker_yaml",
+    "check_push_source",
     "check_sink",
     "check_sink_commits",
     "check_sink_data_error_is_all_or_nothing",

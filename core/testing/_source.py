@@ -250,7 +250,8 @@ async def check_source_bad_input(
     reads), then reads until records with ``error`` set arrive (within ``within``
     seconds). Each must carry a non-empty reason, the raw input (bytes or text) as
     its value and the position after it (or, inside a change that spans several
-    records -- rule 2 -- ``position=None`` and an ``identity``). A ``read()``
+    records -- rule 2 -- ``position=None`` and an ``identity``, a later record of the
+    change carrying the position: the check reads on until one does). A ``read()``
     raising ``DataError`` fails the check (the runtime treats it as a contract
     violation). Returns the records with errors;
     :func:`~backbone.testing.check_source_dead_letters` shows they reach the
@@ -259,12 +260,16 @@ async def check_source_bad_input(
     source = make()
     await source.open(None)
     bad: list[SourceRecord] = []
+    ended = False  # whether a record with a position came after the last bad one
+    end_by = 0.0
     try:
         deadline = time.monotonic() + within
         while await asyncio.wait_for(source.read(), bound) and time.monotonic() < deadline:
             pass
         await inject()
-        while not bad:
+        while not bad or not ended:
+            if bad and time.monotonic() > end_by:
+                break  # reported below: the change never ended with a position
             if time.monotonic() > deadline:
                 raise AssertionError(f"no record with error set within {within}s of inject()")
             try:
@@ -275,15 +280,22 @@ async def check_source_bad_input(
                     "SourceRecord(value=<raw input>, error=<why>, position=<after it>)"
                 ) from exc
             check_source_rules(source.context.name, records, None)
-            bad = [record for record in records if record.error is not None]
+            for record in records:
+                if record.error is not None:
+                    bad.append(record)
+                    ended = record.position is not None
+                    end_by = time.monotonic() + bound  # the change ends soon after it
+                elif bad and record.position is not None:
+                    ended = True
     finally:
         await source.close()
     for record in bad:
         assert isinstance(record.error, str) and record.error, "error must be a non-empty reason"
-        assert record.position is not None or record.identity is not None, (
+        assert record.position is not None or (record.identity is not None and ended), (
             f"the record with error={record.error!r} carries no position: give it the "
             "position after the bad input, so a restart does not read it again (or, "
-            "inside a change spanning several records, position=None and an identity)"
+            "inside a change spanning several records, position=None and an identity, "
+            "with the change's last record carrying the position)"
         )
     return bad
 

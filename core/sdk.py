@@ -22,6 +22,8 @@
   position; every connector has one as ``context.state``) and :class:`Clock`
   (wall-clock time and sleeps, ``context.clock``; :class:`SystemClock` in
   production, ``backbone.testing.ManualClock`` in tests);
+- fire times: :class:`Timetable` (5-field cron with crontab semantics, or an
+  interval, in a time zone);
 - files that appear whole: :class:`StagedFile` (written under a temporary name,
   published by fsync + rename + folder fsync), :func:`move_file` (a durable move
   that never replaces a file) and :func:`fsync_dir`;
@@ -78,6 +80,7 @@ from backbone.signatures import (
     verify_stripe,
 )
 from backbone.state import StateDir
+from backbone.timetable import Timetable
 from backbone.types import (
     ByteSize,
     Duration,
@@ -119,6 +122,7 @@ __all__ = [
     "StateDir",
     "SystemClock",
     "Template",
+    "Timetable",
     "TopicPartition",
     "format_duration",
     "format_size",

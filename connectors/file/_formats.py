@@ -19,7 +19,7 @@ import json
 import json.scanner
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from backbone.sdk import SourceRecord
 
@@ -91,7 +91,7 @@ class Parser:
         self.event_type = options.event_type or None
         self.max_line = options.max_line
         self._types = {name: _CONVERT[kind] for name, kind in options.types.items()}
-        self._scan = json.scanner.make_scanner(json.JSONDecoder())
+        self._scan = json.scanner.make_scanner(cast(Any, json.JSONDecoder()))
 
     # ------------------------------------------------------------------ entry points
 

@@ -26,7 +26,7 @@ import json.scanner
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from backbone.sdk import (
     DataError,
@@ -113,7 +113,7 @@ class FileSink(Sink[FileSinkOptions]):
         self.written: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record appended (retries skip below)."""
         self._separator = options.separator.encode()
-        self._scan = json.scanner.make_scanner(json.JSONDecoder())
+        self._scan = json.scanner.make_scanner(cast(Any, json.JSONDecoder()))
         self._header = b""
         if options.format == "csv" and options.header:
             self._header = self._csv_line(list(options.columns or ()))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 __all__ = ["Entry", "Watch", "listing"]
 
@@ -101,7 +102,7 @@ class Watch:
         self.changed = asyncio.Event()
         self.stale = True
         """The listing may be out of date (a file was created, moved or removed)."""
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._observer: BaseObserver | None = None
 
     @property
     def watching(self) -> bool:

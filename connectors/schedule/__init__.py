@@ -17,9 +17,9 @@ The position is the last fire emitted; ``catch_up`` (``none | latest | all``)
 decides what happens to fires missed while Backbone was down, and
 ``concurrency`` (``forbid | allow``) to a fire that comes while the previous run
 still runs. Event ids are deterministic from the connector and the scheduled
-time. APScheduler 3 computes the fire times (see :mod:`._timing` for the two
-crontab rules fixed on top of it); nothing relies on a scheduler's misfire grace
-time. See :mod:`._source` for the details.
+time. The SDK's :class:`~backbone.sdk.Timetable` computes the fire times (APScheduler
+3's cron fields, with crontab's weekday and day rules and DST handled on top);
+nothing relies on a scheduler's misfire grace time. See :mod:`._source` for the details.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from backbone.sdk import ConnectorKind
 
 from ._options import CommandJob, HttpJob, ScheduleOptions, SqlJob, TickJob
 from ._source import ScheduleSource
-from ._timing import Timetable
 
 __all__ = [
     "CONNECTOR",
@@ -38,7 +37,6 @@ __all__ = [
     "ScheduleSource",
     "SqlJob",
     "TickJob",
-    "Timetable",
 ]
 
 EXAMPLE = """\

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import json
 import os
 import re
@@ -44,10 +43,11 @@ from backbone.sdk import (
     Offload,
     RetriableError,
     SourceRecord,
+    json_pointer,
+    parse_retry_after,
 )
 
 from ._options import CommandJob, HttpJob, Job, SqlJob, TickJob
-from ._timing import iso
 
 __all__ = ["Fire", "Runner", "runner_for"]
 
@@ -69,7 +69,8 @@ class Fire:
 
     @property
     def iso(self) -> str:
-        return iso(self.at)
+        """The fire time in UTC, ISO 8601 with ``Z``: ``2024-05-01T00:00:00Z``."""
+        return self.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
     @property
     def local(self) -> dt.datetime:
@@ -170,30 +171,6 @@ class SqlRunner(Runner):
         return f"SqlRunner({redacted(self.url)})"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
-
-
-def _dig(document: Any, path: str) -> Any:
-    for part in [p for p in path.split(".") if p]:
-        if isinstance(document, dict):
-            document = document.get(part)
-        elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
-            document = document[int(part)]
-        else:
-            return None
-    return document
-
-
 class HttpRunner(Runner):
     """One call per fire: the response (or each item of it) as events."""
 
@@ -222,9 +199,11 @@ class HttpRunner(Runner):
             raise RetriableError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if status in (408, 425, 429) or status >= 500:
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), now=self.context.clock.time()
+            )
             raise RetriableError(
-                f"{what} answered {status} {response.reason_phrase}",
-                retry_after=_retry_after(response),
+                f"{what} answered {status} {response.reason_phrase}", retry_after=retry_after
             )
         if status >= 400:
             body = response.content[:TAIL]
@@ -243,14 +222,14 @@ class HttpRunner(Runner):
         if job.items is None:
             await emit([SourceRecord(value=document)])
             return
-        items = _dig(document, job.items)
+        items = json_pointer(document, job.items, None)
         if not isinstance(items, list):
             error = f"{what}: items {job.items!r} is not a list in the response"
             await emit([SourceRecord(value=response.content[:TAIL], error=error)])
             return
         key = job.key
         records = [
-            SourceRecord(value=item, key=item.get(key) if key and isinstance(item, dict) else None)
+            SourceRecord(value=item, key=None if key is None else json_pointer(item, key, None))
             for item in items
         ]
         for start in range(0, len(records), 1000):

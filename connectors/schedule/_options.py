@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from backbone.sdk import ConnectorOptions, Duration
-
-from ._timing import Timetable, zone
+from backbone.sdk import ConnectorOptions, Duration, Timetable
 
 __all__ = ["CommandJob", "HttpJob", "Job", "ScheduleOptions", "SqlJob", "TickJob"]
 
@@ -55,11 +53,20 @@ class HttpJob(ConnectorOptions):
     timeout: Duration = 30.0
     """Seconds for the whole call."""
     items: str | None = None
-    """Where the list of items is in the JSON response (dotted path, e.g. ``data.items``;
-    ``""`` for a response that is a list): one event per item. Default: the whole
-    response is one event (raw bytes if it is not JSON)."""
+    """JSON pointer to the array of items in the response (``/data/items``; ``""``: the
+    response is the array): one event per item. Default: the whole response is one
+    event (raw bytes if it is not JSON)."""
     key: str | None = None
-    """With ``items``: the field of each item that is the record key."""
+    """With ``items``: JSON pointer into each item for the record key, e.g. ``/id``."""
+
+    @field_validator("items", "key")
+    @classmethod
+    def _pointer(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not value.startswith("/"):
+            raise ValueError(
+                f"expected a JSON pointer like /data/items ('' = the whole body), got {value!r}"
+            )
+        return value
 
     @field_validator("url")
     @classmethod
@@ -146,7 +153,7 @@ class ScheduleOptions(ConnectorOptions):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        zone(value)
+        Timetable(cron=None, interval=60, timezone=value)  # ValueError naming an unknown zone
         return value
 
     @model_validator(mode="after")

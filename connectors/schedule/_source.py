@@ -31,11 +31,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from backbone.sdk import RetriableError, Source, SourceRecord
+from backbone.sdk import RetriableError, Source, SourceRecord, Timetable
 
 from ._jobs import Fire, Runner, runner_for
 from ._options import ScheduleOptions, TickJob
-from ._timing import Timetable, iso
 
 __all__ = ["ScheduleSource"]
 
@@ -103,20 +102,22 @@ class ScheduleSource(Source[ScheduleOptions]):
         policy = options.catch_up
         if policy == "all":
             self.next, self.backlog_until = first_missed, now
-            self.log.info("catching up every fire missed since %s (catch_up: all)", iso(last))
+            self.log.info(
+                "catching up every fire missed since %s (catch_up: all)", Fire(last, self.zone).iso
+            )
         elif policy == "latest":
             latest = self.timetable.last(last, now)
             assert latest is not None
             self.runs.append(_Run(Fire(latest, self.zone), catch_up=True))
             self.log.info(
                 "running the latest fire missed since %s: %s (catch_up: latest)",
-                iso(last),
-                iso(latest),
+                Fire(last, self.zone).iso,
+                Fire(latest, self.zone).iso,
             )
         else:
             self.log.info(
                 "skipping the fires missed since %s (catch_up: none); next at %s",
-                iso(last),
+                Fire(last, self.zone).iso,
                 self.next,
             )
 
@@ -135,7 +136,7 @@ class ScheduleSource(Source[ScheduleOptions]):
 
     async def _wait(self) -> bool:
         """Wait for a run's progress or the next fire (at most IDLE real seconds)."""
-        waits = {asyncio.ensure_future(self.changed.wait())}
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.changed.wait())}
         if self.next is not None:
             waits.add(asyncio.ensure_future(self.clock.sleep_until(self.next.timestamp())))
         try:

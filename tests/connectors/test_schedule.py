@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from backbone import RetriableError, SourceRecord, testing
-from backbone.connectors.schedule import ScheduleOptions, ScheduleSource, Timetable
+from backbone import RetriableError, SourceRecord, Timetable, testing
+from backbone.connectors.schedule import ScheduleOptions, ScheduleSource
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -264,8 +264,8 @@ async def test_an_http_job_emits_the_items_of_the_response(tmp_path: Path, serve
         "type": "http",
         "url": server.url + "/orders/{scheduled:%Y-%m-%d}",
         "params": {"hour": "{scheduled:%H}"},
-        "items": "data.orders",
-        "key": "id",
+        "items": "/data/orders",
+        "key": "/id",
     }
     src = source(tmp_path, clock, cron="0 * * * *", job=job)
     await src.open(None)

@@ -1,5 +1,11 @@
 """Fire times: 5-field cron (crontab semantics) or a fixed interval, in a time zone.
 
+In the connector SDK (``backbone.sdk.Timetable``) for every connector that acts on a
+schedule (the ``schedule`` source; any poller): ``Timetable(cron=..., interval=...,
+timezone=...)``, then :meth:`Timetable.after` (the next fire time strictly after a
+moment), :meth:`Timetable.between` and :meth:`Timetable.last`. Times are aware UTC
+datetimes; pair it with ``context.clock`` so tests drive time.
+
 APScheduler 3's triggers compute the times; APScheduler's scheduler is not used
 (nothing here runs jobs, keeps a job store or applies a misfire grace time).
 
@@ -29,14 +35,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.combining import OrTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-__all__ = ["Timetable", "iso", "zone"]
+__all__ = ["Timetable", "iso_utc", "zone"]
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -60,7 +66,7 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r} (an IANA name like Europe/Berlin)") from exc
 
 
-def iso(moment: dt.datetime) -> str:
+def iso_utc(moment: dt.datetime) -> str:
     """``2024-05-01T00:00:00Z`` (UTC, seconds; microseconds only when set)."""
     text = moment.astimezone(dt.UTC).isoformat()
     return text.replace("+00:00", "Z")
@@ -104,7 +110,7 @@ def _weekdays(field: str) -> str:
     return ",".join(_DAYS[day] for day in order if day in days)
 
 
-def cron_trigger(expression: str) -> BaseTrigger:
+def cron_trigger(expression: str) -> Any:
     """The trigger of a 5-field crontab line, matching wall-clock times given in UTC."""
     text = MACROS.get(expression.strip().lower(), expression)
     fields = text.split()
@@ -136,7 +142,7 @@ class Timetable:
 
     def __init__(self, *, cron: str | None, interval: float | None, timezone: str) -> None:
         self.zone = zone(timezone)
-        self.cron: BaseTrigger | None = None
+        self.cron: Any = None
         if cron is not None:
             self.cron = cron_trigger(cron)
             self.description = f"cron {cron!r} ({timezone})"
@@ -157,6 +163,7 @@ class Timetable:
             if match is None:
                 return None
             wall = match.replace(tzinfo=None)
+            assert isinstance(wall, dt.datetime)
             for candidate in self._instants(wall):
                 if candidate > moment:
                     return candidate

@@ -52,25 +52,27 @@ logger = logging.getLogger("benchmarks.files")
 TOPIC = "bench.lines"
 CHUNK = 1 << 20
 PER_FILE = 500_000
-"""Lines per file of the sink (about 55 MB); the input holds a multiple of it, so the
-last file is complete (published, committed) as soon as its last line is written."""
+"""Lines per file of the sink (about 55 MB; ``--lines-per-file``); the input holds a
+multiple of it, so the last file is complete (published, committed) as soon as its last
+line is written."""
 
 
-def make_file(path: Path, size: int) -> int:
-    """A JSON-lines file of at least ``size`` bytes and a multiple of PER_FILE lines;
+def make_file(path: Path, size: int, per_file: int) -> int:
+    """A JSON-lines file of at least ``size`` bytes and a multiple of ``per_file`` lines;
     returns its number of lines."""
     lines = 0
     written = 0
     with open(path, "wb", buffering=1 << 22) as out:
-        while written < size or lines % PER_FILE:
+        while written < size or lines % per_file:
+            count = min(10_000, per_file - lines % per_file)
             block = b"".join(
                 b'{"id":%d,"customer":"customer-%03d","amount":%d.%02d,"country":"DE",'
                 b'"note":"delivered to the warehouse"}\n' % (n, n % 1000, n % 997, n % 100)
-                for n in range(lines, lines + 10_000)
+                for n in range(lines, lines + count)
             )
             out.write(block)
             written += len(block)
-            lines += 10_000
+            lines += count
     return lines
 
 
@@ -162,17 +164,17 @@ async def backbone_source(folder: Path, data: Path, lines: int) -> Phase:
     return phase
 
 
-async def backbone_sink(folder: Path, lines: int) -> Phase:
+async def backbone_sink(folder: Path, lines: int, per_file: int) -> Phase:
     """The file sink from the topic (written by :func:`backbone_source`) into files of
-    PER_FILE lines, until the last one is published."""
+    ``per_file`` lines, until the last one is published."""
     out = folder / "out"
     out.mkdir()
     config = _config(
         folder,
         "sinks:\n  archive: {type: file, topics: [" + TOPIC + "], path: out, start: earliest,"
-        f" rotate: {{records: {PER_FILE}, size: null, interval: null}}}}\n",
+        f" rotate: {{records: {per_file}, size: null, interval: null}}}}\n",
     )
-    files = lines // PER_FILE
+    files = lines // per_file
     phase = Phase()
     async with running(config) as (runner, task):
         with phase:
@@ -244,13 +246,13 @@ async def yardstick_consume(bootstrap: str, folder: Path, lines: int) -> Phase:
     return phase
 
 
-async def run(size: int, profile: Path | None) -> dict[str, Any]:
-    results: dict[str, Any] = {"size_bytes": size}
+async def run(size: int, profile: Path | None, per_file: int = PER_FILE) -> dict[str, Any]:
+    results: dict[str, Any] = {"size_bytes": size, "lines_per_file": per_file}
     with tempfile.TemporaryDirectory(prefix="backbone-bench-files-") as tmp:
         folder = Path(tmp)
         data = folder / "lines.jsonl"
         print(f"writing a {size / 1e6:,.0f} MB JSON-lines file ...", file=sys.stderr, flush=True)
-        lines = make_file(data, size)
+        lines = make_file(data, size, per_file)
         size = data.stat().st_size
         results.update(lines=lines, size_bytes=size)
         config = BrokerConfig(data_dir=folder / "yardstick-broker", port=0)
@@ -272,7 +274,7 @@ async def run(size: int, profile: Path | None) -> dict[str, Any]:
             results["source_profile"] = hot_spots(spots, seconds=phase.wall)
         print("topic -> file sink (runner) ...", file=sys.stderr, flush=True)
         with profiled(profile, "files-sink") as spots:
-            phase = await backbone_sink(gateway, lines)
+            phase = await backbone_sink(gateway, lines, per_file)
         results["sink"] = figures(phase, lines, size)
         if spots is not None:
             results["sink_profile"] = hot_spots(spots, seconds=phase.wall)
@@ -323,12 +325,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", help="file size, e.g. 1GB (default), 200MB")
     parser.add_argument("--profile", type=Path, help="py-spy hot spots of the Backbone rows")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--lines-per-file", type=int, default=PER_FILE, help="lines per sink file (500000)"
+    )
     args = parser.parse_args(argv)
     size = parse_size(args.size) if args.size else (30_000_000 if args.quick else 10**9)
     if args.profile is not None and py_spy() is None:
         parser.error("--profile needs py-spy (pip install py-spy)")
     logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(run(size, args.profile))
+    if args.lines_per_file < 1:
+        parser.error(f"--lines-per-file must be positive (got {args.lines_per_file})")
+    results = asyncio.run(run(size, args.profile, args.lines_per_file))
     print(render(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -16,7 +16,8 @@ fsync:
    file (fsync at the end).
 
 Printed per row: records/s, MB/s (of the file), CPU per record (process CPU time,
-both sides include their broker) and the ratio to the yardstick. ``--profile DIR``
+both sides include their broker) and the ratio to the yardstick. The process uses the
+garbage collector thresholds of ``backbone run`` (``backbone.runner.tune_gc``). ``--profile DIR``
 samples this process with py-spy during the two Backbone rows and prints the hot
 spots. ``--json PATH`` writes the figures. Called by ``python -m benchmarks``
 through :func:`main`.
@@ -42,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from backbone.broker import Broker, BrokerConfig
 from backbone.config import load_config
 from backbone.registry import Registry
-from backbone.runner import ConnectorState, Runner
+from backbone.runner import ConnectorState, Runner, tune_gc
 from backbone.sdk import parse_size
 from benchmarks.common import format_table, free_port
 from benchmarks.profiling import hot_spots, py_spy, record, render_hot_spots
@@ -335,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.lines_per_file < 1:
         parser.error(f"--lines-per-file must be positive (got {args.lines_per_file})")
+    tune_gc()  # as `backbone run` does (the yardsticks run with it too)
     results = asyncio.run(run(size, args.profile, args.lines_per_file))
     print(render(results))
     if args.json:

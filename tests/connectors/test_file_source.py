@@ -448,3 +448,20 @@ async def test_a_missing_folder_is_retried_and_reported_by_check(tmp_path: Path)
         await src.open(None)
     assert type(error.value).__name__ == "RetriableError"
     await src.close()
+
+
+async def test_without_file_system_events_the_rescan_finds_new_files(tmp_path: Path) -> None:
+    """Events can be lost (inotify overflow) or never come (watch limit): the periodic
+    listing is the fallback."""
+    (tmp_path / "in").mkdir()
+    src = source(tmp_path, rescan="200ms")
+    await src.open(None)
+    try:
+        await src.watch.stop()  # as when the watch limit was reached: no events at all
+        assert not src.watch.watching
+        assert await src.read() == []
+        write(tmp_path / "in" / "late.txt", "found\n")
+        records = await read_all(src, 1)
+    finally:
+        await src.close()
+    assert [r.value for r in records] == [b"found"]

@@ -240,3 +240,50 @@ async def test_sigkill_mid_file_resumes_after_the_acknowledged_line(tmp_path: Pa
         assert line["headers"]["file.line"] == str(n + 1)
         assert ids.setdefault(n, line["headers"]["ce_id"]) == line["headers"]["ce_id"]
     assert not big.exists()
+
+
+async def test_a_rebalance_publishes_the_open_files_and_commits_them_first(
+    tmp_path: Path,
+) -> None:
+    """Partitions taken away by a rebalance: the sink's flush publishes their open files
+    and the runtime commits them before letting go (on_partitions_revoked)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    values = [{"n": n} for n in range(20)]
+    config = tmp_path / "rebalance.yaml"
+    config.write_text(
+        broker(tmp_path)
+        + testing.FAST_RUNTIME
+        + "topics: {nums: {partitions: 2}}\n"
+        + f'sources:\n  feed: {{type: "{testing.VALUES_SOURCE}", topic: nums, '
+        f"values: {json.dumps(values)}}}\n"
+        + "sinks:\n  archive: {type: file, topics: [nums], path: out,"
+        " rotate: {records: 1000, interval: 1h}}\n"
+    )
+
+    def hidden() -> list[str]:
+        return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+    async with testing.running(config) as runner:
+        assert runner.bootstrap is not None
+        await testing.wait_until(lambda: len(hidden()) == 2, what="an open file per partition")
+        assert published(out) == []
+        intruder = AIOKafkaConsumer(
+            "nums", bootstrap_servers=runner.bootstrap, group_id="backbone.archive"
+        )
+        await intruder.start()  # joins the group: a rebalance revokes the sink's partitions
+        try:
+            await testing.wait_until(lambda: len(published(out)) == 2, what="published files")
+
+            async def all_committed() -> bool:
+                counts = [0, 0]
+                for path in published(out):
+                    counts[int(path.name.split("-")[1])] += len(path.read_text().splitlines())
+                tps = [TopicPartition("nums", p) for p in (0, 1)]
+                done = [await intruder.committed(tp) for tp in tps]
+                return done == counts
+
+            await testing.wait_until(all_committed, what="the commits of the published files")
+        finally:
+            await intruder.stop()
+    assert sorted(line["n"] for line in file_lines(out)) == list(range(20))

@@ -146,6 +146,7 @@ class FileSource(Source[FileSourceOptions]):
         self.watch = Watch(self.folder, self.log)
         self._next_listing = 0.0
         self._entries: list[Entry] = []
+        self._loose: set[int] = set()
         if not self.folder.is_dir():
             raise RetriableError(f"path: folder {self.folder} does not exist (yet)")
         self.mode: _Spool | _Tail = _Spool(self) if options.mode == "spool" else _Tail(self)
@@ -183,6 +184,9 @@ class FileSource(Source[FileSourceOptions]):
         mode = getattr(self, "mode", None)
         if mode is not None:
             mode.close()
+        for fd in getattr(self, "_loose", ()):
+            os.close(fd)  # opened for a read that was cancelled before it took it
+        self._loose = set()
 
     # ------------------------------------------------------------------ shared helpers
 
@@ -216,7 +220,8 @@ class FileSource(Source[FileSourceOptions]):
 
     async def open_file(self, entry: Entry, offset: int, line: int) -> _Open:
         """Open ``entry`` positioned at ``offset`` (CSV: with its header read)."""
-        fd = await self.call(os.open, self.folder / entry.name, os.O_RDONLY)
+        fd = await self.call(self._open_fd, self.folder / entry.name)
+        self._loose.discard(fd)  # adopted (a cancelled caller leaves it for close())
         opened = _Open(Cursor(entry.dev, entry.ino, entry.name, offset, line), fd)
         try:
             info = await self.call(os.fstat, fd)
@@ -234,6 +239,12 @@ class FileSource(Source[FileSourceOptions]):
             opened.close()
             raise
         return opened
+
+    def _open_fd(self, path: Path) -> int:
+        """``os.open`` (blocking); the descriptor stays in ``_loose`` until adopted."""
+        fd = os.open(path, os.O_RDONLY)
+        self._loose.add(fd)
+        return fd
 
     async def read_file(
         self, opened: _Open, position: Any, *, complete: bool

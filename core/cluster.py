@@ -18,7 +18,8 @@ here and stops the ones taken away:
 - **membership lost** (this process was frozen or cut off past its session) or
   **claimed by another process**: cancel it at once, writing nothing more; the
   records already handed to the producer may still arrive (the "in-flight"
-  duplicates); then join again.
+  duplicates), position saves not (they check the lease as they are sent); then
+  join again.
 
 Sources of an ingress kind (``Source.ingress``, e.g. webhooks) are not assigned:
 the runner runs them in every process. Sinks and processors share partitions
@@ -284,7 +285,11 @@ class SourceCluster:
         if not missing:
             return
         claims = await self.store.claim(
-            missing, worker=self.worker, fence=self.member.fence, still=lambda: self.plan is plan
+            missing,
+            worker=self.worker,
+            fence=self.member.fence,
+            leased=self.member.leased,
+            still=lambda: self.plan is plan,
         )
         if self.plan is plan:
             # a newer claim of another process overtook ours: not ours before a newer

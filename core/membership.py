@@ -34,10 +34,12 @@ await the fence before every produce and every position write, so a process that
 was frozen (SIGSTOP, a long GC-like stall, a lost network) past its session writes
 nothing when it wakes up: its lease has run out, its next heartbeat answers
 UNKNOWN_MEMBER_ID, its sources are stopped without writing and it joins again.
-The lease is the first line; the hard fence for positions is the claim
-(:mod:`backbone.positions`): what a process handed to its producer before it froze
-may still land after its successor's claim, and such a position save counts for
-nobody.
+The lease is the first line; records a process handed to its producer before it
+froze may still land after it woke (in-flight duplicates). Position saves and
+claims check the lease as they are written to the socket
+(:meth:`~backbone.positions.PositionStore.write_fenced`), so none lands after a
+successor's claim; and the claim is the hard fence behind it: a save of an owner
+that was claimed over counts for nobody.
 
 **Errors.** Whatever a retry can mend is retried, with a backoff that grows from
 the heartbeat interval to :data:`MAX_BACKOFF` and starts again after the next

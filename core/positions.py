@@ -42,6 +42,18 @@ for this process and returns one :class:`Claim` per source, whose
 :meth:`Claim.save` is the only way an owner writes a position (each save first
 awaits the owner's fence: the gateway cluster's membership lease, and carries
 the wall-clock time the fence let it through as its record timestamp).
+
+**No save of a fenced owner after a takeover.** Awaiting the fence is not enough
+on its own: a save handed to a producer waits in the producer's buffer (behind
+other requests to the same broker), and a process frozen (SIGSTOP) right then
+sends it when it wakes, after the new owner's claim. So a claimed owner's records
+(saves and claims) do not go through the producer: each is one ProduceRequest
+written on a connection of the store's own, and the lease is checked in the same
+step as the request is written to the socket (no ``await`` between them). A
+process frozen before that step finds its lease gone when it wakes (it waits at
+the fence and is stopped); a request written before the freeze is in the kernel
+and reaches the broker at once, while the lease guarantees that the coordinator
+has not dropped the process yet, so no other process has claimed the source.
 """
 
 from __future__ import annotations
@@ -54,8 +66,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kafka_errors
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from backbone.errors import BackboneError
 
@@ -75,6 +91,12 @@ POSITIONS_TOPIC = "_backbone.positions"
 
 Fence = Callable[[], Awaitable[None]]
 """Awaited before every write of an owner: returns while this process may write."""
+
+Leased = Callable[[], bool]
+"""Whether this process may write right now (the lease the fence waits for)."""
+
+WRITE_TIMEOUT_MS = 30_000
+"""How long the broker may take to acknowledge one fenced write."""
 
 
 class PositionWriter(Protocol):
@@ -163,6 +185,7 @@ class Claim:
         position: Any,
         worker: str,
         fence: Fence | None,
+        leased: Leased | None = None,
     ) -> None:
         self.store = store
         self.connector = connector
@@ -172,6 +195,7 @@ class Claim:
         """The newest position written under this claim (or the one it resumed from)."""
         self.worker = worker
         self.fence = fence
+        self.leased = leased
         self._lock = asyncio.Lock()
 
     async def save(self, connector: str, position: Any) -> None:
@@ -181,13 +205,15 @@ class Claim:
             await self._write(position)
 
     async def _write(self, position: Any) -> None:
-        if self.fence is not None:
-            await self.fence()
-        # the record's timestamp: when the fence let this write through (a write from
-        # before a freeze that lands after it is recognisable as such)
-        stamp = int(time.time() * 1000)
         value = {"position": position, "epoch": self.id, "worker": self.worker}
         self.saved = position
+        if self.fence is not None and self.leased is not None:
+            await self.store.write_fenced(self.connector, value, self.fence, self.leased)
+            return
+        if self.fence is not None:
+            await self.fence()
+        # the record's timestamp: when the fence let this write through
+        stamp = int(time.time() * 1000)
         await self.store.write(self.connector, value, timestamp_ms=stamp)
 
     async def reassert(self) -> None:
@@ -234,6 +260,8 @@ class PositionStore:
         self._progress = asyncio.Condition()
         self._claims: dict[str, Claim] = {}  # this process's newest claim per connector
         self._reasserts: set[asyncio.Task[None]] = set()
+        self._writer: AIOKafkaClient | None = None  # fenced writes' own connections
+        self._partitioner = DefaultPartitioner()  # the producer's: same key, same partition
 
     # ------------------------------------------------------------------ reading
 
@@ -288,6 +316,9 @@ class PositionStore:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
 
     async def caught_up(self) -> None:
         """Wait until every record written before this call was folded."""
@@ -401,6 +432,95 @@ class PositionStore:
         metadata = await future
         return metadata.partition, metadata.offset
 
+    async def write_fenced(
+        self, connector: str, value: dict[str, Any], fence: Fence, leased: Leased
+    ) -> tuple[int, int]:
+        """Append one record of a claimed owner while ``leased()``; (partition, offset).
+
+        Awaits ``fence()``, then checks ``leased()`` and writes the ProduceRequest to
+        the socket in one step (see the module docstring). The record's timestamp is
+        the time of that check. Retried (fence and check again) on a broker away or
+        a leader moving; other errors raise :class:`KafkaError`.
+        """
+        data = json.dumps(value, separators=(",", ":")).encode()
+        key = connector.encode()
+        failures = 0
+        while True:
+            await fence()
+            try:
+                written = await self._write_leased(key, data, leased)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                retriable = not isinstance(exc, KafkaError) or exc.retriable
+                failures += 1
+                if not retriable or failures > 50:
+                    raise
+                logger.info(
+                    "writing the position of %s: %s: %s; retrying",
+                    connector,
+                    type(exc).__name__,
+                    exc,
+                )
+                if getattr(exc, "invalid_metadata", False) and self._writer is not None:
+                    self._writer.force_metadata_update()
+                await asyncio.sleep(min(0.1 * failures, 1.0))
+                continue
+            if written is not None:
+                return written
+
+    async def _write_leased(
+        self, key: bytes, data: bytes, leased: Leased
+    ) -> tuple[int, int] | None:
+        """One attempt; ``None`` when the lease was gone at the check (nothing sent)."""
+        client = await self._fenced_client()
+        partitions = client.cluster.partitions_for_topic(self.topic)
+        if not partitions:
+            await client.force_metadata_update()
+            raise kafka_errors.UnknownTopicOrPartitionError(self.topic)
+        available = client.cluster.available_partitions_for_topic(self.topic)
+        partition = self._partitioner(key, sorted(partitions), sorted(available or ()))
+        leader = client.cluster.leader_for_partition(TopicPartition(self.topic, partition))
+        if leader is None or leader == -1:
+            await client.force_metadata_update()
+            raise kafka_errors.LeaderNotAvailableError(f"{self.topic}[{partition}]")
+        conn = await client._get_conn(leader)  # the store's own connection to the leader
+        if conn is None:
+            raise kafka_errors.NodeNotReadyError(f"node {leader}")
+        # no await from the lease check to the socket write: see the module docstring
+        if not leased():
+            return None
+        stamp = int(time.time() * 1000)
+        # magic 2, no compression, not transactional, no producer id/epoch/sequence
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+        builder.append(0, stamp, key, data, [])
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=-1,
+            timeout=WRITE_TIMEOUT_MS,
+            topics=[(self.topic, [(partition, bytes(builder.build()))])],
+        )
+        response = await conn.send(request)
+        for _topic, answers in response.topics:
+            for answer in answers:
+                error = kafka_errors.for_code(answer[1])
+                if error is not kafka_errors.NoError:
+                    raise error(f"writing to {self.topic}[{partition}]")
+                return partition, answer[2]
+        raise kafka_errors.UnknownError(f"no answer for {self.topic}[{partition}]")
+
+    async def _fenced_client(self) -> AIOKafkaClient:
+        if self._writer is None:
+            client = AIOKafkaClient(
+                bootstrap_servers=self.bootstrap,
+                client_id="backbone.positions.writer",
+                request_timeout_ms=WRITE_TIMEOUT_MS + 10_000,
+            )
+            await client.bootstrap()
+            self._writer = client
+            await client.add_topic(self.topic)
+        if not self._writer.cluster.partitions_for_topic(self.topic):
+            await self._writer.force_metadata_update()
+        return self._writer
+
     async def save(self, connector: str, position: Any) -> None:
         """Store ``position`` without a claim (for a connector no other process runs)."""
         await self.write(connector, {"position": position})
@@ -411,6 +531,7 @@ class PositionStore:
         *,
         worker: str,
         fence: Fence | None = None,
+        leased: Leased | None = None,
         still: Callable[[], bool] = lambda: True,
     ) -> dict[str, Claim]:
         """Claim ``connectors`` for this process; one :class:`Claim` each.
@@ -419,7 +540,8 @@ class PositionStore:
         read it. A connector whose claim was overtaken by another process's newer claim
         is left out (it is that process's now). Claims nothing more once ``still()``
         turns false (checked after the fence, right before writing: the assignment
-        changed meanwhile).
+        changed meanwhile). With ``fence`` and ``leased``, claims and saves are fenced
+        writes (:meth:`write_fenced`).
         """
         names = list(connectors)
         if not names:
@@ -435,7 +557,10 @@ class PositionStore:
             entry = self.entries.get(name)
             read = entry.position if entry is not None else None
             value = {"kind": "claim", "position": read, "worker": worker}
-            partition, offset = await self.write(name, value)
+            if fence is not None and leased is not None:
+                partition, offset = await self.write_fenced(name, value, fence, leased)
+            else:
+                partition, offset = await self.write(name, value)
             reached[partition] = max(reached.get(partition, 0), offset + 1)
             sent.append((name, offset, read))
         await self._reached(reached)
@@ -445,7 +570,7 @@ class PositionStore:
             if entry is None or entry.epoch != offset:
                 logger.info("%s was claimed by another process right after this one", name)
                 continue
-            claim = Claim(self, name, offset, entry.position, worker, fence)
+            claim = Claim(self, name, offset, entry.position, worker, fence, leased)
             self._claims[name] = claim
             if entry.position != read:  # a save slipped in: the claim's record is behind
                 await claim.save(name, entry.position)

@@ -411,21 +411,24 @@ sinks:
         x["value"]["seq"] for x in lines() if x["value"]["gw"] == index and x["timestamp"] in window
     )
     assert late == [], f"the frozen process produced after SIGSTOP: seqs {late[:20]}"
-    # nor saved a position after it: a save's timestamp is when its lease was checked;
-    # a save sent before SIGSTOP that lands after the new owner's claim counts for nobody
+    # nor saved a position after it: no save (nor claim) of the frozen owner lands after
+    # the new owner's claim, not even one it was about to send when it was stopped (a
+    # fenced write checks the lease as it writes to the socket); a save's timestamp is
+    # the time of that check
     saved = [r for r in await read_topic(bootstrap, POSITIONS_TOPIC) if r.key == gen.encode()]
     entries: dict[str, Entry] = {}
     takeover = None
     for record in saved:
         value = json.loads(record.value)
         counted = fold(entries, gen, value, record.offset)
-        if value.get("kind") == "claim":
-            if value["worker"] != owner and takeover is None and record.timestamp >= stopped * 1000:
-                takeover = record.offset
-            continue
-        if value["worker"] == owner and takeover is not None:
+        if value["worker"] == owner:
+            assert takeover is None, f"the fenced owner wrote after the takeover: {value}"
             assert record.timestamp < stopped * 1000, f"saved after SIGSTOP: {value}"
-            assert not counted, f"a save of the fenced owner counted: {value}"
+            assert counted, f"a save of the owner before the takeover was fenced: {value}"
+        elif (
+            value.get("kind") == "claim" and takeover is None and record.timestamp >= stopped * 1000
+        ):
+            takeover = record.offset
     assert takeover is not None
     mine = history(saved, gen)
     assert mine == sorted(mine)

@@ -12,6 +12,7 @@ position.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -24,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from backbone.positions import POSITIONS_TOPIC, Entry, PositionStore, fold, history
-from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 from tests.servers import Tansu, run_tansu
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.tansu]
@@ -240,4 +241,60 @@ async def test_a_fenced_save_landing_last_is_followed_by_the_position_in_force(
     finally:
         await old.stop()
         await new.stop()
+        await producer.stop()
+
+
+async def test_a_fenced_write_checks_the_lease_as_it_sends(tansu: Tansu) -> None:
+    """The lease running out between the fence and the send (a process frozen right
+    then): nothing is written until the lease is back, and the claim and saves go to
+    the partition the producer picks for the key."""
+    topic = f"positions.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap, enable_idempotence=False)
+    await producer.start()
+    store = PositionStore(producer, tansu.bootstrap, topic)
+    renewed = asyncio.Event()
+    renewed.set()
+    checks: list[bool] = []
+    lapse = False
+
+    async def fence() -> None:
+        await renewed.wait()
+
+    def leased() -> bool:
+        nonlocal lapse
+        checks.append(not lapse)
+        if lapse:  # gone at the check, after the fence let the write through
+            lapse = False
+            renewed.clear()
+            return False
+        return True
+
+    try:
+        await store.start()
+        claims = await store.claim(["src"], worker="w", fence=fence, leased=leased)
+        await claims["src"].save("src", 1)
+        lapse = True
+        late = asyncio.create_task(claims["src"].save("src", 2))
+        await wait_until(lambda: not renewed.is_set(), within=10, what="the lease check")
+        assert not late.done() and checks == [True, True, False]
+        await store.caught_up()
+        assert store.entries["src"].position == 1  # nothing written without the lease
+        renewed.set()
+        await asyncio.wait_for(late, 10)
+        records = await consume(tansu.bootstrap, topic, count=3)
+        assert [json.loads(r.value) for r in records] == [
+            {"kind": "claim", "position": None, "worker": "w"},
+            _save(1, claims["src"].id, "w"),
+            _save(2, claims["src"].id, "w"),
+        ]
+        check = await producer.send_and_wait(topic, key=b"src", value=None)
+        assert {r.partition for r in records} == {check.partition}
+    finally:
+        await store.stop()
         await producer.stop()

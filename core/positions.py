@@ -395,7 +395,7 @@ class PositionStore:
         if value is not None and value.get("kind") == "claim":
             if self.on_claim is not None:
                 self.on_claim(name, message.offset)
-        elif not counted:
+        elif not counted and value is not None:
             self._fenced_save(name, value)
 
     def _fenced_save(self, name: str, value: dict[str, Any]) -> None:

@@ -167,7 +167,11 @@ class ConsumingWorker(Worker):
                 await self._fill(batches, size, wait)
             async with self._lock:
                 if epoch != self._epoch:
-                    continue  # fetched before a revocation: read again from the commits
+                    # a rebalance ran during the poll: these records may predate it
+                    # (read again from the commits) or come from the new assignment
+                    # (the position is past them already): read them again either way
+                    self._unread(consumer, batches)
+                    continue
                 if not batches:
                     due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
                     if due and self._handled != self._committed:
@@ -184,6 +188,14 @@ class ConsumingWorker(Worker):
                             messages[-1].offset + 1
                         )
                 await self._commit()
+
+    @staticmethod
+    def _unread(consumer: AIOKafkaConsumer, batches: Mapping[Any, Sequence[Any]]) -> None:
+        """Seek the partitions still assigned back to the first record of ``batches``."""
+        assigned = consumer.assignment()
+        for tp, messages in batches.items():
+            if messages and tp in assigned:
+                consumer.seek(tp, messages[0].offset)
 
     async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import random
 import sqlite3
 import sys
 import threading
@@ -188,6 +189,26 @@ async def test_a_restart_goes_on_after_the_saved_fire(tmp_path: Path) -> None:
     finally:
         await src.close()
     assert tick.position == {"fire": "2024-05-01T00:01:00Z"}
+
+
+async def test_jitter_delays_the_start_not_the_scheduled_time(tmp_path: Path) -> None:
+    clock = testing.ManualClock("2024-05-01T00:00:30+00:00")
+    src = source(tmp_path, clock, interval="1m", jitter="30s")
+    await src.open(None)
+    src.rng = random.Random(7)  # the delay drawn for the first run is known
+    delay = random.Random(7).uniform(0, 30)
+    try:
+        clock.set("2024-05-01T00:01:00+00:00")
+        assert await src.read() == []  # due, but the run waits for its jitter on the clock
+        assert clock.sleepers == 1
+        clock.advance(delay)
+        [tick] = await testing.read_at_least(src, 1, within=20)
+        started = clock.now()
+    finally:
+        await src.close()
+    assert started == at("2024-05-01T00:01:00+00:00") + dt.timedelta(seconds=delay)
+    assert tick.position == {"fire": "2024-05-01T00:01:00Z"}
+    assert tick.value == {"scheduled": "2024-05-01T00:01:00+00:00"}
 
 
 async def test_ticks_pass_the_conformance_suite(tmp_path: Path) -> None:

@@ -130,12 +130,12 @@ async def test_offsets_are_committed_only_for_published_files_and_a_replay_rewri
         await testing.wait_until(lambda: len(published(out)) == 2, what="two published files")
         tmp = [p.name for p in out.iterdir() if p.name.startswith(".")]
         assert tmp == [".nums-0-00000000000000000020.jsonl.tmp"]
-        await testing.wait_until(
-            lambda: committed(runner.bootstrap or "", "backbone.first", "nums"),
-            what="a commit",
-        )
+
+        async def at_20() -> bool:
+            return await committed(runner.bootstrap or "", "backbone.first", "nums") == 20
+
         # 20..24 sit in the open file: the commit stays at its first offset
-        assert await committed(runner.bootstrap, "backbone.first", "nums") == 20
+        await testing.wait_until(at_20, what="a commit at 20")
     assert [p.name for p in published(out)] == [
         "nums-0-00000000000000000000.jsonl",
         "nums-0-00000000000000000010.jsonl",
@@ -154,6 +154,9 @@ async def test_offsets_are_committed_only_for_published_files_and_a_replay_rewri
         " rotate: {records: 10, interval: 1h}}\n"
     )
     async with testing.running(config) as runner:
+        assert runner.bootstrap is not None
+        # the stop published the open file, then committed it
+        assert await committed(runner.bootstrap, "backbone.first", "nums") == 25
 
         def rewritten() -> bool:
             return all(

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from backbone import RetriableError, SourceRecord, Timetable, testing
+from backbone import ConfigError, RetriableError, SourceRecord, Timetable, testing
+from backbone.config import load_config
 from backbone.connectors.schedule import ScheduleOptions, ScheduleSource
+from backbone.registry import Registry
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,6 +117,25 @@ def test_bad_schedules_are_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="shell: true needs command as one string"):
         ScheduleOptions(cron="@daily", job={"type": "command", "command": ["a"], "shell": True})
     assert ScheduleOptions(interval="5m", job="tick").job.type == "tick"
+
+
+def test_a_broken_cron_line_in_a_config_names_file_line_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "nightly.yaml"
+    config.write_text(
+        "sources:\n"
+        "  nightly:\n"
+        "    type: schedule\n"
+        "    topic: jobs.runs\n"
+        '    cron: "0 2 * * 8"\n'
+        "    timezone: Mars/Olympus\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config, Registry.from_entry_points())
+    assert str(info.value).splitlines() == [
+        f"{config}:5:11: sources.nightly.cron: '8' is not a day of the week (0-7 or sun-sat)",
+        f"{config}:6:15: sources.nightly.timezone: unknown time zone 'Mars/Olympus' "
+        "(an IANA name like Europe/Berlin)",
+    ]
 
 
 # ----------------------------------------------------------------------------- ticks

@@ -31,6 +31,7 @@ RUN_ELSEWHERE = {
     "http-poll.yaml": "tests/connectors/test_http_configs.py",
     "file-drop-folder.yaml": "tests/connectors/test_file_configs.py",
     "file-tail.yaml": "tests/connectors/test_file_configs.py",
+    "schedule.yaml": "tests/connectors/test_schedule_pipeline.py",
 }
 RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
 

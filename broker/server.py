@@ -20,6 +20,12 @@ Per connection::
                    are processed concurrently (a Produce waiting for fsync does
                    not hold up the decoding of the next request).
 
+A TLS listener (``ssl_context``) runs the handshake first (``tls_accept.py``, which
+reports failed handshakes), then the same framing over the TLS transport; log slices
+are then read and written instead of ``sendfile``. Each connection carries its
+listener's name and security protocol and the client certificate, for the
+dispatcher's SASL gate and the authorizer.
+
 A frame that cannot be answered (oversized, negative size, undecodable header)
 closes that connection with a WARNING naming the peer and the API key; the
 dispatcher raises :class:`~backbone.broker.connection.CloseConnection` for those.
@@ -39,6 +45,7 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import struct
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -46,6 +53,7 @@ from typing import IO, Any, Protocol, cast
 
 from .connection import CloseConnection, Connection
 from .frames import FrameProtocol
+from .tls_accept import TlsAcceptor, TlsFailure
 
 __all__ = [
     "Dispatch",
@@ -131,8 +139,17 @@ class KafkaServer:
         idle_timeout_s: float = 600.0,
         shutdown_grace_s: float = 5.0,
         response_filter: ResponseFilter | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        listener: str = "PLAINTEXT",
+        security_protocol: str = "PLAINTEXT",
+        tls_failure: TlsFailure | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self._ssl = ssl_context
+        self._tls_failure = tls_failure or _log_tls_failure
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self.listener = listener
+        self.security_protocol = security_protocol
         self._host = host
         self._port = port
         self.max_frame_bytes = max_frame_bytes
@@ -160,13 +177,31 @@ class KafkaServer:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: FrameProtocol(self._on_connection, self.max_frame_bytes, self.idle_timeout_s),
+
+        def framing() -> FrameProtocol:
+            return FrameProtocol(self._on_connection, self.max_frame_bytes, self.idle_timeout_s)
+
+        factory: Callable[[], asyncio.BaseProtocol] = framing
+        context = self._ssl
+        if context is not None:  # TLS handshake first (tls_accept.py), then the framing
+
+            def factory() -> asyncio.BaseProtocol:
+                return TlsAcceptor(
+                    framing,
+                    context,
+                    min(self.idle_timeout_s, 30.0),
+                    self._tls_failure,
+                    self._handshakes,
+                )
+
+        self._server = await loop.create_server(factory, self._host, self._port, reuse_address=True)
+        logger.info(
+            "listening on %s:%d (listener %s, %s)",
             self._host,
-            self._port,
-            reuse_address=True,
+            self.port,
+            self.listener,
+            self.security_protocol,
         )
-        logger.info("listening on %s:%d", self._host, self.port)
 
     async def __aenter__(self) -> KafkaServer:
         await self.start()
@@ -182,6 +217,8 @@ class KafkaServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         runners = list(self._connections.values())
         for runner in runners:
             runner.stop_reading()
@@ -202,7 +239,7 @@ class KafkaServer:
             await asyncio.gather(*pending, return_exceptions=True)
         for runner in runners:
             runner.abort()
-        handlers = list(self._handlers)
+        handlers = [*self._handlers, *self._handshakes]
         if handlers:
             await asyncio.gather(*handlers, return_exceptions=True)
         if self._server is not None:
@@ -222,12 +259,24 @@ class KafkaServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peername = transport.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        runner = _ConnectionRunner(self, Connection(next(self._ids), peer), protocol, transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        connection = Connection(
+            next(self._ids),
+            peer,
+            listener=self.listener,
+            security_protocol=self.security_protocol,
+            peer_certificate=ssl_object.getpeercert() if ssl_object is not None else None,
+        )
+        runner = _ConnectionRunner(self, connection, protocol, transport)
         self._connections[runner.connection.id] = runner
         task = asyncio.get_running_loop().create_task(runner.run())
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
         return runner
+
+
+def _log_tls_failure(peer: str, reason: str) -> None:
+    logger.warning("connection %s refused: %s", peer, reason)
 
 
 class _ConnectionRunner:
@@ -368,7 +417,7 @@ class _ConnectionRunner:
         except (ConnectionError, OSError) as exc:
             logger.debug("connection %s: write failed: %s", self.peer, exc)
             return False
-        return True
+        return correlation_id != self.connection.close_after_correlation_id
 
     async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
         transport = self.transport

@@ -127,7 +127,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
             else:
                 self._warn_partial()
                 self.finish_input()
-        return True  # keep writing the queued responses; the runner closes the transport
+        # keep writing the queued responses; the runner closes the transport (TLS cannot
+        # half-close: asyncio warns when True is returned over it)
+        return self._transport is None or self._transport.get_extra_info("sslcontext") is None
 
     # ------------------------------------------------------------------ reading
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -147,7 +147,6 @@ class KafkaServer:
         self._dispatch = dispatch
         self._ssl = ssl_context
         self._tls_failure = tls_failure or _log_tls_failure
-        self._handshakes: set[asyncio.Task[None]] = set()
         self.listener = listener
         self.security_protocol = security_protocol
         self._host = host
@@ -187,11 +186,7 @@ class KafkaServer:
 
             def factory() -> asyncio.BaseProtocol:
                 return TlsAcceptor(
-                    framing,
-                    context,
-                    min(self.idle_timeout_s, 30.0),
-                    self._tls_failure,
-                    self._handshakes,
+                    framing, context, min(self.idle_timeout_s, 30.0), self._tls_failure
                 )
 
         self._server = await loop.create_server(factory, self._host, self._port, reuse_address=True)
@@ -217,8 +212,6 @@ class KafkaServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for handshake in list(self._handshakes):
-            handshake.cancel()
         runners = list(self._connections.values())
         for runner in runners:
             runner.stop_reading()
@@ -239,7 +232,7 @@ class KafkaServer:
             await asyncio.gather(*pending, return_exceptions=True)
         for runner in runners:
             runner.abort()
-        handlers = [*self._handlers, *self._handshakes]
+        handlers = list(self._handlers)
         if handlers:
             await asyncio.gather(*handlers, return_exceptions=True)
         if self._server is not None:

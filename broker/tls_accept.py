@@ -1,13 +1,16 @@
-"""TLS on a listener: the handshake done before the Kafka framing protocol takes over.
+"""TLS on a listener: the server-side handshake before the Kafka framing protocol, with
+failed handshakes reported.
 
 asyncio's ``create_server(ssl=...)`` hides a failed handshake (an untrusted, expired
-or missing client certificate; a client speaking plain TCP to a TLS port): the
-application never hears of it and nothing is logged. So a TLS listener accepts
-plain TCP with :class:`TlsAcceptor`, upgrades with ``loop.start_tls`` and only then
-hands the TLS transport to the framing protocol (``connection_made``), exactly as
-``create_server(ssl=...)`` would; a failed handshake closes the socket and is
-reported to ``on_failure(peer, error)`` (the broker logs it, rate-limited). Used by
-``server.py``.
+or missing client certificate; a client speaking plain TCP to a TLS port): nothing
+is logged and the application never hears of it. So a TLS listener accepts plain
+TCP with :class:`TlsAcceptor`, which wraps the connection in asyncio's own
+``SSLProtocol`` — what ``create_server(ssl=...)`` does, with the framing protocol's
+``connection_made`` called the moment the handshake completes, before any request
+is read — and watches the handshake's outcome: a failure closes the socket and is
+reported to ``on_failure(peer, what failed)`` (the broker logs it, rate-limited); a
+peer that just goes away during the handshake is logged at DEBUG only.
+Used by ``server.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 
 __all__ = ["TlsAcceptor", "TlsFailure"]
@@ -26,7 +30,7 @@ TlsFailure = Callable[[str, str], None]
 
 
 class TlsAcceptor(asyncio.Protocol):
-    """Accepts one TCP connection, runs the server-side TLS handshake, then hands over."""
+    """Accepts one TCP connection and hands it to an ``SSLProtocol`` around ``inner()``."""
 
     def __init__(
         self,
@@ -34,45 +38,42 @@ class TlsAcceptor(asyncio.Protocol):
         context: ssl.SSLContext,
         handshake_timeout_s: float,
         on_failure: TlsFailure,
-        tasks: set[asyncio.Task[None]],
     ) -> None:
         self._inner = inner
         self._context = context
         self._timeout = handshake_timeout_s
         self._on_failure = on_failure
-        self._tasks = tasks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        task = asyncio.get_running_loop().create_task(self._upgrade(transport))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - start_tls reads
-        pass
-
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
         peername = transport.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        protocol = self._inner()
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(
-                transport,
-                protocol,
-                self._context,
-                server_side=True,
-                ssl_handshake_timeout=self._timeout,
-            )
-        except (OSError, TimeoutError, ssl.SSLError, ConnectionError) as exc:
+        handshake: asyncio.Future[None] = loop.create_future()
+        tls = sslproto.SSLProtocol(
+            loop,
+            self._inner(),
+            self._context,
+            handshake,
+            server_side=True,
+            call_connection_made=True,
+            ssl_handshake_timeout=self._timeout,
+        )
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+
+        def finished(future: asyncio.Future[None]) -> None:
+            exc = None if future.cancelled() else future.exception()
+            if exc is None:
+                return
             transport.abort()
-            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            if not isinstance(exc, ssl.SSLError):  # the peer went away (or timed out)
+                logger.debug("connection %s closed during the TLS handshake: %r", peer, exc)
+                return
+            reason = getattr(exc, "reason", None) or str(exc)
             self._on_failure(peer, f"TLS handshake failed: {reason}")
-            return
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
-        if tls is None:  # the peer went away during the handshake
-            transport.abort()
-            return
-        protocol.connection_made(tls)
+
+        handshake.add_done_callback(finished)
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - SSLProtocol reads
+        pass

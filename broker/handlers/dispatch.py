@@ -41,7 +41,7 @@ from ..protocol import (
 )
 from . import api_versions_response
 from .base import BrokerState, Handler, RequestContext, error_code, error_message
-from .sasl import admit
+from .sasl import RAW_TOKENS, admit, raw_token
 
 __all__ = ["Dispatcher", "fill_errors"]
 
@@ -74,6 +74,8 @@ class Dispatcher:
         return API_NAMES.get(api_key, f"api key {api_key}")
 
     async def __call__(self, frame: memoryview, connection: Connection) -> Sequence[Chunk] | None:
+        if RAW_TOKENS in connection.attributes:  # SASL tokens after SaslHandshake v0
+            return await raw_token(self.state, connection, frame)
         try:
             header, offset = read_request_header(frame)
         except CodecError as exc:

@@ -7,17 +7,20 @@ its principal) and closes the connection (CloseConnection) when the session's st
 does not admit the request: before authenticating, only ApiVersions, SaslHandshake
 and SaslAuthenticate get through (see ``security/session.py``).
 
-SaslHandshake v1 picks the mechanism (v0, after which Kafka's oldest clients send raw
-SASL tokens without a Kafka header, is not offered). SaslAuthenticate v0-2 carries
-the mechanism's messages; v1+ answers with the session lifetime (KIP-368: the client
-re-authenticates before it ends, with a SaslHandshake and SaslAuthenticate on the
-same connection). A failed authentication is answered (after the failure delay) and
-then the connection is closed.
+SaslHandshake v0-1 picks the mechanism. After v1 the mechanism's messages travel in
+SaslAuthenticate v0-2 requests; v1+ answers carry the session lifetime (KIP-368: the
+client re-authenticates before it ends, with a SaslHandshake and SaslAuthenticate
+on the same connection). After v0 (Kafka 0.10's clients; librdkafka also wants v0
+advertised) they travel as raw size-prefixed tokens without a Kafka header, each
+answered the same way (:func:`raw_token`). A failed authentication is answered
+(after the failure delay) and then the connection is closed; a failed raw token
+just closes it.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 
 from ..connection import CloseConnection, Connection
 from ..protocol import (
@@ -31,7 +34,7 @@ from ..security.errors import IllegalSaslState, UnsupportedSaslMechanism
 from ..security.tls import certificate_principal
 from .base import BrokerState, Handler, RequestContext
 
-__all__ = ["HANDLERS", "admit"]
+__all__ = ["HANDLERS", "RAW_TOKENS", "admit", "raw_token"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,27 @@ def admit(state: BrokerState, connection: Connection, api_key: int, api_name: st
         raise CloseConnection(str(exc)) from None
 
 
+RAW_TOKENS = "sasl_raw"
+"""Connection attribute set while SASL tokens travel without a Kafka header (v0)."""
+
+
+async def raw_token(state: BrokerState, connection: Connection, frame: memoryview) -> list[bytes]:
+    """One raw SASL token after SaslHandshake v0: the answer, size-prefixed.
+    Raises CloseConnection when the authentication fails."""
+    security = state.security
+    session = connection.attributes.get("sasl")
+    assert security is not None and session is not None  # set by the v0 handshake
+    try:
+        result = await security.authenticate(
+            session, bytes(frame), connection.peer, connection.host
+        )
+    except SaslAuthenticationFailed as exc:
+        raise CloseConnection(f"{exc} (SASL tokens after SaslHandshake v0)") from None
+    if result.complete:
+        del connection.attributes[RAW_TOKENS]
+    return [struct.pack(">i", len(result.auth_bytes)), result.auth_bytes]
+
+
 def _close_after(ctx: RequestContext) -> None:
     ctx.connection.close_after_correlation_id = ctx.header.correlation_id
 
@@ -62,7 +86,8 @@ def _close_after(ctx: RequestContext) -> None:
 async def handle_sasl_handshake(
     ctx: RequestContext, request: SaslHandshakeRequest
 ) -> SaslHandshakeResponse:
-    """SaslHandshake v1: the mechanism for the following SaslAuthenticate requests."""
+    """SaslHandshake v0-1: the mechanism for the following tokens (v0) or SaslAuthenticate
+    requests (v1)."""
     security, session = ctx.state.security, ctx.session
     if security is None or session is None or session.state == SaslState.OPEN:
         return SaslHandshakeResponse(error_code=IllegalSaslState.code, mechanisms=[])
@@ -73,6 +98,8 @@ async def handle_sasl_handshake(
         logger.warning("connection %s: SaslHandshake refused: %s", ctx.peer, exc)
         _close_after(ctx)
         return SaslHandshakeResponse(error_code=exc.code, mechanisms=mechanisms)
+    if ctx.api_version == 0:
+        ctx.connection.attributes[RAW_TOKENS] = True
     return SaslHandshakeResponse(error_code=0, mechanisms=mechanisms)
 
 
@@ -119,6 +146,6 @@ async def handle_sasl_authenticate(
 
 
 HANDLERS = (
-    Handler(SaslHandshakeRequest, SaslHandshakeResponse, handle_sasl_handshake, 1, 1),
+    Handler(SaslHandshakeRequest, SaslHandshakeResponse, handle_sasl_handshake, 0, 1),
     Handler(SaslAuthenticateRequest, SaslAuthenticateResponse, handle_sasl_authenticate, 0, 2),
 )

@@ -20,6 +20,11 @@ message built from a salt derived from the name (the same on every attempt), so
 the answer does not tell whether the user exists; the exchange then fails at the
 proof like a wrong password. Channel binding is refused (``p=`` gs2 header), as in
 Kafka.
+
+librdkafka before 2.6.1 (Debian's kcat has 2.0.2) answers with its client nonce in
+front of the whole nonce (``r=<client nonce><client nonce><server nonce>``,
+librdkafka#4895); that form is accepted too, as Kafka 3.8.1-3.9 did: it still
+carries this exchange's server nonce, and the proof covers what the client sent.
 """
 
 from __future__ import annotations
@@ -195,6 +200,7 @@ class ScramExchange:
         self._first_bare = ""
         self._server_first = ""
         self._gs2_header = ""
+        self._client_nonce = ""
         self._nonce = ""
         self._step = 0
 
@@ -230,7 +236,8 @@ class ScramExchange:
         self.user = user
         self._gs2_header = f"{flag},{authzid},"
         self._first_bare = bare
-        self._nonce = attrs[1][1] + self._server_nonce
+        self._client_nonce = attrs[1][1]
+        self._nonce = self._client_nonce + self._server_nonce
         credential = self._lookup(user)
         if credential is None:
             self._unknown = True
@@ -253,7 +260,7 @@ class ScramExchange:
             raise SaslAuthenticationFailed("malformed SCRAM client-final message") from None
         if binding != self._gs2_header.encode():
             raise SaslAuthenticationFailed("SCRAM channel binding does not match")
-        if attrs[1][1] != self._nonce:
+        if attrs[1][1] not in (self._nonce, self._client_nonce + self._nonce):
             raise SaslAuthenticationFailed("SCRAM nonce does not match")
         credential = self._credential
         if credential is None or self._unknown:

@@ -180,5 +180,5 @@ class Security:
         self.authentications += 1
         if reauthenticating:
             self.reauthentications += 1
-        lifetime = 0 if expires_at is None else max(1, int((expires_at - now) * 1000))
+        lifetime = 0 if expires_at is None else max(1, round((expires_at - now) * 1000))
         return Authenticated(b"", True, lifetime)

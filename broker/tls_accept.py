@@ -57,7 +57,7 @@ class TlsAcceptor(asyncio.Protocol):
             handshake,
             server_side=True,
             call_connection_made=True,
-            ssl_handshake_timeout=self._timeout,
+            ssl_handshake_timeout=max(1, round(self._timeout)),
         )
         transport.set_protocol(tls)
         tls.connection_made(transport)

@@ -49,8 +49,10 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
             found = await consumer.offsets_for_times({tp: millis})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
-            else:
-                await consumer.seek_to_end(tp)
+            else:  # nothing at or after the timestamp yet: start at today's end
+                # (an explicit offset: aiokafka's lazy seek_to_end may be reset to earliest)
+                ends = await consumer.end_offsets([tp])
+                consumer.seek(tp, ends[tp])
 
 
 class ConsumingWorker(Worker):
@@ -67,7 +69,9 @@ class ConsumingWorker(Worker):
         return AIOKafkaConsumer(
             bootstrap_servers=self.shared.bootstrap,
             group_id=f"backbone.{self.name}",
-            client_id=f"backbone.{self.name}",
+            client_id=f"backbone.{self.name}@{self.shared.worker}"
+            if self.shared.worker
+            else f"backbone.{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",
             session_timeout_ms=int(runtime.session_timeout * 1000),

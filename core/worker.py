@@ -34,16 +34,23 @@ class ConnectorState(enum.StrEnum):
     PAUSED = "PAUSED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
+    UNASSIGNED = "UNASSIGNED"
+    """A source of the gateway cluster that no process runs at the moment."""
 
 
 @dataclass
 class ConnectorStatus:
-    """A connector's state and its last error (``None`` once it recovered)."""
+    """A connector's state and its last error (``None`` once it recovered).
+
+    ``worker`` is the ``host:pid`` of the gateway process that runs the connector
+    (for a source of the gateway cluster, possibly another process).
+    """
 
     name: str
     role: str
     state: ConnectorState = ConnectorState.STARTING
     error: str | None = None
+    worker: str | None = None
 
 
 class Stopping(Exception):
@@ -59,6 +66,8 @@ class Shared:
     runtime: RuntimeSettings
     stop: asyncio.Event
     rng: random.Random
+    worker: str = ""
+    """``host:pid`` of this gateway process (in consumers' client ids, for ``backbone status``)."""
 
 
 class Worker:

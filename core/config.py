@@ -10,7 +10,8 @@ they are raised together as :class:`~backbone.errors.ConfigError`.
 
 Relative paths (``broker.embedded.data_dir``, ``runtime.state_dir``, connector
 files and SQLite URLs via :meth:`ConnectorContext.resolve`) are relative to the
-config file's folder (:attr:`Config.base_dir`).
+config file's folder (:attr:`Config.base_dir`). The TLS and key files of
+``broker.security`` and ``broker.embedded`` are made absolute here, and must exist.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def load_config(
         problems.extend(describe(exc, model, data, document, registry, failed))
     if config is not None:
         problems.extend(_cross_checks(config, document))
+        problems.extend(_resolve_files(config, document, file.resolve().parent))
     if problems:
         raise ConfigError(sorted(_dedupe(problems), key=line_col))
     assert config is not None
@@ -127,6 +129,51 @@ def _load_specs(
                     failed.add(kind)
                     path = (section, name, "type")
                     problems.append(f"{document.locations.where(path)}: {format_path(path)}: {exc}")
+    return problems
+
+
+def _resolve_files(config: Config, document: Document, base: Path) -> list[str]:
+    """Make the security file paths absolute (against ``base``); one problem per missing
+    file."""
+    problems: list[str] = []
+
+    def fix(model: Any, prefix: tuple[str, ...], names: tuple[str, ...]) -> Any:
+        updates: dict[str, str] = {}
+        for name in names:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else base / path
+            if not path.is_file():
+                where = (*prefix, name)
+                problems.append(
+                    f"{document.locations.where(where)}: {format_path(where)}: "
+                    f"file {path} does not exist"
+                )
+            updates[name] = str(path)
+        return model.model_copy(update=updates) if updates else model
+
+    broker = config.broker
+    security = broker.security
+    if security.tls is not None:
+        tls = fix(security.tls, ("broker", "security", "tls"), ("ca", "cert", "key"))
+        security = security.model_copy(update={"tls": tls})
+    embedded = broker.embedded
+    if embedded is not None and embedded.tls is not None:
+        tls = fix(embedded.tls, ("broker", "embedded", "tls"), ("cert", "key", "ca"))
+        embedded = embedded.model_copy(update={"tls": tls})
+    if embedded is not None and embedded.sasl is not None and embedded.sasl.oauthbearer:
+        check = fix(
+            embedded.sasl.oauthbearer,
+            ("broker", "embedded", "sasl", "oauthbearer"),
+            ("public_key",),
+        )
+        sasl = embedded.sasl.model_copy(update={"oauthbearer": check})
+        embedded = embedded.model_copy(update={"sasl": sasl})
+    object.__setattr__(
+        config, "broker", broker.model_copy(update={"security": security, "embedded": embedded})
+    )
     return problems
 
 

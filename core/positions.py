@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from backbone.clients import KafkaClients
 from backbone.errors import BackboneError
 
 __all__ = [
@@ -184,11 +185,13 @@ class PositionStore:
         topic: str = POSITIONS_TOPIC,
         *,
         on_claim: Callable[[str, str], None] | None = None,
+        clients: KafkaClients | None = None,
     ) -> None:
         self.producer = producer
         self.bootstrap = bootstrap
         self.topic = topic
         self.on_claim = on_claim
+        self.clients = clients or KafkaClients(bootstrap)
         self.entries: dict[str, Entry] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._tail: asyncio.Task[None] | None = None
@@ -211,8 +214,7 @@ class PositionStore:
 
     async def start(self) -> None:
         """Read the topic to its end, then keep following it in the background."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = self.clients.consumer(
             client_id="backbone.positions",
             enable_auto_commit=False,
             group_id=None,

@@ -101,11 +101,11 @@ class Runner:
                     f"cannot start the producer on {self.bootstrap}: {describe(exc)}{hint}"
                 ) from exc
             stack.push_async_callback(producer.stop)
-            store = PositionStore(producer, self.bootstrap)
+            store = PositionStore(producer, self.bootstrap, clients=clients)
             await store.start()
             stack.push_async_callback(store.stop)
             shared = Shared(
-                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker
+                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker, clients
             )
             tasks: dict[str, asyncio.Task[None]] = {}
             for name, worker in self._workers(shared, store):
@@ -184,13 +184,18 @@ class Runner:
                 "the embedded broker is not available in this build "
                 f"({exc}); set broker.bootstrap to use an existing Kafka cluster"
             ) from exc
-        config = BrokerConfig.from_listeners(
-            embedded.listen,
-            self.config.resolve(embedded.data_dir),
-            embedded.advertised_listener or None,
-        )
+        try:
+            config = BrokerConfig.from_listeners(
+                embedded.listen,
+                self.config.resolve(embedded.data_dir),
+                embedded.advertised_listener or None,
+                **embedded.broker_options(),
+            )
+        except ValueError as exc:
+            raise BackboneError(f"broker.embedded: {exc}") from exc
         broker = await stack.enter_async_context(Broker(config))
-        logger.info("embedded broker listening on %s", broker.bootstrap)
+        for name, address in broker.bootstraps.items():
+            logger.info("embedded broker listener %s on %s", name, address)
         return str(broker.bootstrap)
 
     def _context(self, name: str) -> ConnectorContext:

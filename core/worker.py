@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from backbone.clients import KafkaClients
 from backbone.retry import backoff_delay, dead_letter_headers
 from backbone.settings import RetryPolicy, RuntimeSettings
 
@@ -68,6 +69,12 @@ class Shared:
     rng: random.Random
     worker: str = ""
     """``host:pid`` of this gateway process (in consumers' client ids, for ``backbone status``)."""
+    kafka: KafkaClients | None = None
+    """Makes the workers' Kafka clients (with ``broker.security``)."""
+
+    @property
+    def clients(self) -> KafkaClients:
+        return self.kafka if self.kafka is not None else KafkaClients(self.bootstrap)
 
 
 class Worker:

@@ -150,8 +150,16 @@ async def _broker_check(config: Any) -> str | None:
     """``broker.bootstrap``: connect and authenticate; the embedded broker: its TLS files
     load. One line saying what failed, or None."""
     from backbone.clients import KafkaClients
+    from backbone.config import security_files
 
     settings = config.broker
+    missing = [
+        f"{where}: file {path} does not exist"
+        for where, path in security_files(config)
+        if not path.is_file()
+    ]
+    if missing:
+        return "; ".join(missing)
     try:
         if settings.bootstrap is not None:
             await KafkaClients(",".join(settings.bootstrap), settings).check()

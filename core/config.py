@@ -11,7 +11,8 @@ they are raised together as :class:`~backbone.errors.ConfigError`.
 Relative paths (``broker.embedded.data_dir``, ``runtime.state_dir``, connector
 files and SQLite URLs via :meth:`ConnectorContext.resolve`) are relative to the
 config file's folder (:attr:`Config.base_dir`). The TLS and key files of
-``broker.security`` and ``broker.embedded`` are made absolute here, and must exist.
+``broker.security`` and ``broker.embedded`` are made absolute here (``backbone validate
+--check`` checks they exist, as it does for SQLite files: :func:`security_files`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "connector_options",
     "load_config",
     "member_model",
+    "security_files",
 ]
 
 
@@ -99,7 +101,7 @@ def load_config(
         problems.extend(describe(exc, model, data, document, registry, failed))
     if config is not None:
         problems.extend(_cross_checks(config, document))
-        problems.extend(_resolve_files(config, document, file.resolve().parent))
+        _resolve_files(config, file.resolve().parent)
     if problems:
         raise ConfigError(sorted(_dedupe(problems), key=line_col))
     assert config is not None
@@ -132,49 +134,51 @@ def _load_specs(
     return problems
 
 
-def _resolve_files(config: Config, document: Document, base: Path) -> list[str]:
-    """Make the security file paths absolute (against ``base``); one problem per missing
-    file."""
-    problems: list[str] = []
+_SECURITY_FILES = (
+    (("security", "tls"), ("ca", "cert", "key")),
+    (("embedded", "tls"), ("cert", "key", "ca")),
+    (("embedded", "sasl", "oauthbearer"), ("public_key",)),
+)
+
+
+def _resolve_files(config: Config, base: Path) -> None:
+    """Make the security file paths of ``broker`` absolute (against ``base``)."""
 
     def fix(model: Any, prefix: tuple[str, ...], names: tuple[str, ...]) -> Any:
+        if model is None:
+            return None
+        if prefix:
+            child = fix(getattr(model, prefix[0]), prefix[1:], names)
+            return model.model_copy(update={prefix[0]: child})
         updates: dict[str, str] = {}
         for name in names:
             value = getattr(model, name)
-            if value is None:
-                continue
-            path = Path(value).expanduser()
-            path = path if path.is_absolute() else base / path
-            if not path.is_file():
-                where = (*prefix, name)
-                problems.append(
-                    f"{document.locations.where(where)}: {format_path(where)}: "
-                    f"file {path} does not exist"
-                )
-            updates[name] = str(path)
-        return model.model_copy(update=updates) if updates else model
+            if value is not None:
+                path = Path(value).expanduser()
+                updates[name] = str(path if path.is_absolute() else base / path)
+        return model.model_copy(update=updates)
 
     broker = config.broker
-    security = broker.security
-    if security.tls is not None:
-        tls = fix(security.tls, ("broker", "security", "tls"), ("ca", "cert", "key"))
-        security = security.model_copy(update={"tls": tls})
-    embedded = broker.embedded
-    if embedded is not None and embedded.tls is not None:
-        tls = fix(embedded.tls, ("broker", "embedded", "tls"), ("cert", "key", "ca"))
-        embedded = embedded.model_copy(update={"tls": tls})
-    if embedded is not None and embedded.sasl is not None and embedded.sasl.oauthbearer:
-        check = fix(
-            embedded.sasl.oauthbearer,
-            ("broker", "embedded", "sasl", "oauthbearer"),
-            ("public_key",),
-        )
-        sasl = embedded.sasl.model_copy(update={"oauthbearer": check})
-        embedded = embedded.model_copy(update={"sasl": sasl})
-    object.__setattr__(
-        config, "broker", broker.model_copy(update={"security": security, "embedded": embedded})
-    )
-    return problems
+    for prefix, names in _SECURITY_FILES:
+        broker = fix(broker, prefix, names)
+    object.__setattr__(config, "broker", broker)
+
+
+def security_files(config: Config) -> list[tuple[str, Path]]:
+    """(``broker.security.tls.ca``-style path in the document, absolute file) of every
+    TLS and key file the config names."""
+    found: list[tuple[str, Path]] = []
+    for prefix, names in _SECURITY_FILES:
+        model: Any = config.broker
+        for part in prefix:
+            model = getattr(model, part, None) if model is not None else None
+        if model is None:
+            continue
+        for name in names:
+            value = getattr(model, name)
+            if value is not None:
+                found.append((".".join(("broker", *prefix, name)), Path(value)))
+    return found
 
 
 def _cross_checks(config: Config, document: Document) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from backbone.fields import HostPort
 from backbone.types import Duration
@@ -64,6 +64,11 @@ class ClientTls(_Model):
     """Password of an encrypted ``key``."""
     verify_hostname: bool = True
     """Check that the broker's certificate names the host connected to."""
+
+    @field_validator("ca", "cert", "key", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return None if value == "" else value  # "${KAFKA_CA_FILE:-}": not given
 
     @model_validator(mode="after")
     def _pair(self) -> ClientTls:

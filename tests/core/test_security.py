@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -39,9 +40,9 @@ from backbone.broker import Broker
 from backbone.config import load_config
 from backbone.errors import BackboneError, ConfigError
 from backbone.registry import Registry
-from backbone.testing import FAST_RUNTIME, running, wait_until
+from backbone.testing import FAST_RUNTIME, Gateway, running, wait_until
 from tests.broker.secured import USERS, Certs, add_users, make_certs, secured_config
-from tests.servers import free_port
+from tests.servers import free_port, unavailable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -643,3 +644,179 @@ async def test_users_cli_errors(tmp_path: Path) -> None:
     )
     code, out, _ = await backbone("users", "list", "--config", str(config))
     assert (code, out) == (0, "")
+
+
+# -- the shipped configs: configs/secured.yaml and configs/managed-kafka.yaml --------
+
+
+def _copy_config(name: str, tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "configs"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+async def test_secured_config_runs_and_kcat_reads_as_alice(tmp_path: Path) -> None:
+    internal, secure = free_port(), free_port()
+    text = (ROOT / "configs" / "secured.yaml").read_text()
+    text = text.replace("127.0.0.1:9092", f"127.0.0.1:{internal}")
+    text = text.replace("0.0.0.0:9093", f"127.0.0.1:{secure}")
+    config = _copy_config("secured.yaml", tmp_path, text)
+    env = {"KAFKA_ADVERTISED": f"127.0.0.1:{secure}"}
+    # the commands of the file's header, as written there
+    code, _, err = await backbone(
+        "certs",
+        "create",
+        "--out",
+        str(tmp_path / "certs"),
+        "--host",
+        "kafka.example",
+        "--host",
+        "127.0.0.1",
+    )
+    assert code == 0, err
+    for user, password in (("alice", "alice-pw"), ("admin", "admin-pw")):
+        code, _, err = await backbone(
+            "users",
+            "add",
+            user,
+            "--config",
+            str(config),
+            "--password-stdin",
+            stdin=password + "\n",
+            env=env,
+        )
+        assert code == 0, err
+    gateway = Gateway(
+        config, tmp_path / "out.jsonl", tmp_path / "gw.log", env={**os.environ, **env}
+    )
+    try:
+        gateway.start()
+        await wait_until(
+            lambda: len([x for x in gateway.lines() if x.get("topic") == "demo.events"]) >= 2,
+            within=60,
+            what="2 events printed",
+        )
+        # the admin (a super user) lets alice read the topic, with Kafka's admin API
+        await asyncio.to_thread(_grant_read, f"127.0.0.1:{secure}", tmp_path / "certs")
+        code, out, err = await _kcat(
+            "-b",
+            f"127.0.0.1:{secure}",
+            "-X",
+            "security.protocol=SASL_SSL",
+            "-X",
+            "sasl.mechanisms=SCRAM-SHA-512",
+            "-X",
+            "sasl.username=alice",
+            "-X",
+            "sasl.password=alice-pw",
+            "-X",
+            f"ssl.ca.location={tmp_path / 'certs' / 'ca.pem'}",
+            "-C",
+            "-t",
+            "demo.events",
+            "-o",
+            "beginning",
+            "-c",
+            "2",
+            "-e",
+        )
+        assert code == 0, err
+        assert [json.loads(line)["seq"] for line in out.splitlines()][:1] == [1]
+        code, _, err = await _kcat(
+            "-b",
+            f"127.0.0.1:{secure}",
+            "-X",
+            "security.protocol=SASL_SSL",
+            "-X",
+            "sasl.mechanisms=SCRAM-SHA-512",
+            "-X",
+            "sasl.username=alice",
+            "-X",
+            "sasl.password=wrong",
+            "-X",
+            f"ssl.ca.location={tmp_path / 'certs' / 'ca.pem'}",
+            "-L",
+        )
+        assert code != 0 and "Authentication failed" in err
+        assert gateway.terminate() == 0
+    finally:
+        gateway.stop_quietly()
+
+
+def _grant_read(bootstrap: str, certs: Path) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": "admin",
+            "sasl.password": "admin-pw",
+            "ssl.ca.location": str(certs / "ca.pem"),
+        }
+    )
+    binding = AclBinding(
+        ResourceType.TOPIC,
+        "demo.events",
+        ResourcePatternType.LITERAL,
+        "User:alice",
+        "*",
+        AclOperation.READ,
+        AclPermissionType.ALLOW,
+    )
+    for future in admin.create_acls([binding], request_timeout=20).values():
+        future.result(20)
+
+
+async def _kcat(*args: str) -> tuple[int, str, str]:
+    if shutil.which("kcat") is None:
+        unavailable("kcat is not installed (make system-deps installs it)")
+    proc = await asyncio.create_subprocess_exec(
+        "kcat",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_managed_kafka_config_runs_as_shipped(
+    tmp_path: Path, certs: Certs, cluster: Broker
+) -> None:
+    config = _copy_config(
+        "managed-kafka.yaml", tmp_path, (ROOT / "configs" / "managed-kafka.yaml").read_text()
+    )
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": cluster.bootstraps["secure"],
+        "KAFKA_CA_FILE": str(certs.ca),
+        "KAFKA_USERNAME": "admin",
+        "KAFKA_PASSWORD": USERS["admin"],
+    }
+    gateway = Gateway(config, tmp_path / "out.jsonl", tmp_path / "gw.log", env=env)
+    try:
+        gateway.start()
+        await wait_until(
+            lambda: len([x for x in gateway.lines() if x.get("topic") == "demo.events"]) >= 2,
+            within=60,
+            what="2 events printed",
+        )
+        # the broker runs on this event loop: wait for the gateway in a thread
+        assert await asyncio.to_thread(gateway.terminate) == 0
+    finally:
+        await asyncio.to_thread(gateway.stop_quietly)
+    assert cluster.security.failures.total == 0
+    assert cluster.logs.partition("demo.events", 0).high_watermark >= 0

@@ -369,7 +369,7 @@ def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
             value = field.get_default(call_default_factory=True)
             default = _default_text(value, field.annotation, field.metadata)
         type_name = _type_name(field.annotation, field.metadata)
-        rows.append((name, type_name, default, field.description or ""))
+        rows.append((field.alias or name, type_name, default, field.description or ""))
     return rows
 
 

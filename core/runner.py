@@ -9,13 +9,18 @@ awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In orde
    compacted ``_backbone.positions`` and every other topic the config names);
 3. start one idempotent producer (``acks=all``) shared by every source,
    processor and dead-letter send; read the saved source positions;
-4. run every sink, processor and ingress source as its own task
+4. start the HTTP server when the config has an ``http:`` section
+   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
+   routes to it; each connector's context gets ``http`` (its routes, removed when it
+   stops) and each source's ``push`` (:mod:`backbone.push`);
+5. run every sink, processor and ingress source as its own task
    (:mod:`backbone.source_worker`, :mod:`backbone.consumers`), and join the
    gateway cluster (:mod:`backbone.cluster`), which runs the other sources this
    process is assigned. A task that raises leaves its connector FAILED with the
    error and does not touch the others.
 
-When ``stop`` is set every worker stops reading and drains; after
+When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
+then every worker stops reading and drains; after
 ``runtime.grace_period`` what still runs is cancelled (and logged). Everything
 talks to the broker through aiokafka only, embedded or not.
 """
@@ -36,7 +41,9 @@ from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
+from backbone.httpapp import HttpApp
 from backbone.positions import Claim, PositionStore, PositionWriter
+from backbone.push import PushChannel
 from backbone.registry import Registry
 from backbone.schema import connector_options
 from backbone.settings import Config
@@ -63,6 +70,7 @@ class Runner:
         self.rng = rng or random.Random()
         self.status: dict[str, ConnectorStatus] = {}
         self.bootstrap: str | None = None
+        self.http: HttpApp | None = None
         self.started = asyncio.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         for section, role in (
@@ -107,6 +115,8 @@ class Runner:
             shared = Shared(
                 producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker, clients
             )
+            if self.config.http is not None:
+                self.http = await stack.enter_async_context(self._http_app())
             tasks: dict[str, asyncio.Task[None]] = {}
             for name, worker in self._workers(shared, store):
                 tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
@@ -155,6 +165,8 @@ class Runner:
                     logger.info(
                         "stopping: draining for up to %.1fs", self.config.runtime.grace_period
                     )
+                    if self.http is not None:
+                        await self.http.stop()  # no new requests; those in flight finish
                     if pending:
                         _, pending = await asyncio.wait(
                             pending, timeout=self.config.runtime.grace_period
@@ -198,7 +210,20 @@ class Runner:
             logger.info("embedded broker listener %s on %s", name, address)
         return str(broker.bootstrap)
 
-    def _context(self, name: str) -> ConnectorContext:
+    def _http_app(self) -> HttpApp:
+        settings = self.config.http
+        assert settings is not None
+        host, _, port = settings.listen.rpartition(":")
+        return HttpApp(
+            host=host.strip("[]") or "0.0.0.0",
+            port=int(port),
+            max_body=settings.max_body,
+            read_timeout=settings.read_timeout,
+            keep_alive=settings.keep_alive,
+            grace=self.config.runtime.grace_period,
+        )
+
+    def _context(self, name: str, *, source: bool = False) -> ConnectorContext:
         state_dir = self.config.resolve(self.config.runtime.state_dir) / name
         state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(
@@ -206,6 +231,8 @@ class Runner:
             base_dir=self.config.base_dir,
             state_dir=state_dir,
             logger=logging.getLogger(f"backbone.connector.{name}"),
+            http=None if self.http is None else self.http.routes_for(name),
+            push=PushChannel(name) if source else None,
         )
 
     def _ingress(self, name: str) -> bool:
@@ -226,7 +253,8 @@ class Runner:
         entry = self.config.sources[name]
         kind = self.registry.get(entry.type)
         assert kind.source is not None and kind.source_options is not None
-        source = kind.source(connector_options(entry, kind.source_options), self._context(name))
+        context = self._context(name, source=True)
+        source = kind.source(connector_options(entry, kind.source_options), context)
         writer = claim if claim is not None else positions
         assert writer is not None
         return SourceWorker(
@@ -295,6 +323,9 @@ class Runner:
             status.error = f"{type(exc).__name__}: {exc}"
             logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
             return
+        finally:
+            if self.http is not None:
+                self.http.remove(worker.name)  # a stopped connector serves no routes
         status.state = ConnectorState.STOPPED
 
 

@@ -10,6 +10,11 @@ record before it were acknowledged; a record with ``position=None`` leaves the
 position where it was (rules 1 and 2). In a gateway cluster the worker gets a
 ``fence`` (the membership lease, :mod:`backbone.membership`) that it awaits before
 producing, and saves positions through its :class:`~backbone.positions.Claim`.
+
+While the source runs, its ``context.push`` (a :class:`~backbone.push.PushChannel`)
+is bound to a :class:`~backbone.push.Pusher` on the same producer and encoder, so
+records a source pushes (a webhook) are encoded exactly as those it reads; the
+channel is unbound before ``close()``, after the pushes in flight settled.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from backbone.connector import ConnectorKind, Source, SourceRecord
 from backbone.errors import ContractError, DataError, RetriableError
 from backbone.events import Encoded, SourceEncoder, shared_position_message
 from backbone.positions import PositionWriter
+from backbone.push import PushChannel, Pusher
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["MAX_IN_FLIGHT", "SourceWorker"]
@@ -66,6 +72,10 @@ class SourceWorker(Worker):
         self._last_save = 0.0
 
     async def run(self) -> None:
+        channel = self.source.context.push
+        pusher = Pusher(self.name, send=self.shared.producer.send, encoder=self.encoder)
+        if isinstance(channel, PushChannel):
+            channel.bind(pusher)
         try:
             await self._open()
             self.status.state = ConnectorState.RUNNING
@@ -100,6 +110,9 @@ class SourceWorker(Worker):
         except Stopping:
             await self._drain()
         finally:
+            if isinstance(channel, PushChannel):
+                channel.unbind()
+            await pusher.drain(self.shared.runtime.grace_period)
             await self.source.close()
             self.log.info("source %s stopped at position %r", self.name, self._saved)
 

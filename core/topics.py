@@ -150,10 +150,14 @@ async def create_topics(clients: KafkaClients, topics: list[TopicSpec]) -> list[
             await client.bootstrap()
             metadata = await client.fetch_all_metadata()
         except KafkaError as exc:
-            try:  # one connection of our own tells why (authentication, TLS, network)
+            try:  # one connection of our own tells why: authentication, TLS, token
                 await clients.check()
             except BackboneError as reason:
-                raise BackboneError(f"cannot reach the Kafka cluster: {reason}") from exc
+                if not str(reason).startswith(("cannot connect to", "no answer from")):
+                    raise BackboneError(
+                        f"cannot reach the Kafka cluster at {clients.bootstrap} "
+                        f"(broker.bootstrap): {reason}"
+                    ) from exc
             raise BackboneError(
                 f"cannot reach the Kafka cluster at {clients.bootstrap} (broker.bootstrap): "
                 f"{describe(exc)}"

@@ -821,3 +821,31 @@ async def test_managed_kafka_config_runs_as_shipped(
         await asyncio.to_thread(gateway.stop_quietly)
     assert cluster.security.failures.total == 0
     assert cluster.logs.partition("demo.events", 0).high_watermark >= 0
+
+
+async def test_runtime_start_names_a_refused_login(
+    tmp_path: Path, certs: Certs, cluster: Broker
+) -> None:
+    from backbone.runner import Runner
+
+    address = cluster.bootstraps["secure"]
+    config = write(
+        tmp_path,
+        f"""
+broker:
+  bootstrap: {address}
+  security:
+    tls: {{ca: certs/ca.pem}}
+    sasl: {{mechanism: SCRAM-SHA-512, username: alice, password: wrong}}
+"""
+        + PIPELINE,
+    )
+    registry = Registry.from_entry_points()
+    runner = Runner(load_config(config, registry, env={}), registry)
+    with pytest.raises(BackboneError) as failed:
+        await asyncio.wait_for(runner.run(asyncio.Event()), 60)
+    assert str(failed.value) == (
+        f"cannot reach the Kafka cluster at {address} (broker.bootstrap): authentication "
+        f"failed on {address} as alice (SCRAM-SHA-512): Authentication failed during "
+        "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+    )

@@ -77,6 +77,10 @@ class ConsumingWorker(Worker):
             heartbeat_interval_ms=int(runtime.heartbeat_interval * 1000),
             rebalance_timeout_ms=int(runtime.session_timeout * 1000),
             max_poll_records=runtime.max_batch,
+            # static membership: a restarted gateway takes its partitions back at once
+            group_instance_id=(
+                f"{self.shared.instance}.{self.name}" if self.shared.instance else None
+            ),
         )
 
     async def run(self) -> None:

@@ -42,6 +42,7 @@ from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp
+from backbone.instance import instance_slot
 from backbone.positions import Claim, PositionStore, PositionWriter
 from backbone.push import PushChannel
 from backbone.registry import Registry
@@ -112,8 +113,17 @@ class Runner:
             store = PositionStore(producer, self.bootstrap, clients=clients)
             await store.start()
             stack.push_async_callback(store.stop)
+            state_dir = self.config.resolve(self.config.runtime.state_dir)
+            instance = stack.enter_context(instance_slot(state_dir))
             shared = Shared(
-                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker, clients
+                producer,
+                self.bootstrap,
+                self.config.runtime,
+                stop,
+                self.rng,
+                self.worker,
+                instance,
+                clients,
             )
             if self.config.http is not None:
                 self.http = await stack.enter_async_context(self._http_app())
@@ -201,6 +211,12 @@ class Runner:
                 embedded.listen,
                 self.config.resolve(embedded.data_dir),
                 embedded.advertised_listener or None,
+                max_frame_bytes=embedded.max_frame_bytes,
+                idle_timeout_s=embedded.connections_max_idle,
+                request_read_timeout_s=embedded.request_read_timeout,
+                max_connections=embedded.max_connections,
+                max_connections_per_ip=embedded.max_connections_per_ip,
+                queued_max_request_bytes=embedded.queued_max_request_bytes,
                 **embedded.broker_options(),
             )
         except ValueError as exc:

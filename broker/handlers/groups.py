@@ -9,7 +9,9 @@ through ``exc.code``. Versions offered (what is implemented, nothing more):
 API            versions notes
 ============== ======= ====================================================
 FindCoordinator 0-5    key type 0 (group) -> this node; 1 (transaction) ->
-                       COORDINATOR_NOT_AVAILABLE; v4+ batched keys
+                       UNSUPPORTED_VERSION with a message (not a retriable
+                       error: a transactional producer fails at once instead
+                       of retrying forever); v4+ batched keys
 JoinGroup       0-9    v4+ member-id-required round; v5+ group.instance.id
 SyncGroup       0-5    v5+ protocol type/name checked
 Heartbeat       0-4
@@ -32,9 +34,9 @@ import logging
 
 from ..errors import (
     BrokerError,
-    CoordinatorNotAvailable,
     GroupIdNotFound,
     InvalidRequest,
+    UnsupportedVersion,
 )
 from ..groups import MemberIdentity
 from ..groups.state import GroupState
@@ -74,13 +76,22 @@ KEY_TYPE_TRANSACTION = 1
 
 
 def _coordinator(ctx: RequestContext, key_type: int, key: str) -> tuple[int, str | None]:
-    """(error code, message) for finding the coordinator of ``key_type`` here."""
+    """(error code, message) for finding the coordinator of ``key`` of ``key_type`` here.
+
+    Transactions are not offered: a transactional id gets UNSUPPORTED_VERSION (as Redpanda
+    answers with transactions disabled), which clients treat as fatal, rather than
+    COORDINATOR_NOT_AVAILABLE, which they retry forever (aiokafka's ``start()`` hung).
+    """
     if key_type == KEY_TYPE_GROUP:
         if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, key):
             return GroupAuthorizationFailed.code, f"{ctx.principal} may not describe group {key!r}"
         return 0, None
     if key_type == KEY_TYPE_TRANSACTION:
-        return CoordinatorNotAvailable.code, "Transactions are not supported by this broker."
+        return UnsupportedVersion.code, (
+            f"Transactions are not supported by this broker, so transactional id {key!r} "
+            "has no coordinator; produce without transactional.id (idempotent producers "
+            "are supported)."
+        )
     return InvalidRequest.code, f"Unknown coordinator key type {key_type}."
 
 

@@ -223,12 +223,13 @@ def run(
 ) -> None:
     """Run the pipeline in CONFIG until SIGINT/SIGTERM (then drain and exit 0)."""
     from backbone.config import load_config
-    from backbone.runner import Runner
+    from backbone.runner import Runner, tune_gc
 
     _setup_logging(debug, log_level, log_format)
     try:
         registry = _registry()
         config = load_config(config_path, registry)
+        tune_gc()
         asyncio.run(_run(Runner(config, registry)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -1,10 +1,20 @@
 """The consuming workers: sinks and processors read a consumer group ``backbone.<name>``.
 
-- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> commit. Retriable
-  errors back off; ``DataError`` isolates the bad records (one-at-a-time writes);
-  failures that exhaust retries go to the dead-letter topic.
+- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> ``precommit`` ->
+  commit. Retriable errors back off; ``DataError`` isolates the bad records
+  (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic.
 - :class:`ProcessorWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
+
+Committing (:class:`ConsumingWorker`): after each handled batch, and about once a
+second while handled offsets are not all committed, the worker asks
+:meth:`ConsumingWorker.committable` which of the handled offsets may be committed
+(a sink's ``precommit``: only what it made durable) and commits those. Before a
+rebalance takes partitions away (``on_partitions_revoked``) and when it stops, it
+calls :meth:`ConsumingWorker.release` (a sink's ``flush``) and commits what that
+made durable. A lock keeps a batch, a commit and a revocation from interleaving; a
+batch fetched before a revocation is dropped (the partitions' owner reads it
+again from the committed offsets).
 """
 
 from __future__ import annotations
@@ -12,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from backbone.connector import Sink, SinkRecord
+from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
 from backbone.events import Encoded, Event, encode_event, event_from_record
 from backbone.settings import ProcessorSettings
@@ -26,6 +38,9 @@ from backbone.transforms import apply_transforms
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["ConsumingWorker", "ProcessorWorker", "SinkWorker", "load_function"]
+
+PRECOMMIT_INTERVAL = 1.0
+"""Seconds between ``committable`` calls while handled offsets are not all committed."""
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -35,7 +50,7 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        await self.worker.revoked([TopicPartition(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         start = self.worker.start
@@ -55,6 +70,29 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, ends[tp])
 
 
+def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
+    """The consumed messages as sink records, partition by partition (headers are aiokafka's
+    ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
+    records: list[SinkRecord] = []
+    append = records.append
+    for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+        topic, partition = tp.topic, tp.partition
+        for m in batches[tp]:
+            headers = m.headers
+            append(
+                SinkRecord(
+                    topic,
+                    partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    list(headers) if headers else [],
+                    m.timestamp,
+                )
+            )
+    return records
+
+
 class ConsumingWorker(Worker):
     """A worker reading a consumer group ``backbone.<name>`` with manual commits."""
 
@@ -63,6 +101,11 @@ class ConsumingWorker(Worker):
         self.topics = list(topics)
         self.start = start
         self.consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._epoch = 0  # revocations so far: a batch fetched before one is dropped
+        self._handled: dict[TopicPartition, int] = {}  # offset after the last handled record
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_precommit = 0.0
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
@@ -104,46 +147,103 @@ class ConsumingWorker(Worker):
                 self.name,
                 ", ".join(self.topics),
             )
-            size, wait = self.batching()
-            while not self.shared.stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=size)
-                if not batches:
-                    continue
-                if wait > 0:
-                    await self._fill(batches, size, wait)
-                records = [
-                    SinkRecord(
-                        topic=m.topic,
-                        partition=m.partition,
-                        offset=m.offset,
-                        key=m.key,
-                        value=m.value,
-                        headers=[(k, bytes(v)) for k, v in (m.headers or ())],
-                        timestamp_ms=m.timestamp,
-                    )
-                    for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
-                    for m in batches[tp]
-                ]
-                try:
-                    await self.handle(records)
-                except Stopping:
-                    break
-                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-                try:
-                    await self.consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
-                    self.log.warning(
-                        "%s %s: commit failed (%s); records will be delivered again",
-                        self.role,
-                        self.name,
-                        exc,
-                    )
+            await self._loop(self.consumer)
+            async with self._lock:  # a clean stop: make everything durable, commit it
+                await self._release(list(self._handled))
         finally:
             try:
                 await self.close()
             finally:
                 await self.consumer.stop()
                 self.log.info("%s %s stopped", self.role, self.name)
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        size, wait = self.batching()
+        while not self.shared.stop.is_set():
+            epoch = self._epoch
+            batches = await consumer.getmany(timeout_ms=200, max_records=size)
+            if batches and wait > 0:
+                await self._fill(batches, size, wait)
+            async with self._lock:
+                if epoch != self._epoch:
+                    continue  # fetched before a revocation: read again from the commits
+                if not batches:
+                    due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
+                    if due and self._handled != self._committed:
+                        await self._commit()
+                    continue
+                records = _sink_records(batches)
+                try:
+                    await self.handle(records)
+                except Stopping:
+                    return
+                for tp, messages in batches.items():
+                    if messages:
+                        self._handled[TopicPartition(tp.topic, tp.partition)] = (
+                            messages[-1].offset + 1
+                        )
+                await self._commit()
+
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""
+        assert self.consumer is not None
+        self._last_precommit = time.monotonic()
+        allowed = await self.committable(dict(self._handled))
+        offsets = {}
+        for tp, offset in allowed.items():
+            tp = TopicPartition(*tp)
+            if partitions is not None and tp not in partitions:
+                continue
+            if offset > self._committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit({KafkaPartition(*tp): off for tp, off in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
+            self.log.warning(
+                "%s %s: commit failed (%s); records will be delivered again",
+                self.role,
+                self.name,
+                exc,
+            )
+            return
+        self._committed.update(offsets)
+
+    async def _release(self, partitions: list[TopicPartition]) -> None:
+        """:meth:`release` ``partitions`` and commit what that made durable."""
+        if not partitions:
+            return
+        try:
+            await self.release(partitions)
+            await self._commit(partitions)
+        except Exception as exc:
+            self.log.warning(
+                "%s %s: could not finish %s (%s: %s); their records will be delivered again",
+                self.role,
+                self.name,
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions),
+                type(exc).__name__,
+                exc,
+            )
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """A rebalance takes ``partitions`` away: release them and commit, first."""
+        async with self._lock:
+            self._epoch += 1
+            await self._release([tp for tp in partitions if tp in self._handled])
+            for tp in partitions:
+                self._handled.pop(tp, None)
+                self._committed.pop(tp, None)
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        """Which handled ``offsets`` may be committed now (default: all of them)."""
+        return offsets
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        """Make what was handled for ``partitions`` durable (they are revoked, or we stop)."""
 
     def batching(self) -> tuple[int, float]:
         """Most records per ``handle`` call, and how long to wait for that many."""
@@ -209,6 +309,14 @@ class SinkWorker(ConsumingWorker):
 
     async def close(self) -> None:
         await self.sink.close()
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        return await self.sink.precommit(offsets)
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        await self.sink.flush(partitions)
 
     def batching(self) -> tuple[int, float]:
         size = self.sink.batch_size or self.shared.runtime.max_batch

@@ -172,7 +172,7 @@ async def handle_delete_acls(ctx: RequestContext, request: DeleteAclsRequest) ->
 
 
 HANDLERS = (
-    Handler(CreateAclsRequest, CreateAclsResponse, handle_create_acls, 1, 3),
-    Handler(DescribeAclsRequest, DescribeAclsResponse, handle_describe_acls, 1, 3),
-    Handler(DeleteAclsRequest, DeleteAclsResponse, handle_delete_acls, 1, 3),
+    Handler(CreateAclsRequest, CreateAclsResponse, handle_create_acls, 0, 3),
+    Handler(DescribeAclsRequest, DescribeAclsResponse, handle_describe_acls, 0, 3),
+    Handler(DeleteAclsRequest, DeleteAclsResponse, handle_delete_acls, 0, 3),
 )

@@ -39,9 +39,15 @@ from confluent_kafka.admin import (
 )
 
 from backbone.broker import Broker, BrokerConfig
+from backbone.broker.protocol import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
+from backbone.broker.security import AclBinding as Binding
+from backbone.broker.security import AclFilter, AclPermission, PatternType
+from backbone.broker.security import AclOperation as Op
+from backbone.broker.security import ResourceType as Res
 from tests.broker.secured import (
     USERS,
     Certs,
+    Wire,
     add_users,
     aiokafka_settings,
     confluent_settings,
@@ -427,3 +433,65 @@ async def test_scram_users_through_kafka_apis(broker: Broker, certs: Certs) -> N
     with pytest.raises(KafkaError):
         await refused.start()
     await refused.stop()
+
+
+async def test_acl_apis_version_0_literal_only(tmp_path: Path, certs: Certs) -> None:
+    """CreateAcls/DescribeAcls/DeleteAcls v0 (Kafka before 2.0, Sarama before 1.40) carry no
+    pattern type: they mean LITERAL, and a v0 describe or delete leaves PREFIXED ACLs be."""
+    config = secured_config(tmp_path / "data", certs, super_users=("ANONYMOUS",))
+    async with Broker(config) as broker:
+        prefixed = Binding(
+            Res.TOPIC, "bob.", PatternType.PREFIXED, "User:bob", "*", Op.READ, AclPermission.ALLOW
+        )
+        await asyncio.to_thread(broker.security.acls.add, [prefixed])
+        wire = await Wire.open(int(broker.bootstraps["internal"].rsplit(":", 1)[1]))
+        try:
+            creation = CreateAclsRequest.AclCreation(
+                resource_type=int(Res.TOPIC),
+                resource_name="orders",
+                principal="User:bob",
+                host="*",
+                operation=int(Op.READ),
+                permission_type=int(AclPermission.ALLOW),
+            )
+            created = await wire.send(CreateAclsRequest(creations=[creation]), 0)
+            assert [(r.error_code, r.error_message) for r in created.results] == [(0, None)]
+            described = await wire.send(
+                DescribeAclsRequest(
+                    resource_type_filter=int(Res.ANY),
+                    resource_name_filter=None,
+                    principal_filter="User:bob",
+                    host_filter=None,
+                    operation=int(Op.ANY),
+                    permission_type=int(AclPermission.ANY),
+                ),
+                0,
+            )
+            assert described.error_code == 0
+            assert [
+                (r.resource_type, r.resource_name, [(a.principal, a.operation) for a in r.acls])
+                for r in described.resources
+            ] == [(int(Res.TOPIC), "orders", [("User:bob", int(Op.READ))])]
+            deleted = await wire.send(
+                DeleteAclsRequest(
+                    filters=[
+                        DeleteAclsRequest.DeleteAclsFilter(
+                            resource_type_filter=int(Res.ANY),
+                            resource_name_filter=None,
+                            principal_filter="User:bob",
+                            host_filter=None,
+                            operation=int(Op.ANY),
+                            permission_type=int(AclPermission.ANY),
+                        )
+                    ]
+                ),
+                0,
+            )
+            [result] = deleted.filter_results
+            assert result.error_code == 0
+            assert [(m.resource_name, m.principal) for m in result.matching_acls] == [
+                ("orders", "User:bob")
+            ]
+        finally:
+            await wire.close()
+        assert broker.security.acls.matching(AclFilter()) == [prefixed]

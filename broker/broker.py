@@ -27,7 +27,7 @@ from typing import Any
 
 from backbone.durable import write_file_atomically
 
-from .config import BrokerConfig
+from .config import BrokerConfig, Listener
 from .groups import Clock, GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
@@ -37,6 +37,7 @@ from .log.internal import OFFSETS_TOPIC, InternalTopic
 from .security import Security
 from .security.tls import server_context
 from .server import KafkaServer, ResponseFilter
+from .tls_accept import TlsFailure
 
 __all__ = ["Broker", "group_coordinator", "run_until_signalled", "serve"]
 
@@ -198,8 +199,13 @@ class Broker:
             context = server_context(config.tls)
         failures = self.security.failures
 
-        def tls_failed(peer: str, reason: str) -> None:
-            failures.record(peer, peer.rsplit(":", 1)[0].strip("[]"), "TLS", None, reason)
+        def tls_failed(listener: Listener) -> TlsFailure:
+            def failed(peer: str, reason: str) -> None:
+                where = f"listener {listener.name} ({listener.protocol})"
+                host = peer.rsplit(":", 1)[0].strip("[]")
+                failures.record(peer, host, "TLS", None, f"{where}: {reason}")
+
+            return failed
 
         for listener in config.listeners:
             server = KafkaServer(
@@ -212,7 +218,7 @@ class Broker:
                 ssl_context=context if listener.uses_tls else None,
                 listener=listener.name,
                 security_protocol=listener.protocol,
-                tls_failure=tls_failed,
+                tls_failure=tls_failed(listener),
             )
             self._servers.append(server)
             await server.start()

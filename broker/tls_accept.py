@@ -21,12 +21,42 @@ import ssl
 from asyncio import sslproto
 from collections.abc import Callable
 
-__all__ = ["TlsAcceptor", "TlsFailure"]
+__all__ = ["TlsAcceptor", "TlsFailure", "describe_tls_failure"]
 
 logger = logging.getLogger(__name__)
 
 TlsFailure = Callable[[str, str], None]
 """Called with (peer ``host:port``, what failed) when a TLS handshake fails."""
+
+
+#: OpenSSL's reasons for a first record that is not TLS: what a client sends when it
+#: speaks plain Kafka (a size prefix) or HTTP to a TLS port.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
+
+#: The ends of the alerts a client sends when it does not accept the broker's certificate.
+_REFUSED_CERTIFICATE = (
+    "CERTIFICATE_EXPIRED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+)
+
+
+def describe_tls_failure(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason for a failed server-side handshake, with what it usually means."""
+    reason = getattr(exc, "reason", None) or str(exc)
+    if reason in _NOT_TLS:
+        return (
+            f"{reason}: the client does not speak TLS "
+            "(its security.protocol is PLAINTEXT or SASL_PLAINTEXT?)"
+        )
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return f"{reason}: the listener requires a client certificate (mutual TLS)"
+    if reason.endswith(_REFUSED_CERTIFICATE) and "_ALERT_" in reason:
+        return f"{reason}: the client refused the broker's certificate"
+    if reason in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION"):
+        return f"{reason}: the client offers only TLS versions below 1.2"
+    return reason
 
 
 class TlsAcceptor(asyncio.Protocol):
@@ -70,8 +100,7 @@ class TlsAcceptor(asyncio.Protocol):
             if not isinstance(exc, ssl.SSLError):  # the peer went away (or timed out)
                 logger.debug("connection %s closed during the TLS handshake: %r", peer, exc)
                 return
-            reason = getattr(exc, "reason", None) or str(exc)
-            self._on_failure(peer, f"TLS handshake failed: {reason}")
+            self._on_failure(peer, f"TLS handshake failed: {describe_tls_failure(exc)}")
 
         handshake.add_done_callback(finished)
 

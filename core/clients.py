@@ -12,7 +12,9 @@ particular to their client (group, offsets reset, batch sizes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import struct
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
@@ -82,7 +84,9 @@ class KafkaClients:
                     timeout_s,
                 )
             except (OSError, TimeoutError, KafkaError, TokenError) as exc:
-                first = first or self.explain(f"{host}:{port}", exc)
+                if first is None:
+                    mismatch = await self._protocol_mismatch(host, port, exc)
+                    first = mismatch or self.explain(f"{host}:{port}", exc)
                 continue
             conn.close()
             return
@@ -123,7 +127,78 @@ class KafkaClients:
             return f"no answer from {address} (is it a {self.security.protocol} listener?)"
         return f"cannot connect to {address}{who}: {exc or name}"
 
+    async def _protocol_mismatch(self, host: str, port: int, exc: BaseException) -> str | None:
+        """When a connection was dropped, whether the listener speaks TLS and the client not
+        (or the other way round): one line saying which protocol to set, else None."""
+        if isinstance(exc, TokenError | TimeoutError | ConnectionRefusedError):
+            return None
+        if isinstance(exc, ssl.SSLCertVerificationError) or getattr(exc, "errno", None) in (
+            33,
+            34,
+            58,
+        ):
+            return None
+        address, protocol = f"{host}:{port}", self.security.protocol
+        if protocol.endswith("SSL"):
+            if await _answers_plain_kafka(host, port):
+                return (
+                    f"{address} does not speak TLS (it answers plain Kafka), but "
+                    f"broker.security.protocol is {protocol}: use PLAINTEXT or SASL_PLAINTEXT "
+                    "as this listener does, or the address of a TLS listener"
+                )
+        elif await _answers_tls(host, port):
+            return (
+                f"{address} is a TLS listener, but broker.security.protocol is {protocol}: "
+                "use SSL or SASL_SSL as this listener does (and broker.security.tls.ca)"
+            )
+        return None
+
     def client(self, client_id: str, **options: Any) -> AIOKafkaClient:
         """A low-level :class:`AIOKafkaClient`, for requests the others do not make (the
         gateway group's JoinGroup/SyncGroup, CreateTopics v4, DescribeGroups)."""
         return AIOKafkaClient(**self.common(client_id), **options)
+
+
+_PROBE_TIMEOUT_S = 5.0
+
+
+async def _answers_tls(host: str, port: int) -> bool:
+    """Whether ``host:port`` completes a TLS handshake (certificates not checked)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), _PROBE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _answers_plain_kafka(host: str, port: int) -> bool:
+    """Whether ``host:port`` answers an ApiVersions v0 request sent without TLS."""
+    correlation_id = 0x0BAC
+    client_id = b"backbone.check"
+    # request header v1: api key 18 (ApiVersions), version 0, correlation id, client id
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), _PROBE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(struct.pack(">i", len(body)) + body)
+        head = await asyncio.wait_for(reader.readexactly(8), _PROBE_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    size, answered = struct.unpack(">ii", head)
+    return answered == correlation_id and 0 < size < 1 << 20

@@ -708,3 +708,52 @@ async def test_failed_authentications_are_delayed(secured: Broker, certs: Certs)
         assert secured.security.failures.total == attempt + 1
     delays = secured.security.failures
     assert delays.record("x", "127.0.0.1", "PLAIN", "bob", "again") == pytest.approx(0.08)
+
+
+#: An ApiVersions v0 request, framed: api key 18, version 0, correlation id 1, client "t".
+API_VERSIONS_V0 = b"\x00\x00\x00\x0b\x00\x12\x00\x00\x00\x00\x00\x01\x00\x01t"
+
+
+async def test_wrong_protocol_on_a_listener_is_named_in_the_log(
+    secured: Broker, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Plain Kafka to a TLS listener, TLS or HTTP to a plain one: the connection closes and
+    the broker's log says what the client spoke (the client gets no answer to misread)."""
+    caplog.set_level(logging.INFO, logger="backbone.broker")
+    plain_to_tls = await Wire.open(int(secured.bootstraps["secure"].rsplit(":", 1)[1]))
+    plain_to_tls.writer.write(API_VERSIONS_V0)
+    assert await plain_to_tls.closed_by_broker()
+    await plain_to_tls.close()
+    internal = int(secured.bootstraps["internal"].rsplit(":", 1)[1])
+    with pytest.raises((ConnectionError, OSError)):  # the handshake meets a closed socket
+        tls_to_plain = await asyncio.wait_for(Wire.open(internal, client_context(certs)), 20)
+        await tls_to_plain.close()
+    http = await Wire.open(internal)
+    http.writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await http.closed_by_broker()
+    await http.close()
+
+    def said(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    await wait_until(lambda: len(said("HTTP request")) == 1, "the HTTP request logged")
+    assert (
+        len(
+            said(
+                "listener secure (SASL_SSL): TLS handshake failed: WRONG_VERSION_NUMBER: "
+                "the client does not speak TLS"
+            )
+        )
+        == 1
+    )
+    assert (
+        len(
+            said(
+                "it opened with a TLS handshake on a listener without TLS (the client's "
+                "security.protocol is SSL or SASL_SSL: use a TLS listener)"
+            )
+        )
+        == 1
+    )
+    assert said("it sent an HTTP request to the Kafka listener")
+    assert secured.logs.topics.keys() == {"__consumer_offsets", "orders"}

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -432,6 +433,61 @@ async def test_validate_check_says_why_in_one_line(
     )
     code, out, err = await backbone("validate", "--check", str(good))
     assert (code, out.strip()) == (0, f"ok: {good}"), err
+
+
+async def test_validate_check_names_a_protocol_mismatch(
+    tmp_path: Path, certs: Certs, cluster: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Plain TCP to a TLS listener, TLS to a plain one: one line saying what to set, and
+    the broker's log says the same from its side."""
+    secure, internal = cluster.bootstraps["secure"], cluster.bootstraps["internal"]
+    sasl = "sasl: {mechanism: PLAIN, username: alice, password: alice-secret}"
+    cases = [
+        (
+            secure,
+            "{protocol: PLAINTEXT}",
+            "is a TLS listener, but broker.security.protocol "
+            "is PLAINTEXT: use SSL or SASL_SSL as this listener does (and broker.security.tls.ca)",
+        ),
+        (
+            secure,
+            f"{{protocol: SASL_PLAINTEXT, {sasl}}}",
+            "is a TLS listener, but "
+            "broker.security.protocol is SASL_PLAINTEXT: use SSL or SASL_SSL as this listener "
+            "does (and broker.security.tls.ca)",
+        ),
+        (
+            internal,
+            f"{{tls: {{ca: certs/ca.pem}}, {sasl}}}",
+            "does not speak TLS (it answers "
+            "plain Kafka), but broker.security.protocol is SASL_SSL: use PLAINTEXT or "
+            "SASL_PLAINTEXT as this listener does, or the address of a TLS listener",
+        ),
+    ]
+    for address, security, expected in cases:
+        config = write(tmp_path, f"broker:\n  bootstrap: {address}\n  security: {security}\n")
+        code, out, err = await backbone("validate", "--check", str(config))
+        assert (code, out, err.splitlines()) == (2, "", [f"{config}: broker: {address} {expected}"])
+    failures = cluster.security.failures
+    assert failures.total == 2  # the two plain connections to the TLS listener
+    # nothing was created or written by the refused clients
+    assert sorted(cluster.logs.topics) == ["__consumer_offsets"]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("backbone.broker")]
+    assert (
+        sum(
+            "listener secure (SASL_SSL): TLS handshake failed: WRONG_VERSION_NUMBER: the client "
+            "does not speak TLS (its security.protocol is PLAINTEXT or SASL_PLAINTEXT?)" in line
+            for line in said
+        )
+        == 2
+    ), said
+    plain_listener = [line for line in said if "TLS handshake on a listener" in line]
+    assert len(plain_listener) == 1, said
+    assert re.fullmatch(
+        r"closing connection 127\.0\.0\.1:\d+: it opened with a TLS handshake on a listener "
+        r"without TLS \(the client's security\.protocol is SSL or SASL_SSL: use a TLS listener\)",
+        plain_listener[0],
+    )
 
 
 async def test_validate_check_names_missing_tls_files(tmp_path: Path) -> None:

@@ -201,4 +201,4 @@ async def _answers_plain_kafka(host: str, port: int) -> bool:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     size, answered = struct.unpack(">ii", head)
-    return answered == correlation_id and 0 < size < 1 << 20
+    return bool(answered == correlation_id and 0 < size < 1 << 20)

@@ -757,3 +757,55 @@ async def test_wrong_protocol_on_a_listener_is_named_in_the_log(
     )
     assert said("it sent an HTTP request to the Kafka listener")
     assert secured.logs.topics.keys() == {"__consumer_offsets", "orders"}
+
+
+# -- listeners ----------------------------------------------------------------------
+
+
+async def test_each_listener_advertises_its_own_address(tmp_path: Path, certs: Certs) -> None:
+    """Metadata through a listener names that listener's advertised address: clients of the
+    loopback PLAINTEXT listener stay on it, clients of the SASL_SSL one are sent to its
+    ``advertised`` name (here ``localhost``, which the server certificate also holds)."""
+    from backbone.broker.config import parse_listener
+    from tests.servers import free_port
+
+    secure_port = free_port()
+    data = tmp_path / "data"
+    add_users(data)
+    config = secured_config(data, certs)
+    config = BrokerConfig(
+        data_dir=data,
+        listeners=(
+            parse_listener("internal", "127.0.0.1:0", "PLAINTEXT"),
+            parse_listener(
+                "secure", f"127.0.0.1:{secure_port}", "SASL_SSL", f"localhost:{secure_port}"
+            ),
+        ),
+        tls=config.tls,
+        sasl_mechanisms=config.sasl_mechanisms,
+        super_users=("admin", "ANONYMOUS"),
+    )
+    async with Broker(config) as broker:
+        await broker.logs.create_topic("orders", 1)
+        internal = broker.bootstraps["internal"]
+        assert broker.bootstraps["secure"] == f"localhost:{secure_port}"
+
+        def brokers(conf: dict[str, Any]) -> list[tuple[str, int]]:
+            from confluent_kafka.admin import AdminClient
+
+            metadata = AdminClient(conf).list_topics(timeout=30)
+            return [(b.host, b.port) for b in metadata.brokers.values()]
+
+        host, port = internal.rsplit(":", 1)
+        assert await blocking(brokers, {"bootstrap.servers": internal}) == [(host, int(port))]
+        secure_conf = {
+            "bootstrap.servers": f"127.0.0.1:{secure_port}",
+            **confluent_settings(certs, "admin"),
+        }
+        assert await blocking(brokers, secure_conf) == [("localhost", secure_port)]
+        # a client that follows the advertised address gets there over TLS and SASL
+        values = await blocking(
+            confluent_roundtrip, f"127.0.0.1:{secure_port}", confluent_settings(certs, "admin"),
+            "orders", 2,
+        )  # fmt: skip
+        assert values == [b"v0", b"v1"]

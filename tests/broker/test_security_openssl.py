@@ -6,12 +6,14 @@ independent of ours (``backbone.certs`` uses the ``cryptography`` package):
   principal is its RFC 2253 subject);
 - ``openssl s_client`` as the client: TLS 1.2 and 1.3 accepted, TLS 1.1 refused;
 - an expired server certificate is refused by the clients, with the reason said;
-- ``backbone certs create`` writes certificates ``openssl verify`` accepts.
+- ``backbone certs create`` writes certificates ``openssl verify`` accepts;
+- the README's openssl commands make a certificate a listener serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -40,6 +42,8 @@ from tests.broker.secured import USERS, add_users
 from tests.servers import unavailable
 
 pytestmark = pytest.mark.timeout(120)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CA_CONFIG = """\
 [ca]
@@ -301,3 +305,31 @@ def test_backbone_certs_pass_openssl_verify(tmp_path: Path, ca: OpensslCA) -> No
     stranger = ca.issue("stranger", "/CN=kafka.example", "server")
     with pytest.raises(AssertionError, match="verify"):
         openssl("verify", "-CAfile", str(tmp_path / "ours.pem"), str(stranger[0]))
+
+
+async def test_the_readmes_openssl_commands_make_a_working_listener(tmp_path: Path) -> None:
+    """README "Security" shows how to make a CA and a server certificate with openssl:
+    those commands, run as written, give a certificate the broker serves and s_client
+    verifies."""
+    if shutil.which("openssl") is None or shutil.which("bash") is None:
+        unavailable("the openssl command line and bash are needed to run the README's commands")
+    readme = README.read_text()
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "openssl x509 -req" in b]
+    commands = "\n".join(
+        line for line in block.splitlines() if not line.startswith("openssl s_client")
+    )
+    done = await asyncio.create_subprocess_exec(
+        "bash", "-e", "-c", commands, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 0, out.decode()
+    config = BrokerConfig(
+        data_dir=tmp_path / "data",
+        listeners=(parse_listener("tls", "127.0.0.1:0", "SSL"),),
+        tls=TlsSettings(tmp_path / "server.pem", tmp_path / "server.key"),
+    )
+    async with Broker(config) as broker:
+        code, said = await s_client(broker.bootstraps["tls"], tmp_path / "ca.pem", "-tls1_3")
+        assert code == 0, said
+        assert "Protocol version: TLSv1.3" in said and "Verification: OK" in said

@@ -457,6 +457,15 @@ async def test_mutual_tls_names_the_principal(mtls_config: BrokerConfig, certs: 
         )
         assert code == 0, err
         assert out.splitlines() == ["over mTLS"]
+        cert, key = certs.pair("alice")
+        settings = {
+            "security_protocol": "SSL",
+            "ssl_cafile": str(certs.ca),
+            "ssl_certfile": str(cert),
+            "ssl_keyfile": str(key),
+        }
+        values = await blocking(kafka_python_roundtrip, bootstrap, settings, 2)
+        assert values[:2] == [b"over mTLS", b"k0"]
 
 
 def _confluent_read(bootstrap: str, conf: dict[str, Any], topic: str) -> list[bytes]:

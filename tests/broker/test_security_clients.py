@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -699,7 +700,10 @@ async def test_librdkafka_reauthenticates_before_the_session_ends(
         assert broker.security.reauthentications >= 2
 
 
-async def test_failed_authentications_are_delayed(secured: Broker, certs: Certs) -> None:
+async def test_failed_authentications_are_delayed(
+    secured: Broker, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "backbone.broker.security")
     port = int(secured.bootstraps["secure"].rsplit(":", 1)[1])
     for attempt in range(3):
         wire = await Wire.open(port, client_context(certs))
@@ -715,6 +719,14 @@ async def test_failed_authentications_are_delayed(secured: Broker, certs: Certs)
         finally:
             await wire.close()
         assert secured.security.failures.total == attempt + 1
+    # logged with the peer address and the user, never the password
+    lines = [r.getMessage() for r in caplog.records if "failed authentication" in r.getMessage()]
+    assert len(lines) == 3
+    for line in lines:
+        assert re.fullmatch(
+            r"failed authentication from 127\.0\.0\.1:\d+ \(PLAIN, user 'bob'\): .+", line
+        ), line
+        assert "guess" not in line
     delays = secured.security.failures
     assert delays.record("x", "127.0.0.1", "PLAIN", "bob", "again") == pytest.approx(0.08)
 

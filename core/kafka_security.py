@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from aiokafka.abc import AbstractTokenProvider
 
+from backbone.broker.security.tls import load_key_pair
 from backbone.errors import BackboneError
 from backbone.security_settings import SecuritySettings
 
@@ -157,7 +158,8 @@ class ClientSecurity:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             if tls is not None:
                 if tls.cert and tls.key:
-                    context.load_cert_chain(
+                    load_key_pair(
+                        context,
                         tls.cert,
                         tls.key,
                         tls.password.get_secret_value() if tls.password else None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..listeners import TlsSettings
 
-__all__ = ["certificate_principal", "server_context"]
+__all__ = ["KeyPairError", "certificate_principal", "load_key_pair", "server_context"]
 
 _SHORT = {
     "commonName": "CN",
@@ -32,6 +32,37 @@ _SHORT = {
 }
 
 
+class KeyPairError(ssl.SSLError):
+    """A certificate and key that cannot be loaded; the message says why."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def load_key_pair(
+    context: ssl.SSLContext, cert: str | Path, key: str | Path, password: str | None
+) -> None:
+    """Load a certificate and its private key; raises ssl.SSLError saying what is wrong
+    (an encrypted key without a password, a wrong password, a key of another
+    certificate), never the password. OpenSSL never prompts on the terminal for one."""
+    try:
+        context.load_cert_chain(cert, key, password if password is not None else "")
+    except ssl.SSLError as exc:
+        try:
+            encrypted = b"ENCRYPTED" in Path(key).read_bytes()
+        except OSError:
+            encrypted = False
+        if encrypted and password is None:
+            why = "the key is encrypted: give its password"
+        elif encrypted:
+            why = "the key's password is wrong, or the key is not the certificate's"
+        else:
+            why = "the key is not the certificate's, or a file is not PEM"
+        raise KeyPairError(
+            f"cannot load the certificate {cert} and key {key}: {why} ({exc})"
+        ) from None
+
+
 def server_context(settings: TlsSettings) -> ssl.SSLContext:
     """The listeners' server context; raises OSError/ssl.SSLError naming a bad file."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -39,12 +70,7 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     for path in (settings.cert, settings.key, settings.ca):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"TLS file {path} does not exist")
-    try:
-        context.load_cert_chain(settings.cert, settings.key, settings.password)
-    except ssl.SSLError as exc:
-        raise ssl.SSLError(
-            f"cannot load the TLS certificate {settings.cert} and key {settings.key}: {exc}"
-        ) from None
+    load_key_pair(context, settings.cert, settings.key, settings.password)
     if settings.ca is not None:
         context.load_verify_locations(cafile=settings.ca)
     context.verify_mode = {

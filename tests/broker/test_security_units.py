@@ -519,3 +519,37 @@ def test_tls_context_refuses_old_protocols(tmp_path: Path) -> None:
         FileNotFoundError, match=exactly(f"TLS file {tmp_path / 'nope.pem'} does not exist")
     ):
         server_context(TlsSettings(tmp_path / "nope.pem", tmp_path / "s.key"))
+
+
+def test_tls_keys_encrypted_or_mismatched_are_named_never_prompted(tmp_path: Path) -> None:
+    """An encrypted server key loads with its password; without one, with a wrong one, or
+    with another certificate's key the error says which (OpenSSL never asks on a tty)."""
+    from backbone.broker.listeners import TlsSettings
+    from backbone.broker.security.tls import KeyPairError, server_context
+    from backbone.certs import create_ca, issue
+
+    ca = create_ca()
+    issue(ca, "localhost", hosts=["localhost"]).write(tmp_path / "s.pem", tmp_path / "plain.key")
+    issue(ca, "other", hosts=["other"]).write(tmp_path / "o.pem", tmp_path / "other.key")
+    key = serialization.load_pem_private_key((tmp_path / "plain.key").read_bytes(), None)
+    (tmp_path / "s.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"k3y"),
+        )
+    )
+    cert, encrypted = tmp_path / "s.pem", tmp_path / "s.key"
+    assert server_context(TlsSettings(cert, encrypted, password="k3y")).minimum_version == (
+        ssl.TLSVersion.TLSv1_2
+    )
+    start = f"cannot load the certificate {cert} and key"
+    for key_file, password, why in (
+        (encrypted, None, "the key is encrypted: give its password"),
+        (encrypted, "nope", "the key's password is wrong, or the key is not the certificate's"),
+        (tmp_path / "other.key", None, "the key is not the certificate's, or a file is not PEM"),
+    ):
+        with pytest.raises(KeyPairError) as failed:
+            server_context(TlsSettings(cert, key_file, password=password))
+        assert str(failed.value).startswith(f"{start} {key_file}: {why} ("), str(failed.value)
+        assert "nope" not in str(failed.value)

@@ -400,6 +400,64 @@ broker:
     assert cluster.groups.fetch_offsets("backbone.out", None)
 
 
+async def test_pipeline_over_mutual_tls_with_an_encrypted_key(tmp_path: Path, certs: Certs) -> None:
+    """``broker.security`` with protocol SSL and a client certificate whose key is
+    encrypted (``tls.password``): every client of the gateway logs in as the
+    certificate's subject, and a wrong key password is one clear line."""
+    _, key = certs.pair("alice")
+    encrypted = tmp_path / "certs" / "alice-encrypted.key"
+    done = await asyncio.create_subprocess_exec(
+        "openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:key-secret",
+        "-out", str(encrypted), stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 0, err.decode()
+    assert b"ENCRYPTED" in encrypted.read_bytes()
+    data = tmp_path / "cluster"
+    config = secured_config(data, certs, super_users=("admin", "User:CN=alice"))
+    async with Broker(config) as cluster:
+
+        def gateway(password: str) -> Path:
+            return write(
+                tmp_path,
+                f"""
+broker:
+  bootstrap: {cluster.bootstraps["mtls"]}
+  security:
+    protocol: SSL
+    tls: {{ca: certs/ca.pem, cert: certs/alice.pem, key: certs/alice-encrypted.key,
+          password: "{password}"}}
+"""
+                + FAST_RUNTIME
+                + PIPELINE,
+            )
+
+        wrong = gateway("not-it")
+        code, out, err = await backbone("validate", "--check", str(wrong))
+        assert (code, out) == (2, "")
+        [line] = err.splitlines()
+        assert line.startswith(
+            f"{wrong}: broker: broker.security.tls: cannot load the TLS files: cannot load the "
+            f"certificate {tmp_path}/certs/alice.pem and key {encrypted}: the key's password is "
+            "wrong, or the key is not the certificate's ("
+        ), line
+        assert "not-it" not in line
+        no_password = write(
+            tmp_path,
+            f"broker:\n  bootstrap: {cluster.bootstraps['mtls']}\n  security:\n    tls: "
+            "{ca: certs/ca.pem, cert: certs/alice.pem, key: certs/alice-encrypted.key}\n",
+            "no-password.yaml",
+        )
+        code, _, err = await backbone("validate", "--check", str(no_password))
+        assert code == 2 and "the key is encrypted: give its password" in err, err
+        out_file = tmp_path / "out.jsonl"
+        async with running(gateway("key-secret")):
+            await wait_until(lambda: len(read_lines(out_file)) >= 3, what="3 records in the sink")
+        assert [line["value"] for line in read_lines(out_file)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        assert cluster.groups.fetch_offsets("backbone.out", None)
+        assert cluster.security.failures.total == 0
+
+
 async def test_validate_check_says_why_in_one_line(
     tmp_path: Path, certs: Certs, cluster: Broker
 ) -> None:

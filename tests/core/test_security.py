@@ -458,6 +458,45 @@ broker:
         assert cluster.security.failures.total == 0
 
 
+async def test_verify_hostname_false_accepts_a_certificate_for_another_name(
+    tmp_path: Path, certs: Certs
+) -> None:
+    """The server certificate names localhost and 127.0.0.1; reached as 127.0.0.2 (also
+    loopback) its name does not match: refused, unless ``verify_hostname: false`` (the
+    chain is still checked against ``ca``)."""
+    from backbone.broker import BrokerConfig
+    from backbone.broker.config import parse_listener
+
+    base = secured_config(tmp_path / "cluster", certs)
+    add_users(tmp_path / "cluster")
+    config = BrokerConfig(
+        data_dir=tmp_path / "cluster",
+        listeners=(parse_listener("secure", "127.0.0.2:0", "SASL_SSL"),),
+        tls=base.tls,
+        sasl_mechanisms=base.sasl_mechanisms,
+        super_users=base.super_users,
+    )
+    async with Broker(config) as cluster:
+        address = cluster.bootstraps["secure"]
+        sasl = "sasl: {mechanism: PLAIN, username: alice, password: alice-secret}"
+
+        def gateway(tls: str) -> Path:
+            return write(
+                tmp_path, f"broker:\n  bootstrap: {address}\n  security: {{tls: {tls}, {sasl}}}\n"
+            )
+
+        strict = gateway("{ca: certs/ca.pem}")
+        code, _, err = await backbone("validate", "--check", str(strict))
+        assert code == 2
+        assert f"TLS: the certificate of {address} is not trusted (IP address mismatch" in err
+        lax = gateway("{ca: certs/ca.pem, verify_hostname: false}")
+        code, out, err = await backbone("validate", "--check", str(lax))
+        assert (code, out.strip()) == (0, f"ok: {lax}"), err
+        stranger = gateway("{verify_hostname: false}")  # no ca: the chain still fails
+        code, _, err = await backbone("validate", "--check", str(stranger))
+        assert code == 2 and "is not trusted (self-signed certificate in certificate chain)" in err
+
+
 async def test_validate_check_says_why_in_one_line(
     tmp_path: Path, certs: Certs, cluster: Broker
 ) -> None:

@@ -31,6 +31,8 @@ RUN_ELSEWHERE = {
     "managed-kafka.yaml": "tests/core/test_security.py",
     "webhook-to-http.yaml": "tests/connectors/test_http_configs.py",
     "http-poll.yaml": "tests/connectors/test_http_configs.py",
+    "file-drop-folder.yaml": "tests/connectors/test_file_configs.py",
+    "file-tail.yaml": "tests/connectors/test_file_configs.py",
 }
 RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
 

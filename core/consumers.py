@@ -110,8 +110,7 @@ class ConsumingWorker(Worker):
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.shared.bootstrap,
+        return self.shared.clients.consumer(
             group_id=f"backbone.{self.name}",
             client_id=f"backbone.{self.name}@{self.shared.worker}"
             if self.shared.worker

@@ -73,6 +73,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from backbone.clients import KafkaClients
 from backbone.errors import BackboneError
 
 __all__ = [
@@ -248,11 +249,13 @@ class PositionStore:
         topic: str = POSITIONS_TOPIC,
         *,
         on_claim: Callable[[str, int], None] | None = None,
+        clients: KafkaClients | None = None,
     ) -> None:
         self.producer = producer
         self.bootstrap = bootstrap
         self.topic = topic
         self.on_claim = on_claim
+        self.clients = clients or KafkaClients(bootstrap)
         self.entries: dict[str, Entry] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._tail: asyncio.Task[None] | None = None
@@ -279,8 +282,7 @@ class PositionStore:
 
     async def start(self) -> None:
         """Read the topic to its end, then keep following it in the background."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = self.clients.consumer(
             client_id="backbone.positions",
             enable_auto_commit=False,
             group_id=None,
@@ -509,10 +511,8 @@ class PositionStore:
 
     async def _fenced_client(self) -> AIOKafkaClient:
         if self._writer is None:
-            client = AIOKafkaClient(
-                bootstrap_servers=self.bootstrap,
-                client_id="backbone.positions.writer",
-                request_timeout_ms=WRITE_TIMEOUT_MS + 10_000,
+            client = self.clients.client(
+                "backbone.positions.writer", request_timeout_ms=WRITE_TIMEOUT_MS + 10_000
             )
             await client.bootstrap()
             self._writer = client

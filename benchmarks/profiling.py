@@ -1,11 +1,12 @@
-"""Sampling profiles of Backbone's broker process while a workload runs (py-spy).
+"""Sampling profiles of a Backbone process while a workload runs (py-spy).
 
 Who calls what: ``benchmarks.broker`` (option ``--profile DIR``) wraps each
 Backbone workload in :func:`record`, which runs ``py-spy record`` against the
 broker's pid (non-blocking sampling, only samples of the thread holding the
 GIL, so the figures show where the broker's Python CPU time goes; fsync and
 epoll waits release the GIL and do not appear) and writes the collapsed
-stacks to ``DIR/backbone-<workload>.txt``; :func:`hot_spots` turns such a file
+stacks to ``DIR/backbone-<workload>.txt`` (``benchmarks.pipeline`` does the
+same for the ``backbone run`` process of each row); :func:`hot_spots` turns such a file
 into the top functions by own (self) samples and by inclusive samples, which
 the harness prints under the table. py-spy must be installed
 (``pip install py-spy``) and allowed to read the broker's memory (root, or
@@ -61,7 +62,7 @@ def _frame_name(frame: str) -> str:
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
     path, _, _line = where.rpartition(":")
-    for marker in ("/broker/", "/core/", "/site-packages/", "/lib/python3"):
+    for marker in ("/broker/", "/core/", "/connectors/", "/site-packages/", "/lib/python3"):
         if marker in path:
             path = path[path.index(marker) + 1 :]
             break
@@ -70,7 +71,7 @@ def _frame_name(frame: str) -> str:
 
 def _ours(name: str) -> bool:
     """A frame of Backbone's own code, other than the entry points every sample passes."""
-    if not ("(broker/" in name or "(core/" in name):
+    if not ("(broker/" in name or "(core/" in name or "(connectors/" in name):
         return False
     return not name.startswith(("serve ", "main ", "<module> "))
 

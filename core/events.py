@@ -116,6 +116,7 @@ def encode_source_record(
 _SPECVERSION = b"1.0"
 _JSON_TYPE = b"application/json"
 _BYTES_TYPE = b"application/octet-stream"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _CE_NAMES = frozenset(
     ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
 )
@@ -146,17 +147,17 @@ class SourceEncoder:
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
             name = _POSITION_JSON({"identity": identity})
+        elif type(position) is int:
+            name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
             name = _POSITION_JSON(position)
         else:
             return str(uuid.uuid4()).encode()
         digest = self._id_prefix.copy()
         digest.update(name.encode())
-        raw = bytearray(digest.digest()[:16])
-        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = raw.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+        h = digest.hexdigest()
+        # version 5 in the 13th hex digit, the RFC 4122 variant in the 17th
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""

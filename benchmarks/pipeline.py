@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ class Options:
     timeout_scale: float = 1.0
     loop: bool = True
     gateway: bool = True
+    repeat: int = 1
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -69,16 +71,45 @@ def run(opts: Options) -> dict[str, Any]:
         "rows": {},
     }
     selected = [r for r in pipeline_rows.ROWS if opts.rows is None or r.key in opts.rows]
+    rounds: dict[str, list[dict[str, Any]]] = {row.key: [] for row in selected}
     with (
         tempfile.TemporaryDirectory(prefix="backbone-bench-pipeline-") as tmp,
         contextlib.ExitStack() as stack,  # servers started by rows; stopped before tmp goes
     ):
         ctx = pipeline_rows.Context(Path(tmp), opts, stack)
-        for row in selected:
-            _progress(f"{row.label} ...")
-            report["rows"][row.key] = row.run(ctx, row)
-            _progress(f"  {pipeline_report.summary(row, report['rows'][row.key])}")
+        for number in range(opts.repeat):
+            ctx.round = number  # odd rounds run the loop first, so load drifts hit both
+            for row in selected:
+                prefix = f"round {number + 1} of {opts.repeat}: " if opts.repeat > 1 else ""
+                _progress(f"{prefix}{row.label} ...")
+                rounds[row.key].append(row.run(ctx, row))
+                _progress(f"  {pipeline_report.summary(row, rounds[row.key][-1])}")
+    for key, results in rounds.items():
+        report["rows"][key] = merge_rounds(results)
     return report
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's result from its rounds: per side, the median of every figure over the
+    rounds that succeeded (all rounds under ``rounds``); the first error if none did."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[str, Any] = {}
+    for side in rounds[0]:
+        results = [r[side] for r in rounds if side in r]
+        ok = [r for r in results if "error" not in r and "skipped" not in r]
+        if not ok:
+            merged[side] = dict(results[0])
+            continue
+        combined = dict(ok[0])
+        for fld, value in ok[0].items():
+            values = [r.get(fld) for r in ok]
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if numeric and all(isinstance(v, int | float) for v in values):
+                combined[fld] = statistics.median(values)
+        combined["rounds"] = results
+        merged[side] = combined
+    return merged
 
 
 def _progress(message: str) -> None:
@@ -148,6 +179,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "'-' = none",
     )
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="scale every timeout")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every row N times (the loop first in every other round); report medians",
+    )
     sides = parser.add_mutually_exclusive_group()
     sides.add_argument("--no-loop", action="store_true", help="run only backbone run")
     sides.add_argument("--no-gateway", action="store_true", help="run only the hand loops")
@@ -168,6 +205,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     seconds = ns.latency_seconds if ns.latency_seconds is not None else (2.0 if ns.quick else 10.0)
     if seconds <= 0 or ns.latency_rate <= 0:
         parser.error("--latency-seconds and --latency-rate must be positive")
+    if ns.repeat < 1:
+        parser.error(f"--repeat must be at least 1 (got {ns.repeat})")
     return Options(
         records=count(ns.records, 1_000_000, 5000, "records"),
         sql_rows=count(ns.sql_rows, 1_000_000, 5000, "sql-rows"),
@@ -182,6 +221,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         timeout_scale=ns.timeout_scale,
         loop=not ns.no_loop,
         gateway=not ns.no_gateway,
+        repeat=ns.repeat,
     )
 
 

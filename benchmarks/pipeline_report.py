@@ -79,6 +79,9 @@ def _cpu_rows(row: Row, results: dict[str, Any]) -> list[str]:
             text, _ = _cell(results.get(side), fld, ",.1f")
             pct, _ = _cell(results.get(side), fld.replace("us_per_record", "pct"), ",.0f")
             cells.append("-" if text in ("n/a", "-") else f"{text} ({pct}%)")
+    _, gateway = _cell(results.get("gateway"), "cpu_us_per_record", ",.1f")
+    _, loop = _cell(results.get("loop"), "cpu_us_per_record", ",.1f")
+    cells.append(_ratio(loop, gateway))
     return cells
 
 
@@ -95,6 +98,8 @@ def render(report: dict[str, Any]) -> str:
         f"{o['sink_rows']:,}, processor {o['processor_records']:,}; latency "
         f"{o['latency_rate']:,}/s for {o['latency_seconds']:g} s after 1 s warm-up",
     ]
+    if o.get("repeat", 1) > 1:
+        lines.append(f"figures: medians of {o['repeat']} rounds (the loop first in every other)")
     if o.get("runtime"):
         lines.append("gateway runtime: " + ", ".join(f"{k}={x}" for k, x in o["runtime"].items()))
     table: list[list[str]] = []
@@ -111,9 +116,12 @@ def render(report: dict[str, Any]) -> str:
         "better for rates, < 1 for latencies"
     )
     header = ["CPU us/record (% of a core)", "gateway proc", "loop proc"]
-    header += ["broker, gateway run", "broker, loop run"]
+    header += ["broker, gateway run", "broker, loop run", "loop/gateway"]
     lines += ["", format_table(header, cpu)]
-    lines.append("the embedded broker's CPU is part of its process; '-' = no separate broker")
+    lines.append(
+        "the embedded broker's CPU is part of its process; '-' = no separate broker; "
+        "loop/gateway = the loop's CPU per record over the gateway's (1.00x = as cheap)"
+    )
     problems = [f"  {key} / {side}: {reason}" for key, side, reason in failed(report)]
     for key, results in report["rows"].items():
         for side, r in results.items():

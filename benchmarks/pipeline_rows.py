@@ -53,15 +53,25 @@ class Context:
     workdir: Path
     opts: Any
     stack: contextlib.ExitStack
+    round: int = 0
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def folder(self, name: str) -> Path:
-        path = self.workdir / name
+        path = self.workdir / f"round-{self.round}" / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def sides(self) -> list[str]:
-        return [s for s, on in (("gateway", self.opts.gateway), ("loop", self.opts.loop)) if on]
+        """The sides to run, in order: the gateway first in even rounds, the loop in odd."""
+        sides = [s for s, on in (("gateway", self.opts.gateway), ("loop", self.opts.loop)) if on]
+        return sides[::-1] if self.round % 2 else sides
+
+    def profile_path(self, row: Row) -> Path | None:
+        """Where the gateway's py-spy profile of ``row`` goes (None without --profile)."""
+        if self.opts.profile_dir is None:
+            return None
+        suffix = f"-round-{self.round + 1}" if self.opts.repeat > 1 else ""
+        return Path(self.opts.profile_dir) / f"{row.key}{suffix}.txt"
 
     def timeout(self, records: int) -> float:
         return (60.0 + records / 2000) * self.opts.timeout_scale
@@ -311,10 +321,10 @@ def measure(ctx: Context, row: Row, side: Side, folder: Path) -> Result:
         cpu0 = cpu_seconds(proc.pid)
         broker0 = cpu_seconds(side.broker_pid) if side.broker_pid else None
         counter = side.counter()
-        profile = ctx.opts.profile_dir if side.name == "gateway" else None
+        profile = ctx.profile_path(row) if side.name == "gateway" else None
         recording: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if profile is not None:
-            recording = profiling.record(proc.pid, profile / f"{row.key}.txt")
+            recording = profiling.record(proc.pid, profile)
         samples: list[tuple[float, int]] = []
         deadline = started + ctx.timeout(side.target)
         with recording:
@@ -347,8 +357,10 @@ def measure(ctx: Context, row: Row, side: Side, folder: Path) -> Result:
             result["value_bytes"] = round(size, 1)
             result["mb_per_s"] = result["records_per_s"] * size / 1e6
         if profile is not None:
-            spots = profiling.hot_spots(profile / f"{row.key}.txt", seconds=seconds)
-            result["profile"] = {"file": str(profile / f"{row.key}.txt"), **spots}
+            result["profile"] = {
+                "file": str(profile),
+                **profiling.hot_spots(profile, seconds=seconds),
+            }
         return result
     finally:
         if counter is not None:

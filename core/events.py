@@ -16,6 +16,17 @@ record keeps its id; random when both are ``None``); ``ce_source``
 
 Processors receive and return :class:`Event` objects (:func:`event_from_record`,
 :func:`encode_event`).
+
+JSON on the record path goes through orjson (several times faster than the
+standard library); what orjson cannot handle exactly falls back to the standard
+library, so the bytes and the errors stay those of :mod:`json`: integers beyond
+64 bits, non-string dict keys and nesting deeper than 254 levels when encoding;
+``NaN``/``Infinity``, UTF-16/32 input and integers beyond 64 bits when decoding.
+Values differ from :mod:`json`'s in two ways only: ``NaN`` and infinite floats
+are written ``null`` (valid JSON, as JavaScript writes them) and small floats
+may be written without an exponent (``0.00001`` for ``1e-05``). Keys and the
+names hashed into ``ce_id`` keep the standard library's exact bytes, because
+partitioning, compaction and ids depend on them.
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from backbone.connector import Header, SinkRecord, SourceRecord
 from backbone.errors import DataError
@@ -40,6 +53,8 @@ __all__ = [
     "encode_value",
     "event_from_record",
     "iso_time",
+    "loads",
+    "maybe_json",
 ]
 
 _CE_NAMESPACE = uuid.UUID("6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11")
@@ -50,6 +65,50 @@ _VALUE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 _POSITION_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
+#: First bytes after which :func:`json.loads` may succeed (JSON, its whitespace,
+#: NaN/Infinity, a UTF-8 BOM, UTF-16/32 text); other data is not JSON at all.
+_JSON_START = frozenset(b'{["-0123456789 \t\r\n\x00\xef\xfe\xff')
+#: Words that are whole JSON documents (stdlib also reads NaN and Infinity).
+_WORDS = frozenset((b"true", b"false", b"null", b"NaN", b"Infinity"))
+_WORD_START = frozenset(b"tfnNI")
+_JSON_SPACE = b" \t\r\n"
+#: Digits -> "0": a run of 19 zeros in the translation marks a number orjson could
+#: round (it reads integers beyond 64 bits as floats).
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
+
+
+def maybe_json(data: bytes) -> bool:
+    """False when ``data`` cannot be a JSON document (decoding it would only fail).
+
+    A cheap look at the first byte, so a sink does not pay a failing decode (and
+    its exception) for every key like ``key-5`` or every plain-text value.
+    """
+    if not data:
+        return False
+    first = data[0]
+    if first in _WORD_START:
+        return data.rstrip(_JSON_SPACE) in _WORDS
+    return first in _JSON_START
+
+
+def loads(data: bytes, *, strict: bool = False) -> Any:
+    """``data`` decoded as JSON (UTF-8) with orjson; :class:`ValueError` if it is not JSON.
+
+    Numbers orjson would round (beyond 64 bits) are read exactly by :mod:`json`.
+    Without ``strict``, whatever :func:`json.loads` accepts is accepted too
+    (``NaN``, ``Infinity``, UTF-16/32); with it, only RFC 8259 JSON in UTF-8.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if strict:
+            raise
+        return json.loads(data)
+    if len(data) >= 19 and _LONG_NUMBER in data.translate(_DIGITS):
+        return json.loads(data)
+    return value
+
 
 def encode_value(value: Any) -> bytes | None:
     """JSON bytes of ``value`` (bytes as is, ``None`` stays ``None``); DataError if impossible."""
@@ -57,6 +116,10 @@ def encode_value(value: Any) -> bytes | None:
         return value
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass  # what orjson refuses, the standard library may do, or explain
     try:
         return _VALUE_JSON(value).encode()
     except (TypeError, ValueError) as exc:
@@ -79,8 +142,10 @@ def decode_value(data: bytes | None) -> Any:
     """JSON-decoded ``data``; bytes that are not JSON stay bytes."""
     if data is None:
         return None
+    if not maybe_json(data):
+        return data
     try:
-        return json.loads(data)
+        return loads(data)
     except ValueError:
         return data
 
@@ -116,6 +181,7 @@ def encode_source_record(
 _SPECVERSION = b"1.0"
 _JSON_TYPE = b"application/json"
 _BYTES_TYPE = b"application/octet-stream"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _CE_NAMES = frozenset(
     ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
 )
@@ -146,17 +212,17 @@ class SourceEncoder:
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
             name = _POSITION_JSON({"identity": identity})
+        elif type(position) is int:
+            name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
             name = _POSITION_JSON(position)
         else:
             return str(uuid.uuid4()).encode()
         digest = self._id_prefix.copy()
         digest.update(name.encode())
-        raw = bytearray(digest.digest()[:16])
-        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = raw.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+        h = digest.hexdigest()
+        # version 5 in the 13th hex digit, the RFC 4122 variant in the 17th
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""

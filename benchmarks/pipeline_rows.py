@@ -644,14 +644,14 @@ def latency_row(ctx: Context, row: Row) -> dict[str, Result]:
             else:
                 argv = [*_loop("latency"), *_loop_where(None, port, folder / "data")]
                 argv += ["--topic", TOPIC, "--records", str(total), "--rate", str(rate)]
-            return measure_latency(ctx, name, argv, folder, total, warmup)
+            return measure_latency(ctx, row, name, argv, folder, total, warmup)
 
         results[name] = _guarded(one)
     return results
 
 
 def measure_latency(
-    ctx: Context, name: str, argv: list[str], folder: Path, total: int, warmup: int
+    ctx: Context, row: Row, name: str, argv: list[str], folder: Path, total: int, warmup: int
 ) -> Result:
     """Read the process's stdout as it comes; latency = arrival time - the value's ``time``."""
     import orjson
@@ -666,15 +666,20 @@ def measure_latency(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    profile = ctx.profile_path(row) if name == "gateway" else None
     try:
         started = proc.wait_for(GATEWAY_READY if name == "gateway" else LOOP_READY, 90)
         cpu0 = cpu_seconds(proc.pid) or 0.0
+        recording: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if profile is not None:
+            recording = profiling.record(proc.pid, profile)
         deadline = time.monotonic() + ctx.timeout(total) + total / ctx.opts.latency_rate
-        while len(arrivals) < total:
-            proc.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(arrivals)} of {total} lines arrived")
-            time.sleep(0.05)
+        with recording:
+            while len(arrivals) < total:
+                proc.check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(arrivals)} of {total} lines arrived")
+                time.sleep(0.05)
         elapsed = time.perf_counter() - started
         cpu = (cpu_seconds(proc.pid) or 0.0) - cpu0
     finally:
@@ -691,7 +696,7 @@ def measure_latency(
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
-    return {
+    result: Result = {
         "records": len(arrivals),
         "measured": len(latencies),
         "p50_ms": pct(0.50),
@@ -700,6 +705,10 @@ def measure_latency(
         "cpu_pct": 100.0 * cpu / elapsed,
         "cpu_us_per_record": 1e6 * cpu / total,
     }
+    if profile is not None:
+        spots = profiling.hot_spots(profile, seconds=elapsed)
+        result["profile"] = {"file": str(profile), **spots}
+    return result
 
 
 ROWS: tuple[Row, ...] = (

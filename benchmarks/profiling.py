@@ -81,6 +81,7 @@ TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("source worker", ("SourceWorker.",)),
     ("sink / processor worker", ("ConsumingWorker.", "SinkWorker.", "ProcessorWorker.")),
     ("broker", ("(broker/",)),
+    ("threads (a connector's offloaded calls)", ("_WorkItem.run", "Thread.run")),
     ("aiokafka producer sender", ("Sender.",)),
     ("aiokafka consumer fetcher", ("Fetcher.",)),
     ("aiokafka connections, group", ("(aiokafka/",)),

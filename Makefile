@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+JS_STAMP := tests/js/node_modules/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench system-deps clean
+.PHONY: run test lint fmt bench system-deps js-deps clean
 
 # Debian's python3 ships without ensurepip (package python3-venv): install it if needed.
 $(BIN)/python:
@@ -14,22 +16,36 @@ $(BIN)/python:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py | $(BIN)/python
+# `make run` needs the runtime only; `make test`/`lint`/`bench` the test and bench extras.
+$(RUNTIME): pyproject.toml setup.py broker/log/_records.c | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
 
-# Debian packages the test suite uses: a PostgreSQL server and kcat.
+$(STAMP): pyproject.toml setup.py broker/log/_records.c | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
+	touch $(STAMP) $(RUNTIME)
+
+# Debian packages the test suite uses: a PostgreSQL server, kcat, Node.js and npm.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-run: $(STAMP)
+# The Node.js clients of the tests (kafkajs), exactly as tests/js/package-lock.json pins them.
+js-deps: $(JS_STAMP)
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json | system-deps
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+run: $(RUNTIME)
 	$(BIN)/backbone run configs/quickstart.yaml
 
 lint: $(STAMP)
@@ -38,17 +54,19 @@ lint: $(STAMP)
 	@# import-linter reads the installed layout, which an editable install with
 	@# package-dir mapping hides: check a regular install in a scratch folder.
 	rm -rf build/lint-site && $(BIN)/pip install --quiet --no-deps --target build/lint-site . >/dev/null
-	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports --config ../pyproject.toml
+	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports ../pyproject.toml
+	@# mypy on the same installed tree: strict for the gateway core, the SDK and the broker
+	cd build && MYPYPATH=lint-site ../$(BIN)/mypy --config-file ../pyproject.toml -p backbone
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps js-deps lint
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/js/node_modules

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from backbone import ConnectorContext, ConnectorKind, ConnectorOptions, Source, SourceRecord
+from backbone.sdk import ConnectorContext, ConnectorKind, ConnectorOptions, Source, SourceRecord
 
 __all__ = ["CONNECTOR", "GeneratorOptions", "GeneratorSource"]
 

@@ -18,8 +18,16 @@ from typing import Any, TextIO
 
 import orjson
 
-from backbone import ConnectorContext, ConnectorKind, ConnectorOptions, Sink, SinkRecord
-from backbone.events import loads, maybe_json
+from backbone.sdk import (
+    ConnectorContext,
+    ConnectorKind,
+    ConnectorOptions,
+    FatalError,
+    Sink,
+    SinkRecord,
+    json_loads,
+    maybe_json,
+)
 
 __all__ = ["CONNECTOR", "StdoutOptions", "StdoutSink", "render"]
 
@@ -38,7 +46,7 @@ def _decode(data: bytes | None) -> Any:
         return None
     if maybe_json(data):  # keys like ``key-5`` skip a decode that would only fail
         try:
-            return loads(data, strict=True)
+            return json_loads(data, strict=True)
         except ValueError:
             pass
     try:
@@ -85,6 +93,9 @@ class StdoutSink(Sink[StdoutOptions]):
         super().__init__(options, context)
         self._stream = stream
 
+    async def open(self) -> None:
+        return None
+
     async def write(self, records: Sequence[SinkRecord]) -> None:
         stream = self._stream or sys.stdout
         indent = 2 if self.options.pretty else None
@@ -93,13 +104,19 @@ class StdoutSink(Sink[StdoutOptions]):
         lines.append(b"")
         data = b"\n".join(lines)
         binary = getattr(stream, "buffer", None)
-        if binary is None:  # a text-only stream (io.StringIO)
-            stream.write(data.decode())
-            stream.flush()
-            return
-        stream.flush()  # text written to the stream before goes first
-        binary.write(data)
-        binary.flush()
+        try:
+            if binary is None:  # a text-only stream (io.StringIO)
+                stream.write(data.decode())
+                stream.flush()
+                return
+            stream.flush()  # text written to the stream before goes first
+            binary.write(data)
+            binary.flush()
+        except (OSError, ValueError) as exc:  # closed or broken pipe: nobody reads any more
+            raise FatalError(f"cannot write to standard output: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
 
 
 CONNECTOR = ConnectorKind(

@@ -7,6 +7,7 @@ hidden unless ``--debug`` is given (after the subcommand, like every option).
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import signal
@@ -20,6 +21,7 @@ import typer
 from pydantic import BaseModel
 
 import backbone
+from backbone.broker.logging_setup import configure_logging
 from backbone.errors import ConfigError
 
 app = typer.Typer(
@@ -32,6 +34,34 @@ app = typer.Typer(
 logger = logging.getLogger("backbone.cli")
 
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+
+
+class LogLevel(enum.StrEnum):
+    """``--log-level`` (``backbone.broker.logging_setup.LOG_LEVELS``)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class LogFormat(enum.StrEnum):
+    """``--log-format`` (``backbone.broker.logging_setup.LOG_FORMATS``)."""
+
+    text = "text"
+    json = "json"
+
+
+LOG_LEVEL_OPTION = typer.Option(
+    "info", "--log-level", case_sensitive=False, help="Least severe log records written to stderr."
+)
+LOG_FORMAT_OPTION = typer.Option(
+    "text",
+    "--log-format",
+    help="text lines, or one JSON object per line (time, level, logger, message, extra) "
+    "for log shippers.",
+)
 
 
 def _version(value: bool) -> None:
@@ -49,12 +79,12 @@ def _root(
     """Backbone: an event backbone with an embedded Kafka-compatible broker."""
 
 
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(
+    debug: bool, log_level: LogLevel = LogLevel.info, log_format: LogFormat = LogFormat.text
+) -> None:
+    """Log to stderr (``backbone.broker.logging_setup``, shared with the broker's command
+    line); aiokafka's own INFO chatter only with ``--debug``."""
+    configure_logging("DEBUG" if debug else log_level.value, log_format.value)
     if not debug:
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
@@ -85,9 +115,13 @@ def validate(
         False, "--check", help="Also run each connector's live check (connects to systems)."
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Validate config files: print every problem (exit 2) or one "ok: FILE" line per file."""
     from backbone.config import load_config
+
+    _setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     failed = False
@@ -116,7 +150,7 @@ async def _live_check(config: Any, registry: Any) -> None:
     """Build each connector and await its ``check()``; collect every failure."""
     from backbone.config import connector_options
     from backbone.connector import ConnectorContext
-    from backbone.workers import load_function
+    from backbone.consumers import load_function
 
     problems = []
     for section, side in (("sources", "source"), ("sinks", "sink")):
@@ -152,15 +186,18 @@ async def _live_check(config: Any, registry: Any) -> None:
 def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="The config file."),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Run the pipeline in CONFIG until SIGINT/SIGTERM (then drain and exit 0)."""
     from backbone.config import load_config
-    from backbone.runner import Runner
+    from backbone.runner import Runner, tune_gc
 
-    _setup_logging(debug)
+    _setup_logging(debug, log_level, log_format)
     try:
         registry = _registry()
         config = load_config(config_path, registry)
+        tune_gc()
         asyncio.run(_run(Runner(config, registry)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
@@ -192,6 +229,36 @@ async def _run(runner: Any) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+@app.command()
+def status(
+    config_path: Path = typer.Option(..., "--config", help="The config file of the gateways."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    bootstrap: str | None = typer.Option(
+        None, "--bootstrap", help="HOST:PORT of the broker (default: from the config)."
+    ),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Show which gateway process runs each connector (read from the Kafka cluster)."""
+    from backbone.config import load_config
+    from backbone.status import cluster_status
+
+    try:
+        registry = _registry()
+        config = load_config(config_path, registry)
+        entries = asyncio.run(cluster_status(config, registry, bootstrap=bootstrap))
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+    if as_json:
+        typer.echo(json.dumps(entries))
+        return
+    rows = [("CONNECTOR", "KIND", "WORKER", "STATE")]
+    rows += [(e["connector"], e["kind"], e["worker"] or "-", e["state"]) for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        typer.echo("  ".join([*padded, row[3]]))
 
 
 def _unit(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str | None:
@@ -235,8 +302,8 @@ def _type_name(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
     if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+        inner = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
@@ -271,7 +338,7 @@ def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
             value = field.get_default(call_default_factory=True)
             default = _default_text(value, field.annotation, field.metadata)
         type_name = _type_name(field.annotation, field.metadata)
-        rows.append((name, type_name, default, field.description or ""))
+        rows.append((field.alias or name, type_name, default, field.description or ""))
     return rows
 
 
@@ -282,10 +349,13 @@ def connectors(
         False, "--json-schema", help="Print the JSON schema (of NAME, or of the whole config)."
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """List connector kinds, or show one kind's options and example."""
-    from backbone.config import _member as member_model
-    from backbone.config import build_config_model
+    from backbone.schema import build_config_model, member_model
+
+    _setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     if name is None:
@@ -327,55 +397,22 @@ def connectors(
         typer.echo("\nexample:\n" + kind.example.rstrip())
 
 
-@app.command()
-def broker(
-    listen: str = typer.Option("127.0.0.1:9092", "--listen", help="HOST:PORT to listen on."),
-    data_dir: Path = typer.Option(Path("./data"), "--data-dir", help="Folder of the log."),
-    advertised_listener: str | None = typer.Option(
-        None, "--advertised-listener", help="HOST:PORT clients are told to connect to."
-    ),
-    flush: str = typer.Option(
-        "always",
-        "--flush",
-        help="When produced data is fsynced: always (acks=all waits for it), interval, os.",
-    ),
-    flush_interval_ms: int = typer.Option(
-        1000, "--flush-interval-ms", help="fsync period with --flush interval."
-    ),
-    auto_create_topics: bool = typer.Option(
-        True,
-        "--auto-create-topics/--no-auto-create-topics",
-        help="Create unknown topics on first Metadata/Produce, like Kafka.",
-    ),
-    default_partitions: int = typer.Option(
-        1, "--default-partitions", help="Partitions of auto-created topics."
-    ),
-    debug: bool = DEBUG_OPTION,
-) -> None:
-    """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM."""
-    _setup_logging(debug)
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def broker(ctx: typer.Context) -> None:
+    """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM.
+
+    Takes the options of ``python -m backbone.broker`` (one implementation:
+    ``backbone broker --help`` lists them).
+    """
     try:
-        from backbone.broker import serve
+        from backbone.broker.cli import main as broker_main
     except ImportError as exc:
         typer.echo(f"error: the embedded broker is not available in this build ({exc})", err=True)
         raise typer.Exit(1) from None
-    try:
-        serve(
-            listen,
-            data_dir,
-            advertised_listener,
-            flush=flush,
-            flush_interval_ms=flush_interval_ms,
-            auto_create_topics=auto_create_topics,
-            default_partitions=default_partitions,
-        )
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except ValueError as exc:  # bad options (serve's contract): a usage error
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:
-        raise _fail(exc, debug) from None
+    raise typer.Exit(broker_main(ctx.args, prog="backbone broker"))
 
 
 def main() -> None:

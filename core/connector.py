@@ -1,5 +1,7 @@
 """The connector contract: what a source or a sink implements, and who calls what.
 
+Connector authors import everything from :mod:`backbone.sdk` (or ``backbone``).
+
 A *source* turns an outside system into records. The runner calls, in order:
 
 - ``open(position)`` once. ``position`` is the last position the runtime saved for
@@ -8,16 +10,17 @@ A *source* turns an outside system into records. The runner calls, in order:
   source resumes *strictly after* the position it is given.
 - ``read()`` again and again. It returns a list of records (possibly empty) and
   must return regularly (say within a second or two) even when there is nothing
-  new, so the runner can stop it; it never blocks forever. Each record carries
-  the JSON-able ``position`` reached *after* that record.
+  new, so the runner can stop it; it never blocks forever, and a cancelled
+  ``read()`` lets ``CancelledError`` through and changes nothing.
 - ``ack(position)`` whenever every record up to ``position`` is durable in the
   broker and the position was saved. Optional (e.g. archive a finished file).
-- ``close()`` once; idempotent.
+- ``close()`` once; idempotent (it may also be called after a failed ``open``).
 
 A *sink* writes records somewhere. The runner calls ``open()`` once,
 ``write(records)`` with a batch (from one or more partitions, in offset order
-per partition) and ``close()`` once. ``write`` returns only after the whole batch
-is durably written, or raises:
+per partition) and ``close()`` once (idempotent). ``write`` returns only after the
+whole batch is durably written (or, for a sink that stages records, handed to
+its staging: see ``precommit`` below), or raises:
 
 - :class:`~backbone.errors.RetriableError` -> the runner backs off and retries
   the same batch;
@@ -27,10 +30,60 @@ is durably written, or raises:
 - :class:`~backbone.errors.FatalError` (or any other exception) -> the connector
   stops in state FAILED.
 
-Blocking libraries stay inside the connector (``asyncio.to_thread``); the contract
-itself is async. Each connector kind declares one pydantic options model (derive
-from :class:`ConnectorOptions`) and registers a :class:`ConnectorKind` under the
-entry-point group ``backbone.connectors``.
+Both lifecycles are symmetric: ``open`` and ``close`` are abstract on
+:class:`Source` and :class:`Sink` alike (write ``pass`` when there is nothing to do).
+
+Committing (as Kafka Connect's ``SinkTask.preCommit``): before every commit of
+consumer offsets, and at least once a second while records are written but not
+committed, the runner calls ``precommit(offsets)`` with, per
+:class:`TopicPartition`, the offset after the last record whose ``write``
+returned. The sink returns the offsets it has made durable (at most those); only
+they are committed. The default returns ``offsets``: ``write`` returning means
+durable. A sink that stages records (an open file renamed when complete) returns
+less, and ``flush(partitions)`` -- called when the runner stops and before a
+rebalance takes partitions away -- makes everything written for those partitions
+durable now, so the next ``precommit`` covers all of it. A sink that is closed
+without ``flush`` (or a process that dies) leaves its staged records
+uncommitted: they are delivered again, to this sink or the partition's next owner.
+
+Rules for source records (the runtime enforces what it can check cheaply and
+raises :class:`~backbone.errors.ContractError`, stopping the source FAILED):
+
+1. ``position`` is the JSON-able position reached *after* the record.
+   ``position=None`` means "do not advance": the runtime keeps the last position.
+2. A change that spans several records (a delete followed by its tombstone, one
+   file split into several events): every record but the last carries
+   ``position=None``; the last carries the position reached after the whole
+   change. So a crash can never save a position between the parts of one change.
+3. Records that share a position (including the ``None`` ones of rule 2) must set
+   ``identity``: the CloudEvents ``ce_id`` is derived from ``identity`` when set,
+   else from ``position``, so two records with one position and no identity would
+   get the same ``ce_id``. The runtime checks every record against the one before
+   it (across reads, starting from the position given to ``open``): the same
+   position, or ``None``, without an identity is a :class:`ContractError`.
+4. Bad input from the outside system (a line that is not JSON, a malformed
+   payload) is reported one way: a record with ``error`` set to the reason,
+   ``value`` holding the raw input (bytes or text) and ``position`` the position
+   after it. The runtime sends it to the connector's ``dead_letter_topic`` with
+   ``backbone.error.class: DataError`` (without one, the source stops FAILED).
+   ``read()`` raising :class:`~backbone.errors.DataError` is a contract violation
+   (:class:`ContractError`); ``DataError`` is how a *sink* (or a processor)
+   rejects a record.
+5. ``read()`` raising :class:`~backbone.errors.RetriableError` is retried without
+   limit with backoff; any other exception stops the source FAILED.
+6. A position can advance without a record (a scheduled job that found nothing, a
+   fire skipped): :meth:`SourceRecord.position_only` makes a record that is never
+   produced; the runtime saves its position once every record before it is
+   acknowledged (and calls ``ack``). It must carry a position.
+
+Blocking libraries stay inside the connector: run blocking calls through
+:class:`~backbone.offload.Offload` (cancel-safe), keep local state with
+:class:`~backbone.state.StateDir` (``context.state``). The contract itself is
+async. Wall-clock time comes from ``context.clock`` (:class:`~backbone.clock.Clock`),
+so tests can drive it. Each connector kind declares one pydantic options model (derive from
+:class:`ConnectorOptions`) and registers a :class:`ConnectorKind` under the
+entry-point group ``backbone.connectors``. :mod:`backbone.testing` checks a
+connector against these rules.
 """
 
 from __future__ import annotations
@@ -38,14 +91,23 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from backbone.clock import Clock, SystemClock
+from backbone.errors import DataError
+from backbone.state import StateDir
+
+if TYPE_CHECKING:
+    from backbone.httpapp import HttpRoutes
+    from backbone.push import Push
+
 __all__ = [
+    "RESERVED_OPTIONS",
     "ConnectorContext",
     "ConnectorKind",
     "ConnectorOptions",
@@ -54,6 +116,7 @@ __all__ = [
     "SinkRecord",
     "Source",
     "SourceRecord",
+    "TopicPartition",
 ]
 
 Header = tuple[str, bytes]
@@ -65,14 +128,20 @@ class ConnectorOptions(BaseModel):
 
     Unknown keys are errors; field docstrings become the option descriptions shown
     by ``backbone connectors NAME`` and in the JSON schema. The runtime reserves
-    these names for itself, so options models must not define them: ``type``,
-    ``topic``, ``topics``, ``dead_letter_topic``, ``retry``, ``start``.
+    the names in :data:`RESERVED_OPTIONS` for itself (``type``, ``topic``,
+    ``topics``, ``dead_letter_topic``, ``retry``, ``start``): an options model that
+    defines one is refused when its kind is registered.
     """
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
+
+RESERVED_OPTIONS: frozenset[str] = frozenset(
+    {"type", "topic", "topics", "dead_letter_topic", "retry", "start"}
+)
+"""Option names the runtime owns (the fields every source or sink entry has)."""
 
 
 @dataclass(slots=True)
@@ -82,21 +151,28 @@ class SourceRecord:
     ``value`` is any JSON-able object (serialized as JSON), ``bytes`` (written
     as is) or ``None`` (a tombstone). ``key`` likewise; keys carry the entity's
     identity so per-entity order holds and compaction works. ``position`` is the
-    JSON-able source position reached after this record. ``topic`` overrides the
+    JSON-able source position reached after this record (``None``: do not advance,
+    see rules 1 and 2 of the module docstring). ``topic`` overrides the
     connector's topic for this record; ``event_type`` becomes the CloudEvents
     ``ce_type`` header.
 
     ``identity``: what names this change for the CloudEvents ``ce_id`` (JSON-able),
     when the position does not: the runtime derives ``ce_id`` deterministically from
     ``identity`` if set, else from ``position`` -- so a source whose records can share
-    one position (several changes in one read) sets an identity unique per change
-    within the connector, and re-reading the same change repeats its ``ce_id``.
+    one position (several changes in one read, or ``position=None``) must set an
+    identity unique per change within the connector (rule 3), and re-reading the
+    same change repeats its ``ce_id``.
 
-    ``error``: set it (to the reason) for input the source could not parse, with
-    ``value`` holding the raw input (bytes or text) and ``position`` the position
-    after it. The runner sends such a record to the connector's
-    ``dead_letter_topic`` (headers ``backbone.error.*``) and moves on; without a
-    dead-letter topic the source stops in state FAILED.
+    ``error``: the one way to report bad input (rule 4): set it (to the reason) for
+    input the source could not parse, with ``value`` holding the raw input (bytes or
+    text) and ``position`` the position after it. The runner sends such a record to
+    the connector's ``dead_letter_topic`` (headers ``backbone.error.*``, class
+    ``DataError``) and moves on; without a dead-letter topic the source stops in
+    state FAILED.
+
+    ``produce``: ``False`` for a position-only record (rule 6, made by
+    :meth:`position_only`): nothing is sent to the broker; its position is saved
+    once every record before it was acknowledged.
     """
 
     value: Any
@@ -108,6 +184,24 @@ class SourceRecord:
     event_type: str | None = None
     error: str | None = None
     identity: Any = None
+    produce: bool = True
+
+    @classmethod
+    def position_only(cls, position: Any) -> SourceRecord:
+        """A record that only moves the position: nothing is produced (rule 6).
+
+        For progress without output: a scheduled run that emitted nothing, a file
+        that held no lines. The runtime saves ``position`` (and calls ``ack``) once
+        every record returned before it was acknowledged by the broker.
+        """
+        return cls(value=None, position=position, produce=False)
+
+
+class TopicPartition(NamedTuple):
+    """A topic and partition (equal to aiokafka's and kafka-python's tuples of the same)."""
+
+    topic: str
+    partition: int
 
 
 @dataclass(slots=True)
@@ -132,8 +226,6 @@ class SinkRecord:
         try:
             return json.loads(self.value)
         except ValueError as exc:
-            from backbone.errors import DataError
-
             raise DataError(
                 f"record {self.topic}/{self.partition}@{self.offset} is not JSON: {exc}"
             ) from exc
@@ -160,22 +252,46 @@ class ConnectorContext:
     """What the runtime hands every connector instance.
 
     ``base_dir`` is the config file's folder (resolve relative paths against it);
-    ``state_dir`` is a folder private to this connector for local state.
+    ``state_dir`` is a folder private to this connector for local state, and
+    :attr:`state` the helper that reads and durably writes JSON files in it.
+    ``clock`` is the wall clock to read and sleep on (a
+    :class:`~backbone.clock.SystemClock` unless a test injects another).
+
+    ``http``: the connector's routes on the gateway's HTTP server
+    (:class:`~backbone.httpapp.HttpRoutes`), ``None`` when the config has no
+    ``http:`` section. ``push``: the push path of a source
+    (:mod:`backbone.push`: hand records to the runtime and await the broker's
+    acknowledgement), ``None`` for sinks and where the runtime offers none.
     """
 
     name: str
     base_dir: Path
     state_dir: Path
     logger: logging.Logger
+    clock: Clock = field(default_factory=SystemClock)
+    http: HttpRoutes | None = None
+    push: Push | None = None
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against the config file's folder."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
 
+    @property
+    def state(self) -> StateDir:
+        """JSON state files in :attr:`state_dir`, written atomically and durably."""
+        return StateDir(self.state_dir)
+
 
 class Source(ABC, Generic[OptionsT]):
-    """A source connector (see the module docstring for the call order)."""
+    """A source connector (see the module docstring for the call order).
+
+    ``ingress = True`` marks a source that only receives pushed records
+    (``context.push``, :mod:`backbone.push`) and never returns any from ``read()``:
+    it keeps no position, so the runtime may run it in every gateway process.
+    """
+
+    ingress: ClassVar[bool] = False
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options
@@ -201,12 +317,24 @@ class Source(ABC, Generic[OptionsT]):
 
 
 class Sink(ABC, Generic[OptionsT]):
-    """A sink connector (see the module docstring for the call order)."""
+    """A sink connector (see the module docstring for the call order).
+
+    ``batch_size`` and ``batch_wait`` (read by the runtime after ``open()``) shape the
+    batches ``write`` gets: at most ``batch_size`` records (default
+    ``runtime.max_batch``), and when fewer are there, the runtime waits up to
+    ``batch_wait`` seconds for more before calling ``write`` (default 0: whatever
+    one poll returned). A sink that sends one request per batch (an HTTP endpoint
+    taking a JSON array) sets them from its options.
+    """
+
+    batch_size: int | None = None
+    batch_wait: float = 0.0
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options
         self.context = context
 
+    @abstractmethod
     async def open(self) -> None:
         """Called once before the first write."""
 
@@ -214,9 +342,34 @@ class Sink(ABC, Generic[OptionsT]):
     async def write(self, records: Sequence[SinkRecord]) -> None:
         """Durably write the whole batch, or raise (see the module docstring)."""
 
+    async def precommit(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        """Which offsets may be committed now (as Kafka Connect's ``SinkTask.preCommit``).
+
+        Called by the runner before every commit, and at least once a second while
+        written records are not committed yet. ``offsets`` maps each partition the
+        sink holds records of to the offset after the last record whose ``write``
+        returned. Return, per partition, the offset after the last record that is
+        durable in the target (never more than given; a partition left out is not
+        committed). Default: ``offsets`` -- ``write`` returning means durable. A sink
+        that stages records returns less; it may also finish staged work here (close
+        a file whose time is up).
+        """
+        return offsets
+
+    async def flush(self, partitions: Collection[TopicPartition]) -> None:
+        """Make everything written for ``partitions`` durable now.
+
+        Called when the runner stops and before a rebalance takes ``partitions``
+        away; the runner then calls :meth:`precommit`, which must cover every record
+        written for them, and commits. Default: nothing to do.
+        """
+
     async def check(self) -> None:
         """Live check for ``backbone validate --check``: raise if misconfigured."""
 
+    @abstractmethod
     async def close(self) -> None:
         """Release resources; idempotent."""
 
@@ -238,6 +391,4 @@ class ConnectorKind:
     sink_options: type[ConnectorOptions] | None = None
     example: str = ""
 
-    RESERVED: ClassVar[frozenset[str]] = frozenset(
-        {"type", "topic", "topics", "dead_letter_topic", "retry", "start"}
-    )
+    RESERVED: ClassVar[frozenset[str]] = RESERVED_OPTIONS

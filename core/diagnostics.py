@@ -48,9 +48,9 @@ def _strip(annotation: Any) -> tuple[Any, bool]:
             annotation = args[0]
             continue
         if origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) == 1:
-                annotation = args[0]
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
                 continue
         return annotation, tagged
 

@@ -4,6 +4,8 @@ The tree::
 
     BackboneError                  anything Backbone raises on purpose
     ├── ConfigError                the YAML file is wrong (carries every problem at once)
+    ├── ContractError              a connector broke the connector contract (a bug in the
+    │                              connector, not in the data): it stops in state FAILED
     └── ConnectorError             raised by a connector; the runner decides what follows
         ├── RetriableError         transient (network, 5xx, lock timeout): back off and retry,
         │                          honouring ``retry_after`` seconds when given
@@ -21,6 +23,7 @@ __all__ = [
     "BackboneError",
     "ConfigError",
     "ConnectorError",
+    "ContractError",
     "DataError",
     "FatalError",
     "RetriableError",
@@ -39,8 +42,26 @@ class ConfigError(BackboneError):
         super().__init__("\n".join(self.problems))
 
 
+class ContractError(BackboneError):
+    """A connector broke a rule of the connector contract (:mod:`backbone.sdk`).
+
+    Raised by the runtime (and by :mod:`backbone.testing`), never by a connector: the
+    message names the connector, the rule and the fix. The connector stops in state
+    FAILED; nothing it returned in the offending ``read()`` is produced, so nothing
+    is lost (a restart reads it again).
+    """
+
+
 class ConnectorError(BackboneError):
-    """Raised by a connector; its subclass tells the runner what to do."""
+    """Raised by a connector; its subclass tells the runner what to do.
+
+    ``headers`` (name, bytes) are added to the dead-letter record when the error
+    sends a record there (e.g. an HTTP sink's ``backbone.error.http.status``).
+    """
+
+    def __init__(self, message: str = "", *, headers: list[tuple[str, bytes]] | None = None):
+        super().__init__(message)
+        self.headers = list(headers or [])
 
 
 class RetriableError(ConnectorError):
@@ -50,8 +71,14 @@ class RetriableError(ConnectorError):
     next attempt (an HTTP ``Retry-After``, a lock timeout).
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message, headers=headers)
         self.retry_after = retry_after
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import json.encoder
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ __all__ = [
     "iso_time",
     "loads",
     "maybe_json",
+    "shared_position_message",
 ]
 
 _CE_NAMESPACE = uuid.UUID("6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11")
@@ -110,6 +112,25 @@ def loads(data: bytes, *, strict: bool = False) -> Any:
     return value
 
 
+# The same encoding as _POSITION_JSON, with the C encoder built once: ``JSONEncoder.encode``
+# builds it again on every call, which was most of the cost of a ce_id.
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_ID_CHUNKS = (
+    None
+    if _C_ENCODER is None
+    else _C_ENCODER(
+        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
+    )
+)
+
+
+def _id_json(value: Any) -> str:
+    """``_POSITION_JSON(value)``, faster (no circular-reference check: positions are data)."""
+    if _ID_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
+        return _POSITION_JSON(value)
+    return "".join(_ID_CHUNKS(value, 0))
+
+
 def encode_value(value: Any) -> bytes | None:
     """JSON bytes of ``value`` (bytes as is, ``None`` stays ``None``); DataError if impossible."""
     if value is None or isinstance(value, bytes):
@@ -148,6 +169,26 @@ def decode_value(data: bytes | None) -> Any:
         return loads(data)
     except ValueError:
         return data
+
+
+def shared_position_message(connector: str, record: SourceRecord, previous: Any) -> str:
+    """Why ``record`` breaks rule 3 of the contract (see :mod:`backbone.connector`).
+
+    The runtime's check, per record, is ``record.identity is None and
+    (record.position is None or record.position == previous)``, ``previous`` being
+    the position of the record before it (the position given to ``open`` for the
+    first one): such a record would get the ``ce_id`` of another change.
+    """
+    if record.position is None:
+        what = "carries position=None"
+    else:
+        what = f"has the same position as the record before it ({record.position!r})"
+    return (
+        f"source {connector} broke the connector contract: a record {what} and no "
+        "identity, so its ce_id would collide with another change's; set "
+        "SourceRecord.identity to something that names the change (e.g. its key and "
+        "version), unique within the connector"
+    )
 
 
 def iso_time(timestamp_ms: int) -> str:
@@ -211,11 +252,11 @@ class SourceEncoder:
         """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
-            name = _POSITION_JSON({"identity": identity})
+            name = _id_json({"identity": identity})
         elif type(position) is int:
             name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
-            name = _POSITION_JSON(position)
+            name = _id_json(position)
         else:
             return str(uuid.uuid4()).encode()
         digest = self._id_prefix.copy()

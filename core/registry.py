@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 
-from backbone.connector import ConnectorKind, ConnectorOptions
+from backbone.connector import RESERVED_OPTIONS, ConnectorKind, ConnectorOptions, Sink, Source
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry"]
 
@@ -79,6 +80,7 @@ class Registry:
                 f"connector type {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
             ) from exc
         self._check(kind, where=f"connector type {spec!r}")
+        assert isinstance(kind, ConnectorKind)
         if kind.name != spec:
             kind = dataclasses.replace(kind, name=spec)
         self._kinds[spec] = kind
@@ -109,22 +111,40 @@ class Registry:
 
     @staticmethod
     def _check(kind: object, *, where: str) -> None:
+        """Refuse a kind the runtime could not use, with a message naming what is wrong."""
         if not isinstance(kind, ConnectorKind):
             raise TypeError(f"{where} is a {type(kind).__name__}, not a backbone.ConnectorKind")
-        for side in ("source", "sink"):
+        for side, base in (("source", Source), ("sink", Sink)):
             impl = getattr(kind, side)
             options = getattr(kind, f"{side}_options")
             if (impl is None) != (options is None):
                 raise TypeError(f"{where}: {side} and {side}_options must be given together")
             if options is None:
                 continue
+            if not (isinstance(impl, type) and issubclass(impl, base)):
+                raise TypeError(
+                    f"{where}: {side} must be a class deriving from backbone.{base.__name__}"
+                )
+            if inspect.isabstract(impl):
+                missing = ", ".join(sorted(getattr(impl, "__abstractmethods__", ())))
+                raise TypeError(
+                    f"{where}: {side} class {impl.__name__} does not implement {missing} "
+                    f"(every {base.__name__} defines open, close and "
+                    f"{'read' if side == 'source' else 'write'})"
+                )
             if not (isinstance(options, type) and issubclass(options, ConnectorOptions)):
                 raise TypeError(f"{where}: {side}_options must derive from ConnectorOptions")
-            clash = sorted(set(options.model_fields) & ConnectorKind.RESERVED)
+            names = {field.alias or name for name, field in options.model_fields.items()} | set(
+                options.model_fields
+            )
+            clash = sorted(names & RESERVED_OPTIONS)
             if clash:
                 raise TypeError(
-                    f"{where}: {side} options use names reserved by the runtime: "
-                    + ", ".join(clash)
+                    f"{where}: {side} options model {options.__name__} defines "
+                    + ", ".join(repr(name) for name in clash)
+                    + ", reserved by the runtime for every connector (reserved: "
+                    + ", ".join(sorted(RESERVED_OPTIONS))
+                    + "); rename the option"
                 )
         if kind.source is None and kind.sink is None:
             raise TypeError(f"{where} offers neither a source nor a sink")

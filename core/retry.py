@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from backbone.config import RetryPolicy
 from backbone.connector import Header
+from backbone.settings import RetryPolicy
 
 __all__ = ["backoff_delay", "dead_letter_headers", "error_message"]
 
@@ -27,7 +27,7 @@ def backoff_delay(
     delay = base * (0.5 + 0.5 * rng.random())
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return delay
+    return float(delay)
 
 
 def error_message(error: BaseException) -> str:
@@ -51,6 +51,7 @@ def dead_letter_headers(
         ("backbone.error.message", error_message(error).encode()),
         ("backbone.error.attempts", str(attempts).encode()),
     ]
+    headers += list(getattr(error, "headers", None) or ())
     if original is not None:
         topic, partition, offset = original
         headers += [

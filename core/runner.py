@@ -5,16 +5,22 @@
 awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In order:
 
 1. start the embedded broker (unless ``broker.bootstrap`` names a cluster);
-2. create the declared topics (partitions, configs), the compacted
-   ``_backbone.positions`` topic, and every other topic the config names
-   (one partition, broker defaults) — existing topics are left alone;
+2. create the missing topics (:mod:`backbone.topics`: the declared ones, the
+   compacted ``_backbone.positions`` and every other topic the config names);
 3. start one idempotent producer (``acks=all``) shared by every source,
-   processor and dead-letter send; load the saved source positions;
-4. run every source, sink and processor as its own task
-   (:mod:`backbone.workers`). A task that raises leaves its connector FAILED with
-   the error and does not touch the others.
+   processor and dead-letter send; read the saved source positions;
+4. start the HTTP server when the config has an ``http:`` section
+   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
+   routes to it; each connector's context gets ``http`` (its routes, removed when it
+   stops) and each source's ``push`` (:mod:`backbone.push`);
+5. run every sink, processor and ingress source as its own task
+   (:mod:`backbone.source_worker`, :mod:`backbone.consumers`), and join the
+   gateway cluster (:mod:`backbone.cluster`), which runs the other sources this
+   process is assigned. A task that raises leaves its connector FAILED with the
+   error and does not touch the others.
 
-When ``stop`` is set every worker stops reading and drains; after
+When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
+then every worker stops reading and drains; after
 ``runtime.grace_period`` what still runs is cancelled (and logged). Everything
 talks to the broker through aiokafka only, embedded or not.
 """
@@ -22,35 +28,50 @@ talks to the broker through aiokafka only, embedded or not.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import random
+import socket
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-from backbone.config import Config, connector_options
+from backbone.clients import KafkaClients
+from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
+from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
-from backbone.positions import POSITIONS_TOPIC, PositionStore
+from backbone.httpapp import HttpApp
+from backbone.instance import instance_slot
+from backbone.positions import Claim, PositionStore, PositionWriter
+from backbone.push import PushChannel
 from backbone.registry import Registry
-from backbone.workers import (
-    ConnectorState,
-    ConnectorStatus,
-    ProcessorWorker,
-    Shared,
-    SinkWorker,
-    SourceWorker,
-    Worker,
-)
+from backbone.schema import connector_options
+from backbone.settings import Config
+from backbone.source_worker import SourceWorker
+from backbone.topics import create_topics, describe, planned_topics
+from backbone.worker import ConnectorState, ConnectorStatus, Shared, Worker
 
-__all__ = ["ConnectorState", "ConnectorStatus", "Runner"]
+__all__ = ["GC_THRESHOLDS", "ConnectorState", "ConnectorStatus", "Runner", "tune_gc"]
 
 logger = logging.getLogger(__name__)
 
-_TOPIC_ALREADY_EXISTS = 36
+GC_THRESHOLDS = (10_000, 10, 10)
+"""Cyclic garbage collector thresholds of a ``backbone run`` process.
+
+Every record crossing the gateway allocates a few containers (record, position,
+headers) and up to ``MAX_IN_FLIGHT`` of them stay alive until acknowledged; with
+CPython's default first threshold (700) the collector runs every hundred-odd records
+and walks those survivors again and again: a third to a half of a busy source's CPU
+(``benchmarks/files.py``). Records are not cyclic garbage; memory is freed by
+reference counting as before.
+"""
+
+
+def tune_gc() -> None:
+    """Set :data:`GC_THRESHOLDS` (``backbone run`` does, for the whole process)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Runner:
@@ -67,7 +88,9 @@ class Runner:
         self.rng = rng or random.Random()
         self.status: dict[str, ConnectorStatus] = {}
         self.bootstrap: str | None = None
+        self.http: HttpApp | None = None
         self.started = asyncio.Event()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         for section, role in (
             ("sources", "source"),
             ("sinks", "sink"),
@@ -80,10 +103,9 @@ class Runner:
         """Run until ``stop`` is set; raises :class:`BackboneError` if start-up fails."""
         async with AsyncExitStack() as stack:
             self.bootstrap = await self._broker(stack)
-            await self._create_topics()
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id="backbone.producer",
+            clients = KafkaClients(self.bootstrap, self.config.broker)
+            await create_topics(clients, planned_topics(self.config))
+            producer = clients.producer(
                 enable_idempotence=self.config.broker.idempotence,
                 acks="all",
                 linger_ms=5,
@@ -102,35 +124,69 @@ class Runner:
                     else ""
                 )
                 raise BackboneError(
-                    f"cannot start the producer on {self.bootstrap}: {_describe(exc)}{hint}"
+                    f"cannot start the producer on {self.bootstrap}: {describe(exc)}{hint}"
                 ) from exc
             stack.push_async_callback(producer.stop)
             store = PositionStore(producer, self.bootstrap)
-            positions = await store.load()
-            shared = Shared(producer, self.bootstrap, self.config.runtime, stop, self.rng)
+            await store.start()
+            stack.push_async_callback(store.stop)
+            state_dir = self.config.resolve(self.config.runtime.state_dir)
+            instance = stack.enter_context(instance_slot(state_dir))
+            shared = Shared(
+                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.worker, instance
+            )
+            if self.config.http is not None:
+                self.http = await stack.enter_async_context(self._http_app())
             tasks: dict[str, asyncio.Task[None]] = {}
-            for name, worker in self._workers(shared, store, positions):
+            for name, worker in self._workers(shared, store):
                 tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
+            assigned = [name for name in self.config.sources if not self._ingress(name)]
+            if assigned:
+                cluster = SourceCluster(
+                    gateway_id=self.config.gateway_id,
+                    worker=self.worker,
+                    sources=assigned,
+                    clients=clients,
+                    store=store,
+                    shared=shared,
+                    status=self.status,
+                    make_worker=self._source_worker,
+                    supervise=self._supervise,
+                )
+                tasks["gateway"] = asyncio.create_task(cluster.run(), name="backbone:gateway")
             self.started.set()
             logger.info(
-                "backbone running: %d source(s), %d sink(s), %d processor(s) on %s",
+                "backbone running: %d source(s), %d sink(s), %d processor(s) on %s "
+                "(gateway %s, worker %s)",
                 len(self.config.sources),
                 len(self.config.sinks),
                 len(self.config.processors),
                 self.bootstrap,
+                self.config.gateway_id,
+                self.worker,
             )
             try:
-                stopper = asyncio.create_task(stop.wait())
-                pending = set(tasks.values())
+                stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
+                pending: set[asyncio.Task[Any]] = set(tasks.values())
+                gateway = tasks.get("gateway")
                 while pending and not stop.is_set():
-                    _, pending = await asyncio.wait(
+                    done, pending = await asyncio.wait(
                         pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
                     )
                     pending.discard(stopper)
+                    if gateway in done and not stop.is_set():
+                        # without its group the gateway runs no source: end, do not idle
+                        failure = None if gateway.cancelled() else gateway.exception()
+                        raise BackboneError(
+                            "the gateway group loop ended: "
+                            + (describe(failure) if failure else "without an error")
+                        ) from failure
                 if stop.is_set():
                     logger.info(
                         "stopping: draining for up to %.1fs", self.config.runtime.grace_period
                     )
+                    if self.http is not None:
+                        await self.http.stop()  # no new requests; those in flight finish
                     if pending:
                         _, pending = await asyncio.wait(
                             pending, timeout=self.config.runtime.grace_period
@@ -160,83 +216,35 @@ class Runner:
                 "the embedded broker is not available in this build "
                 f"({exc}); set broker.bootstrap to use an existing Kafka cluster"
             ) from exc
-        host, _, port = embedded.listen.rpartition(":")
-        options: dict[str, Any] = {
-            "host": host.strip("[]"),
-            "port": int(port),
-            "data_dir": self.config.resolve(embedded.data_dir),
-        }
-        if embedded.advertised_listener:
-            adv_host, _, adv_port = embedded.advertised_listener.rpartition(":")
-            options["advertised_host"] = adv_host.strip("[]")
-            options["advertised_port"] = int(adv_port)
-        broker = await stack.enter_async_context(Broker(BrokerConfig(**options)))
+        config = BrokerConfig.from_listeners(
+            embedded.listen,
+            self.config.resolve(embedded.data_dir),
+            embedded.advertised_listener or None,
+            max_frame_bytes=embedded.max_frame_bytes,
+            idle_timeout_s=embedded.connections_max_idle,
+            request_read_timeout_s=embedded.request_read_timeout,
+            max_connections=embedded.max_connections,
+            max_connections_per_ip=embedded.max_connections_per_ip,
+            queued_max_request_bytes=embedded.queued_max_request_bytes,
+        )
+        broker = await stack.enter_async_context(Broker(config))
         logger.info("embedded broker listening on %s", broker.bootstrap)
         return str(broker.bootstrap)
 
-    def _topics(self) -> list[NewTopic]:
-        config = self.config
-        wanted: dict[str, NewTopic] = {}
-        for name in config.topics:
-            topic = config.topic_settings(name)
-            wanted[name] = NewTopic(
-                name,
-                topic.partitions,
-                topic.replication_factor,
-                topic_configs=topic.kafka_configs(),
-            )
-        wanted.setdefault(
-            POSITIONS_TOPIC,
-            NewTopic(POSITIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+    def _http_app(self) -> HttpApp:
+        settings = self.config.http
+        assert settings is not None
+        host, _, port = settings.listen.rpartition(":")
+        return HttpApp(
+            host=host.strip("[]") or "0.0.0.0",
+            port=int(port),
+            max_body=settings.max_body,
+            read_timeout=settings.read_timeout,
+            keep_alive=settings.keep_alive,
+            grace=self.config.runtime.grace_period,
         )
-        referenced: list[str] = []
-        for source in config.sources.values():
-            referenced += [source.topic, source.dead_letter_topic or ""]
-        for sink in config.sinks.values():
-            referenced += [*sink.topics, sink.dead_letter_topic or ""]
-        for proc in config.processors.values():
-            referenced += [*proc.topics, proc.to or "", proc.dead_letter_topic or ""]
-            for step in proc.transforms or ():
-                route = getattr(step, "route", None)
-                if route is not None:
-                    referenced += [*route.topics.values(), route.default or ""]
-        for name in referenced:
-            if name and name not in wanted:
-                wanted[name] = NewTopic(name, 1, 1)
-        return list(wanted.values())
 
-    async def _create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="backbone.admin")
-        try:
-            await admin.start()
-        except Exception as exc:
-            await admin.close()
-            raise BackboneError(
-                f"cannot reach the Kafka cluster at {self.bootstrap} (broker.bootstrap): "
-                f"{_describe(exc)}"
-            ) from exc
-        try:
-            existing = set(await admin.list_topics())
-            missing = [topic for topic in self._topics() if topic.name not in existing]
-            if not missing:
-                return
-            response = await admin.create_topics(missing)
-            problems = []
-            for entry in getattr(response, "topic_errors", None) or response.topics:
-                name, code = entry[0], entry[1]
-                message = entry[2] if len(entry) > 2 else None
-                if code == _TOPIC_ALREADY_EXISTS:
-                    continue
-                if code:
-                    problems.append(f"topic {name}: error {code} ({message or 'no message'})")
-                else:
-                    logger.info("created topic %s", name)
-            if problems:
-                raise BackboneError("cannot create topics: " + "; ".join(problems))
-        finally:
-            await admin.close()
-
-    def _context(self, name: str) -> ConnectorContext:
+    def _context(self, name: str, *, source: bool = False) -> ConnectorContext:
         state_dir = self.config.resolve(self.config.runtime.state_dir) / name
         state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(
@@ -244,51 +252,81 @@ class Runner:
             base_dir=self.config.base_dir,
             state_dir=state_dir,
             logger=logging.getLogger(f"backbone.connector.{name}"),
+            http=None if self.http is None else self.http.routes_for(name),
+            push=PushChannel(name) if source else None,
         )
 
-    def _workers(
-        self, shared: Shared, store: PositionStore, positions: dict[str, Any]
-    ) -> list[tuple[str, Worker]]:
+    def _ingress(self, name: str) -> bool:
+        """Whether source ``name`` is an ingress point, run in every gateway process."""
+        kind = self.registry.get(self.config.sources[name].type)
+        return bool(getattr(kind.source, "ingress", False))
+
+    def _source_worker(
+        self,
+        name: str,
+        claim: Claim | None,
+        shared: Shared,
+        *,
+        positions: PositionWriter | None = None,
+        start_position: Any = None,
+    ) -> SourceWorker:
+        """A fresh source instance and its worker (``claim``: this process's claim on it)."""
+        entry = self.config.sources[name]
+        kind = self.registry.get(entry.type)
+        assert kind.source is not None and kind.source_options is not None
+        context = self._context(name, source=True)
+        source = kind.source(connector_options(entry, kind.source_options), context)
+        writer = claim if claim is not None else positions
+        assert writer is not None
+        return SourceWorker(
+            name,
+            kind=kind,
+            source=source,
+            topic=entry.topic,
+            positions=writer,
+            start_position=claim.position if claim is not None else start_position,
+            fence=claim.fence if claim is not None else None,
+            shared=shared,
+            retry=entry.retry,
+            dead_letter_topic=entry.dead_letter_topic,
+            status=self.status[name],
+        )
+
+    def _workers(self, shared: Shared, store: PositionStore) -> list[tuple[str, Worker]]:
+        """The workers every process runs: sinks, processors and ingress sources."""
         config = self.config
         base = str(config.base_dir)
         if config.processors and base not in sys.path:
             # processor functions may live next to the config file
             sys.path.insert(0, base)
         workers: list[tuple[str, Worker]] = []
-        for name, entry in config.sources.items():
-            kind = self.registry.get(entry.type)
-            assert kind.source is not None and kind.source_options is not None
-            context = self._context(name)
-            source = kind.source(connector_options(entry, kind.source_options), context)
-            worker = SourceWorker(
-                name,
-                kind=kind,
-                source=source,
-                topic=entry.topic,
-                positions=store,
-                start_position=positions.get(name),
-                shared=shared,
-                retry=entry.retry,
-                dead_letter_topic=entry.dead_letter_topic,
-                status=self.status[name],
-            )
-            workers.append((name, worker))
-        for name, entry in config.sinks.items():
-            kind = self.registry.get(entry.type)
+        positions = store.positions()
+        for name in config.sources:
+            if self._ingress(name):
+                self.status[name].worker = self.worker
+                worker = self._source_worker(
+                    name, None, shared, positions=store, start_position=positions.get(name)
+                )
+                workers.append((name, worker))
+        for name, sink_entry in config.sinks.items():
+            kind = self.registry.get(sink_entry.type)
             assert kind.sink is not None and kind.sink_options is not None
-            sink = kind.sink(connector_options(entry, kind.sink_options), self._context(name))
-            worker = SinkWorker(
+            options = connector_options(sink_entry, kind.sink_options)
+            sink = kind.sink(options, self._context(name))
+            self.status[name].worker = self.worker
+            sink_worker = SinkWorker(
                 name,
                 sink=sink,
-                topics=entry.topics,
-                start=entry.start,
+                topics=sink_entry.topics,
+                start=sink_entry.start,
                 shared=shared,
-                retry=entry.retry,
-                dead_letter_topic=entry.dead_letter_topic,
+                retry=sink_entry.retry,
+                dead_letter_topic=sink_entry.dead_letter_topic,
                 status=self.status[name],
             )
-            workers.append((name, worker))
+            workers.append((name, sink_worker))
         for name, settings in config.processors.items():
+            self.status[name].worker = self.worker
             workers.append((name, _LazyProcessor(name, settings, shared, self.status[name])))
         return workers
 
@@ -306,6 +344,9 @@ class Runner:
             status.error = f"{type(exc).__name__}: {exc}"
             logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
             return
+        finally:
+            if self.http is not None:
+                self.http.remove(worker.name)  # a stopped connector serves no routes
         status.state = ConnectorState.STOPPED
 
 
@@ -331,10 +372,3 @@ class _LazyProcessor(Worker):
             dead_letter_topic=self.settings.dead_letter_topic,
             status=self.status,
         )
-
-
-def _describe(exc: BaseException) -> str:
-    """``Class: message`` of a client error, without repeating a class name it already has."""
-    text = str(exc)
-    name = type(exc).__name__
-    return text if text.startswith(name) else f"{name}: {text}"

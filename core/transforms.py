@@ -13,8 +13,9 @@ A processor's ``transforms:`` list is applied in order to each event's JSON valu
 Filter expressions are parsed with :mod:`ast` and evaluated by walking a small
 whitelist (comparisons, ``and``/``or``/``not``, ``in``, literals, field names
 with dotted paths, ``is None``); nothing is ever ``eval``-ed. A field that does
-not exist reads as ``None``. The config validates expressions at load time
-(:func:`compile_filter`), the processor runs them (:func:`apply_transforms`).
+not exist reads as ``None``. The step models (:mod:`backbone.steps`) validate
+expressions at load time (:func:`compile_filter`) and each applies itself;
+:func:`apply_transforms` runs a list of them.
 """
 
 from __future__ import annotations
@@ -22,20 +23,25 @@ from __future__ import annotations
 import ast
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "MASK",
+    "MISSING",
     "STEP_NAMES",
     "Expression",
+    "Step",
     "apply_transforms",
     "compile_filter",
     "get_field",
+    "pop_field",
+    "set_field",
     "step_tag",
 ]
 
 MASK = "****"
-_MISSING = object()
+MISSING = object()
+"""What :func:`pop_field` returns when the field is absent."""
 
 Expression = Callable[[Any], bool]
 
@@ -142,7 +148,8 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
     )
 
 
-def _set_field(value: dict[str, Any], path: str, new: Any) -> None:
+def set_field(value: dict[str, Any], path: str, new: Any) -> None:
+    """Set ``value["a"]["b"] = new`` for ``path`` ``"a.b"``, creating missing levels."""
     parts = path.split(".")
     current = value
     for part in parts[:-1]:
@@ -154,53 +161,36 @@ def _set_field(value: dict[str, Any], path: str, new: Any) -> None:
     current[parts[-1]] = new
 
 
-def _pop_field(value: dict[str, Any], path: str) -> Any:
+def pop_field(value: dict[str, Any], path: str) -> Any:
+    """Remove and return the field at ``path`` (:data:`MISSING` if there is none)."""
     parts = path.split(".")
     current: Any = value
     for part in parts[:-1]:
         current = current.get(part) if isinstance(current, dict) else None
     if isinstance(current, dict) and parts[-1] in current:
         return current.pop(parts[-1])
-    return _MISSING
+    return MISSING
 
 
-def apply_transforms(
-    steps: Sequence[Any], filters: Sequence[Expression | None], value: Any
-) -> tuple[bool, Any, str | None]:
-    """Run ``steps`` (validated transform models) on a JSON ``value``.
+class Step(Protocol):
+    """A transform step (the models in :mod:`backbone.steps`)."""
 
-    ``filters`` holds the compiled expression of each ``filter`` step (``None``
-    elsewhere). Returns ``(keep, new_value, routed_topic)``; the input is not
-    modified.
+    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
+        """Change ``value`` in place; return (keep the event?, the routed topic)."""
+        ...
+
+
+def apply_transforms(steps: Sequence[Step], value: Any) -> tuple[bool, Any, str | None]:
+    """Run ``steps`` on a copy of the JSON ``value``: ``(keep, new_value, routed_topic)``.
+
+    The input is not modified; a step returning ``keep=False`` (a filter) ends the run.
     """
     value = copy.deepcopy(value)
     topic: str | None = None
-    for step, expression in zip(steps, filters, strict=True):
-        if expression is not None:
-            if not expression(value):
-                return False, value, topic
-            continue
-        if not isinstance(value, dict):
-            continue
-        if getattr(step, "set", None) is not None:
-            for path, new in step.set.items():
-                _set_field(value, path, copy.deepcopy(new))
-        elif getattr(step, "rename", None) is not None:
-            for old, new in step.rename.items():
-                moved = _pop_field(value, old)
-                if moved is not _MISSING:
-                    _set_field(value, new, moved)
-        elif getattr(step, "drop", None) is not None:
-            for path in step.drop:
-                _pop_field(value, path)
-        elif getattr(step, "mask", None) is not None:
-            for path in step.mask:
-                if get_field(value, path, _MISSING) is not _MISSING:
-                    _set_field(value, path, MASK)
-        elif getattr(step, "route", None) is not None:
-            found = get_field(value, step.route.field)
-            chosen = step.route.topics.get(str(found)) if found is not None else None
-            topic = chosen or step.route.default or topic
+    for step in steps:
+        keep, topic = step.apply(value, topic)
+        if not keep:
+            return False, value, topic
     return True, value, topic
 
 

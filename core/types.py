@@ -14,6 +14,7 @@ write them (``backbone connectors NAME`` shows defaults such as ``5s``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
@@ -73,7 +74,7 @@ def parse_size(value: Any) -> int:
     raise ValueError(f'expected a size like "64MiB" or "10MB" (got {value!r})')
 
 
-def _format(amount: float, units: dict[str, float | int], order: tuple[str, ...]) -> str | None:
+def _format(amount: float, units: Mapping[str, float], order: tuple[str, ...]) -> str | None:
     for unit in order:
         scaled = amount / units[unit]
         if scaled >= 1 and abs(scaled - round(scaled)) < 1e-9:

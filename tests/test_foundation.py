@@ -154,3 +154,58 @@ def test_quickstart_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     seqs = [e["value"]["seq"] for e in events]
     assert len(seqs) >= 2 and len(set(seqs)) == len(seqs) and min(seqs) >= 1
     assert all(e["key"].startswith("key-") for e in events)
+
+
+def test_importing_the_broker_loads_neither_pydantic_nor_the_gateway() -> None:
+    code = (
+        "import backbone.broker, sys; "
+        "loaded = sorted(m for m in ('pydantic', 'aiokafka', 'backbone.runner', "
+        "'backbone.config', 'backbone.connector') if m in sys.modules); print(loaded)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# import name -> distribution, for third-party names whose distribution is named otherwise
+_DISTRIBUTIONS = {"ruamel": "ruamel.yaml", "yaml": "pyyaml"}
+
+
+def test_every_imported_package_is_declared() -> None:
+    """Each third-party top-level name imported by core/, broker/, connectors/ is a
+    declared dependency (the PostgreSQL driver is imported by SQLAlchemy, declared in
+    the ``postgres`` extra)."""
+    import ast
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+    imported: dict[str, str] = {}
+    for folder in ("core", "broker", "connectors"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "_generated" in path.parts or path.name == "generate.py":
+                continue  # the codec generator runs at development time only
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                for name in names:
+                    imported.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    third_party = {
+        name: where
+        for name, where in imported.items()
+        if name not in sys.stdlib_module_names and name not in {"backbone", "__future__"}
+    }
+    missing = {
+        name: where
+        for name, where in third_party.items()
+        if _DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
+    }
+    assert missing == {}
+    assert {"aiokafka", "pydantic", "sqlalchemy", "typer", "ruamel", "crc32c"} <= set(third_party)

@@ -1,18 +1,24 @@
-"""ListOffsets (v1-7) and OffsetForLeaderEpoch (v2-4).
+"""ListOffsets (v0-7) and OffsetForLeaderEpoch (v0-4).
 
 ListOffsets timestamps: -2 = earliest (log start offset), -1 = latest (high
 watermark = last offset + 1), -3 = the record with the largest timestamp
 (v7), t >= 0 = the first offset whose timestamp is >= t (none: offset -1).
-The leader epoch is always 0 on this single node.
+ListOffsets v0 (Sarama, Burrow) answers Kafka's legacy list instead: up to
+``max_num_offsets`` segment offsets, largest first (-1 = [high watermark, ...],
+-2 = [log start offset]). The leader epoch is always 0 on this single node.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import BrokerError
-from ..protocol import ListOffsetsResponse, OffsetForLeaderEpochResponse
-from .base import Handler, RequestContext, error_code, handlers
+from ..log.partition import PartitionLog
+from ..protocol import (
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+)
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
@@ -23,7 +29,7 @@ MAX_TIMESTAMP = -3
 PartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
 
 
-def _list_offset(partition_log: Any, timestamp: int) -> tuple[int, int]:
+def _list_offset(partition_log: PartitionLog, timestamp: int) -> tuple[int, int]:
     """(offset, timestamp) answered for one ListOffsets partition."""
     if timestamp == EARLIEST:
         return partition_log.log_start_offset, -1
@@ -36,8 +42,11 @@ def _list_offset(partition_log: Any, timestamp: int) -> tuple[int, int]:
     return (found[0], found[1]) if found is not None else (-1, -1)
 
 
-async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
-    """ListOffsets v1-7: earliest, latest, max timestamp or first offset at a timestamp."""
+async def handle_list_offsets(
+    ctx: RequestContext, request: ListOffsetsRequest
+) -> ListOffsetsResponse:
+    """ListOffsets v0-7: earliest, latest, max timestamp or first offset at a timestamp."""
+    legacy = ctx.api_version == 0
     topics = []
     for topic in request.topics:
         partitions = []
@@ -45,6 +54,16 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
             index = partition.partition_index
             try:
                 partition_log = ctx.logs.partition(topic.name, index)
+                if legacy:
+                    offsets = partition_log.offsets_before(
+                        partition.timestamp, partition.max_num_offsets
+                    )
+                    partitions.append(
+                        PartitionResponse(
+                            partition_index=index, error_code=0, old_style_offsets=offsets
+                        )
+                    )
+                    continue
                 offset, timestamp = _list_offset(partition_log, partition.timestamp)
             except BrokerError as exc:
                 partitions.append(
@@ -66,8 +85,11 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
     return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
 
 
-async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> Any:
-    """OffsetForLeaderEpoch v2-4: epoch 0 ends at the high watermark; later epochs are unknown."""
+async def handle_offset_for_leader_epoch(
+    ctx: RequestContext, request: OffsetForLeaderEpochRequest
+) -> OffsetForLeaderEpochResponse:
+    """OffsetForLeaderEpoch v0-4: epoch 0 ends at the high watermark; later epochs are unknown
+    (v0 answers the end offset only)."""
     topics = []
     for topic in request.topics:
         partitions = []
@@ -99,7 +121,13 @@ async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> A
     return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
 
 
-HANDLERS = handlers(
-    Handler(2, 1, 7, handle_list_offsets),
-    Handler(23, 2, 4, handle_offset_for_leader_epoch),
+HANDLERS = (
+    Handler(ListOffsetsRequest, ListOffsetsResponse, handle_list_offsets, 0, 7),
+    Handler(
+        OffsetForLeaderEpochRequest,
+        OffsetForLeaderEpochResponse,
+        handle_offset_for_leader_epoch,
+        0,
+        4,
+    ),
 )

@@ -6,7 +6,8 @@ delete_records), AppendResult, ReadResult, FileSlice, LogConfig, ConfigEntry.
 
 Additions beyond the agreed interface (all optional keyword arguments or extra methods):
 - LogManager(..., retention_check_interval_s=300.0, cleaner_interval_s=15.0,
-  retire_delay_s=60.0, producer_id_expiration_ms=86_400_000);
+  producer_id_expiration_ms=86_400_000); LogManager.reaper.held counts deleted segments
+  whose file is still open because a reader holds it;
   LogManager.enforce_retention() and ``await LogManager.clean()`` run one retention /
   compaction pass now; LogManager.flusher.rounds / .fsync_calls count
   group-commit rounds and fsync calls; LogManager.topic_by_id(uuid).
@@ -20,10 +21,16 @@ Additions beyond the agreed interface (all optional keyword arguments or extra m
   expired or was never seen is not refused.
 """
 
-from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig
-from .manager import LogManager, Topic, validate_topic_name
-from .partition import AppendResult, PartitionLog, ReadResult
-from .segment import FileSlice
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the static view of the lazy names below
+    from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig
+    from .manager import LogManager, Topic, validate_topic_name
+    from .partition import AppendResult, PartitionLog, ReadResult
+    from .segment import FileSlice
 
 __all__ = [
     "IGNORED_CONFIGS",
@@ -38,3 +45,26 @@ __all__ = [
     "Topic",
     "validate_topic_name",
 ]
+
+_LAZY = {
+    "IGNORED_CONFIGS": ".config",
+    "ConfigEntry": ".config",
+    "FlushPolicy": ".config",
+    "LogConfig": ".config",
+    "LogManager": ".manager",
+    "Topic": ".manager",
+    "validate_topic_name": ".manager",
+    "AppendResult": ".partition",
+    "PartitionLog": ".partition",
+    "ReadResult": ".partition",
+    "FileSlice": ".segment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, each imported from its module on first use (so importing
+    ``backbone.broker.log.config`` alone stays cheap)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

@@ -42,16 +42,23 @@ from backbone.broker.errors import (
 )
 from backbone.durable import fsync_dir, write_file_atomically
 
-from .cleaner import clean_partition
+from .cleaner import LogCleaner
 from .config import ConfigEntry, FlushPolicy, LogConfig
+from .diskspace import DiskWatch
 from .flusher import Flusher
-from .partition import PartitionLog, SegmentReaper
+from .partition import PartitionLog
+from .reaper import SegmentReaper
+from .retention import enforce_retention
 
-__all__ = ["LogManager", "Topic", "validate_topic_name"]
+__all__ = ["INTERNAL_TOPICS", "LogManager", "Topic", "validate_topic_name"]
 
 logger = logging.getLogger(__name__)
 
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+#: Topics the broker writes itself (Kafka's ``Topic.isInternal``): flagged internal in
+#: Metadata, never auto-created, refused to Produce and DeleteTopics.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
 MAX_TOPIC_NAME_LENGTH = 249
 _PRODUCER_ID_BLOCK = 1000
 
@@ -87,12 +94,18 @@ class Topic:
     def overrides(self) -> dict[str, str]:
         return dict(self.config.overrides)
 
+    @property
+    def internal(self) -> bool:
+        """True for the broker's own topics (``__consumer_offsets``)."""
+        return self.name in INTERNAL_TOPICS
+
     def describe_configs(self) -> list[ConfigEntry]:
         return self.config.describe()
 
 
 class LogManager:
-    """Owns the topics, the flusher, the segment reaper and the maintenance task."""
+    """Owns the topics, the flusher, the segment reaper, the disk watch, the cleaner and the
+    maintenance task."""
 
     def __init__(
         self,
@@ -104,14 +117,15 @@ class LogManager:
         clock: Callable[[], float] = time.time,
         retention_check_interval_s: float = 300.0,
         cleaner_interval_s: float = 15.0,
-        retire_delay_s: float = 60.0,
         producer_id_expiration_ms: int = 24 * 3600 * 1000,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.defaults = defaults if defaults is not None else LogConfig()
         self.clock = clock
         self.flusher = Flusher(flush, flush_interval_ms)
-        self.reaper = SegmentReaper(retire_delay_s)
+        self.reaper = SegmentReaper(self.flusher.release_file)
+        self.disk = DiskWatch()
+        self.cleaner = LogCleaner()
         self.retention_check_interval_s = retention_check_interval_s
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
@@ -151,7 +165,7 @@ class LogManager:
         for topic in self._topics.values():
             for log in topic.partitions:
                 log.close()
-        self.reaper.reap(force=True)
+        self.reaper.close_all()
         logger.info("log manager in %s closed", self.data_dir)
 
     def _load(self) -> None:
@@ -193,6 +207,7 @@ class LogManager:
             flusher=self.flusher,
             reaper=self.reaper,
             clock=self.clock,
+            disk=self.disk,
         )
 
     # ------------------------------------------------------------------ lookups
@@ -225,7 +240,7 @@ class LogManager:
         self,
         name: str,
         num_partitions: int,
-        configs: Mapping[str, str] | None = None,
+        configs: Mapping[str, str | None] | None = None,
         validate_only: bool = False,
     ) -> Topic:
         """Create a topic (CreateTopics, auto-create). Raises InvalidTopic,
@@ -248,7 +263,9 @@ class LogManager:
                 return topic
             await self._add_partitions(topic, 0, num_partitions)
             self._topics[name] = topic
-        logger.info("created topic %s with %d partitions", name, num_partitions)
+        logger.info(
+            "created topic %s with %d partitions", name, num_partitions, extra={"topic": name}
+        )
         return topic
 
     async def _add_partitions(self, topic: Topic, start: int, stop: int) -> None:
@@ -328,7 +345,7 @@ class LogManager:
             for log in topic.partitions:
                 log.close()
             await asyncio.to_thread(self._remove_topic_files, topic)
-        logger.info("deleted topic %s", name)
+        logger.info("deleted topic %s", name, extra={"topic": name})
 
     def _remove_topic_files(self, topic: Topic) -> None:
         meta = self._metadata_path(topic)
@@ -354,7 +371,7 @@ class LogManager:
             if validate_only:
                 return
             await self._add_partitions(topic, current, total_count)
-        logger.info("topic %s now has %d partitions", name, total_count)
+        logger.info("topic %s now has %d partitions", name, total_count, extra={"topic": name})
 
     async def alter_configs(
         self,
@@ -389,7 +406,12 @@ class LogManager:
                 raise KafkaStorageError(f"cannot persist the configs of {name}: {exc}") from exc
             for log in topic.partitions:
                 log.config = config
-        logger.info("altered configs of topic %s: %s", name, dict(config.overrides))
+        logger.info(
+            "altered configs of topic %s: %s",
+            name,
+            dict(config.overrides),
+            extra={"topic": name},
+        )
 
     async def allocate_producer_id(self) -> int:
         """A producer id never handed out before (InitProducerId); persisted in blocks.
@@ -424,7 +446,7 @@ class LogManager:
         deleted = 0
         for topic in list(self._topics.values()):
             for log in topic.partitions:
-                deleted += log.enforce_retention(now_ms)
+                deleted += enforce_retention(log, now_ms)
                 log.producers.expire(now_ms, self.producer_id_expiration_ms)
         return deleted
 
@@ -436,7 +458,7 @@ class LogManager:
             if not topic.config.compact:
                 continue
             for log in list(topic.partitions):
-                rewritten += await clean_partition(log, now_ms)
+                rewritten += await self.cleaner.clean(log, now_ms)
         return rewritten
 
     async def _maintain(self) -> None:
@@ -446,7 +468,6 @@ class LogManager:
         next_clean = loop.time() + self.cleaner_interval_s
         while True:
             await asyncio.sleep(tick)
-            self.reaper.reap()
             now = loop.time()
             try:
                 if now >= next_retention:

@@ -13,15 +13,13 @@ import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backbone import SourceRecord
-from backbone.durable import write_file_atomically
+from backbone.sdk import SourceRecord, StateDir
 
 from ._options import SqlSourceOptions
 from ._values import dump_cursor, load_cursor, row_hash, to_json
@@ -79,7 +77,7 @@ class Capture:
     zone: ZoneInfo
     options: SqlSourceOptions
     connector: str
-    state_dir: Path
+    state: StateDir
     table: sa.Table | None = None
     data_columns: list[str] = field(default_factory=list)
 
@@ -116,7 +114,6 @@ class Capture:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
         position: Any,
-        previous: Any,
         change_ms: int | None = None,
         identity: Any = None,
     ) -> list[SourceRecord]:
@@ -162,7 +159,7 @@ class Capture:
         )
         if op != "d" or not self.options.tombstones:
             return [record]
-        record.position = previous
+        record.position = None  # one change, two records: only the last one advances
         tombstone = SourceRecord(
             value=None,
             key=key,
@@ -181,20 +178,11 @@ class Capture:
 
     def read_state(self, name: str) -> Any:
         """A JSON state file under the connector's state_dir, or None."""
-        path = self.state_dir / name
-        if not path.exists():
-            return None
-        return json.loads(path.read_text("utf-8"))
+        return self.state.read(name)
 
     def write_state(self, name: str, value: Any) -> None:
         """Write a JSON state file atomically and durably (fsync, then rename)."""
-        write_json(self.state_dir / name, value)
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON to ``path``: temp file, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomically(path, json.dumps(value, separators=(",", ":")).encode())
+        self.state.write(name, value)
 
 
 def ms_of(value: Any, zone: ZoneInfo) -> int | None:

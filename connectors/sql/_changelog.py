@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from backbone import FatalError, RetriableError, SourceRecord
+from backbone.sdk import FatalError, RetriableError, SourceRecord
 
 from ._capture import Capture, ModeBase, Poll, dump_key, load_key, ms_of, raw
 from ._database import errors, split_name
@@ -249,17 +249,12 @@ class Changelog(ModeBase):
         records: list[SourceRecord] = []
         current = state
         for index, mapping in enumerate(rows):
-            previous = current
             if done and index == len(rows) - 1:
                 current = LogState(state.seq, state.lo, state.hi)
             else:
                 after = tuple(mapping[f"_bb_k{i}"] for i in range(len(keys)))
                 current = LogState(state.seq, state.lo, state.hi, after, True)
-            records.extend(
-                capture.records(
-                    "r", None, capture.row(mapping), current.position(), previous.position()
-                )
-            )
+            records.extend(capture.records("r", None, capture.row(mapping), current.position()))
         if done:
             current = LogState(state.seq, state.lo, state.hi)
         return Poll(records, current, True)
@@ -291,7 +286,6 @@ class Changelog(ModeBase):
         records: list[SourceRecord] = []
         current = LogState(state.seq, lo, hi)
         for index, mapping in enumerate(rows):
-            previous = current
             if self.postgres and not full and index == len(rows) - 1:
                 current = LogState(None, hi, hi)  # window finished
             else:
@@ -309,7 +303,6 @@ class Changelog(ModeBase):
                         before,
                         None,
                         current.position(),
-                        previous.position(),
                         change_ms,
                         identity,
                     )
@@ -323,7 +316,6 @@ class Changelog(ModeBase):
                         None,
                         capture.row(mapping),
                         current.position(),
-                        previous.position(),
                         change_ms,
                         identity,
                     )

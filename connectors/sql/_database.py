@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 
-from backbone import ConnectorContext, DataError, FatalError, RetriableError
+from backbone.sdk import ConnectorContext, DataError, FatalError, RetriableError
 
 __all__ = [
     "column_of",
@@ -28,6 +28,7 @@ __all__ = [
     "redacted",
     "reflect_table",
     "require_file",
+    "resolve_url",
     "split_name",
     "sqlite_file",
     "translate",
@@ -86,7 +87,13 @@ def create(url: URL, timezone: str) -> Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (sa_exc.ArgumentError, ImportError) as exc:
-        raise FatalError(f"cannot use url {redacted(url)}: {exc}") from exc
+        hint = ""
+        if backend == "postgresql" and isinstance(exc, ImportError):
+            hint = (
+                "; the PostgreSQL driver is not installed: pip install 'backbone[postgres]' "
+                "installs psycopg 3 (urls postgresql+psycopg://...)"
+            )
+        raise FatalError(f"cannot use url {redacted(url)}: {exc}{hint}") from exc
 
 
 def split_name(name: str) -> tuple[str | None, str]:
@@ -113,7 +120,7 @@ def reflect_table(engine: Engine, name: str, *, option: str = "table") -> sa.Tab
 def column_of(table: sa.Table | Any, name: str, option: str) -> sa.ColumnElement[Any]:
     """Column ``name`` of ``table`` (a Table or subquery); FatalError naming ``option``."""
     try:
-        return table.c[name]  # type: ignore[no-any-return]
+        return table.c[name]
     except KeyError:
         available = ", ".join(table.c.keys())
         raise FatalError(

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backbone import SourceRecord
+from backbone.sdk import SourceRecord
 
 from ._capture import ModeBase, Poll, dump_key, load_key, ms_of, raw
 from ._database import errors
@@ -119,15 +119,12 @@ class Incrementing(ModeBase):
         seen = state.seen
         until = state.until
         for mapping in rows:
-            before_position = IncState(state.watermark, seen, (), until).position()
             row_id = int(mapping["_bb_id"])
             seen = add_id(seen, row_id)
             position = IncState(state.watermark, seen, (), until).position()
             after = capture.row(mapping)
             op = "r" if until is not None and row_id <= until else "c"
-            records.extend(
-                capture.records(op, None, after, position, before_position, identity={"id": row_id})
-            )
+            records.extend(capture.records(op, None, after, position, identity={"id": row_id}))
         top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
         history = (*state.history, (mono, top)) if top is not None else state.history
         watermark = state.watermark
@@ -283,7 +280,6 @@ class Timestamp(ModeBase):
         current = state
         until = state.until
         for index, mapping in enumerate(rows):
-            previous = current
             following = rows[index + 1] if index + 1 < len(rows) else None
             if inc is not None:
                 current = TsState(mapping["_bb_ts"], mapping["_bb_id"], until)
@@ -297,7 +293,6 @@ class Timestamp(ModeBase):
                     None,
                     after,
                     current.position(self.with_id),
-                    previous.position(self.with_id),
                     change_ms,
                     identity={
                         "ts": dump_cursor(mapping["_bb_ts"]),
@@ -381,7 +376,6 @@ class Bulk(ModeBase):
         records: list[SourceRecord] = []
         current = state
         for index, mapping in enumerate(rows):
-            previous = current
             if done and index == len(rows) - 1:
                 current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
             elif keys:
@@ -390,11 +384,7 @@ class Bulk(ModeBase):
                 )
             else:
                 current = BulkState(state.run, (state.after or 0) + index + 1, False)
-            records.extend(
-                capture.records(
-                    "r", None, capture.row(mapping), current.position(), previous.position()
-                )
-            )
+            records.extend(capture.records("r", None, capture.row(mapping), current.position()))
         if done and not rows:
             current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
         return Poll(records, current, not done)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from backbone import ConnectorOptions, Duration
+from backbone.sdk import ConnectorOptions, Duration
 
 __all__ = ["Mode", "SqlSinkOptions", "SqlSourceOptions"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from backbone import ConnectorContext, DataError, FatalError, Sink, SinkRecord
+from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
 
 from ._database import (
     column_of,
@@ -36,7 +36,6 @@ from ._database import (
     split_name,
     sqlite_file,
 )
-from ._offload import Offload
 from ._options import SqlSinkOptions
 from ._values import from_json
 
@@ -128,11 +127,11 @@ class SqlSink(Sink[SqlSinkOptions]):
         for name in key:
             column_of(table, name, "key")
         if isinstance(self.options.fields, dict):
-            for column in self.options.fields.values():
-                column_of(table, column, "fields")
+            for target in self.options.fields.values():
+                column_of(table, target, "fields")
         elif self.options.fields:
-            for column in self.options.fields:
-                column_of(table, column, "fields")
+            for target in self.options.fields:
+                column_of(table, target, "fields")
         if not key and self.options.insert_mode != "insert":
             raise FatalError(
                 f"key: insert_mode {self.options.insert_mode!r} needs key columns and table "
@@ -362,7 +361,7 @@ class SqlSink(Sink[SqlSinkOptions]):
             if dialect == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
-                from sqlalchemy.dialects.sqlite import insert
+                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
             statement = insert(table)
             if others:
                 statement = statement.on_conflict_do_update(

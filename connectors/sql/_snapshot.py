@@ -8,8 +8,9 @@ snapshot and emits ``c`` (new key), ``u`` (hash changed) and ``d`` (key gone;
 State: snapshot generation ``N`` is the file ``snapshot-N.json`` in the
 connector's ``state_dir`` (``{key JSON: hash}``), written with fsync before any
 event of that generation is returned. The position is ``{"gen": N}``; records of
-a diff carry the previous generation except the last one, so a crash in the
-middle of a diff redoes the whole diff (at-least-once). ``ack`` deletes older
+a diff carry no position (``None``: one change spanning several records, as the
+contract says) except the last one, which carries the new generation, so a crash
+in the middle of a diff redoes the whole diff (at-least-once). ``ack`` deletes older
 generations. A missing file for the saved generation (state folder lost) means a
 fresh full snapshot (all rows as ``r``).
 """
@@ -20,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from backbone import SourceRecord
+from backbone.sdk import SourceRecord
 
 from ._capture import ModeBase, Poll
 from ._database import errors
@@ -85,21 +86,21 @@ class SnapshotDiff(ModeBase):
         hashes, rows = self._read()
         previous_hashes = state.hashes
         gen = state.gen + 1
-        old = {"gen": state.gen}
+        old = {"gen": state.gen}  # names the changes of this diff (for their ce_id)
         new = {"gen": gen}
         changes: list[SourceRecord] = []
         if previous_hashes is None:
             for row in rows.values():
-                changes.extend(capture.records("r", None, row, old, old))
+                changes.extend(capture.records("r", None, row, None, identity=old))
         else:
             for key, digest in hashes.items():
                 before = previous_hashes.get(key)
                 if before is None:
-                    changes.extend(capture.records("c", None, rows[key], old, old))
+                    changes.extend(capture.records("c", None, rows[key], None, identity=old))
                 elif before != digest:
-                    changes.extend(capture.records("u", None, rows[key], old, old))
+                    changes.extend(capture.records("u", None, rows[key], None, identity=old))
             for key in sorted(previous_hashes.keys() - hashes.keys()):
-                changes.extend(capture.records("d", json.loads(key), None, old, old))
+                changes.extend(capture.records("d", json.loads(key), None, None, identity=old))
         due = mono + capture.options.poll_interval
         if not changes:
             return Poll([], DiffState(state.gen, hashes, (), due))
@@ -108,16 +109,17 @@ class SnapshotDiff(ModeBase):
             if record.value is not None:
                 record.value["source"]["position"] = new
         changes[-1].position = new
-        batch, rest = changes[:size], changes[size:]
-        return Poll(batch, DiffState(gen, hashes, tuple(rest), due), bool(rest))
+        first, later = changes[:size], changes[size:]
+        return Poll(first, DiffState(gen, hashes, tuple(later), due), bool(later))
 
     def acked(self, position: Any) -> None:
         """Delete snapshot files older than the acknowledged generation."""
         gen = int(position["gen"])
-        for path in self.capture.state_dir.glob("snapshot-*.json"):
+        state = self.capture.state
+        for name in state.names("snapshot-*.json"):
             try:
-                number = int(path.stem.split("-", 1)[1])
+                number = int(name[len("snapshot-") : -len(".json")])
             except ValueError:
                 continue
             if number < gen:
-                path.unlink(missing_ok=True)
+                state.delete(name)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backbone import ConnectorContext, FatalError, Source, SourceRecord
+from backbone.sdk import ConnectorContext, FatalError, Offload, Source, SourceRecord
 
 from ._capture import Capture, ModeBase, unique_ids
 from ._changelog import Changelog, changelog_name, install
@@ -31,7 +31,6 @@ from ._database import (
     resolve_url,
 )
 from ._modes import Bulk, Incrementing, Timestamp
-from ._offload import Offload
 from ._options import SqlSourceOptions
 from ._snapshot import SnapshotDiff
 
@@ -113,7 +112,7 @@ class SqlSource(Source[SqlSourceOptions]):
             zone=ZoneInfo(options.timezone),
             options=options,
             connector=self.context.name,
-            state_dir=self.context.state_dir,
+            state=self.context.state,
             table=table,
         )
         if options.mode == "changelog":

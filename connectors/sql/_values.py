@@ -9,6 +9,7 @@ the package docstring); the sink turns JSON back into what a column expects with
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import decimal
 import enum
@@ -89,7 +90,7 @@ def from_json(value: Any, column: sa.Column[Any], field: str) -> Any:
             return dt.timedelta(seconds=value)
         if python_type is uuid.UUID and isinstance(value, str):
             return uuid.UUID(value)
-    except (ValueError, decimal.InvalidOperation, base64.binascii.Error) as exc:
+    except (ValueError, decimal.InvalidOperation, binascii.Error) as exc:
         raise ValueError(
             f"field {field!r}: {value!r} is not a valid {python_type.__name__} "
             f"for column {column.name!r} ({exc})"

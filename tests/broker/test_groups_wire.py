@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from backbone.broker.protocol import (
     REQUESTS,
     RESPONSES,
@@ -64,10 +63,8 @@ class Client:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        await running.logs.create_topic("t", 2)
-        yield running
+def broker_topics() -> dict[str, int]:
+    return {"t": 2}
 
 
 @pytest.fixture
@@ -125,11 +122,20 @@ async def joined_member(client: Client, version: int = 5, group: str = "g") -> A
 
 
 def test_offered_versions_are_decodable() -> None:
-    from backbone.broker.handlers.groups import HANDLERS
+    from backbone.broker.handlers import group_offsets, groups
 
-    for key, handler in HANDLERS.items():
-        assert REQUESTS[key].min_version <= handler.min_version
-        assert handler.max_version <= REQUESTS[key].max_version
+    handlers = groups.HANDLERS + group_offsets.HANDLERS
+    assert len(handlers) == 11
+    for handler in handlers:
+        assert handler.request is REQUESTS[handler.api_key]
+        assert handler.request.min_version <= handler.min_version
+        assert handler.max_version <= handler.request.max_version
+
+
+NO_TRANSACTIONS = (
+    "Transactions are not supported by this broker, so transactional id '{}' has no "
+    "coordinator; produce without transactional.id (idempotent producers are supported)."
+)
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5])
@@ -142,7 +148,8 @@ async def test_find_coordinator(client: Client, broker: Broker, version: int) ->
             ("b", 0, broker.port, 0),
         ]
         txn = await client.send(FindCoordinatorRequest(key_type=1, coordinator_keys=["x"]), version)
-        assert txn.coordinators[0].error_code == 15
+        assert (txn.coordinators[0].error_code, txn.coordinators[0].node_id) == (35, -1)
+        assert txn.coordinators[0].error_message == NO_TRANSACTIONS.format("x")
         return
     response = await client.send(FindCoordinatorRequest(key="g"), version)
     assert (response.error_code, response.node_id, response.host, response.port) == (
@@ -153,8 +160,8 @@ async def test_find_coordinator(client: Client, broker: Broker, version: int) ->
     )
     if version >= 1:
         txn = await client.send(FindCoordinatorRequest(key="tx", key_type=1), version)
-        assert (txn.error_code, txn.node_id) == (15, -1)
-        assert txn.error_message == "Transactions are not supported by this broker."
+        assert (txn.error_code, txn.node_id) == (35, -1)  # UNSUPPORTED_VERSION: not retried
+        assert txn.error_message == NO_TRANSACTIONS.format("tx")
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from backbone.broker import Broker, BrokerConfig
-from backbone.broker.handlers.base import Handler
+from backbone.broker.handlers.base import Handler, RequestContext
+from backbone.broker.protocol import DescribeClusterRequest, DescribeClusterResponse
+from tests.broker.long_poll import fetch_parked
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,22 +24,22 @@ pytestmark = pytest.mark.timeout(60)
 EXPECTED = {
     0: (0, 11),  # Produce
     1: (4, 12),  # Fetch
-    2: (1, 7),  # ListOffsets
+    2: (0, 7),  # ListOffsets
     3: (0, 12),  # Metadata
     18: (0, 4),  # ApiVersions
-    19: (2, 7),  # CreateTopics
-    20: (1, 6),  # DeleteTopics
+    19: (0, 7),  # CreateTopics
+    20: (0, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
     22: (0, 5),  # InitProducerId
-    23: (2, 4),  # OffsetForLeaderEpoch
-    32: (1, 4),  # DescribeConfigs
+    23: (0, 4),  # OffsetForLeaderEpoch
+    32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions
     44: (0, 1),  # IncrementalAlterConfigs
     60: (0, 1),  # DescribeCluster
     # consumer groups (issue 4), the ranges of broker/handlers/groups.py
-    8: (2, 8),  # OffsetCommit
-    9: (1, 8),  # OffsetFetch
+    8: (0, 8),  # OffsetCommit
+    9: (0, 8),  # OffsetFetch
     10: (0, 5),  # FindCoordinator
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
@@ -49,6 +50,13 @@ EXPECTED = {
     42: (0, 2),  # DeleteGroups
     47: (0, 0),  # OffsetDelete
 }
+
+# Kafka 3.9 serves every one of these APIs from version 0 (its message JSONs'
+# validVersions; KIP-896 raised the floors only in Kafka 4.0), and old clients (Sarama
+# before 1.40, Burrow 1.2) send OffsetCommit v1, ListOffsets v0, DescribeConfigs v0 ...
+# The one exception: Fetch v0-3 return message formats v0/v1, which the broker does not
+# write (as Produce v0-2 are answered UNSUPPORTED_VERSION per partition).
+KAFKA_3_9_FLOOR_EXCEPTIONS = {1: 4}  # Fetch
 
 # The oldest versions the Java 4.x client sends (Kafka 4 removed the older ones, KIP-896):
 # the broker must offer them, or the Java client cannot use groups at all.
@@ -154,7 +162,7 @@ class Raw:
         async with asyncio.timeout(wait):
             try:
                 data = await self.reader.read(1)
-            except ConnectionResetError:
+            except ConnectionError:  # reset, or a write of ours hit the closed socket
                 data = b""
         if data == b"":
             await self.close()
@@ -169,10 +177,8 @@ class Raw:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    config = BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
-    async with Broker(config) as running:
-        yield running
+def broker_config(tmp_path: Path) -> BrokerConfig:
+    return BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
 
 
 async def assert_serves(port: int) -> None:
@@ -199,6 +205,8 @@ async def test_api_versions_every_version(broker: Broker, version: int) -> None:
     assert error == 0
     for key, expected in EXPECTED.items():
         assert ranges[key] == expected, f"api key {key}"
+    for key, (low, _) in ranges.items():
+        assert low == KAFKA_3_9_FLOOR_EXCEPTIONS.get(key, 0), f"api key {key}: floor {low}"
     await conn.close()
 
 
@@ -390,11 +398,14 @@ async def test_pipelined_requests_are_answered_in_order(broker: Broker) -> None:
 async def test_handler_bug_answers_unknown_server_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(ctx: object, request: object) -> object:
+    async def broken(
+        ctx: RequestContext, request: DescribeClusterRequest
+    ) -> DescribeClusterResponse:
         raise RuntimeError("boom in the handler")
 
     config = BrokerConfig(data_dir=tmp_path, port=0)
-    async with Broker(config, handlers={60: Handler(60, 0, 1, broken)}) as running:
+    handler = Handler(DescribeClusterRequest, DescribeClusterResponse, broken, 0, 1)
+    async with Broker(config, handlers=[handler]) as running:
         conn = await Raw.connect(running.port)
         with caplog.at_level(logging.ERROR):
             # DescribeCluster v0 (flexible): include_cluster_authorized_operations=false
@@ -434,10 +445,11 @@ async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
         fetch_body += struct.pack(">h", 5) + b"quiet" + struct.pack(">i", 1)
         fetch_body += struct.pack(">iqi", 0, 0, 1 << 20)
         await conn.send(frame(header_v1(1, 4, 99) + fetch_body))
-        await asyncio.sleep(0.1)
+        answer = asyncio.ensure_future(conn.response(wait=30))
+        await fetch_parked(running, "quiet", answer)  # the request is in flight
     finally:
         closing = asyncio.create_task(running.__aexit__(None, None, None))
-    body = await conn.response(wait=5)
+    body = await asyncio.wait_for(answer, 5)  # answered at shutdown, not at max_wait (30 s)
     assert struct.unpack_from(">i", body)[0] == 99
     assert await conn.closed(wait=5)
     await asyncio.wait_for(closing, 10)

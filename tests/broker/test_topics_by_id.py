@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from backbone.broker import protocol as kp
 from tests.broker.test_server import call
 
 pytestmark = pytest.mark.timeout(30)
 
 UNKNOWN_TOPIC_ID = 100
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def test_delete_topics_by_id(broker: Broker) -> None:
@@ -35,6 +27,6 @@ async def test_delete_topics_by_id(broker: Broker) -> None:
     response = await call(broker.port, request, 6)
     results = [(r.name, r.topic_id, r.error_code) for r in response.responses]  # type: ignore[attr-defined]
     assert results == [("doomed", doomed.topic_id, 0), (None, stranger, UNKNOWN_TOPIC_ID)]
-    assert sorted(broker.logs.topics) == ["kept"]
+    assert sorted(broker.logs.topics) == ["__consumer_offsets", "kept"]
     assert broker.logs.topic_by_id(kept.topic_id) is broker.logs.topic("kept")
     assert broker.logs.topic_by_id(doomed.topic_id) is None

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from backbone import testing
 from backbone.connectors.generator import GeneratorOptions, GeneratorSource
-from tests import conformance
 
 
 def make(tmp_path: Path, **options: object):
     def factory() -> GeneratorSource:
-        return GeneratorSource(GeneratorOptions(**options), conformance.context(tmp_path))
+        return GeneratorSource(GeneratorOptions(**options), testing.context(tmp_path))
 
     return factory
 
 
 async def test_conformance(tmp_path: Path) -> None:
-    await conformance.check_source(
+    await testing.check_source(
         make(tmp_path, rate=2000, keys=3),
         minimum=20,
         same=lambda r: (r.key, r.position, r.value["seq"], r.value["message"]),
@@ -26,13 +26,13 @@ async def test_conformance(tmp_path: Path) -> None:
 
 
 async def test_idle_read_returns(tmp_path: Path) -> None:
-    await conformance.check_source_idle_read(make(tmp_path, rate=1000, count=5), drain=5)
+    await testing.check_source_idle_read(make(tmp_path, rate=1000, count=5), drain=5)
 
 
 async def test_events_count_and_keys(tmp_path: Path) -> None:
     source = make(tmp_path, rate=5000, count=12, keys=5, fields={"site": "a"})()
     await source.open(7)
-    records = await conformance.read_at_least(source, 5)
+    records = await testing.read_at_least(source, 5)
     assert [r.position for r in records] == [8, 9, 10, 11, 12]
     assert [r.key for r in records] == ["key-3", "key-4", "key-0", "key-1", "key-2"]
     assert records[0].value["seq"] == 8 and records[0].value["site"] == "a"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from backbone.testing import wait_until
 from tests.connectors.test_sql_support import Proxy, execute, rows, sink, source
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.postgres]
@@ -24,8 +25,10 @@ class SlowProxy(Proxy):
     """A :class:`Proxy` that waits ``delay`` seconds before connecting each client."""
 
     delay = 1.0
+    accepted = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1  # the connector's thread is connecting now
         await asyncio.sleep(self.delay)
         await super()._handle(reader, writer)
 
@@ -60,8 +63,8 @@ async def test_cancelled_open_then_close_leaves_no_connection(
         connector = sink(proxied, tmp_path, table="orders")
         opening = asyncio.create_task(connector.open())
     try:
-        await asyncio.sleep(0.3)  # inside the proxy's delay: the thread is connecting
-        assert not opening.done()
+        await wait_until(lambda: proxy.accepted, within=20, what="the connection attempt")
+        assert not opening.done()  # held in the proxy's delay
         opening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await opening

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backbone.config import load_config
-from tests.conformance import running, wait_until
+from backbone.testing import running, wait_until
 from tests.connectors.test_sql_pipeline import registry
 from tests.servers import free_port
 
@@ -89,7 +89,7 @@ async def test_config_runs_and_copies_the_table(path: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("side", ["source", "sink"])
 def test_every_option_is_documented_and_has_a_json_schema(side: str) -> None:
-    from backbone.config import _member as member_model
+    from backbone.config import member_model
     from backbone.connectors.sql import CONNECTOR
 
     options = getattr(CONNECTOR, f"{side}_options")

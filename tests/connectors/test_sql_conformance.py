@@ -1,4 +1,4 @@
-"""The connector conformance suite (tests/conformance.py) applied to the sql source and sink."""
+"""The connector conformance suite (tests/testing.py) applied to the sql source and sink."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from backbone import SourceRecord
+from backbone import SourceRecord, testing
 from backbone.connectors.sql import SqlSink, SqlSinkOptions, SqlSource, SqlSourceOptions
-from tests import conformance
 from tests.connectors.test_sql_support import dialect, execute, rows, serial
 
 pytestmark = pytest.mark.timeout(90)
@@ -64,15 +63,15 @@ async def test_source_conformance(url: str, tmp_path: Path, mode: str) -> None:
 
     def make(kind: type[SqlSource] = ReplayComparable) -> SqlSource:
         # each instance gets its own state folder, like a fresh process with a saved position
-        context = conformance.context(tmp_path / f"run-{next(counter)}", "items-db")
+        context = testing.context(tmp_path / f"run-{next(counter)}", "items-db")
         return kind(SqlSourceOptions(**options), context)
 
     if mode != "snapshot_diff":
         # snapshot_diff positions name a whole diff generation: resuming redoes that diff
-        await conformance.check_source_resumes(make, minimum=10)
-    await conformance.check_source_replays(make, minimum=10)
-    await conformance.check_source_cancellation(lambda: make(SqlSource))
-    await conformance.check_source_idle_read(lambda: make(SqlSource), drain=12)
+        await testing.check_source_resumes(make, minimum=10)
+    await testing.check_source_replays(make, minimum=10)
+    await testing.check_source_cancellation(lambda: make(SqlSource))
+    await testing.check_source_idle_read(lambda: make(SqlSource), drain=12)
 
 
 async def test_sink_conformance(url: str, tmp_path: Path) -> None:
@@ -80,16 +79,23 @@ async def test_sink_conformance(url: str, tmp_path: Path) -> None:
 
     def make() -> SqlSink:
         options = SqlSinkOptions(url=url, table="items")
-        return SqlSink(options, conformance.context(tmp_path, "items-sink"))
+        return SqlSink(options, testing.context(tmp_path, "items-sink"))
 
     async def read_back() -> list[Any]:
         return rows(url, "SELECT id, name FROM items ORDER BY id")
 
-    records = [conformance.sink_record({"id": i, "name": f"n{i}"}, i) for i in range(5)]
-    await conformance.check_sink_writes(make, records, read_back, [(i, f"n{i}") for i in range(5)])
+    records = [testing.sink_record({"id": i, "name": f"n{i}"}, i) for i in range(5)]
+    await testing.check_sink_writes(make, records, read_back, [(i, f"n{i}") for i in range(5)])
     bad = [
-        conformance.sink_record({"id": 10, "name": "fine"}, 10),
-        conformance.sink_record({"id": 11, "name": None}, 11),
+        testing.sink_record({"id": 10, "name": "fine"}, 10),
+        testing.sink_record({"id": 11, "name": None}, 11),
     ]
-    await conformance.check_sink_data_error_is_all_or_nothing(make, bad, read_back)
+    await testing.check_sink_data_error_is_all_or_nothing(make, bad, read_back)
     assert dialect(url) in {"sqlite", "postgresql"}
+
+    async def breaks() -> None:
+        execute(url, "DROP TABLE items")
+
+    error = await testing.check_sink_errors_are_typed(make, records, breaks)
+    assert type(error).__name__ == "FatalError"
+    assert "items" in str(error)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance import broker_yaml, check_source_through_crash
+from backbone.testing import broker_yaml, check_source_through_crash
 from tests.connectors.test_sql_support import source
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

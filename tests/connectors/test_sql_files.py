@@ -4,15 +4,17 @@ with ``auto_create``."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from backbone import FatalError
-from tests.conformance import BACKBONE
 from tests.connectors.test_sql_support import rows, sink, sink_record, source
 
 pytestmark = pytest.mark.timeout(60)
+
+BACKBONE = Path(sys.executable).parent / "backbone"
 
 
 async def test_source_check_and_open_refuse_a_missing_sqlite_file(tmp_path: Path) -> None:
@@ -123,3 +125,14 @@ def test_validate_check_reports_a_missing_file_and_creates_nothing(tmp_path: Pat
         "auto_create: true",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.yaml"]
+
+
+async def test_a_missing_postgresql_driver_names_the_extra(tmp_path: Path) -> None:
+    src = source("postgresql+psycopg2://app@127.0.0.1:1/db", tmp_path, table="t", mode="bulk")
+    with pytest.raises(FatalError) as info:
+        await src.open(None)
+    assert str(info.value) == (
+        "cannot use url postgresql+psycopg2://app@127.0.0.1:1/db: No module named 'psycopg2'; "
+        "the PostgreSQL driver is not installed: pip install 'backbone[postgres]' installs "
+        "psycopg 3 (urls postgresql+psycopg://...)"
+    )

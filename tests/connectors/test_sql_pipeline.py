@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from backbone.connectors.sql import CONNECTOR
 from backbone.registry import Registry
 from backbone.runner import ConnectorState
-from tests.conformance import FAST_RUNTIME, broker_yaml, consume, running, wait_until
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 from tests.connectors.test_sql_support import execute
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

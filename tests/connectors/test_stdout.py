@@ -6,18 +6,17 @@ import io
 import json
 from pathlib import Path
 
-from backbone import SinkRecord
+from backbone import SinkRecord, testing
 from backbone.connectors.stdout import StdoutOptions, StdoutSink, render
-from tests import conformance
 
 
 async def test_writes_one_json_line_per_record(tmp_path: Path) -> None:
     stream = io.StringIO()
 
     def make() -> StdoutSink:
-        return StdoutSink(StdoutOptions(), conformance.context(tmp_path), stream=stream)
+        return StdoutSink(StdoutOptions(), testing.context(tmp_path), stream=stream)
 
-    records = [conformance.sink_record({"n": i}, i, key={"id": i}) for i in range(3)]
+    records = [testing.sink_record({"n": i}, i, key={"id": i}) for i in range(3)]
 
     async def read_back() -> list[object]:
         return [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -34,7 +33,13 @@ async def test_writes_one_json_line_per_record(tmp_path: Path) -> None:
         }
         for i in range(3)
     ]
-    await conformance.check_sink_writes(make, records, read_back, expected)
+    await testing.check_sink_writes(make, records, read_back, expected)
+
+    async def breaks() -> None:
+        stream.close()
+
+    error = await testing.check_sink_errors_are_typed(make, records, breaks)
+    assert str(error) == "cannot write to standard output: I/O operation on closed file"
 
 
 def test_render_non_json_and_options() -> None:
@@ -87,8 +92,8 @@ async def test_writes_bytes_after_text_already_on_the_stream(tmp_path: Path) -> 
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, encoding="utf-8")
     stream.write("before\n")  # still in the text layer's buffer
-    sink = StdoutSink(StdoutOptions(headers=False), conformance.context(tmp_path), stream=stream)
-    await sink.write([conformance.sink_record({"n": i}, i) for i in range(2)])
+    sink = StdoutSink(StdoutOptions(headers=False), testing.context(tmp_path), stream=stream)
+    await sink.write([testing.sink_record({"n": i}, i) for i in range(2)])
     lines = raw.getvalue().decode().splitlines()
     assert lines[0] == "before"
     assert [json.loads(line)["value"] for line in lines[1:]] == [{"n": 0}, {"n": 1}]

@@ -92,6 +92,9 @@ class FileSink(Sink[FileOptions]):
         self.calls = 0
         self.file = self.context.resolve(self.options.path)
 
+    async def close(self) -> None:
+        return None
+
     async def write(self, records: Sequence[SinkRecord]) -> None:
         self.calls += 1
         with open(str(self.file) + ".attempts", "a") as log:  # noqa: ASYNC230 - tiny test file
@@ -149,7 +152,13 @@ class SecretOptions(ConnectorOptions):
 
 
 class SecretSink(Sink[SecretOptions]):
+    async def open(self) -> None:
+        return None
+
     async def write(self, records: Sequence[SinkRecord]) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
     async def check(self) -> None:
@@ -175,4 +184,47 @@ RESERVED = ConnectorKind(
     summary="Broken on purpose.",
     sink=SecretSink,
     sink_options=ReservedOptions,
+)
+
+
+class BreaksOptions(ConnectorOptions):
+    breaks: str
+    """Which rule the source breaks: ``shared`` (two records, one position, no identity),
+    ``none`` (position None without identity), ``data_error`` (read raises DataError);
+    ``nothing``: a two-record change done right (None + identity, then position 5)."""
+
+
+class BreaksContract(Source[BreaksOptions]):
+    """A source that breaks one rule of the contract on its first read."""
+
+    async def open(self, position: Any | None) -> None:
+        self.done = False
+
+    async def read(self) -> list[SourceRecord]:
+        import asyncio
+
+        if self.done:
+            await asyncio.sleep(0.05)
+            return []
+        self.done = True
+        if self.options.breaks == "data_error":
+            raise DataError("line 3 is not JSON")
+        if self.options.breaks == "none":
+            return [SourceRecord(value={"n": 1}, position=None)]
+        if self.options.breaks == "nothing":
+            return [
+                SourceRecord(value={"n": 1}, key="a", position=None, identity="a-delete"),
+                SourceRecord(value=None, key="a", position=5, identity="a-tombstone"),
+            ]
+        return [SourceRecord(value={"n": 1}, position=7), SourceRecord(value={"n": 2}, position=7)]
+
+    async def close(self) -> None:
+        return None
+
+
+BREAKS = ConnectorKind(
+    name="tests.core.plugins:BREAKS",
+    summary="Test source breaking one contract rule.",
+    source=BreaksContract,
+    source_options=BreaksOptions,
 )

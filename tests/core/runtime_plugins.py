@@ -23,6 +23,9 @@ class HangSink(Sink[HangOptions]):
         with open(self.context.resolve(self.options.path), "a") as log:
             log.write(line + "\n")
 
+    async def open(self) -> None:
+        return None
+
     async def write(self, records: Sequence[SinkRecord]) -> None:
         self._log(f"write {len(records)}")
         try:

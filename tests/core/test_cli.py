@@ -32,7 +32,11 @@ def cli(
 def test_every_shipped_config_validates() -> None:
     configs = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
     assert "configs/quickstart.yaml" in configs
-    result = cli("validate", *configs, env={"DATABASE_URL": "sqlite:///x.db"})
+    result = cli(
+        "validate",
+        *configs,
+        env={"DATABASE_URL": "sqlite:///x.db", "SHOP_WEBHOOK_SECRET": "s3cret"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"ok: {c}" for c in configs]
     assert result.stderr == ""
@@ -190,7 +194,7 @@ def test_broker_command_bad_listener(tmp_path: Path) -> None:
     result = cli("broker", "--listen", "nowhere", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: listener 'nowhere' must look like host:port, e.g. 127.0.0.1:9092"
+        "error: --listen: expected HOST:PORT like 127.0.0.1:9092 (got 'nowhere')"
     )
 
 
@@ -198,7 +202,7 @@ def test_broker_command_bad_flush_policy(tmp_path: Path) -> None:
     result = cli("broker", "--flush", "never", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: flush must be 'always', 'interval' or 'os' (got 'never')"
+        "error: --flush: must be 'always', 'interval' or 'os' (got 'never')"
     )
 
 

@@ -55,8 +55,9 @@ def test_broken_plugins_are_reported_not_fatal(fake_plugins: Path) -> None:
         "point 'notakind' (tests.core.plugins:ListOptions) is a ModelMetaclass, not a "
         "backbone.ConnectorKind",
         "reserved": "plugin tests.core.plugins:RESERVED failed to load: TypeError: entry point "
-        "'reserved' (tests.core.plugins:RESERVED): sink options use names reserved by the "
-        "runtime: retry",
+        "'reserved' (tests.core.plugins:RESERVED): sink options model ReservedOptions "
+        "defines 'retry', reserved by the runtime for every connector (reserved: "
+        "dead_letter_topic, retry, start, topic, topics, type); rename the option",
         "renamed": "plugin tests.core.plugins:SECRET failed to load: ValueError: entry point "
         "'renamed' (tests.core.plugins:SECRET) names a kind called 'secret'",
     }

@@ -16,7 +16,7 @@ from backbone.config import load_config
 from backbone.errors import BackboneError
 from backbone.registry import Registry
 from backbone.runner import Runner
-from tests.conformance import FAST_RUNTIME, broker_yaml
+from backbone.testing import FAST_RUNTIME, broker_yaml
 from tests.servers import Tansu, free_port
 
 pytestmark = pytest.mark.timeout(60)

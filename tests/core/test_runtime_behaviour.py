@@ -25,7 +25,7 @@ from backbone.config import RetryPolicy
 from backbone.positions import POSITIONS_TOPIC
 from backbone.retry import backoff_delay
 from backbone.runner import ConnectorState
-from tests.conformance import FAST_RUNTIME, broker_yaml, consume, running, wait_until
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -252,7 +252,9 @@ sinks:
         "Stable",
         "consumer",
     )
-    assert [m["client_id"] for m in group["members"]] == [f"backbone.{name}"]
+    # client id backbone.<name>@<host>:<pid>: status tells the processes of a cluster apart
+    [member] = group["members"]
+    assert member["client_id"].startswith(f"backbone.{name}@")
 
 
 # ------------------------------------------------------------------------ topics

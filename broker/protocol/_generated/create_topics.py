@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -53,6 +51,7 @@ _S_h = _struct.Struct('>h')
 _S_i = _struct.Struct('>i')
 _S_ih = _struct.Struct('>ih')
 _S_io = _struct.Struct('>i?')
+_S_o = _struct.Struct('>?')
 _S_obo = _struct.Struct('>?b?')
 
 
@@ -60,39 +59,46 @@ __all__ = ['CreateTopicsRequest', 'CreateTopicsResponse']
 
 
 @dataclass(slots=True)
-class CreateTopicsRequest_CreatableReplicaAssignment(Struct):
-    """CreateTopicsRequest.CreatableReplicaAssignment (generated)."""
-
-    partition_index: int = 0
-    broker_ids: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class CreateTopicsRequest_CreatableTopicConfig(Struct):
-    """CreateTopicsRequest.CreatableTopicConfig (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-
-
-@dataclass(slots=True)
-class CreateTopicsRequest_CreatableTopic(Struct):
-    """CreateTopicsRequest.CreatableTopic (generated)."""
-
-    name: str = ''
-    num_partitions: int = 0
-    replication_factor: int = 0
-    assignments: list[CreateTopicsRequest_CreatableReplicaAssignment] = field(default_factory=list)
-    configs: list[CreateTopicsRequest_CreatableTopicConfig] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CreateTopicsRequest(Message):
     """CreateTopicsRequest (request)."""
 
-    topics: list[CreateTopicsRequest_CreatableTopic] = field(default_factory=list)
+    @dataclass(slots=True)
+    class CreatableTopic(Struct):
+        """CreateTopicsRequest.CreatableTopic (generated)."""
+
+        @dataclass(slots=True)
+        class CreatableReplicaAssignment(Struct):
+            """CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment (generated)."""
+
+            partition_index: int = 0
+            broker_ids: list[int] = field(default_factory=list)
+
+        @dataclass(slots=True)
+        class CreatableTopicConfig(Struct):
+            """CreateTopicsRequest.CreatableTopic.CreatableTopicConfig (generated)."""
+
+            name: str = ''
+            value: str | None = ''
+
+        name: str = ''
+        num_partitions: int = 0
+        replication_factor: int = 0
+        assignments: list[CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment] = field(default_factory=list)
+        configs: list[CreateTopicsRequest.CreatableTopic.CreatableTopicConfig] = field(default_factory=list)
+
+    CreatableReplicaAssignment: ClassVar[type[CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment]]
+    CreatableTopicConfig: ClassVar[type[CreateTopicsRequest.CreatableTopic.CreatableTopicConfig]]
+
+    topics: list[CreateTopicsRequest.CreatableTopic] = field(default_factory=list)
     timeout_ms: int = 60000
     validate_only: bool = False
+
+
+CreateTopicsRequest_CreatableTopic = CreateTopicsRequest.CreatableTopic
+CreateTopicsRequest_CreatableReplicaAssignment = CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment
+CreateTopicsRequest_CreatableTopicConfig = CreateTopicsRequest.CreatableTopic.CreatableTopicConfig
+CreateTopicsRequest.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
+CreateTopicsRequest.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
 
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_p(buf, pos, v):
@@ -178,8 +184,13 @@ def _d_CreateTopicsRequest_p(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_CreateTopicsRequest_CreatableTopic_p(buf, pos, v)
             f_topics.append(_t10)
-    f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += 5
+    (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
+    pos += 4
+    if v >= 1:
+        (f_validate_only,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_validate_only = False
     return CreateTopicsRequest(f_topics, f_timeout_ms, f_validate_only), pos
 
 
@@ -190,7 +201,9 @@ def _e_CreateTopicsRequest_p(o, v, p, r):
         p.append(_S_i.pack(len(o.topics)))
         for _t11 in o.topics:
             _e_CreateTopicsRequest_CreatableTopic_p(_t11, v, p, r)
-    p.append(_S_io.pack(o.timeout_ms, o.validate_only))
+    p.append(_S_i.pack(o.timeout_ms))
+    if v >= 1:
+        p.append(_S_o.pack(o.validate_only))
 
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_f(buf, pos, v):
@@ -332,36 +345,41 @@ def _e_CreateTopicsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class CreateTopicsResponse_CreatableTopicConfigs(Struct):
-    """CreateTopicsResponse.CreatableTopicConfigs (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    read_only: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-
-
-@dataclass(slots=True)
-class CreateTopicsResponse_CreatableTopicResult(Struct):
-    """CreateTopicsResponse.CreatableTopicResult (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = ''
-    topic_config_error_code: int = 0
-    num_partitions: int = -1
-    replication_factor: int = -1
-    configs: list[CreateTopicsResponse_CreatableTopicConfigs] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CreateTopicsResponse(Message):
     """CreateTopicsResponse (response)."""
 
+    @dataclass(slots=True)
+    class CreatableTopicResult(Struct):
+        """CreateTopicsResponse.CreatableTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class CreatableTopicConfigs(Struct):
+            """CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs (generated)."""
+
+            name: str = ''
+            value: str | None = ''
+            read_only: bool = False
+            config_source: int = -1
+            is_sensitive: bool = False
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        error_code: int = 0
+        error_message: str | None = ''
+        topic_config_error_code: int = 0
+        num_partitions: int = -1
+        replication_factor: int = -1
+        configs: list[CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs] | None = field(default_factory=list)
+
+    CreatableTopicConfigs: ClassVar[type[CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs]]
+
     throttle_time_ms: int = 0
-    topics: list[CreateTopicsResponse_CreatableTopicResult] = field(default_factory=list)
+    topics: list[CreateTopicsResponse.CreatableTopicResult] = field(default_factory=list)
+
+
+CreateTopicsResponse_CreatableTopicResult = CreateTopicsResponse.CreatableTopicResult
+CreateTopicsResponse_CreatableTopicConfigs = CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs
+CreateTopicsResponse.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
 
 
 def _d_CreateTopicsResponse_CreatableTopicConfigs_p(buf, pos, v):
@@ -382,7 +400,10 @@ def _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v):
     f_topic_id = ZERO_UUID
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
-    f_error_message, pos = _rd_nstring(buf, pos)
+    if v >= 1:
+        f_error_message, pos = _rd_nstring(buf, pos)
+    else:
+        f_error_message = ''
     f_num_partitions = -1
     f_replication_factor = -1
     f_configs = list()
@@ -393,17 +414,21 @@ def _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v):
 def _e_CreateTopicsResponse_CreatableTopicResult_p(o, v, p, r):
     p.append(_wr_string(o.name))
     p.append(_S_h.pack(o.error_code))
-    p.append(_wr_nstring(o.error_message))
+    if v >= 1:
+        p.append(_wr_nstring(o.error_message))
 
 
 def _d_CreateTopicsResponse_p(buf, pos, v):
-    (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
-    pos += 4
+    if v >= 2:
+        (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_throttle_time_ms = 0
     _t23, pos = _rd_count(buf, pos)
     if _t23 < 0:
         raise _not_null('topics', v)
     else:
-        _chk(buf, pos, _t23, 6)
+        _chk(buf, pos, _t23, 4)
         f_topics = []
         for _ in range(_t23):
             _t24, pos = _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v)
@@ -412,7 +437,8 @@ def _d_CreateTopicsResponse_p(buf, pos, v):
 
 
 def _e_CreateTopicsResponse_p(o, v, p, r):
-    p.append(_S_i.pack(o.throttle_time_ms))
+    if v >= 2:
+        p.append(_S_i.pack(o.throttle_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
     else:
@@ -535,17 +561,6 @@ def _e_CreateTopicsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-CreateTopicsRequest_CreatableReplicaAssignment.__qualname__ = 'CreateTopicsRequest.CreatableReplicaAssignment'
-CreateTopicsRequest_CreatableReplicaAssignment.__name__ = 'CreatableReplicaAssignment'
-CreateTopicsRequest_CreatableTopicConfig.__qualname__ = 'CreateTopicsRequest.CreatableTopicConfig'
-CreateTopicsRequest_CreatableTopicConfig.__name__ = 'CreatableTopicConfig'
-CreateTopicsRequest_CreatableTopic.__qualname__ = 'CreateTopicsRequest.CreatableTopic'
-CreateTopicsRequest_CreatableTopic.__name__ = 'CreatableTopic'
-CreateTopicsRequest.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
-CreateTopicsRequest.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
-CreateTopicsRequest.CreatableTopic = CreateTopicsRequest_CreatableTopic
-CreateTopicsRequest_CreatableTopic.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
-CreateTopicsRequest_CreatableTopic.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
 CreateTopicsRequest_CreatableReplicaAssignment.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('broker_ids', 'BrokerIds', '[]int32', None, (0, 32767), None, None, None),
@@ -567,7 +582,7 @@ CreateTopicsRequest.FIELDS = (
     FieldSpec('validate_only', 'validateOnly', 'bool', None, (1, 32767), None, None, None),
 )
 CreateTopicsRequest.api_key = 19
-CreateTopicsRequest.min_version = 2
+CreateTopicsRequest.min_version = 0
 CreateTopicsRequest.max_version = 7
 CreateTopicsRequest.flexible_from = 5
 CreateTopicsRequest._decode_plain = staticmethod(_d_CreateTopicsRequest_p)
@@ -575,13 +590,6 @@ CreateTopicsRequest._encode_plain = staticmethod(_e_CreateTopicsRequest_p)
 CreateTopicsRequest._decode_flex = staticmethod(_d_CreateTopicsRequest_f)
 CreateTopicsRequest._encode_flex = staticmethod(_e_CreateTopicsRequest_f)
 
-CreateTopicsResponse_CreatableTopicConfigs.__qualname__ = 'CreateTopicsResponse.CreatableTopicConfigs'
-CreateTopicsResponse_CreatableTopicConfigs.__name__ = 'CreatableTopicConfigs'
-CreateTopicsResponse_CreatableTopicResult.__qualname__ = 'CreateTopicsResponse.CreatableTopicResult'
-CreateTopicsResponse_CreatableTopicResult.__name__ = 'CreatableTopicResult'
-CreateTopicsResponse.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
-CreateTopicsResponse.CreatableTopicResult = CreateTopicsResponse_CreatableTopicResult
-CreateTopicsResponse_CreatableTopicResult.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
 CreateTopicsResponse_CreatableTopicConfigs.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (5, 32767), None, None, None),
     FieldSpec('value', 'Value', 'string', None, (5, 32767), (5, 32767), None, None),
@@ -604,7 +612,7 @@ CreateTopicsResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', CreateTopicsResponse_CreatableTopicResult, (0, 32767), None, None, None),
 )
 CreateTopicsResponse.api_key = 19
-CreateTopicsResponse.min_version = 2
+CreateTopicsResponse.min_version = 0
 CreateTopicsResponse.max_version = 7
 CreateTopicsResponse.flexible_from = 5
 CreateTopicsResponse._decode_plain = staticmethod(_d_CreateTopicsResponse_p)

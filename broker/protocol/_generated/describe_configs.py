@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,21 +59,23 @@ __all__ = ['DescribeConfigsRequest', 'DescribeConfigsResponse']
 
 
 @dataclass(slots=True)
-class DescribeConfigsRequest_DescribeConfigsResource(Struct):
-    """DescribeConfigsRequest.DescribeConfigsResource (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    configuration_keys: list[str] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeConfigsRequest(Message):
     """DescribeConfigsRequest (request)."""
 
-    resources: list[DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)
+    @dataclass(slots=True)
+    class DescribeConfigsResource(Struct):
+        """DescribeConfigsRequest.DescribeConfigsResource (generated)."""
+
+        resource_type: int = 0
+        resource_name: str = ''
+        configuration_keys: list[str] | None = field(default_factory=list)
+
+    resources: list[DescribeConfigsRequest.DescribeConfigsResource] = field(default_factory=list)
     include_synonyms: bool = False
     include_documentation: bool = False
+
+
+DescribeConfigsRequest_DescribeConfigsResource = DescribeConfigsRequest.DescribeConfigsResource
 
 
 def _d_DescribeConfigsRequest_DescribeConfigsResource_p(buf, pos, v):
@@ -114,8 +114,11 @@ def _d_DescribeConfigsRequest_p(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_DescribeConfigsRequest_DescribeConfigsResource_p(buf, pos, v)
             f_resources.append(_t5)
-    (f_include_synonyms,) = _S_o.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_include_synonyms,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_include_synonyms = False
     if v >= 3:
         (f_include_documentation,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -131,7 +134,8 @@ def _e_DescribeConfigsRequest_p(o, v, p, r):
         p.append(_S_i.pack(len(o.resources)))
         for _t6 in o.resources:
             _e_DescribeConfigsRequest_DescribeConfigsResource_p(_t6, v, p, r)
-    p.append(_S_o.pack(o.include_synonyms))
+    if v >= 1:
+        p.append(_S_o.pack(o.include_synonyms))
     if v >= 3:
         p.append(_S_o.pack(o.include_documentation))
 
@@ -208,79 +212,110 @@ def _e_DescribeConfigsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsSynonym(Struct):
-    """DescribeConfigsResponse.DescribeConfigsSynonym (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    source: int = 0
-
-
-@dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsResourceResult(Struct):
-    """DescribeConfigsResponse.DescribeConfigsResourceResult (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    read_only: bool = False
-    config_source: int = -1
-    is_default: bool = False
-    is_sensitive: bool = False
-    synonyms: list[DescribeConfigsResponse_DescribeConfigsSynonym] = field(default_factory=list)
-    config_type: int = 0
-    documentation: str | None = ''
-
-
-@dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsResult(Struct):
-    """DescribeConfigsResponse.DescribeConfigsResult (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    resource_type: int = 0
-    resource_name: str = ''
-    configs: list[DescribeConfigsResponse_DescribeConfigsResourceResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeConfigsResponse(Message):
     """DescribeConfigsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DescribeConfigsResult(Struct):
+        """DescribeConfigsResponse.DescribeConfigsResult (generated)."""
+
+        @dataclass(slots=True)
+        class DescribeConfigsResourceResult(Struct):
+            """DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult (generated)."""
+
+            @dataclass(slots=True)
+            class DescribeConfigsSynonym(Struct):
+                """DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym (generated)."""
+
+                name: str = ''
+                value: str | None = ''
+                source: int = 0
+
+            name: str = ''
+            value: str | None = ''
+            read_only: bool = False
+            config_source: int = -1
+            is_default: bool = False
+            is_sensitive: bool = False
+            synonyms: list[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym] = field(default_factory=list)
+            config_type: int = 0
+            documentation: str | None = ''
+
+        error_code: int = 0
+        error_message: str | None = ''
+        resource_type: int = 0
+        resource_name: str = ''
+        configs: list[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult] = field(default_factory=list)
+
+    DescribeConfigsResourceResult: ClassVar[type[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult]]
+    DescribeConfigsSynonym: ClassVar[type[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym]]
+
     throttle_time_ms: int = 0
-    results: list[DescribeConfigsResponse_DescribeConfigsResult] = field(default_factory=list)
+    results: list[DescribeConfigsResponse.DescribeConfigsResult] = field(default_factory=list)
+
+
+DescribeConfigsResponse_DescribeConfigsResult = DescribeConfigsResponse.DescribeConfigsResult
+DescribeConfigsResponse_DescribeConfigsResourceResult = DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult
+DescribeConfigsResponse_DescribeConfigsSynonym = DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym
+DescribeConfigsResponse.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
+DescribeConfigsResponse.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
 
 
 def _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v):
-    f_name, pos = _rd_string(buf, pos)
-    f_value, pos = _rd_nstring(buf, pos)
-    (f_source,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        f_name, pos = _rd_string(buf, pos)
+    else:
+        f_name = ''
+    if v >= 1:
+        f_value, pos = _rd_nstring(buf, pos)
+    else:
+        f_value = ''
+    if v >= 1:
+        (f_source,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_source = 0
     return DescribeConfigsResponse_DescribeConfigsSynonym(f_name, f_value, f_source), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(o, v, p, r):
-    p.append(_wr_string(o.name))
-    p.append(_wr_nstring(o.value))
-    p.append(_S_b.pack(o.source))
+    if v >= 1:
+        p.append(_wr_string(o.name))
+    if v >= 1:
+        p.append(_wr_nstring(o.value))
+    if v >= 1:
+        p.append(_S_b.pack(o.source))
 
 
 def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v):
     f_name, pos = _rd_string(buf, pos)
     f_value, pos = _rd_nstring(buf, pos)
-    f_read_only, f_config_source = _S_ob.unpack_from(buf, pos)
-    pos += 2
-    f_is_default = False
+    (f_read_only,) = _S_o.unpack_from(buf, pos)
+    pos += 1
+    if v >= 1:
+        (f_config_source,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_config_source = -1
+    if v <= 0:
+        (f_is_default,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_is_default = False
     (f_is_sensitive,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    _t13, pos = _rd_count(buf, pos)
-    if _t13 < 0:
-        raise _not_null('synonyms', v)
+    if v >= 1:
+        _t13, pos = _rd_count(buf, pos)
+        if _t13 < 0:
+            raise _not_null('synonyms', v)
+        else:
+            _chk(buf, pos, _t13, 5)
+            f_synonyms = []
+            for _ in range(_t13):
+                _t14, pos = _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v)
+                f_synonyms.append(_t14)
     else:
-        _chk(buf, pos, _t13, 5)
-        f_synonyms = []
-        for _ in range(_t13):
-            _t14, pos = _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v)
-            f_synonyms.append(_t14)
+        f_synonyms = list()
     if v >= 3:
         (f_config_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -296,14 +331,19 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v):
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_p(o, v, p, r):
     p.append(_wr_string(o.name))
     p.append(_wr_nstring(o.value))
-    p.append(_S_ob.pack(o.read_only, o.config_source))
+    p.append(_S_o.pack(o.read_only))
+    if v >= 1:
+        p.append(_S_b.pack(o.config_source))
+    if v <= 0:
+        p.append(_S_o.pack(o.is_default))
     p.append(_S_o.pack(o.is_sensitive))
-    if o.synonyms is None:
-        raise _not_null('synonyms', v)
-    else:
-        p.append(_S_i.pack(len(o.synonyms)))
-        for _t15 in o.synonyms:
-            _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(_t15, v, p, r)
+    if v >= 1:
+        if o.synonyms is None:
+            raise _not_null('synonyms', v)
+        else:
+            p.append(_S_i.pack(len(o.synonyms)))
+            for _t15 in o.synonyms:
+                _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(_t15, v, p, r)
     if v >= 3:
         p.append(_S_b.pack(o.config_type))
     if v >= 3:
@@ -321,7 +361,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_p(buf, pos, v):
     if _t16 < 0:
         raise _not_null('configs', v)
     else:
-        _chk(buf, pos, _t16, 11)
+        _chk(buf, pos, _t16, 6)
         f_configs = []
         for _ in range(_t16):
             _t17, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v)
@@ -511,9 +551,6 @@ def _e_DescribeConfigsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeConfigsRequest_DescribeConfigsResource.__qualname__ = 'DescribeConfigsRequest.DescribeConfigsResource'
-DescribeConfigsRequest_DescribeConfigsResource.__name__ = 'DescribeConfigsResource'
-DescribeConfigsRequest.DescribeConfigsResource = DescribeConfigsRequest_DescribeConfigsResource
 DescribeConfigsRequest_DescribeConfigsResource.FIELDS = (
     FieldSpec('resource_type', 'ResourceType', 'int8', None, (0, 32767), None, None, None),
     FieldSpec('resource_name', 'ResourceName', 'string', None, (0, 32767), None, None, None),
@@ -525,7 +562,7 @@ DescribeConfigsRequest.FIELDS = (
     FieldSpec('include_documentation', 'IncludeDocumentation', 'bool', None, (3, 32767), None, None, None),
 )
 DescribeConfigsRequest.api_key = 32
-DescribeConfigsRequest.min_version = 1
+DescribeConfigsRequest.min_version = 0
 DescribeConfigsRequest.max_version = 4
 DescribeConfigsRequest.flexible_from = 4
 DescribeConfigsRequest._decode_plain = staticmethod(_d_DescribeConfigsRequest_p)
@@ -533,17 +570,6 @@ DescribeConfigsRequest._encode_plain = staticmethod(_e_DescribeConfigsRequest_p)
 DescribeConfigsRequest._decode_flex = staticmethod(_d_DescribeConfigsRequest_f)
 DescribeConfigsRequest._encode_flex = staticmethod(_e_DescribeConfigsRequest_f)
 
-DescribeConfigsResponse_DescribeConfigsSynonym.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsSynonym'
-DescribeConfigsResponse_DescribeConfigsSynonym.__name__ = 'DescribeConfigsSynonym'
-DescribeConfigsResponse_DescribeConfigsResourceResult.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsResourceResult'
-DescribeConfigsResponse_DescribeConfigsResourceResult.__name__ = 'DescribeConfigsResourceResult'
-DescribeConfigsResponse_DescribeConfigsResult.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsResult'
-DescribeConfigsResponse_DescribeConfigsResult.__name__ = 'DescribeConfigsResult'
-DescribeConfigsResponse.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
-DescribeConfigsResponse.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
-DescribeConfigsResponse_DescribeConfigsResourceResult.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
-DescribeConfigsResponse.DescribeConfigsResult = DescribeConfigsResponse_DescribeConfigsResult
-DescribeConfigsResponse_DescribeConfigsResult.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
 DescribeConfigsResponse_DescribeConfigsSynonym.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (1, 32767), None, None, None),
     FieldSpec('value', 'Value', 'string', None, (1, 32767), (0, 32767), None, None),
@@ -572,7 +598,7 @@ DescribeConfigsResponse.FIELDS = (
     FieldSpec('results', 'Results', '[]struct', DescribeConfigsResponse_DescribeConfigsResult, (0, 32767), None, None, None),
 )
 DescribeConfigsResponse.api_key = 32
-DescribeConfigsResponse.min_version = 1
+DescribeConfigsResponse.min_version = 0
 DescribeConfigsResponse.max_version = 4
 DescribeConfigsResponse.flexible_from = 4
 DescribeConfigsResponse._decode_plain = staticmethod(_d_DescribeConfigsResponse_p)

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,35 +58,40 @@ __all__ = ['OffsetCommitRequest', 'OffsetCommitResponse']
 
 
 @dataclass(slots=True)
-class OffsetCommitRequest_OffsetCommitRequestPartition(Struct):
-    """OffsetCommitRequest.OffsetCommitRequestPartition (generated)."""
-
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    commit_timestamp: int = -1
-    committed_metadata: str | None = ''
-
-
-@dataclass(slots=True)
-class OffsetCommitRequest_OffsetCommitRequestTopic(Struct):
-    """OffsetCommitRequest.OffsetCommitRequestTopic (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[OffsetCommitRequest_OffsetCommitRequestPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetCommitRequest(Message):
     """OffsetCommitRequest (request)."""
+
+    @dataclass(slots=True)
+    class OffsetCommitRequestTopic(Struct):
+        """OffsetCommitRequest.OffsetCommitRequestTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetCommitRequestPartition(Struct):
+            """OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition (generated)."""
+
+            partition_index: int = 0
+            committed_offset: int = 0
+            committed_leader_epoch: int = -1
+            commit_timestamp: int = -1
+            committed_metadata: str | None = ''
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition] = field(default_factory=list)
+
+    OffsetCommitRequestPartition: ClassVar[type[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition]]
 
     group_id: str = ''
     generation_id_or_member_epoch: int = -1
     member_id: str = ''
     group_instance_id: str | None = None
     retention_time_ms: int = -1
-    topics: list[OffsetCommitRequest_OffsetCommitRequestTopic] = field(default_factory=list)
+    topics: list[OffsetCommitRequest.OffsetCommitRequestTopic] = field(default_factory=list)
+
+
+OffsetCommitRequest_OffsetCommitRequestTopic = OffsetCommitRequest.OffsetCommitRequestTopic
+OffsetCommitRequest_OffsetCommitRequestPartition = OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition
+OffsetCommitRequest.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
 
 
 def _d_OffsetCommitRequest_OffsetCommitRequestPartition_p(buf, pos, v):
@@ -99,7 +102,11 @@ def _d_OffsetCommitRequest_OffsetCommitRequestPartition_p(buf, pos, v):
         pos += 4
     else:
         f_committed_leader_epoch = -1
-    f_commit_timestamp = -1
+    if v >= 1 and v <= 1:
+        (f_commit_timestamp,) = _S_q.unpack_from(buf, pos)
+        pos += 8
+    else:
+        f_commit_timestamp = -1
     f_committed_metadata, pos = _rd_nstring(buf, pos)
     return OffsetCommitRequest_OffsetCommitRequestPartition(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_commit_timestamp, f_committed_metadata), pos
 
@@ -108,6 +115,8 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_p(o, v, p, r):
     p.append(_S_iq.pack(o.partition_index, o.committed_offset))
     if v >= 6:
         p.append(_S_i.pack(o.committed_leader_epoch))
+    if v >= 1 and v <= 1:
+        p.append(_S_q.pack(o.commit_timestamp))
     p.append(_wr_nstring(o.committed_metadata))
 
 
@@ -138,14 +147,20 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_p(o, v, p, r):
 
 def _d_OffsetCommitRequest_p(buf, pos, v):
     f_group_id, pos = _rd_string(buf, pos)
-    (f_generation_id_or_member_epoch,) = _S_i.unpack_from(buf, pos)
-    pos += 4
-    f_member_id, pos = _rd_string(buf, pos)
+    if v >= 1:
+        (f_generation_id_or_member_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_generation_id_or_member_epoch = -1
+    if v >= 1:
+        f_member_id, pos = _rd_string(buf, pos)
+    else:
+        f_member_id = ''
     if v >= 7:
         f_group_instance_id, pos = _rd_nstring(buf, pos)
     else:
         f_group_instance_id = None
-    if v <= 4:
+    if v >= 2 and v <= 4:
         (f_retention_time_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
     else:
@@ -164,11 +179,13 @@ def _d_OffsetCommitRequest_p(buf, pos, v):
 
 def _e_OffsetCommitRequest_p(o, v, p, r):
     p.append(_wr_string(o.group_id))
-    p.append(_S_i.pack(o.generation_id_or_member_epoch))
-    p.append(_wr_string(o.member_id))
+    if v >= 1:
+        p.append(_S_i.pack(o.generation_id_or_member_epoch))
+    if v >= 1:
+        p.append(_wr_string(o.member_id))
     if v >= 7:
         p.append(_wr_nstring(o.group_instance_id))
-    if v <= 4:
+    if v >= 2 and v <= 4:
         p.append(_S_q.pack(o.retention_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
@@ -283,28 +300,33 @@ def _e_OffsetCommitRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetCommitResponse_OffsetCommitResponsePartition(Struct):
-    """OffsetCommitResponse.OffsetCommitResponsePartition (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class OffsetCommitResponse_OffsetCommitResponseTopic(Struct):
-    """OffsetCommitResponse.OffsetCommitResponseTopic (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[OffsetCommitResponse_OffsetCommitResponsePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetCommitResponse(Message):
     """OffsetCommitResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetCommitResponseTopic(Struct):
+        """OffsetCommitResponse.OffsetCommitResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetCommitResponsePartition(Struct):
+            """OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition] = field(default_factory=list)
+
+    OffsetCommitResponsePartition: ClassVar[type[OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition]]
+
     throttle_time_ms: int = 0
-    topics: list[OffsetCommitResponse_OffsetCommitResponseTopic] = field(default_factory=list)
+    topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = field(default_factory=list)
+
+
+OffsetCommitResponse_OffsetCommitResponseTopic = OffsetCommitResponse.OffsetCommitResponseTopic
+OffsetCommitResponse_OffsetCommitResponsePartition = OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition
+OffsetCommitResponse.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
 
 
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_p(buf, pos, v):
@@ -465,13 +487,6 @@ def _e_OffsetCommitResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-OffsetCommitRequest_OffsetCommitRequestPartition.__qualname__ = 'OffsetCommitRequest.OffsetCommitRequestPartition'
-OffsetCommitRequest_OffsetCommitRequestPartition.__name__ = 'OffsetCommitRequestPartition'
-OffsetCommitRequest_OffsetCommitRequestTopic.__qualname__ = 'OffsetCommitRequest.OffsetCommitRequestTopic'
-OffsetCommitRequest_OffsetCommitRequestTopic.__name__ = 'OffsetCommitRequestTopic'
-OffsetCommitRequest.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
-OffsetCommitRequest.OffsetCommitRequestTopic = OffsetCommitRequest_OffsetCommitRequestTopic
-OffsetCommitRequest_OffsetCommitRequestTopic.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
 OffsetCommitRequest_OffsetCommitRequestPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('committed_offset', 'CommittedOffset', 'int64', None, (0, 32767), None, None, None),
@@ -493,7 +508,7 @@ OffsetCommitRequest.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetCommitRequest_OffsetCommitRequestTopic, (0, 32767), None, None, None),
 )
 OffsetCommitRequest.api_key = 8
-OffsetCommitRequest.min_version = 2
+OffsetCommitRequest.min_version = 0
 OffsetCommitRequest.max_version = 10
 OffsetCommitRequest.flexible_from = 8
 OffsetCommitRequest._decode_plain = staticmethod(_d_OffsetCommitRequest_p)
@@ -501,13 +516,6 @@ OffsetCommitRequest._encode_plain = staticmethod(_e_OffsetCommitRequest_p)
 OffsetCommitRequest._decode_flex = staticmethod(_d_OffsetCommitRequest_f)
 OffsetCommitRequest._encode_flex = staticmethod(_e_OffsetCommitRequest_f)
 
-OffsetCommitResponse_OffsetCommitResponsePartition.__qualname__ = 'OffsetCommitResponse.OffsetCommitResponsePartition'
-OffsetCommitResponse_OffsetCommitResponsePartition.__name__ = 'OffsetCommitResponsePartition'
-OffsetCommitResponse_OffsetCommitResponseTopic.__qualname__ = 'OffsetCommitResponse.OffsetCommitResponseTopic'
-OffsetCommitResponse_OffsetCommitResponseTopic.__name__ = 'OffsetCommitResponseTopic'
-OffsetCommitResponse.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
-OffsetCommitResponse.OffsetCommitResponseTopic = OffsetCommitResponse_OffsetCommitResponseTopic
-OffsetCommitResponse_OffsetCommitResponseTopic.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
 OffsetCommitResponse_OffsetCommitResponsePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
@@ -522,7 +530,7 @@ OffsetCommitResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetCommitResponse_OffsetCommitResponseTopic, (0, 32767), None, None, None),
 )
 OffsetCommitResponse.api_key = 8
-OffsetCommitResponse.min_version = 2
+OffsetCommitResponse.min_version = 0
 OffsetCommitResponse.max_version = 10
 OffsetCommitResponse.flexible_from = 8
 OffsetCommitResponse._decode_plain = staticmethod(_d_OffsetCommitResponse_p)

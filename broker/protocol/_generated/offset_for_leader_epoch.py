@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -49,47 +47,64 @@ from .._types import (
 )
 
 _NULL32 = b'\xff\xff\xff\xff'
+_S_hi = _struct.Struct('>hi')
 _S_hiiq = _struct.Struct('>hiiq')
 _S_i = _struct.Struct('>i')
 _S_iii = _struct.Struct('>iii')
+_S_q = _struct.Struct('>q')
 
 
 __all__ = ['OffsetForLeaderEpochRequest', 'OffsetForLeaderEpochResponse']
 
 
 @dataclass(slots=True)
-class OffsetForLeaderEpochRequest_OffsetForLeaderPartition(Struct):
-    """OffsetForLeaderEpochRequest.OffsetForLeaderPartition (generated)."""
-
-    partition: int = 0
-    current_leader_epoch: int = -1
-    leader_epoch: int = 0
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochRequest_OffsetForLeaderTopic(Struct):
-    """OffsetForLeaderEpochRequest.OffsetForLeaderTopic (generated)."""
-
-    topic: str = ''
-    partitions: list[OffsetForLeaderEpochRequest_OffsetForLeaderPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetForLeaderEpochRequest(Message):
     """OffsetForLeaderEpochRequest (request)."""
 
+    @dataclass(slots=True)
+    class OffsetForLeaderTopic(Struct):
+        """OffsetForLeaderEpochRequest.OffsetForLeaderTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetForLeaderPartition(Struct):
+            """OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition (generated)."""
+
+            partition: int = 0
+            current_leader_epoch: int = -1
+            leader_epoch: int = 0
+
+        topic: str = ''
+        partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition] = field(default_factory=list)
+
+    OffsetForLeaderPartition: ClassVar[type[OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition]]
+
     replica_id: int = -2
-    topics: list[OffsetForLeaderEpochRequest_OffsetForLeaderTopic] = field(default_factory=list)
+    topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = field(default_factory=list)
+
+
+OffsetForLeaderEpochRequest_OffsetForLeaderTopic = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+OffsetForLeaderEpochRequest_OffsetForLeaderPartition = OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition
+OffsetForLeaderEpochRequest.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
 
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(buf, pos, v):
-    f_partition, f_current_leader_epoch, f_leader_epoch = _S_iii.unpack_from(buf, pos)
-    pos += 12
+    (f_partition,) = _S_i.unpack_from(buf, pos)
+    pos += 4
+    if v >= 2:
+        (f_current_leader_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_current_leader_epoch = -1
+    (f_leader_epoch,) = _S_i.unpack_from(buf, pos)
+    pos += 4
     return OffsetForLeaderEpochRequest_OffsetForLeaderPartition(f_partition, f_current_leader_epoch, f_leader_epoch), pos
 
 
 def _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(o, v, p, r):
-    p.append(_S_iii.pack(o.partition, o.current_leader_epoch, o.leader_epoch))
+    p.append(_S_i.pack(o.partition))
+    if v >= 2:
+        p.append(_S_i.pack(o.current_leader_epoch))
+    p.append(_S_i.pack(o.leader_epoch))
 
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_p(buf, pos, v):
@@ -98,7 +113,7 @@ def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_p(buf, pos, v):
     if _t1 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t1, 12)
+        _chk(buf, pos, _t1, 8)
         f_partitions = []
         for _ in range(_t1):
             _t2, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(buf, pos, v)
@@ -230,39 +245,54 @@ def _e_OffsetForLeaderEpochRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetForLeaderEpochResponse_EpochEndOffset(Struct):
-    """OffsetForLeaderEpochResponse.EpochEndOffset (generated)."""
-
-    error_code: int = 0
-    partition: int = 0
-    leader_epoch: int = -1
-    end_offset: int = -1
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(Struct):
-    """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult (generated)."""
-
-    topic: str = ''
-    partitions: list[OffsetForLeaderEpochResponse_EpochEndOffset] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
     """OffsetForLeaderEpochResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetForLeaderTopicResult(Struct):
+        """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class EpochEndOffset(Struct):
+            """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset (generated)."""
+
+            error_code: int = 0
+            partition: int = 0
+            leader_epoch: int = -1
+            end_offset: int = -1
+
+        topic: str = ''
+        partitions: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset] = field(default_factory=list)
+
+    EpochEndOffset: ClassVar[type[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset]]
+
     throttle_time_ms: int = 0
-    topics: list[OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult] = field(default_factory=list)
+    topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = field(default_factory=list)
+
+
+OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
+OffsetForLeaderEpochResponse_EpochEndOffset = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset
+OffsetForLeaderEpochResponse.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
 
 
 def _d_OffsetForLeaderEpochResponse_EpochEndOffset_p(buf, pos, v):
-    f_error_code, f_partition, f_leader_epoch, f_end_offset = _S_hiiq.unpack_from(buf, pos)
-    pos += 18
+    f_error_code, f_partition = _S_hi.unpack_from(buf, pos)
+    pos += 6
+    if v >= 1:
+        (f_leader_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_leader_epoch = -1
+    (f_end_offset,) = _S_q.unpack_from(buf, pos)
+    pos += 8
     return OffsetForLeaderEpochResponse_EpochEndOffset(f_error_code, f_partition, f_leader_epoch, f_end_offset), pos
 
 
 def _e_OffsetForLeaderEpochResponse_EpochEndOffset_p(o, v, p, r):
-    p.append(_S_hiiq.pack(o.error_code, o.partition, o.leader_epoch, o.end_offset))
+    p.append(_S_hi.pack(o.error_code, o.partition))
+    if v >= 1:
+        p.append(_S_i.pack(o.leader_epoch))
+    p.append(_S_q.pack(o.end_offset))
 
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(buf, pos, v):
@@ -271,7 +301,7 @@ def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(buf, pos, v):
     if _t13 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t13, 18)
+        _chk(buf, pos, _t13, 14)
         f_partitions = []
         for _ in range(_t13):
             _t14, pos = _d_OffsetForLeaderEpochResponse_EpochEndOffset_p(buf, pos, v)
@@ -290,8 +320,11 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(o, v, p, r):
 
 
 def _d_OffsetForLeaderEpochResponse_p(buf, pos, v):
-    (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
-    pos += 4
+    if v >= 2:
+        (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_throttle_time_ms = 0
     _t16, pos = _rd_count(buf, pos)
     if _t16 < 0:
         raise _not_null('topics', v)
@@ -305,7 +338,8 @@ def _d_OffsetForLeaderEpochResponse_p(buf, pos, v):
 
 
 def _e_OffsetForLeaderEpochResponse_p(o, v, p, r):
-    p.append(_S_i.pack(o.throttle_time_ms))
+    if v >= 2:
+        p.append(_S_i.pack(o.throttle_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
     else:
@@ -398,13 +432,6 @@ def _e_OffsetForLeaderEpochResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-OffsetForLeaderEpochRequest_OffsetForLeaderPartition.__qualname__ = 'OffsetForLeaderEpochRequest.OffsetForLeaderPartition'
-OffsetForLeaderEpochRequest_OffsetForLeaderPartition.__name__ = 'OffsetForLeaderPartition'
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.__qualname__ = 'OffsetForLeaderEpochRequest.OffsetForLeaderTopic'
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.__name__ = 'OffsetForLeaderTopic'
-OffsetForLeaderEpochRequest.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
-OffsetForLeaderEpochRequest.OffsetForLeaderTopic = OffsetForLeaderEpochRequest_OffsetForLeaderTopic
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
 OffsetForLeaderEpochRequest_OffsetForLeaderPartition.FIELDS = (
     FieldSpec('partition', 'Partition', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('current_leader_epoch', 'CurrentLeaderEpoch', 'int32', None, (2, 32767), None, None, None),
@@ -419,7 +446,7 @@ OffsetForLeaderEpochRequest.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetForLeaderEpochRequest_OffsetForLeaderTopic, (0, 32767), None, None, None),
 )
 OffsetForLeaderEpochRequest.api_key = 23
-OffsetForLeaderEpochRequest.min_version = 2
+OffsetForLeaderEpochRequest.min_version = 0
 OffsetForLeaderEpochRequest.max_version = 4
 OffsetForLeaderEpochRequest.flexible_from = 4
 OffsetForLeaderEpochRequest._decode_plain = staticmethod(_d_OffsetForLeaderEpochRequest_p)
@@ -427,13 +454,6 @@ OffsetForLeaderEpochRequest._encode_plain = staticmethod(_e_OffsetForLeaderEpoch
 OffsetForLeaderEpochRequest._decode_flex = staticmethod(_d_OffsetForLeaderEpochRequest_f)
 OffsetForLeaderEpochRequest._encode_flex = staticmethod(_e_OffsetForLeaderEpochRequest_f)
 
-OffsetForLeaderEpochResponse_EpochEndOffset.__qualname__ = 'OffsetForLeaderEpochResponse.EpochEndOffset'
-OffsetForLeaderEpochResponse_EpochEndOffset.__name__ = 'EpochEndOffset'
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.__qualname__ = 'OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult'
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.__name__ = 'OffsetForLeaderTopicResult'
-OffsetForLeaderEpochResponse.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
-OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult = OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
 OffsetForLeaderEpochResponse_EpochEndOffset.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('partition', 'Partition', 'int32', None, (0, 32767), None, None, None),
@@ -449,7 +469,7 @@ OffsetForLeaderEpochResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, (0, 32767), None, None, None),
 )
 OffsetForLeaderEpochResponse.api_key = 23
-OffsetForLeaderEpochResponse.min_version = 2
+OffsetForLeaderEpochResponse.min_version = 0
 OffsetForLeaderEpochResponse.max_version = 4
 OffsetForLeaderEpochResponse.flexible_from = 4
 OffsetForLeaderEpochResponse._decode_plain = staticmethod(_d_OffsetForLeaderEpochResponse_p)

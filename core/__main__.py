@@ -1,0 +1,5 @@
+"""``python -m backbone``: the ``backbone`` command line."""
+
+from backbone.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""Hand encoded records to one aiokafka producer, a record batch per topic-partition.
+
+:class:`ProducerBatcher` is the produce path of the gateway: the source worker
+calls :meth:`ProducerBatcher.produce` with every record of one ``read()``, and a
+push path (an HTTP handler producing one record and waiting for its
+acknowledgement) can call it with one record and await the future it gets back.
+
+Records are appended to one open ``BatchBuilder`` per topic-partition
+(``producer.create_batch``/``send_batch``), so a record costs no coroutine and
+no future of its own; the partition is chosen as ``producer.send`` would (murmur2
+of the key, a random partition for keyless records), from the partitions the
+producer's public ``partitions_for`` reports. Records of one partition keep their
+order (a partition's batches are submitted in order); a batch that is full is
+submitted and a new one opened; a record larger than ``big_record`` bytes goes
+through ``producer.send`` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+from backbone.events import Encoded
+
+__all__ = ["BIG_RECORD", "ProducerBatcher"]
+
+BIG_RECORD = 8192
+"""Records whose key + value exceed this many bytes go through ``producer.send`` alone."""
+
+
+class _Open:
+    """A batch being filled for one topic-partition and the indexes of its records."""
+
+    __slots__ = ("builder", "indexes")
+
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+        self.indexes: list[int] = []
+
+
+class ProducerBatcher:
+    """Builds and submits record batches for ``producer`` (see the module docstring)."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, big_record: int = BIG_RECORD) -> None:
+        self.producer = producer
+        self.big_record = big_record
+        self._partitioner = DefaultPartitioner()
+
+    async def produce(self, records: Sequence[Encoded]) -> list[asyncio.Future[Any]]:
+        """Send ``records``; one future per record, in the order given.
+
+        Records sharing a batch share its future; each future resolves when the broker
+        acknowledged its record (with the producer's ``acks``) or fails with the
+        producer's error.
+        """
+        producer = self.producer
+        futures: list[Any] = [None] * len(records)
+        partitions: dict[str, list[int]] = {}
+        batches: dict[tuple[str, int], _Open] = {}
+        for index, record in enumerate(records):
+            topic, key, value = record.topic, record.key, record.value
+            known = partitions.get(topic)
+            if known is None:
+                known = partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = self._partitioner(key, known, known)
+            tp = (topic, partition)
+            if (len(key) if key else 0) + (len(value) if value else 0) > self.big_record:
+                await self._submit(batches, tp, futures)
+                futures[index] = await self._send_alone(record, partition)
+                continue
+            current = batches.get(tp)
+            if current is None:
+                current = batches[tp] = _Open(producer.create_batch())
+            stamp, headers = record.timestamp_ms, record.headers
+            appended = current.builder.append(
+                timestamp=stamp, key=key, value=value, headers=headers
+            )
+            if appended is None:
+                await self._submit(batches, tp, futures)
+                current = batches[tp] = _Open(producer.create_batch())
+                appended = current.builder.append(
+                    timestamp=stamp, key=key, value=value, headers=headers
+                )
+                if appended is None:  # does not fit an empty batch either
+                    del batches[tp]
+                    futures[index] = await self._send_alone(record, partition)
+                    continue
+            current.indexes.append(index)
+        for tp in list(batches):
+            await self._submit(batches, tp, futures)
+        return futures
+
+    async def _send_alone(self, record: Encoded, partition: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self.producer.send(
+            record.topic,
+            value=record.value,
+            key=record.key,
+            partition=partition,
+            headers=record.headers,
+            timestamp_ms=record.timestamp_ms,
+        )
+        return future
+
+    async def _submit(
+        self, batches: dict[tuple[str, int], _Open], tp: tuple[str, int], futures: list[Any]
+    ) -> None:
+        """Hand the open batch of ``tp`` (if any) to the producer; its records get its future."""
+        current = batches.pop(tp, None)
+        if current is None or not current.indexes:
+            return
+        future = await self.producer.send_batch(current.builder, tp[0], partition=tp[1])
+        for index in current.indexes:
+            futures[index] = future

@@ -1,0 +1,93 @@
+"""The producer batcher (the gateway's produce path) against the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+from backbone.batcher import ProducerBatcher
+from backbone.broker import Broker, BrokerConfig
+from backbone.events import Encoded
+from backbone.testing import consume
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def bootstrap(tmp_path: Path) -> AsyncIterator[str]:
+    async with Broker(BrokerConfig(data_dir=tmp_path / "data", port=0)) as broker:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic("b", 3, 1), NewTopic("other", 1, 1)])
+        finally:
+            await admin.close()
+        yield str(broker.bootstrap)
+
+
+async def producer(bootstrap: str, **options: object) -> AIOKafkaProducer:
+    started = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options
+    )
+    await started.start()
+    return started
+
+
+def record(n: int, *, topic: str = "b", size: int = 0) -> Encoded:
+    value = f'{{"n": {n}, "pad": "{"x" * size}"}}'.encode()
+    return Encoded(topic, f"key-{n % 5}".encode(), value, [("h", str(n).encode())], 1_000 + n)
+
+
+async def test_one_future_per_record_and_partitions_as_send_chooses(bootstrap: str) -> None:
+    sender = await producer(bootstrap)
+    try:
+        records = [record(n) for n in range(40)] + [record(99, topic="other")]
+        futures = await ProducerBatcher(sender).produce(records)
+        assert len(futures) == len(records)
+        metadata = await asyncio.gather(*futures)
+    finally:
+        await sender.stop()
+    # records of one batch share its future: 3 partitions of "b" + "other"
+    assert len({id(future) for future in futures}) == 4
+    assert {m.topic for m in metadata} == {"b", "other"}
+    got = await consume(bootstrap, "b", count=40)
+    choose = DefaultPartitioner()
+    for message in got:
+        assert message.partition == choose(message.key, [0, 1, 2], [0, 1, 2])
+        assert dict(message.headers)["h"] == message.value.split(b",")[0][6:]
+    by_partition: dict[int, list[int]] = {}
+    for message in got:
+        by_partition.setdefault(message.partition, []).append(int(dict(message.headers)["h"]))
+    for numbers in by_partition.values():
+        assert numbers == sorted(numbers)  # order kept within a partition
+    assert sorted(n for numbers in by_partition.values() for n in numbers) == list(range(40))
+    assert {message.timestamp for message in got} == {1_000 + n for n in range(40)}
+
+
+async def test_full_batches_are_submitted_and_big_records_go_alone(bootstrap: str) -> None:
+    sender = await producer(bootstrap, max_batch_size=2048)
+    try:
+        small = [record(n, size=300) for n in range(30)]
+        big = record(100, size=10_000)
+        futures = await ProducerBatcher(sender, big_record=8192).produce([*small, big])
+        await asyncio.gather(*futures)
+    finally:
+        await sender.stop()
+    assert len({id(future) for future in futures[:30]}) > 3  # several batches per partition
+    got = await consume(bootstrap, "b", count=31)
+    assert sorted(int(dict(m.headers)["h"]) for m in got) == [*range(30), 100]
+    assert max(len(m.value) for m in got) > 10_000
+
+
+async def test_nothing_to_send(bootstrap: str) -> None:
+    sender = await producer(bootstrap)
+    try:
+        assert await ProducerBatcher(sender).produce([]) == []
+    finally:
+        await sender.stop()

@@ -125,6 +125,7 @@ class ConsumingWorker(Worker):
             group_instance_id=(
                 f"{self.shared.instance}.{self.name}" if self.shared.instance else None
             ),
+            **self.shared.consumer_options,
         )
 
     async def run(self) -> None:

@@ -31,6 +31,7 @@ from backbone.broker.limits import (
     DEFAULT_QUEUED_MAX_REQUEST_BYTES,
     DEFAULT_REQUEST_READ_TIMEOUT_S,
 )
+from backbone.client_settings import ConsumerSettings, ProducerSettings
 from backbone.fields import FUNCTION, ConfigValue, HostPort, Start, TopicName, kafka_number, split
 from backbone.steps import RouteStep, Transform
 from backbone.types import ByteSize, Duration
@@ -126,6 +127,12 @@ class BrokerSettings(_Model):
     brokers that refuse InitProducerId (e.g. Tansu); delivery stays at-least-once."""
     internal_topics: InternalTopics = InternalTopics()
     """Replication of the topics the runtime creates itself (positions, dead letters)."""
+    producer: ProducerSettings = ProducerSettings()
+    """aiokafka producer settings (``linger_ms``, ``max_batch_size``, ``compression_type``...)
+    of the gateway's producer, over Backbone's defaults."""
+    consumer: ConsumerSettings = ConsumerSettings()
+    """aiokafka consumer settings (``fetch_max_wait_ms``, ``max_partition_fetch_bytes``...)
+    of every sink's and processor's consumer."""
 
     @model_validator(mode="after")
     def _one_of(self) -> BrokerSettings:

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -71,6 +71,8 @@ class Shared:
     instance: str | None = None
     """This process's stable id (:mod:`backbone.instance`): sink and processor consumers
     use ``<instance>.<name>`` as ``group.instance.id`` (static membership)."""
+    consumer_options: dict[str, Any] = field(default_factory=dict)
+    """aiokafka settings every sink and processor consumer gets (``broker.consumer``)."""
 
 
 class Worker:

@@ -124,6 +124,20 @@ _ID_CHUNKS = (
 )
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+# _KEY_JSON's encoding (sort_keys, not ASCII-only) with the C encoder built once
+_KEY_CHUNKS = (
+    None
+    if _C_ENCODER is None
+    else _C_ENCODER(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+)
+
+
 def _id_json(value: Any) -> str:
     """``_POSITION_JSON(value)``, faster (no circular-reference check: positions are data)."""
     if _ID_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
@@ -141,6 +155,10 @@ def encode_value(value: Any) -> bytes | None:
         return orjson.dumps(value)
     except TypeError:
         pass  # what orjson refuses, the standard library may do, or explain
+    try:  # keys that are not exactly str (a str subclass, an int) as the standard library has them
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        pass
     try:
         return _VALUE_JSON(value).encode()
     except (TypeError, ValueError) as exc:
@@ -154,9 +172,13 @@ def encode_key(key: Any) -> bytes | None:
     if isinstance(key, str):
         return key.encode()
     try:
-        return _KEY_JSON(key).encode()
+        if _KEY_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
+            return _KEY_JSON(key).encode()
+        return "".join(_KEY_CHUNKS(key, 0)).encode()
     except (TypeError, ValueError) as exc:
         raise DataError(f"key cannot be serialized as JSON: {exc}") from exc
+    except RecursionError as exc:  # a key that contains itself (no circular check here)
+        raise DataError("key cannot be serialized as JSON: it contains itself") from exc
 
 
 def decode_value(data: bytes | None) -> Any:

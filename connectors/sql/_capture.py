@@ -82,7 +82,9 @@ class Capture:
     data_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.data_columns = list(self.relation.c.keys())
+        # plain str: sqlalchemy's names are a str subclass (quoted_name), which orjson
+        # refuses as a dict key, sending every row's JSON to the slow standard library
+        self.data_columns = [str(name) for name in self.relation.c.keys()]
 
     @property
     def dialect(self) -> str:

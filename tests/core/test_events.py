@@ -46,6 +46,16 @@ def test_values_round_trip(value: object) -> None:
     assert decode_value(encoded) == value
 
 
+class Name(str):
+    """A str subclass as a dict key, as sqlalchemy's column names (quoted_name) are."""
+
+
+def test_keys_that_are_not_exactly_str_encode_as_the_standard_library_does() -> None:
+    value = {Name("id"): 1, Name("customer"): "é", 2: True, None: 1.5, False: [1]}
+    assert encode_value(value) == _STDLIB_VALUE(value).encode()
+    assert encode_value(value) == b'{"id":1,"customer":"\xc3\xa9","2":true,"null":1.5,"false":[1]}'
+
+
 def test_what_orjson_refuses_is_encoded_by_the_standard_library() -> None:
     big = {"n": 2**70, "m": -(2**70)}
     assert encode_value(big) == b'{"n":1180591620717411303424,"m":-1180591620717411303424}'
@@ -72,6 +82,23 @@ def test_keys_keep_the_standard_librarys_exact_bytes(key: object) -> None:
     # keys choose partitions and compaction: their bytes never change
     expected = json.dumps(key, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     assert encode_key(key) == expected.encode()
+
+
+def test_keys_that_cannot_be_json_are_data_errors() -> None:
+    assert (
+        encode_key({"b": math.nan, "a": [2**70, Name("x")]})
+        == b'{"a":[1180591620717411303424,"x"],"b":NaN}'
+    )
+    with pytest.raises(DataError) as info:
+        encode_key({"x": object()})
+    assert str(info.value) == (
+        "key cannot be serialized as JSON: Object of type object is not JSON serializable"
+    )
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(DataError) as info:
+        encode_key(circular)
+    assert str(info.value) == "key cannot be serialized as JSON: it contains itself"
 
 
 def test_decoding_numbers_beyond_64_bits_is_exact() -> None:

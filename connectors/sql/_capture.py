@@ -84,7 +84,7 @@ class Capture:
     def __post_init__(self) -> None:
         # plain str: sqlalchemy's names are a str subclass (quoted_name), which orjson
         # refuses as a dict key, sending every row's JSON to the slow standard library
-        self.data_columns = [str(name) for name in self.relation.c.keys()]
+        self.data_columns = list(map(str, self.relation.c.keys()))
 
     @property
     def dialect(self) -> str:

@@ -51,6 +51,8 @@ class Options:
     latency_rate: int = 1000
     rows: list[str] | None = None
     runtime: dict[str, str] = field(default_factory=dict)
+    producer: dict[str, str] = field(default_factory=dict)
+    consumer: dict[str, str] = field(default_factory=dict)
     profile_dir: Path | None = None
     json_path: Path | None = DEFAULT_RESULTS
     timeout_scale: float = 1.0
@@ -164,6 +166,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         metavar="KEY=VALUE",
         help="set runtime.KEY in every gateway config (repeatable), e.g. max_batch=5000",
     )
+    for client in ("producer", "consumer"):
+        parser.add_argument(
+            f"--{client}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"set broker.{client}.KEY in every gateway config (repeatable), "
+            + ("e.g. linger_ms=0" if client == "producer" else "e.g. fetch_max_wait_ms=100"),
+        )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -216,6 +227,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         latency_rate=ns.latency_rate,
         rows=chosen,
         runtime=_pairs(ns.runtime, "--runtime", parser),
+        producer=_pairs(ns.producer, "--producer", parser),
+        consumer=_pairs(ns.consumer, "--consumer", parser),
         profile_dir=ns.profile,
         json_path=None if str(ns.json) == "-" else ns.json,
         timeout_scale=ns.timeout_scale,

@@ -102,6 +102,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"figures: medians of {o['repeat']} rounds (the loop first in every other)")
     if o.get("runtime"):
         lines.append("gateway runtime: " + ", ".join(f"{k}={x}" for k, x in o["runtime"].items()))
+    for client in ("producer", "consumer"):
+        if o.get(client):
+            pairs = ", ".join(f"{k}={x}" for k, x in o[client].items())
+            lines.append(f"gateway broker.{client}: {pairs}")
     table: list[list[str]] = []
     cpu: list[list[str]] = []
     for row in ROWS:

@@ -398,12 +398,21 @@ def _broker_yaml(external: RunningBroker | None, port: int) -> str:
     if external is None:
         return f'broker:\n  embedded: {{listen: "127.0.0.1:{port}", data_dir: data}}\n'
     idempotence = "false" if external.name == "tansu" else "true"
-    return f"broker: {{bootstrap: ['{external.bootstrap}'], idempotence: {idempotence}}}\n"
+    return f"broker:\n  bootstrap: ['{external.bootstrap}']\n  idempotence: {idempotence}\n"
+
+
+def _clients(ctx: Context) -> str:
+    """``broker.producer`` / ``broker.consumer`` lines (block style, under ``broker:``)."""
+    lines = ""
+    for name, items in (("producer", ctx.opts.producer), ("consumer", ctx.opts.consumer)):
+        if items:
+            lines += f"  {name}: {{" + ", ".join(f"{k}: {v}" for k, v in items.items()) + "}\n"
+    return lines
 
 
 def _write_config(ctx: Context, folder: Path, broker: str, body: str) -> list[str]:
     path = folder / "bench.yaml"
-    path.write_text(broker + _runtime(ctx) + body)
+    path.write_text(broker + _clients(ctx) + _runtime(ctx) + body)
     return [str(BACKBONE), "run", str(path)]
 
 

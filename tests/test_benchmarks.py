@@ -187,6 +187,11 @@ def test_pipeline_options_are_checked(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--runtime takes KEY=VALUE (got 'max_batch')" in capsys.readouterr().err
     opts = pipeline.parse_args(["--quick", "--runtime", "max_batch=5000", "--json", "-"])
     assert (opts.records, opts.runtime, opts.json_path) == (5000, {"max_batch": "5000"}, None)
+    opts = pipeline.parse_args(["--producer", "linger_ms=0", "--consumer", "fetch_max_wait_ms=50"])
+    assert (opts.producer, opts.consumer) == ({"linger_ms": "0"}, {"fetch_max_wait_ms": "50"})
+    with pytest.raises(SystemExit):
+        pipeline.parse_args(["--producer", "linger_ms"])
+    assert "--producer takes KEY=VALUE (got 'linger_ms')" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(180)

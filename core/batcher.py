@@ -65,7 +65,8 @@ class ProducerBatcher:
     def _partition(self, key: bytes | None, known: list[int]) -> int:
         """The partition ``producer.send`` would pick: murmur2 of the key, random without."""
         if key is None:
-            return self._partitioner(None, known, known)
+            chosen: int = self._partitioner(None, known, known)
+            return chosen
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= self.hash_cache:

@@ -43,6 +43,7 @@ import orjson
 
 from backbone.connector import Header, SinkRecord, SourceRecord
 from backbone.errors import DataError
+from backbone.json_codec import loads, maybe_json
 
 __all__ = [
     "Event",
@@ -66,51 +67,6 @@ _CE_NAMESPACE = uuid.UUID("6f1b8e8e-3c1a-4f0e-9a57-2b8c5c1f3e11")
 _VALUE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 _POSITION_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
-
-#: First bytes after which :func:`json.loads` may succeed (JSON, its whitespace,
-#: NaN/Infinity, a UTF-8 BOM, UTF-16/32 text); other data is not JSON at all.
-_JSON_START = frozenset(b'{["-0123456789 \t\r\n\x00\xef\xfe\xff')
-#: Words that are whole JSON documents (stdlib also reads NaN and Infinity).
-_WORDS = frozenset((b"true", b"false", b"null", b"NaN", b"Infinity"))
-_WORD_START = frozenset(b"tfnNI")
-_JSON_SPACE = b" \t\r\n"
-#: Digits -> "0": a run of 19 zeros in the translation marks a number orjson could
-#: round (it reads integers beyond 64 bits as floats).
-_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
-_LONG_NUMBER = b"0" * 19
-
-
-def maybe_json(data: bytes) -> bool:
-    """False when ``data`` cannot be a JSON document (decoding it would only fail).
-
-    A cheap look at the first byte, so a sink does not pay a failing decode (and
-    its exception) for every key like ``key-5`` or every plain-text value.
-    """
-    if not data:
-        return False
-    first = data[0]
-    if first in _WORD_START:
-        return data.rstrip(_JSON_SPACE) in _WORDS
-    return first in _JSON_START
-
-
-def loads(data: bytes, *, strict: bool = False) -> Any:
-    """``data`` decoded as JSON (UTF-8) with orjson; :class:`ValueError` if it is not JSON.
-
-    Numbers orjson would round (beyond 64 bits) are read exactly by :mod:`json`.
-    Without ``strict``, whatever :func:`json.loads` accepts is accepted too
-    (``NaN``, ``Infinity``, UTF-16/32); with it, only RFC 8259 JSON in UTF-8.
-    """
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        if strict:
-            raise
-        return json.loads(data)
-    if len(data) >= 19 and _LONG_NUMBER in data.translate(_DIGITS):
-        return json.loads(data)
-    return value
-
 
 # The same encoding as _POSITION_JSON, with the C encoder built once: ``JSONEncoder.encode``
 # builds it again on every call, which was most of the cost of a ce_id.

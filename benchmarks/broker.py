@@ -15,7 +15,6 @@ report into the side-by-side table (ratio = Backbone / Tansu).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from benchmarks.common import (
     backbone_version,
     machine_facts,
     run_isolated,
+    save_results,
     start_backbone,
     start_tansu,
     tansu_version,
@@ -425,8 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(opts)
     print(render(report, WORKLOADS), flush=True)
     if opts.json_path is not None:
-        opts.json_path.parent.mkdir(parents=True, exist_ok=True)
-        opts.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        save_results(opts.json_path, report)
         print(f"\nresults saved to {opts.json_path}")
     return 1 if any(True for _ in failed(report)) else 0
 

@@ -13,6 +13,7 @@ is ``{"error": "reason"}``; a skipped one is ``{"skipped": "reason"}``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
@@ -41,6 +42,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -258,6 +268,28 @@ def run_isolated(
     if time.monotonic() - started >= timeout:
         return {"error": f"timeout after {timeout:.0f}s"}
     return {"error": f"worker process died with exit code {proc.exitcode}"}
+
+
+# --- results file -----------------------------------------------------------------------
+
+#: Keys other suites store in the results file beside the broker suite's report.
+SUITE_KEYS = ("pipeline",)
+
+
+def save_results(path: Path, report: dict[str, Any], suite: str | None = None) -> None:
+    """Write ``report`` to ``path``: the broker suite's report at the top level
+    (``suite=None``), another suite's under its name; what the others stored stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, dict):
+            old = loaded
+    if suite is None:
+        data = {**report, **{k: old[k] for k in SUITE_KEYS if k in old}}
+    else:
+        data = {**old, suite: report}
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 # --- machine facts and tables -----------------------------------------------------------

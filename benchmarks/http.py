@@ -87,11 +87,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000
 
 
-async def webhook(folder: Path, per_client: int) -> dict[str, Any]:
+async def webhook(
+    folder: Path, per_client: int, producer: dict[str, str] | None = None
+) -> dict[str, Any]:
     broker_port, http_port = free_port(), free_port()
     config = folder / "webhook.yaml"
+    settings = ", ".join(f"{k}: {v}" for k, v in (producer or {}).items())
     config.write_text(
-        f'broker: {{embedded: {{listen: "127.0.0.1:{broker_port}", data_dir: data}}}}\n'
+        f'broker: {{embedded: {{listen: "127.0.0.1:{broker_port}", data_dir: data}}, '
+        f"producer: {{{settings}}}}}\n"
         f'http: {{listen: "127.0.0.1:{http_port}"}}\n'
         "runtime: {state_dir: state}\n"
         "topics: {bench.hooks: {partitions: 3}, bench.yardstick: {partitions: 3}}\n"
@@ -374,11 +378,11 @@ def render(results: dict[str, Any]) -> str:
     )
 
 
-async def run(quick: bool, folder: Path) -> dict[str, Any]:
+async def run(quick: bool, folder: Path, producer: dict[str, str] | None = None) -> dict[str, Any]:
     per_client = 100 if quick else 2000
     return {
         "machine": machine_facts(),
-        "webhook": await webhook(folder, per_client),
+        "webhook": await webhook(folder, per_client, producer),
         "sink": await sink(folder, 5_000 if quick else 200_000, 500 if quick else 10_000),
     }
 
@@ -390,10 +394,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small phases (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--producer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set broker.producer.KEY in the webhook gateway's config (repeatable), "
+        "e.g. linger_ms=0",
+    )
     args = parser.parse_args(argv)
+    producer = dict(item.split("=", 1) for item in args.producer if "=" in item)
+    if len(producer) != len(args.producer):
+        parser.error("--producer takes KEY=VALUE")
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="backbone-bench-http-") as folder:
-        results = asyncio.run(run(args.quick, Path(folder)))
+        results = asyncio.run(run(args.quick, Path(folder), producer))
     print(render(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

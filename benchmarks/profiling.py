@@ -1,11 +1,12 @@
-"""Sampling profiles of Backbone's broker process while a workload runs (py-spy).
+"""Sampling profiles of a Backbone process while a workload runs (py-spy).
 
 Who calls what: ``benchmarks.broker`` (option ``--profile DIR``) wraps each
 Backbone workload in :func:`record`, which runs ``py-spy record`` against the
 broker's pid (non-blocking sampling, only samples of the thread holding the
 GIL, so the figures show where the broker's Python CPU time goes; fsync and
 epoll waits release the GIL and do not appear) and writes the collapsed
-stacks to ``DIR/backbone-<workload>.txt``; :func:`hot_spots` turns such a file
+stacks to ``DIR/backbone-<workload>.txt`` (``benchmarks.pipeline`` does the
+same for the ``backbone run`` process of each row); :func:`hot_spots` turns such a file
 into the top functions by own (self) samples and by inclusive samples, which
 the harness prints under the table. py-spy must be installed
 (``pip install py-spy``) and allowed to read the broker's memory (root, or
@@ -75,14 +76,41 @@ def _ours(name: str) -> bool:
     return not name.startswith(("serve ", "main ", "<module> "))
 
 
+#: (label, test on the joined stack) in order: the first match names a sample's task.
+TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("source worker", ("SourceWorker.",)),
+    ("sink / processor worker", ("ConsumingWorker.", "SinkWorker.", "ProcessorWorker.")),
+    ("broker", ("(broker/",)),
+    ("threads (a connector's offloaded calls)", ("_WorkItem.run", "Thread.run")),
+    ("aiokafka producer sender", ("Sender.",)),
+    ("aiokafka consumer fetcher", ("Fetcher.",)),
+    ("aiokafka connections, group", ("(aiokafka/",)),
+    ("event loop", ("(asyncio/",)),
+)
+
+
+def _package(name: str) -> str:
+    """The package of a frame's file: ``json``, ``aiokafka``, ``core``, ``broker`` ..."""
+    path = name.rpartition(" (")[2].rstrip(")")
+    if path.startswith(("broker/", "core/", "connectors/")):
+        return "backbone " + path.split("/")[0]
+    head = path.split("/")[0]
+    if head.endswith(".py"):
+        return "stdlib " + head[:-3]
+    return head or "other"
+
+
 def hot_spots(path: Path, *, seconds: float, rate: int = 200, top: int = 15) -> dict[str, Any]:
-    """Top functions of a py-spy collapsed-stack file by self and inclusive share of samples.
+    """Top functions of a py-spy collapsed-stack file by self and inclusive share of samples,
+    and the shares by package (of the function running) and by task (:data:`TASKS`).
 
     ``gil_busy_pct`` = samples / (rate x seconds): how much of the wall time
-    the broker held the GIL (roughly, how busy its one Python core was).
+    the process held the GIL (roughly, how busy its one Python core was).
     """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    tasks: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -95,14 +123,18 @@ def hot_spots(path: Path, *, seconds: float, rate: int = 200, top: int = 15) -> 
             continue
         total += count
         own[frames[-1]] += count
+        packages[_package(frames[-1])] += count
+        joined = ";".join(frames)
+        task = next((t for t, marks in TASKS if any(m in joined for m in marks)), "other")
+        tasks[task] += count
         for name in set(frames):
             if _ours(name):
                 inclusive[name] += count
 
-    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+    def share(counter: Counter[str], limit: int = top) -> list[tuple[str, float]]:
         # Frames present in (nearly) every sample - runpy, asyncio.run, serve - say nothing.
         ranked = [(name, n) for name, n in counter.most_common() if n < 0.98 * total]
-        return [(name, 100.0 * n / total) for name, n in ranked[:top]]
+        return [(name, 100.0 * n / total) for name, n in ranked[:limit]]
 
     return {
         "samples": total,
@@ -110,6 +142,8 @@ def hot_spots(path: Path, *, seconds: float, rate: int = 200, top: int = 15) -> 
         "gil_busy_pct": round(100.0 * total / max(rate * seconds, 1.0), 1),
         "self": share(own),
         "inclusive": share(inclusive),
+        "packages": [(n, 100.0 * c / max(total, 1)) for n, c in packages.most_common(8)],
+        "tasks": [(n, 100.0 * c / max(total, 1)) for n, c in tasks.most_common()],
     }
 
 
@@ -123,4 +157,8 @@ def render_hot_spots(label: str, spots: dict[str, Any], top: int = 10) -> str:
     lines += [f"  {pct:6.1f}   {name}" for name, pct in spots["self"][:top]]
     lines.append("  total %  Backbone function (inclusive)")
     lines += [f"  {pct:6.1f}   {name}" for name, pct in spots["inclusive"][:top]]
+    for key, title in (("tasks", "by task"), ("packages", "by package (self)")):
+        if spots.get(key):
+            parts = ", ".join(f"{name} {pct:.0f}%" for name, pct in spots[key])
+            lines.append(f"  {title}: {parts}")
     return "\n".join(lines)

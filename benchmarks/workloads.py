@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import cpu_seconds
+
 Result = dict[str, Any]
 
 #: Record value size used by every throughput workload.
@@ -35,15 +37,6 @@ BATCH_BYTES = 1_000_000
 
 def _value(size: int) -> bytes:
     return (b"backbone-benchmark-" * (size // 19 + 1))[:size]
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu_seconds() -> float:
@@ -59,7 +52,7 @@ class Meter:
         self.broker_pid = broker_pid
         self.started = time.perf_counter()
         self.client_cpu = _own_cpu_seconds()
-        self.broker_cpu = _cpu_seconds(broker_pid) if broker_pid else None
+        self.broker_cpu = cpu_seconds(broker_pid) if broker_pid else None
         self.stopped: float | None = None
         self.figures: Result = {}
 
@@ -69,7 +62,7 @@ class Meter:
         wall = max(self.stopped - self.started, 1e-9)
         self.figures = {"client_cpu_pct": 100.0 * (_own_cpu_seconds() - self.client_cpu) / wall}
         if self.broker_pid and self.broker_cpu is not None:
-            now = _cpu_seconds(self.broker_pid)
+            now = cpu_seconds(self.broker_pid)
             if now is not None:
                 self.figures["broker_cpu_pct"] = 100.0 * (now - self.broker_cpu) / wall
         return wall

@@ -46,6 +46,8 @@ class GeneratorSource(Source[GeneratorOptions]):
         self._next = 1
         self._started = 0.0
         self._emitted_since_start = 0
+        # the key of event N is keys[N % len(keys)], made once
+        self._keys = [f"key-{i}" for i in range(options.keys or 0)]
 
     async def open(self, position: Any | None) -> None:
         if position is not None and not isinstance(position, int):
@@ -71,17 +73,18 @@ class GeneratorSource(Source[GeneratorOptions]):
         now = dt.datetime.now(dt.UTC)
         stamp = now.isoformat().replace("+00:00", "Z")
         millis = int(now.timestamp() * 1000)
-        records = []
-        for seq in range(self._next, self._next + n):
-            records.append(
-                SourceRecord(
-                    value={"seq": seq, "time": stamp, "message": f"event {seq}", **options.fields},
-                    key=None if options.keys is None else f"key-{seq % options.keys}",
-                    timestamp_ms=millis,
-                    position=seq,
-                    event_type=options.event_type,
-                )
+        fields, event_type, keys = options.fields, options.event_type, self._keys
+        count = len(keys)
+        records = [
+            SourceRecord(
+                value={"seq": seq, "time": stamp, "message": f"event {seq}", **fields},
+                key=keys[seq % count] if count else None,
+                timestamp_ms=millis,
+                position=seq,
+                event_type=event_type,
             )
+            for seq in range(self._next, self._next + n)
+        ]
         self._next += n
         self._emitted_since_start += n
         return records

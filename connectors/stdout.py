@@ -1,9 +1,11 @@
 """The ``stdout`` sink: one JSON line per event on standard output.
 
 Each line is ``{"topic", "partition", "offset", "timestamp", "key", "value",
-"headers"}``. Key and value are decoded as JSON when they are JSON, as text
-when they are UTF-8, else base64 (``{"base64": "..."}``); header values as text.
-``write`` returns after the lines were flushed to the file descriptor.
+"headers"}``, compact (no spaces), UTF-8. Key and value are decoded as JSON
+when they are JSON (RFC 8259: a value with ``NaN`` in it is not, and prints as
+text), as text when they are UTF-8, else base64 (``{"base64": "..."}``);
+header values as text. ``write`` returns after the lines were flushed to the
+file descriptor.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+import orjson
+
 from backbone.sdk import (
     ConnectorContext,
     ConnectorKind,
@@ -21,6 +25,8 @@ from backbone.sdk import (
     FatalError,
     Sink,
     SinkRecord,
+    json_loads,
+    maybe_json,
 )
 
 __all__ = ["CONNECTOR", "StdoutOptions", "StdoutSink", "render"]
@@ -38,18 +44,18 @@ class StdoutOptions(ConnectorOptions):
 def _decode(data: bytes | None) -> Any:
     if data is None:
         return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        pass
+    if maybe_json(data):  # keys like ``key-5`` skip a decode that would only fail
+        try:
+            return json_loads(data, strict=True)
+        except ValueError:
+            pass
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(data).decode("ascii")}
 
 
-def render(record: SinkRecord, *, headers: bool = True, indent: int | None = None) -> str:
-    """The JSON text of one record as the stdout sink prints it."""
+def _line(record: SinkRecord, headers: bool) -> dict[str, Any]:
     line: dict[str, Any] = {
         "topic": record.topic,
         "partition": record.partition,
@@ -60,7 +66,22 @@ def render(record: SinkRecord, *, headers: bool = True, indent: int | None = Non
     }
     if headers:
         line["headers"] = {name: value.decode("utf-8", "replace") for name, value in record.headers}
-    return json.dumps(line, ensure_ascii=False, indent=indent)
+    return line
+
+
+def _dumps(line: dict[str, Any], indent: int | None) -> bytes:
+    if indent in (None, 2):
+        try:
+            return orjson.dumps(line, option=orjson.OPT_INDENT_2 if indent else 0)
+        except TypeError:
+            pass  # an integer beyond 64 bits: the standard library writes it exactly
+    separators = (",", ":") if indent is None else None
+    return json.dumps(line, ensure_ascii=False, indent=indent, separators=separators).encode()
+
+
+def render(record: SinkRecord, *, headers: bool = True, indent: int | None = None) -> str:
+    """The JSON text of one record as the stdout sink prints it."""
+    return _dumps(_line(record, headers), indent).decode()
 
 
 class StdoutSink(Sink[StdoutOptions]):
@@ -78,12 +99,19 @@ class StdoutSink(Sink[StdoutOptions]):
     async def write(self, records: Sequence[SinkRecord]) -> None:
         stream = self._stream or sys.stdout
         indent = 2 if self.options.pretty else None
-        text = "".join(
-            render(r, headers=self.options.headers, indent=indent) + "\n" for r in records
-        )
+        headers = self.options.headers
+        lines = [_dumps(_line(r, headers), indent) for r in records]
+        lines.append(b"")
+        data = b"\n".join(lines)
+        binary = getattr(stream, "buffer", None)
         try:
-            stream.write(text)
-            stream.flush()
+            if binary is None:  # a text-only stream (io.StringIO)
+                stream.write(data.decode())
+                stream.flush()
+                return
+            stream.flush()  # text written to the stream before goes first
+            binary.write(data)
+            binary.flush()
         except (OSError, ValueError) as exc:  # closed or broken pipe: nobody reads any more
             raise FatalError(f"cannot write to standard output: {exc}") from exc
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from backbone.events import Encoded
 
@@ -30,6 +30,10 @@ __all__ = ["BIG_RECORD", "ProducerBatcher"]
 
 BIG_RECORD = 8192
 """Records whose key + value exceed this many bytes go through ``producer.send`` alone."""
+
+HASH_CACHE = 65536
+"""Keys whose murmur2 hash is remembered (aiokafka's murmur2 is pure Python, several
+microseconds a key; keys repeat: customers, devices, files). Emptied when full."""
 
 
 class _Open:
@@ -45,10 +49,30 @@ class _Open:
 class ProducerBatcher:
     """Builds and submits record batches for ``producer`` (see the module docstring)."""
 
-    def __init__(self, producer: AIOKafkaProducer, *, big_record: int = BIG_RECORD) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        big_record: int = BIG_RECORD,
+        hash_cache: int = HASH_CACHE,
+    ) -> None:
         self.producer = producer
         self.big_record = big_record
+        self.hash_cache = hash_cache
         self._partitioner = DefaultPartitioner()
+        self._hashes: dict[bytes, int] = {}
+
+    def _partition(self, key: bytes | None, known: list[int]) -> int:
+        """The partition ``producer.send`` would pick: murmur2 of the key, random without."""
+        if key is None:
+            chosen: int = self._partitioner(None, known, known)
+            return chosen
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self.hash_cache:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return known[hashed % len(known)]
 
     async def produce(self, records: Sequence[Encoded]) -> list[asyncio.Future[Any]]:
         """Send ``records``; one future per record, in the order given.
@@ -66,7 +90,7 @@ class ProducerBatcher:
             known = partitions.get(topic)
             if known is None:
                 known = partitions[topic] = sorted(await producer.partitions_for(topic))
-            partition = self._partitioner(key, known, known)
+            partition = self._partition(key, known)
             tp = (topic, partition)
             if (len(key) if key else 0) + (len(value) if value else 0) > self.big_record:
                 await self._submit(batches, tp, futures)

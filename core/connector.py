@@ -90,7 +90,6 @@ connector against these rules.
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
@@ -102,6 +101,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backbone.clock import Clock, SystemClock
 from backbone.errors import DataError
+from backbone.json_codec import loads, maybe_json
 from backbone.state import StateDir
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ class SinkRecord:
         if self.value is None:
             return None
         try:
-            return json.loads(self.value)
+            return loads(self.value)
         except ValueError as exc:
             raise DataError(
                 f"record {self.topic}/{self.partition}@{self.offset} is not JSON: {exc}"
@@ -236,10 +236,12 @@ class SinkRecord:
         """The key decoded as JSON, or as text if it is not JSON (``None`` if absent)."""
         if self.key is None:
             return None
-        try:
-            return json.loads(self.key)
-        except ValueError:
-            return self.key.decode("utf-8", "replace")
+        if maybe_json(self.key):  # keys like ``key-5`` skip a decode that would only fail
+            try:
+                return loads(self.key)
+            except ValueError:
+                pass
+        return self.key.decode("utf-8", "replace")
 
     def header(self, name: str) -> bytes | None:
         """The last header named ``name``, or ``None``."""

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from backbone.batcher import ProducerBatcher
 from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
 from backbone.events import Encoded, Event, encode_event, event_from_record
@@ -125,6 +126,7 @@ class ConsumingWorker(Worker):
             group_instance_id=(
                 f"{self.shared.instance}.{self.name}" if self.shared.instance else None
             ),
+            **self.shared.consumer_options,
         )
 
     async def run(self) -> None:
@@ -391,11 +393,15 @@ class ProcessorWorker(ConsumingWorker):
         super().__init__(name, topics=settings.topics, start=settings.start, **common)
         self.settings = settings
         self.function = load_function(settings.function) if settings.function else None
+        self.batcher = ProducerBatcher(self.shared.producer)
 
     async def _outputs(self, record: SinkRecord) -> list[Encoded]:
         event = event_from_record(record)
         if self.function is None:
-            keep, value, topic = apply_transforms(self.settings.transforms or [], event.value)
+            # event.value was just decoded from the record: the transforms may change it
+            keep, value, topic = apply_transforms(
+                self.settings.transforms or [], event.value, in_place=True
+            )
             if not keep:
                 return []
             event.value = value
@@ -420,6 +426,7 @@ class ProcessorWorker(ConsumingWorker):
 
     async def handle(self, records: list[SinkRecord]) -> None:
         futures: list[asyncio.Future[Any]] = []
+        produced: list[Encoded] = []  # every output, in order: one batch per partition
         for record in records:
             attempt = 0
             while True:
@@ -438,16 +445,9 @@ class ProcessorWorker(ConsumingWorker):
                 except Exception as exc:  # the record (or the function) is bad
                     futures.append(await self._dead_letter(record, exc, attempt))
                 else:
-                    for out in outputs:
-                        futures.append(
-                            await self.shared.producer.send(
-                                out.topic,
-                                value=out.value,
-                                key=out.key,
-                                headers=out.headers,
-                                timestamp_ms=out.timestamp_ms,
-                            )
-                        )
+                    produced.extend(outputs)
                 break
+        if produced:
+            futures.extend(await self.batcher.produce(produced))
         if futures:
             await asyncio.gather(*futures)

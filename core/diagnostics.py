@@ -137,7 +137,11 @@ def describe(
             )
             message = f"unknown key {loc[-1]!r}"
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-            if close:
+            # a model may name keys it leaves out on purpose, and why (OWNED_KEYS)
+            owned = getattr(parent_type, "OWNED_KEYS", {})
+            if loc[-1] in owned:
+                message = f"{loc[-1]!r} cannot be set here: {owned[loc[-1]]}"
+            elif close:
                 message += f"; did you mean {close[0]!r}?"
             elif known:
                 message += f" (expected one of: {', '.join(known)})"

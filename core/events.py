@@ -16,6 +16,17 @@ record keeps its id; random when both are ``None``); ``ce_source``
 
 Processors receive and return :class:`Event` objects (:func:`event_from_record`,
 :func:`encode_event`).
+
+JSON on the record path goes through orjson (several times faster than the
+standard library); what orjson cannot handle exactly falls back to the standard
+library, so the bytes and the errors stay those of :mod:`json`: integers beyond
+64 bits, non-string dict keys and nesting deeper than 254 levels when encoding;
+``NaN``/``Infinity``, UTF-16/32 input and integers beyond 64 bits when decoding.
+Values differ from :mod:`json`'s in two ways only: ``NaN`` and infinite floats
+are written ``null`` (valid JSON, as JavaScript writes them) and small floats
+may be written without an exponent (``0.00001`` for ``1e-05``). Keys and the
+names hashed into ``ce_id`` keep the standard library's exact bytes, because
+partitioning, compaction and ids depend on them.
 """
 
 from __future__ import annotations
@@ -28,8 +39,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from backbone.connector import Header, SinkRecord, SourceRecord
 from backbone.errors import DataError
+from backbone.json_codec import loads, maybe_json
 
 __all__ = [
     "Event",
@@ -41,6 +55,8 @@ __all__ = [
     "encode_value",
     "event_from_record",
     "iso_time",
+    "loads",
+    "maybe_json",
     "shared_position_message",
 ]
 
@@ -64,6 +80,20 @@ _ID_CHUNKS = (
 )
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+# _KEY_JSON's encoding (sort_keys, not ASCII-only) with the C encoder built once
+_KEY_CHUNKS = (
+    None
+    if _C_ENCODER is None
+    else _C_ENCODER(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+)
+
+
 def _id_json(value: Any) -> str:
     """``_POSITION_JSON(value)``, faster (no circular-reference check: positions are data)."""
     if _ID_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
@@ -78,6 +108,14 @@ def encode_value(value: Any) -> bytes | None:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass  # what orjson refuses, the standard library may do, or explain
+    try:  # keys that are not exactly str (a str subclass, an int) as the standard library has them
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        pass
+    try:
         return _VALUE_JSON(value).encode()
     except (TypeError, ValueError) as exc:
         raise DataError(f"value cannot be serialized as JSON: {exc}") from exc
@@ -90,17 +128,23 @@ def encode_key(key: Any) -> bytes | None:
     if isinstance(key, str):
         return key.encode()
     try:
-        return _KEY_JSON(key).encode()
+        if _KEY_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
+            return _KEY_JSON(key).encode()
+        return "".join(_KEY_CHUNKS(key, 0)).encode()
     except (TypeError, ValueError) as exc:
         raise DataError(f"key cannot be serialized as JSON: {exc}") from exc
+    except RecursionError as exc:  # a key that contains itself (no circular check here)
+        raise DataError("key cannot be serialized as JSON: it contains itself") from exc
 
 
 def decode_value(data: bytes | None) -> Any:
     """JSON-decoded ``data``; bytes that are not JSON stay bytes."""
     if data is None:
         return None
+    if not maybe_json(data):
+        return data
     try:
-        return json.loads(data)
+        return loads(data)
     except ValueError:
         return data
 
@@ -156,6 +200,7 @@ def encode_source_record(
 _SPECVERSION = b"1.0"
 _JSON_TYPE = b"application/json"
 _BYTES_TYPE = b"application/octet-stream"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _CE_NAMES = frozenset(
     ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
 )
@@ -186,6 +231,8 @@ class SourceEncoder:
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
             name = _id_json({"identity": identity})
+        elif type(position) is int:
+            name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
             name = _id_json(position)
         else:
@@ -193,9 +240,8 @@ class SourceEncoder:
         digest = self._id_prefix.copy()
         digest.update(name.encode())
         h = digest.hexdigest()
-        # version 5 (nibble 12) and the RFC 4122 variant (10xx in nibble 16)
-        variant = "89ab"[int(h[16], 16) & 3]
-        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}".encode()
+        # version 5 in the 13th hex digit, the RFC 4122 variant in the 17th
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""

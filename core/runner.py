@@ -108,11 +108,8 @@ class Runner:
             producer = clients.producer(
                 enable_idempotence=self.config.broker.idempotence,
                 acks="all",
-                linger_ms=5,
-                # 512 KiB batches: aiokafka sends one batch per partition per request,
-                # so the 16 KiB default caps source throughput; stays under Kafka's
-                # default message.max.bytes (~1 MB)
-                max_batch_size=512 * 1024,
+                # linger_ms, max_batch_size... (broker.producer, backbone.client_settings)
+                **self.config.broker.producer.kafka_args(),
             )
             try:
                 await producer.start()
@@ -141,6 +138,7 @@ class Runner:
                 self.worker,
                 instance,
                 clients,
+                consumer_options=self.config.broker.consumer.kafka_args(),
             )
             if self.config.http is not None:
                 self.http = await stack.enter_async_context(self._http_app())

@@ -35,7 +35,10 @@
   (durable keys-seen window), webhook signatures (:class:`SignatureError`,
   :func:`verify_hmac`, :func:`verify_github`, :func:`verify_stripe`,
   :func:`verify_standard_webhook` and the matching signers), and
-  :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`.
+  :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`;
+- JSON on the record path: :func:`json_loads` (orjson, exact beyond 64-bit
+  integers, ``ValueError`` when it is not JSON) and :func:`maybe_json` (a cheap
+  check that spares a decode that could only fail, e.g. for keys like ``key-5``).
 
 :mod:`backbone.testing` is the conformance suite to run against a connector.
 """
@@ -64,6 +67,8 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.events import loads as json_loads
+from backbone.events import maybe_json
 from backbone.files import StagedFile, fsync_dir, move_file
 from backbone.httpapp import HttpError, HttpRoutes
 from backbone.offload import Offload
@@ -128,7 +133,9 @@ __all__ = [
     "format_size",
     "fsync_dir",
     "hmac_signature",
+    "json_loads",
     "json_pointer",
+    "maybe_json",
     "move_file",
     "parse_duration",
     "parse_retry_after",

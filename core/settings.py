@@ -31,6 +31,7 @@ from backbone.broker.limits import (
     DEFAULT_QUEUED_MAX_REQUEST_BYTES,
     DEFAULT_REQUEST_READ_TIMEOUT_S,
 )
+from backbone.client_settings import ConsumerSettings, ProducerSettings
 from backbone.fields import FUNCTION, ConfigValue, HostPort, Start, TopicName, kafka_number, split
 from backbone.security_settings import (
     ListenerSettings,
@@ -183,6 +184,12 @@ class BrokerSettings(_Model):
     brokers that refuse InitProducerId (e.g. Tansu); delivery stays at-least-once."""
     internal_topics: InternalTopics = InternalTopics()
     """Replication of the topics the runtime creates itself (positions, dead letters)."""
+    producer: ProducerSettings = ProducerSettings()
+    """aiokafka producer settings (``linger_ms``, ``max_batch_size``, ``compression_type``...)
+    of the gateway's producer, over Backbone's defaults."""
+    consumer: ConsumerSettings = ConsumerSettings()
+    """aiokafka consumer settings (``fetch_max_wait_ms``, ``max_partition_fetch_bytes``...)
+    of every sink's and processor's consumer."""
     security: SecuritySettings = SecuritySettings()
     """How every Kafka client of the gateway connects: protocol, TLS, SASL (managed
     Kafka: SASL_SSL). With the embedded broker: the protocol of its first listener."""

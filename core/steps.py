@@ -10,13 +10,13 @@ place and returns whether to keep the event and the routed topic. Steps other th
 from __future__ import annotations
 
 import copy
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
-    PrivateAttr,
     Tag,
     field_validator,
 )
@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
@@ -53,19 +56,20 @@ class FilterStep(_Step):
     filter: str
     """Keep events for which this expression is true, e.g. ``amount > 100``."""
 
-    _expression: Expression = PrivateAttr()
-
     @field_validator("filter")
     @classmethod
     def _compiles(cls, value: str) -> str:
         compile_filter(value)
         return value
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._expression = compile_filter(self.filter)
+    @cached_property
+    def expression(self) -> Expression:
+        """The compiled filter (an attribute of the instance once computed: reading a
+        private attribute goes through pydantic's ``__getattr__``, for every event)."""
+        return compile_filter(self.filter)
 
     def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        return self._expression(value), topic
+        return self.expression(value), topic
 
 
 class SetStep(_Step):
@@ -75,7 +79,8 @@ class SetStep(_Step):
     def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
         if isinstance(value, dict):
             for path, new in self.set.items():
-                set_field(value, path, copy.deepcopy(new))
+                # a scalar is shared as is; a list or object is copied per event
+                set_field(value, path, new if type(new) in _SCALARS else copy.deepcopy(new))
         return True, topic
 
 

@@ -180,12 +180,17 @@ class Step(Protocol):
         ...
 
 
-def apply_transforms(steps: Sequence[Step], value: Any) -> tuple[bool, Any, str | None]:
+def apply_transforms(
+    steps: Sequence[Step], value: Any, *, in_place: bool = False
+) -> tuple[bool, Any, str | None]:
     """Run ``steps`` on a copy of the JSON ``value``: ``(keep, new_value, routed_topic)``.
 
-    The input is not modified; a step returning ``keep=False`` (a filter) ends the run.
+    The input is not modified (unless ``in_place``: the caller owns ``value``, e.g. it
+    was just decoded, and spares the copy); a step returning ``keep=False`` (a filter)
+    ends the run.
     """
-    value = copy.deepcopy(value)
+    if not in_place:
+        value = copy.deepcopy(value)
     topic: str | None = None
     for step in steps:
         keep, topic = step.apply(value, topic)

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -74,6 +74,8 @@ class Shared:
     use ``<instance>.<name>`` as ``group.instance.id`` (static membership)."""
     kafka: KafkaClients | None = None
     """Makes the workers' Kafka clients (with ``broker.security``)."""
+    consumer_options: dict[str, Any] = field(default_factory=dict)
+    """aiokafka settings every sink and processor consumer gets (``broker.consumer``)."""
 
     @property
     def clients(self) -> KafkaClients:

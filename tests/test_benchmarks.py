@@ -1,6 +1,7 @@
-"""Smoke test of the benchmark harness (``benchmarks.broker``) against a real Tansu.
+"""Smoke tests of the benchmark harnesses: ``benchmarks.broker`` against a real
+Tansu, ``benchmarks.pipeline`` (``backbone run`` and the hand loops, every row).
 
-Asserts the shape of the report and that every record produced was consumed,
+Assert the shape of the report and that every record produced was consumed,
 never how fast anything was.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import broker as bench
+from benchmarks import pipeline, pipeline_report
+from benchmarks.pipeline_rows import ROW_KEYS
 from tests.servers import tansu_binary, unavailable
 
 pytestmark = [pytest.mark.tansu, pytest.mark.timeout(90)]
@@ -102,6 +105,93 @@ def test_bad_options_are_refused_with_a_clear_message(
     with pytest.raises(SystemExit):
         bench.parse_args(["--records", "0"])
     assert "--records must be a positive number of records (got 0)" in capsys.readouterr().err
+
+
+PIPELINE_COUNTS = {
+    "stdout_embedded": 2000,
+    "stdout_tansu": 2000,
+    "stdout_broker_process": 2000,
+    "sql_snapshot": 2000,
+    "sql_sink": 1000,
+    "processor": 2000,
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(400)
+def test_quick_pipeline_run_delivers_every_record_on_both_sides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tansu_binary()  # the Tansu row needs it (skip, or fail in CI)
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"brokers": {"kept": True}}))  # another suite's results
+    code = pipeline.main(
+        [
+            "--quick",
+            "--records",
+            "2000",
+            "--sql-rows",
+            "2000",
+            "--sink-rows",
+            "1000",
+            "--processor-records",
+            "2000",
+            "--latency-seconds",
+            "1",
+            "--latency-rate",
+            "200",
+            "--json",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["brokers"] == {"kept": True}
+    report = saved["pipeline"]
+    for key, results in report["rows"].items():
+        for side, result in results.items():
+            if "skipped" in result:
+                unavailable(f"{key} / {side}: {result['skipped']}")
+    assert code == 0, printed
+    assert set(report) >= {"machine", "versions", "options", "rows"}
+    assert list(report["rows"]) == list(ROW_KEYS)
+    assert list(pipeline_report.failed(report)) == []
+    for key, expected in PIPELINE_COUNTS.items():
+        for side in ("gateway", "loop"):
+            result = report["rows"][key][side]
+            assert result["records"] >= expected, (key, side, result)
+            assert result["records_per_s"] > 0 and result["cpu_us_per_record"] > 0, (key, side)
+            assert result["value_bytes"] > 50, (key, side)
+        assert report["rows"][key]["gateway"]["records"] == expected  # no duplicates
+    for side in ("gateway", "loop"):
+        latency = report["rows"]["latency"][side]
+        assert latency["records"] == 400  # 1 s warm-up + 1 s measured at 200/s
+        assert latency["measured"] == 200
+        assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    for process_row in ("stdout_tansu", "stdout_broker_process"):
+        assert report["rows"][process_row]["gateway"]["broker_cpu_us_per_record"] >= 0
+    assert "generator -> topic -> stdout file, embedded broker (records/s)" in printed
+    assert "topic -> sql sink upsert, PostgreSQL (rows/s)" in printed
+    assert "end-to-end latency, generator -> stdout p50 (ms)" in printed
+    assert "failures" not in printed
+    assert f"results saved to {out} (key 'pipeline')" in printed
+
+
+def test_pipeline_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        pipeline.parse_args(["--rows", "stdout_embedded,nope"])
+    assert exc.value.code == 2
+    assert "unknown row(s) nope; choose from stdout_embedded" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pipeline.parse_args(["--runtime", "max_batch"])
+    assert "--runtime takes KEY=VALUE (got 'max_batch')" in capsys.readouterr().err
+    opts = pipeline.parse_args(["--quick", "--runtime", "max_batch=5000", "--json", "-"])
+    assert (opts.records, opts.runtime, opts.json_path) == (5000, {"max_batch": "5000"}, None)
+    opts = pipeline.parse_args(["--producer", "linger_ms=0", "--consumer", "fetch_max_wait_ms=50"])
+    assert (opts.producer, opts.consumer) == ({"linger_ms": "0"}, {"fetch_max_wait_ms": "50"})
+    with pytest.raises(SystemExit):
+        pipeline.parse_args(["--producer", "linger_ms"])
+    assert "--producer takes KEY=VALUE (got 'linger_ms')" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(180)

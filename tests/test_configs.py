@@ -35,7 +35,7 @@ RUN_ELSEWHERE = {
     "file-tail.yaml": "tests/connectors/test_file_configs.py",
     "schedule.yaml": "tests/connectors/test_schedule_pipeline.py",
 }
-RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
+RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml", "throughput.yaml"}
 
 
 def test_every_config_is_run_by_a_test() -> None:
@@ -135,3 +135,26 @@ async def test_embedded_config_runs(name: str, topic: str, tmp_path: Path) -> No
     finally:
         gateway.stop_quietly()
     assert (tmp_path / "data").is_dir()  # ../data relative to the config file
+
+
+async def test_throughput_config_delivers_every_event(tmp_path: Path) -> None:
+    text = (CONFIGS / "throughput.yaml").read_text()
+    assert "count: 1000000" in text
+    config = _copy("throughput.yaml", tmp_path, text.replace("count: 1000000", "count: 20000"))
+    out = tmp_path / "out.jsonl"
+    gateway = Gateway(config, out, tmp_path / "gw.log")
+    try:
+        gateway.start()
+        await wait_until(
+            lambda: out.exists() and out.read_bytes().count(b"\n") >= 20000,
+            within=90,
+            what="20000 events printed",
+        )
+        assert gateway.proc is not None
+        gateway.proc.send_signal(signal.SIGINT)
+        assert gateway.proc.wait(60) == 0
+    finally:
+        gateway.stop_quietly()
+    seqs = sorted(x["value"]["seq"] for x in gateway.lines())
+    assert seqs == list(range(1, 20001))
+    assert (tmp_path / "data" / "throughput").is_dir()

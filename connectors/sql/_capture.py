@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -30,6 +31,14 @@ EVENT_TYPE = "backbone.sql.change"
 _NAME_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
+def _name(identity: Any) -> bytes | str:
+    """A value equal for equal identities (compared within one poll, never stored)."""
+    try:
+        return orjson.dumps(identity, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # beyond 64-bit integers, other types: the standard library
+        return _NAME_JSON(identity)
+
+
 def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
     """Make each record's ``identity`` (hence its ``ce_id``) unique within one poll.
 
@@ -38,9 +47,9 @@ def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
     gets ``[identity, n]`` instead -- still deterministic, as such rows are
     interchangeable.
     """
-    seen: dict[str, int] = {}
+    seen: dict[bytes | str, int] = {}
     for record in records:
-        name = _NAME_JSON(record.identity)
+        name = _name(record.identity)
         count = seen.get(name, 0)
         seen[name] = count + 1
         if count:
@@ -82,7 +91,9 @@ class Capture:
     data_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.data_columns = list(self.relation.c.keys())
+        # plain str: sqlalchemy's names are a str subclass (quoted_name), which orjson
+        # refuses as a dict key, sending every row's JSON to the slow standard library
+        self.data_columns = list(map(str, self.relation.c.keys()))
 
     @property
     def dialect(self) -> str:

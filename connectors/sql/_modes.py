@@ -33,6 +33,12 @@ Ranges = tuple[tuple[int, int], ...]
 
 def add_id(ranges: Ranges, value: int) -> Ranges:
     """``ranges`` (sorted, disjoint, inclusive) with ``value`` added, merged."""
+    if ranges:  # the usual case, ids in order: extend the last range
+        low, high = ranges[-1]
+        if value == high + 1:
+            return (*ranges[:-1], (low, value))
+        if low <= value <= high:
+            return ranges
     merged: list[list[int]] = [list(r) for r in ranges]
     merged.append([value, value])
     merged.sort()

@@ -25,8 +25,13 @@ import sqlalchemy as sa
 __all__ = ["dump_cursor", "from_json", "load_cursor", "row_hash", "to_json"]
 
 
+_AS_IS = frozenset((str, int, bool, type(None)))
+
+
 def to_json(value: Any, zone: ZoneInfo) -> Any:
     """A column value as JSON; ``zone`` is the zone of naive datetimes."""
+    if type(value) in _AS_IS:  # most columns: one set lookup
+        return value
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

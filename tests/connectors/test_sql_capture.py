@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backbone import SourceRecord
+from backbone.connectors.sql._modes import add_id
 from tests.connectors.test_sql_support import execute, read_n, read_quiet, source
 
 pytestmark = pytest.mark.timeout(60)
@@ -215,3 +218,17 @@ async def test_query_in_snapshot_diff_mode_sees_rows_leave_the_query(
         await src.close()
     assert summary(first) == [("r", {"id": 1}, "n1"), ("r", {"id": 2}, "n2")]
     assert (gone.value["op"], gone.value["before"]) == ("d", {"id": 1})
+
+
+@given(ids=st.lists(st.integers(min_value=0, max_value=60), max_size=40))
+def test_seen_ranges_hold_exactly_the_ids_added(ids: list[int]) -> None:
+    ranges: tuple[tuple[int, int], ...] = ()
+    for value in ids:
+        ranges = add_id(ranges, value)
+    expected: list[tuple[int, int]] = []
+    for value in sorted(set(ids)):  # maximal runs of consecutive ids
+        if expected and value == expected[-1][1] + 1:
+            expected[-1] = (expected[-1][0], value)
+        else:
+            expected.append((value, value))
+    assert ranges == tuple(expected)

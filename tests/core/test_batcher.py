@@ -48,7 +48,8 @@ async def test_one_future_per_record_and_partitions_as_send_chooses(bootstrap: s
     sender = await producer(bootstrap)
     try:
         records = [record(n) for n in range(40)] + [record(99, topic="other")]
-        futures = await ProducerBatcher(sender).produce(records)
+        # 5 keys, 3 remembered hashes: hits, misses and a cache emptied when full
+        futures = await ProducerBatcher(sender, hash_cache=3).produce(records)
         assert len(futures) == len(records)
         metadata = await asyncio.gather(*futures)
     finally:

@@ -436,3 +436,45 @@ def test_topic_config_sizes_and_durations(tmp_path: Path) -> None:
         '9:26: topics.t.config.max.message.bytes: expected a size like "64MiB" or a whole '
         "number of bytes (got [1])",
     ]
+
+
+def test_broker_producer_and_consumer_maps(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """\
+        broker:
+          producer: {linger_ms: 20, max_batch_size: 1MiB, compression_type: lz4}
+          consumer: {fetch_max_wait_ms: 100, max_partition_fetch_bytes: 4MiB}
+        """,
+    )
+    assert config.broker.producer.kafka_args() == {
+        "linger_ms": 20,
+        "max_batch_size": 1 << 20,
+        "compression_type": "lz4",
+    }
+    assert config.broker.consumer.kafka_args() == {
+        "fetch_max_wait_ms": 100,
+        "max_partition_fetch_bytes": 4 << 20,
+    }
+    defaults = load(tmp_path, "sinks: {}\n").broker
+    assert defaults.producer.kafka_args() == {"linger_ms": 5, "max_batch_size": 512 * 1024}
+    assert defaults.consumer.kafka_args() == {}
+
+
+def test_broker_client_maps_refuse_unknown_and_guarantee_keys(tmp_path: Path) -> None:
+    assert problems(
+        tmp_path,
+        """\
+        broker:
+          producer: {lingerms: 20, acks: 1, compression_type: brotli}
+          consumer: {fetch_max_wait_ms: -1, enable_auto_commit: true}
+        """,
+    ) == [
+        "2:14: broker.producer.lingerms: unknown key 'lingerms'; did you mean 'linger_ms'?",
+        "2:28: broker.producer.acks: 'acks' cannot be set here: the gateway always produces "
+        "with acks=all (nothing is lost once acknowledged)",
+        "2:55: broker.producer.compression_type: Input should be 'gzip', 'snappy', 'lz4' or 'zstd'",
+        "3:33: broker.consumer.fetch_max_wait_ms: Input should be greater than or equal to 0",
+        "3:37: broker.consumer.enable_auto_commit: 'enable_auto_commit' cannot be set here: "
+        "sinks commit only what they wrote (at-least-once)",
+    ]

@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime
 JS_STAMP := tests/js/node_modules/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench system-deps js-deps clean
+.PHONY: run test lint fmt bench system-deps js-deps demo-data diagram clean
 
 # Debian's python3 ships without ensurepip (package python3-venv): install it if needed.
 $(BIN)/python:
@@ -45,7 +45,12 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json | system-deps
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
-run: $(RUNTIME)
+# The demo database and folders the configs in configs/ expect under data/ (idempotent).
+demo-data: $(RUNTIME)
+	@$(BIN)/python configs/demo_data.py
+
+run: $(RUNTIME) demo-data
+	@echo "backbone is $(BIN)/backbone: '. $(BIN)/activate' puts it on PATH"
 	$(BIN)/backbone run configs/quickstart.yaml
 
 lint: $(STAMP)

@@ -53,6 +53,13 @@ run: $(RUNTIME) demo-data
 	@echo "backbone is $(BIN)/backbone: '. $(BIN)/activate' puts it on PATH"
 	$(BIN)/backbone run configs/quickstart.yaml
 
+# The README's architecture picture, from docs/architecture.dot (Graphviz from Debian).
+diagram: docs/architecture.svg
+docs/architecture.svg: docs/architecture.dot
+	@command -v dot >/dev/null 2>&1 || { echo "installing Debian package: graphviz"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz >/dev/null; }
+	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .

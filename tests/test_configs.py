@@ -30,6 +30,8 @@ RUN_ELSEWHERE = {
     **{p.name: "tests/connectors/test_sql_configs.py" for p in CONFIGS.glob("sql-*.yaml")},
     "webhook-to-http.yaml": "tests/connectors/test_http_configs.py",
     "http-poll.yaml": "tests/connectors/test_http_configs.py",
+    "file-drop-folder.yaml": "tests/connectors/test_file_configs.py",
+    "file-tail.yaml": "tests/connectors/test_file_configs.py",
 }
 RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from backbone.clients import KafkaClients
 from backbone.retry import backoff_delay, dead_letter_headers
 from backbone.settings import RetryPolicy, RuntimeSettings
 
@@ -71,6 +72,12 @@ class Shared:
     instance: str | None = None
     """This process's stable id (:mod:`backbone.instance`): sink and processor consumers
     use ``<instance>.<name>`` as ``group.instance.id`` (static membership)."""
+    kafka: KafkaClients | None = None
+    """Makes the workers' Kafka clients (with ``broker.security``)."""
+
+    @property
+    def clients(self) -> KafkaClients:
+        return self.kafka if self.kafka is not None else KafkaClients(self.bootstrap)
 
 
 class Worker:

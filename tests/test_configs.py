@@ -167,16 +167,18 @@ async def test_embedded_config_runs(name: str, printed: list[str], tmp_path: Pat
 
 def test_validate_check_on_a_fresh_clone(tmp_path: Path) -> None:
     """README: after ``make run``'s set-up (configs/demo_data.py), ``backbone validate
-    --check configs/*.yaml`` passes except for the two configs that need an outside
-    system; without it, plain ``validate`` passes and ``--check`` names what is missing."""
+    --check configs/*.yaml`` passes except for the configs that need an outside system (a
+    Kafka cluster, certificates, a REST API); without it, plain ``validate`` passes and
+    ``--check`` names what is missing."""
     shutil.copytree(CONFIGS, tmp_path / "configs")
     files = sorted(str(p) for p in (tmp_path / "configs").glob("*.yaml"))
     backbone = [sys.executable, "-m", "backbone"]
-    closed = free_port()  # http-poll.yaml's API (127.0.0.1:9000 by default): not running
+    closed = free_port()  # http-poll.yaml's API and the Kafka cluster: not running
     env = {
         **os.environ,
         "SHOP_WEBHOOK_SECRET": "s3cret",
         "TICKETS_URL": f"http://127.0.0.1:{closed}/tickets",
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{closed}",
     }
 
     def validate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -199,11 +201,20 @@ def test_validate_check_on_a_fresh_clone(tmp_path: Path) -> None:
     assert f"created {tmp_path / 'data' / 'shop.db'}" in setup.stdout
     after = validate("--check")
     assert after.returncode == 2
-    assert after.stderr.splitlines() == [
-        f"{tmp_path / 'configs' / 'http-poll.yaml'}: sources.tickets: check failed: GET "
-        f"http://127.0.0.1:{closed}/tickets failed: ConnectError: All connection attempts failed"
+    folder = tmp_path / "configs"
+    refused = f"Connect call failed ('127.0.0.1', {closed})"
+    problems = after.stderr.splitlines()
+    assert [line.split(":")[0] for line in problems] == [
+        str(folder / name)
+        for name in ("existing-kafka.yaml", "http-poll.yaml", "managed-kafka.yaml", "secured.yaml")
     ]
-    assert len(after.stdout.splitlines()) == len(files) - 1
+    assert problems[0].endswith(refused) and problems[2].endswith(refused)
+    assert problems[1] == (
+        f"{folder / 'http-poll.yaml'}: sources.tickets: check failed: GET "
+        f"http://127.0.0.1:{closed}/tickets failed: ConnectError: All connection attempts failed"
+    )
+    assert "certs/server.pem does not exist" in problems[3]
+    assert len(after.stdout.splitlines()) == len(files) - 4
     rerun = subprocess.run(
         [sys.executable, str(tmp_path / "configs" / "demo_data.py")],
         capture_output=True, text=True, timeout=60,

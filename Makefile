@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime
 JS_STAMP := tests/js/node_modules/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench system-deps js-deps clean
+.PHONY: run test lint fmt bench system-deps js-deps demo-data diagram clean
 
 # Debian's python3 ships without ensurepip (package python3-venv): install it if needed.
 $(BIN)/python:
@@ -45,8 +45,20 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json | system-deps
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
-run: $(RUNTIME)
+# The demo database and folders the configs in configs/ expect under data/ (idempotent).
+demo-data: $(RUNTIME)
+	@$(BIN)/python configs/demo_data.py
+
+run: $(RUNTIME) demo-data
+	@echo "backbone is $(BIN)/backbone: '. $(BIN)/activate' puts it on PATH"
 	$(BIN)/backbone run configs/quickstart.yaml
+
+# The README's architecture picture, from docs/architecture.dot (Graphviz from Debian).
+diagram: docs/architecture.svg
+docs/architecture.svg: docs/architecture.dot
+	@command -v dot >/dev/null 2>&1 || { echo "installing Debian package: graphviz"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz >/dev/null; }
+	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

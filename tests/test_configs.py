@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from backbone.testing import Gateway, wait_until
+from tests.records import headers, read_data_dir, values
 from tests.servers import free_port, wait_for_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -113,9 +114,10 @@ async def test_existing_kafka_config_runs_as_shipped(
 
 
 @pytest.mark.parametrize(
-    ("name", "topic"), [("shop.yaml", "shop.orders.big"), ("processors.yaml", "orders.big")]
+    ("name", "printed"),
+    [("shop.yaml", ["shop.orders.big"]), ("processors.yaml", ["orders.big", "orders.big.at"])],
 )
-async def test_embedded_config_runs(name: str, topic: str, tmp_path: Path) -> None:
+async def test_embedded_config_runs(name: str, printed: list[str], tmp_path: Path) -> None:
     text = (CONFIGS / name).read_text()
     text = text.replace("127.0.0.1:9092", f"127.0.0.1:{free_port()}")
     text = re.sub(r"127\.0\.0\.1:8080", f"127.0.0.1:{free_port()}", text)
@@ -125,9 +127,12 @@ async def test_embedded_config_runs(name: str, topic: str, tmp_path: Path) -> No
     try:
         gateway.start()
         await wait_until(
-            lambda: any(x.get("topic") == topic for x in gateway.lines()),
-            within=60,
-            what=f"an event of {topic} printed",
+            lambda: (
+                {x.get("topic") for x in gateway.lines()} >= set(printed)
+                and max(x["value"]["seq"] for x in gateway.lines() if "value" in x) > 100
+            ),
+            within=90,
+            what=f"events of {printed} printed, up to seq 100 (seq 56 is malformed)",
         )
         assert gateway.proc is not None
         gateway.proc.send_signal(signal.SIGINT)
@@ -135,6 +140,86 @@ async def test_embedded_config_runs(name: str, topic: str, tmp_path: Path) -> No
     finally:
         gateway.stop_quietly()
     assert (tmp_path / "data").is_dir()  # ../data relative to the config file
+    # the generator's fields vary: the filter drops some, routes fire, the DLQ fills
+    if name == "shop.yaml":
+        found = await read_data_dir(
+            tmp_path / "data", ["shop.orders", "shop.orders.big", "shop.orders.dlq"]
+        )
+        orders, big = values(found["shop.orders"]), values(found["shop.orders.big"])
+        assert all(o["amount"] >= 100 and o["country"] in ("DE", "AT") for o in big)
+        assert {o["card"] for o in big} == {"****"}
+        kept = [o for o in orders if o["amount"] >= 100 and o["country"] in ("DE", "AT")]
+        assert 0 < len(kept) < len(orders)
+        assert {o["seq"] for o in big} <= {o["seq"] for o in kept}
+        dead = found["shop.orders.dlq"]
+        assert len(dead) >= 1 and len(dead) < len(orders) / 5
+        assert headers(dead[0])["backbone.error.class"] == "DataError"
+        assert "is not valid JSON" in headers(dead[0])["backbone.error.message"]
+    else:
+        found = await read_data_dir(
+            tmp_path / "data", ["orders.raw", "orders.big", "orders.big.at"]
+        )
+        big, at = values(found["orders.big"]), values(found["orders.big.at"])
+        assert {o["country"] for o in big} <= {"DE"} and {o["country"] for o in at} <= {"AT"}
+        assert all(o["amount"] > 100 for o in big + at)
+        assert len(big) + len(at) < len(found["orders.raw"])
+
+
+def test_validate_check_on_a_fresh_clone(tmp_path: Path) -> None:
+    """README: after ``make run``'s set-up (configs/demo_data.py), ``backbone validate
+    --check configs/*.yaml`` passes except for the configs that need an outside system (a
+    Kafka cluster, certificates, a REST API); without it, plain ``validate`` passes and
+    ``--check`` names what is missing."""
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    files = sorted(str(p) for p in (tmp_path / "configs").glob("*.yaml"))
+    backbone = [sys.executable, "-m", "backbone"]
+    closed = free_port()  # http-poll.yaml's API and the Kafka cluster: not running
+    env = {
+        **os.environ,
+        "SHOP_WEBHOOK_SECRET": "s3cret",
+        "TICKETS_URL": f"http://127.0.0.1:{closed}/tickets",
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{closed}",
+    }
+
+    def validate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*backbone, "validate", *args, *files], capture_output=True, text=True, env=env,
+            timeout=120,
+        )  # fmt: skip
+
+    plain = validate()
+    assert plain.returncode == 0, plain.stderr
+    assert len(plain.stdout.splitlines()) == len(files)
+    before = validate("--check")
+    assert before.returncode == 2
+    assert "data/shop.db does not exist" in before.stderr
+    setup = subprocess.run(
+        [sys.executable, str(tmp_path / "configs" / "demo_data.py")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    assert f"created {tmp_path / 'data' / 'shop.db'}" in setup.stdout
+    after = validate("--check")
+    assert after.returncode == 2
+    folder = tmp_path / "configs"
+    refused = f"Connect call failed ('127.0.0.1', {closed})"
+    problems = after.stderr.splitlines()
+    assert [line.split(":")[0] for line in problems] == [
+        str(folder / name)
+        for name in ("existing-kafka.yaml", "http-poll.yaml", "managed-kafka.yaml", "secured.yaml")
+    ]
+    assert problems[0].endswith(refused) and problems[2].endswith(refused)
+    assert problems[1] == (
+        f"{folder / 'http-poll.yaml'}: sources.tickets: check failed: GET "
+        f"http://127.0.0.1:{closed}/tickets failed: ConnectError: All connection attempts failed"
+    )
+    assert "certs/server.pem does not exist" in problems[3]
+    assert len(after.stdout.splitlines()) == len(files) - 4
+    rerun = subprocess.run(
+        [sys.executable, str(tmp_path / "configs" / "demo_data.py")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert rerun.returncode == 0 and rerun.stdout == ""  # idempotent: nothing changed
 
 
 async def test_throughput_config_delivers_every_event(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
+from .lock import DataDirLock
 from .log import LogConfig, LogManager
 from .server import KafkaServer, ResponseFilter
 
@@ -163,6 +164,9 @@ class Broker:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
+            lock = DataDirLock(config.data_dir)  # one broker per data directory
+            lock.acquire()
+            stack.callback(lock.release)
             log_kwargs: dict[str, Any] = {
                 "flush": config.flush,
                 "flush_interval_ms": config.flush_interval_ms,
@@ -188,6 +192,7 @@ class Broker:
             self._server = server
             state.bound_port = server.port
             stack.push_async_callback(self._stop_server)
+            lock.announce(self.bootstrap)
         except BaseException:
             await stack.aclose()
             raise

@@ -26,7 +26,7 @@ app = typer.Typer(
     name="backbone",
     help="Backbone: an event backbone with an embedded Kafka-compatible broker.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
 )
 
 logger = logging.getLogger("backbone.cli")
@@ -375,6 +375,15 @@ def broker(
         raise typer.Exit(2) from None
     except Exception as exc:
         raise _fail(exc, debug) from None
+
+
+def _register_commands() -> None:
+    from backbone.commands import register
+
+    register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -98,6 +98,7 @@ def load_config(
         problems.extend(describe(exc, model, data, document, registry, failed))
     if config is not None:
         problems.extend(_cross_checks(config, document))
+        problems.extend(_http_checks(config, document, registry))
     if problems:
         raise ConfigError(sorted(_dedupe(problems), key=line_col))
     assert config is not None
@@ -149,4 +150,32 @@ def _cross_checks(config: Config, document: Document) -> list[str]:
                     "processors"
                 )
             seen.setdefault(name, section)
+    return problems
+
+
+def _http_checks(config: Config, document: Document, registry: Registry) -> list[str]:
+    """Sources that receive requests (``Source.ingress``) need ``http:``; paths are unique."""
+    problems = []
+    paths: dict[tuple[str, str], str] = {}
+    for name, entry in config.sources.items():
+        kind = registry.get(entry.type) if entry.type in registry else None
+        if kind is None or kind.source is None or not kind.source.ingress:
+            continue
+        path = ("sources", name)
+        where = document.locations.where(path, prefer_key=True)
+        if config.http is None:
+            problems.append(
+                f"{where}: {format_path(path)}: a {kind.name} source receives HTTP requests: "
+                "add an http section to the config, e.g. `http: {listen: 127.0.0.1:8080}`"
+            )
+        route = getattr(entry, "path", None)
+        for method in getattr(entry, "methods", None) or ():
+            if isinstance(route, str):
+                other = paths.setdefault((route, method), name)
+                if other != name:
+                    problems.append(
+                        f"{where}: {format_path(path)}: path {route} ({method}) is already "
+                        f"served by sources.{other}"
+                    )
+                    break
     return problems

@@ -75,12 +75,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from backbone.errors import DataError
 from backbone.state import StateDir
+
+if TYPE_CHECKING:
+    from backbone.httpapp import HttpRoutes
+    from backbone.push import Push
 
 __all__ = [
     "RESERVED_OPTIONS",
@@ -207,12 +211,20 @@ class ConnectorContext:
     ``base_dir`` is the config file's folder (resolve relative paths against it);
     ``state_dir`` is a folder private to this connector for local state, and
     :attr:`state` the helper that reads and durably writes JSON files in it.
+
+    ``http``: the connector's routes on the gateway's HTTP server
+    (:class:`~backbone.httpapp.HttpRoutes`), ``None`` when the config has no
+    ``http:`` section. ``push``: the push path of a source
+    (:mod:`backbone.push`: hand records to the runtime and await the broker's
+    acknowledgement), ``None`` for sinks and where the runtime offers none.
     """
 
     name: str
     base_dir: Path
     state_dir: Path
     logger: logging.Logger
+    http: HttpRoutes | None = None
+    push: Push | None = None
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against the config file's folder."""
@@ -226,7 +238,14 @@ class ConnectorContext:
 
 
 class Source(ABC, Generic[OptionsT]):
-    """A source connector (see the module docstring for the call order)."""
+    """A source connector (see the module docstring for the call order).
+
+    ``ingress = True`` marks a source that only receives pushed records
+    (``context.push``, :mod:`backbone.push`) and never returns any from ``read()``:
+    it keeps no position, so the runtime may run it in every gateway process.
+    """
+
+    ingress: ClassVar[bool] = False
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options
@@ -252,7 +271,18 @@ class Source(ABC, Generic[OptionsT]):
 
 
 class Sink(ABC, Generic[OptionsT]):
-    """A sink connector (see the module docstring for the call order)."""
+    """A sink connector (see the module docstring for the call order).
+
+    ``batch_size`` and ``batch_wait`` (read by the runtime after ``open()``) shape the
+    batches ``write`` gets: at most ``batch_size`` records (default
+    ``runtime.max_batch``), and when fewer are there, the runtime waits up to
+    ``batch_wait`` seconds for more before calling ``write`` (default 0: whatever
+    one poll returned). A sink that sends one request per batch (an HTTP endpoint
+    taking a JSON array) sets them from its options.
+    """
+
+    batch_size: int | None = None
+    batch_wait: float = 0.0
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options

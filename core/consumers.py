@@ -97,12 +97,13 @@ class ConsumingWorker(Worker):
                 self.name,
                 ", ".join(self.topics),
             )
+            size, wait = self.batching()
             while not self.shared.stop.is_set():
-                batches = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.shared.runtime.max_batch
-                )
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=size)
                 if not batches:
                     continue
+                if wait > 0:
+                    await self._fill(batches, size, wait)
                 records = [
                     SinkRecord(
                         topic=m.topic,
@@ -136,6 +137,27 @@ class ConsumingWorker(Worker):
             finally:
                 await self.consumer.stop()
                 self.log.info("%s %s stopped", self.role, self.name)
+
+    def batching(self) -> tuple[int, float]:
+        """Most records per ``handle`` call, and how long to wait for that many."""
+        return self.shared.runtime.max_batch, 0.0
+
+    async def _fill(self, batches: dict[Any, list[Any]], size: int, wait: float) -> None:
+        """Poll more into ``batches`` until ``size`` records or ``wait`` seconds passed."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        count = sum(len(messages) for messages in batches.values())
+        while count < size and not self.shared.stop.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            more = await self.consumer.getmany(
+                timeout_ms=max(int(remaining * 1000), 1), max_records=size - count
+            )
+            for tp, messages in more.items():
+                batches.setdefault(tp, []).extend(messages)
+                count += len(messages)
 
     async def open(self) -> None:
         """Called once the consumer started."""
@@ -180,6 +202,10 @@ class SinkWorker(ConsumingWorker):
 
     async def close(self) -> None:
         await self.sink.close()
+
+    def batching(self) -> tuple[int, float]:
+        size = self.sink.batch_size or self.shared.runtime.max_batch
+        return size, max(self.sink.batch_wait, 0.0)
 
     async def handle(self, records: list[SinkRecord]) -> None:
         futures: list[asyncio.Future[Any]] = []

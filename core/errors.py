@@ -53,7 +53,15 @@ class ContractError(BackboneError):
 
 
 class ConnectorError(BackboneError):
-    """Raised by a connector; its subclass tells the runner what to do."""
+    """Raised by a connector; its subclass tells the runner what to do.
+
+    ``headers`` (name, bytes) are added to the dead-letter record when the error
+    sends a record there (e.g. an HTTP sink's ``backbone.error.http.status``).
+    """
+
+    def __init__(self, message: str = "", *, headers: list[tuple[str, bytes]] | None = None):
+        super().__init__(message)
+        self.headers = list(headers or [])
 
 
 class RetriableError(ConnectorError):
@@ -63,8 +71,14 @@ class RetriableError(ConnectorError):
     next attempt (an HTTP ``Retry-After``, a lock timeout).
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message, headers=headers)
         self.retry_after = retry_after
 
 

@@ -51,6 +51,7 @@ def dead_letter_headers(
         ("backbone.error.message", error_message(error).encode()),
         ("backbone.error.attempts", str(attempts).encode()),
     ]
+    headers += list(getattr(error, "headers", None) or ())
     if original is not None:
         topic, partition, offset = original
         headers += [

@@ -10,11 +10,16 @@ awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In orde
    (one partition, broker defaults) — existing topics are left alone;
 3. start one idempotent producer (``acks=all``) shared by every source,
    processor and dead-letter send; load the saved source positions;
-4. run every source, sink and processor as its own task
+4. start the HTTP server when the config has an ``http:`` section
+   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
+   routes to it; each connector's context gets ``http`` (its routes, removed when it
+   stops) and each source's ``push`` (:mod:`backbone.push`);
+5. run every source, sink and processor as its own task
    (:mod:`backbone.source_worker`, :mod:`backbone.consumers`). A task that raises
    leaves its connector FAILED with the error and does not touch the others.
 
-When ``stop`` is set every worker stops reading and drains; after
+When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
+then every worker stops reading and drains; after
 ``runtime.grace_period`` what still runs is cancelled (and logged). Everything
 talks to the broker through aiokafka only, embedded or not.
 """
@@ -34,7 +39,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
+from backbone.httpapp import HttpApp
 from backbone.positions import POSITIONS_TOPIC, PositionStore
+from backbone.push import PushChannel
 from backbone.registry import Registry
 from backbone.schema import connector_options
 from backbone.settings import Config
@@ -52,8 +59,9 @@ class Runner:
     """Runs one configuration until ``stop`` is set (see the module docstring).
 
     ``status`` maps every connector name to its :class:`ConnectorStatus`;
-    ``bootstrap`` is the broker address once started; ``started`` is set once every
-    connector task was launched.
+    ``bootstrap`` is the broker address once started; ``http`` the HTTP server
+    (when the config has ``http:``) once started, for other parts to add routes;
+    ``started`` is set once every connector task was launched.
     """
 
     def __init__(self, config: Config, registry: Registry, *, rng: random.Random | None = None):
@@ -62,6 +70,7 @@ class Runner:
         self.rng = rng or random.Random()
         self.status: dict[str, ConnectorStatus] = {}
         self.bootstrap: str | None = None
+        self.http: HttpApp | None = None
         self.started = asyncio.Event()
         for section, role in (
             ("sources", "source"),
@@ -103,6 +112,8 @@ class Runner:
             store = PositionStore(producer, self.bootstrap)
             positions = await store.load()
             shared = Shared(producer, self.bootstrap, self.config.runtime, stop, self.rng)
+            if self.config.http is not None:
+                self.http = await stack.enter_async_context(self._http_app())
             tasks: dict[str, asyncio.Task[None]] = {}
             for name, worker in self._workers(shared, store, positions):
                 tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
@@ -126,6 +137,8 @@ class Runner:
                     logger.info(
                         "stopping: draining for up to %.1fs", self.config.runtime.grace_period
                     )
+                    if self.http is not None:
+                        await self.http.stop()  # no new requests; those in flight finish
                     if pending:
                         _, pending = await asyncio.wait(
                             pending, timeout=self.config.runtime.grace_period
@@ -231,7 +244,20 @@ class Runner:
         finally:
             await admin.close()
 
-    def _context(self, name: str) -> ConnectorContext:
+    def _http_app(self) -> HttpApp:
+        settings = self.config.http
+        assert settings is not None
+        host, _, port = settings.listen.rpartition(":")
+        return HttpApp(
+            host=host.strip("[]") or "0.0.0.0",
+            port=int(port),
+            max_body=settings.max_body,
+            read_timeout=settings.read_timeout,
+            keep_alive=settings.keep_alive,
+            grace=self.config.runtime.grace_period,
+        )
+
+    def _context(self, name: str, *, source: bool = False) -> ConnectorContext:
         state_dir = self.config.resolve(self.config.runtime.state_dir) / name
         state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(
@@ -239,6 +265,8 @@ class Runner:
             base_dir=self.config.base_dir,
             state_dir=state_dir,
             logger=logging.getLogger(f"backbone.connector.{name}"),
+            http=None if self.http is None else self.http.routes_for(name),
+            push=PushChannel(name) if source else None,
         )
 
     def _workers(
@@ -253,7 +281,7 @@ class Runner:
         for name, entry in config.sources.items():
             kind = self.registry.get(entry.type)
             assert kind.source is not None and kind.source_options is not None
-            context = self._context(name)
+            context = self._context(name, source=True)
             source = kind.source(connector_options(entry, kind.source_options), context)
             worker = SourceWorker(
                 name,
@@ -302,6 +330,9 @@ class Runner:
             status.error = f"{type(exc).__name__}: {exc}"
             logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
             return
+        finally:
+            if self.http is not None:
+                self.http.remove(worker.name)  # a stopped connector serves no routes
         status.state = ConnectorState.STOPPED
 
 

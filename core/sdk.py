@@ -18,7 +18,16 @@
   :func:`format_duration`, :func:`format_size`;
 - helpers every connector needs: :class:`Offload` (blocking calls in a thread,
   cancel-safe and serialized) and :class:`StateDir` (durable JSON state beside the
-  position; every connector has one as ``context.state``).
+  position; every connector has one as ``context.state``);
+- the push path and HTTP (the ``webhook``/``http``/``http_poll`` connectors use
+  them; see each module): ``context.push`` (:class:`Push`, returning
+  :class:`Delivery`: produce now, await the broker's acknowledgement),
+  ``context.http`` (:class:`HttpRoutes`: routes on the gateway's HTTP server;
+  raise :class:`HttpError` for a JSON error answer), :class:`DedupeWindow`
+  (durable keys-seen window), webhook signatures (:class:`SignatureError`,
+  :func:`verify_hmac`, :func:`verify_github`, :func:`verify_stripe`,
+  :func:`verify_standard_webhook` and the matching signers), and
+  :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`.
 
 :mod:`backbone.testing` is the conformance suite to run against a connector.
 """
@@ -36,6 +45,7 @@ from backbone.connector import (
     Source,
     SourceRecord,
 )
+from backbone.dedupe import DedupeWindow
 from backbone.errors import (
     BackboneError,
     ConnectorError,
@@ -44,7 +54,20 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.httpapp import HttpError, HttpRoutes
 from backbone.offload import Offload
+from backbone.push import Delivery, Push
+from backbone.signatures import (
+    SignatureError,
+    hmac_signature,
+    standard_webhook_key,
+    standard_webhook_signature,
+    stripe_signature,
+    verify_github,
+    verify_hmac,
+    verify_standard_webhook,
+    verify_stripe,
+)
 from backbone.state import StateDir
 from backbone.types import (
     ByteSize,
@@ -54,8 +77,10 @@ from backbone.types import (
     parse_duration,
     parse_size,
 )
+from backbone.webtools import MISSING, Template, json_pointer, parse_retry_after
 
 __all__ = [
+    "MISSING",
     "RESERVED_OPTIONS",
     "BackboneError",
     "ByteSize",
@@ -65,18 +90,35 @@ __all__ = [
     "ConnectorOptions",
     "ContractError",
     "DataError",
+    "DedupeWindow",
+    "Delivery",
     "Duration",
     "FatalError",
     "Header",
+    "HttpError",
+    "HttpRoutes",
     "Offload",
+    "Push",
     "RetriableError",
+    "SignatureError",
     "Sink",
     "SinkRecord",
     "Source",
     "SourceRecord",
     "StateDir",
+    "Template",
     "format_duration",
     "format_size",
+    "hmac_signature",
+    "json_pointer",
     "parse_duration",
+    "parse_retry_after",
     "parse_size",
+    "standard_webhook_key",
+    "standard_webhook_signature",
+    "stripe_signature",
+    "verify_github",
+    "verify_hmac",
+    "verify_standard_webhook",
+    "verify_stripe",
 ]

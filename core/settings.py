@@ -26,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from backbone.fields import FUNCTION, ConfigValue, HostPort, Start, TopicName, kafka_number, split
 from backbone.steps import RouteStep, Transform
-from backbone.types import Duration
+from backbone.types import ByteSize, Duration
 
 __all__ = [
     "BrokerSettings",
@@ -81,10 +81,16 @@ class BrokerSettings(_Model):
 
 
 class HttpSettings(_Model):
-    """The HTTP side (webhooks, admin API)."""
+    """The gateway's one HTTP server (webhook sources, later the admin API and console)."""
 
     listen: HostPort = "127.0.0.1:8080"
-    """Address the HTTP server listens on."""
+    """Address the HTTP server listens on (HOST:PORT; port 0 = any free port)."""
+    max_body: ByteSize = Field(default=1 << 20, ge=1)
+    """Largest request body; a larger one is refused with 413 without reading it."""
+    read_timeout: Duration = Field(default=30.0, gt=0)
+    """Longest wait for each part of a request body (else 408)."""
+    keep_alive: Duration = Field(default=5.0, gt=0)
+    """How long an idle keep-alive connection stays open."""
 
 
 class RuntimeSettings(_Model):

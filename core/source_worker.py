@@ -8,6 +8,11 @@ records with ``error`` go to the dead-letter topic. Positions are saved
 (``_backbone.positions``) only up to the highest position whose record and every
 record before it were acknowledged, and never past a record with
 ``position=None``'s change (rule 2).
+
+While the source runs, its ``context.push`` (a :class:`~backbone.push.PushChannel`)
+is bound to a :class:`~backbone.push.Pusher` on the same producer and encoder, so
+records a source pushes (a webhook) are encoded exactly as those it reads; the
+channel is unbound before ``close()``, after the pushes in flight settled.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from backbone.connector import ConnectorKind, Source, SourceRecord
 from backbone.errors import ContractError, DataError, RetriableError
 from backbone.events import Encoded, SourceEncoder, shared_position_message
 from backbone.positions import PositionStore
+from backbone.push import PushChannel, Pusher
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["MAX_IN_FLIGHT", "SourceWorker"]
@@ -61,6 +67,10 @@ class SourceWorker(Worker):
         self._last_save = 0.0
 
     async def run(self) -> None:
+        channel = self.source.context.push
+        pusher = Pusher(self.name, send=self.shared.producer.send, encoder=self.encoder)
+        if isinstance(channel, PushChannel):
+            channel.bind(pusher)
         try:
             await self._open()
             self.status.state = ConnectorState.RUNNING
@@ -95,6 +105,9 @@ class SourceWorker(Worker):
         except Stopping:
             await self._drain()
         finally:
+            if isinstance(channel, PushChannel):
+                channel.unbind()
+            await pusher.drain(self.shared.runtime.grace_period)
             await self.source.close()
             self.log.info("source %s stopped at position %r", self.name, self._saved)
 

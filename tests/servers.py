@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,6 +51,33 @@ def wait_for_port(
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+@contextlib.contextmanager
+def broker_process(data_dir: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m backbone.broker`` on 127.0.0.1:``port`` (stderr appended to ``log``);
+    SIGKILLed on exit if it still runs."""
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backbone.broker",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_for_port(port, timeout=20, proc=proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ its batch behind), :func:`check_sink_errors_are_typed` (a broken target raises
 ``RetriableError``/``DataError``/``FatalError``, not a library's exception).
 Retrying a ``RetriableError`` is the runtime's job, not the connector's.
 
+Push sources (``context.push``, e.g. webhooks): :func:`check_push_source` with a
+:class:`PushRecorder` (an in-memory push path with the runtime's checks and
+encoding; it can hold acknowledgements back or fail like an unreachable broker).
+
 Through the real runtime and a real broker (embedded, or any Kafka via
 ``bootstrap``): :func:`check_source_dead_letters` (bad input reaches the source's
 dead-letter topic with ``backbone.error.class: DataError``),
@@ -59,6 +63,7 @@ from backbone.testing._pipeline import (
     consume,
     running,
 )
+from backbone.testing._push import Pushed, PushRecorder, check_push_source
 from backbone.testing._sink import (
     SinkFactory,
     check_sink,
@@ -86,9 +91,12 @@ __all__ = [
     "VALUES_SOURCE",
     "Gateway",
     "Identity",
+    "PushRecorder",
+    "Pushed",
     "SinkFactory",
     "SourceFactory",
     "broker_yaml",
+    "check_push_source",
     "check_sink",
     "check_sink_data_error_is_all_or_nothing",
     "check_sink_dead_letters",

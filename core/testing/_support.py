@@ -15,13 +15,22 @@ from backbone.connector import ConnectorContext, SinkRecord, Source, SourceRecor
 __all__ = ["context", "identity", "read_at_least", "sink_record", "wait_until"]
 
 
-def context(tmp_path: Path, name: str = "conformance") -> ConnectorContext:
-    """A connector context rooted in ``tmp_path`` (state in ``tmp_path/state/<name>``)."""
+def context(
+    tmp_path: Path, name: str = "conformance", *, http: Any = None, push: Any = None
+) -> ConnectorContext:
+    """A connector context rooted in ``tmp_path`` (state in ``tmp_path/state/<name>``).
+
+    ``http``: an :class:`~backbone.httpapp.HttpApp` (the connector gets its routes
+    handle, as in the runtime); ``push``: a push path such as
+    :class:`~backbone.testing.PushRecorder`.
+    """
     return ConnectorContext(
         name=name,
         base_dir=tmp_path,
         state_dir=tmp_path / "state" / name,
         logger=logging.getLogger(f"backbone.testing.{name}"),
+        http=None if http is None else http.routes_for(name),
+        push=push,
     )
 
 

@@ -15,40 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import broker_process, free_port
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextlib.contextmanager
-def broker_process(data_dir: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "backbone.broker",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        wait_for_port(port, timeout=20, proc=proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 async def read_all(bootstrap: str, topic: str, partitions: int) -> dict[tuple[int, int], bytes]:

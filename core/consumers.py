@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from backbone.connector import Sink, SinkRecord
@@ -29,7 +30,8 @@ __all__ = ["ConsumingWorker", "ProcessorWorker", "SinkWorker", "load_function"]
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Applies ``start: <timestamp>`` to partitions the group has no committed offset for."""
+    """On assignment: applies ``start: <timestamp>`` to partitions the group has no
+    committed offset for, and pauses partitions already at their ``stop_at`` offset."""
 
     def __init__(self, worker: ConsumingWorker) -> None:
         self.worker = worker
@@ -38,15 +40,23 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        start = self.worker.start
-        consumer = self.worker.consumer
-        if isinstance(start, str) or consumer is None:
+        worker = self.worker
+        consumer = worker.consumer
+        if consumer is None:
             return
-        millis = int(start.timestamp() * 1000)
+        start = worker.start
+        stop_at = worker.stop_at
         for tp in assigned:
-            if await consumer.committed(tp) is not None:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                worker.committed[tp] = committed
+            if stop_at is not None and tp in stop_at:
+                if committed is not None and committed >= stop_at[tp]:
+                    consumer.pause(tp)  # nothing (left) to deliver on it
                 continue
-            found = await consumer.offsets_for_times({tp: millis})
+            if committed is not None or isinstance(start, str):
+                continue
+            found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000)})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
             else:
@@ -54,20 +64,44 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumingWorker(Worker):
-    """A worker reading a consumer group ``backbone.<name>`` with manual commits."""
+    """A worker reading a consumer group ``backbone.<name>`` with manual commits.
 
-    def __init__(self, name: str, *, topics: Sequence[str], start: Any, **common: Any) -> None:
+    ``open()`` runs once, then consumer sessions follow one another: each starts a
+    consumer (joining the group), hands batches to ``handle()`` and commits after it
+    returned, until a stop or a pause is requested; a pause stops the consumer (so
+    the worker leaves the group and holds no partitions: its offsets can be moved)
+    and waits for resume. ``close()`` runs once at the end.
+
+    ``stop_at`` (``{TopicPartition: offset}``, for a bounded run such as a replay)
+    delivers only records below each partition's offset and makes :meth:`run`
+    return once every listed partition committed up to it. Checked per batch
+    (its last offset), never per record.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        topics: Sequence[str],
+        start: Any,
+        stop_at: Mapping[TopicPartition, int] | None = None,
+        group: str | None = None,
+        **common: Any,
+    ) -> None:
         super().__init__(name, **common)
         self.topics = list(topics)
         self.start = start
+        self.stop_at = dict(stop_at) if stop_at is not None else None
+        self.group = group or f"backbone.{name}"
         self.consumer: AIOKafkaConsumer | None = None
+        self.committed: dict[TopicPartition, int] = {}
+        """Offsets this worker committed (or found committed at assignment)."""
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.shared.bootstrap,
-            group_id=f"backbone.{self.name}",
+        return self.shared.kafka.consumer(
             client_id=f"backbone.{self.name}",
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",
             session_timeout_ms=int(runtime.session_timeout * 1000),
@@ -76,67 +110,135 @@ class ConsumingWorker(Worker):
             max_poll_records=runtime.max_batch,
         )
 
+    def lag(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """Per assigned partition: (committed offset, high watermark last seen); empty while
+        the worker holds no partitions (paused, stopped, rebalancing)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        return {
+            tp: (self.committed.get(tp), consumer.highwater(tp)) for tp in consumer.assignment()
+        }
+
+    @property
+    def finished(self) -> bool:
+        """With ``stop_at``: every listed partition committed up to its offset."""
+        if self.stop_at is None:
+            return False
+        return all(self.committed.get(tp, -1) >= end for tp, end in self.stop_at.items())
+
     async def run(self) -> None:
-        self.consumer = self._consumer()
-        self.consumer.subscribe(self.topics, listener=_StartListener(self))
         try:
-            await self.consumer.start()
-        except BaseException:
-            await self.consumer.stop()
-            raise
+            await self._open()
+        except Stopping:  # stopped while open() was still retrying: a clean stop
+            await self.close()
+            return
         try:
-            try:
-                await self.open()
-            except Stopping:  # stopped while open() was still retrying: a clean stop
-                return
-            self.status.state = ConnectorState.RUNNING
             self.log.info(
-                "%s %s started: group backbone.%s on %s",
+                "%s %s started: group %s on %s",
                 self.role,
                 self.name,
-                self.name,
+                self.group,
                 ", ".join(self.topics),
             )
-            size, wait = self.batching()
-            while not self.shared.stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=size)
-                if not batches:
-                    continue
-                if wait > 0:
-                    await self._fill(batches, size, wait)
-                records = [
-                    SinkRecord(
-                        topic=m.topic,
-                        partition=m.partition,
-                        offset=m.offset,
-                        key=m.key,
-                        value=m.value,
-                        headers=[(k, bytes(v)) for k, v in (m.headers or ())],
-                        timestamp_ms=m.timestamp,
-                    )
-                    for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
-                    for m in batches[tp]
-                ]
-                try:
-                    await self.handle(records)
-                except Stopping:
-                    break
-                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-                try:
-                    await self.consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
-                    self.log.warning(
-                        "%s %s: commit failed (%s); records will be delivered again",
-                        self.role,
-                        self.name,
-                        exc,
-                    )
+            while not self.control.stopping and not self.finished:
+                await self._session()
+                if self.control.pausing and not self.control.stopping:
+                    await self.paused()
         finally:
             try:
                 await self.close()
             finally:
-                await self.consumer.stop()
                 self.log.info("%s %s stopped", self.role, self.name)
+
+    async def _open(self) -> None:
+        """``open()``; a pause requested meanwhile is waited out before it is retried."""
+        while True:
+            try:
+                await self.open()
+                return
+            except Stopping:
+                if self.control.stopping or not await self.paused():
+                    raise
+                self.status.state = ConnectorState.STARTING
+
+    async def _session(self) -> None:
+        """One consumer: join, deliver and commit until stopped, paused or finished."""
+        consumer = self.consumer = self._consumer()
+        consumer.subscribe(self.topics, listener=_StartListener(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            self.consumer = None
+            await consumer.stop()
+            raise
+        try:
+            self.status.state = ConnectorState.RUNNING
+            size, wait = self.batching()
+            while not self.control.interrupted:
+                batches = await consumer.getmany(timeout_ms=200, max_records=size)
+                if batches and wait > 0:
+                    await self._fill(batches, size, wait)
+                if self.stop_at is not None:
+                    self._bound(batches)
+                if not batches:
+                    if self.finished:
+                        return
+                    continue
+                await self._deliver_batches(batches)
+        finally:
+            self.consumer = None
+            await consumer.stop()
+
+    def _bound(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Cut each partition's batch at its ``stop_at`` offset; pause partitions there."""
+        assert self.stop_at is not None and self.consumer is not None
+        for tp in list(batches):
+            end = self.stop_at.get(tp)
+            messages = batches[tp]
+            if end is None or messages[-1].offset < end - 1:
+                continue
+            self.consumer.pause(tp)
+            kept = messages[: bisect.bisect_left(messages, end, key=lambda m: m.offset)]
+            if kept:
+                batches[tp] = kept
+            else:
+                del batches[tp]
+
+    async def _deliver_batches(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
+        records = [
+            SinkRecord(
+                topic=m.topic,
+                partition=m.partition,
+                offset=m.offset,
+                key=m.key,
+                value=m.value,
+                headers=[(k, bytes(v)) for k, v in (m.headers or ())],
+                timestamp_ms=m.timestamp,
+            )
+            for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
+            for m in batches[tp]
+        ]
+        status = self.status
+        status.records_in += len(records)
+        status.last_record_ms = max(msgs[-1].timestamp for msgs in batches.values())
+        try:
+            await self.handle(records)
+        except Stopping:  # paused or stopped mid-batch: nothing committed, read again later
+            return
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
+            self.log.warning(
+                "%s %s: commit failed (%s); records will be delivered again",
+                self.role,
+                self.name,
+                exc,
+            )
+            return
+        self.committed.update(offsets)
 
     def batching(self) -> tuple[int, float]:
         """Most records per ``handle`` call, and how long to wait for that many."""
@@ -148,7 +250,7 @@ class ConsumingWorker(Worker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         count = sum(len(messages) for messages in batches.values())
-        while count < size and not self.shared.stop.is_set():
+        while count < size and not self.control.interrupted:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -160,7 +262,7 @@ class ConsumingWorker(Worker):
                 count += len(messages)
 
     async def open(self) -> None:
-        """Called once the consumer started."""
+        """Called once, before the first consumer starts."""
 
     async def close(self) -> None:
         """Called once when the worker ends."""
@@ -212,6 +314,7 @@ class SinkWorker(ConsumingWorker):
         await self._deliver(records, futures)
         if futures:
             await asyncio.gather(*futures)
+        self.status.records_out += len(records) - len(futures)  # the rest was dead-lettered
 
     async def _deliver(self, batch: list[SinkRecord], futures: list[asyncio.Future[Any]]) -> None:
         attempt = 0
@@ -287,6 +390,7 @@ class ProcessorWorker(ConsumingWorker):
 
     async def handle(self, records: list[SinkRecord]) -> None:
         futures: list[asyncio.Future[Any]] = []
+        dead = self.status.dead_lettered
         for record in records:
             attempt = 0
             while True:
@@ -318,3 +422,4 @@ class ProcessorWorker(ConsumingWorker):
                 break
         if futures:
             await asyncio.gather(*futures)
+        self.status.records_out += len(futures) - (self.status.dead_lettered - dead)

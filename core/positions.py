@@ -15,8 +15,9 @@ import json
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
+from backbone.clients import KafkaClients
 from backbone.errors import BackboneError
 
 __all__ = ["POSITIONS_TOPIC", "PositionStore"]
@@ -30,16 +31,22 @@ class PositionStore:
     """Reads and writes source positions (see the module docstring)."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, bootstrap: str, topic: str = POSITIONS_TOPIC
+        self,
+        producer: AIOKafkaProducer,
+        bootstrap: str,
+        topic: str = POSITIONS_TOPIC,
+        *,
+        clients: KafkaClients | None = None,
     ) -> None:
         self.producer = producer
         self.bootstrap = bootstrap
         self.topic = topic
+        self.clients = clients or KafkaClients(bootstrap)
 
     async def load(self) -> dict[str, Any]:
         """Every connector's last saved position, read from the topic's start to its end."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = self.clients.consumer(
+            client_id="backbone.positions",
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",

@@ -14,9 +14,11 @@ awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In orde
    (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
    routes to it; each connector's context gets ``http`` (its routes, removed when it
    stops) and each source's ``push`` (:mod:`backbone.push`);
-5. run every source, sink and processor as its own task
-   (:mod:`backbone.source_worker`, :mod:`backbone.consumers`). A task that raises
-   leaves its connector FAILED with the error and does not touch the others.
+5. run every source, sink and processor as its own task under a
+   :class:`~backbone.supervisor.Supervisor` (:attr:`Runner.connectors`: pause,
+   resume, restart; workers in :mod:`backbone.source_worker`,
+   :mod:`backbone.consumers`). A task that raises leaves its connector FAILED with
+   the error and does not touch the others.
 
 When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
 then every worker stops reading and drains; after
@@ -27,15 +29,16 @@ talks to the broker through aiokafka only, embedded or not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from backbone.clients import KafkaClients
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
@@ -46,7 +49,8 @@ from backbone.registry import Registry
 from backbone.schema import connector_options
 from backbone.settings import Config
 from backbone.source_worker import SourceWorker
-from backbone.worker import ConnectorState, ConnectorStatus, Shared, Worker
+from backbone.supervisor import Supervisor
+from backbone.worker import ConnectorState, ConnectorStatus, Control, Shared
 
 __all__ = ["ConnectorState", "ConnectorStatus", "Runner"]
 
@@ -61,7 +65,9 @@ class Runner:
     ``status`` maps every connector name to its :class:`ConnectorStatus`;
     ``bootstrap`` is the broker address once started; ``http`` the HTTP server
     (when the config has ``http:``) once started, for other parts to add routes;
-    ``started`` is set once every connector task was launched.
+    ``started`` is set once every connector task was launched; ``connectors`` maps
+    names to their :class:`~backbone.supervisor.Supervisor`; ``kafka`` makes Kafka
+    clients for the broker in use.
     """
 
     def __init__(self, config: Config, registry: Registry, *, rng: random.Random | None = None):
@@ -71,6 +77,8 @@ class Runner:
         self.status: dict[str, ConnectorStatus] = {}
         self.bootstrap: str | None = None
         self.http: HttpApp | None = None
+        self.kafka: KafkaClients | None = None
+        self.connectors: dict[str, Supervisor] = {}
         self.started = asyncio.Event()
         for section, role in (
             ("sources", "source"),
@@ -84,10 +92,9 @@ class Runner:
         """Run until ``stop`` is set; raises :class:`BackboneError` if start-up fails."""
         async with AsyncExitStack() as stack:
             self.bootstrap = await self._broker(stack)
+            self.kafka = KafkaClients(self.bootstrap, self.config.broker)
             await self._create_topics()
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id="backbone.producer",
+            producer = self.kafka.producer(
                 enable_idempotence=self.config.broker.idempotence,
                 acks="all",
                 linger_ms=5,
@@ -109,14 +116,16 @@ class Runner:
                     f"cannot start the producer on {self.bootstrap}: {_describe(exc)}{hint}"
                 ) from exc
             stack.push_async_callback(producer.stop)
-            store = PositionStore(producer, self.bootstrap)
+            store = PositionStore(producer, self.bootstrap, clients=self.kafka)
             positions = await store.load()
-            shared = Shared(producer, self.bootstrap, self.config.runtime, stop, self.rng)
+            shared = Shared(
+                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.kafka
+            )
             if self.config.http is not None:
                 self.http = await stack.enter_async_context(self._http_app())
-            tasks: dict[str, asyncio.Task[None]] = {}
-            for name, worker in self._workers(shared, store, positions):
-                tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
+            for name, supervisor in self._supervisors(shared, store, positions):
+                self.connectors[name] = supervisor
+                supervisor.start()
             self.started.set()
             logger.info(
                 "backbone running: %d source(s), %d sink(s), %d processor(s) on %s",
@@ -126,33 +135,17 @@ class Runner:
                 self.bootstrap,
             )
             try:
-                stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
-                pending: set[asyncio.Task[Any]] = set(tasks.values())
-                while pending and not stop.is_set():
-                    _, pending = await asyncio.wait(
-                        pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    pending.discard(stopper)
-                if stop.is_set():
-                    logger.info(
-                        "stopping: draining for up to %.1fs", self.config.runtime.grace_period
-                    )
-                    if self.http is not None:
-                        await self.http.stop()  # no new requests; those in flight finish
-                    if pending:
-                        _, pending = await asyncio.wait(
-                            pending, timeout=self.config.runtime.grace_period
-                        )
-                    for task in pending:
-                        logger.warning("%s did not drain in time: cancelled", task.get_name())
-                        task.cancel()
-                else:
-                    await stop.wait()
+                await stop.wait()
+                grace = self.config.runtime.grace_period
+                logger.info("stopping: draining for up to %.1fs", grace)
+                if self.http is not None:
+                    await self.http.stop()  # no new requests; those in flight finish
+                await asyncio.gather(*(c.stop(grace) for c in self.connectors.values()))
             finally:
-                stopper.cancel()
-                for task in tasks.values():
+                tasks = [c.task for c in self.connectors.values() if c.task is not None]
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(stopper, *tasks.values(), return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
         logger.info("backbone stopped")
 
     async def _broker(self, stack: AsyncExitStack) -> str:
@@ -214,7 +207,8 @@ class Runner:
         return list(wanted.values())
 
     async def _create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="backbone.admin")
+        assert self.kafka is not None
+        admin = self.kafka.admin()
         try:
             await admin.start()
         except Exception as exc:
@@ -269,95 +263,85 @@ class Runner:
             push=PushChannel(name) if source else None,
         )
 
-    def _workers(
+    def _supervisors(
         self, shared: Shared, store: PositionStore, positions: dict[str, Any]
-    ) -> list[tuple[str, Worker]]:
+    ) -> list[tuple[str, Supervisor]]:
+        """One :class:`Supervisor` per connector, each with a function building a fresh
+        connector instance and worker (at start, and again on every restart)."""
         config = self.config
         base = str(config.base_dir)
         if config.processors and base not in sys.path:
             # processor functions may live next to the config file
             sys.path.insert(0, base)
-        workers: list[tuple[str, Worker]] = []
-        for name, entry in config.sources.items():
-            kind = self.registry.get(entry.type)
-            assert kind.source is not None and kind.source_options is not None
-            context = self._context(name, source=True)
-            source = kind.source(connector_options(entry, kind.source_options), context)
-            worker = SourceWorker(
-                name,
-                kind=kind,
-                source=source,
-                topic=entry.topic,
-                positions=store,
-                start_position=positions.get(name),
-                shared=shared,
-                retry=entry.retry,
-                dead_letter_topic=entry.dead_letter_topic,
-                status=self.status[name],
-            )
-            workers.append((name, worker))
-        for name, sink_entry in config.sinks.items():
-            kind = self.registry.get(sink_entry.type)
-            assert kind.sink is not None and kind.sink_options is not None
-            options = connector_options(sink_entry, kind.sink_options)
-            sink = kind.sink(options, self._context(name))
-            sink_worker = SinkWorker(
-                name,
-                sink=sink,
-                topics=sink_entry.topics,
-                start=sink_entry.start,
-                shared=shared,
-                retry=sink_entry.retry,
-                dead_letter_topic=sink_entry.dead_letter_topic,
-                status=self.status[name],
-            )
-            workers.append((name, sink_worker))
-        for name, settings in config.processors.items():
-            workers.append((name, _LazyProcessor(name, settings, shared, self.status[name])))
-        return workers
+        builds: list[tuple[str, Any]] = []
+        for name in config.sources:
+            self.status[name].position = positions.get(name)
+            builds.append((name, functools.partial(self._source_worker, name, shared, store)))
+        for name in config.sinks:
+            builds.append((name, functools.partial(self._sink_worker, name, shared)))
+        for name in config.processors:
+            builds.append((name, functools.partial(self._processor_worker, name, shared)))
+        grace = config.runtime.grace_period
+        made = [
+            (name, Supervisor(self.status[name], build, grace=grace, on_stop=self._gone))
+            for name, build in builds
+        ]
+        return made
 
-    async def _supervise(self, worker: Worker) -> None:
-        status = worker.status
-        try:
-            if isinstance(worker, _LazyProcessor):
-                worker = worker.build()
-            await worker.run()
-        except asyncio.CancelledError:
-            status.state = ConnectorState.STOPPED
-            raise
-        except Exception as exc:
-            status.state = ConnectorState.FAILED
-            status.error = f"{type(exc).__name__}: {exc}"
-            logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
-            return
-        finally:
-            if self.http is not None:
-                self.http.remove(worker.name)  # a stopped connector serves no routes
-        status.state = ConnectorState.STOPPED
-
-
-class _LazyProcessor(Worker):
-    """Defers loading a processor's function into its own task (so a failure is per connector)."""
-
-    def __init__(self, name: str, settings: Any, shared: Shared, status: ConnectorStatus) -> None:
-        super().__init__(
+    def _source_worker(
+        self, name: str, shared: Shared, store: PositionStore, control: Control
+    ) -> SourceWorker:
+        entry = self.config.sources[name]
+        kind = self.registry.get(entry.type)
+        assert kind.source is not None and kind.source_options is not None
+        context = self._context(name, source=True)
+        source = kind.source(connector_options(entry, kind.source_options), context)
+        return SourceWorker(
             name,
+            kind=kind,
+            source=source,
+            topic=entry.topic,
+            positions=store,
+            start_position=self.status[name].position,  # the last saved one on a restart
+            shared=shared,
+            retry=entry.retry,
+            dead_letter_topic=entry.dead_letter_topic,
+            status=self.status[name],
+            control=control,
+        )
+
+    def _sink_worker(self, name: str, shared: Shared, control: Control) -> SinkWorker:
+        entry = self.config.sinks[name]
+        kind = self.registry.get(entry.type)
+        assert kind.sink is not None and kind.sink_options is not None
+        sink = kind.sink(connector_options(entry, kind.sink_options), self._context(name))
+        return SinkWorker(
+            name,
+            sink=sink,
+            topics=entry.topics,
+            start=entry.start,
+            shared=shared,
+            retry=entry.retry,
+            dead_letter_topic=entry.dead_letter_topic,
+            status=self.status[name],
+            control=control,
+        )
+
+    def _processor_worker(self, name: str, shared: Shared, control: Control) -> ProcessorWorker:
+        settings = self.config.processors[name]
+        return ProcessorWorker(
+            name,
+            settings=settings,
             shared=shared,
             retry=settings.retry,
             dead_letter_topic=settings.dead_letter_topic,
-            status=status,
+            status=self.status[name],
+            control=control,
         )
-        self.settings = settings
 
-    def build(self) -> ProcessorWorker:
-        return ProcessorWorker(
-            self.name,
-            settings=self.settings,
-            shared=self.shared,
-            retry=self.settings.retry,
-            dead_letter_topic=self.settings.dead_letter_topic,
-            status=self.status,
-        )
+    def _gone(self, name: str) -> None:
+        if self.http is not None:
+            self.http.remove(name)  # a stopped connector serves no routes
 
 
 def _describe(exc: BaseException) -> str:

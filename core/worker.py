@@ -13,24 +13,33 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from backbone.clients import KafkaClients
 from backbone.retry import backoff_delay, dead_letter_headers
 from backbone.settings import RetryPolicy, RuntimeSettings
 
-__all__ = ["ConnectorState", "ConnectorStatus", "Shared", "Stopping", "Worker"]
+__all__ = ["ConnectorState", "ConnectorStatus", "Control", "Shared", "Stopping", "Worker"]
 
 logger = logging.getLogger("backbone.workers")
 
 
 class ConnectorState(enum.StrEnum):
-    """Where a connector is in its life."""
+    """Where a connector is in its life.
+
+    STARTING (opening), RUNNING, BACKOFF (waiting before retrying a failed call),
+    PAUSED (asked to: holds no partitions, reads nothing), FAILED (stopped by an
+    error; a restart tries again), STOPPED (the gateway is stopping, or a bounded
+    run such as a replay reached its end).
+    """
 
     STARTING = "STARTING"
     RUNNING = "RUNNING"
+    BACKOFF = "BACKOFF"
     PAUSED = "PAUSED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
@@ -38,27 +47,103 @@ class ConnectorState(enum.StrEnum):
 
 @dataclass
 class ConnectorStatus:
-    """A connector's state and its last error (``None`` once it recovered)."""
+    """A connector's state, its errors and what flowed through it.
+
+    ``error`` is the error it is in now (``None`` once it recovered);
+    ``last_error``/``last_error_at`` (epoch seconds) keep the most recent one.
+    Counters are updated once per batch, never per record: ``records_in`` (a
+    source's records read or pushed, a sink's or processor's records consumed),
+    ``records_out`` (a source's records acknowledged by the broker, a sink's
+    records written, a processor's output records acknowledged), ``dead_lettered``,
+    ``retries`` (waits before another attempt), ``errors`` (failed attempts plus
+    records that failed for good). ``last_record_ms``: timestamp of the newest
+    record (a source: when it was read). ``position``: a source's last saved
+    position. ``restarts``: how often it was restarted through the admin API.
+    """
 
     name: str
     role: str
     state: ConnectorState = ConnectorState.STARTING
     error: str | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    records_in: int = 0
+    records_out: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    errors: int = 0
+    last_record_ms: int | None = None
+    position: Any = None
+    restarts: int = 0
+
+    def failed(self, error: BaseException, *, current: bool = True) -> str:
+        """Count ``error`` and keep it as the last error (and, if ``current``, as the error
+        the connector is in now); its ``Class: message`` text."""
+        text = f"{type(error).__name__}: {error}"
+        if current:
+            self.error = text
+        self.last_error = text
+        self.last_error_at = time.time()
+        self.errors += 1
+        return text
 
 
 class Stopping(Exception):
-    """Raised inside a worker when the stop event interrupts a wait."""
+    """Raised inside a worker when a stop (or pause) request interrupts a wait."""
+
+
+class Control:
+    """Requests to one worker from outside: stop (drain and return), pause, resume.
+
+    The runner stops every worker's control when the gateway stops; the admin API
+    pauses, resumes and (through the runner) restarts one. Workers check
+    :attr:`stopping`/:attr:`pausing` between batches, and :meth:`Worker.backoff`
+    waits are cut short by either.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.pausing = False
+        self.woken = asyncio.Event()  # set while a stop or pause is requested
+        self._resumed = asyncio.Event()
+
+    @property
+    def interrupted(self) -> bool:
+        """A stop or a pause was requested."""
+        return self.stopping or self.pausing
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.woken.set()
+        self._resumed.set()
+
+    def pause(self) -> None:
+        self.pausing = True
+        self._resumed.clear()
+        self.woken.set()
+
+    def resume(self) -> None:
+        self.pausing = False
+        if not self.stopping:
+            self.woken.clear()
+        self._resumed.set()
+
+    async def wait_resumed(self) -> bool:
+        """Wait while paused; ``True`` once resumed, ``False`` if stopped meanwhile."""
+        await self._resumed.wait()
+        return not self.stopping
 
 
 @dataclass
 class Shared:
-    """What every worker of one runner uses."""
+    """What every worker of one runner uses (``kafka`` makes their Kafka clients)."""
 
     producer: AIOKafkaProducer
     bootstrap: str
     runtime: RuntimeSettings
     stop: asyncio.Event
     rng: random.Random
+    kafka: KafkaClients
 
 
 class Worker:
@@ -74,22 +159,36 @@ class Worker:
         retry: RetryPolicy,
         dead_letter_topic: str | None,
         status: ConnectorStatus,
+        control: Control | None = None,
     ) -> None:
         self.name = name
         self.shared = shared
         self.retry = retry
         self.dead_letter_topic = dead_letter_topic
         self.status = status
+        self.control = control or Control()
         self.log = logging.LoggerAdapter(logger, {"connector": name})
+
+    async def paused(self) -> bool:
+        """State PAUSED until resumed (``True``, back to RUNNING) or stopped (``False``)."""
+        self.status.state = ConnectorState.PAUSED
+        self.log.info("%s %s paused", self.role, self.name)
+        resumed = await self.control.wait_resumed()
+        if resumed:
+            self.status.state = ConnectorState.RUNNING
+            self.log.info("%s %s resumed", self.role, self.name)
+        return resumed
 
     async def run(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     async def backoff(self, attempt: int, error: BaseException) -> None:
-        """Wait before the next attempt; raise :class:`Stopping` if the runner stops meanwhile."""
+        """Wait before the next attempt (state BACKOFF); :class:`Stopping` if a stop or a
+        pause is requested meanwhile."""
         retry_after = getattr(error, "retry_after", None)
         delay = backoff_delay(self.retry, attempt, retry_after, self.shared.rng)
-        self.status.error = f"{type(error).__name__}: {error}"
+        self.status.failed(error)
+        self.status.retries += 1
         self.log.warning(
             "%s %s: attempt %d failed (%s: %s); retrying in %.3fs",
             self.role,
@@ -99,10 +198,14 @@ class Worker:
             error,
             delay,
         )
+        previous, self.status.state = self.status.state, ConnectorState.BACKOFF
         try:
-            await asyncio.wait_for(self.shared.stop.wait(), delay)
+            await asyncio.wait_for(self.control.woken.wait(), delay)
         except TimeoutError:
             return
+        finally:
+            if self.status.state is ConnectorState.BACKOFF:
+                self.status.state = previous
         raise Stopping
 
     async def dead_letter(
@@ -118,6 +221,8 @@ class Worker:
         """Send one record to the dead-letter topic (or raise ``error`` if there is none)."""
         if self.dead_letter_topic is None:
             raise error
+        self.status.failed(error, current=False)
+        self.status.dead_lettered += 1
         extra = dead_letter_headers(
             connector=self.name, error=error, attempts=attempts, original=original
         )

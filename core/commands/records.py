@@ -282,7 +282,7 @@ async def _print(
                 if all(positions[tp] >= ends[tp] for tp in assigned):
                     break
         batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        lines = []
+        lines: list[bytes] = []
         done: dict[TopicPartition, int] = {}
         for tp in sorted(batches, key=lambda t: t.partition):
             for m in batches[tp]:

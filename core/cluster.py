@@ -391,6 +391,20 @@ class Cluster:
                 "consumers first (its offsets can be moved only while it is empty)"
             )
 
+    async def wait_idle(self, group: str, *, within: float) -> None:
+        """Wait until ``group`` has no live members (e.g. a paused sink left it);
+        :class:`GroupBusyError` after ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                await self.require_idle(group)
+                return
+            except GroupBusyError:
+                if loop.time() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+
     async def plan_reset(
         self, group: str, topic: str, to: str | int | dt.datetime
     ) -> list[OffsetChange]:
@@ -449,4 +463,68 @@ async def commit_offsets(
                 "(a member joined meanwhile?)"
             ) from exc
     finally:
-        await asyncio.shield(consumer.stop())
+        await consumer.stop()
+
+
+async def read_ranges(
+    clients: KafkaClients, ranges: Mapping[TopicPartition, tuple[int, int]], *, within: float
+) -> list[Any]:
+    """The records of each partition in ``[first, end)`` (``ranges``), read without a
+    group for at most ``within`` seconds; aiokafka ``ConsumerRecord``s, by partition."""
+    wanted = {tp: end for tp, (first, end) in ranges.items() if first < end}
+    if not wanted:
+        return []
+    consumer = clients.consumer(client_id="backbone.read", group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        for tp in wanted:
+            consumer.seek(tp, ranges[tp][0])
+        found: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while wanted and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, messages in batches.items():
+                end = wanted.get(tp)
+                if end is None:
+                    continue
+                found += [m for m in messages if m.offset < end]
+                if messages[-1].offset >= end - 1:
+                    del wanted[tp]
+                    consumer.pause(tp)
+            for tp in list(wanted):
+                if await consumer.position(tp) >= wanted[tp]:
+                    del wanted[tp]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def browse(
+    cluster: Cluster,
+    tps: Sequence[TopicPartition],
+    *,
+    offset: int | None = None,
+    when: dt.datetime | None = None,
+    limit: int = 50,
+    within: float = 10.0,
+) -> list[Any]:
+    """Up to ``limit`` records of ``tps``: from ``offset`` (on each partition) or the first
+    record at or after ``when``, oldest first; else the newest, newest first.
+
+    Reads each partition up to its end offset at the call (never waits for new
+    records), for at most ``within`` seconds. Returns aiokafka ``ConsumerRecord``s.
+    """
+    starts, ends = await cluster.offsets(tps)
+    if when is not None:
+        firsts = await cluster.offsets_at(tps, when)
+    elif offset is not None:
+        firsts = {tp: min(max(offset, starts[tp]), ends[tp]) for tp in tps}
+    else:
+        firsts = {tp: max(ends[tp] - limit, starts[tp]) for tp in tps}
+    ranges = {tp: (firsts[tp], min(ends[tp], firsts[tp] + limit)) for tp in tps}
+    found = await read_ranges(cluster.clients, ranges, within=within)
+    newest = offset is None and when is None
+    found.sort(key=lambda m: (m.timestamp, m.partition, m.offset), reverse=newest)
+    return found[:limit]

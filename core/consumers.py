@@ -179,34 +179,56 @@ class ConsumingWorker(Worker):
                 batches = await consumer.getmany(timeout_ms=200, max_records=size)
                 if batches and wait > 0:
                     await self._fill(batches, size, wait)
-                if self.stop_at is not None:
-                    self._bound(batches)
+                reached = self._bound(batches) if self.stop_at is not None else {}
                 if not batches:
-                    if self.finished:
-                        return
+                    if self.stop_at is not None:
+                        reached.update(await self._caught_up())
+                        if reached:
+                            await self._commit(reached)
+                        if self.finished:
+                            return
                     continue
-                await self._deliver_batches(batches)
+                await self._deliver_batches(batches, reached)
         finally:
             self.consumer = None
             await consumer.stop()
 
-    def _bound(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Cut each partition's batch at its ``stop_at`` offset; pause partitions there."""
+    def _bound(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, int]:
+        """Cut each partition's batch at its ``stop_at`` offset and pause the partitions
+        that got there; their ``stop_at`` offsets (to commit after the batch)."""
         assert self.stop_at is not None and self.consumer is not None
+        reached: dict[TopicPartition, int] = {}
         for tp in list(batches):
             end = self.stop_at.get(tp)
             messages = batches[tp]
             if end is None or messages[-1].offset < end - 1:
                 continue
             self.consumer.pause(tp)
+            reached[tp] = end
             kept = messages[: bisect.bisect_left(messages, end, key=lambda m: m.offset)]
             if kept:
                 batches[tp] = kept
             else:
                 del batches[tp]
+        return reached
 
-    async def _deliver_batches(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        assert self.consumer is not None
+    async def _caught_up(self) -> dict[TopicPartition, int]:
+        """Partitions whose position passed their ``stop_at`` offset without a record at
+        it (a compacted topic's gap): paused, with the offset to commit."""
+        assert self.stop_at is not None and self.consumer is not None
+        reached: dict[TopicPartition, int] = {}
+        for tp in self.consumer.assignment():
+            end = self.stop_at.get(tp)
+            if end is None or self.committed.get(tp, -1) >= end:
+                continue
+            if await self.consumer.position(tp) >= end:
+                self.consumer.pause(tp)
+                reached[tp] = end
+        return reached
+
+    async def _deliver_batches(
+        self, batches: dict[TopicPartition, list[Any]], reached: dict[TopicPartition, int]
+    ) -> None:
         records = [
             SinkRecord(
                 topic=m.topic,
@@ -228,6 +250,10 @@ class ConsumingWorker(Worker):
         except Stopping:  # paused or stopped mid-batch: nothing committed, read again later
             return
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        await self._commit({**offsets, **reached})
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
@@ -358,7 +384,9 @@ class ProcessorWorker(ConsumingWorker):
     role = "processor"
 
     def __init__(self, name: str, *, settings: ProcessorSettings, **common: Any) -> None:
-        super().__init__(name, topics=settings.topics, start=settings.start, **common)
+        common.setdefault("topics", settings.topics)
+        common.setdefault("start", settings.start)
+        super().__init__(name, **common)
         self.settings = settings
         self.function = load_function(settings.function) if settings.function else None
 

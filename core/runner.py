@@ -32,12 +32,13 @@ import asyncio
 import functools
 import logging
 import random
-import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiokafka.admin import NewTopic
 
+from backbone.admin import AdminApi
+from backbone.assembly import connector_context, processor_path, processor_worker, sink_worker
 from backbone.clients import KafkaClients
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
@@ -46,6 +47,7 @@ from backbone.httpapp import HttpApp
 from backbone.positions import POSITIONS_TOPIC, PositionStore
 from backbone.push import PushChannel
 from backbone.registry import Registry
+from backbone.reporter import Reporter
 from backbone.schema import connector_options
 from backbone.settings import Config
 from backbone.source_worker import SourceWorker
@@ -79,6 +81,8 @@ class Runner:
         self.http: HttpApp | None = None
         self.kafka: KafkaClients | None = None
         self.connectors: dict[str, Supervisor] = {}
+        self.reporter: Reporter | None = None
+        self._embedded: Any = None
         self.started = asyncio.Event()
         for section, role in (
             ("sources", "source"),
@@ -121,11 +125,18 @@ class Runner:
             shared = Shared(
                 producer, self.bootstrap, self.config.runtime, stop, self.rng, self.kafka
             )
+            self.reporter = Reporter(
+                self.status, self._lag, interval=self.config.runtime.progress_interval
+            )
             if self.config.http is not None:
                 self.http = await stack.enter_async_context(self._http_app())
+                admin = AdminApi(self)
+                admin.install(self.http)
+                stack.push_async_callback(admin.close)
             for name, supervisor in self._supervisors(shared, store, positions):
                 self.connectors[name] = supervisor
                 supervisor.start()
+            reporting = asyncio.create_task(self.reporter.run(), name="backbone:progress")
             self.started.set()
             logger.info(
                 "backbone running: %d source(s), %d sink(s), %d processor(s) on %s",
@@ -143,9 +154,9 @@ class Runner:
                 await asyncio.gather(*(c.stop(grace) for c in self.connectors.values()))
             finally:
                 tasks = [c.task for c in self.connectors.values() if c.task is not None]
-                for task in tasks:
+                for task in [*tasks, reporting]:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, reporting, return_exceptions=True)
         logger.info("backbone stopped")
 
     async def _broker(self, stack: AsyncExitStack) -> str:
@@ -172,6 +183,7 @@ class Runner:
             options["advertised_host"] = adv_host.strip("[]")
             options["advertised_port"] = int(adv_port)
         broker = await stack.enter_async_context(Broker(BrokerConfig(**options)))
+        self._embedded = broker
         logger.info("embedded broker listening on %s", broker.bootstrap)
         return str(broker.bootstrap)
 
@@ -252,13 +264,9 @@ class Runner:
         )
 
     def _context(self, name: str, *, source: bool = False) -> ConnectorContext:
-        state_dir = self.config.resolve(self.config.runtime.state_dir) / name
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return ConnectorContext(
-            name=name,
-            base_dir=self.config.base_dir,
-            state_dir=state_dir,
-            logger=logging.getLogger(f"backbone.connector.{name}"),
+        return connector_context(
+            self.config,
+            name,
             http=None if self.http is None else self.http.routes_for(name),
             push=PushChannel(name) if source else None,
         )
@@ -269,10 +277,7 @@ class Runner:
         """One :class:`Supervisor` per connector, each with a function building a fresh
         connector instance and worker (at start, and again on every restart)."""
         config = self.config
-        base = str(config.base_dir)
-        if config.processors and base not in sys.path:
-            # processor functions may live next to the config file
-            sys.path.insert(0, base)
+        processor_path(config)
         builds: list[tuple[str, Any]] = []
         for name in config.sources:
             self.status[name].position = positions.get(name)
@@ -311,33 +316,29 @@ class Runner:
         )
 
     def _sink_worker(self, name: str, shared: Shared, control: Control) -> SinkWorker:
-        entry = self.config.sinks[name]
-        kind = self.registry.get(entry.type)
-        assert kind.sink is not None and kind.sink_options is not None
-        sink = kind.sink(connector_options(entry, kind.sink_options), self._context(name))
-        return SinkWorker(
+        return sink_worker(
+            self.config,
+            self.registry,
             name,
-            sink=sink,
-            topics=entry.topics,
-            start=entry.start,
+            context=self._context(name),
             shared=shared,
-            retry=entry.retry,
-            dead_letter_topic=entry.dead_letter_topic,
             status=self.status[name],
             control=control,
         )
 
     def _processor_worker(self, name: str, shared: Shared, control: Control) -> ProcessorWorker:
-        settings = self.config.processors[name]
-        return ProcessorWorker(
-            name,
-            settings=settings,
-            shared=shared,
-            retry=settings.retry,
-            dead_letter_topic=settings.dead_letter_topic,
-            status=self.status[name],
-            control=control,
+        return processor_worker(
+            self.config, name, shared=shared, status=self.status[name], control=control
         )
+
+    def _lag(self, name: str) -> int | None:
+        supervisor = self.connectors.get(name)
+        lag = supervisor.lag() if supervisor is not None else {}
+        return sum(lag.values()) if lag else None
+
+    def broker_stats(self) -> Any | None:
+        """The embedded broker's request statistics (``None`` with an external cluster)."""
+        return getattr(self._embedded, "stats", None) if self._embedded is not None else None
 
     def _gone(self, name: str) -> None:
         if self.http is not None:

@@ -67,6 +67,19 @@ class Supervisor:
         """Whether its task is alive."""
         return self.task is not None and not self.task.done()
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """A sink's or processor's lag per (topic, partition) it holds now (from what its
+        consumer last fetched: no request is made); empty for sources and when it holds
+        nothing."""
+        lag = getattr(self.worker, "lag", None)
+        if lag is None:
+            return {}
+        found = {}
+        for tp, (committed, highwater) in lag().items():
+            if committed is not None and highwater is not None:
+                found[(tp.topic, tp.partition)] = max(highwater - committed, 0)
+        return found
+
     def start(self) -> None:
         """Build and run the worker in a new task."""
         assert not self.running, f"{self.name} is already running"

@@ -12,19 +12,27 @@ consumer group's ``committed`` offset is the next record it will read, so
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ConnectorDetail",
+    "ConnectorPartition",
+    "ConnectorView",
+    "DeadLetterView",
     "GroupMember",
     "GroupPartition",
     "GroupSummary",
     "GroupView",
     "OffsetChange",
     "PartitionView",
+    "RateSample",
+    "RecordPage",
     "RecordView",
+    "RedriveResult",
     "TopicConfig",
     "TopicView",
     "decode_data",
@@ -184,3 +192,112 @@ def decode_data(data: bytes | None) -> Any:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+class RecordPage(_View):
+    """Records of a topic as the admin API browses them."""
+
+    topic: str
+    records: list[RecordView]
+    """In the order asked for: oldest first from an offset or a time, newest first else."""
+
+
+class ConnectorView(_View):
+    """A connector as the admin API lists it (``GET /connectors``)."""
+
+    name: str
+    role: Literal["source", "sink", "processor"]
+    kind: str
+    """The connector type (``sql``, ``stdout``...); ``function`` or ``transforms`` for
+    processors."""
+    state: Literal["STARTING", "RUNNING", "BACKOFF", "PAUSED", "FAILED", "STOPPED"]
+    error: str | None = None
+    """The error the connector is in now (``None`` when healthy)."""
+    last_error: str | None = None
+    """The most recent error, kept after recovery."""
+    last_error_at: dt.datetime | None = None
+    records_in: int
+    """Sources: records read (or pushed); sinks and processors: records consumed."""
+    records_out: int
+    """Sources: records acknowledged by the broker; sinks: records written; processors:
+    output records acknowledged. Dead-lettered records are not counted."""
+    dead_lettered: int
+    retries: int
+    errors: int
+    rate_in: float
+    """Records in per second over the last minute."""
+    rate_out: float
+    last_record_at: dt.datetime | None = None
+    """Newest record seen (a source: when it was read; else the record's timestamp)."""
+    position: Any = None
+    """A source's last saved position."""
+    lag: int | None = None
+    """Sinks and processors: records behind the end of their topics, summed over the
+    partitions they hold now (``None`` while they hold none)."""
+    topics: list[str]
+    """What it reads (sinks, processors) or writes (a source's topic)."""
+    outputs: list[str] = Field(default_factory=list)
+    """Where a processor writes (``to`` and route targets)."""
+    dead_letter_topic: str | None = None
+    group: str | None = None
+    """The consumer group of a sink or processor."""
+    restarts: int = 0
+    worker: str
+    """``<hostname>:<pid>`` of the gateway process running it."""
+
+
+class ConnectorPartition(_View):
+    """A sink's or processor's progress on one partition."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int
+    lag: int | None
+
+
+class RateSample(_View):
+    """Totals of a connector at one moment (one every 5 s, the last 10 minutes)."""
+
+    at: dt.datetime
+    records_in: int
+    records_out: int
+
+
+class ConnectorDetail(ConnectorView):
+    """``GET /connectors/{name}``: the view plus per-partition lag and recent totals."""
+
+    partitions: list[ConnectorPartition] = Field(default_factory=list)
+    history: list[RateSample] = Field(default_factory=list)
+
+
+class DeadLetterView(_View):
+    """A dead-lettered record with the error that sent it there."""
+
+    record: RecordView
+    """The record on the dead-letter topic (headers include ``backbone.error.*``)."""
+    connector: str | None
+    error_class: str | None
+    error_message: str | None
+    attempts: int | None
+    original_topic: str | None = None
+    original_partition: int | None = None
+    original_offset: int | None = None
+    redriven: bool
+    """Already sent back by a redrive (a later failure is a new dead letter)."""
+
+
+class RedriveResult(_View):
+    """What a redrive did."""
+
+    connector: str
+    mode: Literal["sink", "processor", "republish"]
+    """Sinks write through the sink, processors through the processor; a source's dead
+    letters are re-published to its topic."""
+    records: int
+    """Dead letters of this connector that were redriven."""
+    delivered: int
+    failed_again: int
+    """Records that failed again (they are on the dead-letter topic once more)."""
+    errors: list[str] = Field(default_factory=list)
+    """The distinct errors of the records that failed again."""

@@ -14,9 +14,11 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Add the operator commands to ``app``."""
-    from backbone.commands import groups, records, topics
+    from backbone.commands import dlq, groups, records, replay, topics
 
     app.add_typer(topics.app)
     app.command()(records.produce)
     app.command()(records.consume)
     app.add_typer(groups.app)
+    app.command()(replay.replay)
+    app.add_typer(dlq.app)

@@ -15,13 +15,16 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
 
 from backbone.errors import BackboneError, ConfigError
 from backbone.settings import Config
+
+if TYPE_CHECKING:
+    from backbone.registry import Registry
 
 __all__ = [
     "BOOTSTRAP_OPTION",
@@ -31,6 +34,7 @@ __all__ = [
     "UsageError",
     "echo_json",
     "load",
+    "load_gateway",
     "parse_datetime",
     "run",
     "table",
@@ -75,6 +79,15 @@ def load(config: Path | None, bootstrap: str | None, *, need_config: bool = Fals
     from backbone.registry import Registry
 
     return load_config(config, Registry.from_entry_points())
+
+
+def load_gateway(config: Path) -> tuple[Config, Registry]:
+    """The validated config of a command that runs connectors, and its registry."""
+    from backbone.config import load_config
+    from backbone.registry import Registry
+
+    registry = Registry.from_entry_points()
+    return load_config(config, registry), registry
 
 
 def _setup_logging(debug: bool) -> None:

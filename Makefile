@@ -55,7 +55,7 @@ lint: $(STAMP)
 	@# package-dir mapping hides: check a regular install in a scratch folder.
 	rm -rf build/lint-site && $(BIN)/pip install --quiet --no-deps --target build/lint-site . >/dev/null
 	cd build && PYTHONPATH=lint-site ../$(BIN)/lint-imports ../pyproject.toml
-	@# mypy on the same installed tree: strict for the gateway core and the SDK
+	@# mypy on the same installed tree: strict for the gateway core, the SDK and the broker
 	cd build && MYPYPATH=lint-site ../$(BIN)/mypy --config-file ../pyproject.toml -p backbone
 
 fmt: $(STAMP)

@@ -1,4 +1,4 @@
-"""Assembly of the broker: ``BrokerConfig``, the ``Broker`` context manager and ``serve``.
+"""Assembly of the broker: the ``Broker`` context manager and ``serve``.
 
 ``Broker(config)`` owns, in one AsyncExitStack: the ``LogManager`` (topics,
 partitions, recovery, retention), the ``GroupCoordinator`` (consumer groups,
@@ -21,76 +21,24 @@ import resource
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from backbone.durable import write_file_atomically
 
+from .config import BrokerConfig
 from .groups import GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
 from .lock import DataDirLock
-from .log import LogConfig, LogManager
+from .log import LogManager
 from .server import KafkaServer, ResponseFilter
 
-__all__ = ["Broker", "BrokerConfig", "parse_listener", "serve"]
+__all__ = ["Broker", "run_until_signalled", "serve"]
 
 logger = logging.getLogger(__name__)
-
-FlushPolicy = Literal["always", "interval", "os"]
-
-
-def parse_listener(value: str) -> tuple[str, int]:
-    """``"host:port"`` -> (host, port); raises ValueError with a clear message."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listener {value!r} must look like host:port, e.g. 127.0.0.1:9092")
-    return host.strip("[]"), int(port)
-
-
-@dataclass
-class BrokerConfig:
-    """Settings of one broker; every field has a default except ``data_dir``.
-
-    ``port=0`` binds any free port (read it back from ``Broker.port``).
-    ``advertised_host``/``advertised_port`` are what Metadata tells clients
-    (None = the listen address; set them when clients reach the broker through
-    another address, e.g. a container port mapping). ``log_defaults`` are the
-    topic config defaults (``LogConfig``), overridable per topic.
-    """
-
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 9092
-    advertised_host: str | None = None
-    advertised_port: int | None = None
-    node_id: int = 0
-    cluster_id: str | None = None
-    max_frame_bytes: int = 100 * 1024 * 1024
-    idle_timeout_s: float = 600.0
-    shutdown_grace_s: float = 5.0
-    auto_create_topics: bool = True
-    default_partitions: int = 1
-    flush: FlushPolicy = "always"
-    flush_interval_ms: int = 1000
-    log_defaults: LogConfig | None = None
-    group_initial_rebalance_delay_ms: int = 100
-    group_min_session_timeout_ms: int = 1000
-    group_max_session_timeout_ms: int = 1_800_000
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        if self.flush not in ("always", "interval", "os"):
-            raise ValueError(f"flush must be 'always', 'interval' or 'os' (got {self.flush!r})")
-        if self.max_frame_bytes < 1024:
-            raise ValueError(f"max_frame_bytes must be at least 1024 (got {self.max_frame_bytes})")
-        if self.default_partitions < 1:
-            raise ValueError(
-                f"default_partitions must be at least 1 (got {self.default_partitions})"
-            )
 
 
 def _load_cluster_id(data_dir: Path) -> str:
@@ -111,7 +59,7 @@ class Broker:
     ``response_filter`` is a test seam: called before every response is
     written, returning False closes the connection instead (a lost response).
     ``clock`` is injected into the log manager and the group coordinator.
-    ``handlers`` replaces or adds entries of the handler registry (a seam for
+    ``handlers`` replace the built-in handler of their API or add APIs (a seam for
     tests and extensions; ApiVersions advertises them like the built-ins).
     """
 
@@ -121,10 +69,10 @@ class Broker:
         *,
         response_filter: ResponseFilter | None = None,
         clock: Callable[[], float] = time.time,
-        handlers: Mapping[int, Handler] | None = None,
+        handlers: Iterable[Handler[Any, Any]] = (),
     ) -> None:
         self.config = config
-        self.handler_overrides = dict(handlers or {})
+        self.handler_overrides = tuple(handlers)
         self.response_filter = response_filter
         self.clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
@@ -161,6 +109,7 @@ class Broker:
         _raise_open_files_limit()
         if config.cluster_id is None:
             config.cluster_id = _load_cluster_id(config.data_dir)
+        cluster_id = config.cluster_id
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -176,8 +125,14 @@ class Broker:
                 log_kwargs["defaults"] = config.log_defaults
             self.logs = await stack.enter_async_context(LogManager(config.data_dir, **log_kwargs))
             self.groups = await self._start_groups(stack)
-            state = BrokerState(config=config, logs=self.logs, groups=self.groups, clock=self.clock)
-            state.registry = {**build_registry(), **self.handler_overrides}
+            state = BrokerState(
+                config=config,
+                logs=self.logs,
+                groups=self.groups,
+                clock=self.clock,
+                cluster_id=cluster_id,
+            )
+            state.registry = build_registry(self.handler_overrides)
             self._state = state
             server = KafkaServer(
                 Dispatcher(state, state.registry),
@@ -276,8 +231,5 @@ def serve(
     ``auto_create_topics=False``...). Called by ``python -m backbone.broker``
     and the CLI's ``backbone broker``. Raises ValueError for bad options.
     """
-    host, port = parse_listener(listen)
-    if advertised_listener is not None:
-        options["advertised_host"], options["advertised_port"] = parse_listener(advertised_listener)
-    config = BrokerConfig(data_dir=Path(data_dir), host=host, port=port, **options)
+    config = BrokerConfig.from_listeners(listen, data_dir, advertised_listener, **options)
     asyncio.run(run_until_signalled(config))

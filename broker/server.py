@@ -22,9 +22,9 @@ Per connection::
 
 A frame that cannot be answered (oversized, negative size, undecodable header)
 closes that connection with a WARNING naming the peer and the API key; the
-dispatcher raises :class:`CloseConnection` for those. Anything else a dispatch
-raises is a bug: logged with its traceback, that connection is closed; every
-other connection keeps working.
+dispatcher raises :class:`~backbone.broker.connection.CloseConnection` for those.
+Anything else a dispatch raises is a bug: logged with its traceback, that
+connection is closed; every other connection keeps working.
 
 Shutdown (:meth:`KafkaServer.close`): stop accepting, stop reading, let the
 in-flight responses drain for a bounded grace period, then cancel what is left
@@ -40,15 +40,14 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, cast
 
+from .connection import CloseConnection, Connection
 from .frames import FrameProtocol
 
 __all__ = [
-    "CloseConnection",
-    "Connection",
     "Dispatch",
     "KafkaServer",
     "ResponseFilter",
@@ -62,13 +61,6 @@ _KEY_VERSION = struct.Struct(">hh")
 _SENDFILE_MIN_BYTES = 64 * 1024
 #: How many requests of one connection may be in flight before reading pauses.
 _MAX_IN_FLIGHT = 128
-
-
-class CloseConnection(Exception):
-    """Raised by a dispatch when no response can be built: the server closes the connection.
-
-    The message says why; the server logs it at WARNING with the peer and API key.
-    """
 
 
 class FileSliceLike(Protocol):
@@ -88,22 +80,6 @@ Chunk = bytes | bytearray | memoryview | Any
 """A piece of a response: bytes-like, or a file slice (anything with ``fileno``)."""
 
 
-@dataclass(slots=True)
-class Connection:
-    """Per-connection state handed to the dispatcher with every frame.
-
-    ``produce_lane`` serialises the append phase of Produce requests of this
-    connection so pipelined idempotent batches are appended in request order.
-    ``attributes`` is free per-connection storage for handlers (e.g. SASL state).
-    """
-
-    id: int
-    peer: str
-    produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
-    attributes: dict[str, Any] = field(default_factory=dict)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 @dataclass(frozen=True, slots=True)
 class ResponseInfo:
     """What a :data:`ResponseFilter` sees about a response about to be written."""
@@ -118,7 +94,7 @@ ResponseFilter = Callable[[ResponseInfo], bool]
 """Test seam: called before each response is written; False = close the connection
 instead of writing it (simulates a response lost after the request took effect)."""
 
-Dispatch = Callable[[memoryview, Connection], Awaitable[Sequence[Chunk] | None]]
+Dispatch = Callable[[memoryview, Connection], Coroutine[Any, Any, Sequence[Chunk] | None]]
 """Decode, handle and encode one request frame (without its size prefix).
 
 Returns the response as chunks (size prefix included), or None when no response
@@ -308,7 +284,7 @@ class _ConnectionRunner:
             task = self._writer_task
             if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
-                logger.error("connection %s failed", self.peer, exc_info=(type(exc), exc, None))
+                logger.error("connection %s failed", self.peer, exc_info=exc)
         finally:
             self.connection.closing.set()
             self.protocol.finish_input()
@@ -421,7 +397,7 @@ class _ConnectionRunner:
         if transport.is_closing():
             raise ConnectionResetError("connection closed")
         if transport.get_extra_info("sslcontext") is None:
-            file = _SliceFile(chunk.fileno())
+            file = cast("IO[bytes]", _SliceFile(chunk.fileno()))  # all sendfile uses of it
             try:
                 sent = await self._loop.sendfile(
                     transport, file, chunk.position, chunk.length, fallback=False

@@ -20,6 +20,14 @@ import typer
 from pydantic import BaseModel
 
 import backbone
+from backbone.commands.common import (
+    DEBUG_OPTION,
+    LOG_FORMAT_OPTION,
+    LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
+    setup_logging,
+)
 from backbone.errors import ConfigError
 
 app = typer.Typer(
@@ -30,8 +38,6 @@ app = typer.Typer(
 )
 
 logger = logging.getLogger("backbone.cli")
-
-DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
 
 
 def _version(value: bool) -> None:
@@ -47,16 +53,6 @@ def _root(
     ),
 ) -> None:
     """Backbone: an event backbone with an embedded Kafka-compatible broker."""
-
-
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not debug:
-        logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def _fail(exc: BaseException, debug: bool) -> typer.Exit:
@@ -85,9 +81,13 @@ def validate(
         False, "--check", help="Also run each connector's live check (connects to systems)."
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Validate config files: print every problem (exit 2) or one "ok: FILE" line per file."""
     from backbone.config import load_config
+
+    setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     failed = False
@@ -152,12 +152,14 @@ async def _live_check(config: Any, registry: Any) -> None:
 def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="The config file."),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Run the pipeline in CONFIG until SIGINT/SIGTERM (then drain and exit 0)."""
     from backbone.config import load_config
     from backbone.runner import Runner
 
-    _setup_logging(debug)
+    setup_logging(debug, log_level, log_format)
     try:
         registry = _registry()
         config = load_config(config_path, registry)
@@ -282,9 +284,13 @@ def connectors(
         False, "--json-schema", help="Print the JSON schema (of NAME, or of the whole config)."
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """List connector kinds, or show one kind's options and example."""
     from backbone.schema import build_config_model, member_model
+
+    setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     if name is None:
@@ -326,55 +332,22 @@ def connectors(
         typer.echo("\nexample:\n" + kind.example.rstrip())
 
 
-@app.command()
-def broker(
-    listen: str = typer.Option("127.0.0.1:9092", "--listen", help="HOST:PORT to listen on."),
-    data_dir: Path = typer.Option(Path("./data"), "--data-dir", help="Folder of the log."),
-    advertised_listener: str | None = typer.Option(
-        None, "--advertised-listener", help="HOST:PORT clients are told to connect to."
-    ),
-    flush: str = typer.Option(
-        "always",
-        "--flush",
-        help="When produced data is fsynced: always (acks=all waits for it), interval, os.",
-    ),
-    flush_interval_ms: int = typer.Option(
-        1000, "--flush-interval-ms", help="fsync period with --flush interval."
-    ),
-    auto_create_topics: bool = typer.Option(
-        True,
-        "--auto-create-topics/--no-auto-create-topics",
-        help="Create unknown topics on first Metadata/Produce, like Kafka.",
-    ),
-    default_partitions: int = typer.Option(
-        1, "--default-partitions", help="Partitions of auto-created topics."
-    ),
-    debug: bool = DEBUG_OPTION,
-) -> None:
-    """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM."""
-    _setup_logging(debug)
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def broker(ctx: typer.Context) -> None:
+    """Run only the embedded Kafka-compatible broker until SIGINT/SIGTERM.
+
+    Takes the options of ``python -m backbone.broker`` (one implementation:
+    ``backbone broker --help`` lists them).
+    """
     try:
-        from backbone.broker import serve
+        from backbone.broker.cli import main as broker_main
     except ImportError as exc:
         typer.echo(f"error: the embedded broker is not available in this build ({exc})", err=True)
         raise typer.Exit(1) from None
-    try:
-        serve(
-            listen,
-            data_dir,
-            advertised_listener,
-            flush=flush,
-            flush_interval_ms=flush_interval_ms,
-            auto_create_topics=auto_create_topics,
-            default_partitions=default_partitions,
-        )
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except ValueError as exc:  # bad options (serve's contract): a usage error
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:
-        raise _fail(exc, debug) from None
+    raise typer.Exit(broker_main(ctx.args, prog="backbone broker"))
 
 
 def _register_commands() -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, WithJsonSchema
 
+from backbone.broker.config import parse_host_port
 from backbone.types import parse_duration, parse_size
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_HOSTPORT = re.compile(r"^\[?[A-Za-z0-9._:-]*\]?:\d{1,5}$")
 FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -38,8 +38,8 @@ def _topic_name(value: Any) -> Any:
 
 
 def _host_port(value: Any) -> Any:
-    if isinstance(value, str) and not _HOSTPORT.match(value):
-        raise ValueError(f"expected HOST:PORT like 127.0.0.1:9092 (got {value!r})")
+    if isinstance(value, str):
+        parse_host_port(value)  # the broker's one parser: ValueError names the value
     return value
 
 

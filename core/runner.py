@@ -172,17 +172,12 @@ class Runner:
                 "the embedded broker is not available in this build "
                 f"({exc}); set broker.bootstrap to use an existing Kafka cluster"
             ) from exc
-        host, _, port = embedded.listen.rpartition(":")
-        options: dict[str, Any] = {
-            "host": host.strip("[]"),
-            "port": int(port),
-            "data_dir": self.config.resolve(embedded.data_dir),
-        }
-        if embedded.advertised_listener:
-            adv_host, _, adv_port = embedded.advertised_listener.rpartition(":")
-            options["advertised_host"] = adv_host.strip("[]")
-            options["advertised_port"] = int(adv_port)
-        broker = await stack.enter_async_context(Broker(BrokerConfig(**options)))
+        config = BrokerConfig.from_listeners(
+            embedded.listen,
+            self.config.resolve(embedded.data_dir),
+            embedded.advertised_listener or None,
+        )
+        broker = await stack.enter_async_context(Broker(config))
         self._embedded = broker
         logger.info("embedded broker listening on %s", broker.bootstrap)
         return str(broker.bootstrap)

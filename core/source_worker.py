@@ -6,8 +6,8 @@ CloudEvents headers) and handed to the shared producer through a
 :class:`~backbone.batcher.ProducerBatcher`, one batch per partition per read;
 records with ``error`` go to the dead-letter topic. Positions are saved
 (``_backbone.positions``) only up to the highest position whose record and every
-record before it were acknowledged, and never past a record with
-``position=None``'s change (rule 2).
+record before it were acknowledged; a record with ``position=None`` leaves the
+position where it was (rules 1 and 2).
 
 While the source runs, its ``context.push`` (a :class:`~backbone.push.PushChannel`)
 is bound to a :class:`~backbone.push.Pusher` on the same producer and encoder, so

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from backbone import testing
+from backbone.config import load_config
+from backbone.registry import Registry
 from backbone.runner import ConnectorState
 from examples.connector.lines import CONNECTOR, LinesOptions, LinesSink, LinesSource
 
@@ -109,6 +111,16 @@ async def test_a_pipeline_from_a_file_through_the_broker_to_a_file(tmp_path: Pat
         assert runner.status["in"].state is ConnectorState.RUNNING
         assert runner.status["out"].state is ConnectorState.RUNNING
     assert written() == [{"n": n} for n in range(6)]
+
+
+def test_the_docs_yaml_validates(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "connectors.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", page, re.S)
+    path = tmp_path / "docs.yaml"
+    path.write_text(block)
+    config = load_config(path, Registry.from_entry_points(), env={})
+    assert config.sources["in"].dead_letter_topic == "lines.dlq"
+    assert config.sinks["out"].topics == ["lines"]
 
 
 def test_the_docs_show_the_example_file_verbatim() -> None:

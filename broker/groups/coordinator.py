@@ -44,8 +44,6 @@ __all__ = ["GroupCoordinator"]
 logger = logging.getLogger(__name__)
 
 _S = GroupState
-NEW_MEMBER_JOIN_TIMEOUT_S = 300.0
-"""Kafka's NewMemberJoinTimeoutMs: a new member stuck in JoinGroup is dropped after this."""
 
 
 class GroupCoordinator(Membership):
@@ -212,7 +210,7 @@ class GroupCoordinator(Membership):
                 " may commit offsets."
             )
         results: list[BrokerError | None] = []
-        entries = []
+        entries: list[tuple[str, int, int, int, str]] = []
         for commit in offsets:
             metadata = commit.metadata or ""
             if len(metadata.encode()) > self.offset_metadata_max_bytes:
@@ -226,7 +224,7 @@ class GroupCoordinator(Membership):
                 continue
             results.append(None)
             entries.append(
-                [commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata]
+                (commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata)
             )
         if entries:
             self._log.append({"type": "offsets", "group": group_id, "offsets": entries})
@@ -267,7 +265,7 @@ class GroupCoordinator(Membership):
                 )
             subscribed = group.subscribed_topics()
         results: list[BrokerError | None] = []
-        deleted = []
+        deleted: list[tuple[str, int]] = []
         for topic, partition in partitions:
             if group.state is not _S.EMPTY and (subscribed is None or topic in subscribed):
                 results.append(
@@ -277,7 +275,7 @@ class GroupCoordinator(Membership):
                 )
                 continue
             results.append(None)
-            deleted.append([topic, partition])
+            deleted.append((topic, partition))
         if deleted:
             self._log.append({"type": "offset_delete", "group": group_id, "partitions": deleted})
             await self._sync_log()

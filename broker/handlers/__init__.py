@@ -1,18 +1,31 @@
-"""The handler registry: one thin handler per Kafka API, merged from the family modules.
+"""The handler registry: one thin handler per Kafka API, gathered from the family modules.
 
 Each module (``metadata``, ``produce``, ``fetch``, ``offsets``, ``topics``,
-``configs``, ``producers``, ``groups``) exports ``HANDLERS: dict[int, Handler]``;
-:func:`build_registry` merges them. ApiVersions is computed from the result, so
+``configs``, ``producers``, ``groups``, ``group_offsets``) lists its handlers as
+``HANDLERS``, a tuple of :class:`~.base.Handler` naming the generated request and
+response classes;
+:func:`build_registry` indexes them by the API key those classes carry.
+ApiVersions is computed from the result (:func:`api_versions_response`), so
 nothing is advertised without a handler.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from ..protocol import ApiVersionsResponse
 from .base import BrokerState, Handler, RequestContext
 
-__all__ = ["FAMILIES", "BrokerState", "Handler", "RequestContext", "build_registry"]
+__all__ = [
+    "FAMILIES",
+    "BrokerState",
+    "Handler",
+    "RequestContext",
+    "api_versions_response",
+    "build_registry",
+]
 
 FAMILIES = (
     "metadata",
@@ -23,21 +36,38 @@ FAMILIES = (
     "configs",
     "producers",
     "groups",
+    "group_offsets",
 )
 
 
-def build_registry(families: tuple[str, ...] = FAMILIES) -> dict[int, Handler]:
-    """Merge the ``HANDLERS`` tables of the family modules (missing modules are skipped)."""
-    registry: dict[int, Handler] = {}
+def build_registry(
+    overrides: Iterable[Handler[Any, Any]] = (), families: tuple[str, ...] = FAMILIES
+) -> dict[int, Handler[Any, Any]]:
+    """API key -> handler, from the ``HANDLERS`` of the family modules; ``overrides``
+    replace (or add) the handler of their API. Raises ValueError when two family
+    modules serve one API."""
+    registry: dict[int, Handler[Any, Any]] = {}
     for family in families:
-        try:
-            module = importlib.import_module(f"{__name__}.{family}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{family}":
-                raise
-            continue
-        for key, handler in module.HANDLERS.items():
-            if key in registry:
-                raise ValueError(f"api key {key} is registered by two handler modules")
-            registry[key] = handler
+        module = importlib.import_module(f"{__name__}.{family}")
+        for handler in module.HANDLERS:
+            if handler.api_key in registry:
+                raise ValueError(f"{handler.name} is served by two handler modules")
+            registry[handler.api_key] = handler
+    for handler in overrides:
+        registry[handler.api_key] = handler
     return registry
+
+
+def api_versions_response(
+    registry: Mapping[int, Handler[Any, Any]], code: int = 0
+) -> ApiVersionsResponse:
+    """The ApiVersions answer computed from the handler registry (no tagged fields)."""
+    return ApiVersionsResponse(
+        error_code=code,
+        api_keys=[
+            ApiVersionsResponse.ApiVersion(
+                api_key=h.api_key, min_version=h.min_version, max_version=h.max_version
+            )
+            for h in sorted(registry.values(), key=lambda h: h.api_key)
+        ],
+    )

@@ -1,10 +1,14 @@
 """What every handler module shares: the request context, the ``Handler`` record, error helpers.
 
-A handler is ``async def handle(ctx: RequestContext, request) -> response | None``:
-the dispatcher (``handlers.dispatch``) decodes the request, calls the handler
-and encodes what it returns (None = no response, Produce with acks=0). Domain
-errors (``backbone.broker.errors``) map to error codes through ``exc.code``;
-handlers catch them per topic/partition where the response has room for them.
+A handler is ``async def handle(ctx: RequestContext, request: FooRequest) -> FooResponse``
+(or ``None`` when no response is due: Produce with acks=0). Each module lists its
+handlers as ``HANDLERS = (Handler(FooRequest, FooResponse, handle_foo, 0, 3), ...)``:
+the request and response classes of the generated codec name the API (its key comes
+from them) and type the function, and the versions are the range advertised by
+ApiVersions. The dispatcher (``handlers.dispatch``) decodes the request with
+``Handler.request``, calls the handler and encodes what it returns. Domain errors
+(``backbone.broker.errors``) map to error codes through ``exc.code``; handlers catch
+them per topic/partition where the response has room for them.
 """
 
 from __future__ import annotations
@@ -13,26 +17,31 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
+from ..config import BrokerConfig
+from ..connection import Connection
 from ..errors import BrokerError
-from ..protocol import RequestHeader
-
-if TYPE_CHECKING:
-    from ..broker import BrokerConfig
-    from ..groups import GroupCoordinator
-    from ..log import LogManager
-    from ..server import Connection
+from ..groups.coordinator import GroupCoordinator
+from ..log.manager import LogManager
+from ..protocol import API_NAMES, Message, RequestHeader
 
 __all__ = [
     "BrokerState",
     "Handler",
-    "HandlerFunc",
+    "LegacyRefusal",
     "RequestContext",
     "error_code",
     "error_message",
-    "handlers",
 ]
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+LegacyRefusal = Callable[[memoryview, int, Connection], bytes]
+"""Answers a version older than the codec reads: (request body, version, connection) ->
+the response body written by hand. Raises CodecError for a malformed body and
+CloseConnection when no answer can be given."""
 
 
 @dataclass(slots=True)
@@ -41,16 +50,18 @@ class BrokerState:
 
     ``registry`` is the merged handler table (ApiVersions is computed from it);
     ``stopping`` is set when the broker shuts down (long polls answer at once);
-    ``bound_port`` is the port actually listened on (``config.port`` may be 0).
+    ``bound_port`` is the port actually listened on (``config.port`` may be 0);
+    ``cluster_id`` the one stored in the data folder (or configured).
     """
 
     config: BrokerConfig
     logs: LogManager
     groups: GroupCoordinator | None
-    registry: Mapping[int, Handler] = field(default_factory=dict)
+    registry: Mapping[int, Handler[Any, Any]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     bound_port: int = 0
+    cluster_id: str = ""
 
     @property
     def advertised_host(self) -> str:
@@ -87,7 +98,7 @@ class RequestContext:
     @property
     def client_host(self) -> str:
         """The client's address without the port (Kafka's ``client.host``)."""
-        return "/" + self.connection.peer.rsplit(":", 1)[0]
+        return "/" + self.connection.host
 
     @property
     def logs(self) -> LogManager:
@@ -107,27 +118,49 @@ class RequestContext:
         return int(self.state.clock() * 1000)
 
 
-HandlerFunc = Callable[[RequestContext, Any], Awaitable[Any | None]]
+@dataclass(frozen=True)
+class Handler(Generic[Req, Resp]):
+    """One API served by the broker: its request and response classes (which carry the
+    API key), the handler function, and the versions ``min_version..max_version``
+    advertised by ApiVersions.
 
+    ``legacy`` answers versions below what the codec reads (Produce v0-v2, whose message
+    formats are refused). Raises ValueError when the classes do not belong to one API or
+    the versions cannot all be decoded and encoded.
+    """
 
-@dataclass(frozen=True, slots=True)
-class Handler:
-    """One API served by the broker: versions ``min_version..max_version`` are advertised."""
-
-    api_key: int
+    request: type[Req]
+    response: type[Resp]
+    func: Callable[[RequestContext, Req], Awaitable[Resp | None]]
     min_version: int
     max_version: int
-    func: HandlerFunc
+    legacy: LegacyRefusal | None = None
 
+    def __post_init__(self) -> None:
+        key = self.request.api_key
+        if key is None or key != self.response.api_key:
+            raise ValueError(
+                f"{self.request.__name__} and {self.response.__name__} are not the request "
+                "and response of one API"
+            )
+        floor = self.request.min_version if self.legacy is None else 0
+        ceiling = min(self.request.max_version, self.response.max_version)
+        if not floor <= self.min_version <= self.max_version <= ceiling:
+            raise ValueError(
+                f"{self.name} v{self.min_version}-v{self.max_version} cannot be served: "
+                f"the codec handles v{self.request.min_version}-v{ceiling}"
+            )
 
-def handlers(*entries: Handler) -> dict[int, Handler]:
-    """A module's ``HANDLERS`` table from its entries (one per api key)."""
-    table: dict[int, Handler] = {}
-    for entry in entries:
-        if entry.api_key in table:
-            raise ValueError(f"api key {entry.api_key} registered twice")
-        table[entry.api_key] = entry
-    return table
+    @property
+    def api_key(self) -> int:
+        key = self.request.api_key
+        assert key is not None  # checked in __post_init__
+        return key
+
+    @property
+    def name(self) -> str:
+        """The API's name (``Fetch``)."""
+        return API_NAMES.get(self.request.api_key or -1, self.request.__name__)
 
 
 def error_code(exc: BaseException) -> int:

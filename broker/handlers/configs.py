@@ -9,15 +9,18 @@ read-only; altering them is refused.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import BrokerError, InvalidConfig, InvalidRequest
+from ..log.config import ConfigEntry
+from ..log.manager import Topic
 from ..protocol import (
+    AlterConfigsRequest,
     AlterConfigsResponse,
+    DescribeConfigsRequest,
     DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
-from .base import Handler, RequestContext, error_code, error_message, handlers
+from .base import Handler, RequestContext, error_code, error_message
 
 __all__ = ["HANDLERS"]
 
@@ -33,10 +36,12 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 ResourceResult = DescribeConfigsResponse.DescribeConfigsResourceResult
 
 
-def _entries(ctx: RequestContext, resource: Any, synonyms: bool) -> list[Any]:
+def _entries(
+    ctx: RequestContext, resource: DescribeConfigsRequest.DescribeConfigsResource, synonyms: bool
+) -> list[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult]:
     if resource.resource_type == TOPIC:
         topic = ctx.logs.topic(resource.resource_name)
-        described = topic.config.describe()
+        described: list[ConfigEntry] = topic.config.describe()
         read_only = False
     elif resource.resource_type == BROKER:
         if resource.resource_name not in ("", str(ctx.config.node_id)):
@@ -77,7 +82,9 @@ def _entries(ctx: RequestContext, resource: Any, synonyms: bool) -> list[Any]:
     return results
 
 
-async def handle_describe_configs(ctx: RequestContext, request: Any) -> Any:
+async def handle_describe_configs(
+    ctx: RequestContext, request: DescribeConfigsRequest
+) -> DescribeConfigsResponse:
     """DescribeConfigs v1-4: topic configs (with their source) and broker defaults."""
     results = []
     for resource in request.resources:
@@ -95,7 +102,11 @@ async def handle_describe_configs(ctx: RequestContext, request: Any) -> Any:
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
-def _check_topic_resource(ctx: RequestContext, resource: Any) -> Any:
+def _check_topic_resource(
+    ctx: RequestContext,
+    resource: AlterConfigsRequest.AlterConfigsResource
+    | IncrementalAlterConfigsRequest.AlterConfigsResource,
+) -> Topic:
     if resource.resource_type == BROKER:
         raise InvalidRequest("broker configs are static: set them when starting the broker")
     if resource.resource_type != TOPIC:
@@ -103,7 +114,9 @@ def _check_topic_resource(ctx: RequestContext, resource: Any) -> Any:
     return ctx.logs.topic(resource.resource_name)
 
 
-async def handle_alter_configs(ctx: RequestContext, request: Any) -> Any:
+async def handle_alter_configs(
+    ctx: RequestContext, request: AlterConfigsRequest
+) -> AlterConfigsResponse:
     """AlterConfigs v0-2: the given configs replace the topic's whole override set."""
     responses = []
     for resource in request.resources:
@@ -125,7 +138,10 @@ async def handle_alter_configs(ctx: RequestContext, request: Any) -> Any:
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
-def _apply_operation(current: dict[str, str], config: Any) -> str | None:
+def _apply_operation(
+    current: dict[str, str],
+    config: IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig,
+) -> str | None:
     """The new value of one config after an incremental operation (None = delete)."""
     op = config.config_operation
     if op == SET:
@@ -147,7 +163,9 @@ def _apply_operation(current: dict[str, str], config: Any) -> str | None:
     )
 
 
-async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) -> Any:
+async def handle_incremental_alter_configs(
+    ctx: RequestContext, request: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
     """IncrementalAlterConfigs v0-1: SET / DELETE / APPEND / SUBTRACT topic configs."""
     responses = []
     for resource in request.resources:
@@ -172,8 +190,14 @@ async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) ->
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
-HANDLERS = handlers(
-    Handler(32, 1, 4, handle_describe_configs),
-    Handler(33, 0, 2, handle_alter_configs),
-    Handler(44, 0, 1, handle_incremental_alter_configs),
+HANDLERS = (
+    Handler(DescribeConfigsRequest, DescribeConfigsResponse, handle_describe_configs, 1, 4),
+    Handler(AlterConfigsRequest, AlterConfigsResponse, handle_alter_configs, 0, 2),
+    Handler(
+        IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
+        handle_incremental_alter_configs,
+        0,
+        1,
+    ),
 )

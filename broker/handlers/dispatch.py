@@ -20,54 +20,57 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from ..connection import CloseConnection, Connection
 from ..errors import UnsupportedVersion
 from ..protocol import (
     API_NAMES,
-    REQUESTS,
-    RESPONSES,
+    ApiVersionsRequest,
     CodecError,
+    Message,
+    Records,
     RequestHeader,
     encode_response,
     read_request_header,
     response_header_version,
 )
-from ..server import CloseConnection, Connection
+from . import api_versions_response
 from .base import BrokerState, Handler, RequestContext, error_code, error_message
 
-__all__ = ["API_VERSIONS_KEY", "Dispatcher", "fill_errors"]
+__all__ = ["Dispatcher", "fill_errors"]
 
 logger = logging.getLogger(__name__)
 
-API_VERSIONS_KEY = 18
-PRODUCE_KEY = 0
+Chunk = bytes | Records
+"""A piece of a response frame (bytes, or a log file slice sent with sendfile)."""
+
+_M = TypeVar("_M", bound=Message)
 
 
-def fill_errors(response: Any, code: int, message: str | None) -> Any:
+def fill_errors(response: _M, code: int, message: str | None) -> _M:
     """Set every top-level ``error_code`` (and ``error_message``) field of a response."""
-    names = {f.name for f in dataclasses.fields(response)}
+    names = {f.name for f in response.FIELDS}
     if "error_code" in names:
-        response.error_code = code
+        setattr(response, "error_code", code)  # noqa: B010
     if message is not None and "error_message" in names:
-        response.error_message = message
+        setattr(response, "error_message", message)  # noqa: B010
     return response
 
 
 class Dispatcher:
     """Decodes a frame, runs its handler, encodes the answer (see the module docstring)."""
 
-    def __init__(self, state: BrokerState, registry: Mapping[int, Handler]) -> None:
+    def __init__(self, state: BrokerState, registry: Mapping[int, Handler[Any, Any]]) -> None:
         self.state = state
         self.registry = registry
 
     def api_name(self, api_key: int) -> str:
         return API_NAMES.get(api_key, f"api key {api_key}")
 
-    async def __call__(self, frame: memoryview, connection: Connection) -> Sequence[Any] | None:
+    async def __call__(self, frame: memoryview, connection: Connection) -> Sequence[Chunk] | None:
         try:
             header, offset = read_request_header(frame)
         except CodecError as exc:
@@ -78,25 +81,12 @@ class Dispatcher:
             raise CloseConnection(f"{self.api_name(key)} v{version} is not served by this broker")
         if not handler.min_version <= version <= handler.max_version:
             return self._unsupported_version(header, handler, connection)
-        request_cls = REQUESTS[key]
-        if key == PRODUCE_KEY and version < request_cls.min_version:
-            return self._refuse_legacy_produce(frame, offset, header, connection)
-        if not request_cls.min_version <= version <= request_cls.max_version:
-            raise CloseConnection(
-                f"{self.api_name(key)} v{version} cannot be decoded (this broker reads "
-                f"v{request_cls.min_version}-v{request_cls.max_version}"
-                + (
-                    "; Produce v0-v2 carry message formats v0/v1, which are not supported)"
-                    if key == 0
-                    else ")"
-                )
-            )
+        if version < handler.request.min_version:
+            return self._refuse_legacy(frame, offset, header, handler, connection)
         try:
-            request, _ = request_cls.decode(frame, offset, version)
+            request, _ = handler.request.decode(frame, offset, version)
         except CodecError as exc:
-            raise CloseConnection(
-                f"malformed {self.api_name(key)} v{version} request: {exc}"
-            ) from None
+            raise CloseConnection(f"malformed {handler.name} v{version} request: {exc}") from None
         ctx = RequestContext(self.state, header, connection)
         try:
             response = await handler.func(ctx, request)
@@ -109,17 +99,17 @@ class Dispatcher:
             if code == -1:
                 logger.exception(
                     "bug: %s v%d handler failed (peer %s, correlation id %d)",
-                    self.api_name(key),
+                    handler.name,
                     version,
                     connection.peer,
                     header.correlation_id,
                 )
-            response = fill_errors(RESPONSES[key](), code, error_message(exc))
+            response = fill_errors(handler.response(), code, error_message(exc))
         if response is None:
             return None
         return self.encode(header, response)
 
-    def encode(self, header: RequestHeader, response: Any) -> Sequence[Any]:
+    def encode(self, header: RequestHeader, response: Message) -> list[Chunk]:
         """The response frame as chunks: size prefix, response header, body chunks."""
         version = header.api_version
         body = response.encode_chunks(version)
@@ -127,57 +117,49 @@ class Dispatcher:
             response_header_version(header.api_key, version), header.correlation_id, body
         )
 
-    def _refuse_legacy_produce(
-        self, frame: memoryview, offset: int, header: RequestHeader, connection: Connection
-    ) -> Sequence[Any]:
-        """Produce v0-v2 (message formats v0/v1): UNSUPPORTED_VERSION for every partition."""
-        from .produce import refuse_legacy_produce
-
+    def _refuse_legacy(
+        self,
+        frame: memoryview,
+        offset: int,
+        header: RequestHeader,
+        handler: Handler[Any, Any],
+        connection: Connection,
+    ) -> list[Chunk]:
+        """A version below what the codec reads (Produce v0-v2): the handler's ``legacy``
+        refusal, a response body written by hand."""
         version = header.api_version
+        assert handler.legacy is not None  # Handler checks its versions
         try:
-            body = refuse_legacy_produce(frame[offset:], version)
+            body = handler.legacy(frame[offset:], version, connection)
         except CodecError as exc:
-            raise CloseConnection(f"malformed Produce v{version} request: {exc}") from None
-        if body is None:
-            raise CloseConnection(
-                f"Produce v{version} with acks=0 refused: message formats v0/v1 are not "
-                "supported, use Produce v3+"
-            )
-        logger.warning(
-            "Produce v%d from %s refused: message formats v0/v1 are not supported, "
-            "use Produce v3+ (record batches, magic 2)",
-            version,
-            connection.peer,
-        )
+            raise CloseConnection(f"malformed {handler.name} v{version} request: {exc}") from None
         return encode_response(0, header.correlation_id, [body])
 
     def _unsupported_version(
-        self, header: RequestHeader, handler: Handler, connection: Connection
-    ) -> Sequence[Any]:
+        self, header: RequestHeader, handler: Handler[Any, Any], connection: Connection
+    ) -> list[Chunk]:
         key, version = header.api_key, header.api_version
         logger.warning(
             "%s v%d from %s is not supported (supported: v%d-v%d): answering UNSUPPORTED_VERSION",
-            self.api_name(key),
+            handler.name,
             version,
             connection.peer,
             handler.min_version,
             handler.max_version,
         )
-        if key == API_VERSIONS_KEY:
-            from .metadata import api_versions_response
-
-            response = api_versions_response(self.registry, UnsupportedVersion.code)
-            return encode_response(0, header.correlation_id, response.encode_chunks(0))
-        cls = RESPONSES[key]
+        if key == ApiVersionsRequest.api_key:
+            answer = api_versions_response(self.registry, UnsupportedVersion.code)
+            return encode_response(0, header.correlation_id, answer.encode_chunks(0))
+        cls = handler.response
         if not cls.min_version <= version <= cls.max_version:
             raise CloseConnection(
-                f"{self.api_name(key)} v{version} is not supported "
+                f"{handler.name} v{version} is not supported "
                 f"(v{handler.min_version}-v{handler.max_version}) and cannot be answered"
             )
         response = fill_errors(
             cls(),
             UnsupportedVersion.code,
-            f"{self.api_name(key)} v{version} is not supported by this broker "
+            f"{handler.name} v{version} is not supported by this broker "
             f"(v{handler.min_version}-v{handler.max_version})",
         )
         return self.encode(header, response)

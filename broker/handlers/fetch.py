@@ -14,28 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import BrokerError
-from ..protocol import FetchResponse
-from .base import Handler, RequestContext, error_code, handlers
+from ..protocol import FetchRequest, FetchResponse, Records
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
 logger = logging.getLogger(__name__)
 
-PartitionData = FetchResponse.PartitionData
+TopicResponse = FetchResponse.FetchableTopicResponse
+PartitionData = TopicResponse.PartitionData
 
 
-def _collect(ctx: RequestContext, request: Any) -> tuple[list[Any], int, bool]:
+def _collect(ctx: RequestContext, request: FetchRequest) -> tuple[list[TopicResponse], int, bool]:
     """(topic responses, bytes of records, any partition error) for the request now."""
     logs = ctx.logs
     budget = request.max_bytes if ctx.api_version >= 3 else 2**31 - 1
     total = 0
     failed = False
-    responses = []
+    responses: list[TopicResponse] = []
     for fetch_topic in request.topics:
-        partitions = []
+        partitions: list[TopicResponse.PartitionData] = []
         for fetch_partition in fetch_topic.partitions:
             index = fetch_partition.partition
             try:
@@ -43,7 +45,7 @@ def _collect(ctx: RequestContext, request: Any) -> tuple[list[Any], int, bool]:
                 offset = fetch_partition.fetch_offset
                 remaining = min(fetch_partition.partition_max_bytes, budget - total)
                 if total > 0 and remaining <= 0:
-                    records: Any = b""
+                    records: Records = b""
                     high_watermark = partition_log.high_watermark
                     log_start_offset = partition_log.log_start_offset
                 else:
@@ -85,13 +87,11 @@ def _collect(ctx: RequestContext, request: Any) -> tuple[list[Any], int, bool]:
                         records=None,
                     )
                 )
-        responses.append(
-            FetchResponse.FetchableTopicResponse(topic=fetch_topic.topic, partitions=partitions)
-        )
+        responses.append(TopicResponse(topic=fetch_topic.topic, partitions=partitions))
     return responses, total, failed
 
 
-async def handle_fetch(ctx: RequestContext, request: Any) -> Any:
+async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     """Fetch v4-12: read now; if short of min_bytes, long-poll until data or max_wait_ms."""
     responses, total, failed = _collect(ctx, request)
     min_bytes = max(request.min_bytes, 1)
@@ -101,8 +101,8 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> Any:
 
 
 async def _long_poll(
-    ctx: RequestContext, request: Any, min_bytes: int, responses: list[Any]
-) -> list[Any]:
+    ctx: RequestContext, request: FetchRequest, min_bytes: int, responses: list[TopicResponse]
+) -> list[TopicResponse]:
     """Wait for appends to the requested partitions until ``min_bytes`` are available,
     ``max_wait_ms`` passes, the broker stops or the connection closes.
 
@@ -118,9 +118,12 @@ async def _long_poll(
         if not wakeup.done():
             wakeup.set_result(None)
 
-    unsubscribe = []
+    unsubscribe: list[Callable[[], None]] = []
     stopping, closing = ctx.state.stopping, ctx.connection.closing
-    stop_waiters = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(closing.wait())]
+    stop_waiters: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(stopping.wait()),
+        asyncio.ensure_future(closing.wait()),
+    ]
     try:
         for fetch_topic in request.topics:
             for fetch_partition in fetch_topic.partitions:
@@ -154,4 +157,4 @@ async def _long_poll(
     return responses
 
 
-HANDLERS = handlers(Handler(1, 4, 12, handle_fetch))
+HANDLERS = (Handler(FetchRequest, FetchResponse, handle_fetch, 4, 12),)

@@ -1,5 +1,5 @@
 """Consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-ListGroups, DescribeGroups, DeleteGroups, OffsetCommit, OffsetFetch and OffsetDelete.
+ListGroups, DescribeGroups and DeleteGroups (committed offsets: ``group_offsets.py``).
 
 Thin translations between the decoded requests and
 :class:`~backbone.broker.groups.GroupCoordinator`; domain errors become error codes
@@ -18,40 +18,40 @@ ListGroups      0-5    v4+ states filter; v5+ types filter (all groups "classic"
 DescribeGroups  0-6    authorized operations INT32_MIN unless requested;
                        v6: GROUP_ID_NOT_FOUND for an unknown group
 DeleteGroups    0-2
-OffsetCommit    2-8    v9+ (KIP-848 semantics) not offered
-OffsetFetch     1-8    v8 = several groups per request; v9+ not offered
-OffsetDelete    0
 ============== ======= ====================================================
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..errors import (
     BrokerError,
     CoordinatorNotAvailable,
     GroupIdNotFound,
     InvalidRequest,
-    UnknownTopicOrPartition,
 )
-from ..groups import MemberIdentity, OffsetCommit
+from ..groups import MemberIdentity
 from ..groups.state import GroupState
 from ..protocol import (
+    DeleteGroupsRequest,
     DeleteGroupsResponse,
+    DescribeGroupsRequest,
     DescribeGroupsResponse,
+    FindCoordinatorRequest,
     FindCoordinatorResponse,
+    HeartbeatRequest,
     HeartbeatResponse,
+    JoinGroupRequest,
     JoinGroupResponse,
+    LeaveGroupRequest,
     LeaveGroupResponse,
+    ListGroupsRequest,
     ListGroupsResponse,
-    OffsetCommitResponse,
-    OffsetDeleteResponse,
-    OffsetFetchResponse,
+    SyncGroupRequest,
     SyncGroupResponse,
 )
-from .base import Handler, RequestContext, error_code, handlers
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
@@ -76,7 +76,9 @@ def _coordinator(ctx: RequestContext, key_type: int) -> tuple[int, str | None]:
     return InvalidRequest.code, f"Unknown coordinator key type {key_type}."
 
 
-async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
+async def handle_find_coordinator(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
     """FindCoordinator v0-5: this node coordinates every group."""
     node_id = ctx.config.node_id
     host, port = ctx.state.advertised_host, ctx.state.advertised_port
@@ -108,7 +110,7 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
 # -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ------------------------------------
 
 
-async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """JoinGroup v0-9: waits for the rebalance; the leader gets every member's metadata."""
     version = ctx.api_version
     rebalance_timeout_ms = request.rebalance_timeout_ms if version >= 1 else -1
@@ -156,7 +158,7 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """SyncGroup v0-5: the leader's assignment is stored, then everyone gets its own."""
     version = ctx.api_version
     try:
@@ -179,7 +181,7 @@ async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
+async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Heartbeat v0-4: REBALANCE_IN_PROGRESS tells the member to rejoin."""
     try:
         ctx.groups.heartbeat(
@@ -193,7 +195,7 @@ async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
     return HeartbeatResponse(error_code=0)
 
 
-async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
+async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """LeaveGroup v0-5: members leave at once; the group rebalances."""
     if ctx.api_version >= 3:
         identities = [
@@ -223,7 +225,7 @@ async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
 # -- ListGroups, DescribeGroups, DeleteGroups ------------------------------------------
 
 
-async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
     """ListGroups v0-5: optionally filtered by state (v4+) and type (v5+; all "classic")."""
     states = request.states_filter if ctx.api_version >= 4 else []
     types = request.types_filter if ctx.api_version >= 5 else []
@@ -252,7 +254,9 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_describe_groups(
+    ctx: RequestContext, request: DescribeGroupsRequest
+) -> DescribeGroupsResponse:
     """DescribeGroups v0-6: real member metadata/assignment bytes and Kafka's state names."""
     include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     described = []
@@ -293,7 +297,9 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
     return DescribeGroupsResponse(groups=described)
 
 
-async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
+async def handle_delete_groups(
+    ctx: RequestContext, request: DeleteGroupsRequest
+) -> DeleteGroupsResponse:
     """DeleteGroups v0-2: Empty groups and their offsets go (NON_EMPTY_GROUP otherwise)."""
     results = await ctx.groups.delete_groups(list(request.groups_names))
     return DeleteGroupsResponse(
@@ -306,177 +312,13 @@ async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-# -- OffsetCommit, OffsetFetch, OffsetDelete ---------------------------------------------
-
-
-def _partition_known(ctx: RequestContext, topic: str, partition: int) -> bool:
-    try:
-        ctx.logs.partition(topic, partition)
-    except UnknownTopicOrPartition:
-        return False
-    return True
-
-
-async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
-    """OffsetCommit v2-8: persisted (fsync) before the answer; unknown partitions refused."""
-    codes: dict[tuple[str, int], int] = {}
-    commits: list[OffsetCommit] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            if not _partition_known(ctx, topic.name, p.partition_index):
-                codes[(topic.name, p.partition_index)] = UnknownTopicOrPartition.code
-                continue
-            commits.append(
-                OffsetCommit(
-                    topic=topic.name,
-                    partition=p.partition_index,
-                    offset=p.committed_offset,
-                    leader_epoch=p.committed_leader_epoch if ctx.api_version >= 6 else -1,
-                    metadata=p.committed_metadata,
-                )
-            )
-    if commits:
-        try:
-            results = await ctx.groups.commit_offsets(
-                request.group_id,
-                request.generation_id_or_member_epoch,
-                request.member_id,
-                commits,
-                request.group_instance_id if ctx.api_version >= 7 else None,
-            )
-        except BrokerError as exc:
-            results = [exc] * len(commits)
-        for commit, result in zip(commits, results, strict=True):
-            codes[(commit.topic, commit.partition)] = error_code(result) if result else 0
-    return OffsetCommitResponse(
-        topics=[
-            OffsetCommitResponse.OffsetCommitResponseTopic(
-                name=topic.name,
-                partitions=[
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(topic.name, p.partition_index)],
-                    )
-                    for p in topic.partitions
-                ],
-            )
-            for topic in request.topics
-        ]
-    )
-
-
-def _fetch(ctx: RequestContext, group_id: str, topics: Any) -> dict[str, list[Any]]:
-    """Committed offsets by topic name for one group (``topics`` None = all committed)."""
-    wanted = (
-        None
-        if topics is None
-        else [(t.name, index) for t in topics for index in t.partition_indexes]
-    )
-    by_topic: dict[str, list[Any]] = {}
-    if wanted is not None:
-        for t in topics:
-            by_topic.setdefault(t.name, [])
-    for committed in ctx.groups.fetch_offsets(group_id, wanted):
-        by_topic.setdefault(committed.topic, []).append(committed)
-    return by_topic
-
-
-async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
-    """OffsetFetch v1-8: null topics = every committed partition; v8 = several groups."""
-    version = ctx.api_version
-    if version >= 8:
-        groups = []
-        for group in request.groups:
-            by_topic = _fetch(ctx, group.group_id, group.topics)
-            groups.append(
-                OffsetFetchResponse.OffsetFetchResponseGroup(
-                    group_id=group.group_id,
-                    error_code=0,
-                    topics=[
-                        OffsetFetchResponse.OffsetFetchResponseTopics(
-                            name=name,
-                            partitions=[
-                                OffsetFetchResponse.OffsetFetchResponsePartitions(
-                                    partition_index=c.partition,
-                                    committed_offset=c.offset,
-                                    committed_leader_epoch=c.leader_epoch,
-                                    metadata=c.metadata,
-                                    error_code=0,
-                                )
-                                for c in committed
-                            ],
-                        )
-                        for name, committed in by_topic.items()
-                    ],
-                )
-            )
-        return OffsetFetchResponse(groups=groups)
-    by_topic = _fetch(ctx, request.group_id, request.topics)
-    return OffsetFetchResponse(
-        error_code=0,
-        topics=[
-            OffsetFetchResponse.OffsetFetchResponseTopic(
-                name=name,
-                partitions=[
-                    OffsetFetchResponse.OffsetFetchResponsePartition(
-                        partition_index=c.partition,
-                        committed_offset=c.offset,
-                        committed_leader_epoch=c.leader_epoch,
-                        metadata=c.metadata,
-                        error_code=0,
-                    )
-                    for c in committed
-                ],
-            )
-            for name, committed in by_topic.items()
-        ],
-    )
-
-
-async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
-    """OffsetDelete v0: refused per partition while the active group subscribes to it."""
-    codes: dict[tuple[str, int], int] = {}
-    wanted: list[tuple[str, int]] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            if _partition_known(ctx, topic.name, p.partition_index):
-                wanted.append((topic.name, p.partition_index))
-            else:
-                codes[(topic.name, p.partition_index)] = UnknownTopicOrPartition.code
-    try:
-        results = await ctx.groups.delete_offsets(request.group_id, wanted)
-    except BrokerError as exc:
-        return OffsetDeleteResponse(error_code=exc.code, topics=[])
-    for key, result in zip(wanted, results, strict=True):
-        codes[key] = error_code(result) if result is not None else 0
-    return OffsetDeleteResponse(
-        error_code=0,
-        topics=[
-            OffsetDeleteResponse.OffsetDeleteResponseTopic(
-                name=topic.name,
-                partitions=[
-                    OffsetDeleteResponse.OffsetDeleteResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(topic.name, p.partition_index)],
-                    )
-                    for p in topic.partitions
-                ],
-            )
-            for topic in request.topics
-        ],
-    )
-
-
-HANDLERS: dict[int, Handler] = handlers(
-    Handler(10, 0, 5, handle_find_coordinator),
-    Handler(11, 0, 9, handle_join_group),
-    Handler(14, 0, 5, handle_sync_group),
-    Handler(12, 0, 4, handle_heartbeat),
-    Handler(13, 0, 5, handle_leave_group),
-    Handler(16, 0, 5, handle_list_groups),
-    Handler(15, 0, 6, handle_describe_groups),
-    Handler(42, 0, 2, handle_delete_groups),
-    Handler(8, 2, 8, handle_offset_commit),
-    Handler(9, 1, 8, handle_offset_fetch),
-    Handler(47, 0, 0, handle_offset_delete),
+HANDLERS = (
+    Handler(FindCoordinatorRequest, FindCoordinatorResponse, handle_find_coordinator, 0, 5),
+    Handler(JoinGroupRequest, JoinGroupResponse, handle_join_group, 0, 9),
+    Handler(SyncGroupRequest, SyncGroupResponse, handle_sync_group, 0, 5),
+    Handler(HeartbeatRequest, HeartbeatResponse, handle_heartbeat, 0, 4),
+    Handler(LeaveGroupRequest, LeaveGroupResponse, handle_leave_group, 0, 5),
+    Handler(ListGroupsRequest, ListGroupsResponse, handle_list_groups, 0, 5),
+    Handler(DescribeGroupsRequest, DescribeGroupsResponse, handle_describe_groups, 0, 6),
+    Handler(DeleteGroupsRequest, DeleteGroupsResponse, handle_delete_groups, 0, 2),
 )

@@ -8,43 +8,35 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 from ..errors import BrokerError, TopicAlreadyExists, UnknownTopicOrPartition
+from ..log.manager import Topic
 from ..protocol import (
+    ApiVersionsRequest,
     ApiVersionsResponse,
+    DescribeClusterRequest,
     DescribeClusterResponse,
+    MetadataRequest,
     MetadataResponse,
 )
-from .base import Handler, RequestContext, handlers
+from . import api_versions_response
+from .base import Handler, RequestContext
 
-__all__ = ["HANDLERS", "api_versions_response", "ensure_topic"]
+__all__ = ["HANDLERS", "ensure_topic"]
 
 logger = logging.getLogger(__name__)
 
 _NO_OPERATIONS = -(2**31)
 
 
-def api_versions_response(registry: Mapping[int, Handler], code: int = 0) -> Any:
-    """The ApiVersions answer computed from the handler registry (no tagged fields)."""
-    return ApiVersionsResponse(
-        error_code=code,
-        api_keys=[
-            ApiVersionsResponse.ApiVersion(
-                api_key=h.api_key, min_version=h.min_version, max_version=h.max_version
-            )
-            for h in sorted(registry.values(), key=lambda h: h.api_key)
-        ],
-    )
-
-
-async def handle_api_versions(ctx: RequestContext, request: Any) -> Any:
+async def handle_api_versions(
+    ctx: RequestContext, request: ApiVersionsRequest
+) -> ApiVersionsResponse:
     """ApiVersions v0-4 (an unsupported version is answered by the dispatcher, in v0)."""
     return api_versions_response(ctx.state.registry)
 
 
-async def ensure_topic(ctx: RequestContext, name: str) -> Any:
+async def ensure_topic(ctx: RequestContext, name: str) -> Topic:
     """The topic ``name``, auto-created with the default partition count when allowed.
 
     Raises UnknownTopicOrPartition when it does not exist and auto-creation is
@@ -59,21 +51,13 @@ async def ensure_topic(ctx: RequestContext, name: str) -> Any:
         topic = await ctx.logs.create_topic(name, ctx.config.default_partitions)
     except TopicAlreadyExists:
         return ctx.logs.topic(name)
-    logger.info("auto-created topic %s (%d partitions)", name, len(topic.partitions))
+    logger.info(
+        "auto-created topic %s (%d partitions)", name, len(topic.partitions), extra={"topic": name}
+    )
     return topic
 
 
-def _brokers(ctx: RequestContext, cls: Any) -> list[Any]:
-    return [
-        cls(
-            node_id=ctx.config.node_id,
-            host=ctx.state.advertised_host,
-            port=ctx.state.advertised_port,
-        )
-    ]
-
-
-def _topic_metadata(ctx: RequestContext, topic: Any) -> Any:
+def _topic_metadata(ctx: RequestContext, topic: Topic) -> MetadataResponse.MetadataResponseTopic:
     node = ctx.config.node_id
     return MetadataResponse.MetadataResponseTopic(
         error_code=0,
@@ -96,12 +80,12 @@ def _topic_metadata(ctx: RequestContext, topic: Any) -> Any:
     )
 
 
-async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
+async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
     """Metadata v0-12: brokers, cluster id, topics (auto-created when asked and allowed)."""
     version = ctx.api_version
     requested = request.topics
     allow_create = version < 4 or request.allow_auto_topic_creation
-    topics: list[Any] = []
+    topics: list[MetadataResponse.MetadataResponseTopic] = []
     if requested is None or (version == 0 and not requested):
         topics = [_topic_metadata(ctx, t) for t in list(ctx.logs.topics.values())]
     else:
@@ -109,16 +93,16 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
         for entry in requested:
             name = entry.name
             if name is None:
-                topic_id = getattr(entry, "topic_id", None)
-                topic = by_id.get(topic_id)
-                if topic is None:
+                topic_id = entry.topic_id
+                by_id_topic = by_id.get(topic_id)
+                if by_id_topic is None:
                     topics.append(
                         MetadataResponse.MetadataResponseTopic(
                             error_code=100, name=None, topic_id=topic_id
                         )
                     )
                 else:
-                    topics.append(_topic_metadata(ctx, topic))
+                    topics.append(_topic_metadata(ctx, by_id_topic))
                 continue
             try:
                 if allow_create:
@@ -134,19 +118,27 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
                 continue
             topics.append(_topic_metadata(ctx, topic))
     return MetadataResponse(
-        brokers=_brokers(ctx, MetadataResponse.MetadataResponseBroker),
-        cluster_id=ctx.config.cluster_id,
+        brokers=[
+            MetadataResponse.MetadataResponseBroker(
+                node_id=ctx.config.node_id,
+                host=ctx.state.advertised_host,
+                port=ctx.state.advertised_port,
+            )
+        ],
+        cluster_id=ctx.state.cluster_id,
         controller_id=ctx.config.node_id,
         topics=topics,
         cluster_authorized_operations=_NO_OPERATIONS,
     )
 
 
-async def handle_describe_cluster(ctx: RequestContext, request: Any) -> Any:
+async def handle_describe_cluster(
+    ctx: RequestContext, request: DescribeClusterRequest
+) -> DescribeClusterResponse:
     """DescribeCluster v0-1: this one broker, as its own controller."""
     return DescribeClusterResponse(
         error_code=0,
-        cluster_id=ctx.config.cluster_id,
+        cluster_id=ctx.state.cluster_id,
         controller_id=ctx.config.node_id,
         brokers=[
             DescribeClusterResponse.DescribeClusterBroker(
@@ -159,8 +151,8 @@ async def handle_describe_cluster(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-HANDLERS = handlers(
-    Handler(18, 0, 4, handle_api_versions),
-    Handler(3, 0, 12, handle_metadata),
-    Handler(60, 0, 1, handle_describe_cluster),
+HANDLERS = (
+    Handler(ApiVersionsRequest, ApiVersionsResponse, handle_api_versions, 0, 4),
+    Handler(MetadataRequest, MetadataResponse, handle_metadata, 0, 12),
+    Handler(DescribeClusterRequest, DescribeClusterResponse, handle_describe_cluster, 0, 1),
 )

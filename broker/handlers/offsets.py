@@ -8,11 +8,15 @@ The leader epoch is always 0 on this single node.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import BrokerError
-from ..protocol import ListOffsetsResponse, OffsetForLeaderEpochResponse
-from .base import Handler, RequestContext, error_code, handlers
+from ..log.partition import PartitionLog
+from ..protocol import (
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+)
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
@@ -23,7 +27,7 @@ MAX_TIMESTAMP = -3
 PartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
 
 
-def _list_offset(partition_log: Any, timestamp: int) -> tuple[int, int]:
+def _list_offset(partition_log: PartitionLog, timestamp: int) -> tuple[int, int]:
     """(offset, timestamp) answered for one ListOffsets partition."""
     if timestamp == EARLIEST:
         return partition_log.log_start_offset, -1
@@ -36,7 +40,9 @@ def _list_offset(partition_log: Any, timestamp: int) -> tuple[int, int]:
     return (found[0], found[1]) if found is not None else (-1, -1)
 
 
-async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
+async def handle_list_offsets(
+    ctx: RequestContext, request: ListOffsetsRequest
+) -> ListOffsetsResponse:
     """ListOffsets v1-7: earliest, latest, max timestamp or first offset at a timestamp."""
     topics = []
     for topic in request.topics:
@@ -66,7 +72,9 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
     return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
 
 
-async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> Any:
+async def handle_offset_for_leader_epoch(
+    ctx: RequestContext, request: OffsetForLeaderEpochRequest
+) -> OffsetForLeaderEpochResponse:
     """OffsetForLeaderEpoch v2-4: epoch 0 ends at the high watermark; later epochs are unknown."""
     topics = []
     for topic in request.topics:
@@ -99,7 +107,13 @@ async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> A
     return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
 
 
-HANDLERS = handlers(
-    Handler(2, 1, 7, handle_list_offsets),
-    Handler(23, 2, 4, handle_offset_for_leader_epoch),
+HANDLERS = (
+    Handler(ListOffsetsRequest, ListOffsetsResponse, handle_list_offsets, 1, 7),
+    Handler(
+        OffsetForLeaderEpochRequest,
+        OffsetForLeaderEpochResponse,
+        handle_offset_for_leader_epoch,
+        2,
+        4,
+    ),
 )

@@ -16,26 +16,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any
 
+from ..connection import CloseConnection, Connection
 from ..errors import (
     BrokerError,
+    CorruptRecord,
     InvalidRequiredAcks,
     UnknownTopicOrPartition,
     UnsupportedVersion,
 )
+from ..log.manager import Topic
+from ..log.partition import AppendResult
 from ..protocol import ProduceRequest, ProduceResponse
-from .base import Handler, RequestContext, error_code, error_message, handlers
+from .base import Handler, RequestContext, error_code, error_message
 from .metadata import ensure_topic
 
 __all__ = ["HANDLERS", "refuse_legacy_produce"]
 
 logger = logging.getLogger(__name__)
 
-PartitionResponse = ProduceResponse.PartitionProduceResponse
+PartitionResponse = ProduceResponse.TopicProduceResponse.PartitionProduceResponse
 
 
-def _error(index: int, exc: BaseException, *, log_start_offset: int = -1) -> Any:
+def _error(
+    index: int, exc: BaseException, *, log_start_offset: int = -1
+) -> ProduceResponse.TopicProduceResponse.PartitionProduceResponse:
     return PartitionResponse(
         index=index,
         error_code=error_code(exc),
@@ -46,7 +51,7 @@ def _error(index: int, exc: BaseException, *, log_start_offset: int = -1) -> Any
     )
 
 
-async def handle_produce(ctx: RequestContext, request: Any) -> Any:
+async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> ProduceResponse | None:
     """Produce v3-11: append each partition's batches, answer per partition.
 
     (v0-v2 never get here: the dispatcher answers them with ``refuse_legacy_produce``.)
@@ -59,23 +64,24 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
         refusal = UnsupportedVersion("transactional produce is not supported by this broker")
 
     # (topic name, [(partition index, task or error)])
-    plan: list[tuple[str, list[tuple[int, asyncio.Task[Any] | BaseException]]]] = []
-    tasks: list[asyncio.Task[Any]] = []
+    plan: list[tuple[str, list[tuple[int, asyncio.Task[AppendResult] | BaseException]]]] = []
+    tasks: list[asyncio.Task[AppendResult]] = []
     async with ctx.connection.produce_lane:
         for topic_data in request.topic_data:
-            entries: list[tuple[int, asyncio.Task[Any] | BaseException]] = []
+            entries: list[tuple[int, asyncio.Task[AppendResult] | BaseException]] = []
             plan.append((topic_data.name, entries))
-            topic: Any = None
-            topic_error: BaseException | None = refusal
-            if topic_error is None:
+            topic: Topic | BrokerError
+            if refusal is not None:
+                topic = refusal
+            else:
                 try:
                     topic = await ensure_topic(ctx, topic_data.name)
                 except BrokerError as exc:
-                    topic_error = exc
+                    topic = exc
             for partition_data in topic_data.partition_data:
                 index = partition_data.index
-                if topic_error is not None:
-                    entries.append((index, topic_error))
+                if isinstance(topic, BrokerError):
+                    entries.append((index, topic))
                     continue
                 if not 0 <= index < len(topic.partitions):
                     entries.append(
@@ -90,6 +96,9 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 records = partition_data.records
                 if records is None:
                     records = b""
+                if not isinstance(records, bytes | bytearray | memoryview):  # only on encode
+                    entries.append((index, CorruptRecord("records are not bytes")))
+                    continue
                 task = asyncio.create_task(topic.partitions[index].append(records, acks=acks))
                 tasks.append(task)
                 entries.append((index, task))
@@ -104,23 +113,18 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
             if task.exception() is not None:
                 logger.warning("acks=0 produce from %s failed: %s", ctx.peer, task.exception())
         return None
-    responses = []
+    responses: list[ProduceResponse.TopicProduceResponse] = []
     for name, entries in plan:
-        partitions = []
+        partitions: list[ProduceResponse.TopicProduceResponse.PartitionProduceResponse] = []
         for index, outcome in entries:
             if isinstance(outcome, BaseException):
                 partitions.append(_error(index, outcome))
                 continue
-            exc = outcome.exception()
-            if exc is not None:
-                if not isinstance(exc, BrokerError):
-                    logger.error(
-                        "bug: append to %s-%d failed",
-                        name,
-                        index,
-                        exc_info=(type(exc), exc, exc.__traceback__),
-                    )
-                partitions.append(_error(index, exc))
+            failure = outcome.exception()
+            if failure is not None:
+                if not isinstance(failure, BrokerError):
+                    logger.error("bug: append to %s-%d failed", name, index, exc_info=failure)
+                partitions.append(_error(index, failure))
                 continue
             result = outcome.result()
             partitions.append(
@@ -138,18 +142,27 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     return ProduceResponse(responses=responses, throttle_time_ms=0)
 
 
-def refuse_legacy_produce(body: memoryview, version: int) -> bytes | None:
+def refuse_legacy_produce(body: memoryview, version: int, connection: Connection) -> bytes:
     """The response body refusing a Produce v0-v2 request: UNSUPPORTED_VERSION per partition.
 
     The codec reads Produce v3+ only; a v0-v2 body is a v3 body without its leading
     transactional id, so it is decoded as v3 behind a null one. The response is
     written by hand (v0: index, error, base offset; v2 adds log append time; v1+ a
-    throttle time). None for acks=0 (no response is due: the connection is closed so
-    the client notices). Raises CodecError for a malformed body. Called by the dispatcher.
+    throttle time). With acks=0 no response is due: CloseConnection, so the client
+    notices. Raises CodecError for a malformed body. Called by the dispatcher.
     """
     request, _ = ProduceRequest.decode(memoryview(b"\xff\xff" + bytes(body)), 0, 3)
     if request.acks == 0:
-        return None
+        raise CloseConnection(
+            f"Produce v{version} with acks=0 refused: message formats v0/v1 are not "
+            "supported, use Produce v3+"
+        )
+    logger.warning(
+        "Produce v%d from %s refused: message formats v0/v1 are not supported, "
+        "use Produce v3+ (record batches, magic 2)",
+        version,
+        connection.peer,
+    )
     out = [struct.pack(">i", len(request.topic_data))]
     for topic in request.topic_data:
         name = topic.name.encode()
@@ -164,4 +177,6 @@ def refuse_legacy_produce(body: memoryview, version: int) -> bytes | None:
     return b"".join(out)
 
 
-HANDLERS = handlers(Handler(0, 0, 11, handle_produce))
+HANDLERS = (
+    Handler(ProduceRequest, ProduceResponse, handle_produce, 0, 11, legacy=refuse_legacy_produce),
+)

@@ -8,16 +8,16 @@ Transactional ids are refused (transactions are not supported).
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import BrokerError, InvalidRequest
-from ..protocol import InitProducerIdResponse
-from .base import Handler, RequestContext, error_code, handlers
+from ..protocol import InitProducerIdRequest, InitProducerIdResponse
+from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
 
 
-async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
+async def handle_init_producer_id(
+    ctx: RequestContext, request: InitProducerIdRequest
+) -> InitProducerIdResponse:
     """InitProducerId v0-5: allocate a producer id; refuse transactional ids."""
     if request.transactional_id is not None:
         return InitProducerIdResponse(
@@ -34,4 +34,4 @@ async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-HANDLERS = handlers(Handler(22, 0, 5, handle_init_producer_id))
+HANDLERS = (Handler(InitProducerIdRequest, InitProducerIdResponse, handle_init_producer_id, 0, 5),)

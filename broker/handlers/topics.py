@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from ..errors import (
     BrokerError,
@@ -19,12 +18,16 @@ from ..errors import (
     UnknownTopicId,
 )
 from ..protocol import (
+    CreatePartitionsRequest,
     CreatePartitionsResponse,
+    CreateTopicsRequest,
     CreateTopicsResponse,
+    DeleteRecordsRequest,
     DeleteRecordsResponse,
+    DeleteTopicsRequest,
     DeleteTopicsResponse,
 )
-from .base import Handler, RequestContext, error_code, error_message, handlers
+from .base import Handler, RequestContext, error_code, error_message
 
 __all__ = ["HANDLERS"]
 
@@ -35,7 +38,7 @@ _TOPIC_CONFIG = 1
 _DEFAULT_CONFIG = 5
 
 
-def _partition_count(ctx: RequestContext, topic: Any) -> int:
+def _partition_count(ctx: RequestContext, topic: CreateTopicsRequest.CreatableTopic) -> int:
     node = ctx.config.node_id
     if topic.replication_factor not in (-1, 1):
         raise InvalidReplicationFactor(
@@ -59,7 +62,9 @@ def _partition_count(ctx: RequestContext, topic: Any) -> int:
     return topic.num_partitions
 
 
-async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
+async def handle_create_topics(
+    ctx: RequestContext, request: CreateTopicsRequest
+) -> CreateTopicsResponse:
     """CreateTopics v2-7: create each topic (or only validate), answer per topic."""
     results = []
     seen: set[str] = set()
@@ -93,14 +98,15 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
             )
             for entry in created.config.describe()
         ]
-        if not request.validate_only:
-            logger.info("created topic %s (%d partitions)", topic.name, count)
         results.append(result)
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
-async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
+async def handle_delete_topics(
+    ctx: RequestContext, request: DeleteTopicsRequest
+) -> DeleteTopicsResponse:
     """DeleteTopics v1-6 (by name; by topic id from v6)."""
+    wanted: list[tuple[str | None, uuid.UUID | None]]
     if ctx.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:
@@ -112,7 +118,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
         )
         try:
             if name is None:
-                found = ctx.logs.topic_by_id(topic_id)
+                found = ctx.logs.topic_by_id(topic_id) if topic_id is not None else None
                 if found is None:
                     raise UnknownTopicId(f"no topic has id {topic_id}")
                 name = found.name
@@ -122,7 +128,6 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
             await ctx.logs.delete_topic(name)
             if ctx.state.groups is not None:
                 await ctx.state.groups.drop_topic(name)
-            logger.info("deleted topic %s", name)
         except BrokerError as exc:
             result.error_code = error_code(exc)
             result.error_message = error_message(exc)
@@ -130,7 +135,9 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
     return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
 
 
-async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
+async def handle_create_partitions(
+    ctx: RequestContext, request: CreatePartitionsRequest
+) -> CreatePartitionsResponse:
     """CreatePartitions v0-3: grow a topic to ``count`` partitions."""
     results = []
     for topic in request.topics:
@@ -160,7 +167,9 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
 
 
-async def handle_delete_records(ctx: RequestContext, request: Any) -> Any:
+async def handle_delete_records(
+    ctx: RequestContext, request: DeleteRecordsRequest
+) -> DeleteRecordsResponse:
     """DeleteRecords v0-2: advance log start offsets (offset -1 = the high watermark)."""
     topics = []
     for topic in request.topics:
@@ -185,9 +194,9 @@ async def handle_delete_records(ctx: RequestContext, request: Any) -> Any:
     return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
 
 
-HANDLERS = handlers(
-    Handler(19, 2, 7, handle_create_topics),
-    Handler(20, 1, 6, handle_delete_topics),
-    Handler(37, 0, 3, handle_create_partitions),
-    Handler(21, 0, 2, handle_delete_records),
+HANDLERS = (
+    Handler(CreateTopicsRequest, CreateTopicsResponse, handle_create_topics, 2, 7),
+    Handler(DeleteTopicsRequest, DeleteTopicsResponse, handle_delete_topics, 1, 6),
+    Handler(CreatePartitionsRequest, CreatePartitionsResponse, handle_create_partitions, 0, 3),
+    Handler(DeleteRecordsRequest, DeleteRecordsResponse, handle_delete_records, 0, 2),
 )

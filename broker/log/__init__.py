@@ -20,10 +20,16 @@ Additions beyond the agreed interface (all optional keyword arguments or extra m
   expired or was never seen is not refused.
 """
 
-from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig
-from .manager import LogManager, Topic, validate_topic_name
-from .partition import AppendResult, PartitionLog, ReadResult
-from .segment import FileSlice
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the static view of the lazy names below
+    from .config import IGNORED_CONFIGS, ConfigEntry, FlushPolicy, LogConfig
+    from .manager import LogManager, Topic, validate_topic_name
+    from .partition import AppendResult, PartitionLog, ReadResult
+    from .segment import FileSlice
 
 __all__ = [
     "IGNORED_CONFIGS",
@@ -38,3 +44,26 @@ __all__ = [
     "Topic",
     "validate_topic_name",
 ]
+
+_LAZY = {
+    "IGNORED_CONFIGS": ".config",
+    "ConfigEntry": ".config",
+    "FlushPolicy": ".config",
+    "LogConfig": ".config",
+    "LogManager": ".manager",
+    "Topic": ".manager",
+    "validate_topic_name": ".manager",
+    "AppendResult": ".partition",
+    "PartitionLog": ".partition",
+    "ReadResult": ".partition",
+    "FileSlice": ".segment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, each imported from its module on first use (so importing
+    ``backbone.broker.log.config`` alone stays cheap)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

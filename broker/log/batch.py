@@ -119,7 +119,9 @@ class BatchHeader:
 
 def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
     """Read the header at ``pos`` (the caller checked that 61 bytes are there)."""
-    return BatchHeader(*_HEADER.unpack_from(buf, pos), position=pos)
+    header = BatchHeader(*_HEADER.unpack_from(buf, pos))
+    header.position = pos
+    return header
 
 
 def validate_batches(buf: memoryview) -> list[BatchHeader]:

@@ -1,7 +1,10 @@
 """Log compaction (``cleanup.policy=compact``): keep the newest record per key.
 
-LogManager's maintenance task calls :func:`clean_partition` for each partition of a
-compacted topic every ``cleaner_interval_s`` (tests call ``LogManager.clean()``).
+LogManager owns one :class:`LogCleaner`; its maintenance task calls
+:meth:`LogCleaner.clean` for each partition of a compacted topic every
+``cleaner_interval_s`` (tests call ``LogManager.clean()``). The cleaner keeps what it
+remembers between passes (tombstone horizons, how far it cleaned) per partition itself;
+the partition log knows nothing of compaction.
 
 One pass over a partition:
 
@@ -35,19 +38,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from backbone.broker.errors import CorruptRecord
 from backbone.durable import fsync_dir, write_file_atomically
 
 from .batch import BatchHeader, Record, build_batch, iter_records
 from .compression import CodecUnavailable, compress
+from .partition import PartitionLog
 from .segment import Segment
 
-if TYPE_CHECKING:
-    from .partition import PartitionLog
-
-__all__ = ["HORIZONS_FILE", "clean_partition", "load_horizons"]
+__all__ = ["HORIZONS_FILE", "LogCleaner", "load_horizons"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,59 +74,94 @@ class _Rewrite:
     cleaned_path: Path
 
 
-async def clean_partition(log: PartitionLog, now_ms: int) -> int:
-    """One compaction pass over ``log``; returns the number of segments rewritten."""
-    config = log.config
-    cleanable: list[Segment] = []
-    for segment in log.segments[:-1]:
-        if segment.max_timestamp > now_ms - config.min_compaction_lag_ms:
-            break
-        cleanable.append(segment)
-    if not cleanable:
-        return 0
-    horizons = dict(log.cleaner_horizons)
-    dirty = cleanable[-1].next_offset > log.cleaner_checkpoint or any(
-        horizons.get(s.base_offset, now_ms + 1) <= now_ms for s in cleanable
-    )
-    if not dirty:
-        return 0
-    last_batches = {
-        entry.producer_id: entry.batches[-1].base_offset
-        for entry in log.producers.entries()
-        if entry.batches
-    }
-    rewrites, new_horizons = await asyncio.to_thread(
-        _compact, cleanable, horizons, now_ms, config.delete_retention_ms, last_batches
-    )
-    replaced = 0
-    for rewrite in rewrites:
-        if rewrite.new is None:
-            continue
-        if log.closed or rewrite.old not in log.segments or rewrite.old is log.active_segment:
-            rewrite.new.close()
-            rewrite.cleaned_path.unlink(missing_ok=True)
-            continue
-        old = rewrite.old
-        old.index_path.unlink(missing_ok=True)
-        old.time_index_path.unlink(missing_ok=True)
-        os.replace(rewrite.cleaned_path, old.log_path)
-        rewrite.new.seal()
-        log.replace_segment(old, rewrite.new)
-        replaced += 1
-    if log.closed:
-        return 0
-    present = {s.base_offset for s in log.segments}
-    log.cleaner_horizons = {b: h for b, h in new_horizons.items() if b in present}
-    log.cleaner_checkpoint = cleanable[-1].next_offset
-    await asyncio.to_thread(
-        write_file_atomically,
-        log.directory / HORIZONS_FILE,
-        json.dumps({str(k): v for k, v in log.cleaner_horizons.items()}).encode(),
-    )
-    if replaced:
-        await asyncio.to_thread(fsync_dir, log.directory)
-        logger.info("compacted %d segments of %s-%d", replaced, log.topic, log.partition)
-    return replaced
+@dataclass(slots=True)
+class _PartitionState:
+    """What the cleaner remembers about one partition between passes."""
+
+    horizons: dict[int, int]  # segment base offset -> tombstone horizon (ms)
+    checkpoint: int = -1  # next offset after the last cleaned segment
+
+
+class LogCleaner:
+    """Compaction passes over partition logs (owned by LogManager, one per broker).
+
+    The per-partition state is loaded from ``cleaner-horizons.json`` on the first pass
+    over a partition and forgotten with the partition log (a deleted topic's logs).
+    """
+
+    def __init__(self) -> None:
+        self._states: WeakKeyDictionary[PartitionLog, _PartitionState] = WeakKeyDictionary()
+
+    def _state(self, log: PartitionLog) -> _PartitionState:
+        state = self._states.get(log)
+        if state is None:
+            state = self._states[log] = _PartitionState(load_horizons(log.directory))
+        return state
+
+    def horizons(self, log: PartitionLog) -> dict[int, int]:
+        """Segment base offset -> tombstone horizon (ms) of ``log``, as last persisted."""
+        return dict(self._state(log).horizons)
+
+    async def clean(self, log: PartitionLog, now_ms: int) -> int:
+        """One compaction pass over ``log``; returns the number of segments rewritten."""
+        config = log.config
+        cleanable: list[Segment] = []
+        for segment in log.segments[:-1]:
+            if segment.max_timestamp > now_ms - config.min_compaction_lag_ms:
+                break
+            cleanable.append(segment)
+        if not cleanable:
+            return 0
+        state = self._state(log)
+        horizons = dict(state.horizons)
+        dirty = cleanable[-1].next_offset > state.checkpoint or any(
+            horizons.get(s.base_offset, now_ms + 1) <= now_ms for s in cleanable
+        )
+        if not dirty:
+            return 0
+        last_batches = {
+            entry.producer_id: entry.batches[-1].base_offset
+            for entry in log.producers.entries()
+            if entry.batches
+        }
+        rewrites, new_horizons = await asyncio.to_thread(
+            _compact, cleanable, horizons, now_ms, config.delete_retention_ms, last_batches
+        )
+        replaced = 0
+        for rewrite in rewrites:
+            if rewrite.new is None:
+                continue
+            if log.closed or rewrite.old not in log.segments or rewrite.old is log.active_segment:
+                rewrite.new.close()
+                rewrite.cleaned_path.unlink(missing_ok=True)
+                continue
+            old = rewrite.old
+            old.index_path.unlink(missing_ok=True)
+            old.time_index_path.unlink(missing_ok=True)
+            os.replace(rewrite.cleaned_path, old.log_path)
+            rewrite.new.seal()
+            log.replace_segment(old, rewrite.new)
+            replaced += 1
+        if log.closed:
+            return 0
+        present = {s.base_offset for s in log.segments}
+        state.horizons = {b: h for b, h in new_horizons.items() if b in present}
+        state.checkpoint = cleanable[-1].next_offset
+        await asyncio.to_thread(
+            write_file_atomically,
+            log.directory / HORIZONS_FILE,
+            json.dumps({str(k): v for k, v in state.horizons.items()}).encode(),
+        )
+        if replaced:
+            await asyncio.to_thread(fsync_dir, log.directory)
+            logger.info(
+                "compacted %d segments of %s-%d",
+                replaced,
+                log.topic,
+                log.partition,
+                extra=log.context,
+            )
+        return replaced
 
 
 def _batches(segment: Segment) -> list[tuple[BatchHeader, bytes]]:

@@ -163,7 +163,9 @@ class LogConfig:
         object.__setattr__(self, "log_append_time", self.message_timestamp_type == "LogAppendTime")
 
     @classmethod
-    def from_configs(cls, configs: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:
+    def from_configs(
+        cls, configs: Mapping[str, str | None], base: LogConfig | None = None
+    ) -> LogConfig:
         """Parse topic overrides (Kafka names) on top of ``base`` (the broker defaults).
 
         The result remembers ``configs`` as its overrides. Raises InvalidConfig.

@@ -42,10 +42,12 @@ from backbone.broker.errors import (
 )
 from backbone.durable import fsync_dir, write_file_atomically
 
-from .cleaner import clean_partition
+from .cleaner import LogCleaner
 from .config import ConfigEntry, FlushPolicy, LogConfig
 from .flusher import Flusher
-from .partition import PartitionLog, SegmentReaper
+from .partition import PartitionLog
+from .reaper import SegmentReaper
+from .retention import enforce_retention
 
 __all__ = ["LogManager", "Topic", "validate_topic_name"]
 
@@ -92,7 +94,7 @@ class Topic:
 
 
 class LogManager:
-    """Owns the topics, the flusher, the segment reaper and the maintenance task."""
+    """Owns the topics, the flusher, the segment reaper, the cleaner and the maintenance task."""
 
     def __init__(
         self,
@@ -112,6 +114,7 @@ class LogManager:
         self.clock = clock
         self.flusher = Flusher(flush, flush_interval_ms)
         self.reaper = SegmentReaper(retire_delay_s)
+        self.cleaner = LogCleaner()
         self.retention_check_interval_s = retention_check_interval_s
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
@@ -225,7 +228,7 @@ class LogManager:
         self,
         name: str,
         num_partitions: int,
-        configs: Mapping[str, str] | None = None,
+        configs: Mapping[str, str | None] | None = None,
         validate_only: bool = False,
     ) -> Topic:
         """Create a topic (CreateTopics, auto-create). Raises InvalidTopic,
@@ -248,7 +251,9 @@ class LogManager:
                 return topic
             await self._add_partitions(topic, 0, num_partitions)
             self._topics[name] = topic
-        logger.info("created topic %s with %d partitions", name, num_partitions)
+        logger.info(
+            "created topic %s with %d partitions", name, num_partitions, extra={"topic": name}
+        )
         return topic
 
     async def _add_partitions(self, topic: Topic, start: int, stop: int) -> None:
@@ -328,7 +333,7 @@ class LogManager:
             for log in topic.partitions:
                 log.close()
             await asyncio.to_thread(self._remove_topic_files, topic)
-        logger.info("deleted topic %s", name)
+        logger.info("deleted topic %s", name, extra={"topic": name})
 
     def _remove_topic_files(self, topic: Topic) -> None:
         meta = self._metadata_path(topic)
@@ -354,7 +359,7 @@ class LogManager:
             if validate_only:
                 return
             await self._add_partitions(topic, current, total_count)
-        logger.info("topic %s now has %d partitions", name, total_count)
+        logger.info("topic %s now has %d partitions", name, total_count, extra={"topic": name})
 
     async def alter_configs(
         self,
@@ -389,7 +394,12 @@ class LogManager:
                 raise KafkaStorageError(f"cannot persist the configs of {name}: {exc}") from exc
             for log in topic.partitions:
                 log.config = config
-        logger.info("altered configs of topic %s: %s", name, dict(config.overrides))
+        logger.info(
+            "altered configs of topic %s: %s",
+            name,
+            dict(config.overrides),
+            extra={"topic": name},
+        )
 
     async def allocate_producer_id(self) -> int:
         """A producer id never handed out before (InitProducerId); persisted in blocks.
@@ -424,7 +434,7 @@ class LogManager:
         deleted = 0
         for topic in list(self._topics.values()):
             for log in topic.partitions:
-                deleted += log.enforce_retention(now_ms)
+                deleted += enforce_retention(log, now_ms)
                 log.producers.expire(now_ms, self.producer_id_expiration_ms)
         return deleted
 
@@ -436,7 +446,7 @@ class LogManager:
             if not topic.config.compact:
                 continue
             for log in list(topic.partitions):
-                rewritten += await clean_partition(log, now_ms)
+                rewritten += await self.cleaner.clean(log, now_ms)
         return rewritten
 
     async def _maintain(self) -> None:

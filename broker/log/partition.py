@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,24 +33,21 @@ from backbone.broker.errors import (
 from backbone.durable import write_file_atomically
 
 from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
-from .cleaner import load_horizons
 from .compression import CodecUnavailable
 from .config import LogConfig
 from .flusher import Flusher
 from .producers import ProducerStateTable
-from .retention import enforce_retention
+from .reaper import SegmentReaper
+from .recovery import LOG_START_FILE, recover_segments
 from .segment import FileSlice, Segment
+from .tail import RecentBatches
+from .timestamps import first_at_or_after, largest_timestamp
 
-__all__ = ["AppendResult", "PartitionLog", "ReadResult", "SegmentReaper"]
+__all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
 logger = logging.getLogger(__name__)
 
-_SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
-_LOG_START_FILE = "log-start-offset"
 _INT32_MAX = 2**31 - 1
-#: How many recently appended batches of the active segment keep their file position in
-#: memory, so fetches near the log end never read batch headers back from the file.
-_TAIL_BATCHES = 4096
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,33 +62,6 @@ class ReadResult:
     records: FileSlice | bytes
     high_watermark: int
     log_start_offset: int
-
-
-class SegmentReaper:
-    """Closes the files of deleted segments after a delay (in-flight reads finish first).
-
-    Owned by LogManager, shared by its partitions; ``reap()`` runs in the maintenance loop,
-    ``reap(force=True)`` on close.
-    """
-
-    def __init__(self, delay_s: float = 60.0) -> None:
-        self.delay_s = delay_s
-        self._pending: list[tuple[float, Segment]] = []
-
-    def retire(self, segment: Segment) -> None:
-        self._pending.append((time.monotonic() + self.delay_s, segment))
-
-    def reap(self, *, force: bool = False) -> int:
-        now = time.monotonic()
-        keep, closed = [], 0
-        for deadline, segment in self._pending:
-            if force or deadline <= now:
-                segment.close()
-                closed += 1
-            else:
-                keep.append((deadline, segment))
-        self._pending = keep
-        return closed
 
 
 class PartitionLog:
@@ -122,13 +91,7 @@ class PartitionLog:
         self._log_start_offset = 0
         self._watchers: list[Callable[[], None]] = []
         self._closed = False
-        # (base offset, file position) of the batches appended last to the active segment:
-        # a contiguous run ending at the segment's end (see read()); reset on roll.
-        self._tail_segment: Segment | None = None
-        self._tail_offsets: list[int] = []
-        self._tail_positions: list[int] = []
-        self.cleaner_horizons: dict[int, int] = {}  # segment base -> tombstone horizon (ms)
-        self.cleaner_checkpoint = -1  # next offset after the last cleaned segment
+        self.recent = RecentBatches()  # positions of the last batches (fast tail reads)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -143,47 +106,18 @@ class PartitionLog:
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
     ) -> PartitionLog:
-        """Open (creating if needed) and recover a partition folder. Blocking: LogManager
-        runs it in a thread before serving."""
+        """Open (creating if needed) and recover a partition folder (``recovery.py``), then
+        rebuild the producer state from its batch headers. Blocking: LogManager runs it in
+        a thread before serving."""
         log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            for leftover in directory.iterdir():
-                if leftover.name.endswith((".tmp", ".cleaned")):
-                    leftover.unlink()
-            checkpoint = 0
-            try:
-                checkpoint = int((directory / _LOG_START_FILE).read_text().strip() or 0)
-            except FileNotFoundError:
-                pass
-            except ValueError:
-                logger.warning("ignoring an unreadable %s in %s", _LOG_START_FILE, directory)
-            bases = sorted(
-                int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_FILE.match(p.name))
-            )
+            checkpoint = recover_segments(directory, config.index_interval_bytes, log.segments)
             interval = config.index_interval_bytes
-            for i, base in enumerate(bases):
-                active = i == len(bases) - 1
-                segment, truncated = Segment.open(
-                    directory, base, active=active, index_interval_bytes=interval
-                )
-                log.segments.append(segment)
-                if truncated and not active:
-                    for later in bases[i + 1 :]:
-                        logger.warning(
-                            "recovery removed segment %020d of %s: it follows a truncated segment",
-                            later,
-                            directory,
-                        )
-                        for ext in (".log", ".index", ".timeindex"):
-                            (directory / f"{later:020d}{ext}").unlink(missing_ok=True)
-                    break
             if not log.segments:
                 now_ms = int(clock() * 1000)
                 log.segments.append(Segment.create(directory, checkpoint, now_ms, interval))
                 flusher.mark_dir(directory)
             log._bases = [s.base_offset for s in log.segments]
-            log.cleaner_horizons = load_horizons(directory)
             log._log_start_offset = max(checkpoint, log.segments[0].base_offset)
             if log._log_start_offset > log.high_watermark:
                 log._log_start_offset = log.high_watermark
@@ -194,6 +128,11 @@ class PartitionLog:
             log.discard()  # a half-opened folder must not keep its segments' files open
             raise
         return log
+
+    @property
+    def context(self) -> dict[str, object]:
+        """``extra`` of this partition's log records (JSON log lines carry it)."""
+        return {"topic": self.topic, "partition": self.partition}
 
     # ------------------------------------------------------------------ offsets
     @property
@@ -227,7 +166,7 @@ class PartitionLog:
             )
 
     # ------------------------------------------------------------------ append
-    async def append(self, records: memoryview | bytes, *, acks: int) -> AppendResult:
+    async def append(self, records: bytes | bytearray | memoryview, *, acks: int) -> AppendResult:
         """Validate, assign offsets and append the batches of one produce request.
 
         Called by the Produce handler. acks=-1 returns after the data is fsynced (flush
@@ -260,6 +199,7 @@ class PartitionLog:
                 self.topic,
                 self.partition,
                 duplicate,
+                extra=self.context,
             )
             if acks == -1 and self.flusher.waits_on_acks:
                 await self.flusher.sync(self.active_segment.fd)
@@ -278,7 +218,7 @@ class PartitionLog:
             stored.append((header, base_offset, max_ts))
         position = segment.size
         segment.append(chunks, stored)
-        self._remember_tail(segment, assigned, position)
+        self.recent.remember(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
         if acks == -1 and self.flusher.waits_on_acks:
@@ -290,23 +230,6 @@ class PartitionLog:
             log_append_time if log_append_time is not None else -1,
             self._log_start_offset,
         )
-
-    def _remember_tail(
-        self, segment: Segment, assigned: list[tuple[BatchHeader, int]], position: int
-    ) -> None:
-        offsets, positions = self._tail_offsets, self._tail_positions
-        if self._tail_segment is not segment:
-            self._tail_segment = segment
-            offsets.clear()
-            positions.clear()
-        for header, base_offset in assigned:
-            offsets.append(base_offset)
-            positions.append(position)
-            position += header.size
-        if len(offsets) > _TAIL_BATCHES:
-            drop = len(offsets) - _TAIL_BATCHES // 2
-            del offsets[:drop]
-            del positions[:drop]
 
     def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
         where = f"{self.topic}-{self.partition}"
@@ -372,7 +295,13 @@ class PartitionLog:
         if self.flusher.policy != "os":
             self.flusher.mark(old.fd)
         self.flusher.mark_dir(self.directory)
-        logger.debug("rolled %s-%d at offset %d", self.topic, self.partition, new.base_offset)
+        logger.debug(
+            "rolled %s-%d at offset %d",
+            self.topic,
+            self.partition,
+            new.base_offset,
+            extra=self.context,
+        )
         return new
 
     # ------------------------------------------------------------------ watchers
@@ -389,12 +318,19 @@ class PartitionLog:
 
         return unsubscribe
 
+    @property
+    def watcher_count(self) -> int:
+        """How many callbacks wait for the next append (Fetch requests long-polling here)."""
+        return len(self._watchers)
+
     def _notify(self) -> None:
         for callback in list(self._watchers):
             try:
                 callback()
             except Exception:
-                logger.exception("a watcher of %s-%d failed", self.topic, self.partition)
+                logger.exception(
+                    "a watcher of %s-%d failed", self.topic, self.partition, extra=self.context
+                )
 
     # ------------------------------------------------------------------ reads
     def read(self, offset: int, max_bytes: int) -> ReadResult:
@@ -412,7 +348,7 @@ class PartitionLog:
             )
         if offset == end:
             return ReadResult(b"", end, start)
-        tail = self._read_tail(offset, max_bytes)
+        tail = self.recent.slice(self.segments[-1], offset, max_bytes)
         if tail is not None:
             return ReadResult(tail, end, start)
         i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
@@ -425,78 +361,16 @@ class PartitionLog:
                 )
         return ReadResult(b"", end, start)
 
-    def _read_tail(self, offset: int, max_bytes: int) -> FileSlice | None:
-        """The slice read() would return, from the remembered tail positions (no file
-        reads); None when ``offset`` is before them. Same rules as ``Segment.slice_end``."""
-        segment = self.segments[-1]
-        offsets = self._tail_offsets
-        if self._tail_segment is not segment or not offsets or offset < offsets[0]:
-            return None
-        positions = self._tail_positions
-        i = bisect.bisect_right(offsets, offset) - 1
-        first = positions[i]
-        limit = first + max(max_bytes, 0)
-        size = segment.size
-        stop = size
-        if size > limit:
-            j = bisect.bisect_right(positions, limit) - 1
-            if j > i:
-                stop = positions[j]
-            elif i + 1 < len(positions):  # the first batch alone is over max_bytes (KIP-74)
-                stop = positions[i + 1]
-        return FileSlice(segment.fd, first, stop - first)
-
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms`` at or
         after the log start offset; None when there is none (ListOffsets)."""
         self._check_open()
-        start = self._log_start_offset
-        for segment in list(self.segments):
-            if segment.max_timestamp < timestamp_ms or segment.next_offset <= start:
-                continue
-            for header in segment.headers_from(segment.timestamp_start(timestamp_ms)):
-                if header.last_offset < start or header.max_timestamp < timestamp_ms:
-                    continue
-                found = self._find_in_batch(segment, header, timestamp_ms, start)
-                if found is not None:
-                    return found
-        return None
-
-    def _find_in_batch(
-        self, segment: Segment, header: BatchHeader, timestamp_ms: int, start: int
-    ) -> tuple[int, int] | None:
-        if header.is_log_append_time:
-            return max(header.base_offset, start), header.max_timestamp
-        try:
-            for record in iter_records(segment.read_batch(header), header):
-                offset = header.base_offset + record.offset_delta
-                ts = header.base_timestamp + record.timestamp_delta
-                if offset >= start and ts >= timestamp_ms:
-                    return offset, ts
-        except CodecUnavailable:
-            return max(header.base_offset, start), header.max_timestamp
-        except CorruptRecord:
-            logger.warning(
-                "unreadable records in the batch at offset %d of %s-%d",
-                header.base_offset,
-                self.topic,
-                self.partition,
-            )
-        return None
+        return first_at_or_after(list(self.segments), self._log_start_offset, timestamp_ms)
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
         """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3)."""
         self._check_open()
-        best: Segment | None = None
-        for segment in self.segments:
-            if segment.max_timestamp >= 0 and (
-                best is None or segment.max_timestamp > best.max_timestamp
-            ):
-                best = segment
-        if best is None:
-            return None
-        found = self.offset_for_timestamp(best.max_timestamp)
-        return found
+        return largest_timestamp(list(self.segments), self._log_start_offset)
 
     # ------------------------------------------------------------------ deletion
     async def delete_records(self, before_offset: int) -> int:
@@ -514,7 +388,7 @@ class PartitionLog:
         if before_offset > self._log_start_offset:
             self._log_start_offset = before_offset
             value = str(before_offset).encode()
-            path = self.directory / _LOG_START_FILE
+            path = self.directory / LOG_START_FILE
             try:
                 await asyncio.to_thread(write_file_atomically, path, value)
             except OSError as exc:
@@ -539,7 +413,6 @@ class PartitionLog:
         segment.delete_files()
         self.flusher.forget(segment.fd)
         self.reaper.retire(segment)
-        self.cleaner_horizons.pop(segment.base_offset, None)
         self._log_start_offset = max(self._log_start_offset, self.segments[0].base_offset)
         logger.info(
             "deleted segment %020d of %s-%d; log start offset is now %d",
@@ -547,11 +420,8 @@ class PartitionLog:
             self.topic,
             self.partition,
             self._log_start_offset,
+            extra=self.context,
         )
-
-    def enforce_retention(self, now_ms: int) -> int:
-        """Delete whole segments past retention (see ``retention.py``); returns how many."""
-        return enforce_retention(self, now_ms)
 
     def replace_segment(self, old: Segment, new: Segment) -> bool:
         """Swap a cleaned copy in for ``old`` (cleaner); False if ``old`` is gone."""

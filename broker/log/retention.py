@@ -1,7 +1,7 @@
 """Retention: delete whole segments of a partition by time, size and log start offset.
 
-Called for every partition by LogManager's maintenance task every
-``retention_check_interval_s`` (and by ``LogManager.enforce_retention()``) with the
+Called by LogManager for every partition, by its maintenance task every
+``retention_check_interval_s`` and by ``LogManager.enforce_retention()``, with the
 injected clock. Rules (Kafka's):
 
 - segments entirely below the log start offset (DeleteRecords) are always deleted;
@@ -17,10 +17,7 @@ injected clock. Rules (Kafka's):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .partition import PartitionLog
+from .partition import PartitionLog
 
 __all__ = ["enforce_retention"]
 

@@ -4,8 +4,9 @@ Bytes in, typed messages out; no sockets. The server calls
 ``read_request_header`` on each request frame, ``REQUESTS[api_key].decode`` on
 the body, and ``encode_response(..., response.encode_chunks(version))`` on
 the answer. The message classes are generated from Kafka's JSON message
-schemas (``_generated/``, see ``generate.py``); the wire primitives are in
-``_types.py``; headers and framing in ``_header.py``. Each generated module is
+schemas (``_generated/``, see ``generate.py``); their base classes are in
+``_types.py``, the wire primitives in ``_wire.py``; headers and framing in
+``_header.py``. Each generated module is
 imported the first time one of its classes is used (``from
 backbone.broker.protocol import ProduceRequest``, ``REQUESTS[0]``), which
 keeps ``import backbone.broker`` cheap.
@@ -42,7 +43,7 @@ from ._header import (
     response_header_version,
 )
 from ._registry import MessageRegistry, load_message
-from ._types import CodecError, FieldSpec, Message, Struct
+from ._types import CodecError, FieldSpec, Message, Records, RecordsSlice, Struct
 
 REQUESTS: MessageRegistry = MessageRegistry(REQUEST_NAMES)
 RESPONSES: MessageRegistry = MessageRegistry(RESPONSE_NAMES)
@@ -57,6 +58,8 @@ __all__ = [
     "CodecError",
     "FieldSpec",
     "Message",
+    "Records",
+    "RecordsSlice",
     "RequestHeader",
     "Struct",
     "encode_request_header",

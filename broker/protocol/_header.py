@@ -25,14 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._generated import REQUEST_FLEXIBLE_FROM
-from ._types import (
-    I32,
-    CodecError,
-    describe,
-    read_nullable_string,
-    skip_tagged_fields,
-    write_nullable_string,
-)
+from ._types import CodecError, describe
+from ._wire import I32, read_nullable_string, skip_tagged_fields, write_nullable_string
 
 __all__ = [
     "RequestHeader",

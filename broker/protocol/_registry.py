@@ -22,7 +22,10 @@ def load_message(name: str) -> type[Message]:
     """The generated class ``name`` (e.g. "ProduceRequest"); KeyError if there is none."""
     fullname = f"{_generated.__name__}.{_generated.MODULES[name]}"
     module = sys.modules.get(fullname) or importlib.import_module(fullname)
-    return getattr(module, name)
+    cls = getattr(module, name)
+    if not (isinstance(cls, type) and issubclass(cls, Message)):
+        raise KeyError(name)
+    return cls
 
 
 class MessageRegistry(Mapping[int, type[Message]]):

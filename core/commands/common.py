@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import json
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,12 +31,18 @@ __all__ = [
     "CONFIG_OPTION",
     "DEBUG_OPTION",
     "JSON_OPTION",
+    "LOG_FORMAT_OPTION",
+    "LOG_LEVEL_OPTION",
+    "QUIET_LOG_LEVEL_OPTION",
+    "LogFormat",
+    "LogLevel",
     "UsageError",
     "echo_json",
     "load",
     "load_gateway",
     "parse_datetime",
     "run",
+    "setup_logging",
     "table",
 ]
 
@@ -58,6 +64,56 @@ BOOTSTRAP_OPTION = typer.Option(
     help="HOST:PORT[,HOST:PORT] of a Kafka cluster (instead of --config).",
 )
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+
+
+class LogLevel(enum.StrEnum):
+    """``--log-level`` (``backbone.broker.logging_setup.LOG_LEVELS``)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class LogFormat(enum.StrEnum):
+    """``--log-format`` (``backbone.broker.logging_setup.LOG_FORMATS``)."""
+
+    text = "text"
+    json = "json"
+
+
+LOG_LEVEL_OPTION = typer.Option(
+    "info", "--log-level", case_sensitive=False, help="Least severe log records written to stderr."
+)
+LOG_FORMAT_OPTION = typer.Option(
+    "text",
+    "--log-format",
+    help="text lines, or one JSON object per line (time, level, logger, message, extra) "
+    "for log shippers.",
+)
+QUIET_LOG_LEVEL_OPTION = typer.Option(
+    "warning",
+    "--log-level",
+    case_sensitive=False,
+    help="Least severe log records written to stderr.",
+)
+
+
+def setup_logging(
+    debug: bool, log_level: LogLevel = LogLevel.info, log_format: LogFormat = LogFormat.text
+) -> None:
+    """Log to stderr (``backbone.broker.logging_setup``, shared with the broker's command
+    line); aiokafka's own INFO chatter only with ``--debug``."""
+    from backbone.broker.logging_setup import configure_logging
+
+    configure_logging("DEBUG" if debug else log_level.value, log_format.value)
+    if not debug:
+        logging.getLogger("aiokafka").setLevel(
+            logging.WARNING if log_level in (LogLevel.debug, LogLevel.info) else logging.ERROR
+        )
+
+
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -90,19 +146,15 @@ def load_gateway(config: Path) -> tuple[Config, Registry]:
     return load_config(config, registry), registry
 
 
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not debug:
-        logging.getLogger("aiokafka").setLevel(logging.ERROR)
-
-
-def run(body: Callable[[], Awaitable[T]], *, debug: bool) -> T:
+def run(
+    body: Callable[[], Awaitable[T]],
+    *,
+    debug: bool,
+    log_level: LogLevel = LogLevel.warning,
+    log_format: LogFormat = LogFormat.text,
+) -> T:
     """Run ``body()`` on a fresh event loop; turn errors into messages and exit codes."""
-    _setup_logging(debug)
+    setup_logging(debug, log_level, log_format)
     try:
         return asyncio.run(_main(body))
     except KeyboardInterrupt:

@@ -15,6 +15,10 @@ import typer
 from backbone.commands.common import (
     DEBUG_OPTION,
     JSON_OPTION,
+    LOG_FORMAT_OPTION,
+    QUIET_LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
     echo_json,
     load_gateway,
     run,
@@ -40,6 +44,8 @@ def list_dead_letters(
     config: Path = CONFIG_REQUIRED,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Every connector with a dead-letter topic, and how many of its records wait there."""
 
@@ -82,7 +88,7 @@ def list_dead_letters(
             [(r["connector"], r["role"], r["topic"], r["pending"]) for r in rows],
         )
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -95,6 +101,8 @@ def show(
         False, "--json", help="One JSON object per record (record, error, original)."
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """The dead letters of connector NAME (pending ones unless --all), oldest first, with the
     error that sent each there and where it came from."""
@@ -135,7 +143,7 @@ def show(
             )
         table(["DLQ", "TIME", "ERROR", "ORIGINAL", "KEY", "VALUE"], rows)
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -144,6 +152,8 @@ def redrive(
     config: Path = CONFIG_REQUIRED,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Send NAME's pending dead letters back through it (a sink writes them, a processor
     processes them, a source's are re-published to its topic) and report what failed again
@@ -201,4 +211,4 @@ def redrive(
         if result.failed_again:
             raise typer.Exit(1)
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)

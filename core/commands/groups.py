@@ -12,6 +12,10 @@ from backbone.commands.common import (
     CONFIG_OPTION,
     DEBUG_OPTION,
     JSON_OPTION,
+    LOG_FORMAT_OPTION,
+    QUIET_LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
     UsageError,
     echo_json,
     load,
@@ -33,6 +37,8 @@ def list_groups(
     bootstrap: str | None = BOOTSTRAP_OPTION,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Every consumer group: state, live members, topics and total lag."""
 
@@ -53,7 +59,7 @@ def list_groups(
             [(g.name, g.state, g.members, g.lag, ",".join(g.topics)) for g in groups],
         )
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -63,6 +69,8 @@ def describe(
     bootstrap: str | None = BOOTSTRAP_OPTION,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Per partition: committed offset, end offset, lag and the member holding it."""
 
@@ -105,7 +113,7 @@ def describe(
                 ],
             )
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 def parse_target(text: str) -> str | int | dt.datetime:
@@ -140,6 +148,8 @@ def reset(
     bootstrap: str | None = BOOTSTRAP_OPTION,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Move GROUP's committed offsets on TOPIC (refused while the group has live members)."""
 
@@ -168,4 +178,4 @@ def reset(
             else:
                 typer.echo(f"group {group}: offsets of {topic} moved")
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)

@@ -18,6 +18,10 @@ from backbone.commands.common import (
     BOOTSTRAP_OPTION,
     CONFIG_OPTION,
     DEBUG_OPTION,
+    LOG_FORMAT_OPTION,
+    QUIET_LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
     UsageError,
     load,
     parse_datetime,
@@ -70,6 +74,8 @@ def produce(
     config: Path | None = CONFIG_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Write one record per line of standard input to TOPIC (blank lines are skipped).
 
@@ -130,7 +136,7 @@ def produce(
                 await producer.stop()
         typer.echo(f"produced {count} record(s) to {topic}")
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -214,6 +220,8 @@ def consume(
     config: Path | None = CONFIG_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Print the records of TOPIC, one JSON line each (topic, partition, offset,
     timestamp, key, value, headers), up to its end (or on with --follow)."""
@@ -260,7 +268,7 @@ def consume(
             finally:
                 await consumer.stop()
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 async def _print(

@@ -20,7 +20,17 @@ from typing import Any
 
 import typer
 
-from backbone.commands.common import DEBUG_OPTION, UsageError, load_gateway, parse_datetime, run
+from backbone.commands.common import (
+    DEBUG_OPTION,
+    LOG_FORMAT_OPTION,
+    QUIET_LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
+    UsageError,
+    load_gateway,
+    parse_datetime,
+    run,
+)
 
 __all__ = ["replay"]
 
@@ -41,6 +51,8 @@ def replay(
         "the sink then goes on where it was.",
     ),
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Deliver a sink's topics again from --from: with the gateway running, pause the sink
     through the admin API, move its consumer group and resume it; with the gateway stopped,
@@ -73,7 +85,7 @@ def replay(
             else:
                 await _replay_stopped(target, config, registry, plan, start)
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 async def _gateway_admin(config: Any, sink: str) -> Any | None:

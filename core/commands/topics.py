@@ -11,6 +11,10 @@ from backbone.commands.common import (
     CONFIG_OPTION,
     DEBUG_OPTION,
     JSON_OPTION,
+    LOG_FORMAT_OPTION,
+    QUIET_LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
     UsageError,
     echo_json,
     load,
@@ -50,6 +54,8 @@ def list_topics(
     ),
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Every topic with its partitions, records and size on disk."""
 
@@ -70,7 +76,7 @@ def list_topics(
             [(t.name, len(t.partitions), t.records, size_text(t.size_bytes)) for t in topics],
         )
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -83,6 +89,8 @@ def describe(
     ),
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Partitions (leader, start and end offsets, records, size) and configs of TOPIC."""
 
@@ -126,7 +134,7 @@ def describe(
             [(c.name, c.value, "default" if c.default else "topic") for c in shown],
         )
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -144,6 +152,8 @@ def create(
     config: Path | None = CONFIG_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Create TOPIC."""
 
@@ -164,7 +174,7 @@ def create(
             )
         typer.echo(f"created topic {topic} ({partitions} partition(s))")
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)
 
 
 @app.command()
@@ -173,6 +183,8 @@ def delete(
     config: Path | None = CONFIG_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
     debug: bool = DEBUG_OPTION,
+    log_level: LogLevel = QUIET_LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Delete TOPIC and its records (committed offsets on it are dropped too)."""
 
@@ -187,4 +199,4 @@ def delete(
             await cluster.delete_topic(topic)
         typer.echo(f"deleted topic {topic}")
 
-    run(body, debug=debug)
+    run(body, debug=debug, log_level=log_level, log_format=log_format)

@@ -13,17 +13,13 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.long_poll import FetchResponses, assert_each_fetch_waited
 from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
+LONG_POLL_MS = 500  # fetch max wait of the long-poll test
 
 
 @pytest.fixture
@@ -143,12 +139,14 @@ async def test_offsets_for_times(broker: Broker) -> None:
 
 
 async def test_long_poll_on_an_empty_topic(broker: Broker, admin: AIOKafkaAdminClient) -> None:
+    """Each fetch of the empty topic is held for its max wait; a record then arrives."""
     await admin.create_topics([NewTopic("quiet", num_partitions=1, replication_factor=1)])
+    fetches = FetchResponses().install(broker)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=10_000,
+        fetch_max_wait_ms=LONG_POLL_MS,
     )
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
@@ -156,8 +154,7 @@ async def test_long_poll_on_an_empty_topic(broker: Broker, admin: AIOKafkaAdminC
     try:
         consumer.assign([TopicPartition("quiet", 0)])
         waiting = asyncio.create_task(consumer.getone())
-        await asyncio.sleep(0.5)
-        assert not waiting.done()
+        assert_each_fetch_waited(await fetches.wait_for(3), LONG_POLL_MS)
         await producer.send_and_wait("quiet", b"wake up", key=b"k")
         record = await asyncio.wait_for(waiting, 8)
         assert (record.offset, record.key, record.value) == (0, b"k", b"wake up")

@@ -7,12 +7,13 @@ on the test's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -23,17 +24,13 @@ from confluent_kafka.admin import (
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.long_poll import FetchResponses, assert_each_fetch_waited
 from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
+LONG_POLL_MS = 500  # fetch max wait of the long-poll test
 
 
 async def blocking(func: Callable[..., Any], *args: Any) -> Any:
@@ -88,7 +85,7 @@ async def test_metadata_and_create_topic(broker: Broker) -> None:
     assert metadata.brokers[0].port == broker.port
     assert metadata.cluster_id == broker.config.cluster_id
     duplicate = admin.create_topics([NewTopic("orders", num_partitions=1, replication_factor=1)])
-    with pytest.raises(Exception) as info:
+    with pytest.raises(KafkaException, match=re.escape("Topic 'orders' already exists.")) as info:
         await blocking(duplicate["orders"].result, 10)
     assert info.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
 
@@ -174,7 +171,7 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
                 "bootstrap.servers": broker.bootstrap,
                 "group.id": "unused",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5000,
+                "fetch.wait.max.ms": LONG_POLL_MS,
             }
         )
         try:
@@ -188,9 +185,9 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
         finally:
             consumer.close()
 
+    fetches = FetchResponses().install(broker)
     waiting = asyncio.create_task(blocking(wait_for_one))
-    await asyncio.sleep(1.0)
-    assert not waiting.done()
+    assert_each_fetch_waited(await fetches.wait_for(3), LONG_POLL_MS)
     await blocking(produce, broker.bootstrap, "quiet", [{"value": b"wake up", "key": b"k"}])
     msg = await waiting
     assert (msg.offset(), msg.key(), msg.value()) == (0, b"k", b"wake up")

@@ -7,7 +7,7 @@ on the test's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,13 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.broker.server import ResponseInfo
+from tests.broker.long_poll import FetchResponses, assert_each_fetch_waited
 from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
+LONG_POLL_MS = 500  # fetch max wait of the long-poll test
 
 
 async def blocking(func: Callable[[], Any]) -> Any:
@@ -175,7 +171,7 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
             bootstrap_servers=broker.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5000,
+            fetch_max_wait_ms=LONG_POLL_MS,
         )
         try:
             consumer.assign([TopicPartition("quiet", 0)])
@@ -186,9 +182,9 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
         finally:
             consumer.close()
 
+    fetches = FetchResponses().install(broker)
     waiting = asyncio.create_task(blocking(wait_for_one))
-    await asyncio.sleep(1.0)
-    assert not waiting.done()
+    assert_each_fetch_waited(await fetches.wait_for(3), LONG_POLL_MS)
     await blocking(lambda: produce(broker.bootstrap, "quiet", [{"value": b"wake up", "key": b"k"}]))
     record = await waiting
     assert (record.offset, record.key, record.value) == (0, b"k", b"wake up")

@@ -10,12 +10,12 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from backbone.broker import Broker, BrokerConfig
+from tests.broker.long_poll import FetchResponses, assert_each_fetch_waited
 from tests.broker.stored_batches import CODEC_IDS, stored_codecs
 from tests.broker.test_log_support import read_all
 from tests.servers import unavailable
@@ -23,18 +23,13 @@ from tests.servers import unavailable
 pytestmark = pytest.mark.timeout(90)
 
 BASE_TS = 1_700_000_000_000
+LONG_POLL_MS = 500  # fetch max wait of the long-poll test
 
 
 @pytest.fixture(autouse=True)
 def _kcat_installed() -> None:
     if shutil.which("kcat") is None:  # fails in CI: `make test` installs it
         unavailable("kcat is not installed (make system-deps installs it)")
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def kcat(*args: str, stdin: bytes | None = None, limit: float = 30) -> str:
@@ -129,7 +124,9 @@ async def test_create_timestamps_read_back_exactly(broker: Broker) -> None:
         before = time.time_ns() // 1_000_000
         await kcat("-b", broker.bootstrap, "-P", "-t", "stamped", "-k", f"k{i}", stdin=b"v%d" % i)
         bounds.append((before, time.time_ns() // 1_000_000))
-        await asyncio.sleep(0.01)  # distinct milliseconds
+        # the next record gets a later millisecond (only the wall clock can tell)
+        while time.time_ns() // 1_000_000 <= bounds[-1][1]:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
     records = await broker_records(broker, "stamped")
     assert [(r["offset"], r["tstype"]) for r in records] == [(i, "create") for i in range(3)]
     for record, (low, high) in zip(records, bounds, strict=True):
@@ -167,6 +164,7 @@ async def test_one_megabyte_record(broker: Broker, tmp_path: Path) -> None:
 
 async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
     await broker.logs.create_topic("quiet", 1)
+    fetches = FetchResponses().install(broker)
     consumer = asyncio.create_task(
         kcat(
             "-b",
@@ -180,11 +178,10 @@ async def test_long_poll_on_an_empty_topic(broker: Broker) -> None:
             "1",
             "-J",
             "-X",
-            "fetch.wait.max.ms=5000",
+            f"fetch.wait.max.ms={LONG_POLL_MS}",
         )
     )
-    await asyncio.sleep(1.0)
-    assert not consumer.done()
+    assert_each_fetch_waited(await fetches.wait_for(3), LONG_POLL_MS)
     await kcat("-b", broker.bootstrap, "-P", "-t", "quiet", "-k", "k", stdin=b"wake up")
     out = await asyncio.wait_for(consumer, 20)
     record = json.loads(out.splitlines()[0])

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from tests.broker.test_log_support import FakeClock
 
 pytestmark = pytest.mark.timeout(90)
@@ -34,9 +32,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0), clock=clock) as running:
-        yield running
+def broker_clock(clock: FakeClock) -> FakeClock:
+    return clock
 
 
 async def create_topic(broker: Broker, name: str, configs: dict[str, str]) -> None:

@@ -145,4 +145,6 @@ def test_bad_listener_is_a_usage_error(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "listener 'nowhere' must look like host:port" in result.stderr.decode()
+    assert result.stderr.decode() == (
+        "error: --listen: expected HOST:PORT like 127.0.0.1:9092 (got 'nowhere')\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 from pathlib import Path
 
@@ -162,7 +163,10 @@ async def test_describe_unknown_group_is_dead(coord: GroupCoordinator) -> None:
 
 
 async def test_member_id_required_leaves_no_placeholder(coord: GroupCoordinator) -> None:
-    with pytest.raises(MemberIdRequired) as info:
+    with pytest.raises(
+        MemberIdRequired,
+        match=r"^Group 'g1' requires a member id: rejoin with member id 'client-[0-9a-f-]+'\.$",
+    ) as info:
         await done(join(coord, v4=True))
     new_id = info.value.member_id
     assert new_id.startswith("client-")
@@ -178,13 +182,18 @@ async def test_member_id_required_leaves_no_placeholder(coord: GroupCoordinator)
 
 async def test_pending_member_that_never_returns_expires(coord: GroupCoordinator) -> None:
     [leader] = await stable_group(coord, 1)
-    with pytest.raises(MemberIdRequired) as info:
+    with pytest.raises(
+        MemberIdRequired,
+        match=r"^Group 'g1' requires a member id: rejoin with member id 'client-[0-9a-f-]+'\.$",
+    ) as info:
         await done(join(coord, v4=True, session_ms=6000))
     pending = info.value.member_id
     # The pending id is no member: the group stays Stable and heartbeats go on.
     assert coord.groups[G].state is GroupState.STABLE
     coord.heartbeat(G, 1, leader)
-    with pytest.raises(UnknownMemberId):
+    with pytest.raises(
+        UnknownMemberId, match=re.escape(f"Member {pending!r} is not in group {G!r}; rejoin.")
+    ):
         coord.heartbeat(G, 1, pending)
     # A rebalance started meanwhile waits for the pending id only until its session ends.
     rejoin = join(coord, leader)
@@ -195,7 +204,12 @@ async def test_pending_member_that_never_returns_expires(coord: GroupCoordinator
     assert result.generation_id == 2
     assert [m.member_id for m in result.members] == [leader]
     assert coord.groups[G].pending_members == {}
-    with pytest.raises(UnknownMemberId):
+    with pytest.raises(
+        UnknownMemberId,
+        match=re.escape(
+            f"Member {pending!r} is not in group {G!r}; rejoin with an empty member id."
+        ),
+    ):
         await done(join(coord, pending, v4=True))
 
 
@@ -206,7 +220,9 @@ async def test_second_member_triggers_rebalance_and_sync_waits_for_leader(
     b_join = join(coord, client_id="b")
     await settle()
     assert coord.groups[G].state is GroupState.PREPARING_REBALANCE
-    with pytest.raises(RebalanceInProgress):
+    with pytest.raises(
+        RebalanceInProgress, match=re.escape(f"Group {G!r} is rebalancing; rejoin.")
+    ):
         coord.heartbeat(G, 1, a)
     assert not b_join.done()
     a_result = await done(join(coord, a))
@@ -237,9 +253,13 @@ async def test_session_timeout_removes_member_and_rebalances(coord: GroupCoordin
     clock(coord).advance(2.0)
     assert b not in coord.groups[G].members
     assert coord.groups[G].state is GroupState.PREPARING_REBALANCE
-    with pytest.raises(RebalanceInProgress):
+    with pytest.raises(
+        RebalanceInProgress, match=re.escape(f"Group {G!r} is rebalancing; rejoin.")
+    ):
         coord.heartbeat(G, 1, a)
-    with pytest.raises(UnknownMemberId):
+    with pytest.raises(
+        UnknownMemberId, match=re.escape(f"Member {b!r} is not in group {G!r}; rejoin.")
+    ):
         coord.heartbeat(G, 1, b)
     result = await done(join(coord, a))
     assert result.generation_id == 2
@@ -259,7 +279,9 @@ async def test_rebalance_timeout_kicks_members_that_do_not_rejoin(
     assert a_result.generation_id == 2
     assert {m.member_id for m in a_result.members} == {a, c_result.member_id}
     assert b not in coord.groups[G].members
-    with pytest.raises(UnknownMemberId):
+    with pytest.raises(
+        UnknownMemberId, match=re.escape(f"Member {b!r} is not in group {G!r}; rejoin.")
+    ):
         coord.heartbeat(G, 2, b)
 
 
@@ -291,14 +313,20 @@ async def test_generation_and_member_errors(coord: GroupCoordinator) -> None:
         coord.heartbeat("other", 1, a)
     with pytest.raises(InvalidGroupId, match="The group id must not be empty"):
         coord.heartbeat("", 1, a)
-    with pytest.raises(UnknownMemberId):
+    with pytest.raises(
+        UnknownMemberId,
+        match=re.escape("Member 'ghost' is not in group 'g1'; rejoin with an empty member id."),
+    ):
         await done(join(coord, "ghost"))
-    with pytest.raises(IllegalGeneration):
+    with pytest.raises(
+        IllegalGeneration,
+        match=re.escape("Generation 0 of group 'g1' is not the current one (1); rejoin."),
+    ):
         await done(asyncio.ensure_future(coord.sync_group(G, 0, a, assignments={})))
     # b rejoins with new metadata -> rebalance; sync in PreparingRebalance is refused
     b_join = join(coord, b, protocols=[("range", subscription("t", "u"))])
     await settle()
-    with pytest.raises(RebalanceInProgress):
+    with pytest.raises(RebalanceInProgress, match=re.escape("Group 'g1' is rebalancing; rejoin.")):
         await done(asyncio.ensure_future(coord.sync_group(G, 1, a, assignments={})))
     a_join = join(coord, a)
     await done(a_join)
@@ -313,12 +341,23 @@ async def test_invalid_session_timeout_and_protocols(coord: GroupCoordinator) ->
         match=r"The session timeout 10 ms is outside the broker's range \[1000, 1800000\] ms.",
     ):
         await done(join(coord, session_ms=10))
-    with pytest.raises(InconsistentGroupProtocol):
+    with pytest.raises(
+        InconsistentGroupProtocol,
+        match=re.escape(
+            "Protocol type 'consumer' with protocols [] does not match group 'g1' (type None"
+        ),
+    ):
         await done(join(coord, protocols=[], protocol_type="consumer"))
     await stable_group(coord, 1)
     with pytest.raises(InconsistentGroupProtocol, match="Protocol type 'connect'"):
         await done(join(coord, protocol_type="connect"))
-    with pytest.raises(InconsistentGroupProtocol):
+    with pytest.raises(
+        InconsistentGroupProtocol,
+        match=re.escape(
+            "with protocols ['sticky'] does not match group 'g1'"
+            " (type 'consumer', common protocols ['range'])"
+        ),
+    ):
         await done(join(coord, protocols=[("sticky", b"")]))
 
 
@@ -388,7 +427,13 @@ async def test_static_member_rejoin_replaces_member_id_without_rebalance(
     assert sync.assignment == b"mine"
     with pytest.raises(FencedInstanceId, match="replaced by a newer member"):
         coord.heartbeat(G, 1, first.member_id, "i-1")
-    with pytest.raises(FencedInstanceId):
+    with pytest.raises(
+        FencedInstanceId,
+        match=re.escape(
+            f"Member {first.member_id!r} of group {G!r} was replaced by a newer member"
+            " with instance id 'i-1'."
+        ),
+    ):
         await done(join(coord, first.member_id, instance="i-1"))
     [fenced] = coord.leave_group(G, [MemberIdentity(first.member_id, "i-1")])
     assert isinstance(fenced, FencedInstanceId)
@@ -442,7 +487,10 @@ async def test_shutdown_answers_waiting_joins(tmp_path: Path) -> None:
         [a] = await stable_group(c, 1)
         waiting = join(c, client_id="late")
         await settle()
-    with pytest.raises(NotCoordinator):
+    with pytest.raises(
+        NotCoordinator,
+        match=re.escape("The group coordinator is shutting down; find the coordinator again."),
+    ):
         await done(waiting)
     assert a
 
@@ -454,10 +502,14 @@ def test_transition_table_rejects_illegal_moves() -> None:
     group.transition(GroupState.PREPARING_REBALANCE)
     group.transition(GroupState.COMPLETING_REBALANCE)
     group.transition(GroupState.STABLE)
-    with pytest.raises(IllegalStateTransition):
+    with pytest.raises(
+        IllegalStateTransition, match=re.escape("group 'g' cannot move from Stable to Empty")
+    ):
         group.transition(GroupState.EMPTY)
     group.transition(GroupState.DEAD)
-    with pytest.raises(IllegalStateTransition):
+    with pytest.raises(
+        IllegalStateTransition, match=re.escape("group 'g' cannot move from Dead to Empty")
+    ):
         group.transition(GroupState.EMPTY)
 
 
@@ -477,7 +529,7 @@ def test_manual_clock_fires_in_order() -> None:
     c.advance(3.0)
     assert fired == [("nested", 1.2), ("b", 2.0)]
     assert c.now() == 3.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("cannot move a clock backwards (advance(-1))")):
         c.advance(-1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 from pathlib import Path
 
@@ -93,9 +94,14 @@ async def test_commit_validation(tmp_path: Path) -> None:
         member = await one_member_group(c, "t")
         with pytest.raises(UnknownMemberId, match="only its members may commit"):
             await c.commit_offsets(G, -1, "", [OffsetCommit("t", 0, 1)])
-        with pytest.raises(IllegalGeneration):
+        with pytest.raises(
+            IllegalGeneration,
+            match=re.escape("Generation 9 of group 'g1' is not the current one (1); rejoin."),
+        ):
             await c.commit_offsets(G, 9, member, [OffsetCommit("t", 0, 1)])
-        with pytest.raises(UnknownMemberId):
+        with pytest.raises(
+            UnknownMemberId, match=re.escape("Member 'ghost' is not in group 'g1'; rejoin.")
+        ):
             await c.commit_offsets(G, 1, "ghost", [OffsetCommit("t", 0, 1)])
         results = await c.commit_offsets(
             G, 1, member, [OffsetCommit("t", 0, 5), OffsetCommit("t", 1, 6, metadata="x" * 11)]
@@ -131,7 +137,9 @@ async def test_commit_validation(tmp_path: Path) -> None:
         )
         await asyncio.wait_for(asyncio.gather(join2, rejoin), 5)
         assert c.groups[G].state is GroupState.COMPLETING_REBALANCE
-        with pytest.raises(RebalanceInProgress):
+        with pytest.raises(
+            RebalanceInProgress, match=re.escape("Group 'g1' is rebalancing; rejoin.")
+        ):
             await c.commit_offsets(G, 2, member, [OffsetCommit("t", 0, 9)])
         assert c.fetch_offsets(G, [("t", 0)])[0].offset == 8
 
@@ -140,7 +148,7 @@ async def test_offset_delete(tmp_path: Path) -> None:
     async with coordinator(tmp_path) as c:
         with pytest.raises(GroupIdNotFound, match=r"Group 'g1' does not exist\."):
             await c.delete_offsets(G, [("t", 0)])
-        with pytest.raises(InvalidGroupId):
+        with pytest.raises(InvalidGroupId, match=re.escape("The group id must not be empty.")):
             await c.delete_offsets("", [("t", 0)])
         member = await one_member_group(c, "t")
         await c.commit_offsets(G, 1, member, [OffsetCommit("t", 0, 1), OffsetCommit("old", 0, 2)])

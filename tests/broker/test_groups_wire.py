@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from backbone.broker.protocol import (
     REQUESTS,
     RESPONSES,
@@ -64,10 +63,8 @@ class Client:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        await running.logs.create_topic("t", 2)
-        yield running
+def broker_topics() -> dict[str, int]:
+    return {"t": 2}
 
 
 @pytest.fixture
@@ -125,11 +122,14 @@ async def joined_member(client: Client, version: int = 5, group: str = "g") -> A
 
 
 def test_offered_versions_are_decodable() -> None:
-    from backbone.broker.handlers.groups import HANDLERS
+    from backbone.broker.handlers import group_offsets, groups
 
-    for key, handler in HANDLERS.items():
-        assert REQUESTS[key].min_version <= handler.min_version
-        assert handler.max_version <= REQUESTS[key].max_version
+    handlers = groups.HANDLERS + group_offsets.HANDLERS
+    assert len(handlers) == 11
+    for handler in handlers:
+        assert handler.request is REQUESTS[handler.api_key]
+        assert handler.request.min_version <= handler.min_version
+        assert handler.max_version <= handler.request.max_version
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5])

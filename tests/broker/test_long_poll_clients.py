@@ -1,10 +1,13 @@
-"""Long polling is answered on append, not at max_wait, with every real client (issue 3).
+"""Long polling is answered on append, not early and not at max_wait, with every real client.
 
-Each consumer fetches an empty partition with a max wait of 30 s. The test waits
-until the broker has that fetch parked on the partition (the partition log has a
-watcher: a read of the broker's state, nothing is changed), produces one record,
-and requires the consumer to have it within 10 s of the produce. A broker that
-answered only at max_wait would deliver it about 30 s after the fetch was sent.
+Each consumer fetches an empty partition with a max wait of 30 s. The test waits until
+the broker has that fetch parked on the partition (the partition log has a watcher),
+then records when the broker writes Fetch responses (its response filter), produces one
+record and requires: exactly one Fetch response was written between the fetch parking
+and the record's delivery, after the produce (a broker answering the empty fetch early
+writes one more), and within 10 s of the produce (a broker answering only at max_wait
+would deliver it about 30 s after the fetch was sent). ``test_clients_*.py`` check that
+each fetch of an empty partition is held for its whole max wait.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
+from tests.broker.long_poll import FetchResponses, fetch_parked
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -29,22 +32,8 @@ DELIVERY_BOUND_S = 10.0
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        await running.logs.create_topic("quiet", 1)
-        yield running
-
-
-async def fetch_parked(broker: Broker, waiting: asyncio.Future[Any]) -> None:
-    """Return once a fetch is long-polling on quiet-0 (the consumer is not done)."""
-    log = broker.logs.partition("quiet", 0)
-    async with asyncio.timeout(30):
-        while not log._watchers:  # a parked Fetch subscribes a watcher (PartitionLog.watch)
-            assert not waiting.done(), waiting
-            await asyncio.sleep(0.02)
-    await asyncio.sleep(0.2)  # the fetch stays parked
-    assert not waiting.done()
-    assert log.high_watermark == 0
+def broker_topics() -> dict[str, int]:
+    return {"quiet": 1}
 
 
 async def produce_one(broker: Broker) -> float:
@@ -61,11 +50,15 @@ async def produce_one(broker: Broker) -> float:
 
 
 async def check_answered_on_append(broker: Broker, waiting: asyncio.Future[Any]) -> Any:
-    await fetch_parked(broker, waiting)
+    await fetch_parked(broker, "quiet", waiting)
+    fetches = FetchResponses().install(broker)
     produced = await produce_one(broker)
     result = await asyncio.wait_for(asyncio.shield(waiting), DELIVERY_BOUND_S + 5)
-    delay = time.monotonic() - produced
-    assert delay < DELIVERY_BOUND_S, f"delivered {delay:.1f} s after the produce"
+    # one Fetch response since the fetch parked: the parked fetch itself, carrying the record
+    assert len(fetches.times) == 1, f"{len(fetches.times)} Fetch responses since it parked"
+    answered = fetches.times[0]
+    assert answered >= produced, "the parked fetch was answered before the produce"
+    assert answered - produced < DELIVERY_BOUND_S, f"answered {answered - produced:.1f} s late"
     return result
 
 

@@ -27,7 +27,7 @@ from backbone.broker.protocol import (
     ProduceRequest,
     RequestHeader,
     _generated,
-    _types,
+    _wire,
     encode_request_header,
     encode_response,
     generate,
@@ -148,7 +148,9 @@ def test_registries_are_read_only_and_load_classes_on_demand() -> None:
     assert list(REQUESTS) == list(RESPONSES) == list(API_NAMES)
     assert REQUESTS[0] is ProduceRequest and RESPONSES[1] is FetchResponse
     assert dict(REQUESTS.items())[18] is protocol.ApiVersionsRequest
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match="'MessageRegistry' object does not support item assignment"
+    ):
         REQUESTS[0] = FetchResponse  # type: ignore[index]
     with pytest.raises(AttributeError, match=r"has no attribute 'NoSuchRequest'$"):
         _ = protocol.NoSuchRequest
@@ -610,28 +612,28 @@ def test_wheel_schemas_have_the_reference_wire_layout_for_every_common_version()
 
 @given(n=st.integers(0, 2**32 - 1))
 def test_unsigned_varint_round_trip(n: int) -> None:
-    data = _types.write_uvarint(n)
-    assert _types.read_uvarint(memoryview(data), 0) == (n, len(data))
+    data = _wire.write_uvarint(n)
+    assert _wire.read_uvarint(memoryview(data), 0) == (n, len(data))
     assert len(data) <= 5
 
 
 @given(n=st.integers(-(2**31), 2**31 - 1), m=st.integers(-(2**63), 2**63 - 1))
 def test_zigzag_varint_and_varlong_round_trip(n: int, m: int) -> None:
-    data = _types.write_varint(n) + _types.write_varlong(m)
-    value, pos = _types.read_varint(memoryview(data), 0)
+    data = _wire.write_varint(n) + _wire.write_varlong(m)
+    value, pos = _wire.read_varint(memoryview(data), 0)
     assert value == n
-    assert _types.read_varlong(memoryview(data), pos) == (m, len(data))
+    assert _wire.read_varlong(memoryview(data), pos) == (m, len(data))
 
 
 def test_varint_examples_and_limits() -> None:
-    assert _types.write_varint(0) == b"\x00"
-    assert _types.write_varint(-1) == b"\x01"
-    assert _types.write_varint(1) == b"\x02"
-    assert _types.write_varint(-64) == b"\x7f"
-    assert _types.write_uvarint(300) == b"\xac\x02"
+    assert _wire.write_varint(0) == b"\x00"
+    assert _wire.write_varint(-1) == b"\x01"
+    assert _wire.write_varint(1) == b"\x02"
+    assert _wire.write_varint(-64) == b"\x7f"
+    assert _wire.write_uvarint(300) == b"\xac\x02"
     with pytest.raises(CodecError, match=r"^4294967296 does not fit an unsigned varint$"):
-        _types.write_uvarint(2**32)
+        _wire.write_uvarint(2**32)
     with pytest.raises(CodecError, match=r"^2147483648 does not fit a varint$"):
-        _types.write_varint(2**31)
+        _wire.write_varint(2**31)
     with pytest.raises(CodecError, match=r"^varlong is longer than 10 bytes$"):
-        _types.read_varlong(memoryview(b"\xff" * 11), 0)
+        _wire.read_varlong(memoryview(b"\xff" * 11), 0)

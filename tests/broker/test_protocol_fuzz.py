@@ -41,7 +41,7 @@ def test_truncated_or_corrupted_encodings_raise_only_codec_error(cls: type[Messa
     encoded = data.draw(message_strategy(cls, version)).encode(version)
     # every strict prefix follows the full decode's path and runs out of bytes
     for cut in range(len(encoded)):
-        with pytest.raises(CodecError):
+        with pytest.raises(CodecError, match=rf"^malformed {cls.__name__} v{version}: "):
             cls.decode(memoryview(encoded[:cut]), 0, version)
     if encoded:
         at = data.draw(st.integers(0, len(encoded) - 1), label="at")

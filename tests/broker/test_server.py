@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from backbone.broker import Broker, BrokerConfig
-from backbone.broker.handlers.base import Handler
+from backbone.broker.handlers.base import Handler, RequestContext
+from backbone.broker.protocol import DescribeClusterRequest, DescribeClusterResponse
+from tests.broker.long_poll import fetch_parked
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -169,10 +170,8 @@ class Raw:
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    config = BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
-    async with Broker(config) as running:
-        yield running
+def broker_config(tmp_path: Path) -> BrokerConfig:
+    return BrokerConfig(data_dir=tmp_path, port=0, max_frame_bytes=64 * 1024)
 
 
 async def assert_serves(port: int) -> None:
@@ -390,11 +389,14 @@ async def test_pipelined_requests_are_answered_in_order(broker: Broker) -> None:
 async def test_handler_bug_answers_unknown_server_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(ctx: object, request: object) -> object:
+    async def broken(
+        ctx: RequestContext, request: DescribeClusterRequest
+    ) -> DescribeClusterResponse:
         raise RuntimeError("boom in the handler")
 
     config = BrokerConfig(data_dir=tmp_path, port=0)
-    async with Broker(config, handlers={60: Handler(60, 0, 1, broken)}) as running:
+    handler = Handler(DescribeClusterRequest, DescribeClusterResponse, broken, 0, 1)
+    async with Broker(config, handlers=[handler]) as running:
         conn = await Raw.connect(running.port)
         with caplog.at_level(logging.ERROR):
             # DescribeCluster v0 (flexible): include_cluster_authorized_operations=false
@@ -434,10 +436,11 @@ async def test_shutdown_answers_a_waiting_long_poll(tmp_path: Path) -> None:
         fetch_body += struct.pack(">h", 5) + b"quiet" + struct.pack(">i", 1)
         fetch_body += struct.pack(">iqi", 0, 0, 1 << 20)
         await conn.send(frame(header_v1(1, 4, 99) + fetch_body))
-        await asyncio.sleep(0.1)
+        answer = asyncio.ensure_future(conn.response(wait=30))
+        await fetch_parked(running, "quiet", answer)  # the request is in flight
     finally:
         closing = asyncio.create_task(running.__aexit__(None, None, None))
-    body = await conn.response(wait=5)
+    body = await asyncio.wait_for(answer, 5)  # answered at shutdown, not at max_wait (30 s)
     assert struct.unpack_from(">i", body)[0] == 99
     assert await conn.closed(wait=5)
     await asyncio.wait_for(closing, 10)

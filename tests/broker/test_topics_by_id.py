@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from backbone.broker import Broker, BrokerConfig
+from backbone.broker import Broker
 from backbone.broker import protocol as kp
 from tests.broker.test_server import call
 
 pytestmark = pytest.mark.timeout(30)
 
 UNKNOWN_TOPIC_ID = 100
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with Broker(BrokerConfig(data_dir=tmp_path, port=0)) as running:
-        yield running
 
 
 async def test_delete_topics_by_id(broker: Broker) -> None:

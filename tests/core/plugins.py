@@ -190,7 +190,8 @@ RESERVED = ConnectorKind(
 class BreaksOptions(ConnectorOptions):
     breaks: str
     """Which rule the source breaks: ``shared`` (two records, one position, no identity),
-    ``none`` (position None without identity), ``data_error`` (read raises DataError)."""
+    ``none`` (position None without identity), ``data_error`` (read raises DataError);
+    ``nothing``: a two-record change done right (None + identity, then position 5)."""
 
 
 class BreaksContract(Source[BreaksOptions]):
@@ -210,6 +211,11 @@ class BreaksContract(Source[BreaksOptions]):
             raise DataError("line 3 is not JSON")
         if self.options.breaks == "none":
             return [SourceRecord(value={"n": 1}, position=None)]
+        if self.options.breaks == "nothing":
+            return [
+                SourceRecord(value={"n": 1}, key="a", position=None, identity="a-delete"),
+                SourceRecord(value=None, key="a", position=5, identity="a-tombstone"),
+            ]
         return [SourceRecord(value={"n": 1}, position=7), SourceRecord(value={"n": 2}, position=7)]
 
     async def close(self) -> None:

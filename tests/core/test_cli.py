@@ -190,7 +190,7 @@ def test_broker_command_bad_listener(tmp_path: Path) -> None:
     result = cli("broker", "--listen", "nowhere", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: listener 'nowhere' must look like host:port, e.g. 127.0.0.1:9092"
+        "error: --listen: expected HOST:PORT like 127.0.0.1:9092 (got 'nowhere')"
     )
 
 
@@ -198,7 +198,7 @@ def test_broker_command_bad_flush_policy(tmp_path: Path) -> None:
     result = cli("broker", "--flush", "never", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: flush must be 'always', 'interval' or 'os' (got 'never')"
+        "error: --flush: must be 'always', 'interval' or 'os' (got 'never')"
     )
 
 

@@ -4,6 +4,7 @@ the runtime enforces (a source breaking one stops FAILED with a ContractError)."
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -13,9 +14,10 @@ import pytest
 
 import backbone
 from backbone import sdk
+from backbone.positions import POSITIONS_TOPIC
 from backbone.registry import Registry
 from backbone.runner import ConnectorState
-from backbone.testing import FAST_RUNTIME, broker_yaml, context, running, wait_until
+from backbone.testing import FAST_RUNTIME, broker_yaml, consume, context, running, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,3 +201,21 @@ async def test_a_source_breaking_a_rule_stops_failed_with_a_contract_error(
         status = runner.status["bad"]
         await wait_until(lambda: status.state is ConnectorState.FAILED, what="FAILED")
     assert status.error is not None and status.error.startswith(message), status.error
+
+
+async def test_a_change_of_two_records_saves_only_the_position_after_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        broker_yaml("embedded", data_dir=tmp_path / "broker")
+        + FAST_RUNTIME
+        + f'sources:\n  good: {{type: "{BREAKS}", topic: t, breaks: nothing}}\n'
+    )
+    async with running(config) as runner:
+        assert runner.bootstrap is not None
+        records = await consume(runner.bootstrap, "t", count=2)
+        [saved] = await consume(runner.bootstrap, POSITIONS_TOPIC, count=1)
+        assert runner.status["good"].state is ConnectorState.RUNNING
+    assert [(r.key, r.value) for r in records] == [(b"a", b'{"n":1}'), (b"a", None)]
+    ids = [dict(r.headers)["ce_id"] for r in records]
+    assert len(set(ids)) == 2  # from the identities: one position, two ids
+    assert (saved.key, json.loads(saved.value)) == (b"good", {"position": 5})

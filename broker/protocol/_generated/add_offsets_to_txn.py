@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -66,6 +64,8 @@ class AddOffsetsToTxnRequest(Message):
     group_id: str = ''
 
 
+
+
 def _d_AddOffsetsToTxnRequest_p(buf, pos, v):
     f_transactional_id, pos = _rd_string(buf, pos)
     f_producer_id, f_producer_epoch = _S_qh.unpack_from(buf, pos)
@@ -105,6 +105,8 @@ class AddOffsetsToTxnResponse(Message):
 
     throttle_time_ms: int = 0
     error_code: int = 0
+
+
 
 
 def _d_AddOffsetsToTxnResponse_p(buf, pos, v):

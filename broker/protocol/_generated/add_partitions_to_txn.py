@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,33 +58,38 @@ __all__ = ['AddPartitionsToTxnRequest', 'AddPartitionsToTxnResponse']
 
 
 @dataclass(slots=True)
-class AddPartitionsToTxnRequest_AddPartitionsToTxnTopic(Struct):
-    """AddPartitionsToTxnRequest.AddPartitionsToTxnTopic (generated)."""
-
-    name: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction(Struct):
-    """AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction (generated)."""
-
-    transactional_id: str = ''
-    producer_id: int = 0
-    producer_epoch: int = 0
-    verify_only: bool = False
-    topics: list[AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AddPartitionsToTxnRequest(Message):
     """AddPartitionsToTxnRequest (request)."""
 
-    transactions: list[AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction] = field(default_factory=list)
+    @dataclass(slots=True)
+    class AddPartitionsToTxnTransaction(Struct):
+        """AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction (generated)."""
+
+        @dataclass(slots=True)
+        class AddPartitionsToTxnTopic(Struct):
+            """AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic (generated)."""
+
+            name: str = ''
+            partitions: list[int] = field(default_factory=list)
+
+        transactional_id: str = ''
+        producer_id: int = 0
+        producer_epoch: int = 0
+        verify_only: bool = False
+        topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic] = field(default_factory=list)
+
+    AddPartitionsToTxnTopic: ClassVar[type[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic]]
+
+    transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = field(default_factory=list)
     v3_and_below_transactional_id: str = ''
     v3_and_below_producer_id: int = 0
     v3_and_below_producer_epoch: int = 0
-    v3_and_below_topics: list[AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(default_factory=list)
+    v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic] = field(default_factory=list)
+
+
+AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction = AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction
+AddPartitionsToTxnRequest_AddPartitionsToTxnTopic = AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic
+AddPartitionsToTxnRequest.AddPartitionsToTxnTopic = AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
 
 
 def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_p(buf, pos, v):
@@ -304,37 +307,44 @@ def _e_AddPartitionsToTxnRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult(Struct):
-    """AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult (generated)."""
-
-    partition_index: int = 0
-    partition_error_code: int = 0
-
-
-@dataclass(slots=True)
-class AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult(Struct):
-    """AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult (generated)."""
-
-    name: str = ''
-    results_by_partition: list[AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class AddPartitionsToTxnResponse_AddPartitionsToTxnResult(Struct):
-    """AddPartitionsToTxnResponse.AddPartitionsToTxnResult (generated)."""
-
-    transactional_id: str = ''
-    topic_results: list[AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AddPartitionsToTxnResponse(Message):
     """AddPartitionsToTxnResponse (response)."""
 
+    @dataclass(slots=True)
+    class AddPartitionsToTxnResult(Struct):
+        """AddPartitionsToTxnResponse.AddPartitionsToTxnResult (generated)."""
+
+        @dataclass(slots=True)
+        class AddPartitionsToTxnTopicResult(Struct):
+            """AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult (generated)."""
+
+            @dataclass(slots=True)
+            class AddPartitionsToTxnPartitionResult(Struct):
+                """AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult (generated)."""
+
+                partition_index: int = 0
+                partition_error_code: int = 0
+
+            name: str = ''
+            results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult] = field(default_factory=list)
+
+        transactional_id: str = ''
+        topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult] = field(default_factory=list)
+
+    AddPartitionsToTxnTopicResult: ClassVar[type[AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult]]
+    AddPartitionsToTxnPartitionResult: ClassVar[type[AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult]]
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    results_by_transaction: list[AddPartitionsToTxnResponse_AddPartitionsToTxnResult] = field(default_factory=list)
-    results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult] = field(default_factory=list)
+    results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = field(default_factory=list)
+    results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult] = field(default_factory=list)
+
+
+AddPartitionsToTxnResponse_AddPartitionsToTxnResult = AddPartitionsToTxnResponse.AddPartitionsToTxnResult
+AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult = AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult
+AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult = AddPartitionsToTxnResponse.AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult
+AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult = AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
+AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult = AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
 
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_p(buf, pos, v):
@@ -569,13 +579,6 @@ def _e_AddPartitionsToTxnResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.__qualname__ = 'AddPartitionsToTxnRequest.AddPartitionsToTxnTopic'
-AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.__name__ = 'AddPartitionsToTxnTopic'
-AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.__qualname__ = 'AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction'
-AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.__name__ = 'AddPartitionsToTxnTransaction'
-AddPartitionsToTxnRequest.AddPartitionsToTxnTopic = AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
-AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction = AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction
-AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.AddPartitionsToTxnTopic = AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
 AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),
@@ -603,17 +606,6 @@ AddPartitionsToTxnRequest._encode_plain = staticmethod(_e_AddPartitionsToTxnRequ
 AddPartitionsToTxnRequest._decode_flex = staticmethod(_d_AddPartitionsToTxnRequest_f)
 AddPartitionsToTxnRequest._encode_flex = staticmethod(_e_AddPartitionsToTxnRequest_f)
 
-AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.__qualname__ = 'AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult'
-AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.__name__ = 'AddPartitionsToTxnPartitionResult'
-AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.__qualname__ = 'AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult'
-AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.__name__ = 'AddPartitionsToTxnTopicResult'
-AddPartitionsToTxnResponse_AddPartitionsToTxnResult.__qualname__ = 'AddPartitionsToTxnResponse.AddPartitionsToTxnResult'
-AddPartitionsToTxnResponse_AddPartitionsToTxnResult.__name__ = 'AddPartitionsToTxnResult'
-AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult = AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
-AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult = AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
-AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult = AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
-AddPartitionsToTxnResponse.AddPartitionsToTxnResult = AddPartitionsToTxnResponse_AddPartitionsToTxnResult
-AddPartitionsToTxnResponse_AddPartitionsToTxnResult.AddPartitionsToTxnTopicResult = AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
 AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('partition_error_code', 'PartitionErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,36 +57,43 @@ __all__ = ['AlterClientQuotasRequest', 'AlterClientQuotasResponse']
 
 
 @dataclass(slots=True)
-class AlterClientQuotasRequest_EntityData(Struct):
-    """AlterClientQuotasRequest.EntityData (generated)."""
-
-    entity_type: str = ''
-    entity_name: str | None = ''
-
-
-@dataclass(slots=True)
-class AlterClientQuotasRequest_OpData(Struct):
-    """AlterClientQuotasRequest.OpData (generated)."""
-
-    key: str = ''
-    value: float = 0.0
-    remove: bool = False
-
-
-@dataclass(slots=True)
-class AlterClientQuotasRequest_EntryData(Struct):
-    """AlterClientQuotasRequest.EntryData (generated)."""
-
-    entity: list[AlterClientQuotasRequest_EntityData] = field(default_factory=list)
-    ops: list[AlterClientQuotasRequest_OpData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterClientQuotasRequest(Message):
     """AlterClientQuotasRequest (request)."""
 
-    entries: list[AlterClientQuotasRequest_EntryData] = field(default_factory=list)
+    @dataclass(slots=True)
+    class EntryData(Struct):
+        """AlterClientQuotasRequest.EntryData (generated)."""
+
+        @dataclass(slots=True)
+        class EntityData(Struct):
+            """AlterClientQuotasRequest.EntryData.EntityData (generated)."""
+
+            entity_type: str = ''
+            entity_name: str | None = ''
+
+        @dataclass(slots=True)
+        class OpData(Struct):
+            """AlterClientQuotasRequest.EntryData.OpData (generated)."""
+
+            key: str = ''
+            value: float = 0.0
+            remove: bool = False
+
+        entity: list[AlterClientQuotasRequest.EntryData.EntityData] = field(default_factory=list)
+        ops: list[AlterClientQuotasRequest.EntryData.OpData] = field(default_factory=list)
+
+    EntityData: ClassVar[type[AlterClientQuotasRequest.EntryData.EntityData]]
+    OpData: ClassVar[type[AlterClientQuotasRequest.EntryData.OpData]]
+
+    entries: list[AlterClientQuotasRequest.EntryData] = field(default_factory=list)
     validate_only: bool = False
+
+
+AlterClientQuotasRequest_EntryData = AlterClientQuotasRequest.EntryData
+AlterClientQuotasRequest_EntityData = AlterClientQuotasRequest.EntryData.EntityData
+AlterClientQuotasRequest_OpData = AlterClientQuotasRequest.EntryData.OpData
+AlterClientQuotasRequest.EntityData = AlterClientQuotasRequest_EntityData
+AlterClientQuotasRequest.OpData = AlterClientQuotasRequest_OpData
 
 
 def _d_AlterClientQuotasRequest_EntityData_p(buf, pos, v):
@@ -297,28 +302,33 @@ def _e_AlterClientQuotasRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AlterClientQuotasResponse_EntityData(Struct):
-    """AlterClientQuotasResponse.EntityData (generated)."""
-
-    entity_type: str = ''
-    entity_name: str | None = ''
-
-
-@dataclass(slots=True)
-class AlterClientQuotasResponse_EntryData(Struct):
-    """AlterClientQuotasResponse.EntryData (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    entity: list[AlterClientQuotasResponse_EntityData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterClientQuotasResponse(Message):
     """AlterClientQuotasResponse (response)."""
 
+    @dataclass(slots=True)
+    class EntryData(Struct):
+        """AlterClientQuotasResponse.EntryData (generated)."""
+
+        @dataclass(slots=True)
+        class EntityData(Struct):
+            """AlterClientQuotasResponse.EntryData.EntityData (generated)."""
+
+            entity_type: str = ''
+            entity_name: str | None = ''
+
+        error_code: int = 0
+        error_message: str | None = ''
+        entity: list[AlterClientQuotasResponse.EntryData.EntityData] = field(default_factory=list)
+
+    EntityData: ClassVar[type[AlterClientQuotasResponse.EntryData.EntityData]]
+
     throttle_time_ms: int = 0
-    entries: list[AlterClientQuotasResponse_EntryData] = field(default_factory=list)
+    entries: list[AlterClientQuotasResponse.EntryData] = field(default_factory=list)
+
+
+AlterClientQuotasResponse_EntryData = AlterClientQuotasResponse.EntryData
+AlterClientQuotasResponse_EntityData = AlterClientQuotasResponse.EntryData.EntityData
+AlterClientQuotasResponse.EntityData = AlterClientQuotasResponse_EntityData
 
 
 def _d_AlterClientQuotasResponse_EntityData_p(buf, pos, v):
@@ -472,17 +482,6 @@ def _e_AlterClientQuotasResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AlterClientQuotasRequest_EntityData.__qualname__ = 'AlterClientQuotasRequest.EntityData'
-AlterClientQuotasRequest_EntityData.__name__ = 'EntityData'
-AlterClientQuotasRequest_OpData.__qualname__ = 'AlterClientQuotasRequest.OpData'
-AlterClientQuotasRequest_OpData.__name__ = 'OpData'
-AlterClientQuotasRequest_EntryData.__qualname__ = 'AlterClientQuotasRequest.EntryData'
-AlterClientQuotasRequest_EntryData.__name__ = 'EntryData'
-AlterClientQuotasRequest.EntityData = AlterClientQuotasRequest_EntityData
-AlterClientQuotasRequest.OpData = AlterClientQuotasRequest_OpData
-AlterClientQuotasRequest.EntryData = AlterClientQuotasRequest_EntryData
-AlterClientQuotasRequest_EntryData.EntityData = AlterClientQuotasRequest_EntityData
-AlterClientQuotasRequest_EntryData.OpData = AlterClientQuotasRequest_OpData
 AlterClientQuotasRequest_EntityData.FIELDS = (
     FieldSpec('entity_type', 'EntityType', 'string', None, (0, 32767), None, None, None),
     FieldSpec('entity_name', 'EntityName', 'string', None, (0, 32767), (0, 32767), None, None),
@@ -509,13 +508,6 @@ AlterClientQuotasRequest._encode_plain = staticmethod(_e_AlterClientQuotasReques
 AlterClientQuotasRequest._decode_flex = staticmethod(_d_AlterClientQuotasRequest_f)
 AlterClientQuotasRequest._encode_flex = staticmethod(_e_AlterClientQuotasRequest_f)
 
-AlterClientQuotasResponse_EntityData.__qualname__ = 'AlterClientQuotasResponse.EntityData'
-AlterClientQuotasResponse_EntityData.__name__ = 'EntityData'
-AlterClientQuotasResponse_EntryData.__qualname__ = 'AlterClientQuotasResponse.EntryData'
-AlterClientQuotasResponse_EntryData.__name__ = 'EntryData'
-AlterClientQuotasResponse.EntityData = AlterClientQuotasResponse_EntityData
-AlterClientQuotasResponse.EntryData = AlterClientQuotasResponse_EntryData
-AlterClientQuotasResponse_EntryData.EntityData = AlterClientQuotasResponse_EntityData
 AlterClientQuotasResponse_EntityData.FIELDS = (
     FieldSpec('entity_type', 'EntityType', 'string', None, (0, 32767), None, None, None),
     FieldSpec('entity_name', 'EntityName', 'string', None, (0, 32767), (0, 32767), None, None),

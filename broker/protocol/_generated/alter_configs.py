@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,28 +57,33 @@ __all__ = ['AlterConfigsRequest', 'AlterConfigsResponse']
 
 
 @dataclass(slots=True)
-class AlterConfigsRequest_AlterableConfig(Struct):
-    """AlterConfigsRequest.AlterableConfig (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-
-
-@dataclass(slots=True)
-class AlterConfigsRequest_AlterConfigsResource(Struct):
-    """AlterConfigsRequest.AlterConfigsResource (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    configs: list[AlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterConfigsRequest(Message):
     """AlterConfigsRequest (request)."""
 
-    resources: list[AlterConfigsRequest_AlterConfigsResource] = field(default_factory=list)
+    @dataclass(slots=True)
+    class AlterConfigsResource(Struct):
+        """AlterConfigsRequest.AlterConfigsResource (generated)."""
+
+        @dataclass(slots=True)
+        class AlterableConfig(Struct):
+            """AlterConfigsRequest.AlterConfigsResource.AlterableConfig (generated)."""
+
+            name: str = ''
+            value: str | None = ''
+
+        resource_type: int = 0
+        resource_name: str = ''
+        configs: list[AlterConfigsRequest.AlterConfigsResource.AlterableConfig] = field(default_factory=list)
+
+    AlterableConfig: ClassVar[type[AlterConfigsRequest.AlterConfigsResource.AlterableConfig]]
+
+    resources: list[AlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
     validate_only: bool = False
+
+
+AlterConfigsRequest_AlterConfigsResource = AlterConfigsRequest.AlterConfigsResource
+AlterConfigsRequest_AlterableConfig = AlterConfigsRequest.AlterConfigsResource.AlterableConfig
+AlterConfigsRequest.AlterableConfig = AlterConfigsRequest_AlterableConfig
 
 
 def _d_AlterConfigsRequest_AlterableConfig_p(buf, pos, v):
@@ -235,21 +238,23 @@ def _e_AlterConfigsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AlterConfigsResponse_AlterConfigsResourceResponse(Struct):
-    """AlterConfigsResponse.AlterConfigsResourceResponse (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    resource_type: int = 0
-    resource_name: str = ''
-
-
-@dataclass(slots=True)
 class AlterConfigsResponse(Message):
     """AlterConfigsResponse (response)."""
 
+    @dataclass(slots=True)
+    class AlterConfigsResourceResponse(Struct):
+        """AlterConfigsResponse.AlterConfigsResourceResponse (generated)."""
+
+        error_code: int = 0
+        error_message: str | None = ''
+        resource_type: int = 0
+        resource_name: str = ''
+
     throttle_time_ms: int = 0
-    responses: list[AlterConfigsResponse_AlterConfigsResourceResponse] = field(default_factory=list)
+    responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
+
+
+AlterConfigsResponse_AlterConfigsResourceResponse = AlterConfigsResponse.AlterConfigsResourceResponse
 
 
 def _d_AlterConfigsResponse_AlterConfigsResourceResponse_p(buf, pos, v):
@@ -351,13 +356,6 @@ def _e_AlterConfigsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AlterConfigsRequest_AlterableConfig.__qualname__ = 'AlterConfigsRequest.AlterableConfig'
-AlterConfigsRequest_AlterableConfig.__name__ = 'AlterableConfig'
-AlterConfigsRequest_AlterConfigsResource.__qualname__ = 'AlterConfigsRequest.AlterConfigsResource'
-AlterConfigsRequest_AlterConfigsResource.__name__ = 'AlterConfigsResource'
-AlterConfigsRequest.AlterableConfig = AlterConfigsRequest_AlterableConfig
-AlterConfigsRequest.AlterConfigsResource = AlterConfigsRequest_AlterConfigsResource
-AlterConfigsRequest_AlterConfigsResource.AlterableConfig = AlterConfigsRequest_AlterableConfig
 AlterConfigsRequest_AlterableConfig.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('value', 'Value', 'string', None, (0, 32767), (0, 32767), None, None),
@@ -380,9 +378,6 @@ AlterConfigsRequest._encode_plain = staticmethod(_e_AlterConfigsRequest_p)
 AlterConfigsRequest._decode_flex = staticmethod(_d_AlterConfigsRequest_f)
 AlterConfigsRequest._encode_flex = staticmethod(_e_AlterConfigsRequest_f)
 
-AlterConfigsResponse_AlterConfigsResourceResponse.__qualname__ = 'AlterConfigsResponse.AlterConfigsResourceResponse'
-AlterConfigsResponse_AlterConfigsResourceResponse.__name__ = 'AlterConfigsResourceResponse'
-AlterConfigsResponse.AlterConfigsResourceResponse = AlterConfigsResponse_AlterConfigsResourceResponse
 AlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('error_message', 'ErrorMessage', 'string', None, (0, 32767), (0, 32767), None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,28 +57,33 @@ __all__ = ['AlterPartitionReassignmentsRequest', 'AlterPartitionReassignmentsRes
 
 
 @dataclass(slots=True)
-class AlterPartitionReassignmentsRequest_ReassignablePartition(Struct):
-    """AlterPartitionReassignmentsRequest.ReassignablePartition (generated)."""
-
-    partition_index: int = 0
-    replicas: list[int] | None = None
-
-
-@dataclass(slots=True)
-class AlterPartitionReassignmentsRequest_ReassignableTopic(Struct):
-    """AlterPartitionReassignmentsRequest.ReassignableTopic (generated)."""
-
-    name: str = ''
-    partitions: list[AlterPartitionReassignmentsRequest_ReassignablePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterPartitionReassignmentsRequest(Message):
     """AlterPartitionReassignmentsRequest (request)."""
 
+    @dataclass(slots=True)
+    class ReassignableTopic(Struct):
+        """AlterPartitionReassignmentsRequest.ReassignableTopic (generated)."""
+
+        @dataclass(slots=True)
+        class ReassignablePartition(Struct):
+            """AlterPartitionReassignmentsRequest.ReassignableTopic.ReassignablePartition (generated)."""
+
+            partition_index: int = 0
+            replicas: list[int] | None = None
+
+        name: str = ''
+        partitions: list[AlterPartitionReassignmentsRequest.ReassignableTopic.ReassignablePartition] = field(default_factory=list)
+
+    ReassignablePartition: ClassVar[type[AlterPartitionReassignmentsRequest.ReassignableTopic.ReassignablePartition]]
+
     timeout_ms: int = 60000
     allow_replication_factor_change: bool = True
-    topics: list[AlterPartitionReassignmentsRequest_ReassignableTopic] = field(default_factory=list)
+    topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = field(default_factory=list)
+
+
+AlterPartitionReassignmentsRequest_ReassignableTopic = AlterPartitionReassignmentsRequest.ReassignableTopic
+AlterPartitionReassignmentsRequest_ReassignablePartition = AlterPartitionReassignmentsRequest.ReassignableTopic.ReassignablePartition
+AlterPartitionReassignmentsRequest.ReassignablePartition = AlterPartitionReassignmentsRequest_ReassignablePartition
 
 
 def _d_AlterPartitionReassignmentsRequest_ReassignablePartition_f(buf, pos, v):
@@ -190,31 +193,36 @@ def _e_AlterPartitionReassignmentsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AlterPartitionReassignmentsResponse_ReassignablePartitionResponse(Struct):
-    """AlterPartitionReassignmentsResponse.ReassignablePartitionResponse (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
-class AlterPartitionReassignmentsResponse_ReassignableTopicResponse(Struct):
-    """AlterPartitionReassignmentsResponse.ReassignableTopicResponse (generated)."""
-
-    name: str = ''
-    partitions: list[AlterPartitionReassignmentsResponse_ReassignablePartitionResponse] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterPartitionReassignmentsResponse(Message):
     """AlterPartitionReassignmentsResponse (response)."""
+
+    @dataclass(slots=True)
+    class ReassignableTopicResponse(Struct):
+        """AlterPartitionReassignmentsResponse.ReassignableTopicResponse (generated)."""
+
+        @dataclass(slots=True)
+        class ReassignablePartitionResponse(Struct):
+            """AlterPartitionReassignmentsResponse.ReassignableTopicResponse.ReassignablePartitionResponse (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+            error_message: str | None = ''
+
+        name: str = ''
+        partitions: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse.ReassignablePartitionResponse] = field(default_factory=list)
+
+    ReassignablePartitionResponse: ClassVar[type[AlterPartitionReassignmentsResponse.ReassignableTopicResponse.ReassignablePartitionResponse]]
 
     throttle_time_ms: int = 0
     allow_replication_factor_change: bool = True
     error_code: int = 0
     error_message: str | None = ''
-    responses: list[AlterPartitionReassignmentsResponse_ReassignableTopicResponse] = field(default_factory=list)
+    responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse] = field(default_factory=list)
+
+
+AlterPartitionReassignmentsResponse_ReassignableTopicResponse = AlterPartitionReassignmentsResponse.ReassignableTopicResponse
+AlterPartitionReassignmentsResponse_ReassignablePartitionResponse = AlterPartitionReassignmentsResponse.ReassignableTopicResponse.ReassignablePartitionResponse
+AlterPartitionReassignmentsResponse.ReassignablePartitionResponse = AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
 
 
 def _d_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_f(buf, pos, v):
@@ -315,13 +323,6 @@ def _e_AlterPartitionReassignmentsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AlterPartitionReassignmentsRequest_ReassignablePartition.__qualname__ = 'AlterPartitionReassignmentsRequest.ReassignablePartition'
-AlterPartitionReassignmentsRequest_ReassignablePartition.__name__ = 'ReassignablePartition'
-AlterPartitionReassignmentsRequest_ReassignableTopic.__qualname__ = 'AlterPartitionReassignmentsRequest.ReassignableTopic'
-AlterPartitionReassignmentsRequest_ReassignableTopic.__name__ = 'ReassignableTopic'
-AlterPartitionReassignmentsRequest.ReassignablePartition = AlterPartitionReassignmentsRequest_ReassignablePartition
-AlterPartitionReassignmentsRequest.ReassignableTopic = AlterPartitionReassignmentsRequest_ReassignableTopic
-AlterPartitionReassignmentsRequest_ReassignableTopic.ReassignablePartition = AlterPartitionReassignmentsRequest_ReassignablePartition
 AlterPartitionReassignmentsRequest_ReassignablePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('replicas', 'Replicas', '[]int32', None, (0, 32767), (0, 32767), None, None),
@@ -342,13 +343,6 @@ AlterPartitionReassignmentsRequest.flexible_from = 0
 AlterPartitionReassignmentsRequest._decode_flex = staticmethod(_d_AlterPartitionReassignmentsRequest_f)
 AlterPartitionReassignmentsRequest._encode_flex = staticmethod(_e_AlterPartitionReassignmentsRequest_f)
 
-AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.__qualname__ = 'AlterPartitionReassignmentsResponse.ReassignablePartitionResponse'
-AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.__name__ = 'ReassignablePartitionResponse'
-AlterPartitionReassignmentsResponse_ReassignableTopicResponse.__qualname__ = 'AlterPartitionReassignmentsResponse.ReassignableTopicResponse'
-AlterPartitionReassignmentsResponse_ReassignableTopicResponse.__name__ = 'ReassignableTopicResponse'
-AlterPartitionReassignmentsResponse.ReassignablePartitionResponse = AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
-AlterPartitionReassignmentsResponse.ReassignableTopicResponse = AlterPartitionReassignmentsResponse_ReassignableTopicResponse
-AlterPartitionReassignmentsResponse_ReassignableTopicResponse.ReassignablePartitionResponse = AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
 AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -57,26 +55,31 @@ __all__ = ['AlterReplicaLogDirsRequest', 'AlterReplicaLogDirsResponse']
 
 
 @dataclass(slots=True)
-class AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic(Struct):
-    """AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic (generated)."""
-
-    name: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class AlterReplicaLogDirsRequest_AlterReplicaLogDir(Struct):
-    """AlterReplicaLogDirsRequest.AlterReplicaLogDir (generated)."""
-
-    path: str = ''
-    topics: list[AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterReplicaLogDirsRequest(Message):
     """AlterReplicaLogDirsRequest (request)."""
 
-    dirs: list[AlterReplicaLogDirsRequest_AlterReplicaLogDir] = field(default_factory=list)
+    @dataclass(slots=True)
+    class AlterReplicaLogDir(Struct):
+        """AlterReplicaLogDirsRequest.AlterReplicaLogDir (generated)."""
+
+        @dataclass(slots=True)
+        class AlterReplicaLogDirTopic(Struct):
+            """AlterReplicaLogDirsRequest.AlterReplicaLogDir.AlterReplicaLogDirTopic (generated)."""
+
+            name: str = ''
+            partitions: list[int] = field(default_factory=list)
+
+        path: str = ''
+        topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir.AlterReplicaLogDirTopic] = field(default_factory=list)
+
+    AlterReplicaLogDirTopic: ClassVar[type[AlterReplicaLogDirsRequest.AlterReplicaLogDir.AlterReplicaLogDirTopic]]
+
+    dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir] = field(default_factory=list)
+
+
+AlterReplicaLogDirsRequest_AlterReplicaLogDir = AlterReplicaLogDirsRequest.AlterReplicaLogDir
+AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic = AlterReplicaLogDirsRequest.AlterReplicaLogDir.AlterReplicaLogDirTopic
+AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic = AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
 
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_p(buf, pos, v):
@@ -240,27 +243,32 @@ def _e_AlterReplicaLogDirsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult(Struct):
-    """AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult(Struct):
-    """AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult (generated)."""
-
-    topic_name: str = ''
-    partitions: list[AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class AlterReplicaLogDirsResponse(Message):
     """AlterReplicaLogDirsResponse (response)."""
 
+    @dataclass(slots=True)
+    class AlterReplicaLogDirTopicResult(Struct):
+        """AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class AlterReplicaLogDirPartitionResult(Struct):
+            """AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.AlterReplicaLogDirPartitionResult (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+
+        topic_name: str = ''
+        partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.AlterReplicaLogDirPartitionResult] = field(default_factory=list)
+
+    AlterReplicaLogDirPartitionResult: ClassVar[type[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.AlterReplicaLogDirPartitionResult]]
+
     throttle_time_ms: int = 0
-    results: list[AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult] = field(default_factory=list)
+    results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult] = field(default_factory=list)
+
+
+AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult = AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult
+AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult = AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.AlterReplicaLogDirPartitionResult
+AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult = AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
 
 
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_p(buf, pos, v):
@@ -406,13 +414,6 @@ def _e_AlterReplicaLogDirsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.__qualname__ = 'AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic'
-AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.__name__ = 'AlterReplicaLogDirTopic'
-AlterReplicaLogDirsRequest_AlterReplicaLogDir.__qualname__ = 'AlterReplicaLogDirsRequest.AlterReplicaLogDir'
-AlterReplicaLogDirsRequest_AlterReplicaLogDir.__name__ = 'AlterReplicaLogDir'
-AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic = AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
-AlterReplicaLogDirsRequest.AlterReplicaLogDir = AlterReplicaLogDirsRequest_AlterReplicaLogDir
-AlterReplicaLogDirsRequest_AlterReplicaLogDir.AlterReplicaLogDirTopic = AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
 AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),
@@ -433,13 +434,6 @@ AlterReplicaLogDirsRequest._encode_plain = staticmethod(_e_AlterReplicaLogDirsRe
 AlterReplicaLogDirsRequest._decode_flex = staticmethod(_d_AlterReplicaLogDirsRequest_f)
 AlterReplicaLogDirsRequest._encode_flex = staticmethod(_e_AlterReplicaLogDirsRequest_f)
 
-AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.__qualname__ = 'AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult'
-AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.__name__ = 'AlterReplicaLogDirPartitionResult'
-AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.__qualname__ = 'AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult'
-AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.__name__ = 'AlterReplicaLogDirTopicResult'
-AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult = AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
-AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult = AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult
-AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.AlterReplicaLogDirPartitionResult = AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
 AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

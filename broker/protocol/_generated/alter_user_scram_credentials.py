@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,30 +57,32 @@ __all__ = ['AlterUserScramCredentialsRequest', 'AlterUserScramCredentialsRespons
 
 
 @dataclass(slots=True)
-class AlterUserScramCredentialsRequest_ScramCredentialDeletion(Struct):
-    """AlterUserScramCredentialsRequest.ScramCredentialDeletion (generated)."""
-
-    name: str = ''
-    mechanism: int = 0
-
-
-@dataclass(slots=True)
-class AlterUserScramCredentialsRequest_ScramCredentialUpsertion(Struct):
-    """AlterUserScramCredentialsRequest.ScramCredentialUpsertion (generated)."""
-
-    name: str = ''
-    mechanism: int = 0
-    iterations: int = 0
-    salt: bytes = b''
-    salted_password: bytes = b''
-
-
-@dataclass(slots=True)
 class AlterUserScramCredentialsRequest(Message):
     """AlterUserScramCredentialsRequest (request)."""
 
-    deletions: list[AlterUserScramCredentialsRequest_ScramCredentialDeletion] = field(default_factory=list)
-    upsertions: list[AlterUserScramCredentialsRequest_ScramCredentialUpsertion] = field(default_factory=list)
+    @dataclass(slots=True)
+    class ScramCredentialDeletion(Struct):
+        """AlterUserScramCredentialsRequest.ScramCredentialDeletion (generated)."""
+
+        name: str = ''
+        mechanism: int = 0
+
+    @dataclass(slots=True)
+    class ScramCredentialUpsertion(Struct):
+        """AlterUserScramCredentialsRequest.ScramCredentialUpsertion (generated)."""
+
+        name: str = ''
+        mechanism: int = 0
+        iterations: int = 0
+        salt: bytes = b''
+        salted_password: bytes = b''
+
+    deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = field(default_factory=list)
+    upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion] = field(default_factory=list)
+
+
+AlterUserScramCredentialsRequest_ScramCredentialDeletion = AlterUserScramCredentialsRequest.ScramCredentialDeletion
+AlterUserScramCredentialsRequest_ScramCredentialUpsertion = AlterUserScramCredentialsRequest.ScramCredentialUpsertion
 
 
 def _d_AlterUserScramCredentialsRequest_ScramCredentialDeletion_f(buf, pos, v):
@@ -176,20 +176,22 @@ def _e_AlterUserScramCredentialsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult(Struct):
-    """AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult (generated)."""
-
-    user: str = ''
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
 class AlterUserScramCredentialsResponse(Message):
     """AlterUserScramCredentialsResponse (response)."""
 
+    @dataclass(slots=True)
+    class AlterUserScramCredentialsResult(Struct):
+        """AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult (generated)."""
+
+        user: str = ''
+        error_code: int = 0
+        error_message: str | None = ''
+
     throttle_time_ms: int = 0
-    results: list[AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult] = field(default_factory=list)
+    results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = field(default_factory=list)
+
+
+AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult = AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult
 
 
 def _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_f(buf, pos, v):
@@ -246,12 +248,6 @@ def _e_AlterUserScramCredentialsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-AlterUserScramCredentialsRequest_ScramCredentialDeletion.__qualname__ = 'AlterUserScramCredentialsRequest.ScramCredentialDeletion'
-AlterUserScramCredentialsRequest_ScramCredentialDeletion.__name__ = 'ScramCredentialDeletion'
-AlterUserScramCredentialsRequest_ScramCredentialUpsertion.__qualname__ = 'AlterUserScramCredentialsRequest.ScramCredentialUpsertion'
-AlterUserScramCredentialsRequest_ScramCredentialUpsertion.__name__ = 'ScramCredentialUpsertion'
-AlterUserScramCredentialsRequest.ScramCredentialDeletion = AlterUserScramCredentialsRequest_ScramCredentialDeletion
-AlterUserScramCredentialsRequest.ScramCredentialUpsertion = AlterUserScramCredentialsRequest_ScramCredentialUpsertion
 AlterUserScramCredentialsRequest_ScramCredentialDeletion.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('mechanism', 'Mechanism', 'int8', None, (0, 32767), None, None, None),
@@ -274,9 +270,6 @@ AlterUserScramCredentialsRequest.flexible_from = 0
 AlterUserScramCredentialsRequest._decode_flex = staticmethod(_d_AlterUserScramCredentialsRequest_f)
 AlterUserScramCredentialsRequest._encode_flex = staticmethod(_e_AlterUserScramCredentialsRequest_f)
 
-AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.__qualname__ = 'AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult'
-AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.__name__ = 'AlterUserScramCredentialsResult'
-AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult = AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult
 AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.FIELDS = (
     FieldSpec('user', 'User', 'string', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -68,6 +66,8 @@ class ApiVersionsRequest(Message):
     client_software_version: str = ''
 
 
+
+
 def _d_ApiVersionsRequest_p(buf, pos, v):
     f_client_software_name = ''
     f_client_software_version = ''
@@ -95,43 +95,45 @@ def _e_ApiVersionsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ApiVersionsResponse_ApiVersion(Struct):
-    """ApiVersionsResponse.ApiVersion (generated)."""
-
-    api_key: int = 0
-    min_version: int = 0
-    max_version: int = 0
-
-
-@dataclass(slots=True)
-class ApiVersionsResponse_SupportedFeatureKey(Struct):
-    """ApiVersionsResponse.SupportedFeatureKey (generated)."""
-
-    name: str = ''
-    min_version: int = 0
-    max_version: int = 0
-
-
-@dataclass(slots=True)
-class ApiVersionsResponse_FinalizedFeatureKey(Struct):
-    """ApiVersionsResponse.FinalizedFeatureKey (generated)."""
-
-    name: str = ''
-    max_version_level: int = 0
-    min_version_level: int = 0
-
-
-@dataclass(slots=True)
 class ApiVersionsResponse(Message):
     """ApiVersionsResponse (response)."""
 
+    @dataclass(slots=True)
+    class ApiVersion(Struct):
+        """ApiVersionsResponse.ApiVersion (generated)."""
+
+        api_key: int = 0
+        min_version: int = 0
+        max_version: int = 0
+
+    @dataclass(slots=True)
+    class SupportedFeatureKey(Struct):
+        """ApiVersionsResponse.SupportedFeatureKey (generated)."""
+
+        name: str = ''
+        min_version: int = 0
+        max_version: int = 0
+
+    @dataclass(slots=True)
+    class FinalizedFeatureKey(Struct):
+        """ApiVersionsResponse.FinalizedFeatureKey (generated)."""
+
+        name: str = ''
+        max_version_level: int = 0
+        min_version_level: int = 0
+
     error_code: int = 0
-    api_keys: list[ApiVersionsResponse_ApiVersion] = field(default_factory=list)
+    api_keys: list[ApiVersionsResponse.ApiVersion] = field(default_factory=list)
     throttle_time_ms: int = 0
-    supported_features: list[ApiVersionsResponse_SupportedFeatureKey] = field(default_factory=list)
+    supported_features: list[ApiVersionsResponse.SupportedFeatureKey] = field(default_factory=list)
     finalized_features_epoch: int = -1
-    finalized_features: list[ApiVersionsResponse_FinalizedFeatureKey] = field(default_factory=list)
+    finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey] = field(default_factory=list)
     zk_migration_ready: bool = False
+
+
+ApiVersionsResponse_ApiVersion = ApiVersionsResponse.ApiVersion
+ApiVersionsResponse_SupportedFeatureKey = ApiVersionsResponse.SupportedFeatureKey
+ApiVersionsResponse_FinalizedFeatureKey = ApiVersionsResponse.FinalizedFeatureKey
 
 
 def _d_ApiVersionsResponse_ApiVersion_p(buf, pos, v):
@@ -381,15 +383,6 @@ ApiVersionsRequest._encode_plain = staticmethod(_e_ApiVersionsRequest_p)
 ApiVersionsRequest._decode_flex = staticmethod(_d_ApiVersionsRequest_f)
 ApiVersionsRequest._encode_flex = staticmethod(_e_ApiVersionsRequest_f)
 
-ApiVersionsResponse_ApiVersion.__qualname__ = 'ApiVersionsResponse.ApiVersion'
-ApiVersionsResponse_ApiVersion.__name__ = 'ApiVersion'
-ApiVersionsResponse_SupportedFeatureKey.__qualname__ = 'ApiVersionsResponse.SupportedFeatureKey'
-ApiVersionsResponse_SupportedFeatureKey.__name__ = 'SupportedFeatureKey'
-ApiVersionsResponse_FinalizedFeatureKey.__qualname__ = 'ApiVersionsResponse.FinalizedFeatureKey'
-ApiVersionsResponse_FinalizedFeatureKey.__name__ = 'FinalizedFeatureKey'
-ApiVersionsResponse.ApiVersion = ApiVersionsResponse_ApiVersion
-ApiVersionsResponse.SupportedFeatureKey = ApiVersionsResponse_SupportedFeatureKey
-ApiVersionsResponse.FinalizedFeatureKey = ApiVersionsResponse_FinalizedFeatureKey
 ApiVersionsResponse_ApiVersion.FIELDS = (
     FieldSpec('api_key', 'ApiKey', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('min_version', 'MinVersion', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -56,19 +54,21 @@ __all__ = ['ConsumerProtocolAssignment']
 
 
 @dataclass(slots=True)
-class ConsumerProtocolAssignment_TopicPartition(Struct):
-    """ConsumerProtocolAssignment.TopicPartition (generated)."""
-
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ConsumerProtocolAssignment(Message):
     """ConsumerProtocolAssignment (data)."""
 
-    assigned_partitions: list[ConsumerProtocolAssignment_TopicPartition] = field(default_factory=list)
+    @dataclass(slots=True)
+    class TopicPartition(Struct):
+        """ConsumerProtocolAssignment.TopicPartition (generated)."""
+
+        topic: str = ''
+        partitions: list[int] = field(default_factory=list)
+
+    assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition] = field(default_factory=list)
     user_data: bytes | None = None
+
+
+ConsumerProtocolAssignment_TopicPartition = ConsumerProtocolAssignment.TopicPartition
 
 
 def _d_ConsumerProtocolAssignment_TopicPartition_p(buf, pos, v):
@@ -114,9 +114,6 @@ def _e_ConsumerProtocolAssignment_p(o, v, p, r):
     p.append(_wr_nbytes(o.user_data))
 
 
-ConsumerProtocolAssignment_TopicPartition.__qualname__ = 'ConsumerProtocolAssignment.TopicPartition'
-ConsumerProtocolAssignment_TopicPartition.__name__ = 'TopicPartition'
-ConsumerProtocolAssignment.TopicPartition = ConsumerProtocolAssignment_TopicPartition
 ConsumerProtocolAssignment_TopicPartition.FIELDS = (
     FieldSpec('topic', 'Topic', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -56,22 +54,24 @@ __all__ = ['ConsumerProtocolSubscription']
 
 
 @dataclass(slots=True)
-class ConsumerProtocolSubscription_TopicPartition(Struct):
-    """ConsumerProtocolSubscription.TopicPartition (generated)."""
-
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ConsumerProtocolSubscription(Message):
     """ConsumerProtocolSubscription (data)."""
 
+    @dataclass(slots=True)
+    class TopicPartition(Struct):
+        """ConsumerProtocolSubscription.TopicPartition (generated)."""
+
+        topic: str = ''
+        partitions: list[int] = field(default_factory=list)
+
     topics: list[str] = field(default_factory=list)
     user_data: bytes | None = None
-    owned_partitions: list[ConsumerProtocolSubscription_TopicPartition] = field(default_factory=list)
+    owned_partitions: list[ConsumerProtocolSubscription.TopicPartition] = field(default_factory=list)
     generation_id: int = -1
     rack_id: str | None = None
+
+
+ConsumerProtocolSubscription_TopicPartition = ConsumerProtocolSubscription.TopicPartition
 
 
 def _d_ConsumerProtocolSubscription_TopicPartition_p(buf, pos, v):
@@ -156,9 +156,6 @@ def _e_ConsumerProtocolSubscription_p(o, v, p, r):
         p.append(_wr_nstring(o.rack_id))
 
 
-ConsumerProtocolSubscription_TopicPartition.__qualname__ = 'ConsumerProtocolSubscription.TopicPartition'
-ConsumerProtocolSubscription_TopicPartition.__name__ = 'TopicPartition'
-ConsumerProtocolSubscription.TopicPartition = ConsumerProtocolSubscription_TopicPartition
 ConsumerProtocolSubscription_TopicPartition.FIELDS = (
     FieldSpec('topic', 'Topic', 'string', None, (1, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (1, 32767), None, None, None),

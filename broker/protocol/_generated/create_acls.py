@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,23 +57,25 @@ __all__ = ['CreateAclsRequest', 'CreateAclsResponse']
 
 
 @dataclass(slots=True)
-class CreateAclsRequest_AclCreation(Struct):
-    """CreateAclsRequest.AclCreation (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    resource_pattern_type: int = 3
-    principal: str = ''
-    host: str = ''
-    operation: int = 0
-    permission_type: int = 0
-
-
-@dataclass(slots=True)
 class CreateAclsRequest(Message):
     """CreateAclsRequest (request)."""
 
-    creations: list[CreateAclsRequest_AclCreation] = field(default_factory=list)
+    @dataclass(slots=True)
+    class AclCreation(Struct):
+        """CreateAclsRequest.AclCreation (generated)."""
+
+        resource_type: int = 0
+        resource_name: str = ''
+        resource_pattern_type: int = 3
+        principal: str = ''
+        host: str = ''
+        operation: int = 0
+        permission_type: int = 0
+
+    creations: list[CreateAclsRequest.AclCreation] = field(default_factory=list)
+
+
+CreateAclsRequest_AclCreation = CreateAclsRequest.AclCreation
 
 
 def _d_CreateAclsRequest_AclCreation_p(buf, pos, v):
@@ -182,19 +182,21 @@ def _e_CreateAclsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class CreateAclsResponse_AclCreationResult(Struct):
-    """CreateAclsResponse.AclCreationResult (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
 class CreateAclsResponse(Message):
     """CreateAclsResponse (response)."""
 
+    @dataclass(slots=True)
+    class AclCreationResult(Struct):
+        """CreateAclsResponse.AclCreationResult (generated)."""
+
+        error_code: int = 0
+        error_message: str | None = ''
+
     throttle_time_ms: int = 0
-    results: list[CreateAclsResponse_AclCreationResult] = field(default_factory=list)
+    results: list[CreateAclsResponse.AclCreationResult] = field(default_factory=list)
+
+
+CreateAclsResponse_AclCreationResult = CreateAclsResponse.AclCreationResult
 
 
 def _d_CreateAclsResponse_AclCreationResult_p(buf, pos, v):
@@ -286,9 +288,6 @@ def _e_CreateAclsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-CreateAclsRequest_AclCreation.__qualname__ = 'CreateAclsRequest.AclCreation'
-CreateAclsRequest_AclCreation.__name__ = 'AclCreation'
-CreateAclsRequest.AclCreation = CreateAclsRequest_AclCreation
 CreateAclsRequest_AclCreation.FIELDS = (
     FieldSpec('resource_type', 'ResourceType', 'int8', None, (0, 32767), None, None, None),
     FieldSpec('resource_name', 'ResourceName', 'string', None, (0, 32767), None, None, None),
@@ -310,9 +309,6 @@ CreateAclsRequest._encode_plain = staticmethod(_e_CreateAclsRequest_p)
 CreateAclsRequest._decode_flex = staticmethod(_d_CreateAclsRequest_f)
 CreateAclsRequest._encode_flex = staticmethod(_e_CreateAclsRequest_f)
 
-CreateAclsResponse_AclCreationResult.__qualname__ = 'CreateAclsResponse.AclCreationResult'
-CreateAclsResponse_AclCreationResult.__name__ = 'AclCreationResult'
-CreateAclsResponse.AclCreationResult = CreateAclsResponse_AclCreationResult
 CreateAclsResponse_AclCreationResult.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('error_message', 'ErrorMessage', 'string', None, (0, 32767), (0, 32767), None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,28 +56,33 @@ __all__ = ['CreatePartitionsRequest', 'CreatePartitionsResponse']
 
 
 @dataclass(slots=True)
-class CreatePartitionsRequest_CreatePartitionsAssignment(Struct):
-    """CreatePartitionsRequest.CreatePartitionsAssignment (generated)."""
-
-    broker_ids: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class CreatePartitionsRequest_CreatePartitionsTopic(Struct):
-    """CreatePartitionsRequest.CreatePartitionsTopic (generated)."""
-
-    name: str = ''
-    count: int = 0
-    assignments: list[CreatePartitionsRequest_CreatePartitionsAssignment] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CreatePartitionsRequest(Message):
     """CreatePartitionsRequest (request)."""
 
-    topics: list[CreatePartitionsRequest_CreatePartitionsTopic] = field(default_factory=list)
+    @dataclass(slots=True)
+    class CreatePartitionsTopic(Struct):
+        """CreatePartitionsRequest.CreatePartitionsTopic (generated)."""
+
+        @dataclass(slots=True)
+        class CreatePartitionsAssignment(Struct):
+            """CreatePartitionsRequest.CreatePartitionsTopic.CreatePartitionsAssignment (generated)."""
+
+            broker_ids: list[int] = field(default_factory=list)
+
+        name: str = ''
+        count: int = 0
+        assignments: list[CreatePartitionsRequest.CreatePartitionsTopic.CreatePartitionsAssignment] | None = field(default_factory=list)
+
+    CreatePartitionsAssignment: ClassVar[type[CreatePartitionsRequest.CreatePartitionsTopic.CreatePartitionsAssignment]]
+
+    topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = field(default_factory=list)
     timeout_ms: int = 0
     validate_only: bool = False
+
+
+CreatePartitionsRequest_CreatePartitionsTopic = CreatePartitionsRequest.CreatePartitionsTopic
+CreatePartitionsRequest_CreatePartitionsAssignment = CreatePartitionsRequest.CreatePartitionsTopic.CreatePartitionsAssignment
+CreatePartitionsRequest.CreatePartitionsAssignment = CreatePartitionsRequest_CreatePartitionsAssignment
 
 
 def _d_CreatePartitionsRequest_CreatePartitionsAssignment_p(buf, pos, v):
@@ -251,20 +254,22 @@ def _e_CreatePartitionsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class CreatePartitionsResponse_CreatePartitionsTopicResult(Struct):
-    """CreatePartitionsResponse.CreatePartitionsTopicResult (generated)."""
-
-    name: str = ''
-    error_code: int = 0
-    error_message: str | None = None
-
-
-@dataclass(slots=True)
 class CreatePartitionsResponse(Message):
     """CreatePartitionsResponse (response)."""
 
+    @dataclass(slots=True)
+    class CreatePartitionsTopicResult(Struct):
+        """CreatePartitionsResponse.CreatePartitionsTopicResult (generated)."""
+
+        name: str = ''
+        error_code: int = 0
+        error_message: str | None = None
+
     throttle_time_ms: int = 0
-    results: list[CreatePartitionsResponse_CreatePartitionsTopicResult] = field(default_factory=list)
+    results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = field(default_factory=list)
+
+
+CreatePartitionsResponse_CreatePartitionsTopicResult = CreatePartitionsResponse.CreatePartitionsTopicResult
 
 
 def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_p(buf, pos, v):
@@ -360,13 +365,6 @@ def _e_CreatePartitionsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-CreatePartitionsRequest_CreatePartitionsAssignment.__qualname__ = 'CreatePartitionsRequest.CreatePartitionsAssignment'
-CreatePartitionsRequest_CreatePartitionsAssignment.__name__ = 'CreatePartitionsAssignment'
-CreatePartitionsRequest_CreatePartitionsTopic.__qualname__ = 'CreatePartitionsRequest.CreatePartitionsTopic'
-CreatePartitionsRequest_CreatePartitionsTopic.__name__ = 'CreatePartitionsTopic'
-CreatePartitionsRequest.CreatePartitionsAssignment = CreatePartitionsRequest_CreatePartitionsAssignment
-CreatePartitionsRequest.CreatePartitionsTopic = CreatePartitionsRequest_CreatePartitionsTopic
-CreatePartitionsRequest_CreatePartitionsTopic.CreatePartitionsAssignment = CreatePartitionsRequest_CreatePartitionsAssignment
 CreatePartitionsRequest_CreatePartitionsAssignment.FIELDS = (
     FieldSpec('broker_ids', 'BrokerIds', '[]int32', None, (0, 32767), None, None, None),
 )
@@ -389,9 +387,6 @@ CreatePartitionsRequest._encode_plain = staticmethod(_e_CreatePartitionsRequest_
 CreatePartitionsRequest._decode_flex = staticmethod(_d_CreatePartitionsRequest_f)
 CreatePartitionsRequest._encode_flex = staticmethod(_e_CreatePartitionsRequest_f)
 
-CreatePartitionsResponse_CreatePartitionsTopicResult.__qualname__ = 'CreatePartitionsResponse.CreatePartitionsTopicResult'
-CreatePartitionsResponse_CreatePartitionsTopicResult.__name__ = 'CreatePartitionsTopicResult'
-CreatePartitionsResponse.CreatePartitionsTopicResult = CreatePartitionsResponse_CreatePartitionsTopicResult
 CreatePartitionsResponse_CreatePartitionsTopicResult.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,39 +58,46 @@ __all__ = ['CreateTopicsRequest', 'CreateTopicsResponse']
 
 
 @dataclass(slots=True)
-class CreateTopicsRequest_CreatableReplicaAssignment(Struct):
-    """CreateTopicsRequest.CreatableReplicaAssignment (generated)."""
-
-    partition_index: int = 0
-    broker_ids: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class CreateTopicsRequest_CreatableTopicConfig(Struct):
-    """CreateTopicsRequest.CreatableTopicConfig (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-
-
-@dataclass(slots=True)
-class CreateTopicsRequest_CreatableTopic(Struct):
-    """CreateTopicsRequest.CreatableTopic (generated)."""
-
-    name: str = ''
-    num_partitions: int = 0
-    replication_factor: int = 0
-    assignments: list[CreateTopicsRequest_CreatableReplicaAssignment] = field(default_factory=list)
-    configs: list[CreateTopicsRequest_CreatableTopicConfig] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CreateTopicsRequest(Message):
     """CreateTopicsRequest (request)."""
 
-    topics: list[CreateTopicsRequest_CreatableTopic] = field(default_factory=list)
+    @dataclass(slots=True)
+    class CreatableTopic(Struct):
+        """CreateTopicsRequest.CreatableTopic (generated)."""
+
+        @dataclass(slots=True)
+        class CreatableReplicaAssignment(Struct):
+            """CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment (generated)."""
+
+            partition_index: int = 0
+            broker_ids: list[int] = field(default_factory=list)
+
+        @dataclass(slots=True)
+        class CreatableTopicConfig(Struct):
+            """CreateTopicsRequest.CreatableTopic.CreatableTopicConfig (generated)."""
+
+            name: str = ''
+            value: str | None = ''
+
+        name: str = ''
+        num_partitions: int = 0
+        replication_factor: int = 0
+        assignments: list[CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment] = field(default_factory=list)
+        configs: list[CreateTopicsRequest.CreatableTopic.CreatableTopicConfig] = field(default_factory=list)
+
+    CreatableReplicaAssignment: ClassVar[type[CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment]]
+    CreatableTopicConfig: ClassVar[type[CreateTopicsRequest.CreatableTopic.CreatableTopicConfig]]
+
+    topics: list[CreateTopicsRequest.CreatableTopic] = field(default_factory=list)
     timeout_ms: int = 60000
     validate_only: bool = False
+
+
+CreateTopicsRequest_CreatableTopic = CreateTopicsRequest.CreatableTopic
+CreateTopicsRequest_CreatableReplicaAssignment = CreateTopicsRequest.CreatableTopic.CreatableReplicaAssignment
+CreateTopicsRequest_CreatableTopicConfig = CreateTopicsRequest.CreatableTopic.CreatableTopicConfig
+CreateTopicsRequest.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
+CreateTopicsRequest.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
 
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_p(buf, pos, v):
@@ -332,36 +337,41 @@ def _e_CreateTopicsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class CreateTopicsResponse_CreatableTopicConfigs(Struct):
-    """CreateTopicsResponse.CreatableTopicConfigs (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    read_only: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-
-
-@dataclass(slots=True)
-class CreateTopicsResponse_CreatableTopicResult(Struct):
-    """CreateTopicsResponse.CreatableTopicResult (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = ''
-    topic_config_error_code: int = 0
-    num_partitions: int = -1
-    replication_factor: int = -1
-    configs: list[CreateTopicsResponse_CreatableTopicConfigs] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CreateTopicsResponse(Message):
     """CreateTopicsResponse (response)."""
 
+    @dataclass(slots=True)
+    class CreatableTopicResult(Struct):
+        """CreateTopicsResponse.CreatableTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class CreatableTopicConfigs(Struct):
+            """CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs (generated)."""
+
+            name: str = ''
+            value: str | None = ''
+            read_only: bool = False
+            config_source: int = -1
+            is_sensitive: bool = False
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        error_code: int = 0
+        error_message: str | None = ''
+        topic_config_error_code: int = 0
+        num_partitions: int = -1
+        replication_factor: int = -1
+        configs: list[CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs] | None = field(default_factory=list)
+
+    CreatableTopicConfigs: ClassVar[type[CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs]]
+
     throttle_time_ms: int = 0
-    topics: list[CreateTopicsResponse_CreatableTopicResult] = field(default_factory=list)
+    topics: list[CreateTopicsResponse.CreatableTopicResult] = field(default_factory=list)
+
+
+CreateTopicsResponse_CreatableTopicResult = CreateTopicsResponse.CreatableTopicResult
+CreateTopicsResponse_CreatableTopicConfigs = CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs
+CreateTopicsResponse.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
 
 
 def _d_CreateTopicsResponse_CreatableTopicConfigs_p(buf, pos, v):
@@ -535,17 +545,6 @@ def _e_CreateTopicsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-CreateTopicsRequest_CreatableReplicaAssignment.__qualname__ = 'CreateTopicsRequest.CreatableReplicaAssignment'
-CreateTopicsRequest_CreatableReplicaAssignment.__name__ = 'CreatableReplicaAssignment'
-CreateTopicsRequest_CreatableTopicConfig.__qualname__ = 'CreateTopicsRequest.CreatableTopicConfig'
-CreateTopicsRequest_CreatableTopicConfig.__name__ = 'CreatableTopicConfig'
-CreateTopicsRequest_CreatableTopic.__qualname__ = 'CreateTopicsRequest.CreatableTopic'
-CreateTopicsRequest_CreatableTopic.__name__ = 'CreatableTopic'
-CreateTopicsRequest.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
-CreateTopicsRequest.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
-CreateTopicsRequest.CreatableTopic = CreateTopicsRequest_CreatableTopic
-CreateTopicsRequest_CreatableTopic.CreatableReplicaAssignment = CreateTopicsRequest_CreatableReplicaAssignment
-CreateTopicsRequest_CreatableTopic.CreatableTopicConfig = CreateTopicsRequest_CreatableTopicConfig
 CreateTopicsRequest_CreatableReplicaAssignment.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('broker_ids', 'BrokerIds', '[]int32', None, (0, 32767), None, None, None),
@@ -575,13 +574,6 @@ CreateTopicsRequest._encode_plain = staticmethod(_e_CreateTopicsRequest_p)
 CreateTopicsRequest._decode_flex = staticmethod(_d_CreateTopicsRequest_f)
 CreateTopicsRequest._encode_flex = staticmethod(_e_CreateTopicsRequest_f)
 
-CreateTopicsResponse_CreatableTopicConfigs.__qualname__ = 'CreateTopicsResponse.CreatableTopicConfigs'
-CreateTopicsResponse_CreatableTopicConfigs.__name__ = 'CreatableTopicConfigs'
-CreateTopicsResponse_CreatableTopicResult.__qualname__ = 'CreateTopicsResponse.CreatableTopicResult'
-CreateTopicsResponse_CreatableTopicResult.__name__ = 'CreatableTopicResult'
-CreateTopicsResponse.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
-CreateTopicsResponse.CreatableTopicResult = CreateTopicsResponse_CreatableTopicResult
-CreateTopicsResponse_CreatableTopicResult.CreatableTopicConfigs = CreateTopicsResponse_CreatableTopicConfigs
 CreateTopicsResponse_CreatableTopicConfigs.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (5, 32767), None, None, None),
     FieldSpec('value', 'Value', 'string', None, (5, 32767), (5, 32767), None, None),

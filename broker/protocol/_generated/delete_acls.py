@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,23 +57,25 @@ __all__ = ['DeleteAclsRequest', 'DeleteAclsResponse']
 
 
 @dataclass(slots=True)
-class DeleteAclsRequest_DeleteAclsFilter(Struct):
-    """DeleteAclsRequest.DeleteAclsFilter (generated)."""
-
-    resource_type_filter: int = 0
-    resource_name_filter: str | None = ''
-    pattern_type_filter: int = 3
-    principal_filter: str | None = ''
-    host_filter: str | None = ''
-    operation: int = 0
-    permission_type: int = 0
-
-
-@dataclass(slots=True)
 class DeleteAclsRequest(Message):
     """DeleteAclsRequest (request)."""
 
-    filters: list[DeleteAclsRequest_DeleteAclsFilter] = field(default_factory=list)
+    @dataclass(slots=True)
+    class DeleteAclsFilter(Struct):
+        """DeleteAclsRequest.DeleteAclsFilter (generated)."""
+
+        resource_type_filter: int = 0
+        resource_name_filter: str | None = ''
+        pattern_type_filter: int = 3
+        principal_filter: str | None = ''
+        host_filter: str | None = ''
+        operation: int = 0
+        permission_type: int = 0
+
+    filters: list[DeleteAclsRequest.DeleteAclsFilter] = field(default_factory=list)
+
+
+DeleteAclsRequest_DeleteAclsFilter = DeleteAclsRequest.DeleteAclsFilter
 
 
 def _d_DeleteAclsRequest_DeleteAclsFilter_p(buf, pos, v):
@@ -182,35 +182,40 @@ def _e_DeleteAclsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DeleteAclsResponse_DeleteAclsMatchingAcl(Struct):
-    """DeleteAclsResponse.DeleteAclsMatchingAcl (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    resource_type: int = 0
-    resource_name: str = ''
-    pattern_type: int = 3
-    principal: str = ''
-    host: str = ''
-    operation: int = 0
-    permission_type: int = 0
-
-
-@dataclass(slots=True)
-class DeleteAclsResponse_DeleteAclsFilterResult(Struct):
-    """DeleteAclsResponse.DeleteAclsFilterResult (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    matching_acls: list[DeleteAclsResponse_DeleteAclsMatchingAcl] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DeleteAclsResponse(Message):
     """DeleteAclsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DeleteAclsFilterResult(Struct):
+        """DeleteAclsResponse.DeleteAclsFilterResult (generated)."""
+
+        @dataclass(slots=True)
+        class DeleteAclsMatchingAcl(Struct):
+            """DeleteAclsResponse.DeleteAclsFilterResult.DeleteAclsMatchingAcl (generated)."""
+
+            error_code: int = 0
+            error_message: str | None = ''
+            resource_type: int = 0
+            resource_name: str = ''
+            pattern_type: int = 3
+            principal: str = ''
+            host: str = ''
+            operation: int = 0
+            permission_type: int = 0
+
+        error_code: int = 0
+        error_message: str | None = ''
+        matching_acls: list[DeleteAclsResponse.DeleteAclsFilterResult.DeleteAclsMatchingAcl] = field(default_factory=list)
+
+    DeleteAclsMatchingAcl: ClassVar[type[DeleteAclsResponse.DeleteAclsFilterResult.DeleteAclsMatchingAcl]]
+
     throttle_time_ms: int = 0
-    filter_results: list[DeleteAclsResponse_DeleteAclsFilterResult] = field(default_factory=list)
+    filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = field(default_factory=list)
+
+
+DeleteAclsResponse_DeleteAclsFilterResult = DeleteAclsResponse.DeleteAclsFilterResult
+DeleteAclsResponse_DeleteAclsMatchingAcl = DeleteAclsResponse.DeleteAclsFilterResult.DeleteAclsMatchingAcl
+DeleteAclsResponse.DeleteAclsMatchingAcl = DeleteAclsResponse_DeleteAclsMatchingAcl
 
 
 def _d_DeleteAclsResponse_DeleteAclsMatchingAcl_p(buf, pos, v):
@@ -396,9 +401,6 @@ def _e_DeleteAclsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DeleteAclsRequest_DeleteAclsFilter.__qualname__ = 'DeleteAclsRequest.DeleteAclsFilter'
-DeleteAclsRequest_DeleteAclsFilter.__name__ = 'DeleteAclsFilter'
-DeleteAclsRequest.DeleteAclsFilter = DeleteAclsRequest_DeleteAclsFilter
 DeleteAclsRequest_DeleteAclsFilter.FIELDS = (
     FieldSpec('resource_type_filter', 'ResourceTypeFilter', 'int8', None, (0, 32767), None, None, None),
     FieldSpec('resource_name_filter', 'ResourceNameFilter', 'string', None, (0, 32767), (0, 32767), None, None),
@@ -420,13 +422,6 @@ DeleteAclsRequest._encode_plain = staticmethod(_e_DeleteAclsRequest_p)
 DeleteAclsRequest._decode_flex = staticmethod(_d_DeleteAclsRequest_f)
 DeleteAclsRequest._encode_flex = staticmethod(_e_DeleteAclsRequest_f)
 
-DeleteAclsResponse_DeleteAclsMatchingAcl.__qualname__ = 'DeleteAclsResponse.DeleteAclsMatchingAcl'
-DeleteAclsResponse_DeleteAclsMatchingAcl.__name__ = 'DeleteAclsMatchingAcl'
-DeleteAclsResponse_DeleteAclsFilterResult.__qualname__ = 'DeleteAclsResponse.DeleteAclsFilterResult'
-DeleteAclsResponse_DeleteAclsFilterResult.__name__ = 'DeleteAclsFilterResult'
-DeleteAclsResponse.DeleteAclsMatchingAcl = DeleteAclsResponse_DeleteAclsMatchingAcl
-DeleteAclsResponse.DeleteAclsFilterResult = DeleteAclsResponse_DeleteAclsFilterResult
-DeleteAclsResponse_DeleteAclsFilterResult.DeleteAclsMatchingAcl = DeleteAclsResponse_DeleteAclsMatchingAcl
 DeleteAclsResponse_DeleteAclsMatchingAcl.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('error_message', 'ErrorMessage', 'string', None, (0, 32767), (0, 32767), None, None),

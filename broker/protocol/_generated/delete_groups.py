@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,6 +59,8 @@ class DeleteGroupsRequest(Message):
     """DeleteGroupsRequest (request)."""
 
     groups_names: list[str] = field(default_factory=list)
+
+
 
 
 def _d_DeleteGroupsRequest_p(buf, pos, v):
@@ -116,19 +116,21 @@ def _e_DeleteGroupsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DeleteGroupsResponse_DeletableGroupResult(Struct):
-    """DeleteGroupsResponse.DeletableGroupResult (generated)."""
-
-    group_id: str = ''
-    error_code: int = 0
-
-
-@dataclass(slots=True)
 class DeleteGroupsResponse(Message):
     """DeleteGroupsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DeletableGroupResult(Struct):
+        """DeleteGroupsResponse.DeletableGroupResult (generated)."""
+
+        group_id: str = ''
+        error_code: int = 0
+
     throttle_time_ms: int = 0
-    results: list[DeleteGroupsResponse_DeletableGroupResult] = field(default_factory=list)
+    results: list[DeleteGroupsResponse.DeletableGroupResult] = field(default_factory=list)
+
+
+DeleteGroupsResponse_DeletableGroupResult = DeleteGroupsResponse.DeletableGroupResult
 
 
 def _d_DeleteGroupsResponse_DeletableGroupResult_p(buf, pos, v):
@@ -232,9 +234,6 @@ DeleteGroupsRequest._encode_plain = staticmethod(_e_DeleteGroupsRequest_p)
 DeleteGroupsRequest._decode_flex = staticmethod(_d_DeleteGroupsRequest_f)
 DeleteGroupsRequest._encode_flex = staticmethod(_e_DeleteGroupsRequest_f)
 
-DeleteGroupsResponse_DeletableGroupResult.__qualname__ = 'DeleteGroupsResponse.DeletableGroupResult'
-DeleteGroupsResponse_DeletableGroupResult.__name__ = 'DeletableGroupResult'
-DeleteGroupsResponse.DeletableGroupResult = DeleteGroupsResponse_DeletableGroupResult
 DeleteGroupsResponse_DeletableGroupResult.FIELDS = (
     FieldSpec('group_id', 'GroupId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

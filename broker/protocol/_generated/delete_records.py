@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,27 +56,32 @@ __all__ = ['DeleteRecordsRequest', 'DeleteRecordsResponse']
 
 
 @dataclass(slots=True)
-class DeleteRecordsRequest_DeleteRecordsPartition(Struct):
-    """DeleteRecordsRequest.DeleteRecordsPartition (generated)."""
-
-    partition_index: int = 0
-    offset: int = 0
-
-
-@dataclass(slots=True)
-class DeleteRecordsRequest_DeleteRecordsTopic(Struct):
-    """DeleteRecordsRequest.DeleteRecordsTopic (generated)."""
-
-    name: str = ''
-    partitions: list[DeleteRecordsRequest_DeleteRecordsPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DeleteRecordsRequest(Message):
     """DeleteRecordsRequest (request)."""
 
-    topics: list[DeleteRecordsRequest_DeleteRecordsTopic] = field(default_factory=list)
+    @dataclass(slots=True)
+    class DeleteRecordsTopic(Struct):
+        """DeleteRecordsRequest.DeleteRecordsTopic (generated)."""
+
+        @dataclass(slots=True)
+        class DeleteRecordsPartition(Struct):
+            """DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition (generated)."""
+
+            partition_index: int = 0
+            offset: int = 0
+
+        name: str = ''
+        partitions: list[DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition] = field(default_factory=list)
+
+    DeleteRecordsPartition: ClassVar[type[DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition]]
+
+    topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = field(default_factory=list)
     timeout_ms: int = 0
+
+
+DeleteRecordsRequest_DeleteRecordsTopic = DeleteRecordsRequest.DeleteRecordsTopic
+DeleteRecordsRequest_DeleteRecordsPartition = DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition
+DeleteRecordsRequest.DeleteRecordsPartition = DeleteRecordsRequest_DeleteRecordsPartition
 
 
 def _d_DeleteRecordsRequest_DeleteRecordsPartition_p(buf, pos, v):
@@ -225,28 +228,33 @@ def _e_DeleteRecordsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DeleteRecordsResponse_DeleteRecordsPartitionResult(Struct):
-    """DeleteRecordsResponse.DeleteRecordsPartitionResult (generated)."""
-
-    partition_index: int = 0
-    low_watermark: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class DeleteRecordsResponse_DeleteRecordsTopicResult(Struct):
-    """DeleteRecordsResponse.DeleteRecordsTopicResult (generated)."""
-
-    name: str = ''
-    partitions: list[DeleteRecordsResponse_DeleteRecordsPartitionResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DeleteRecordsResponse(Message):
     """DeleteRecordsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DeleteRecordsTopicResult(Struct):
+        """DeleteRecordsResponse.DeleteRecordsTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class DeleteRecordsPartitionResult(Struct):
+            """DeleteRecordsResponse.DeleteRecordsTopicResult.DeleteRecordsPartitionResult (generated)."""
+
+            partition_index: int = 0
+            low_watermark: int = 0
+            error_code: int = 0
+
+        name: str = ''
+        partitions: list[DeleteRecordsResponse.DeleteRecordsTopicResult.DeleteRecordsPartitionResult] = field(default_factory=list)
+
+    DeleteRecordsPartitionResult: ClassVar[type[DeleteRecordsResponse.DeleteRecordsTopicResult.DeleteRecordsPartitionResult]]
+
     throttle_time_ms: int = 0
-    topics: list[DeleteRecordsResponse_DeleteRecordsTopicResult] = field(default_factory=list)
+    topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = field(default_factory=list)
+
+
+DeleteRecordsResponse_DeleteRecordsTopicResult = DeleteRecordsResponse.DeleteRecordsTopicResult
+DeleteRecordsResponse_DeleteRecordsPartitionResult = DeleteRecordsResponse.DeleteRecordsTopicResult.DeleteRecordsPartitionResult
+DeleteRecordsResponse.DeleteRecordsPartitionResult = DeleteRecordsResponse_DeleteRecordsPartitionResult
 
 
 def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_p(buf, pos, v):
@@ -392,13 +400,6 @@ def _e_DeleteRecordsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DeleteRecordsRequest_DeleteRecordsPartition.__qualname__ = 'DeleteRecordsRequest.DeleteRecordsPartition'
-DeleteRecordsRequest_DeleteRecordsPartition.__name__ = 'DeleteRecordsPartition'
-DeleteRecordsRequest_DeleteRecordsTopic.__qualname__ = 'DeleteRecordsRequest.DeleteRecordsTopic'
-DeleteRecordsRequest_DeleteRecordsTopic.__name__ = 'DeleteRecordsTopic'
-DeleteRecordsRequest.DeleteRecordsPartition = DeleteRecordsRequest_DeleteRecordsPartition
-DeleteRecordsRequest.DeleteRecordsTopic = DeleteRecordsRequest_DeleteRecordsTopic
-DeleteRecordsRequest_DeleteRecordsTopic.DeleteRecordsPartition = DeleteRecordsRequest_DeleteRecordsPartition
 DeleteRecordsRequest_DeleteRecordsPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('offset', 'Offset', 'int64', None, (0, 32767), None, None, None),
@@ -420,13 +421,6 @@ DeleteRecordsRequest._encode_plain = staticmethod(_e_DeleteRecordsRequest_p)
 DeleteRecordsRequest._decode_flex = staticmethod(_d_DeleteRecordsRequest_f)
 DeleteRecordsRequest._encode_flex = staticmethod(_e_DeleteRecordsRequest_f)
 
-DeleteRecordsResponse_DeleteRecordsPartitionResult.__qualname__ = 'DeleteRecordsResponse.DeleteRecordsPartitionResult'
-DeleteRecordsResponse_DeleteRecordsPartitionResult.__name__ = 'DeleteRecordsPartitionResult'
-DeleteRecordsResponse_DeleteRecordsTopicResult.__qualname__ = 'DeleteRecordsResponse.DeleteRecordsTopicResult'
-DeleteRecordsResponse_DeleteRecordsTopicResult.__name__ = 'DeleteRecordsTopicResult'
-DeleteRecordsResponse.DeleteRecordsPartitionResult = DeleteRecordsResponse_DeleteRecordsPartitionResult
-DeleteRecordsResponse.DeleteRecordsTopicResult = DeleteRecordsResponse_DeleteRecordsTopicResult
-DeleteRecordsResponse_DeleteRecordsTopicResult.DeleteRecordsPartitionResult = DeleteRecordsResponse_DeleteRecordsPartitionResult
 DeleteRecordsResponse_DeleteRecordsPartitionResult.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('low_watermark', 'LowWatermark', 'int64', None, (0, 32767), None, None, None),

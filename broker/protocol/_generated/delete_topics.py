@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -57,20 +55,22 @@ __all__ = ['DeleteTopicsRequest', 'DeleteTopicsResponse']
 
 
 @dataclass(slots=True)
-class DeleteTopicsRequest_DeleteTopicState(Struct):
-    """DeleteTopicsRequest.DeleteTopicState (generated)."""
-
-    name: str | None = None
-    topic_id: uuid.UUID = ZERO_UUID
-
-
-@dataclass(slots=True)
 class DeleteTopicsRequest(Message):
     """DeleteTopicsRequest (request)."""
 
-    topics: list[DeleteTopicsRequest_DeleteTopicState] = field(default_factory=list)
+    @dataclass(slots=True)
+    class DeleteTopicState(Struct):
+        """DeleteTopicsRequest.DeleteTopicState (generated)."""
+
+        name: str | None = None
+        topic_id: uuid.UUID = ZERO_UUID
+
+    topics: list[DeleteTopicsRequest.DeleteTopicState] = field(default_factory=list)
     topic_names: list[str] = field(default_factory=list)
     timeout_ms: int = 0
+
+
+DeleteTopicsRequest_DeleteTopicState = DeleteTopicsRequest.DeleteTopicState
 
 
 def _d_DeleteTopicsRequest_DeleteTopicState_p(buf, pos, v):
@@ -195,21 +195,23 @@ def _e_DeleteTopicsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DeleteTopicsResponse_DeletableTopicResult(Struct):
-    """DeleteTopicsResponse.DeletableTopicResult (generated)."""
-
-    name: str | None = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = None
-
-
-@dataclass(slots=True)
 class DeleteTopicsResponse(Message):
     """DeleteTopicsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DeletableTopicResult(Struct):
+        """DeleteTopicsResponse.DeletableTopicResult (generated)."""
+
+        name: str | None = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        error_code: int = 0
+        error_message: str | None = None
+
     throttle_time_ms: int = 0
-    responses: list[DeleteTopicsResponse_DeletableTopicResult] = field(default_factory=list)
+    responses: list[DeleteTopicsResponse.DeletableTopicResult] = field(default_factory=list)
+
+
+DeleteTopicsResponse_DeletableTopicResult = DeleteTopicsResponse.DeletableTopicResult
 
 
 def _d_DeleteTopicsResponse_DeletableTopicResult_p(buf, pos, v):
@@ -321,9 +323,6 @@ def _e_DeleteTopicsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DeleteTopicsRequest_DeleteTopicState.__qualname__ = 'DeleteTopicsRequest.DeleteTopicState'
-DeleteTopicsRequest_DeleteTopicState.__name__ = 'DeleteTopicState'
-DeleteTopicsRequest.DeleteTopicState = DeleteTopicsRequest_DeleteTopicState
 DeleteTopicsRequest_DeleteTopicState.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (6, 32767), (6, 32767), None, None),
     FieldSpec('topic_id', 'TopicId', 'uuid', None, (6, 32767), None, None, None),
@@ -342,9 +341,6 @@ DeleteTopicsRequest._encode_plain = staticmethod(_e_DeleteTopicsRequest_p)
 DeleteTopicsRequest._decode_flex = staticmethod(_d_DeleteTopicsRequest_f)
 DeleteTopicsRequest._encode_flex = staticmethod(_e_DeleteTopicsRequest_f)
 
-DeleteTopicsResponse_DeletableTopicResult.__qualname__ = 'DeleteTopicsResponse.DeletableTopicResult'
-DeleteTopicsResponse_DeletableTopicResult.__name__ = 'DeletableTopicResult'
-DeleteTopicsResponse.DeletableTopicResult = DeleteTopicsResponse_DeletableTopicResult
 DeleteTopicsResponse_DeletableTopicResult.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), (6, 32767), None, None),
     FieldSpec('topic_id', 'TopicId', 'uuid', None, (6, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -71,6 +69,8 @@ class DescribeAclsRequest(Message):
     permission_type: int = 0
 
 
+
+
 def _d_DescribeAclsRequest_p(buf, pos, v):
     (f_resource_type_filter,) = _S_b.unpack_from(buf, pos)
     pos += 1
@@ -121,33 +121,38 @@ def _e_DescribeAclsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeAclsResponse_AclDescription(Struct):
-    """DescribeAclsResponse.AclDescription (generated)."""
-
-    principal: str = ''
-    host: str = ''
-    operation: int = 0
-    permission_type: int = 0
-
-
-@dataclass(slots=True)
-class DescribeAclsResponse_DescribeAclsResource(Struct):
-    """DescribeAclsResponse.DescribeAclsResource (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    pattern_type: int = 3
-    acls: list[DescribeAclsResponse_AclDescription] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeAclsResponse(Message):
     """DescribeAclsResponse (response)."""
+
+    @dataclass(slots=True)
+    class DescribeAclsResource(Struct):
+        """DescribeAclsResponse.DescribeAclsResource (generated)."""
+
+        @dataclass(slots=True)
+        class AclDescription(Struct):
+            """DescribeAclsResponse.DescribeAclsResource.AclDescription (generated)."""
+
+            principal: str = ''
+            host: str = ''
+            operation: int = 0
+            permission_type: int = 0
+
+        resource_type: int = 0
+        resource_name: str = ''
+        pattern_type: int = 3
+        acls: list[DescribeAclsResponse.DescribeAclsResource.AclDescription] = field(default_factory=list)
+
+    AclDescription: ClassVar[type[DescribeAclsResponse.DescribeAclsResource.AclDescription]]
 
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ''
-    resources: list[DescribeAclsResponse_DescribeAclsResource] = field(default_factory=list)
+    resources: list[DescribeAclsResponse.DescribeAclsResource] = field(default_factory=list)
+
+
+DescribeAclsResponse_DescribeAclsResource = DescribeAclsResponse.DescribeAclsResource
+DescribeAclsResponse_AclDescription = DescribeAclsResponse.DescribeAclsResource.AclDescription
+DescribeAclsResponse.AclDescription = DescribeAclsResponse_AclDescription
 
 
 def _d_DescribeAclsResponse_AclDescription_p(buf, pos, v):
@@ -335,13 +340,6 @@ DescribeAclsRequest._encode_plain = staticmethod(_e_DescribeAclsRequest_p)
 DescribeAclsRequest._decode_flex = staticmethod(_d_DescribeAclsRequest_f)
 DescribeAclsRequest._encode_flex = staticmethod(_e_DescribeAclsRequest_f)
 
-DescribeAclsResponse_AclDescription.__qualname__ = 'DescribeAclsResponse.AclDescription'
-DescribeAclsResponse_AclDescription.__name__ = 'AclDescription'
-DescribeAclsResponse_DescribeAclsResource.__qualname__ = 'DescribeAclsResponse.DescribeAclsResource'
-DescribeAclsResponse_DescribeAclsResource.__name__ = 'DescribeAclsResource'
-DescribeAclsResponse.AclDescription = DescribeAclsResponse_AclDescription
-DescribeAclsResponse.DescribeAclsResource = DescribeAclsResponse_DescribeAclsResource
-DescribeAclsResponse_DescribeAclsResource.AclDescription = DescribeAclsResponse_AclDescription
 DescribeAclsResponse_AclDescription.FIELDS = (
     FieldSpec('principal', 'Principal', 'string', None, (0, 32767), None, None, None),
     FieldSpec('host', 'Host', 'string', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,20 +58,22 @@ __all__ = ['DescribeClientQuotasRequest', 'DescribeClientQuotasResponse']
 
 
 @dataclass(slots=True)
-class DescribeClientQuotasRequest_ComponentData(Struct):
-    """DescribeClientQuotasRequest.ComponentData (generated)."""
-
-    entity_type: str = ''
-    match_type: int = 0
-    match: str | None = ''
-
-
-@dataclass(slots=True)
 class DescribeClientQuotasRequest(Message):
     """DescribeClientQuotasRequest (request)."""
 
-    components: list[DescribeClientQuotasRequest_ComponentData] = field(default_factory=list)
+    @dataclass(slots=True)
+    class ComponentData(Struct):
+        """DescribeClientQuotasRequest.ComponentData (generated)."""
+
+        entity_type: str = ''
+        match_type: int = 0
+        match: str | None = ''
+
+    components: list[DescribeClientQuotasRequest.ComponentData] = field(default_factory=list)
     strict: bool = False
+
+
+DescribeClientQuotasRequest_ComponentData = DescribeClientQuotasRequest.ComponentData
 
 
 def _d_DescribeClientQuotasRequest_ComponentData_p(buf, pos, v):
@@ -170,37 +170,44 @@ def _e_DescribeClientQuotasRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeClientQuotasResponse_EntityData(Struct):
-    """DescribeClientQuotasResponse.EntityData (generated)."""
-
-    entity_type: str = ''
-    entity_name: str | None = ''
-
-
-@dataclass(slots=True)
-class DescribeClientQuotasResponse_ValueData(Struct):
-    """DescribeClientQuotasResponse.ValueData (generated)."""
-
-    key: str = ''
-    value: float = 0.0
-
-
-@dataclass(slots=True)
-class DescribeClientQuotasResponse_EntryData(Struct):
-    """DescribeClientQuotasResponse.EntryData (generated)."""
-
-    entity: list[DescribeClientQuotasResponse_EntityData] = field(default_factory=list)
-    values: list[DescribeClientQuotasResponse_ValueData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeClientQuotasResponse(Message):
     """DescribeClientQuotasResponse (response)."""
+
+    @dataclass(slots=True)
+    class EntryData(Struct):
+        """DescribeClientQuotasResponse.EntryData (generated)."""
+
+        @dataclass(slots=True)
+        class EntityData(Struct):
+            """DescribeClientQuotasResponse.EntryData.EntityData (generated)."""
+
+            entity_type: str = ''
+            entity_name: str | None = ''
+
+        @dataclass(slots=True)
+        class ValueData(Struct):
+            """DescribeClientQuotasResponse.EntryData.ValueData (generated)."""
+
+            key: str = ''
+            value: float = 0.0
+
+        entity: list[DescribeClientQuotasResponse.EntryData.EntityData] = field(default_factory=list)
+        values: list[DescribeClientQuotasResponse.EntryData.ValueData] = field(default_factory=list)
+
+    EntityData: ClassVar[type[DescribeClientQuotasResponse.EntryData.EntityData]]
+    ValueData: ClassVar[type[DescribeClientQuotasResponse.EntryData.ValueData]]
 
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ''
-    entries: list[DescribeClientQuotasResponse_EntryData] | None = field(default_factory=list)
+    entries: list[DescribeClientQuotasResponse.EntryData] | None = field(default_factory=list)
+
+
+DescribeClientQuotasResponse_EntryData = DescribeClientQuotasResponse.EntryData
+DescribeClientQuotasResponse_EntityData = DescribeClientQuotasResponse.EntryData.EntityData
+DescribeClientQuotasResponse_ValueData = DescribeClientQuotasResponse.EntryData.ValueData
+DescribeClientQuotasResponse.EntityData = DescribeClientQuotasResponse_EntityData
+DescribeClientQuotasResponse.ValueData = DescribeClientQuotasResponse_ValueData
 
 
 def _d_DescribeClientQuotasResponse_EntityData_p(buf, pos, v):
@@ -412,9 +419,6 @@ def _e_DescribeClientQuotasResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeClientQuotasRequest_ComponentData.__qualname__ = 'DescribeClientQuotasRequest.ComponentData'
-DescribeClientQuotasRequest_ComponentData.__name__ = 'ComponentData'
-DescribeClientQuotasRequest.ComponentData = DescribeClientQuotasRequest_ComponentData
 DescribeClientQuotasRequest_ComponentData.FIELDS = (
     FieldSpec('entity_type', 'EntityType', 'string', None, (0, 32767), None, None, None),
     FieldSpec('match_type', 'MatchType', 'int8', None, (0, 32767), None, None, None),
@@ -433,17 +437,6 @@ DescribeClientQuotasRequest._encode_plain = staticmethod(_e_DescribeClientQuotas
 DescribeClientQuotasRequest._decode_flex = staticmethod(_d_DescribeClientQuotasRequest_f)
 DescribeClientQuotasRequest._encode_flex = staticmethod(_e_DescribeClientQuotasRequest_f)
 
-DescribeClientQuotasResponse_EntityData.__qualname__ = 'DescribeClientQuotasResponse.EntityData'
-DescribeClientQuotasResponse_EntityData.__name__ = 'EntityData'
-DescribeClientQuotasResponse_ValueData.__qualname__ = 'DescribeClientQuotasResponse.ValueData'
-DescribeClientQuotasResponse_ValueData.__name__ = 'ValueData'
-DescribeClientQuotasResponse_EntryData.__qualname__ = 'DescribeClientQuotasResponse.EntryData'
-DescribeClientQuotasResponse_EntryData.__name__ = 'EntryData'
-DescribeClientQuotasResponse.EntityData = DescribeClientQuotasResponse_EntityData
-DescribeClientQuotasResponse.ValueData = DescribeClientQuotasResponse_ValueData
-DescribeClientQuotasResponse.EntryData = DescribeClientQuotasResponse_EntryData
-DescribeClientQuotasResponse_EntryData.EntityData = DescribeClientQuotasResponse_EntityData
-DescribeClientQuotasResponse_EntryData.ValueData = DescribeClientQuotasResponse_ValueData
 DescribeClientQuotasResponse_EntityData.FIELDS = (
     FieldSpec('entity_type', 'EntityType', 'string', None, (0, 32767), None, None, None),
     FieldSpec('entity_name', 'EntityName', 'string', None, (0, 32767), (0, 32767), None, None),

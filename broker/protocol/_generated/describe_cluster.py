@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -67,6 +65,8 @@ class DescribeClusterRequest(Message):
     include_fenced_brokers: bool = False
 
 
+
+
 def _d_DescribeClusterRequest_f(buf, pos, v):
     (f_include_cluster_authorized_operations,) = _S_o.unpack_from(buf, pos)
     pos += 1
@@ -97,19 +97,18 @@ def _e_DescribeClusterRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeClusterResponse_DescribeClusterBroker(Struct):
-    """DescribeClusterResponse.DescribeClusterBroker (generated)."""
-
-    broker_id: int = 0
-    host: str = ''
-    port: int = 0
-    rack: str | None = None
-    is_fenced: bool = False
-
-
-@dataclass(slots=True)
 class DescribeClusterResponse(Message):
     """DescribeClusterResponse (response)."""
+
+    @dataclass(slots=True)
+    class DescribeClusterBroker(Struct):
+        """DescribeClusterResponse.DescribeClusterBroker (generated)."""
+
+        broker_id: int = 0
+        host: str = ''
+        port: int = 0
+        rack: str | None = None
+        is_fenced: bool = False
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -117,8 +116,11 @@ class DescribeClusterResponse(Message):
     endpoint_type: int = 1
     cluster_id: str = ''
     controller_id: int = -1
-    brokers: list[DescribeClusterResponse_DescribeClusterBroker] = field(default_factory=list)
+    brokers: list[DescribeClusterResponse.DescribeClusterBroker] = field(default_factory=list)
     cluster_authorized_operations: int = -2147483648
+
+
+DescribeClusterResponse_DescribeClusterBroker = DescribeClusterResponse.DescribeClusterBroker
 
 
 def _d_DescribeClusterResponse_DescribeClusterBroker_f(buf, pos, v):
@@ -214,9 +216,6 @@ DescribeClusterRequest.flexible_from = 0
 DescribeClusterRequest._decode_flex = staticmethod(_d_DescribeClusterRequest_f)
 DescribeClusterRequest._encode_flex = staticmethod(_e_DescribeClusterRequest_f)
 
-DescribeClusterResponse_DescribeClusterBroker.__qualname__ = 'DescribeClusterResponse.DescribeClusterBroker'
-DescribeClusterResponse_DescribeClusterBroker.__name__ = 'DescribeClusterBroker'
-DescribeClusterResponse.DescribeClusterBroker = DescribeClusterResponse_DescribeClusterBroker
 DescribeClusterResponse_DescribeClusterBroker.FIELDS = (
     FieldSpec('broker_id', 'BrokerId', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('host', 'Host', 'string', None, (0, 32767), None, None, None),

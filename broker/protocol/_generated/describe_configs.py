@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,21 +59,23 @@ __all__ = ['DescribeConfigsRequest', 'DescribeConfigsResponse']
 
 
 @dataclass(slots=True)
-class DescribeConfigsRequest_DescribeConfigsResource(Struct):
-    """DescribeConfigsRequest.DescribeConfigsResource (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    configuration_keys: list[str] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeConfigsRequest(Message):
     """DescribeConfigsRequest (request)."""
 
-    resources: list[DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)
+    @dataclass(slots=True)
+    class DescribeConfigsResource(Struct):
+        """DescribeConfigsRequest.DescribeConfigsResource (generated)."""
+
+        resource_type: int = 0
+        resource_name: str = ''
+        configuration_keys: list[str] | None = field(default_factory=list)
+
+    resources: list[DescribeConfigsRequest.DescribeConfigsResource] = field(default_factory=list)
     include_synonyms: bool = False
     include_documentation: bool = False
+
+
+DescribeConfigsRequest_DescribeConfigsResource = DescribeConfigsRequest.DescribeConfigsResource
 
 
 def _d_DescribeConfigsRequest_DescribeConfigsResource_p(buf, pos, v):
@@ -208,46 +208,53 @@ def _e_DescribeConfigsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsSynonym(Struct):
-    """DescribeConfigsResponse.DescribeConfigsSynonym (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    source: int = 0
-
-
-@dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsResourceResult(Struct):
-    """DescribeConfigsResponse.DescribeConfigsResourceResult (generated)."""
-
-    name: str = ''
-    value: str | None = ''
-    read_only: bool = False
-    config_source: int = -1
-    is_default: bool = False
-    is_sensitive: bool = False
-    synonyms: list[DescribeConfigsResponse_DescribeConfigsSynonym] = field(default_factory=list)
-    config_type: int = 0
-    documentation: str | None = ''
-
-
-@dataclass(slots=True)
-class DescribeConfigsResponse_DescribeConfigsResult(Struct):
-    """DescribeConfigsResponse.DescribeConfigsResult (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    resource_type: int = 0
-    resource_name: str = ''
-    configs: list[DescribeConfigsResponse_DescribeConfigsResourceResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeConfigsResponse(Message):
     """DescribeConfigsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DescribeConfigsResult(Struct):
+        """DescribeConfigsResponse.DescribeConfigsResult (generated)."""
+
+        @dataclass(slots=True)
+        class DescribeConfigsResourceResult(Struct):
+            """DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult (generated)."""
+
+            @dataclass(slots=True)
+            class DescribeConfigsSynonym(Struct):
+                """DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym (generated)."""
+
+                name: str = ''
+                value: str | None = ''
+                source: int = 0
+
+            name: str = ''
+            value: str | None = ''
+            read_only: bool = False
+            config_source: int = -1
+            is_default: bool = False
+            is_sensitive: bool = False
+            synonyms: list[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym] = field(default_factory=list)
+            config_type: int = 0
+            documentation: str | None = ''
+
+        error_code: int = 0
+        error_message: str | None = ''
+        resource_type: int = 0
+        resource_name: str = ''
+        configs: list[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult] = field(default_factory=list)
+
+    DescribeConfigsResourceResult: ClassVar[type[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult]]
+    DescribeConfigsSynonym: ClassVar[type[DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym]]
+
     throttle_time_ms: int = 0
-    results: list[DescribeConfigsResponse_DescribeConfigsResult] = field(default_factory=list)
+    results: list[DescribeConfigsResponse.DescribeConfigsResult] = field(default_factory=list)
+
+
+DescribeConfigsResponse_DescribeConfigsResult = DescribeConfigsResponse.DescribeConfigsResult
+DescribeConfigsResponse_DescribeConfigsResourceResult = DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult
+DescribeConfigsResponse_DescribeConfigsSynonym = DescribeConfigsResponse.DescribeConfigsResult.DescribeConfigsResourceResult.DescribeConfigsSynonym
+DescribeConfigsResponse.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
+DescribeConfigsResponse.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
 
 
 def _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v):
@@ -511,9 +518,6 @@ def _e_DescribeConfigsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeConfigsRequest_DescribeConfigsResource.__qualname__ = 'DescribeConfigsRequest.DescribeConfigsResource'
-DescribeConfigsRequest_DescribeConfigsResource.__name__ = 'DescribeConfigsResource'
-DescribeConfigsRequest.DescribeConfigsResource = DescribeConfigsRequest_DescribeConfigsResource
 DescribeConfigsRequest_DescribeConfigsResource.FIELDS = (
     FieldSpec('resource_type', 'ResourceType', 'int8', None, (0, 32767), None, None, None),
     FieldSpec('resource_name', 'ResourceName', 'string', None, (0, 32767), None, None, None),
@@ -533,17 +537,6 @@ DescribeConfigsRequest._encode_plain = staticmethod(_e_DescribeConfigsRequest_p)
 DescribeConfigsRequest._decode_flex = staticmethod(_d_DescribeConfigsRequest_f)
 DescribeConfigsRequest._encode_flex = staticmethod(_e_DescribeConfigsRequest_f)
 
-DescribeConfigsResponse_DescribeConfigsSynonym.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsSynonym'
-DescribeConfigsResponse_DescribeConfigsSynonym.__name__ = 'DescribeConfigsSynonym'
-DescribeConfigsResponse_DescribeConfigsResourceResult.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsResourceResult'
-DescribeConfigsResponse_DescribeConfigsResourceResult.__name__ = 'DescribeConfigsResourceResult'
-DescribeConfigsResponse_DescribeConfigsResult.__qualname__ = 'DescribeConfigsResponse.DescribeConfigsResult'
-DescribeConfigsResponse_DescribeConfigsResult.__name__ = 'DescribeConfigsResult'
-DescribeConfigsResponse.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
-DescribeConfigsResponse.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
-DescribeConfigsResponse_DescribeConfigsResourceResult.DescribeConfigsSynonym = DescribeConfigsResponse_DescribeConfigsSynonym
-DescribeConfigsResponse.DescribeConfigsResult = DescribeConfigsResponse_DescribeConfigsResult
-DescribeConfigsResponse_DescribeConfigsResult.DescribeConfigsResourceResult = DescribeConfigsResponse_DescribeConfigsResourceResult
 DescribeConfigsResponse_DescribeConfigsSynonym.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (1, 32767), None, None, None),
     FieldSpec('value', 'Value', 'string', None, (1, 32767), (0, 32767), None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,6 +61,8 @@ class DescribeGroupsRequest(Message):
 
     groups: list[str] = field(default_factory=list)
     include_authorized_operations: bool = False
+
+
 
 
 def _d_DescribeGroupsRequest_p(buf, pos, v):
@@ -128,37 +128,42 @@ def _e_DescribeGroupsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeGroupsResponse_DescribedGroupMember(Struct):
-    """DescribeGroupsResponse.DescribedGroupMember (generated)."""
-
-    member_id: str = ''
-    group_instance_id: str | None = None
-    client_id: str = ''
-    client_host: str = ''
-    member_metadata: bytes = b''
-    member_assignment: bytes = b''
-
-
-@dataclass(slots=True)
-class DescribeGroupsResponse_DescribedGroup(Struct):
-    """DescribeGroupsResponse.DescribedGroup (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = None
-    group_id: str = ''
-    group_state: str = ''
-    protocol_type: str = ''
-    protocol_data: str = ''
-    members: list[DescribeGroupsResponse_DescribedGroupMember] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-
-
-@dataclass(slots=True)
 class DescribeGroupsResponse(Message):
     """DescribeGroupsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DescribedGroup(Struct):
+        """DescribeGroupsResponse.DescribedGroup (generated)."""
+
+        @dataclass(slots=True)
+        class DescribedGroupMember(Struct):
+            """DescribeGroupsResponse.DescribedGroup.DescribedGroupMember (generated)."""
+
+            member_id: str = ''
+            group_instance_id: str | None = None
+            client_id: str = ''
+            client_host: str = ''
+            member_metadata: bytes = b''
+            member_assignment: bytes = b''
+
+        error_code: int = 0
+        error_message: str | None = None
+        group_id: str = ''
+        group_state: str = ''
+        protocol_type: str = ''
+        protocol_data: str = ''
+        members: list[DescribeGroupsResponse.DescribedGroup.DescribedGroupMember] = field(default_factory=list)
+        authorized_operations: int = -2147483648
+
+    DescribedGroupMember: ClassVar[type[DescribeGroupsResponse.DescribedGroup.DescribedGroupMember]]
+
     throttle_time_ms: int = 0
-    groups: list[DescribeGroupsResponse_DescribedGroup] = field(default_factory=list)
+    groups: list[DescribeGroupsResponse.DescribedGroup] = field(default_factory=list)
+
+
+DescribeGroupsResponse_DescribedGroup = DescribeGroupsResponse.DescribedGroup
+DescribeGroupsResponse_DescribedGroupMember = DescribeGroupsResponse.DescribedGroup.DescribedGroupMember
+DescribeGroupsResponse.DescribedGroupMember = DescribeGroupsResponse_DescribedGroupMember
 
 
 def _d_DescribeGroupsResponse_DescribedGroupMember_p(buf, pos, v):
@@ -378,13 +383,6 @@ DescribeGroupsRequest._encode_plain = staticmethod(_e_DescribeGroupsRequest_p)
 DescribeGroupsRequest._decode_flex = staticmethod(_d_DescribeGroupsRequest_f)
 DescribeGroupsRequest._encode_flex = staticmethod(_e_DescribeGroupsRequest_f)
 
-DescribeGroupsResponse_DescribedGroupMember.__qualname__ = 'DescribeGroupsResponse.DescribedGroupMember'
-DescribeGroupsResponse_DescribedGroupMember.__name__ = 'DescribedGroupMember'
-DescribeGroupsResponse_DescribedGroup.__qualname__ = 'DescribeGroupsResponse.DescribedGroup'
-DescribeGroupsResponse_DescribedGroup.__name__ = 'DescribedGroup'
-DescribeGroupsResponse.DescribedGroupMember = DescribeGroupsResponse_DescribedGroupMember
-DescribeGroupsResponse.DescribedGroup = DescribeGroupsResponse_DescribedGroup
-DescribeGroupsResponse_DescribedGroup.DescribedGroupMember = DescribeGroupsResponse_DescribedGroupMember
 DescribeGroupsResponse_DescribedGroupMember.FIELDS = (
     FieldSpec('member_id', 'MemberId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('group_instance_id', 'GroupInstanceId', 'string', None, (4, 32767), (4, 32767), None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,18 +58,20 @@ __all__ = ['DescribeLogDirsRequest', 'DescribeLogDirsResponse']
 
 
 @dataclass(slots=True)
-class DescribeLogDirsRequest_DescribableLogDirTopic(Struct):
-    """DescribeLogDirsRequest.DescribableLogDirTopic (generated)."""
-
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeLogDirsRequest(Message):
     """DescribeLogDirsRequest (request)."""
 
-    topics: list[DescribeLogDirsRequest_DescribableLogDirTopic] | None = field(default_factory=list)
+    @dataclass(slots=True)
+    class DescribableLogDirTopic(Struct):
+        """DescribeLogDirsRequest.DescribableLogDirTopic (generated)."""
+
+        topic: str = ''
+        partitions: list[int] = field(default_factory=list)
+
+    topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = field(default_factory=list)
+
+
+DescribeLogDirsRequest_DescribableLogDirTopic = DescribeLogDirsRequest.DescribableLogDirTopic
 
 
 def _d_DescribeLogDirsRequest_DescribableLogDirTopic_p(buf, pos, v):
@@ -177,42 +177,49 @@ def _e_DescribeLogDirsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeLogDirsResponse_DescribeLogDirsPartition(Struct):
-    """DescribeLogDirsResponse.DescribeLogDirsPartition (generated)."""
-
-    partition_index: int = 0
-    partition_size: int = 0
-    offset_lag: int = 0
-    is_future_key: bool = False
-
-
-@dataclass(slots=True)
-class DescribeLogDirsResponse_DescribeLogDirsTopic(Struct):
-    """DescribeLogDirsResponse.DescribeLogDirsTopic (generated)."""
-
-    name: str = ''
-    partitions: list[DescribeLogDirsResponse_DescribeLogDirsPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeLogDirsResponse_DescribeLogDirsResult(Struct):
-    """DescribeLogDirsResponse.DescribeLogDirsResult (generated)."""
-
-    error_code: int = 0
-    log_dir: str = ''
-    topics: list[DescribeLogDirsResponse_DescribeLogDirsTopic] = field(default_factory=list)
-    total_bytes: int = -1
-    usable_bytes: int = -1
-    is_cordoned: bool = False
-
-
-@dataclass(slots=True)
 class DescribeLogDirsResponse(Message):
     """DescribeLogDirsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DescribeLogDirsResult(Struct):
+        """DescribeLogDirsResponse.DescribeLogDirsResult (generated)."""
+
+        @dataclass(slots=True)
+        class DescribeLogDirsTopic(Struct):
+            """DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic (generated)."""
+
+            @dataclass(slots=True)
+            class DescribeLogDirsPartition(Struct):
+                """DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic.DescribeLogDirsPartition (generated)."""
+
+                partition_index: int = 0
+                partition_size: int = 0
+                offset_lag: int = 0
+                is_future_key: bool = False
+
+            name: str = ''
+            partitions: list[DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic.DescribeLogDirsPartition] = field(default_factory=list)
+
+        error_code: int = 0
+        log_dir: str = ''
+        topics: list[DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic] = field(default_factory=list)
+        total_bytes: int = -1
+        usable_bytes: int = -1
+        is_cordoned: bool = False
+
+    DescribeLogDirsTopic: ClassVar[type[DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic]]
+    DescribeLogDirsPartition: ClassVar[type[DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic.DescribeLogDirsPartition]]
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    results: list[DescribeLogDirsResponse_DescribeLogDirsResult] = field(default_factory=list)
+    results: list[DescribeLogDirsResponse.DescribeLogDirsResult] = field(default_factory=list)
+
+
+DescribeLogDirsResponse_DescribeLogDirsResult = DescribeLogDirsResponse.DescribeLogDirsResult
+DescribeLogDirsResponse_DescribeLogDirsTopic = DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic
+DescribeLogDirsResponse_DescribeLogDirsPartition = DescribeLogDirsResponse.DescribeLogDirsResult.DescribeLogDirsTopic.DescribeLogDirsPartition
+DescribeLogDirsResponse.DescribeLogDirsTopic = DescribeLogDirsResponse_DescribeLogDirsTopic
+DescribeLogDirsResponse.DescribeLogDirsPartition = DescribeLogDirsResponse_DescribeLogDirsPartition
 
 
 def _d_DescribeLogDirsResponse_DescribeLogDirsPartition_p(buf, pos, v):
@@ -448,9 +455,6 @@ def _e_DescribeLogDirsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeLogDirsRequest_DescribableLogDirTopic.__qualname__ = 'DescribeLogDirsRequest.DescribableLogDirTopic'
-DescribeLogDirsRequest_DescribableLogDirTopic.__name__ = 'DescribableLogDirTopic'
-DescribeLogDirsRequest.DescribableLogDirTopic = DescribeLogDirsRequest_DescribableLogDirTopic
 DescribeLogDirsRequest_DescribableLogDirTopic.FIELDS = (
     FieldSpec('topic', 'Topic', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),
@@ -467,17 +471,6 @@ DescribeLogDirsRequest._encode_plain = staticmethod(_e_DescribeLogDirsRequest_p)
 DescribeLogDirsRequest._decode_flex = staticmethod(_d_DescribeLogDirsRequest_f)
 DescribeLogDirsRequest._encode_flex = staticmethod(_e_DescribeLogDirsRequest_f)
 
-DescribeLogDirsResponse_DescribeLogDirsPartition.__qualname__ = 'DescribeLogDirsResponse.DescribeLogDirsPartition'
-DescribeLogDirsResponse_DescribeLogDirsPartition.__name__ = 'DescribeLogDirsPartition'
-DescribeLogDirsResponse_DescribeLogDirsTopic.__qualname__ = 'DescribeLogDirsResponse.DescribeLogDirsTopic'
-DescribeLogDirsResponse_DescribeLogDirsTopic.__name__ = 'DescribeLogDirsTopic'
-DescribeLogDirsResponse_DescribeLogDirsResult.__qualname__ = 'DescribeLogDirsResponse.DescribeLogDirsResult'
-DescribeLogDirsResponse_DescribeLogDirsResult.__name__ = 'DescribeLogDirsResult'
-DescribeLogDirsResponse.DescribeLogDirsPartition = DescribeLogDirsResponse_DescribeLogDirsPartition
-DescribeLogDirsResponse.DescribeLogDirsTopic = DescribeLogDirsResponse_DescribeLogDirsTopic
-DescribeLogDirsResponse_DescribeLogDirsTopic.DescribeLogDirsPartition = DescribeLogDirsResponse_DescribeLogDirsPartition
-DescribeLogDirsResponse.DescribeLogDirsResult = DescribeLogDirsResponse_DescribeLogDirsResult
-DescribeLogDirsResponse_DescribeLogDirsResult.DescribeLogDirsTopic = DescribeLogDirsResponse_DescribeLogDirsTopic
 DescribeLogDirsResponse_DescribeLogDirsPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('partition_size', 'PartitionSize', 'int64', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,18 +56,20 @@ __all__ = ['DescribeProducersRequest', 'DescribeProducersResponse']
 
 
 @dataclass(slots=True)
-class DescribeProducersRequest_TopicRequest(Struct):
-    """DescribeProducersRequest.TopicRequest (generated)."""
-
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeProducersRequest(Message):
     """DescribeProducersRequest (request)."""
 
-    topics: list[DescribeProducersRequest_TopicRequest] = field(default_factory=list)
+    @dataclass(slots=True)
+    class TopicRequest(Struct):
+        """DescribeProducersRequest.TopicRequest (generated)."""
+
+        name: str = ''
+        partition_indexes: list[int] = field(default_factory=list)
+
+    topics: list[DescribeProducersRequest.TopicRequest] = field(default_factory=list)
+
+
+DescribeProducersRequest_TopicRequest = DescribeProducersRequest.TopicRequest
 
 
 def _d_DescribeProducersRequest_TopicRequest_f(buf, pos, v):
@@ -134,41 +134,48 @@ def _e_DescribeProducersRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeProducersResponse_ProducerState(Struct):
-    """DescribeProducersResponse.ProducerState (generated)."""
-
-    producer_id: int = 0
-    producer_epoch: int = 0
-    last_sequence: int = -1
-    last_timestamp: int = -1
-    coordinator_epoch: int = 0
-    current_txn_start_offset: int = -1
-
-
-@dataclass(slots=True)
-class DescribeProducersResponse_PartitionResponse(Struct):
-    """DescribeProducersResponse.PartitionResponse (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    active_producers: list[DescribeProducersResponse_ProducerState] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeProducersResponse_TopicResponse(Struct):
-    """DescribeProducersResponse.TopicResponse (generated)."""
-
-    name: str = ''
-    partitions: list[DescribeProducersResponse_PartitionResponse] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeProducersResponse(Message):
     """DescribeProducersResponse (response)."""
 
+    @dataclass(slots=True)
+    class TopicResponse(Struct):
+        """DescribeProducersResponse.TopicResponse (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionResponse(Struct):
+            """DescribeProducersResponse.TopicResponse.PartitionResponse (generated)."""
+
+            @dataclass(slots=True)
+            class ProducerState(Struct):
+                """DescribeProducersResponse.TopicResponse.PartitionResponse.ProducerState (generated)."""
+
+                producer_id: int = 0
+                producer_epoch: int = 0
+                last_sequence: int = -1
+                last_timestamp: int = -1
+                coordinator_epoch: int = 0
+                current_txn_start_offset: int = -1
+
+            partition_index: int = 0
+            error_code: int = 0
+            error_message: str | None = None
+            active_producers: list[DescribeProducersResponse.TopicResponse.PartitionResponse.ProducerState] = field(default_factory=list)
+
+        name: str = ''
+        partitions: list[DescribeProducersResponse.TopicResponse.PartitionResponse] = field(default_factory=list)
+
+    PartitionResponse: ClassVar[type[DescribeProducersResponse.TopicResponse.PartitionResponse]]
+    ProducerState: ClassVar[type[DescribeProducersResponse.TopicResponse.PartitionResponse.ProducerState]]
+
     throttle_time_ms: int = 0
-    topics: list[DescribeProducersResponse_TopicResponse] = field(default_factory=list)
+    topics: list[DescribeProducersResponse.TopicResponse] = field(default_factory=list)
+
+
+DescribeProducersResponse_TopicResponse = DescribeProducersResponse.TopicResponse
+DescribeProducersResponse_PartitionResponse = DescribeProducersResponse.TopicResponse.PartitionResponse
+DescribeProducersResponse_ProducerState = DescribeProducersResponse.TopicResponse.PartitionResponse.ProducerState
+DescribeProducersResponse.PartitionResponse = DescribeProducersResponse_PartitionResponse
+DescribeProducersResponse.ProducerState = DescribeProducersResponse_ProducerState
 
 
 def _d_DescribeProducersResponse_ProducerState_f(buf, pos, v):
@@ -292,9 +299,6 @@ def _e_DescribeProducersResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeProducersRequest_TopicRequest.__qualname__ = 'DescribeProducersRequest.TopicRequest'
-DescribeProducersRequest_TopicRequest.__name__ = 'TopicRequest'
-DescribeProducersRequest.TopicRequest = DescribeProducersRequest_TopicRequest
 DescribeProducersRequest_TopicRequest.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partition_indexes', 'PartitionIndexes', '[]int32', None, (0, 32767), None, None, None),
@@ -309,17 +313,6 @@ DescribeProducersRequest.flexible_from = 0
 DescribeProducersRequest._decode_flex = staticmethod(_d_DescribeProducersRequest_f)
 DescribeProducersRequest._encode_flex = staticmethod(_e_DescribeProducersRequest_f)
 
-DescribeProducersResponse_ProducerState.__qualname__ = 'DescribeProducersResponse.ProducerState'
-DescribeProducersResponse_ProducerState.__name__ = 'ProducerState'
-DescribeProducersResponse_PartitionResponse.__qualname__ = 'DescribeProducersResponse.PartitionResponse'
-DescribeProducersResponse_PartitionResponse.__name__ = 'PartitionResponse'
-DescribeProducersResponse_TopicResponse.__qualname__ = 'DescribeProducersResponse.TopicResponse'
-DescribeProducersResponse_TopicResponse.__name__ = 'TopicResponse'
-DescribeProducersResponse.ProducerState = DescribeProducersResponse_ProducerState
-DescribeProducersResponse.PartitionResponse = DescribeProducersResponse_PartitionResponse
-DescribeProducersResponse_PartitionResponse.ProducerState = DescribeProducersResponse_ProducerState
-DescribeProducersResponse.TopicResponse = DescribeProducersResponse_TopicResponse
-DescribeProducersResponse_TopicResponse.PartitionResponse = DescribeProducersResponse_PartitionResponse
 DescribeProducersResponse_ProducerState.FIELDS = (
     FieldSpec('producer_id', 'ProducerId', 'int64', None, (0, 32767), None, None, None),
     FieldSpec('producer_epoch', 'ProducerEpoch', 'int32', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -62,25 +60,30 @@ __all__ = ['DescribeQuorumRequest', 'DescribeQuorumResponse']
 
 
 @dataclass(slots=True)
-class DescribeQuorumRequest_PartitionData(Struct):
-    """DescribeQuorumRequest.PartitionData (generated)."""
-
-    partition_index: int = 0
-
-
-@dataclass(slots=True)
-class DescribeQuorumRequest_TopicData(Struct):
-    """DescribeQuorumRequest.TopicData (generated)."""
-
-    topic_name: str = ''
-    partitions: list[DescribeQuorumRequest_PartitionData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeQuorumRequest(Message):
     """DescribeQuorumRequest (request)."""
 
-    topics: list[DescribeQuorumRequest_TopicData] = field(default_factory=list)
+    @dataclass(slots=True)
+    class TopicData(Struct):
+        """DescribeQuorumRequest.TopicData (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionData(Struct):
+            """DescribeQuorumRequest.TopicData.PartitionData (generated)."""
+
+            partition_index: int = 0
+
+        topic_name: str = ''
+        partitions: list[DescribeQuorumRequest.TopicData.PartitionData] = field(default_factory=list)
+
+    PartitionData: ClassVar[type[DescribeQuorumRequest.TopicData.PartitionData]]
+
+    topics: list[DescribeQuorumRequest.TopicData] = field(default_factory=list)
+
+
+DescribeQuorumRequest_TopicData = DescribeQuorumRequest.TopicData
+DescribeQuorumRequest_PartitionData = DescribeQuorumRequest.TopicData.PartitionData
+DescribeQuorumRequest.PartitionData = DescribeQuorumRequest_PartitionData
 
 
 def _d_DescribeQuorumRequest_PartitionData_f(buf, pos, v):
@@ -165,63 +168,72 @@ def _e_DescribeQuorumRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeQuorumResponse_ReplicaState(Struct):
-    """DescribeQuorumResponse.ReplicaState (generated)."""
-
-    replica_id: int = 0
-    replica_directory_id: uuid.UUID = ZERO_UUID
-    log_end_offset: int = 0
-    last_fetch_timestamp: int = -1
-    last_caught_up_timestamp: int = -1
-
-
-@dataclass(slots=True)
-class DescribeQuorumResponse_PartitionData(Struct):
-    """DescribeQuorumResponse.PartitionData (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    leader_id: int = 0
-    leader_epoch: int = 0
-    high_watermark: int = 0
-    current_voters: list[DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-    observers: list[DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeQuorumResponse_TopicData(Struct):
-    """DescribeQuorumResponse.TopicData (generated)."""
-
-    topic_name: str = ''
-    partitions: list[DescribeQuorumResponse_PartitionData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeQuorumResponse_Listener(Struct):
-    """DescribeQuorumResponse.Listener (generated)."""
-
-    name: str = ''
-    host: str = ''
-    port: int = 0
-
-
-@dataclass(slots=True)
-class DescribeQuorumResponse_Node(Struct):
-    """DescribeQuorumResponse.Node (generated)."""
-
-    node_id: int = 0
-    listeners: list[DescribeQuorumResponse_Listener] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeQuorumResponse(Message):
     """DescribeQuorumResponse (response)."""
 
+    @dataclass(slots=True)
+    class TopicData(Struct):
+        """DescribeQuorumResponse.TopicData (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionData(Struct):
+            """DescribeQuorumResponse.TopicData.PartitionData (generated)."""
+
+            @dataclass(slots=True)
+            class ReplicaState(Struct):
+                """DescribeQuorumResponse.TopicData.PartitionData.ReplicaState (generated)."""
+
+                replica_id: int = 0
+                replica_directory_id: uuid.UUID = ZERO_UUID
+                log_end_offset: int = 0
+                last_fetch_timestamp: int = -1
+                last_caught_up_timestamp: int = -1
+
+            partition_index: int = 0
+            error_code: int = 0
+            error_message: str | None = ''
+            leader_id: int = 0
+            leader_epoch: int = 0
+            high_watermark: int = 0
+            current_voters: list[DescribeQuorumResponse.TopicData.PartitionData.ReplicaState] = field(default_factory=list)
+            observers: list[DescribeQuorumResponse.TopicData.PartitionData.ReplicaState] = field(default_factory=list)
+
+        topic_name: str = ''
+        partitions: list[DescribeQuorumResponse.TopicData.PartitionData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class Node(Struct):
+        """DescribeQuorumResponse.Node (generated)."""
+
+        @dataclass(slots=True)
+        class Listener(Struct):
+            """DescribeQuorumResponse.Node.Listener (generated)."""
+
+            name: str = ''
+            host: str = ''
+            port: int = 0
+
+        node_id: int = 0
+        listeners: list[DescribeQuorumResponse.Node.Listener] = field(default_factory=list)
+
+    PartitionData: ClassVar[type[DescribeQuorumResponse.TopicData.PartitionData]]
+    ReplicaState: ClassVar[type[DescribeQuorumResponse.TopicData.PartitionData.ReplicaState]]
+    Listener: ClassVar[type[DescribeQuorumResponse.Node.Listener]]
+
     error_code: int = 0
     error_message: str | None = ''
-    topics: list[DescribeQuorumResponse_TopicData] = field(default_factory=list)
-    nodes: list[DescribeQuorumResponse_Node] = field(default_factory=list)
+    topics: list[DescribeQuorumResponse.TopicData] = field(default_factory=list)
+    nodes: list[DescribeQuorumResponse.Node] = field(default_factory=list)
+
+
+DescribeQuorumResponse_TopicData = DescribeQuorumResponse.TopicData
+DescribeQuorumResponse_PartitionData = DescribeQuorumResponse.TopicData.PartitionData
+DescribeQuorumResponse_ReplicaState = DescribeQuorumResponse.TopicData.PartitionData.ReplicaState
+DescribeQuorumResponse_Node = DescribeQuorumResponse.Node
+DescribeQuorumResponse_Listener = DescribeQuorumResponse.Node.Listener
+DescribeQuorumResponse.PartitionData = DescribeQuorumResponse_PartitionData
+DescribeQuorumResponse.ReplicaState = DescribeQuorumResponse_ReplicaState
+DescribeQuorumResponse.Listener = DescribeQuorumResponse_Listener
 
 
 def _d_DescribeQuorumResponse_ReplicaState_f(buf, pos, v):
@@ -493,13 +505,6 @@ def _e_DescribeQuorumResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeQuorumRequest_PartitionData.__qualname__ = 'DescribeQuorumRequest.PartitionData'
-DescribeQuorumRequest_PartitionData.__name__ = 'PartitionData'
-DescribeQuorumRequest_TopicData.__qualname__ = 'DescribeQuorumRequest.TopicData'
-DescribeQuorumRequest_TopicData.__name__ = 'TopicData'
-DescribeQuorumRequest.PartitionData = DescribeQuorumRequest_PartitionData
-DescribeQuorumRequest.TopicData = DescribeQuorumRequest_TopicData
-DescribeQuorumRequest_TopicData.PartitionData = DescribeQuorumRequest_PartitionData
 DescribeQuorumRequest_PartitionData.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
 )
@@ -517,24 +522,6 @@ DescribeQuorumRequest.flexible_from = 0
 DescribeQuorumRequest._decode_flex = staticmethod(_d_DescribeQuorumRequest_f)
 DescribeQuorumRequest._encode_flex = staticmethod(_e_DescribeQuorumRequest_f)
 
-DescribeQuorumResponse_ReplicaState.__qualname__ = 'DescribeQuorumResponse.ReplicaState'
-DescribeQuorumResponse_ReplicaState.__name__ = 'ReplicaState'
-DescribeQuorumResponse_PartitionData.__qualname__ = 'DescribeQuorumResponse.PartitionData'
-DescribeQuorumResponse_PartitionData.__name__ = 'PartitionData'
-DescribeQuorumResponse_TopicData.__qualname__ = 'DescribeQuorumResponse.TopicData'
-DescribeQuorumResponse_TopicData.__name__ = 'TopicData'
-DescribeQuorumResponse_Listener.__qualname__ = 'DescribeQuorumResponse.Listener'
-DescribeQuorumResponse_Listener.__name__ = 'Listener'
-DescribeQuorumResponse_Node.__qualname__ = 'DescribeQuorumResponse.Node'
-DescribeQuorumResponse_Node.__name__ = 'Node'
-DescribeQuorumResponse.ReplicaState = DescribeQuorumResponse_ReplicaState
-DescribeQuorumResponse.PartitionData = DescribeQuorumResponse_PartitionData
-DescribeQuorumResponse_PartitionData.ReplicaState = DescribeQuorumResponse_ReplicaState
-DescribeQuorumResponse.TopicData = DescribeQuorumResponse_TopicData
-DescribeQuorumResponse_TopicData.PartitionData = DescribeQuorumResponse_PartitionData
-DescribeQuorumResponse.Listener = DescribeQuorumResponse_Listener
-DescribeQuorumResponse.Node = DescribeQuorumResponse_Node
-DescribeQuorumResponse_Node.Listener = DescribeQuorumResponse_Listener
 DescribeQuorumResponse_ReplicaState.FIELDS = (
     FieldSpec('replica_id', 'ReplicaId', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('replica_directory_id', 'ReplicaDirectoryId', 'uuid', None, (2, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,27 +57,29 @@ __all__ = ['DescribeTopicPartitionsRequest', 'DescribeTopicPartitionsResponse']
 
 
 @dataclass(slots=True)
-class DescribeTopicPartitionsRequest_TopicRequest(Struct):
-    """DescribeTopicPartitionsRequest.TopicRequest (generated)."""
-
-    name: str = ''
-
-
-@dataclass(slots=True)
-class DescribeTopicPartitionsRequest_Cursor(Struct):
-    """DescribeTopicPartitionsRequest.Cursor (generated)."""
-
-    topic_name: str = ''
-    partition_index: int = 0
-
-
-@dataclass(slots=True)
 class DescribeTopicPartitionsRequest(Message):
     """DescribeTopicPartitionsRequest (request)."""
 
-    topics: list[DescribeTopicPartitionsRequest_TopicRequest] = field(default_factory=list)
+    @dataclass(slots=True)
+    class TopicRequest(Struct):
+        """DescribeTopicPartitionsRequest.TopicRequest (generated)."""
+
+        name: str = ''
+
+    @dataclass(slots=True)
+    class Cursor(Struct):
+        """DescribeTopicPartitionsRequest.Cursor (generated)."""
+
+        topic_name: str = ''
+        partition_index: int = 0
+
+    topics: list[DescribeTopicPartitionsRequest.TopicRequest] = field(default_factory=list)
     response_partition_limit: int = 2000
-    cursor: DescribeTopicPartitionsRequest_Cursor | None = None
+    cursor: DescribeTopicPartitionsRequest.Cursor | None = None
+
+
+DescribeTopicPartitionsRequest_TopicRequest = DescribeTopicPartitionsRequest.TopicRequest
+DescribeTopicPartitionsRequest_Cursor = DescribeTopicPartitionsRequest.Cursor
 
 
 def _d_DescribeTopicPartitionsRequest_TopicRequest_f(buf, pos, v):
@@ -159,47 +159,52 @@ def _e_DescribeTopicPartitionsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition(Struct):
-    """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition (generated)."""
-
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: int = 0
-    leader_epoch: int = -1
-    replica_nodes: list[int] = field(default_factory=list)
-    isr_nodes: list[int] = field(default_factory=list)
-    eligible_leader_replicas: list[int] | None = None
-    last_known_elr: list[int] | None = None
-    offline_replicas: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic(Struct):
-    """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic (generated)."""
-
-    error_code: int = 0
-    name: str | None = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition] = field(default_factory=list)
-    topic_authorized_operations: int = -2147483648
-
-
-@dataclass(slots=True)
-class DescribeTopicPartitionsResponse_Cursor(Struct):
-    """DescribeTopicPartitionsResponse.Cursor (generated)."""
-
-    topic_name: str = ''
-    partition_index: int = 0
-
-
-@dataclass(slots=True)
 class DescribeTopicPartitionsResponse(Message):
     """DescribeTopicPartitionsResponse (response)."""
 
+    @dataclass(slots=True)
+    class DescribeTopicPartitionsResponseTopic(Struct):
+        """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class DescribeTopicPartitionsResponsePartition(Struct):
+            """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.DescribeTopicPartitionsResponsePartition (generated)."""
+
+            error_code: int = 0
+            partition_index: int = 0
+            leader_id: int = 0
+            leader_epoch: int = -1
+            replica_nodes: list[int] = field(default_factory=list)
+            isr_nodes: list[int] = field(default_factory=list)
+            eligible_leader_replicas: list[int] | None = None
+            last_known_elr: list[int] | None = None
+            offline_replicas: list[int] = field(default_factory=list)
+
+        error_code: int = 0
+        name: str | None = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        is_internal: bool = False
+        partitions: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.DescribeTopicPartitionsResponsePartition] = field(default_factory=list)
+        topic_authorized_operations: int = -2147483648
+
+    @dataclass(slots=True)
+    class Cursor(Struct):
+        """DescribeTopicPartitionsResponse.Cursor (generated)."""
+
+        topic_name: str = ''
+        partition_index: int = 0
+
+    DescribeTopicPartitionsResponsePartition: ClassVar[type[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.DescribeTopicPartitionsResponsePartition]]
+
     throttle_time_ms: int = 0
-    topics: list[DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic] = field(default_factory=list)
-    next_cursor: DescribeTopicPartitionsResponse_Cursor | None = None
+    topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic] = field(default_factory=list)
+    next_cursor: DescribeTopicPartitionsResponse.Cursor | None = None
+
+
+DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic
+DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.DescribeTopicPartitionsResponsePartition
+DescribeTopicPartitionsResponse_Cursor = DescribeTopicPartitionsResponse.Cursor
+DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
 
 
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_f(buf, pos, v):
@@ -399,12 +404,6 @@ def _e_DescribeTopicPartitionsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeTopicPartitionsRequest_TopicRequest.__qualname__ = 'DescribeTopicPartitionsRequest.TopicRequest'
-DescribeTopicPartitionsRequest_TopicRequest.__name__ = 'TopicRequest'
-DescribeTopicPartitionsRequest_Cursor.__qualname__ = 'DescribeTopicPartitionsRequest.Cursor'
-DescribeTopicPartitionsRequest_Cursor.__name__ = 'Cursor'
-DescribeTopicPartitionsRequest.TopicRequest = DescribeTopicPartitionsRequest_TopicRequest
-DescribeTopicPartitionsRequest.Cursor = DescribeTopicPartitionsRequest_Cursor
 DescribeTopicPartitionsRequest_TopicRequest.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
 )
@@ -424,16 +423,6 @@ DescribeTopicPartitionsRequest.flexible_from = 0
 DescribeTopicPartitionsRequest._decode_flex = staticmethod(_d_DescribeTopicPartitionsRequest_f)
 DescribeTopicPartitionsRequest._encode_flex = staticmethod(_e_DescribeTopicPartitionsRequest_f)
 
-DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.__qualname__ = 'DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition'
-DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.__name__ = 'DescribeTopicPartitionsResponsePartition'
-DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.__qualname__ = 'DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic'
-DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.__name__ = 'DescribeTopicPartitionsResponseTopic'
-DescribeTopicPartitionsResponse_Cursor.__qualname__ = 'DescribeTopicPartitionsResponse.Cursor'
-DescribeTopicPartitionsResponse_Cursor.__name__ = 'Cursor'
-DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
-DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic = DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic
-DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
-DescribeTopicPartitionsResponse.Cursor = DescribeTopicPartitionsResponse_Cursor
 DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -64,6 +62,8 @@ class DescribeTransactionsRequest(Message):
     transactional_ids: list[str] = field(default_factory=list)
 
 
+
+
 def _d_DescribeTransactionsRequest_f(buf, pos, v):
     _t1 = buf[pos]
     if _t1 < 0x80:
@@ -96,33 +96,38 @@ def _e_DescribeTransactionsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeTransactionsResponse_TopicData(Struct):
-    """DescribeTransactionsResponse.TopicData (generated)."""
-
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DescribeTransactionsResponse_TransactionState(Struct):
-    """DescribeTransactionsResponse.TransactionState (generated)."""
-
-    error_code: int = 0
-    transactional_id: str = ''
-    transaction_state: str = ''
-    transaction_timeout_ms: int = 0
-    transaction_start_time_ms: int = 0
-    producer_id: int = 0
-    producer_epoch: int = 0
-    topics: list[DescribeTransactionsResponse_TopicData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeTransactionsResponse(Message):
     """DescribeTransactionsResponse (response)."""
 
+    @dataclass(slots=True)
+    class TransactionState(Struct):
+        """DescribeTransactionsResponse.TransactionState (generated)."""
+
+        @dataclass(slots=True)
+        class TopicData(Struct):
+            """DescribeTransactionsResponse.TransactionState.TopicData (generated)."""
+
+            topic: str = ''
+            partitions: list[int] = field(default_factory=list)
+
+        error_code: int = 0
+        transactional_id: str = ''
+        transaction_state: str = ''
+        transaction_timeout_ms: int = 0
+        transaction_start_time_ms: int = 0
+        producer_id: int = 0
+        producer_epoch: int = 0
+        topics: list[DescribeTransactionsResponse.TransactionState.TopicData] = field(default_factory=list)
+
+    TopicData: ClassVar[type[DescribeTransactionsResponse.TransactionState.TopicData]]
+
     throttle_time_ms: int = 0
-    transaction_states: list[DescribeTransactionsResponse_TransactionState] = field(default_factory=list)
+    transaction_states: list[DescribeTransactionsResponse.TransactionState] = field(default_factory=list)
+
+
+DescribeTransactionsResponse_TransactionState = DescribeTransactionsResponse.TransactionState
+DescribeTransactionsResponse_TopicData = DescribeTransactionsResponse.TransactionState.TopicData
+DescribeTransactionsResponse.TopicData = DescribeTransactionsResponse_TopicData
 
 
 def _d_DescribeTransactionsResponse_TopicData_f(buf, pos, v):
@@ -241,13 +246,6 @@ DescribeTransactionsRequest.flexible_from = 0
 DescribeTransactionsRequest._decode_flex = staticmethod(_d_DescribeTransactionsRequest_f)
 DescribeTransactionsRequest._encode_flex = staticmethod(_e_DescribeTransactionsRequest_f)
 
-DescribeTransactionsResponse_TopicData.__qualname__ = 'DescribeTransactionsResponse.TopicData'
-DescribeTransactionsResponse_TopicData.__name__ = 'TopicData'
-DescribeTransactionsResponse_TransactionState.__qualname__ = 'DescribeTransactionsResponse.TransactionState'
-DescribeTransactionsResponse_TransactionState.__name__ = 'TransactionState'
-DescribeTransactionsResponse.TopicData = DescribeTransactionsResponse_TopicData
-DescribeTransactionsResponse.TransactionState = DescribeTransactionsResponse_TransactionState
-DescribeTransactionsResponse_TransactionState.TopicData = DescribeTransactionsResponse_TopicData
 DescribeTransactionsResponse_TopicData.FIELDS = (
     FieldSpec('topic', 'Topic', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,17 +56,19 @@ __all__ = ['DescribeUserScramCredentialsRequest', 'DescribeUserScramCredentialsR
 
 
 @dataclass(slots=True)
-class DescribeUserScramCredentialsRequest_UserName(Struct):
-    """DescribeUserScramCredentialsRequest.UserName (generated)."""
-
-    name: str = ''
-
-
-@dataclass(slots=True)
 class DescribeUserScramCredentialsRequest(Message):
     """DescribeUserScramCredentialsRequest (request)."""
 
-    users: list[DescribeUserScramCredentialsRequest_UserName] | None = field(default_factory=list)
+    @dataclass(slots=True)
+    class UserName(Struct):
+        """DescribeUserScramCredentialsRequest.UserName (generated)."""
+
+        name: str = ''
+
+    users: list[DescribeUserScramCredentialsRequest.UserName] | None = field(default_factory=list)
+
+
+DescribeUserScramCredentialsRequest_UserName = DescribeUserScramCredentialsRequest.UserName
 
 
 def _d_DescribeUserScramCredentialsRequest_UserName_f(buf, pos, v):
@@ -118,31 +118,36 @@ def _e_DescribeUserScramCredentialsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class DescribeUserScramCredentialsResponse_CredentialInfo(Struct):
-    """DescribeUserScramCredentialsResponse.CredentialInfo (generated)."""
-
-    mechanism: int = 0
-    iterations: int = 0
-
-
-@dataclass(slots=True)
-class DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult(Struct):
-    """DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult (generated)."""
-
-    user: str = ''
-    error_code: int = 0
-    error_message: str | None = ''
-    credential_infos: list[DescribeUserScramCredentialsResponse_CredentialInfo] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class DescribeUserScramCredentialsResponse(Message):
     """DescribeUserScramCredentialsResponse (response)."""
+
+    @dataclass(slots=True)
+    class DescribeUserScramCredentialsResult(Struct):
+        """DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult (generated)."""
+
+        @dataclass(slots=True)
+        class CredentialInfo(Struct):
+            """DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.CredentialInfo (generated)."""
+
+            mechanism: int = 0
+            iterations: int = 0
+
+        user: str = ''
+        error_code: int = 0
+        error_message: str | None = ''
+        credential_infos: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.CredentialInfo] = field(default_factory=list)
+
+    CredentialInfo: ClassVar[type[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.CredentialInfo]]
 
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ''
-    results: list[DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult] = field(default_factory=list)
+    results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult] = field(default_factory=list)
+
+
+DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult = DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult
+DescribeUserScramCredentialsResponse_CredentialInfo = DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.CredentialInfo
+DescribeUserScramCredentialsResponse.CredentialInfo = DescribeUserScramCredentialsResponse_CredentialInfo
 
 
 def _d_DescribeUserScramCredentialsResponse_CredentialInfo_f(buf, pos, v):
@@ -236,9 +241,6 @@ def _e_DescribeUserScramCredentialsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-DescribeUserScramCredentialsRequest_UserName.__qualname__ = 'DescribeUserScramCredentialsRequest.UserName'
-DescribeUserScramCredentialsRequest_UserName.__name__ = 'UserName'
-DescribeUserScramCredentialsRequest.UserName = DescribeUserScramCredentialsRequest_UserName
 DescribeUserScramCredentialsRequest_UserName.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
 )
@@ -252,13 +254,6 @@ DescribeUserScramCredentialsRequest.flexible_from = 0
 DescribeUserScramCredentialsRequest._decode_flex = staticmethod(_d_DescribeUserScramCredentialsRequest_f)
 DescribeUserScramCredentialsRequest._encode_flex = staticmethod(_e_DescribeUserScramCredentialsRequest_f)
 
-DescribeUserScramCredentialsResponse_CredentialInfo.__qualname__ = 'DescribeUserScramCredentialsResponse.CredentialInfo'
-DescribeUserScramCredentialsResponse_CredentialInfo.__name__ = 'CredentialInfo'
-DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.__qualname__ = 'DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult'
-DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.__name__ = 'DescribeUserScramCredentialsResult'
-DescribeUserScramCredentialsResponse.CredentialInfo = DescribeUserScramCredentialsResponse_CredentialInfo
-DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult = DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult
-DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.CredentialInfo = DescribeUserScramCredentialsResponse_CredentialInfo
 DescribeUserScramCredentialsResponse_CredentialInfo.FIELDS = (
     FieldSpec('mechanism', 'Mechanism', 'int8', None, (0, 32767), None, None, None),
     FieldSpec('iterations', 'Iterations', 'int32', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,20 +57,22 @@ __all__ = ['ElectLeadersRequest', 'ElectLeadersResponse']
 
 
 @dataclass(slots=True)
-class ElectLeadersRequest_TopicPartitions(Struct):
-    """ElectLeadersRequest.TopicPartitions (generated)."""
-
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ElectLeadersRequest(Message):
     """ElectLeadersRequest (request)."""
 
+    @dataclass(slots=True)
+    class TopicPartitions(Struct):
+        """ElectLeadersRequest.TopicPartitions (generated)."""
+
+        topic: str = ''
+        partitions: list[int] = field(default_factory=list)
+
     election_type: int = 0
-    topic_partitions: list[ElectLeadersRequest_TopicPartitions] | None = field(default_factory=list)
+    topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None = field(default_factory=list)
     timeout_ms: int = 60000
+
+
+ElectLeadersRequest_TopicPartitions = ElectLeadersRequest.TopicPartitions
 
 
 def _d_ElectLeadersRequest_TopicPartitions_p(buf, pos, v):
@@ -194,29 +194,34 @@ def _e_ElectLeadersRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ElectLeadersResponse_PartitionResult(Struct):
-    """ElectLeadersResponse.PartitionResult (generated)."""
-
-    partition_id: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
-class ElectLeadersResponse_ReplicaElectionResult(Struct):
-    """ElectLeadersResponse.ReplicaElectionResult (generated)."""
-
-    topic: str = ''
-    partition_result: list[ElectLeadersResponse_PartitionResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ElectLeadersResponse(Message):
     """ElectLeadersResponse (response)."""
 
+    @dataclass(slots=True)
+    class ReplicaElectionResult(Struct):
+        """ElectLeadersResponse.ReplicaElectionResult (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionResult(Struct):
+            """ElectLeadersResponse.ReplicaElectionResult.PartitionResult (generated)."""
+
+            partition_id: int = 0
+            error_code: int = 0
+            error_message: str | None = ''
+
+        topic: str = ''
+        partition_result: list[ElectLeadersResponse.ReplicaElectionResult.PartitionResult] = field(default_factory=list)
+
+    PartitionResult: ClassVar[type[ElectLeadersResponse.ReplicaElectionResult.PartitionResult]]
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    replica_election_results: list[ElectLeadersResponse_ReplicaElectionResult] = field(default_factory=list)
+    replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult] = field(default_factory=list)
+
+
+ElectLeadersResponse_ReplicaElectionResult = ElectLeadersResponse.ReplicaElectionResult
+ElectLeadersResponse_PartitionResult = ElectLeadersResponse.ReplicaElectionResult.PartitionResult
+ElectLeadersResponse.PartitionResult = ElectLeadersResponse_PartitionResult
 
 
 def _d_ElectLeadersResponse_PartitionResult_p(buf, pos, v):
@@ -373,9 +378,6 @@ def _e_ElectLeadersResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-ElectLeadersRequest_TopicPartitions.__qualname__ = 'ElectLeadersRequest.TopicPartitions'
-ElectLeadersRequest_TopicPartitions.__name__ = 'TopicPartitions'
-ElectLeadersRequest.TopicPartitions = ElectLeadersRequest_TopicPartitions
 ElectLeadersRequest_TopicPartitions.FIELDS = (
     FieldSpec('topic', 'Topic', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partitions', 'Partitions', '[]int32', None, (0, 32767), None, None, None),
@@ -394,13 +396,6 @@ ElectLeadersRequest._encode_plain = staticmethod(_e_ElectLeadersRequest_p)
 ElectLeadersRequest._decode_flex = staticmethod(_d_ElectLeadersRequest_f)
 ElectLeadersRequest._encode_flex = staticmethod(_e_ElectLeadersRequest_f)
 
-ElectLeadersResponse_PartitionResult.__qualname__ = 'ElectLeadersResponse.PartitionResult'
-ElectLeadersResponse_PartitionResult.__name__ = 'PartitionResult'
-ElectLeadersResponse_ReplicaElectionResult.__qualname__ = 'ElectLeadersResponse.ReplicaElectionResult'
-ElectLeadersResponse_ReplicaElectionResult.__name__ = 'ReplicaElectionResult'
-ElectLeadersResponse.PartitionResult = ElectLeadersResponse_PartitionResult
-ElectLeadersResponse.ReplicaElectionResult = ElectLeadersResponse_ReplicaElectionResult
-ElectLeadersResponse_ReplicaElectionResult.PartitionResult = ElectLeadersResponse_PartitionResult
 ElectLeadersResponse_PartitionResult.FIELDS = (
     FieldSpec('partition_id', 'PartitionId', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -67,6 +65,8 @@ class EndTxnRequest(Message):
     committed: bool = False
 
 
+
+
 def _d_EndTxnRequest_p(buf, pos, v):
     f_transactional_id, pos = _rd_string(buf, pos)
     f_producer_id, f_producer_epoch, f_committed = _S_qho.unpack_from(buf, pos)
@@ -104,6 +104,8 @@ class EndTxnResponse(Message):
     error_code: int = 0
     producer_id: int = -1
     producer_epoch: int = -1
+
+
 
 
 def _d_EndTxnResponse_p(buf, pos, v):

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -68,61 +66,66 @@ __all__ = ['FetchRequest', 'FetchResponse']
 
 
 @dataclass(slots=True)
-class FetchRequest_ReplicaState(Struct):
-    """FetchRequest.ReplicaState (generated)."""
-
-    replica_id: int = -1
-    replica_epoch: int = -1
-
-
-@dataclass(slots=True)
-class FetchRequest_FetchPartition(Struct):
-    """FetchRequest.FetchPartition (generated)."""
-
-    partition: int = 0
-    current_leader_epoch: int = -1
-    fetch_offset: int = 0
-    last_fetched_epoch: int = -1
-    log_start_offset: int = -1
-    partition_max_bytes: int = 0
-    replica_directory_id: uuid.UUID = ZERO_UUID
-    high_watermark: int = 9223372036854775807
-
-
-@dataclass(slots=True)
-class FetchRequest_FetchTopic(Struct):
-    """FetchRequest.FetchTopic (generated)."""
-
-    topic: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[FetchRequest_FetchPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class FetchRequest_ForgottenTopic(Struct):
-    """FetchRequest.ForgottenTopic (generated)."""
-
-    topic: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class FetchRequest(Message):
     """FetchRequest (request)."""
 
+    @dataclass(slots=True)
+    class ReplicaState(Struct):
+        """FetchRequest.ReplicaState (generated)."""
+
+        replica_id: int = -1
+        replica_epoch: int = -1
+
+    @dataclass(slots=True)
+    class FetchTopic(Struct):
+        """FetchRequest.FetchTopic (generated)."""
+
+        @dataclass(slots=True)
+        class FetchPartition(Struct):
+            """FetchRequest.FetchTopic.FetchPartition (generated)."""
+
+            partition: int = 0
+            current_leader_epoch: int = -1
+            fetch_offset: int = 0
+            last_fetched_epoch: int = -1
+            log_start_offset: int = -1
+            partition_max_bytes: int = 0
+            replica_directory_id: uuid.UUID = ZERO_UUID
+            high_watermark: int = 9223372036854775807
+
+        topic: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[FetchRequest.FetchTopic.FetchPartition] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class ForgottenTopic(Struct):
+        """FetchRequest.ForgottenTopic (generated)."""
+
+        topic: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+
+    FetchPartition: ClassVar[type[FetchRequest.FetchTopic.FetchPartition]]
+
     cluster_id: str | None = None
     replica_id: int = -1
-    replica_state: FetchRequest_ReplicaState = field(default_factory=FetchRequest_ReplicaState)
+    replica_state: FetchRequest.ReplicaState = field(default_factory=ReplicaState)
     max_wait_ms: int = 0
     min_bytes: int = 0
     max_bytes: int = 2147483647
     isolation_level: int = 0
     session_id: int = 0
     session_epoch: int = -1
-    topics: list[FetchRequest_FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[FetchRequest_ForgottenTopic] = field(default_factory=list)
+    topics: list[FetchRequest.FetchTopic] = field(default_factory=list)
+    forgotten_topics_data: list[FetchRequest.ForgottenTopic] = field(default_factory=list)
     rack_id: str = ''
+
+
+FetchRequest_ReplicaState = FetchRequest.ReplicaState
+FetchRequest_FetchTopic = FetchRequest.FetchTopic
+FetchRequest_FetchPartition = FetchRequest.FetchTopic.FetchPartition
+FetchRequest_ForgottenTopic = FetchRequest.ForgottenTopic
+FetchRequest.FetchPartition = FetchRequest_FetchPartition
 
 
 def _isdefault_FetchRequest_ReplicaState(o):
@@ -514,82 +517,95 @@ def _e_FetchRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class FetchResponse_EpochEndOffset(Struct):
-    """FetchResponse.EpochEndOffset (generated)."""
-
-    epoch: int = -1
-    end_offset: int = -1
-
-
-@dataclass(slots=True)
-class FetchResponse_LeaderIdAndEpoch(Struct):
-    """FetchResponse.LeaderIdAndEpoch (generated)."""
-
-    leader_id: int = -1
-    leader_epoch: int = -1
-
-
-@dataclass(slots=True)
-class FetchResponse_SnapshotId(Struct):
-    """FetchResponse.SnapshotId (generated)."""
-
-    end_offset: int = -1
-    epoch: int = -1
-
-
-@dataclass(slots=True)
-class FetchResponse_AbortedTransaction(Struct):
-    """FetchResponse.AbortedTransaction (generated)."""
-
-    producer_id: int = 0
-    first_offset: int = 0
-
-
-@dataclass(slots=True)
-class FetchResponse_PartitionData(Struct):
-    """FetchResponse.PartitionData (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-    high_watermark: int = 0
-    last_stable_offset: int = -1
-    log_start_offset: int = -1
-    diverging_epoch: FetchResponse_EpochEndOffset = field(default_factory=FetchResponse_EpochEndOffset)
-    current_leader: FetchResponse_LeaderIdAndEpoch = field(default_factory=FetchResponse_LeaderIdAndEpoch)
-    snapshot_id: FetchResponse_SnapshotId = field(default_factory=FetchResponse_SnapshotId)
-    aborted_transactions: list[FetchResponse_AbortedTransaction] | None = field(default_factory=list)
-    preferred_read_replica: int = -1
-    records: object | None = None
-
-
-@dataclass(slots=True)
-class FetchResponse_FetchableTopicResponse(Struct):
-    """FetchResponse.FetchableTopicResponse (generated)."""
-
-    topic: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[FetchResponse_PartitionData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class FetchResponse_NodeEndpoint(Struct):
-    """FetchResponse.NodeEndpoint (generated)."""
-
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    rack: str | None = None
-
-
-@dataclass(slots=True)
 class FetchResponse(Message):
     """FetchResponse (response)."""
+
+    @dataclass(slots=True)
+    class FetchableTopicResponse(Struct):
+        """FetchResponse.FetchableTopicResponse (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionData(Struct):
+            """FetchResponse.FetchableTopicResponse.PartitionData (generated)."""
+
+            @dataclass(slots=True)
+            class EpochEndOffset(Struct):
+                """FetchResponse.FetchableTopicResponse.PartitionData.EpochEndOffset (generated)."""
+
+                epoch: int = -1
+                end_offset: int = -1
+
+            @dataclass(slots=True)
+            class LeaderIdAndEpoch(Struct):
+                """FetchResponse.FetchableTopicResponse.PartitionData.LeaderIdAndEpoch (generated)."""
+
+                leader_id: int = -1
+                leader_epoch: int = -1
+
+            @dataclass(slots=True)
+            class SnapshotId(Struct):
+                """FetchResponse.FetchableTopicResponse.PartitionData.SnapshotId (generated)."""
+
+                end_offset: int = -1
+                epoch: int = -1
+
+            @dataclass(slots=True)
+            class AbortedTransaction(Struct):
+                """FetchResponse.FetchableTopicResponse.PartitionData.AbortedTransaction (generated)."""
+
+                producer_id: int = 0
+                first_offset: int = 0
+
+            partition_index: int = 0
+            error_code: int = 0
+            high_watermark: int = 0
+            last_stable_offset: int = -1
+            log_start_offset: int = -1
+            diverging_epoch: FetchResponse.FetchableTopicResponse.PartitionData.EpochEndOffset = field(default_factory=EpochEndOffset)
+            current_leader: FetchResponse.FetchableTopicResponse.PartitionData.LeaderIdAndEpoch = field(default_factory=LeaderIdAndEpoch)
+            snapshot_id: FetchResponse.FetchableTopicResponse.PartitionData.SnapshotId = field(default_factory=SnapshotId)
+            aborted_transactions: list[FetchResponse.FetchableTopicResponse.PartitionData.AbortedTransaction] | None = field(default_factory=list)
+            preferred_read_replica: int = -1
+            records: Records | None = None
+
+        topic: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[FetchResponse.FetchableTopicResponse.PartitionData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class NodeEndpoint(Struct):
+        """FetchResponse.NodeEndpoint (generated)."""
+
+        node_id: int = 0
+        host: str = ''
+        port: int = 0
+        rack: str | None = None
+
+    PartitionData: ClassVar[type[FetchResponse.FetchableTopicResponse.PartitionData]]
+    EpochEndOffset: ClassVar[type[FetchResponse.FetchableTopicResponse.PartitionData.EpochEndOffset]]
+    LeaderIdAndEpoch: ClassVar[type[FetchResponse.FetchableTopicResponse.PartitionData.LeaderIdAndEpoch]]
+    SnapshotId: ClassVar[type[FetchResponse.FetchableTopicResponse.PartitionData.SnapshotId]]
+    AbortedTransaction: ClassVar[type[FetchResponse.FetchableTopicResponse.PartitionData.AbortedTransaction]]
 
     throttle_time_ms: int = 0
     error_code: int = 0
     session_id: int = 0
-    responses: list[FetchResponse_FetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[FetchResponse_NodeEndpoint] = field(default_factory=list)
+    responses: list[FetchResponse.FetchableTopicResponse] = field(default_factory=list)
+    node_endpoints: list[FetchResponse.NodeEndpoint] = field(default_factory=list)
+
+
+FetchResponse_FetchableTopicResponse = FetchResponse.FetchableTopicResponse
+FetchResponse_PartitionData = FetchResponse.FetchableTopicResponse.PartitionData
+FetchResponse_EpochEndOffset = FetchResponse.FetchableTopicResponse.PartitionData.EpochEndOffset
+FetchResponse_LeaderIdAndEpoch = FetchResponse.FetchableTopicResponse.PartitionData.LeaderIdAndEpoch
+FetchResponse_SnapshotId = FetchResponse.FetchableTopicResponse.PartitionData.SnapshotId
+FetchResponse_AbortedTransaction = FetchResponse.FetchableTopicResponse.PartitionData.AbortedTransaction
+FetchResponse_NodeEndpoint = FetchResponse.NodeEndpoint
+FetchResponse.PartitionData = FetchResponse_PartitionData
+FetchResponse.EpochEndOffset = FetchResponse_EpochEndOffset
+FetchResponse.LeaderIdAndEpoch = FetchResponse_LeaderIdAndEpoch
+FetchResponse.SnapshotId = FetchResponse_SnapshotId
+FetchResponse.AbortedTransaction = FetchResponse_AbortedTransaction
 
 
 def _isdefault_FetchResponse_EpochEndOffset(o):
@@ -1057,19 +1073,6 @@ def _e_FetchResponse_f(o, v, p, r):
     p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
-FetchRequest_ReplicaState.__qualname__ = 'FetchRequest.ReplicaState'
-FetchRequest_ReplicaState.__name__ = 'ReplicaState'
-FetchRequest_FetchPartition.__qualname__ = 'FetchRequest.FetchPartition'
-FetchRequest_FetchPartition.__name__ = 'FetchPartition'
-FetchRequest_FetchTopic.__qualname__ = 'FetchRequest.FetchTopic'
-FetchRequest_FetchTopic.__name__ = 'FetchTopic'
-FetchRequest_ForgottenTopic.__qualname__ = 'FetchRequest.ForgottenTopic'
-FetchRequest_ForgottenTopic.__name__ = 'ForgottenTopic'
-FetchRequest.ReplicaState = FetchRequest_ReplicaState
-FetchRequest.FetchPartition = FetchRequest_FetchPartition
-FetchRequest.FetchTopic = FetchRequest_FetchTopic
-FetchRequest_FetchTopic.FetchPartition = FetchRequest_FetchPartition
-FetchRequest.ForgottenTopic = FetchRequest_ForgottenTopic
 FetchRequest_ReplicaState.FIELDS = (
     FieldSpec('replica_id', 'ReplicaId', 'int32', None, (15, 32767), None, None, None),
     FieldSpec('replica_epoch', 'ReplicaEpoch', 'int64', None, (15, 32767), None, None, None),
@@ -1117,32 +1120,6 @@ FetchRequest._encode_plain = staticmethod(_e_FetchRequest_p)
 FetchRequest._decode_flex = staticmethod(_d_FetchRequest_f)
 FetchRequest._encode_flex = staticmethod(_e_FetchRequest_f)
 
-FetchResponse_EpochEndOffset.__qualname__ = 'FetchResponse.EpochEndOffset'
-FetchResponse_EpochEndOffset.__name__ = 'EpochEndOffset'
-FetchResponse_LeaderIdAndEpoch.__qualname__ = 'FetchResponse.LeaderIdAndEpoch'
-FetchResponse_LeaderIdAndEpoch.__name__ = 'LeaderIdAndEpoch'
-FetchResponse_SnapshotId.__qualname__ = 'FetchResponse.SnapshotId'
-FetchResponse_SnapshotId.__name__ = 'SnapshotId'
-FetchResponse_AbortedTransaction.__qualname__ = 'FetchResponse.AbortedTransaction'
-FetchResponse_AbortedTransaction.__name__ = 'AbortedTransaction'
-FetchResponse_PartitionData.__qualname__ = 'FetchResponse.PartitionData'
-FetchResponse_PartitionData.__name__ = 'PartitionData'
-FetchResponse_FetchableTopicResponse.__qualname__ = 'FetchResponse.FetchableTopicResponse'
-FetchResponse_FetchableTopicResponse.__name__ = 'FetchableTopicResponse'
-FetchResponse_NodeEndpoint.__qualname__ = 'FetchResponse.NodeEndpoint'
-FetchResponse_NodeEndpoint.__name__ = 'NodeEndpoint'
-FetchResponse.EpochEndOffset = FetchResponse_EpochEndOffset
-FetchResponse.LeaderIdAndEpoch = FetchResponse_LeaderIdAndEpoch
-FetchResponse.SnapshotId = FetchResponse_SnapshotId
-FetchResponse.AbortedTransaction = FetchResponse_AbortedTransaction
-FetchResponse.PartitionData = FetchResponse_PartitionData
-FetchResponse_PartitionData.EpochEndOffset = FetchResponse_EpochEndOffset
-FetchResponse_PartitionData.LeaderIdAndEpoch = FetchResponse_LeaderIdAndEpoch
-FetchResponse_PartitionData.SnapshotId = FetchResponse_SnapshotId
-FetchResponse_PartitionData.AbortedTransaction = FetchResponse_AbortedTransaction
-FetchResponse.FetchableTopicResponse = FetchResponse_FetchableTopicResponse
-FetchResponse_FetchableTopicResponse.PartitionData = FetchResponse_PartitionData
-FetchResponse.NodeEndpoint = FetchResponse_NodeEndpoint
 FetchResponse_EpochEndOffset.FIELDS = (
     FieldSpec('epoch', 'Epoch', 'int32', None, (12, 32767), None, None, None),
     FieldSpec('end_offset', 'EndOffset', 'int64', None, (12, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -65,6 +63,8 @@ class FindCoordinatorRequest(Message):
     key: str = ''
     key_type: int = 0
     coordinator_keys: list[str] = field(default_factory=list)
+
+
 
 
 def _d_FindCoordinatorRequest_p(buf, pos, v):
@@ -129,20 +129,19 @@ def _e_FindCoordinatorRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class FindCoordinatorResponse_Coordinator(Struct):
-    """FindCoordinatorResponse.Coordinator (generated)."""
-
-    key: str = ''
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
 class FindCoordinatorResponse(Message):
     """FindCoordinatorResponse (response)."""
+
+    @dataclass(slots=True)
+    class Coordinator(Struct):
+        """FindCoordinatorResponse.Coordinator (generated)."""
+
+        key: str = ''
+        node_id: int = 0
+        host: str = ''
+        port: int = 0
+        error_code: int = 0
+        error_message: str | None = ''
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -150,7 +149,10 @@ class FindCoordinatorResponse(Message):
     node_id: int = 0
     host: str = ''
     port: int = 0
-    coordinators: list[FindCoordinatorResponse_Coordinator] = field(default_factory=list)
+    coordinators: list[FindCoordinatorResponse.Coordinator] = field(default_factory=list)
+
+
+FindCoordinatorResponse_Coordinator = FindCoordinatorResponse.Coordinator
 
 
 def _d_FindCoordinatorResponse_Coordinator_p(buf, pos, v):
@@ -330,9 +332,6 @@ FindCoordinatorRequest._encode_plain = staticmethod(_e_FindCoordinatorRequest_p)
 FindCoordinatorRequest._decode_flex = staticmethod(_d_FindCoordinatorRequest_f)
 FindCoordinatorRequest._encode_flex = staticmethod(_e_FindCoordinatorRequest_f)
 
-FindCoordinatorResponse_Coordinator.__qualname__ = 'FindCoordinatorResponse.Coordinator'
-FindCoordinatorResponse_Coordinator.__name__ = 'Coordinator'
-FindCoordinatorResponse.Coordinator = FindCoordinatorResponse_Coordinator
 FindCoordinatorResponse_Coordinator.FIELDS = (
     FieldSpec('key', 'Key', 'string', None, (4, 32767), None, None, None),
     FieldSpec('node_id', 'NodeId', 'int32', None, (4, 32767), None, None, None),

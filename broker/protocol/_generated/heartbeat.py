@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -67,6 +65,8 @@ class HeartbeatRequest(Message):
     group_instance_id: str | None = None
 
 
+
+
 def _d_HeartbeatRequest_p(buf, pos, v):
     f_group_id, pos = _rd_string(buf, pos)
     (f_generation_id,) = _S_i.unpack_from(buf, pos)
@@ -114,6 +114,8 @@ class HeartbeatResponse(Message):
 
     throttle_time_ms: int = 0
     error_code: int = 0
+
+
 
 
 def _d_HeartbeatResponse_p(buf, pos, v):

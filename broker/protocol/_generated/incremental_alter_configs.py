@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -59,29 +57,34 @@ __all__ = ['IncrementalAlterConfigsRequest', 'IncrementalAlterConfigsResponse']
 
 
 @dataclass(slots=True)
-class IncrementalAlterConfigsRequest_AlterableConfig(Struct):
-    """IncrementalAlterConfigsRequest.AlterableConfig (generated)."""
-
-    name: str = ''
-    config_operation: int = 0
-    value: str | None = ''
-
-
-@dataclass(slots=True)
-class IncrementalAlterConfigsRequest_AlterConfigsResource(Struct):
-    """IncrementalAlterConfigsRequest.AlterConfigsResource (generated)."""
-
-    resource_type: int = 0
-    resource_name: str = ''
-    configs: list[IncrementalAlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class IncrementalAlterConfigsRequest(Message):
     """IncrementalAlterConfigsRequest (request)."""
 
-    resources: list[IncrementalAlterConfigsRequest_AlterConfigsResource] = field(default_factory=list)
+    @dataclass(slots=True)
+    class AlterConfigsResource(Struct):
+        """IncrementalAlterConfigsRequest.AlterConfigsResource (generated)."""
+
+        @dataclass(slots=True)
+        class AlterableConfig(Struct):
+            """IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig (generated)."""
+
+            name: str = ''
+            config_operation: int = 0
+            value: str | None = ''
+
+        resource_type: int = 0
+        resource_name: str = ''
+        configs: list[IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig] = field(default_factory=list)
+
+    AlterableConfig: ClassVar[type[IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig]]
+
+    resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
     validate_only: bool = False
+
+
+IncrementalAlterConfigsRequest_AlterConfigsResource = IncrementalAlterConfigsRequest.AlterConfigsResource
+IncrementalAlterConfigsRequest_AlterableConfig = IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig
+IncrementalAlterConfigsRequest.AlterableConfig = IncrementalAlterConfigsRequest_AlterableConfig
 
 
 def _d_IncrementalAlterConfigsRequest_AlterableConfig_p(buf, pos, v):
@@ -242,21 +245,23 @@ def _e_IncrementalAlterConfigsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(Struct):
-    """IncrementalAlterConfigsResponse.AlterConfigsResourceResponse (generated)."""
-
-    error_code: int = 0
-    error_message: str | None = ''
-    resource_type: int = 0
-    resource_name: str = ''
-
-
-@dataclass(slots=True)
 class IncrementalAlterConfigsResponse(Message):
     """IncrementalAlterConfigsResponse (response)."""
 
+    @dataclass(slots=True)
+    class AlterConfigsResourceResponse(Struct):
+        """IncrementalAlterConfigsResponse.AlterConfigsResourceResponse (generated)."""
+
+        error_code: int = 0
+        error_message: str | None = ''
+        resource_type: int = 0
+        resource_name: str = ''
+
     throttle_time_ms: int = 0
-    responses: list[IncrementalAlterConfigsResponse_AlterConfigsResourceResponse] = field(default_factory=list)
+    responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
+
+
+IncrementalAlterConfigsResponse_AlterConfigsResourceResponse = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
 
 
 def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_p(buf, pos, v):
@@ -358,13 +363,6 @@ def _e_IncrementalAlterConfigsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-IncrementalAlterConfigsRequest_AlterableConfig.__qualname__ = 'IncrementalAlterConfigsRequest.AlterableConfig'
-IncrementalAlterConfigsRequest_AlterableConfig.__name__ = 'AlterableConfig'
-IncrementalAlterConfigsRequest_AlterConfigsResource.__qualname__ = 'IncrementalAlterConfigsRequest.AlterConfigsResource'
-IncrementalAlterConfigsRequest_AlterConfigsResource.__name__ = 'AlterConfigsResource'
-IncrementalAlterConfigsRequest.AlterableConfig = IncrementalAlterConfigsRequest_AlterableConfig
-IncrementalAlterConfigsRequest.AlterConfigsResource = IncrementalAlterConfigsRequest_AlterConfigsResource
-IncrementalAlterConfigsRequest_AlterConfigsResource.AlterableConfig = IncrementalAlterConfigsRequest_AlterableConfig
 IncrementalAlterConfigsRequest_AlterableConfig.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('config_operation', 'ConfigOperation', 'int8', None, (0, 32767), None, None, None),
@@ -388,9 +386,6 @@ IncrementalAlterConfigsRequest._encode_plain = staticmethod(_e_IncrementalAlterC
 IncrementalAlterConfigsRequest._decode_flex = staticmethod(_d_IncrementalAlterConfigsRequest_f)
 IncrementalAlterConfigsRequest._encode_flex = staticmethod(_e_IncrementalAlterConfigsRequest_f)
 
-IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.__qualname__ = 'IncrementalAlterConfigsResponse.AlterConfigsResourceResponse'
-IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.__name__ = 'AlterConfigsResourceResponse'
-IncrementalAlterConfigsResponse.AlterConfigsResourceResponse = IncrementalAlterConfigsResponse_AlterConfigsResourceResponse
 IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('error_message', 'ErrorMessage', 'string', None, (0, 32767), (0, 32767), None, None),

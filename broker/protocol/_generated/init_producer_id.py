@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -68,6 +66,8 @@ class InitProducerIdRequest(Message):
     producer_epoch: int = -1
     enable2_pc: bool = False
     keep_prepared_txn: bool = False
+
+
 
 
 def _d_InitProducerIdRequest_p(buf, pos, v):
@@ -129,6 +129,8 @@ class InitProducerIdResponse(Message):
     producer_epoch: int = 0
     ongoing_txn_producer_id: int = -1
     ongoing_txn_producer_epoch: int = -1
+
+
 
 
 def _d_InitProducerIdResponse_p(buf, pos, v):

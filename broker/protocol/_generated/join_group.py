@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,16 +58,15 @@ __all__ = ['JoinGroupRequest', 'JoinGroupResponse']
 
 
 @dataclass(slots=True)
-class JoinGroupRequest_JoinGroupRequestProtocol(Struct):
-    """JoinGroupRequest.JoinGroupRequestProtocol (generated)."""
-
-    name: str = ''
-    metadata: bytes = b''
-
-
-@dataclass(slots=True)
 class JoinGroupRequest(Message):
     """JoinGroupRequest (request)."""
+
+    @dataclass(slots=True)
+    class JoinGroupRequestProtocol(Struct):
+        """JoinGroupRequest.JoinGroupRequestProtocol (generated)."""
+
+        name: str = ''
+        metadata: bytes = b''
 
     group_id: str = ''
     session_timeout_ms: int = 0
@@ -77,8 +74,11 @@ class JoinGroupRequest(Message):
     member_id: str = ''
     group_instance_id: str | None = None
     protocol_type: str = ''
-    protocols: list[JoinGroupRequest_JoinGroupRequestProtocol] = field(default_factory=list)
+    protocols: list[JoinGroupRequest.JoinGroupRequestProtocol] = field(default_factory=list)
     reason: str | None = None
+
+
+JoinGroupRequest_JoinGroupRequestProtocol = JoinGroupRequest.JoinGroupRequestProtocol
 
 
 def _d_JoinGroupRequest_JoinGroupRequestProtocol_p(buf, pos, v):
@@ -203,17 +203,16 @@ def _e_JoinGroupRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class JoinGroupResponse_JoinGroupResponseMember(Struct):
-    """JoinGroupResponse.JoinGroupResponseMember (generated)."""
-
-    member_id: str = ''
-    group_instance_id: str | None = None
-    metadata: bytes = b''
-
-
-@dataclass(slots=True)
 class JoinGroupResponse(Message):
     """JoinGroupResponse (response)."""
+
+    @dataclass(slots=True)
+    class JoinGroupResponseMember(Struct):
+        """JoinGroupResponse.JoinGroupResponseMember (generated)."""
+
+        member_id: str = ''
+        group_instance_id: str | None = None
+        metadata: bytes = b''
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -223,7 +222,10 @@ class JoinGroupResponse(Message):
     leader: str = ''
     skip_assignment: bool = False
     member_id: str = ''
-    members: list[JoinGroupResponse_JoinGroupResponseMember] = field(default_factory=list)
+    members: list[JoinGroupResponse.JoinGroupResponseMember] = field(default_factory=list)
+
+
+JoinGroupResponse_JoinGroupResponseMember = JoinGroupResponse.JoinGroupResponseMember
 
 
 def _d_JoinGroupResponse_JoinGroupResponseMember_p(buf, pos, v):
@@ -361,9 +363,6 @@ def _e_JoinGroupResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-JoinGroupRequest_JoinGroupRequestProtocol.__qualname__ = 'JoinGroupRequest.JoinGroupRequestProtocol'
-JoinGroupRequest_JoinGroupRequestProtocol.__name__ = 'JoinGroupRequestProtocol'
-JoinGroupRequest.JoinGroupRequestProtocol = JoinGroupRequest_JoinGroupRequestProtocol
 JoinGroupRequest_JoinGroupRequestProtocol.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('metadata', 'Metadata', 'bytes', None, (0, 32767), None, None, None),
@@ -387,9 +386,6 @@ JoinGroupRequest._encode_plain = staticmethod(_e_JoinGroupRequest_p)
 JoinGroupRequest._decode_flex = staticmethod(_d_JoinGroupRequest_f)
 JoinGroupRequest._encode_flex = staticmethod(_e_JoinGroupRequest_f)
 
-JoinGroupResponse_JoinGroupResponseMember.__qualname__ = 'JoinGroupResponse.JoinGroupResponseMember'
-JoinGroupResponse_JoinGroupResponseMember.__name__ = 'JoinGroupResponseMember'
-JoinGroupResponse.JoinGroupResponseMember = JoinGroupResponse_JoinGroupResponseMember
 JoinGroupResponse_JoinGroupResponseMember.FIELDS = (
     FieldSpec('member_id', 'MemberId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('group_instance_id', 'GroupInstanceId', 'string', None, (5, 32767), (5, 32767), None, None),

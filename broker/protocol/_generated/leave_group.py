@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,21 +56,23 @@ __all__ = ['LeaveGroupRequest', 'LeaveGroupResponse']
 
 
 @dataclass(slots=True)
-class LeaveGroupRequest_MemberIdentity(Struct):
-    """LeaveGroupRequest.MemberIdentity (generated)."""
-
-    member_id: str = ''
-    group_instance_id: str | None = None
-    reason: str | None = None
-
-
-@dataclass(slots=True)
 class LeaveGroupRequest(Message):
     """LeaveGroupRequest (request)."""
 
+    @dataclass(slots=True)
+    class MemberIdentity(Struct):
+        """LeaveGroupRequest.MemberIdentity (generated)."""
+
+        member_id: str = ''
+        group_instance_id: str | None = None
+        reason: str | None = None
+
     group_id: str = ''
     member_id: str = ''
-    members: list[LeaveGroupRequest_MemberIdentity] = field(default_factory=list)
+    members: list[LeaveGroupRequest.MemberIdentity] = field(default_factory=list)
+
+
+LeaveGroupRequest_MemberIdentity = LeaveGroupRequest.MemberIdentity
 
 
 def _d_LeaveGroupRequest_MemberIdentity_p(buf, pos, v):
@@ -187,21 +187,23 @@ def _e_LeaveGroupRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class LeaveGroupResponse_MemberResponse(Struct):
-    """LeaveGroupResponse.MemberResponse (generated)."""
-
-    member_id: str = ''
-    group_instance_id: str | None = ''
-    error_code: int = 0
-
-
-@dataclass(slots=True)
 class LeaveGroupResponse(Message):
     """LeaveGroupResponse (response)."""
 
+    @dataclass(slots=True)
+    class MemberResponse(Struct):
+        """LeaveGroupResponse.MemberResponse (generated)."""
+
+        member_id: str = ''
+        group_instance_id: str | None = ''
+        error_code: int = 0
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    members: list[LeaveGroupResponse_MemberResponse] = field(default_factory=list)
+    members: list[LeaveGroupResponse.MemberResponse] = field(default_factory=list)
+
+
+LeaveGroupResponse_MemberResponse = LeaveGroupResponse.MemberResponse
 
 
 def _d_LeaveGroupResponse_MemberResponse_p(buf, pos, v):
@@ -320,9 +322,6 @@ def _e_LeaveGroupResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-LeaveGroupRequest_MemberIdentity.__qualname__ = 'LeaveGroupRequest.MemberIdentity'
-LeaveGroupRequest_MemberIdentity.__name__ = 'MemberIdentity'
-LeaveGroupRequest.MemberIdentity = LeaveGroupRequest_MemberIdentity
 LeaveGroupRequest_MemberIdentity.FIELDS = (
     FieldSpec('member_id', 'MemberId', 'string', None, (3, 32767), None, None, None),
     FieldSpec('group_instance_id', 'GroupInstanceId', 'string', None, (3, 32767), (3, 32767), None, None),
@@ -342,9 +341,6 @@ LeaveGroupRequest._encode_plain = staticmethod(_e_LeaveGroupRequest_p)
 LeaveGroupRequest._decode_flex = staticmethod(_d_LeaveGroupRequest_f)
 LeaveGroupRequest._encode_flex = staticmethod(_e_LeaveGroupRequest_f)
 
-LeaveGroupResponse_MemberResponse.__qualname__ = 'LeaveGroupResponse.MemberResponse'
-LeaveGroupResponse_MemberResponse.__name__ = 'MemberResponse'
-LeaveGroupResponse.MemberResponse = LeaveGroupResponse_MemberResponse
 LeaveGroupResponse_MemberResponse.FIELDS = (
     FieldSpec('member_id', 'MemberId', 'string', None, (3, 32767), None, None, None),
     FieldSpec('group_instance_id', 'GroupInstanceId', 'string', None, (3, 32767), (3, 32767), None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,6 +61,8 @@ class ListConfigResourcesRequest(Message):
     resource_types: list[int] = field(default_factory=list)
 
 
+
+
 def _d_ListConfigResourcesRequest_f(buf, pos, v):
     if v >= 1:
         _t1 = buf[pos]
@@ -95,20 +95,22 @@ def _e_ListConfigResourcesRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ListConfigResourcesResponse_ConfigResource(Struct):
-    """ListConfigResourcesResponse.ConfigResource (generated)."""
-
-    resource_name: str = ''
-    resource_type: int = 16
-
-
-@dataclass(slots=True)
 class ListConfigResourcesResponse(Message):
     """ListConfigResourcesResponse (response)."""
 
+    @dataclass(slots=True)
+    class ConfigResource(Struct):
+        """ListConfigResourcesResponse.ConfigResource (generated)."""
+
+        resource_name: str = ''
+        resource_type: int = 16
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    config_resources: list[ListConfigResourcesResponse_ConfigResource] = field(default_factory=list)
+    config_resources: list[ListConfigResourcesResponse.ConfigResource] = field(default_factory=list)
+
+
+ListConfigResourcesResponse_ConfigResource = ListConfigResourcesResponse.ConfigResource
 
 
 def _d_ListConfigResourcesResponse_ConfigResource_f(buf, pos, v):
@@ -177,9 +179,6 @@ ListConfigResourcesRequest.flexible_from = 0
 ListConfigResourcesRequest._decode_flex = staticmethod(_d_ListConfigResourcesRequest_f)
 ListConfigResourcesRequest._encode_flex = staticmethod(_e_ListConfigResourcesRequest_f)
 
-ListConfigResourcesResponse_ConfigResource.__qualname__ = 'ListConfigResourcesResponse.ConfigResource'
-ListConfigResourcesResponse_ConfigResource.__name__ = 'ConfigResource'
-ListConfigResourcesResponse.ConfigResource = ListConfigResourcesResponse_ConfigResource
 ListConfigResourcesResponse_ConfigResource.FIELDS = (
     FieldSpec('resource_name', 'ResourceName', 'string', None, (0, 32767), None, None, None),
     FieldSpec('resource_type', 'ResourceType', 'int8', None, (1, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,6 +61,8 @@ class ListGroupsRequest(Message):
 
     states_filter: list[str] = field(default_factory=list)
     types_filter: list[str] = field(default_factory=list)
+
+
 
 
 def _d_ListGroupsRequest_p(buf, pos, v):
@@ -134,22 +134,24 @@ def _e_ListGroupsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ListGroupsResponse_ListedGroup(Struct):
-    """ListGroupsResponse.ListedGroup (generated)."""
-
-    group_id: str = ''
-    protocol_type: str = ''
-    group_state: str = ''
-    group_type: str = ''
-
-
-@dataclass(slots=True)
 class ListGroupsResponse(Message):
     """ListGroupsResponse (response)."""
 
+    @dataclass(slots=True)
+    class ListedGroup(Struct):
+        """ListGroupsResponse.ListedGroup (generated)."""
+
+        group_id: str = ''
+        protocol_type: str = ''
+        group_state: str = ''
+        group_type: str = ''
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    groups: list[ListGroupsResponse_ListedGroup] = field(default_factory=list)
+    groups: list[ListGroupsResponse.ListedGroup] = field(default_factory=list)
+
+
+ListGroupsResponse_ListedGroup = ListGroupsResponse.ListedGroup
 
 
 def _d_ListGroupsResponse_ListedGroup_p(buf, pos, v):
@@ -273,9 +275,6 @@ ListGroupsRequest._encode_plain = staticmethod(_e_ListGroupsRequest_p)
 ListGroupsRequest._decode_flex = staticmethod(_d_ListGroupsRequest_f)
 ListGroupsRequest._encode_flex = staticmethod(_e_ListGroupsRequest_f)
 
-ListGroupsResponse_ListedGroup.__qualname__ = 'ListGroupsResponse.ListedGroup'
-ListGroupsResponse_ListedGroup.__name__ = 'ListedGroup'
-ListGroupsResponse.ListedGroup = ListGroupsResponse_ListedGroup
 ListGroupsResponse_ListedGroup.FIELDS = (
     FieldSpec('group_id', 'GroupId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('protocol_type', 'ProtocolType', 'string', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,31 +61,36 @@ __all__ = ['ListOffsetsRequest', 'ListOffsetsResponse']
 
 
 @dataclass(slots=True)
-class ListOffsetsRequest_ListOffsetsPartition(Struct):
-    """ListOffsetsRequest.ListOffsetsPartition (generated)."""
-
-    partition_index: int = 0
-    current_leader_epoch: int = -1
-    timestamp: int = 0
-    max_num_offsets: int = 1
-
-
-@dataclass(slots=True)
-class ListOffsetsRequest_ListOffsetsTopic(Struct):
-    """ListOffsetsRequest.ListOffsetsTopic (generated)."""
-
-    name: str = ''
-    partitions: list[ListOffsetsRequest_ListOffsetsPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ListOffsetsRequest(Message):
     """ListOffsetsRequest (request)."""
 
+    @dataclass(slots=True)
+    class ListOffsetsTopic(Struct):
+        """ListOffsetsRequest.ListOffsetsTopic (generated)."""
+
+        @dataclass(slots=True)
+        class ListOffsetsPartition(Struct):
+            """ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition (generated)."""
+
+            partition_index: int = 0
+            current_leader_epoch: int = -1
+            timestamp: int = 0
+            max_num_offsets: int = 1
+
+        name: str = ''
+        partitions: list[ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition] = field(default_factory=list)
+
+    ListOffsetsPartition: ClassVar[type[ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition]]
+
     replica_id: int = 0
     isolation_level: int = 0
-    topics: list[ListOffsetsRequest_ListOffsetsTopic] = field(default_factory=list)
+    topics: list[ListOffsetsRequest.ListOffsetsTopic] = field(default_factory=list)
     timeout_ms: int = 0
+
+
+ListOffsetsRequest_ListOffsetsTopic = ListOffsetsRequest.ListOffsetsTopic
+ListOffsetsRequest_ListOffsetsPartition = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition
+ListOffsetsRequest.ListOffsetsPartition = ListOffsetsRequest_ListOffsetsPartition
 
 
 def _d_ListOffsetsRequest_ListOffsetsPartition_p(buf, pos, v):
@@ -261,31 +264,36 @@ def _e_ListOffsetsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ListOffsetsResponse_ListOffsetsPartitionResponse(Struct):
-    """ListOffsetsResponse.ListOffsetsPartitionResponse (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-    old_style_offsets: list[int] = field(default_factory=list)
-    timestamp: int = -1
-    offset: int = -1
-    leader_epoch: int = -1
-
-
-@dataclass(slots=True)
-class ListOffsetsResponse_ListOffsetsTopicResponse(Struct):
-    """ListOffsetsResponse.ListOffsetsTopicResponse (generated)."""
-
-    name: str = ''
-    partitions: list[ListOffsetsResponse_ListOffsetsPartitionResponse] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ListOffsetsResponse(Message):
     """ListOffsetsResponse (response)."""
 
+    @dataclass(slots=True)
+    class ListOffsetsTopicResponse(Struct):
+        """ListOffsetsResponse.ListOffsetsTopicResponse (generated)."""
+
+        @dataclass(slots=True)
+        class ListOffsetsPartitionResponse(Struct):
+            """ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+            old_style_offsets: list[int] = field(default_factory=list)
+            timestamp: int = -1
+            offset: int = -1
+            leader_epoch: int = -1
+
+        name: str = ''
+        partitions: list[ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse] = field(default_factory=list)
+
+    ListOffsetsPartitionResponse: ClassVar[type[ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse]]
+
     throttle_time_ms: int = 0
-    topics: list[ListOffsetsResponse_ListOffsetsTopicResponse] = field(default_factory=list)
+    topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = field(default_factory=list)
+
+
+ListOffsetsResponse_ListOffsetsTopicResponse = ListOffsetsResponse.ListOffsetsTopicResponse
+ListOffsetsResponse_ListOffsetsPartitionResponse = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse
+ListOffsetsResponse.ListOffsetsPartitionResponse = ListOffsetsResponse_ListOffsetsPartitionResponse
 
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_p(buf, pos, v):
@@ -450,13 +458,6 @@ def _e_ListOffsetsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-ListOffsetsRequest_ListOffsetsPartition.__qualname__ = 'ListOffsetsRequest.ListOffsetsPartition'
-ListOffsetsRequest_ListOffsetsPartition.__name__ = 'ListOffsetsPartition'
-ListOffsetsRequest_ListOffsetsTopic.__qualname__ = 'ListOffsetsRequest.ListOffsetsTopic'
-ListOffsetsRequest_ListOffsetsTopic.__name__ = 'ListOffsetsTopic'
-ListOffsetsRequest.ListOffsetsPartition = ListOffsetsRequest_ListOffsetsPartition
-ListOffsetsRequest.ListOffsetsTopic = ListOffsetsRequest_ListOffsetsTopic
-ListOffsetsRequest_ListOffsetsTopic.ListOffsetsPartition = ListOffsetsRequest_ListOffsetsPartition
 ListOffsetsRequest_ListOffsetsPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('current_leader_epoch', 'CurrentLeaderEpoch', 'int32', None, (4, 32767), None, None, None),
@@ -482,13 +483,6 @@ ListOffsetsRequest._encode_plain = staticmethod(_e_ListOffsetsRequest_p)
 ListOffsetsRequest._decode_flex = staticmethod(_d_ListOffsetsRequest_f)
 ListOffsetsRequest._encode_flex = staticmethod(_e_ListOffsetsRequest_f)
 
-ListOffsetsResponse_ListOffsetsPartitionResponse.__qualname__ = 'ListOffsetsResponse.ListOffsetsPartitionResponse'
-ListOffsetsResponse_ListOffsetsPartitionResponse.__name__ = 'ListOffsetsPartitionResponse'
-ListOffsetsResponse_ListOffsetsTopicResponse.__qualname__ = 'ListOffsetsResponse.ListOffsetsTopicResponse'
-ListOffsetsResponse_ListOffsetsTopicResponse.__name__ = 'ListOffsetsTopicResponse'
-ListOffsetsResponse.ListOffsetsPartitionResponse = ListOffsetsResponse_ListOffsetsPartitionResponse
-ListOffsetsResponse.ListOffsetsTopicResponse = ListOffsetsResponse_ListOffsetsTopicResponse
-ListOffsetsResponse_ListOffsetsTopicResponse.ListOffsetsPartitionResponse = ListOffsetsResponse_ListOffsetsPartitionResponse
 ListOffsetsResponse_ListOffsetsPartitionResponse.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -57,19 +55,21 @@ __all__ = ['ListPartitionReassignmentsRequest', 'ListPartitionReassignmentsRespo
 
 
 @dataclass(slots=True)
-class ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics(Struct):
-    """ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics (generated)."""
-
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ListPartitionReassignmentsRequest(Message):
     """ListPartitionReassignmentsRequest (request)."""
 
+    @dataclass(slots=True)
+    class ListPartitionReassignmentsTopics(Struct):
+        """ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics (generated)."""
+
+        name: str = ''
+        partition_indexes: list[int] = field(default_factory=list)
+
     timeout_ms: int = 60000
-    topics: list[ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics] | None = None
+    topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None = None
+
+
+ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics = ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics
 
 
 def _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_f(buf, pos, v):
@@ -137,31 +137,36 @@ def _e_ListPartitionReassignmentsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ListPartitionReassignmentsResponse_OngoingPartitionReassignment(Struct):
-    """ListPartitionReassignmentsResponse.OngoingPartitionReassignment (generated)."""
-
-    partition_index: int = 0
-    replicas: list[int] = field(default_factory=list)
-    adding_replicas: list[int] = field(default_factory=list)
-    removing_replicas: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ListPartitionReassignmentsResponse_OngoingTopicReassignment(Struct):
-    """ListPartitionReassignmentsResponse.OngoingTopicReassignment (generated)."""
-
-    name: str = ''
-    partitions: list[ListPartitionReassignmentsResponse_OngoingPartitionReassignment] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ListPartitionReassignmentsResponse(Message):
     """ListPartitionReassignmentsResponse (response)."""
+
+    @dataclass(slots=True)
+    class OngoingTopicReassignment(Struct):
+        """ListPartitionReassignmentsResponse.OngoingTopicReassignment (generated)."""
+
+        @dataclass(slots=True)
+        class OngoingPartitionReassignment(Struct):
+            """ListPartitionReassignmentsResponse.OngoingTopicReassignment.OngoingPartitionReassignment (generated)."""
+
+            partition_index: int = 0
+            replicas: list[int] = field(default_factory=list)
+            adding_replicas: list[int] = field(default_factory=list)
+            removing_replicas: list[int] = field(default_factory=list)
+
+        name: str = ''
+        partitions: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment.OngoingPartitionReassignment] = field(default_factory=list)
+
+    OngoingPartitionReassignment: ClassVar[type[ListPartitionReassignmentsResponse.OngoingTopicReassignment.OngoingPartitionReassignment]]
 
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ''
-    topics: list[ListPartitionReassignmentsResponse_OngoingTopicReassignment] = field(default_factory=list)
+    topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment] = field(default_factory=list)
+
+
+ListPartitionReassignmentsResponse_OngoingTopicReassignment = ListPartitionReassignmentsResponse.OngoingTopicReassignment
+ListPartitionReassignmentsResponse_OngoingPartitionReassignment = ListPartitionReassignmentsResponse.OngoingTopicReassignment.OngoingPartitionReassignment
+ListPartitionReassignmentsResponse.OngoingPartitionReassignment = ListPartitionReassignmentsResponse_OngoingPartitionReassignment
 
 
 def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_f(buf, pos, v):
@@ -295,9 +300,6 @@ def _e_ListPartitionReassignmentsResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.__qualname__ = 'ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics'
-ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.__name__ = 'ListPartitionReassignmentsTopics'
-ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics = ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics
 ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partition_indexes', 'PartitionIndexes', '[]int32', None, (0, 32767), None, None, None),
@@ -313,13 +315,6 @@ ListPartitionReassignmentsRequest.flexible_from = 0
 ListPartitionReassignmentsRequest._decode_flex = staticmethod(_d_ListPartitionReassignmentsRequest_f)
 ListPartitionReassignmentsRequest._encode_flex = staticmethod(_e_ListPartitionReassignmentsRequest_f)
 
-ListPartitionReassignmentsResponse_OngoingPartitionReassignment.__qualname__ = 'ListPartitionReassignmentsResponse.OngoingPartitionReassignment'
-ListPartitionReassignmentsResponse_OngoingPartitionReassignment.__name__ = 'OngoingPartitionReassignment'
-ListPartitionReassignmentsResponse_OngoingTopicReassignment.__qualname__ = 'ListPartitionReassignmentsResponse.OngoingTopicReassignment'
-ListPartitionReassignmentsResponse_OngoingTopicReassignment.__name__ = 'OngoingTopicReassignment'
-ListPartitionReassignmentsResponse.OngoingPartitionReassignment = ListPartitionReassignmentsResponse_OngoingPartitionReassignment
-ListPartitionReassignmentsResponse.OngoingTopicReassignment = ListPartitionReassignmentsResponse_OngoingTopicReassignment
-ListPartitionReassignmentsResponse_OngoingTopicReassignment.OngoingPartitionReassignment = ListPartitionReassignmentsResponse_OngoingPartitionReassignment
 ListPartitionReassignmentsResponse_OngoingPartitionReassignment.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('replicas', 'Replicas', '[]int32', None, (0, 32767), None, None, None),

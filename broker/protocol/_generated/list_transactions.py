@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -64,6 +62,8 @@ class ListTransactionsRequest(Message):
     producer_id_filters: list[int] = field(default_factory=list)
     duration_filter: int = -1
     transactional_id_pattern: str | None = None
+
+
 
 
 def _d_ListTransactionsRequest_f(buf, pos, v):
@@ -126,22 +126,24 @@ def _e_ListTransactionsRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ListTransactionsResponse_TransactionState(Struct):
-    """ListTransactionsResponse.TransactionState (generated)."""
-
-    transactional_id: str = ''
-    producer_id: int = 0
-    transaction_state: str = ''
-
-
-@dataclass(slots=True)
 class ListTransactionsResponse(Message):
     """ListTransactionsResponse (response)."""
+
+    @dataclass(slots=True)
+    class TransactionState(Struct):
+        """ListTransactionsResponse.TransactionState (generated)."""
+
+        transactional_id: str = ''
+        producer_id: int = 0
+        transaction_state: str = ''
 
     throttle_time_ms: int = 0
     error_code: int = 0
     unknown_state_filters: list[str] = field(default_factory=list)
-    transaction_states: list[ListTransactionsResponse_TransactionState] = field(default_factory=list)
+    transaction_states: list[ListTransactionsResponse.TransactionState] = field(default_factory=list)
+
+
+ListTransactionsResponse_TransactionState = ListTransactionsResponse.TransactionState
 
 
 def _d_ListTransactionsResponse_TransactionState_f(buf, pos, v):
@@ -230,9 +232,6 @@ ListTransactionsRequest.flexible_from = 0
 ListTransactionsRequest._decode_flex = staticmethod(_d_ListTransactionsRequest_f)
 ListTransactionsRequest._encode_flex = staticmethod(_e_ListTransactionsRequest_f)
 
-ListTransactionsResponse_TransactionState.__qualname__ = 'ListTransactionsResponse.TransactionState'
-ListTransactionsResponse_TransactionState.__name__ = 'TransactionState'
-ListTransactionsResponse.TransactionState = ListTransactionsResponse_TransactionState
 ListTransactionsResponse_TransactionState.FIELDS = (
     FieldSpec('transactional_id', 'TransactionalId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('producer_id', 'ProducerId', 'int64', None, (0, 32767), None, None, None),

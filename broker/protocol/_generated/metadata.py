@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,21 +59,23 @@ __all__ = ['MetadataRequest', 'MetadataResponse']
 
 
 @dataclass(slots=True)
-class MetadataRequest_MetadataRequestTopic(Struct):
-    """MetadataRequest.MetadataRequestTopic (generated)."""
-
-    topic_id: uuid.UUID = ZERO_UUID
-    name: str | None = ''
-
-
-@dataclass(slots=True)
 class MetadataRequest(Message):
     """MetadataRequest (request)."""
 
-    topics: list[MetadataRequest_MetadataRequestTopic] | None = field(default_factory=list)
+    @dataclass(slots=True)
+    class MetadataRequestTopic(Struct):
+        """MetadataRequest.MetadataRequestTopic (generated)."""
+
+        topic_id: uuid.UUID = ZERO_UUID
+        name: str | None = ''
+
+    topics: list[MetadataRequest.MetadataRequestTopic] | None = field(default_factory=list)
     allow_auto_topic_creation: bool = True
     include_cluster_authorized_operations: bool = False
     include_topic_authorized_operations: bool = False
+
+
+MetadataRequest_MetadataRequestTopic = MetadataRequest.MetadataRequestTopic
 
 
 def _d_MetadataRequest_MetadataRequestTopic_p(buf, pos, v):
@@ -216,51 +216,56 @@ def _e_MetadataRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class MetadataResponse_MetadataResponseBroker(Struct):
-    """MetadataResponse.MetadataResponseBroker (generated)."""
-
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    rack: str | None = None
-
-
-@dataclass(slots=True)
-class MetadataResponse_MetadataResponsePartition(Struct):
-    """MetadataResponse.MetadataResponsePartition (generated)."""
-
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: int = 0
-    leader_epoch: int = -1
-    replica_nodes: list[int] = field(default_factory=list)
-    isr_nodes: list[int] = field(default_factory=list)
-    offline_replicas: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class MetadataResponse_MetadataResponseTopic(Struct):
-    """MetadataResponse.MetadataResponseTopic (generated)."""
-
-    error_code: int = 0
-    name: str | None = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[MetadataResponse_MetadataResponsePartition] = field(default_factory=list)
-    topic_authorized_operations: int = -2147483648
-
-
-@dataclass(slots=True)
 class MetadataResponse(Message):
     """MetadataResponse (response)."""
 
+    @dataclass(slots=True)
+    class MetadataResponseBroker(Struct):
+        """MetadataResponse.MetadataResponseBroker (generated)."""
+
+        node_id: int = 0
+        host: str = ''
+        port: int = 0
+        rack: str | None = None
+
+    @dataclass(slots=True)
+    class MetadataResponseTopic(Struct):
+        """MetadataResponse.MetadataResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class MetadataResponsePartition(Struct):
+            """MetadataResponse.MetadataResponseTopic.MetadataResponsePartition (generated)."""
+
+            error_code: int = 0
+            partition_index: int = 0
+            leader_id: int = 0
+            leader_epoch: int = -1
+            replica_nodes: list[int] = field(default_factory=list)
+            isr_nodes: list[int] = field(default_factory=list)
+            offline_replicas: list[int] = field(default_factory=list)
+
+        error_code: int = 0
+        name: str | None = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        is_internal: bool = False
+        partitions: list[MetadataResponse.MetadataResponseTopic.MetadataResponsePartition] = field(default_factory=list)
+        topic_authorized_operations: int = -2147483648
+
+    MetadataResponsePartition: ClassVar[type[MetadataResponse.MetadataResponseTopic.MetadataResponsePartition]]
+
     throttle_time_ms: int = 0
-    brokers: list[MetadataResponse_MetadataResponseBroker] = field(default_factory=list)
+    brokers: list[MetadataResponse.MetadataResponseBroker] = field(default_factory=list)
     cluster_id: str | None = None
     controller_id: int = -1
-    topics: list[MetadataResponse_MetadataResponseTopic] = field(default_factory=list)
+    topics: list[MetadataResponse.MetadataResponseTopic] = field(default_factory=list)
     cluster_authorized_operations: int = -2147483648
     error_code: int = 0
+
+
+MetadataResponse_MetadataResponseBroker = MetadataResponse.MetadataResponseBroker
+MetadataResponse_MetadataResponseTopic = MetadataResponse.MetadataResponseTopic
+MetadataResponse_MetadataResponsePartition = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition
+MetadataResponse.MetadataResponsePartition = MetadataResponse_MetadataResponsePartition
 
 
 def _d_MetadataResponse_MetadataResponseBroker_p(buf, pos, v):
@@ -653,9 +658,6 @@ def _e_MetadataResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-MetadataRequest_MetadataRequestTopic.__qualname__ = 'MetadataRequest.MetadataRequestTopic'
-MetadataRequest_MetadataRequestTopic.__name__ = 'MetadataRequestTopic'
-MetadataRequest.MetadataRequestTopic = MetadataRequest_MetadataRequestTopic
 MetadataRequest_MetadataRequestTopic.FIELDS = (
     FieldSpec('topic_id', 'TopicId', 'uuid', None, (10, 32767), None, None, None),
     FieldSpec('name', 'Name', 'string', None, (0, 32767), (10, 32767), None, None),
@@ -675,16 +677,6 @@ MetadataRequest._encode_plain = staticmethod(_e_MetadataRequest_p)
 MetadataRequest._decode_flex = staticmethod(_d_MetadataRequest_f)
 MetadataRequest._encode_flex = staticmethod(_e_MetadataRequest_f)
 
-MetadataResponse_MetadataResponseBroker.__qualname__ = 'MetadataResponse.MetadataResponseBroker'
-MetadataResponse_MetadataResponseBroker.__name__ = 'MetadataResponseBroker'
-MetadataResponse_MetadataResponsePartition.__qualname__ = 'MetadataResponse.MetadataResponsePartition'
-MetadataResponse_MetadataResponsePartition.__name__ = 'MetadataResponsePartition'
-MetadataResponse_MetadataResponseTopic.__qualname__ = 'MetadataResponse.MetadataResponseTopic'
-MetadataResponse_MetadataResponseTopic.__name__ = 'MetadataResponseTopic'
-MetadataResponse.MetadataResponseBroker = MetadataResponse_MetadataResponseBroker
-MetadataResponse.MetadataResponsePartition = MetadataResponse_MetadataResponsePartition
-MetadataResponse.MetadataResponseTopic = MetadataResponse_MetadataResponseTopic
-MetadataResponse_MetadataResponseTopic.MetadataResponsePartition = MetadataResponse_MetadataResponsePartition
 MetadataResponse_MetadataResponseBroker.FIELDS = (
     FieldSpec('node_id', 'NodeId', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('host', 'Host', 'string', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,35 +58,40 @@ __all__ = ['OffsetCommitRequest', 'OffsetCommitResponse']
 
 
 @dataclass(slots=True)
-class OffsetCommitRequest_OffsetCommitRequestPartition(Struct):
-    """OffsetCommitRequest.OffsetCommitRequestPartition (generated)."""
-
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    commit_timestamp: int = -1
-    committed_metadata: str | None = ''
-
-
-@dataclass(slots=True)
-class OffsetCommitRequest_OffsetCommitRequestTopic(Struct):
-    """OffsetCommitRequest.OffsetCommitRequestTopic (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[OffsetCommitRequest_OffsetCommitRequestPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetCommitRequest(Message):
     """OffsetCommitRequest (request)."""
+
+    @dataclass(slots=True)
+    class OffsetCommitRequestTopic(Struct):
+        """OffsetCommitRequest.OffsetCommitRequestTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetCommitRequestPartition(Struct):
+            """OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition (generated)."""
+
+            partition_index: int = 0
+            committed_offset: int = 0
+            committed_leader_epoch: int = -1
+            commit_timestamp: int = -1
+            committed_metadata: str | None = ''
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition] = field(default_factory=list)
+
+    OffsetCommitRequestPartition: ClassVar[type[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition]]
 
     group_id: str = ''
     generation_id_or_member_epoch: int = -1
     member_id: str = ''
     group_instance_id: str | None = None
     retention_time_ms: int = -1
-    topics: list[OffsetCommitRequest_OffsetCommitRequestTopic] = field(default_factory=list)
+    topics: list[OffsetCommitRequest.OffsetCommitRequestTopic] = field(default_factory=list)
+
+
+OffsetCommitRequest_OffsetCommitRequestTopic = OffsetCommitRequest.OffsetCommitRequestTopic
+OffsetCommitRequest_OffsetCommitRequestPartition = OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition
+OffsetCommitRequest.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
 
 
 def _d_OffsetCommitRequest_OffsetCommitRequestPartition_p(buf, pos, v):
@@ -283,28 +286,33 @@ def _e_OffsetCommitRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetCommitResponse_OffsetCommitResponsePartition(Struct):
-    """OffsetCommitResponse.OffsetCommitResponsePartition (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class OffsetCommitResponse_OffsetCommitResponseTopic(Struct):
-    """OffsetCommitResponse.OffsetCommitResponseTopic (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[OffsetCommitResponse_OffsetCommitResponsePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetCommitResponse(Message):
     """OffsetCommitResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetCommitResponseTopic(Struct):
+        """OffsetCommitResponse.OffsetCommitResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetCommitResponsePartition(Struct):
+            """OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partitions: list[OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition] = field(default_factory=list)
+
+    OffsetCommitResponsePartition: ClassVar[type[OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition]]
+
     throttle_time_ms: int = 0
-    topics: list[OffsetCommitResponse_OffsetCommitResponseTopic] = field(default_factory=list)
+    topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = field(default_factory=list)
+
+
+OffsetCommitResponse_OffsetCommitResponseTopic = OffsetCommitResponse.OffsetCommitResponseTopic
+OffsetCommitResponse_OffsetCommitResponsePartition = OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition
+OffsetCommitResponse.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
 
 
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_p(buf, pos, v):
@@ -465,13 +473,6 @@ def _e_OffsetCommitResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-OffsetCommitRequest_OffsetCommitRequestPartition.__qualname__ = 'OffsetCommitRequest.OffsetCommitRequestPartition'
-OffsetCommitRequest_OffsetCommitRequestPartition.__name__ = 'OffsetCommitRequestPartition'
-OffsetCommitRequest_OffsetCommitRequestTopic.__qualname__ = 'OffsetCommitRequest.OffsetCommitRequestTopic'
-OffsetCommitRequest_OffsetCommitRequestTopic.__name__ = 'OffsetCommitRequestTopic'
-OffsetCommitRequest.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
-OffsetCommitRequest.OffsetCommitRequestTopic = OffsetCommitRequest_OffsetCommitRequestTopic
-OffsetCommitRequest_OffsetCommitRequestTopic.OffsetCommitRequestPartition = OffsetCommitRequest_OffsetCommitRequestPartition
 OffsetCommitRequest_OffsetCommitRequestPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('committed_offset', 'CommittedOffset', 'int64', None, (0, 32767), None, None, None),
@@ -501,13 +502,6 @@ OffsetCommitRequest._encode_plain = staticmethod(_e_OffsetCommitRequest_p)
 OffsetCommitRequest._decode_flex = staticmethod(_d_OffsetCommitRequest_f)
 OffsetCommitRequest._encode_flex = staticmethod(_e_OffsetCommitRequest_f)
 
-OffsetCommitResponse_OffsetCommitResponsePartition.__qualname__ = 'OffsetCommitResponse.OffsetCommitResponsePartition'
-OffsetCommitResponse_OffsetCommitResponsePartition.__name__ = 'OffsetCommitResponsePartition'
-OffsetCommitResponse_OffsetCommitResponseTopic.__qualname__ = 'OffsetCommitResponse.OffsetCommitResponseTopic'
-OffsetCommitResponse_OffsetCommitResponseTopic.__name__ = 'OffsetCommitResponseTopic'
-OffsetCommitResponse.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
-OffsetCommitResponse.OffsetCommitResponseTopic = OffsetCommitResponse_OffsetCommitResponseTopic
-OffsetCommitResponse_OffsetCommitResponseTopic.OffsetCommitResponsePartition = OffsetCommitResponse_OffsetCommitResponsePartition
 OffsetCommitResponse_OffsetCommitResponsePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

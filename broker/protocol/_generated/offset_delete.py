@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,26 +56,31 @@ __all__ = ['OffsetDeleteRequest', 'OffsetDeleteResponse']
 
 
 @dataclass(slots=True)
-class OffsetDeleteRequest_OffsetDeleteRequestPartition(Struct):
-    """OffsetDeleteRequest.OffsetDeleteRequestPartition (generated)."""
-
-    partition_index: int = 0
-
-
-@dataclass(slots=True)
-class OffsetDeleteRequest_OffsetDeleteRequestTopic(Struct):
-    """OffsetDeleteRequest.OffsetDeleteRequestTopic (generated)."""
-
-    name: str = ''
-    partitions: list[OffsetDeleteRequest_OffsetDeleteRequestPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetDeleteRequest(Message):
     """OffsetDeleteRequest (request)."""
 
+    @dataclass(slots=True)
+    class OffsetDeleteRequestTopic(Struct):
+        """OffsetDeleteRequest.OffsetDeleteRequestTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetDeleteRequestPartition(Struct):
+            """OffsetDeleteRequest.OffsetDeleteRequestTopic.OffsetDeleteRequestPartition (generated)."""
+
+            partition_index: int = 0
+
+        name: str = ''
+        partitions: list[OffsetDeleteRequest.OffsetDeleteRequestTopic.OffsetDeleteRequestPartition] = field(default_factory=list)
+
+    OffsetDeleteRequestPartition: ClassVar[type[OffsetDeleteRequest.OffsetDeleteRequestTopic.OffsetDeleteRequestPartition]]
+
     group_id: str = ''
-    topics: list[OffsetDeleteRequest_OffsetDeleteRequestTopic] = field(default_factory=list)
+    topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = field(default_factory=list)
+
+
+OffsetDeleteRequest_OffsetDeleteRequestTopic = OffsetDeleteRequest.OffsetDeleteRequestTopic
+OffsetDeleteRequest_OffsetDeleteRequestPartition = OffsetDeleteRequest.OffsetDeleteRequestTopic.OffsetDeleteRequestPartition
+OffsetDeleteRequest.OffsetDeleteRequestPartition = OffsetDeleteRequest_OffsetDeleteRequestPartition
 
 
 def _d_OffsetDeleteRequest_OffsetDeleteRequestPartition_p(buf, pos, v):
@@ -139,28 +142,33 @@ def _e_OffsetDeleteRequest_p(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetDeleteResponse_OffsetDeleteResponsePartition(Struct):
-    """OffsetDeleteResponse.OffsetDeleteResponsePartition (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class OffsetDeleteResponse_OffsetDeleteResponseTopic(Struct):
-    """OffsetDeleteResponse.OffsetDeleteResponseTopic (generated)."""
-
-    name: str = ''
-    partitions: list[OffsetDeleteResponse_OffsetDeleteResponsePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetDeleteResponse(Message):
     """OffsetDeleteResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetDeleteResponseTopic(Struct):
+        """OffsetDeleteResponse.OffsetDeleteResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetDeleteResponsePartition(Struct):
+            """OffsetDeleteResponse.OffsetDeleteResponseTopic.OffsetDeleteResponsePartition (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+
+        name: str = ''
+        partitions: list[OffsetDeleteResponse.OffsetDeleteResponseTopic.OffsetDeleteResponsePartition] = field(default_factory=list)
+
+    OffsetDeleteResponsePartition: ClassVar[type[OffsetDeleteResponse.OffsetDeleteResponseTopic.OffsetDeleteResponsePartition]]
+
     error_code: int = 0
     throttle_time_ms: int = 0
-    topics: list[OffsetDeleteResponse_OffsetDeleteResponseTopic] = field(default_factory=list)
+    topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic] = field(default_factory=list)
+
+
+OffsetDeleteResponse_OffsetDeleteResponseTopic = OffsetDeleteResponse.OffsetDeleteResponseTopic
+OffsetDeleteResponse_OffsetDeleteResponsePartition = OffsetDeleteResponse.OffsetDeleteResponseTopic.OffsetDeleteResponsePartition
+OffsetDeleteResponse.OffsetDeleteResponsePartition = OffsetDeleteResponse_OffsetDeleteResponsePartition
 
 
 def _d_OffsetDeleteResponse_OffsetDeleteResponsePartition_p(buf, pos, v):
@@ -222,13 +230,6 @@ def _e_OffsetDeleteResponse_p(o, v, p, r):
             _e_OffsetDeleteResponse_OffsetDeleteResponseTopic_p(_t12, v, p, r)
 
 
-OffsetDeleteRequest_OffsetDeleteRequestPartition.__qualname__ = 'OffsetDeleteRequest.OffsetDeleteRequestPartition'
-OffsetDeleteRequest_OffsetDeleteRequestPartition.__name__ = 'OffsetDeleteRequestPartition'
-OffsetDeleteRequest_OffsetDeleteRequestTopic.__qualname__ = 'OffsetDeleteRequest.OffsetDeleteRequestTopic'
-OffsetDeleteRequest_OffsetDeleteRequestTopic.__name__ = 'OffsetDeleteRequestTopic'
-OffsetDeleteRequest.OffsetDeleteRequestPartition = OffsetDeleteRequest_OffsetDeleteRequestPartition
-OffsetDeleteRequest.OffsetDeleteRequestTopic = OffsetDeleteRequest_OffsetDeleteRequestTopic
-OffsetDeleteRequest_OffsetDeleteRequestTopic.OffsetDeleteRequestPartition = OffsetDeleteRequest_OffsetDeleteRequestPartition
 OffsetDeleteRequest_OffsetDeleteRequestPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
 )
@@ -247,13 +248,6 @@ OffsetDeleteRequest.flexible_from = None
 OffsetDeleteRequest._decode_plain = staticmethod(_d_OffsetDeleteRequest_p)
 OffsetDeleteRequest._encode_plain = staticmethod(_e_OffsetDeleteRequest_p)
 
-OffsetDeleteResponse_OffsetDeleteResponsePartition.__qualname__ = 'OffsetDeleteResponse.OffsetDeleteResponsePartition'
-OffsetDeleteResponse_OffsetDeleteResponsePartition.__name__ = 'OffsetDeleteResponsePartition'
-OffsetDeleteResponse_OffsetDeleteResponseTopic.__qualname__ = 'OffsetDeleteResponse.OffsetDeleteResponseTopic'
-OffsetDeleteResponse_OffsetDeleteResponseTopic.__name__ = 'OffsetDeleteResponseTopic'
-OffsetDeleteResponse.OffsetDeleteResponsePartition = OffsetDeleteResponse_OffsetDeleteResponsePartition
-OffsetDeleteResponse.OffsetDeleteResponseTopic = OffsetDeleteResponse_OffsetDeleteResponseTopic
-OffsetDeleteResponse_OffsetDeleteResponseTopic.OffsetDeleteResponsePartition = OffsetDeleteResponse_OffsetDeleteResponsePartition
 OffsetDeleteResponse_OffsetDeleteResponsePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

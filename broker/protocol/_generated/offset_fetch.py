@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,40 +58,45 @@ __all__ = ['OffsetFetchRequest', 'OffsetFetchResponse']
 
 
 @dataclass(slots=True)
-class OffsetFetchRequest_OffsetFetchRequestTopic(Struct):
-    """OffsetFetchRequest.OffsetFetchRequestTopic (generated)."""
-
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OffsetFetchRequest_OffsetFetchRequestTopics(Struct):
-    """OffsetFetchRequest.OffsetFetchRequestTopics (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partition_indexes: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OffsetFetchRequest_OffsetFetchRequestGroup(Struct):
-    """OffsetFetchRequest.OffsetFetchRequestGroup (generated)."""
-
-    group_id: str = ''
-    member_id: str | None = None
-    member_epoch: int = -1
-    topics: list[OffsetFetchRequest_OffsetFetchRequestTopics] | None = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetFetchRequest(Message):
     """OffsetFetchRequest (request)."""
 
+    @dataclass(slots=True)
+    class OffsetFetchRequestTopic(Struct):
+        """OffsetFetchRequest.OffsetFetchRequestTopic (generated)."""
+
+        name: str = ''
+        partition_indexes: list[int] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class OffsetFetchRequestGroup(Struct):
+        """OffsetFetchRequest.OffsetFetchRequestGroup (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetFetchRequestTopics(Struct):
+            """OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics (generated)."""
+
+            name: str = ''
+            topic_id: uuid.UUID = ZERO_UUID
+            partition_indexes: list[int] = field(default_factory=list)
+
+        group_id: str = ''
+        member_id: str | None = None
+        member_epoch: int = -1
+        topics: list[OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics] | None = field(default_factory=list)
+
+    OffsetFetchRequestTopics: ClassVar[type[OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics]]
+
     group_id: str = ''
-    topics: list[OffsetFetchRequest_OffsetFetchRequestTopic] | None = field(default_factory=list)
-    groups: list[OffsetFetchRequest_OffsetFetchRequestGroup] = field(default_factory=list)
+    topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = field(default_factory=list)
+    groups: list[OffsetFetchRequest.OffsetFetchRequestGroup] = field(default_factory=list)
     require_stable: bool = False
+
+
+OffsetFetchRequest_OffsetFetchRequestTopic = OffsetFetchRequest.OffsetFetchRequestTopic
+OffsetFetchRequest_OffsetFetchRequestGroup = OffsetFetchRequest.OffsetFetchRequestGroup
+OffsetFetchRequest_OffsetFetchRequestTopics = OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics
+OffsetFetchRequest.OffsetFetchRequestTopics = OffsetFetchRequest_OffsetFetchRequestTopics
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopic_p(buf, pos, v):
@@ -392,61 +395,70 @@ def _e_OffsetFetchRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetFetchResponse_OffsetFetchResponsePartition(Struct):
-    """OffsetFetchResponse.OffsetFetchResponsePartition (generated)."""
-
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ''
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class OffsetFetchResponse_OffsetFetchResponseTopic(Struct):
-    """OffsetFetchResponse.OffsetFetchResponseTopic (generated)."""
-
-    name: str = ''
-    partitions: list[OffsetFetchResponse_OffsetFetchResponsePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OffsetFetchResponse_OffsetFetchResponsePartitions(Struct):
-    """OffsetFetchResponse.OffsetFetchResponsePartitions (generated)."""
-
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ''
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class OffsetFetchResponse_OffsetFetchResponseTopics(Struct):
-    """OffsetFetchResponse.OffsetFetchResponseTopics (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partitions: list[OffsetFetchResponse_OffsetFetchResponsePartitions] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OffsetFetchResponse_OffsetFetchResponseGroup(Struct):
-    """OffsetFetchResponse.OffsetFetchResponseGroup (generated)."""
-
-    group_id: str = ''
-    topics: list[OffsetFetchResponse_OffsetFetchResponseTopics] = field(default_factory=list)
-    error_code: int = 0
-
-
-@dataclass(slots=True)
 class OffsetFetchResponse(Message):
     """OffsetFetchResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetFetchResponseTopic(Struct):
+        """OffsetFetchResponse.OffsetFetchResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetFetchResponsePartition(Struct):
+            """OffsetFetchResponse.OffsetFetchResponseTopic.OffsetFetchResponsePartition (generated)."""
+
+            partition_index: int = 0
+            committed_offset: int = 0
+            committed_leader_epoch: int = -1
+            metadata: str | None = ''
+            error_code: int = 0
+
+        name: str = ''
+        partitions: list[OffsetFetchResponse.OffsetFetchResponseTopic.OffsetFetchResponsePartition] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class OffsetFetchResponseGroup(Struct):
+        """OffsetFetchResponse.OffsetFetchResponseGroup (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetFetchResponseTopics(Struct):
+            """OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics (generated)."""
+
+            @dataclass(slots=True)
+            class OffsetFetchResponsePartitions(Struct):
+                """OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics.OffsetFetchResponsePartitions (generated)."""
+
+                partition_index: int = 0
+                committed_offset: int = 0
+                committed_leader_epoch: int = -1
+                metadata: str | None = ''
+                error_code: int = 0
+
+            name: str = ''
+            topic_id: uuid.UUID = ZERO_UUID
+            partitions: list[OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics.OffsetFetchResponsePartitions] = field(default_factory=list)
+
+        group_id: str = ''
+        topics: list[OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics] = field(default_factory=list)
+        error_code: int = 0
+
+    OffsetFetchResponsePartition: ClassVar[type[OffsetFetchResponse.OffsetFetchResponseTopic.OffsetFetchResponsePartition]]
+    OffsetFetchResponseTopics: ClassVar[type[OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics]]
+    OffsetFetchResponsePartitions: ClassVar[type[OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics.OffsetFetchResponsePartitions]]
+
     throttle_time_ms: int = 0
-    topics: list[OffsetFetchResponse_OffsetFetchResponseTopic] = field(default_factory=list)
+    topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = field(default_factory=list)
     error_code: int = 0
-    groups: list[OffsetFetchResponse_OffsetFetchResponseGroup] = field(default_factory=list)
+    groups: list[OffsetFetchResponse.OffsetFetchResponseGroup] = field(default_factory=list)
+
+
+OffsetFetchResponse_OffsetFetchResponseTopic = OffsetFetchResponse.OffsetFetchResponseTopic
+OffsetFetchResponse_OffsetFetchResponsePartition = OffsetFetchResponse.OffsetFetchResponseTopic.OffsetFetchResponsePartition
+OffsetFetchResponse_OffsetFetchResponseGroup = OffsetFetchResponse.OffsetFetchResponseGroup
+OffsetFetchResponse_OffsetFetchResponseTopics = OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics
+OffsetFetchResponse_OffsetFetchResponsePartitions = OffsetFetchResponse.OffsetFetchResponseGroup.OffsetFetchResponseTopics.OffsetFetchResponsePartitions
+OffsetFetchResponse.OffsetFetchResponsePartition = OffsetFetchResponse_OffsetFetchResponsePartition
+OffsetFetchResponse.OffsetFetchResponseTopics = OffsetFetchResponse_OffsetFetchResponseTopics
+OffsetFetchResponse.OffsetFetchResponsePartitions = OffsetFetchResponse_OffsetFetchResponsePartitions
 
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartition_p(buf, pos, v):
@@ -844,16 +856,6 @@ def _e_OffsetFetchResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-OffsetFetchRequest_OffsetFetchRequestTopic.__qualname__ = 'OffsetFetchRequest.OffsetFetchRequestTopic'
-OffsetFetchRequest_OffsetFetchRequestTopic.__name__ = 'OffsetFetchRequestTopic'
-OffsetFetchRequest_OffsetFetchRequestTopics.__qualname__ = 'OffsetFetchRequest.OffsetFetchRequestTopics'
-OffsetFetchRequest_OffsetFetchRequestTopics.__name__ = 'OffsetFetchRequestTopics'
-OffsetFetchRequest_OffsetFetchRequestGroup.__qualname__ = 'OffsetFetchRequest.OffsetFetchRequestGroup'
-OffsetFetchRequest_OffsetFetchRequestGroup.__name__ = 'OffsetFetchRequestGroup'
-OffsetFetchRequest.OffsetFetchRequestTopic = OffsetFetchRequest_OffsetFetchRequestTopic
-OffsetFetchRequest.OffsetFetchRequestTopics = OffsetFetchRequest_OffsetFetchRequestTopics
-OffsetFetchRequest.OffsetFetchRequestGroup = OffsetFetchRequest_OffsetFetchRequestGroup
-OffsetFetchRequest_OffsetFetchRequestGroup.OffsetFetchRequestTopics = OffsetFetchRequest_OffsetFetchRequestTopics
 OffsetFetchRequest_OffsetFetchRequestTopic.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 7), None, None, None),
     FieldSpec('partition_indexes', 'PartitionIndexes', '[]int32', None, (0, 7), None, None, None),
@@ -884,24 +886,6 @@ OffsetFetchRequest._encode_plain = staticmethod(_e_OffsetFetchRequest_p)
 OffsetFetchRequest._decode_flex = staticmethod(_d_OffsetFetchRequest_f)
 OffsetFetchRequest._encode_flex = staticmethod(_e_OffsetFetchRequest_f)
 
-OffsetFetchResponse_OffsetFetchResponsePartition.__qualname__ = 'OffsetFetchResponse.OffsetFetchResponsePartition'
-OffsetFetchResponse_OffsetFetchResponsePartition.__name__ = 'OffsetFetchResponsePartition'
-OffsetFetchResponse_OffsetFetchResponseTopic.__qualname__ = 'OffsetFetchResponse.OffsetFetchResponseTopic'
-OffsetFetchResponse_OffsetFetchResponseTopic.__name__ = 'OffsetFetchResponseTopic'
-OffsetFetchResponse_OffsetFetchResponsePartitions.__qualname__ = 'OffsetFetchResponse.OffsetFetchResponsePartitions'
-OffsetFetchResponse_OffsetFetchResponsePartitions.__name__ = 'OffsetFetchResponsePartitions'
-OffsetFetchResponse_OffsetFetchResponseTopics.__qualname__ = 'OffsetFetchResponse.OffsetFetchResponseTopics'
-OffsetFetchResponse_OffsetFetchResponseTopics.__name__ = 'OffsetFetchResponseTopics'
-OffsetFetchResponse_OffsetFetchResponseGroup.__qualname__ = 'OffsetFetchResponse.OffsetFetchResponseGroup'
-OffsetFetchResponse_OffsetFetchResponseGroup.__name__ = 'OffsetFetchResponseGroup'
-OffsetFetchResponse.OffsetFetchResponsePartition = OffsetFetchResponse_OffsetFetchResponsePartition
-OffsetFetchResponse.OffsetFetchResponseTopic = OffsetFetchResponse_OffsetFetchResponseTopic
-OffsetFetchResponse_OffsetFetchResponseTopic.OffsetFetchResponsePartition = OffsetFetchResponse_OffsetFetchResponsePartition
-OffsetFetchResponse.OffsetFetchResponsePartitions = OffsetFetchResponse_OffsetFetchResponsePartitions
-OffsetFetchResponse.OffsetFetchResponseTopics = OffsetFetchResponse_OffsetFetchResponseTopics
-OffsetFetchResponse_OffsetFetchResponseTopics.OffsetFetchResponsePartitions = OffsetFetchResponse_OffsetFetchResponsePartitions
-OffsetFetchResponse.OffsetFetchResponseGroup = OffsetFetchResponse_OffsetFetchResponseGroup
-OffsetFetchResponse_OffsetFetchResponseGroup.OffsetFetchResponseTopics = OffsetFetchResponse_OffsetFetchResponseTopics
 OffsetFetchResponse_OffsetFetchResponsePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 7), None, None, None),
     FieldSpec('committed_offset', 'CommittedOffset', 'int64', None, (0, 7), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,28 +56,33 @@ __all__ = ['OffsetForLeaderEpochRequest', 'OffsetForLeaderEpochResponse']
 
 
 @dataclass(slots=True)
-class OffsetForLeaderEpochRequest_OffsetForLeaderPartition(Struct):
-    """OffsetForLeaderEpochRequest.OffsetForLeaderPartition (generated)."""
-
-    partition: int = 0
-    current_leader_epoch: int = -1
-    leader_epoch: int = 0
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochRequest_OffsetForLeaderTopic(Struct):
-    """OffsetForLeaderEpochRequest.OffsetForLeaderTopic (generated)."""
-
-    topic: str = ''
-    partitions: list[OffsetForLeaderEpochRequest_OffsetForLeaderPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetForLeaderEpochRequest(Message):
     """OffsetForLeaderEpochRequest (request)."""
 
+    @dataclass(slots=True)
+    class OffsetForLeaderTopic(Struct):
+        """OffsetForLeaderEpochRequest.OffsetForLeaderTopic (generated)."""
+
+        @dataclass(slots=True)
+        class OffsetForLeaderPartition(Struct):
+            """OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition (generated)."""
+
+            partition: int = 0
+            current_leader_epoch: int = -1
+            leader_epoch: int = 0
+
+        topic: str = ''
+        partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition] = field(default_factory=list)
+
+    OffsetForLeaderPartition: ClassVar[type[OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition]]
+
     replica_id: int = -2
-    topics: list[OffsetForLeaderEpochRequest_OffsetForLeaderTopic] = field(default_factory=list)
+    topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = field(default_factory=list)
+
+
+OffsetForLeaderEpochRequest_OffsetForLeaderTopic = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+OffsetForLeaderEpochRequest_OffsetForLeaderPartition = OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition
+OffsetForLeaderEpochRequest.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
 
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(buf, pos, v):
@@ -230,29 +233,34 @@ def _e_OffsetForLeaderEpochRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class OffsetForLeaderEpochResponse_EpochEndOffset(Struct):
-    """OffsetForLeaderEpochResponse.EpochEndOffset (generated)."""
-
-    error_code: int = 0
-    partition: int = 0
-    leader_epoch: int = -1
-    end_offset: int = -1
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(Struct):
-    """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult (generated)."""
-
-    topic: str = ''
-    partitions: list[OffsetForLeaderEpochResponse_EpochEndOffset] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
     """OffsetForLeaderEpochResponse (response)."""
 
+    @dataclass(slots=True)
+    class OffsetForLeaderTopicResult(Struct):
+        """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult (generated)."""
+
+        @dataclass(slots=True)
+        class EpochEndOffset(Struct):
+            """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset (generated)."""
+
+            error_code: int = 0
+            partition: int = 0
+            leader_epoch: int = -1
+            end_offset: int = -1
+
+        topic: str = ''
+        partitions: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset] = field(default_factory=list)
+
+    EpochEndOffset: ClassVar[type[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset]]
+
     throttle_time_ms: int = 0
-    topics: list[OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult] = field(default_factory=list)
+    topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = field(default_factory=list)
+
+
+OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
+OffsetForLeaderEpochResponse_EpochEndOffset = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset
+OffsetForLeaderEpochResponse.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
 
 
 def _d_OffsetForLeaderEpochResponse_EpochEndOffset_p(buf, pos, v):
@@ -398,13 +406,6 @@ def _e_OffsetForLeaderEpochResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-OffsetForLeaderEpochRequest_OffsetForLeaderPartition.__qualname__ = 'OffsetForLeaderEpochRequest.OffsetForLeaderPartition'
-OffsetForLeaderEpochRequest_OffsetForLeaderPartition.__name__ = 'OffsetForLeaderPartition'
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.__qualname__ = 'OffsetForLeaderEpochRequest.OffsetForLeaderTopic'
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.__name__ = 'OffsetForLeaderTopic'
-OffsetForLeaderEpochRequest.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
-OffsetForLeaderEpochRequest.OffsetForLeaderTopic = OffsetForLeaderEpochRequest_OffsetForLeaderTopic
-OffsetForLeaderEpochRequest_OffsetForLeaderTopic.OffsetForLeaderPartition = OffsetForLeaderEpochRequest_OffsetForLeaderPartition
 OffsetForLeaderEpochRequest_OffsetForLeaderPartition.FIELDS = (
     FieldSpec('partition', 'Partition', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('current_leader_epoch', 'CurrentLeaderEpoch', 'int32', None, (2, 32767), None, None, None),
@@ -427,13 +428,6 @@ OffsetForLeaderEpochRequest._encode_plain = staticmethod(_e_OffsetForLeaderEpoch
 OffsetForLeaderEpochRequest._decode_flex = staticmethod(_d_OffsetForLeaderEpochRequest_f)
 OffsetForLeaderEpochRequest._encode_flex = staticmethod(_e_OffsetForLeaderEpochRequest_f)
 
-OffsetForLeaderEpochResponse_EpochEndOffset.__qualname__ = 'OffsetForLeaderEpochResponse.EpochEndOffset'
-OffsetForLeaderEpochResponse_EpochEndOffset.__name__ = 'EpochEndOffset'
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.__qualname__ = 'OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult'
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.__name__ = 'OffsetForLeaderTopicResult'
-OffsetForLeaderEpochResponse.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
-OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult = OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult
-OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.EpochEndOffset = OffsetForLeaderEpochResponse_EpochEndOffset
 OffsetForLeaderEpochResponse_EpochEndOffset.FIELDS = (
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),
     FieldSpec('partition', 'Partition', 'int32', None, (0, 32767), None, None, None),

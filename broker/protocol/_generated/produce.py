@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,30 +59,35 @@ __all__ = ['ProduceRequest', 'ProduceResponse']
 
 
 @dataclass(slots=True)
-class ProduceRequest_PartitionProduceData(Struct):
-    """ProduceRequest.PartitionProduceData (generated)."""
-
-    index: int = 0
-    records: object | None = None
-
-
-@dataclass(slots=True)
-class ProduceRequest_TopicProduceData(Struct):
-    """ProduceRequest.TopicProduceData (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partition_data: list[ProduceRequest_PartitionProduceData] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ProduceRequest(Message):
     """ProduceRequest (request)."""
+
+    @dataclass(slots=True)
+    class TopicProduceData(Struct):
+        """ProduceRequest.TopicProduceData (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionProduceData(Struct):
+            """ProduceRequest.TopicProduceData.PartitionProduceData (generated)."""
+
+            index: int = 0
+            records: Records | None = None
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partition_data: list[ProduceRequest.TopicProduceData.PartitionProduceData] = field(default_factory=list)
+
+    PartitionProduceData: ClassVar[type[ProduceRequest.TopicProduceData.PartitionProduceData]]
 
     transactional_id: str | None = None
     acks: int = 0
     timeout_ms: int = 0
-    topic_data: list[ProduceRequest_TopicProduceData] = field(default_factory=list)
+    topic_data: list[ProduceRequest.TopicProduceData] = field(default_factory=list)
+
+
+ProduceRequest_TopicProduceData = ProduceRequest.TopicProduceData
+ProduceRequest_PartitionProduceData = ProduceRequest.TopicProduceData.PartitionProduceData
+ProduceRequest.PartitionProduceData = ProduceRequest_PartitionProduceData
 
 
 def _d_ProduceRequest_PartitionProduceData_p(buf, pos, v):
@@ -262,61 +265,70 @@ def _e_ProduceRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class ProduceResponse_BatchIndexAndErrorMessage(Struct):
-    """ProduceResponse.BatchIndexAndErrorMessage (generated)."""
-
-    batch_index: int = 0
-    batch_index_error_message: str | None = None
-
-
-@dataclass(slots=True)
-class ProduceResponse_LeaderIdAndEpoch(Struct):
-    """ProduceResponse.LeaderIdAndEpoch (generated)."""
-
-    leader_id: int = -1
-    leader_epoch: int = -1
-
-
-@dataclass(slots=True)
-class ProduceResponse_PartitionProduceResponse(Struct):
-    """ProduceResponse.PartitionProduceResponse (generated)."""
-
-    index: int = 0
-    error_code: int = 0
-    base_offset: int = 0
-    log_append_time_ms: int = -1
-    log_start_offset: int = -1
-    record_errors: list[ProduceResponse_BatchIndexAndErrorMessage] = field(default_factory=list)
-    error_message: str | None = None
-    current_leader: ProduceResponse_LeaderIdAndEpoch = field(default_factory=ProduceResponse_LeaderIdAndEpoch)
-
-
-@dataclass(slots=True)
-class ProduceResponse_TopicProduceResponse(Struct):
-    """ProduceResponse.TopicProduceResponse (generated)."""
-
-    name: str = ''
-    topic_id: uuid.UUID = ZERO_UUID
-    partition_responses: list[ProduceResponse_PartitionProduceResponse] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ProduceResponse_NodeEndpoint(Struct):
-    """ProduceResponse.NodeEndpoint (generated)."""
-
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    rack: str | None = None
-
-
-@dataclass(slots=True)
 class ProduceResponse(Message):
     """ProduceResponse (response)."""
 
-    responses: list[ProduceResponse_TopicProduceResponse] = field(default_factory=list)
+    @dataclass(slots=True)
+    class TopicProduceResponse(Struct):
+        """ProduceResponse.TopicProduceResponse (generated)."""
+
+        @dataclass(slots=True)
+        class PartitionProduceResponse(Struct):
+            """ProduceResponse.TopicProduceResponse.PartitionProduceResponse (generated)."""
+
+            @dataclass(slots=True)
+            class BatchIndexAndErrorMessage(Struct):
+                """ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage (generated)."""
+
+                batch_index: int = 0
+                batch_index_error_message: str | None = None
+
+            @dataclass(slots=True)
+            class LeaderIdAndEpoch(Struct):
+                """ProduceResponse.TopicProduceResponse.PartitionProduceResponse.LeaderIdAndEpoch (generated)."""
+
+                leader_id: int = -1
+                leader_epoch: int = -1
+
+            index: int = 0
+            error_code: int = 0
+            base_offset: int = 0
+            log_append_time_ms: int = -1
+            log_start_offset: int = -1
+            record_errors: list[ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage] = field(default_factory=list)
+            error_message: str | None = None
+            current_leader: ProduceResponse.TopicProduceResponse.PartitionProduceResponse.LeaderIdAndEpoch = field(default_factory=LeaderIdAndEpoch)
+
+        name: str = ''
+        topic_id: uuid.UUID = ZERO_UUID
+        partition_responses: list[ProduceResponse.TopicProduceResponse.PartitionProduceResponse] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class NodeEndpoint(Struct):
+        """ProduceResponse.NodeEndpoint (generated)."""
+
+        node_id: int = 0
+        host: str = ''
+        port: int = 0
+        rack: str | None = None
+
+    PartitionProduceResponse: ClassVar[type[ProduceResponse.TopicProduceResponse.PartitionProduceResponse]]
+    BatchIndexAndErrorMessage: ClassVar[type[ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage]]
+    LeaderIdAndEpoch: ClassVar[type[ProduceResponse.TopicProduceResponse.PartitionProduceResponse.LeaderIdAndEpoch]]
+
+    responses: list[ProduceResponse.TopicProduceResponse] = field(default_factory=list)
     throttle_time_ms: int = 0
-    node_endpoints: list[ProduceResponse_NodeEndpoint] = field(default_factory=list)
+    node_endpoints: list[ProduceResponse.NodeEndpoint] = field(default_factory=list)
+
+
+ProduceResponse_TopicProduceResponse = ProduceResponse.TopicProduceResponse
+ProduceResponse_PartitionProduceResponse = ProduceResponse.TopicProduceResponse.PartitionProduceResponse
+ProduceResponse_BatchIndexAndErrorMessage = ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage
+ProduceResponse_LeaderIdAndEpoch = ProduceResponse.TopicProduceResponse.PartitionProduceResponse.LeaderIdAndEpoch
+ProduceResponse_NodeEndpoint = ProduceResponse.NodeEndpoint
+ProduceResponse.PartitionProduceResponse = ProduceResponse_PartitionProduceResponse
+ProduceResponse.BatchIndexAndErrorMessage = ProduceResponse_BatchIndexAndErrorMessage
+ProduceResponse.LeaderIdAndEpoch = ProduceResponse_LeaderIdAndEpoch
 
 
 def _isdefault_ProduceResponse_LeaderIdAndEpoch(o):
@@ -693,13 +705,6 @@ def _e_ProduceResponse_f(o, v, p, r):
     p.append(_wr_tags(_tags) if _tags else b'\x00')
 
 
-ProduceRequest_PartitionProduceData.__qualname__ = 'ProduceRequest.PartitionProduceData'
-ProduceRequest_PartitionProduceData.__name__ = 'PartitionProduceData'
-ProduceRequest_TopicProduceData.__qualname__ = 'ProduceRequest.TopicProduceData'
-ProduceRequest_TopicProduceData.__name__ = 'TopicProduceData'
-ProduceRequest.PartitionProduceData = ProduceRequest_PartitionProduceData
-ProduceRequest.TopicProduceData = ProduceRequest_TopicProduceData
-ProduceRequest_TopicProduceData.PartitionProduceData = ProduceRequest_PartitionProduceData
 ProduceRequest_PartitionProduceData.FIELDS = (
     FieldSpec('index', 'Index', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('records', 'Records', 'records', None, (0, 32767), (0, 32767), None, None),
@@ -724,24 +729,6 @@ ProduceRequest._encode_plain = staticmethod(_e_ProduceRequest_p)
 ProduceRequest._decode_flex = staticmethod(_d_ProduceRequest_f)
 ProduceRequest._encode_flex = staticmethod(_e_ProduceRequest_f)
 
-ProduceResponse_BatchIndexAndErrorMessage.__qualname__ = 'ProduceResponse.BatchIndexAndErrorMessage'
-ProduceResponse_BatchIndexAndErrorMessage.__name__ = 'BatchIndexAndErrorMessage'
-ProduceResponse_LeaderIdAndEpoch.__qualname__ = 'ProduceResponse.LeaderIdAndEpoch'
-ProduceResponse_LeaderIdAndEpoch.__name__ = 'LeaderIdAndEpoch'
-ProduceResponse_PartitionProduceResponse.__qualname__ = 'ProduceResponse.PartitionProduceResponse'
-ProduceResponse_PartitionProduceResponse.__name__ = 'PartitionProduceResponse'
-ProduceResponse_TopicProduceResponse.__qualname__ = 'ProduceResponse.TopicProduceResponse'
-ProduceResponse_TopicProduceResponse.__name__ = 'TopicProduceResponse'
-ProduceResponse_NodeEndpoint.__qualname__ = 'ProduceResponse.NodeEndpoint'
-ProduceResponse_NodeEndpoint.__name__ = 'NodeEndpoint'
-ProduceResponse.BatchIndexAndErrorMessage = ProduceResponse_BatchIndexAndErrorMessage
-ProduceResponse.LeaderIdAndEpoch = ProduceResponse_LeaderIdAndEpoch
-ProduceResponse.PartitionProduceResponse = ProduceResponse_PartitionProduceResponse
-ProduceResponse_PartitionProduceResponse.BatchIndexAndErrorMessage = ProduceResponse_BatchIndexAndErrorMessage
-ProduceResponse_PartitionProduceResponse.LeaderIdAndEpoch = ProduceResponse_LeaderIdAndEpoch
-ProduceResponse.TopicProduceResponse = ProduceResponse_TopicProduceResponse
-ProduceResponse_TopicProduceResponse.PartitionProduceResponse = ProduceResponse_PartitionProduceResponse
-ProduceResponse.NodeEndpoint = ProduceResponse_NodeEndpoint
 ProduceResponse_BatchIndexAndErrorMessage.FIELDS = (
     FieldSpec('batch_index', 'BatchIndex', 'int32', None, (8, 32767), None, None, None),
     FieldSpec('batch_index_error_message', 'BatchIndexErrorMessage', 'string', None, (8, 32767), (8, 32767), None, None),

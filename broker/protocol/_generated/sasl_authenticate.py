@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,6 +61,8 @@ class SaslAuthenticateRequest(Message):
     auth_bytes: bytes = b''
 
 
+
+
 def _d_SaslAuthenticateRequest_p(buf, pos, v):
     f_auth_bytes, pos = _rd_bytes(buf, pos)
     return SaslAuthenticateRequest(f_auth_bytes), pos
@@ -94,6 +94,8 @@ class SaslAuthenticateResponse(Message):
     error_message: str | None = ''
     auth_bytes: bytes = b''
     session_lifetime_ms: int = 0
+
+
 
 
 def _d_SaslAuthenticateResponse_p(buf, pos, v):

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -63,6 +61,8 @@ class SaslHandshakeRequest(Message):
     mechanism: str = ''
 
 
+
+
 def _d_SaslHandshakeRequest_p(buf, pos, v):
     f_mechanism, pos = _rd_string(buf, pos)
     return SaslHandshakeRequest(f_mechanism), pos
@@ -78,6 +78,8 @@ class SaslHandshakeResponse(Message):
 
     error_code: int = 0
     mechanisms: list[str] = field(default_factory=list)
+
+
 
 
 def _d_SaslHandshakeResponse_p(buf, pos, v):

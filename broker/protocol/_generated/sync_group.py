@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -58,16 +56,15 @@ __all__ = ['SyncGroupRequest', 'SyncGroupResponse']
 
 
 @dataclass(slots=True)
-class SyncGroupRequest_SyncGroupRequestAssignment(Struct):
-    """SyncGroupRequest.SyncGroupRequestAssignment (generated)."""
-
-    member_id: str = ''
-    assignment: bytes = b''
-
-
-@dataclass(slots=True)
 class SyncGroupRequest(Message):
     """SyncGroupRequest (request)."""
+
+    @dataclass(slots=True)
+    class SyncGroupRequestAssignment(Struct):
+        """SyncGroupRequest.SyncGroupRequestAssignment (generated)."""
+
+        member_id: str = ''
+        assignment: bytes = b''
 
     group_id: str = ''
     generation_id: int = 0
@@ -75,7 +72,10 @@ class SyncGroupRequest(Message):
     group_instance_id: str | None = None
     protocol_type: str | None = None
     protocol_name: str | None = None
-    assignments: list[SyncGroupRequest_SyncGroupRequestAssignment] = field(default_factory=list)
+    assignments: list[SyncGroupRequest.SyncGroupRequestAssignment] = field(default_factory=list)
+
+
+SyncGroupRequest_SyncGroupRequestAssignment = SyncGroupRequest.SyncGroupRequestAssignment
 
 
 def _d_SyncGroupRequest_SyncGroupRequestAssignment_p(buf, pos, v):
@@ -206,6 +206,8 @@ class SyncGroupResponse(Message):
     assignment: bytes = b''
 
 
+
+
 def _d_SyncGroupResponse_p(buf, pos, v):
     if v >= 1:
         (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
@@ -256,9 +258,6 @@ def _e_SyncGroupResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-SyncGroupRequest_SyncGroupRequestAssignment.__qualname__ = 'SyncGroupRequest.SyncGroupRequestAssignment'
-SyncGroupRequest_SyncGroupRequestAssignment.__name__ = 'SyncGroupRequestAssignment'
-SyncGroupRequest.SyncGroupRequestAssignment = SyncGroupRequest_SyncGroupRequestAssignment
 SyncGroupRequest_SyncGroupRequestAssignment.FIELDS = (
     FieldSpec('member_id', 'MemberId', 'string', None, (0, 32767), None, None, None),
     FieldSpec('assignment', 'Assignment', 'bytes', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -61,26 +59,26 @@ __all__ = ['TxnOffsetCommitRequest', 'TxnOffsetCommitResponse']
 
 
 @dataclass(slots=True)
-class TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(Struct):
-    """TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition (generated)."""
-
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    committed_metadata: str | None = ''
-
-
-@dataclass(slots=True)
-class TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic(Struct):
-    """TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic (generated)."""
-
-    name: str = ''
-    partitions: list[TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class TxnOffsetCommitRequest(Message):
     """TxnOffsetCommitRequest (request)."""
+
+    @dataclass(slots=True)
+    class TxnOffsetCommitRequestTopic(Struct):
+        """TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic (generated)."""
+
+        @dataclass(slots=True)
+        class TxnOffsetCommitRequestPartition(Struct):
+            """TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition (generated)."""
+
+            partition_index: int = 0
+            committed_offset: int = 0
+            committed_leader_epoch: int = -1
+            committed_metadata: str | None = ''
+
+        name: str = ''
+        partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition] = field(default_factory=list)
+
+    TxnOffsetCommitRequestPartition: ClassVar[type[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition]]
 
     transactional_id: str = ''
     group_id: str = ''
@@ -89,7 +87,12 @@ class TxnOffsetCommitRequest(Message):
     generation_id: int = -1
     member_id: str = ''
     group_instance_id: str | None = None
-    topics: list[TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic] = field(default_factory=list)
+    topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = field(default_factory=list)
+
+
+TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
+TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition
+TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition = TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
 
 
 def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_p(buf, pos, v):
@@ -262,27 +265,32 @@ def _e_TxnOffsetCommitRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition(Struct):
-    """TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic(Struct):
-    """TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic (generated)."""
-
-    name: str = ''
-    partitions: list[TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class TxnOffsetCommitResponse(Message):
     """TxnOffsetCommitResponse (response)."""
 
+    @dataclass(slots=True)
+    class TxnOffsetCommitResponseTopic(Struct):
+        """TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic (generated)."""
+
+        @dataclass(slots=True)
+        class TxnOffsetCommitResponsePartition(Struct):
+            """TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition (generated)."""
+
+            partition_index: int = 0
+            error_code: int = 0
+
+        name: str = ''
+        partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition] = field(default_factory=list)
+
+    TxnOffsetCommitResponsePartition: ClassVar[type[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition]]
+
     throttle_time_ms: int = 0
-    topics: list[TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic] = field(default_factory=list)
+    topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic] = field(default_factory=list)
+
+
+TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition
+TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition = TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
 
 
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_p(buf, pos, v):
@@ -428,13 +436,6 @@ def _e_TxnOffsetCommitResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.__qualname__ = 'TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition'
-TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.__name__ = 'TxnOffsetCommitRequestPartition'
-TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.__qualname__ = 'TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic'
-TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.__name__ = 'TxnOffsetCommitRequestTopic'
-TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition = TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
-TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic = TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic
-TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition = TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
 TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('committed_offset', 'CommittedOffset', 'int64', None, (0, 32767), None, None, None),
@@ -464,13 +465,6 @@ TxnOffsetCommitRequest._encode_plain = staticmethod(_e_TxnOffsetCommitRequest_p)
 TxnOffsetCommitRequest._decode_flex = staticmethod(_d_TxnOffsetCommitRequest_f)
 TxnOffsetCommitRequest._encode_flex = staticmethod(_e_TxnOffsetCommitRequest_f)
 
-TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.__qualname__ = 'TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition'
-TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.__name__ = 'TxnOffsetCommitResponsePartition'
-TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.__qualname__ = 'TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic'
-TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.__name__ = 'TxnOffsetCommitResponseTopic'
-TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition = TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
-TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic = TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic
-TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition = TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
 TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,22 +58,24 @@ __all__ = ['UpdateFeaturesRequest', 'UpdateFeaturesResponse']
 
 
 @dataclass(slots=True)
-class UpdateFeaturesRequest_FeatureUpdateKey(Struct):
-    """UpdateFeaturesRequest.FeatureUpdateKey (generated)."""
-
-    feature: str = ''
-    max_version_level: int = 0
-    allow_downgrade: bool = False
-    upgrade_type: int = 1
-
-
-@dataclass(slots=True)
 class UpdateFeaturesRequest(Message):
     """UpdateFeaturesRequest (request)."""
 
+    @dataclass(slots=True)
+    class FeatureUpdateKey(Struct):
+        """UpdateFeaturesRequest.FeatureUpdateKey (generated)."""
+
+        feature: str = ''
+        max_version_level: int = 0
+        allow_downgrade: bool = False
+        upgrade_type: int = 1
+
     timeout_ms: int = 60000
-    feature_updates: list[UpdateFeaturesRequest_FeatureUpdateKey] = field(default_factory=list)
+    feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey] = field(default_factory=list)
     validate_only: bool = False
+
+
+UpdateFeaturesRequest_FeatureUpdateKey = UpdateFeaturesRequest.FeatureUpdateKey
 
 
 def _d_UpdateFeaturesRequest_FeatureUpdateKey_f(buf, pos, v):
@@ -152,22 +152,24 @@ def _e_UpdateFeaturesRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class UpdateFeaturesResponse_UpdatableFeatureResult(Struct):
-    """UpdateFeaturesResponse.UpdatableFeatureResult (generated)."""
-
-    feature: str = ''
-    error_code: int = 0
-    error_message: str | None = ''
-
-
-@dataclass(slots=True)
 class UpdateFeaturesResponse(Message):
     """UpdateFeaturesResponse (response)."""
+
+    @dataclass(slots=True)
+    class UpdatableFeatureResult(Struct):
+        """UpdateFeaturesResponse.UpdatableFeatureResult (generated)."""
+
+        feature: str = ''
+        error_code: int = 0
+        error_message: str | None = ''
 
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ''
-    results: list[UpdateFeaturesResponse_UpdatableFeatureResult] = field(default_factory=list)
+    results: list[UpdateFeaturesResponse.UpdatableFeatureResult] = field(default_factory=list)
+
+
+UpdateFeaturesResponse_UpdatableFeatureResult = UpdateFeaturesResponse.UpdatableFeatureResult
 
 
 def _d_UpdateFeaturesResponse_UpdatableFeatureResult_f(buf, pos, v):
@@ -230,9 +232,6 @@ def _e_UpdateFeaturesResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-UpdateFeaturesRequest_FeatureUpdateKey.__qualname__ = 'UpdateFeaturesRequest.FeatureUpdateKey'
-UpdateFeaturesRequest_FeatureUpdateKey.__name__ = 'FeatureUpdateKey'
-UpdateFeaturesRequest.FeatureUpdateKey = UpdateFeaturesRequest_FeatureUpdateKey
 UpdateFeaturesRequest_FeatureUpdateKey.FIELDS = (
     FieldSpec('feature', 'Feature', 'string', None, (0, 32767), None, None, None),
     FieldSpec('max_version_level', 'MaxVersionLevel', 'int16', None, (0, 32767), None, None, None),
@@ -251,9 +250,6 @@ UpdateFeaturesRequest.flexible_from = 0
 UpdateFeaturesRequest._decode_flex = staticmethod(_d_UpdateFeaturesRequest_f)
 UpdateFeaturesRequest._encode_flex = staticmethod(_e_UpdateFeaturesRequest_f)
 
-UpdateFeaturesResponse_UpdatableFeatureResult.__qualname__ = 'UpdateFeaturesResponse.UpdatableFeatureResult'
-UpdateFeaturesResponse_UpdatableFeatureResult.__name__ = 'UpdatableFeatureResult'
-UpdateFeaturesResponse.UpdatableFeatureResult = UpdateFeaturesResponse_UpdatableFeatureResult
 UpdateFeaturesResponse_UpdatableFeatureResult.FIELDS = (
     FieldSpec('feature', 'Feature', 'string', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

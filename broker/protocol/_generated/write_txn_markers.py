@@ -8,12 +8,10 @@ from __future__ import annotations
 import struct as _struct
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .._types import (
-    ZERO_UUID,
-    FieldSpec,
-    Message,
-    Struct,
+from .._types import ZERO_UUID, FieldSpec, Message, Records, Struct
+from .._wire import (
     check_count as _chk,
     not_nullable as _not_null,
     read_bytes as _rd_bytes,
@@ -60,30 +58,35 @@ __all__ = ['WriteTxnMarkersRequest', 'WriteTxnMarkersResponse']
 
 
 @dataclass(slots=True)
-class WriteTxnMarkersRequest_WritableTxnMarkerTopic(Struct):
-    """WriteTxnMarkersRequest.WritableTxnMarkerTopic (generated)."""
-
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class WriteTxnMarkersRequest_WritableTxnMarker(Struct):
-    """WriteTxnMarkersRequest.WritableTxnMarker (generated)."""
-
-    producer_id: int = 0
-    producer_epoch: int = 0
-    transaction_result: bool = False
-    topics: list[WriteTxnMarkersRequest_WritableTxnMarkerTopic] = field(default_factory=list)
-    coordinator_epoch: int = 0
-    transaction_version: int = 0
-
-
-@dataclass(slots=True)
 class WriteTxnMarkersRequest(Message):
     """WriteTxnMarkersRequest (request)."""
 
-    markers: list[WriteTxnMarkersRequest_WritableTxnMarker] = field(default_factory=list)
+    @dataclass(slots=True)
+    class WritableTxnMarker(Struct):
+        """WriteTxnMarkersRequest.WritableTxnMarker (generated)."""
+
+        @dataclass(slots=True)
+        class WritableTxnMarkerTopic(Struct):
+            """WriteTxnMarkersRequest.WritableTxnMarker.WritableTxnMarkerTopic (generated)."""
+
+            name: str = ''
+            partition_indexes: list[int] = field(default_factory=list)
+
+        producer_id: int = 0
+        producer_epoch: int = 0
+        transaction_result: bool = False
+        topics: list[WriteTxnMarkersRequest.WritableTxnMarker.WritableTxnMarkerTopic] = field(default_factory=list)
+        coordinator_epoch: int = 0
+        transaction_version: int = 0
+
+    WritableTxnMarkerTopic: ClassVar[type[WriteTxnMarkersRequest.WritableTxnMarker.WritableTxnMarkerTopic]]
+
+    markers: list[WriteTxnMarkersRequest.WritableTxnMarker] = field(default_factory=list)
+
+
+WriteTxnMarkersRequest_WritableTxnMarker = WriteTxnMarkersRequest.WritableTxnMarker
+WriteTxnMarkersRequest_WritableTxnMarkerTopic = WriteTxnMarkersRequest.WritableTxnMarker.WritableTxnMarkerTopic
+WriteTxnMarkersRequest.WritableTxnMarkerTopic = WriteTxnMarkersRequest_WritableTxnMarkerTopic
 
 
 def _d_WriteTxnMarkersRequest_WritableTxnMarkerTopic_f(buf, pos, v):
@@ -193,34 +196,41 @@ def _e_WriteTxnMarkersRequest_f(o, v, p, r):
 
 
 @dataclass(slots=True)
-class WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult(Struct):
-    """WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult (generated)."""
-
-    partition_index: int = 0
-    error_code: int = 0
-
-
-@dataclass(slots=True)
-class WriteTxnMarkersResponse_WritableTxnMarkerTopicResult(Struct):
-    """WriteTxnMarkersResponse.WritableTxnMarkerTopicResult (generated)."""
-
-    name: str = ''
-    partitions: list[WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class WriteTxnMarkersResponse_WritableTxnMarkerResult(Struct):
-    """WriteTxnMarkersResponse.WritableTxnMarkerResult (generated)."""
-
-    producer_id: int = 0
-    topics: list[WriteTxnMarkersResponse_WritableTxnMarkerTopicResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class WriteTxnMarkersResponse(Message):
     """WriteTxnMarkersResponse (response)."""
 
-    markers: list[WriteTxnMarkersResponse_WritableTxnMarkerResult] = field(default_factory=list)
+    @dataclass(slots=True)
+    class WritableTxnMarkerResult(Struct):
+        """WriteTxnMarkersResponse.WritableTxnMarkerResult (generated)."""
+
+        @dataclass(slots=True)
+        class WritableTxnMarkerTopicResult(Struct):
+            """WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult (generated)."""
+
+            @dataclass(slots=True)
+            class WritableTxnMarkerPartitionResult(Struct):
+                """WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult.WritableTxnMarkerPartitionResult (generated)."""
+
+                partition_index: int = 0
+                error_code: int = 0
+
+            name: str = ''
+            partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult.WritableTxnMarkerPartitionResult] = field(default_factory=list)
+
+        producer_id: int = 0
+        topics: list[WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult] = field(default_factory=list)
+
+    WritableTxnMarkerTopicResult: ClassVar[type[WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult]]
+    WritableTxnMarkerPartitionResult: ClassVar[type[WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult.WritableTxnMarkerPartitionResult]]
+
+    markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult] = field(default_factory=list)
+
+
+WriteTxnMarkersResponse_WritableTxnMarkerResult = WriteTxnMarkersResponse.WritableTxnMarkerResult
+WriteTxnMarkersResponse_WritableTxnMarkerTopicResult = WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult
+WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult = WriteTxnMarkersResponse.WritableTxnMarkerResult.WritableTxnMarkerTopicResult.WritableTxnMarkerPartitionResult
+WriteTxnMarkersResponse.WritableTxnMarkerTopicResult = WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
+WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult = WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
 
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_f(buf, pos, v):
@@ -339,13 +349,6 @@ def _e_WriteTxnMarkersResponse_f(o, v, p, r):
     p.append(b'\x00')
 
 
-WriteTxnMarkersRequest_WritableTxnMarkerTopic.__qualname__ = 'WriteTxnMarkersRequest.WritableTxnMarkerTopic'
-WriteTxnMarkersRequest_WritableTxnMarkerTopic.__name__ = 'WritableTxnMarkerTopic'
-WriteTxnMarkersRequest_WritableTxnMarker.__qualname__ = 'WriteTxnMarkersRequest.WritableTxnMarker'
-WriteTxnMarkersRequest_WritableTxnMarker.__name__ = 'WritableTxnMarker'
-WriteTxnMarkersRequest.WritableTxnMarkerTopic = WriteTxnMarkersRequest_WritableTxnMarkerTopic
-WriteTxnMarkersRequest.WritableTxnMarker = WriteTxnMarkersRequest_WritableTxnMarker
-WriteTxnMarkersRequest_WritableTxnMarker.WritableTxnMarkerTopic = WriteTxnMarkersRequest_WritableTxnMarkerTopic
 WriteTxnMarkersRequest_WritableTxnMarkerTopic.FIELDS = (
     FieldSpec('name', 'Name', 'string', None, (0, 32767), None, None, None),
     FieldSpec('partition_indexes', 'PartitionIndexes', '[]int32', None, (0, 32767), None, None, None),
@@ -368,17 +371,6 @@ WriteTxnMarkersRequest.flexible_from = 1
 WriteTxnMarkersRequest._decode_flex = staticmethod(_d_WriteTxnMarkersRequest_f)
 WriteTxnMarkersRequest._encode_flex = staticmethod(_e_WriteTxnMarkersRequest_f)
 
-WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.__qualname__ = 'WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult'
-WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.__name__ = 'WritableTxnMarkerPartitionResult'
-WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.__qualname__ = 'WriteTxnMarkersResponse.WritableTxnMarkerTopicResult'
-WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.__name__ = 'WritableTxnMarkerTopicResult'
-WriteTxnMarkersResponse_WritableTxnMarkerResult.__qualname__ = 'WriteTxnMarkersResponse.WritableTxnMarkerResult'
-WriteTxnMarkersResponse_WritableTxnMarkerResult.__name__ = 'WritableTxnMarkerResult'
-WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult = WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
-WriteTxnMarkersResponse.WritableTxnMarkerTopicResult = WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
-WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.WritableTxnMarkerPartitionResult = WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
-WriteTxnMarkersResponse.WritableTxnMarkerResult = WriteTxnMarkersResponse_WritableTxnMarkerResult
-WriteTxnMarkersResponse_WritableTxnMarkerResult.WritableTxnMarkerTopicResult = WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
 WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.FIELDS = (
     FieldSpec('partition_index', 'PartitionIndex', 'int32', None, (0, 32767), None, None, None),
     FieldSpec('error_code', 'ErrorCode', 'int16', None, (0, 32767), None, None, None),

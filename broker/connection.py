@@ -1,0 +1,44 @@
+"""What one client connection is to the handlers: :class:`Connection` and :class:`CloseConnection`.
+
+Below both the server (which creates a ``Connection`` per socket and closes it on
+``CloseConnection``) and the handlers (which read and raise them), so neither
+layer imports the other: the dispatcher (``handlers.dispatch``) is handed to the
+server as a plain callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CloseConnection", "Connection"]
+
+
+class CloseConnection(Exception):
+    """Raised by a dispatch when no response can be built: the server closes the connection.
+
+    The message says why; the server logs it at WARNING with the peer and API key.
+    """
+
+
+@dataclass(slots=True)
+class Connection:
+    """Per-connection state handed to the dispatcher with every frame.
+
+    ``produce_lane`` serialises the append phase of Produce requests of this
+    connection so pipelined idempotent batches are appended in request order.
+    ``attributes`` is free per-connection storage for handlers (e.g. SASL state).
+    ``closing`` is set when the connection goes away (long polls stop waiting).
+    """
+
+    id: int
+    peer: str
+    produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def host(self) -> str:
+        """The client's address without the port (``[...]`` stripped from IPv6)."""
+        return self.peer.rsplit(":", 1)[0].strip("[]")

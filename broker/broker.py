@@ -35,6 +35,7 @@ from .handlers.dispatch import Dispatcher
 from .lock import DataDirLock
 from .log import LogManager
 from .server import KafkaServer, ResponseFilter
+from .stats import RequestStats
 
 __all__ = ["Broker", "run_until_signalled", "serve"]
 
@@ -80,6 +81,8 @@ class Broker:
         self._state: BrokerState | None = None
         self.logs: LogManager
         self.groups: GroupCoordinator
+        self.stats: RequestStats | None = None
+        """Requests, bytes and latency per API (``broker/stats.py``) once running."""
 
     @property
     def port(self) -> int:
@@ -134,6 +137,7 @@ class Broker:
             )
             state.registry = build_registry(self.handler_overrides)
             self._state = state
+            self.stats = RequestStats({key: h.name for key, h in state.registry.items()})
             server = KafkaServer(
                 Dispatcher(state, state.registry),
                 host=config.host,
@@ -142,6 +146,7 @@ class Broker:
                 idle_timeout_s=config.idle_timeout_s,
                 shutdown_grace_s=config.shutdown_grace_s,
                 response_filter=self.response_filter,
+                stats=self.stats,
             )
             await server.start()
             self._server = server

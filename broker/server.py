@@ -46,6 +46,7 @@ from typing import IO, Any, Protocol, cast
 
 from .connection import CloseConnection, Connection
 from .frames import FrameProtocol
+from .stats import RequestStats
 
 __all__ = [
     "Dispatch",
@@ -61,6 +62,9 @@ _KEY_VERSION = struct.Struct(">hh")
 _SENDFILE_MIN_BYTES = 64 * 1024
 #: How many requests of one connection may be in flight before reading pauses.
 _MAX_IN_FLIGHT = 128
+
+_Queued = tuple["asyncio.Task[Sequence[Chunk] | None]", bytes, float, int]
+"""A request in a connection's queue: its task, first 8 bytes, arrival time, frame size."""
 
 
 class FileSliceLike(Protocol):
@@ -131,8 +135,10 @@ class KafkaServer:
         idle_timeout_s: float = 600.0,
         shutdown_grace_s: float = 5.0,
         response_filter: ResponseFilter | None = None,
+        stats: RequestStats | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self.stats = stats
         self._host = host
         self._port = port
         self.max_frame_bytes = max_frame_bytes
@@ -244,9 +250,7 @@ class _ConnectionRunner:
         self.connection = connection
         self.protocol = protocol
         self.transport = transport
-        self.queue: asyncio.Queue[tuple[asyncio.Task[Sequence[Chunk] | None], bytes] | None] = (
-            asyncio.Queue()
-        )
+        self.queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self.drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._writer_task: asyncio.Task[None] | None = None
@@ -267,7 +271,7 @@ class _ConnectionRunner:
         request = self._loop.create_task(self.server._dispatch(memoryview(frame), self.connection))
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
-        self.queue.put_nowait((request, bytes(frame[:8])))
+        self.queue.put_nowait((request, bytes(frame[:8]), self._loop.time(), len(frame)))
         if self.queue.qsize() >= _MAX_IN_FLIGHT:
             self.protocol.hold()
 
@@ -319,16 +323,20 @@ class _ConnectionRunner:
                     return
                 if self.queue.qsize() < _MAX_IN_FLIGHT:
                     self.protocol.release()
-                request, head = item
-                if not await self._write_response(request, head):
+                if not await self._write_response(*item):
                     return
         finally:
             self.protocol.finish_input()
 
     async def _write_response(
-        self, request: asyncio.Task[Sequence[Chunk] | None], head: bytes
+        self,
+        request: asyncio.Task[Sequence[Chunk] | None],
+        head: bytes,
+        arrived: float,
+        size: int,
     ) -> bool:
-        """Write one response; False = the connection must close."""
+        """Write one response (and count it in the server's stats); False = the connection
+        must close."""
         key, version, correlation_id = _frame_header(head)
         try:
             chunks = await request
@@ -355,7 +363,10 @@ class _ConnectionRunner:
                 version,
             )
             return False
-        if chunks is None:
+        stats = self.server.stats
+        if chunks is None:  # acks=0: no response
+            if stats is not None:
+                stats.record(key, size, 0, self._loop.time() - arrived)
             return True
         response_filter = self.server.response_filter
         if response_filter is not None and not response_filter(
@@ -368,6 +379,9 @@ class _ConnectionRunner:
         except (ConnectionError, OSError) as exc:
             logger.debug("connection %s: write failed: %s", self.peer, exc)
             return False
+        if stats is not None:
+            sent = sum(len(chunk) for chunk in chunks)
+            stats.record(key, size, sent, self._loop.time() - arrived)
         return True
 
     async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:

@@ -10,6 +10,7 @@ built from the config's ``broker:`` settings and the bootstrap address in use
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from backbone.settings import BrokerSettings
 
-__all__ = ["KafkaClients"]
+__all__ = ["KafkaClients", "stop_consumer"]
 
 
 class KafkaClients:
@@ -49,3 +50,15 @@ class KafkaClients:
     def admin(self, client_id: str = "backbone.admin", **options: Any) -> AIOKafkaAdminClient:
         """An :class:`AIOKafkaAdminClient`."""
         return AIOKafkaAdminClient(**self.common(client_id), **options)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, without the stray ``CancelledError`` aiokafka raises when a
+    group-less consumer is stopped before its background task first ran (a command
+    that fails right after starting one). A real cancellation still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise

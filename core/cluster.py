@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from backbone.clients import KafkaClients
+from backbone.clients import KafkaClients, stop_consumer
 from backbone.errors import BackboneError
 from backbone.views import (
     GroupMember,
@@ -111,7 +111,7 @@ class Cluster:
         try:
             await consumer.start()
         except BaseException:
-            await consumer.stop()
+            await stop_consumer(consumer)
             await admin.close()
             raise
         self._offsets = consumer
@@ -122,7 +122,7 @@ class Cluster:
     ) -> None:
         try:
             if self._offsets is not None:
-                await self._offsets.stop()
+                await stop_consumer(self._offsets)
         finally:
             if self._admin is not None:
                 await self._admin.close()
@@ -463,7 +463,7 @@ async def commit_offsets(
                 "(a member joined meanwhile?)"
             ) from exc
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def read_ranges(
@@ -498,7 +498,7 @@ async def read_ranges(
                     del wanted[tp]
         return found
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def browse(

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from backbone.clients import stop_consumer
 from backbone.commands.common import (
     BOOTSTRAP_OPTION,
     CONFIG_OPTION,
@@ -266,7 +267,7 @@ def consume(
                     await consumer.start()
                 await _print(consumer, group is not None, count, follow, output)
             finally:
-                await consumer.stop()
+                await stop_consumer(consumer)
 
     run(body, debug=debug, log_level=log_level, log_format=log_format)
 

@@ -111,19 +111,17 @@ async def _replay_running(admin: Any, target: Any, plan: Any) -> None:
     try:
         await admin.pause(plan.sink)
         typer.echo(f"sink {plan.sink}: paused", err=True)
-        resumed = False
         try:
             async with Cluster(target.clients, target.data_dir) as cluster:
                 await cluster.wait_idle(plan.group, within=30.0)
             await commit_offsets(target.clients, plan.group, plan.begin)
-            typer.echo(f"sink {plan.sink}: group {plan.group} moved back {plan.total} record(s)")
-        finally:
-            await admin.resume(plan.sink)
-            resumed = True
-        if resumed:
             typer.echo(
-                f"sink {plan.sink}: resumed; it delivers its topics again from --from", err=True
+                f"sink {plan.sink}: group {plan.group} moved back {plan.total} record(s)",
+                err=True,
             )
+        finally:
+            await admin.resume(plan.sink)  # also when moving failed: never leave it paused
+        typer.echo(f"sink {plan.sink}: resumed; it delivers its topics again from --from", err=True)
     finally:
         await admin.close()
 

@@ -314,15 +314,19 @@ sinks:
     )
     caplog.set_level(logging.INFO, logger="backbone.progress")
 
-    def line(prefix: str) -> bool:
-        return any(
-            r.getMessage().startswith(prefix) and "totals 40 in, 40 out" in r.getMessage()
-            for r in caplog.records
-        )
+    def logged(prefix: str, end: str) -> logging.LogRecord | None:
+        found = (r for r in caplog.records if r.getMessage().startswith(prefix))
+        return next((r for r in found if r.getMessage().endswith(end)), None)
 
     async with running(path):
-        await wait_until(lambda: line("source ticks RUNNING: "), what="the source's line")
-        await wait_until(lambda: line("sink sink RUNNING: "), what="the sink's line")
-    sink_line = next(r for r in caplog.records if r.getMessage().startswith("sink sink RUNNING"))
-    assert sink_line.levelno == logging.INFO and getattr(sink_line, "connector", None) == "sink"
-    assert "0 dead-lettered; lag " in sink_line.getMessage()
+        await wait_until(
+            lambda: logged("source ticks RUNNING: ", "totals 40 in, 40 out, 0 dead-lettered"),
+            what="the source's line",
+        )
+        await wait_until(
+            lambda: logged("sink sink RUNNING: ", "totals 40 in, 40 out, 0 dead-lettered; lag 0"),
+            what="the sink's line, caught up",
+        )
+    sink_line = logged("sink sink RUNNING: ", "lag 0")
+    assert sink_line is not None and sink_line.levelno == logging.INFO
+    assert getattr(sink_line, "connector", None) == "sink"

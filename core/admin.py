@@ -45,9 +45,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import backbone
-from backbone.cluster import Cluster, GroupBusyError, UnknownTopicError, browse, describe_error
 from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp, HttpError
+from backbone.kafka_admin import (
+    GroupBusyError,
+    KafkaAdmin,
+    UnknownTopicError,
+    browse,
+    describe_error,
+)
 from backbone.metrics import CONTENT_TYPE, GatewayCollector, render
 from backbone.openapi import Operation, Parameter, document
 from backbone.supervisor import ConnectorStateError
@@ -108,7 +114,7 @@ class AdminApi:
         token = settings.admin_token if settings is not None else None
         self._token = token.get_secret_value().encode() if token is not None else None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self._cluster: Cluster | None = None
+        self._cluster: KafkaAdmin | None = None
         self._cluster_lock = asyncio.Lock()
         self.collector = GatewayCollector(runner.status, self._lag, runner.broker_stats)
         self.operations = self._operations()
@@ -171,8 +177,8 @@ class AdminApi:
 
         return endpoint
 
-    async def cluster(self) -> Cluster:
-        """The admin API's :class:`Cluster` (started on first use)."""
+    async def cluster(self) -> KafkaAdmin:
+        """The admin API's :class:`KafkaAdmin` (started on first use)."""
         async with self._cluster_lock:
             if self._cluster is None:
                 kafka = self.runner.kafka
@@ -182,7 +188,7 @@ class AdminApi:
                 embedded = self.runner.config.broker.embedded
                 if embedded is not None and self.runner.config.broker.bootstrap is None:
                     data_dir = self.runner.config.resolve(embedded.data_dir)
-                self._cluster = await Cluster(kafka, data_dir).__aenter__()
+                self._cluster = await KafkaAdmin(kafka, data_dir).__aenter__()
             return self._cluster
 
     # -- connectors -------------------------------------------------------------

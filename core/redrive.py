@@ -36,10 +36,10 @@ from aiokafka import TopicPartition
 
 from backbone.assembly import processor_path, processor_worker, sink_worker
 from backbone.clients import KafkaClients
-from backbone.cluster import Cluster, read_ranges
 from backbone.connector import SinkRecord
 from backbone.consumers import ConsumingWorker, ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
+from backbone.kafka_admin import KafkaAdmin, read_ranges
 from backbone.registry import Registry
 from backbone.settings import Config
 from backbone.views import DeadLetterView, RecordView, RedriveResult
@@ -106,7 +106,7 @@ def _mine(name: str, records: list[SinkRecord]) -> list[SinkRecord]:
 
 
 async def dead_letters(
-    cluster: Cluster, config: Config, name: str, *, pending: bool = True, limit: int = 100
+    cluster: KafkaAdmin, config: Config, name: str, *, pending: bool = True, limit: int = 100
 ) -> list[DeadLetterView]:
     """Dead letters of ``name``, oldest first: the pending ones (or all), at most ``limit``."""
     _, topic = dead_letter_topic(config, name)
@@ -224,7 +224,7 @@ async def redrive(
     """
     role, topic = dead_letter_topic(config, name)
     group = redrive_group(name)
-    async with Cluster(clients) as cluster:
+    async with KafkaAdmin(clients) as cluster:
         tps = await cluster.partitions(topic)
         starts, ends = await cluster.offsets(tps)
         done = await cluster.committed(group)

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from backbone.assembly import sink_worker
-from backbone.cluster import Cluster, commit_offsets
 from backbone.consumers import SinkWorker
 from backbone.errors import BackboneError
+from backbone.kafka_admin import KafkaAdmin, commit_offsets
 from backbone.registry import Registry
 from backbone.settings import Config
 from backbone.target import Target
@@ -59,7 +59,7 @@ class ReplayPlan:
 
 
 async def plan_replay(
-    cluster: Cluster,
+    cluster: KafkaAdmin,
     config: Config,
     sink: str,
     start: str | dt.datetime,
@@ -108,7 +108,7 @@ async def replay_alone(
     ``control.stop()`` (Ctrl-C) ends it early: the batch in hand is finished and
     committed, the group stays where the replay got to.
     """
-    async with Cluster(target.clients, target.data_dir) as cluster:
+    async with KafkaAdmin(target.clients, target.data_dir) as cluster:
         await cluster.require_idle(plan.group)
     await commit_offsets(target.clients, plan.group, plan.begin)
     producer = target.clients.producer(  # for the sink's dead-letter records

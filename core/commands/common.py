@@ -172,7 +172,7 @@ def run(
         if debug:
             logger.exception("backbone failed")
         else:
-            from backbone.cluster import describe_error
+            from backbone.kafka_admin import describe_error
 
             message = str(exc) if isinstance(exc, BackboneError) else describe_error(exc)
             typer.echo(f"error: {message}", err=True)

@@ -50,7 +50,7 @@ def list_dead_letters(
     """Every connector with a dead-letter topic, and how many of its records wait there."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster, UnknownTopicError
+        from backbone.kafka_admin import KafkaAdmin, UnknownTopicError
         from backbone.redrive import dead_letters
         from backbone.target import connect
 
@@ -58,7 +58,7 @@ def list_dead_letters(
         rows = []
         async with (
             connect(loaded, None) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             for section, role in (
                 ("sources", "source"),
@@ -108,14 +108,14 @@ def show(
     error that sent each there and where it came from."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.redrive import dead_letters
         from backbone.target import connect
 
         loaded, _ = load_gateway(config)
         async with (
             connect(loaded, None) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             found = await dead_letters(cluster, loaded, name, pending=not include_all, limit=count)
         if as_json:

@@ -43,12 +43,12 @@ def list_groups(
     """Every consumer group: state, live members, topics and total lag."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             groups = await cluster.groups()
         if as_json:
@@ -75,12 +75,12 @@ def describe(
     """Per partition: committed offset, end offset, lag and the member holding it."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             view = await cluster.group(group)
         if as_json:
@@ -154,13 +154,13 @@ def reset(
     """Move GROUP's committed offsets on TOPIC (refused while the group has live members)."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         where = parse_target(to)
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             await cluster.require_idle(group)
             changes = await cluster.plan_reset(group, topic, where)

@@ -85,7 +85,7 @@ def produce(
     """
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         if key is not None and key_separator is not None:
@@ -94,7 +94,7 @@ def produce(
         loaded = load(config, bootstrap)
         idempotence = loaded.broker.idempotence if loaded is not None else True
         async with connect(loaded, bootstrap) as target:
-            async with Cluster(target.clients, target.data_dir) as cluster:
+            async with KafkaAdmin(target.clients, target.data_dir) as cluster:
                 partitions = await cluster.partitions(topic)
             if partition is not None and partition >= len(partitions):
                 raise UsageError(
@@ -228,7 +228,7 @@ def consume(
     timestamp, key, value, headers), up to its end (or on with --follow)."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         if sum([from_beginning, from_time is not None, offset is not None]) > 1:
@@ -240,7 +240,7 @@ def consume(
         when = parse_datetime(from_time, "--from") if from_time is not None else None
         start = _Start(beginning=from_beginning, offset=offset, when=when)
         async with connect(load(config, bootstrap), bootstrap) as target:
-            async with Cluster(target.clients, target.data_dir) as cluster:
+            async with KafkaAdmin(target.clients, target.data_dir) as cluster:
                 tps = await cluster.partitions(topic)
             if partition is not None:
                 if partition >= len(tps):

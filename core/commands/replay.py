@@ -59,7 +59,7 @@ def replay(
     run only that sink until it is back where it was (or at --to), then exit 0."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.replay import plan_replay
         from backbone.target import connect
 
@@ -69,7 +69,7 @@ def replay(
         until = parse_datetime(to, "--to") if to is not None else None
         config, registry = load_gateway(config_path)
         async with connect(config, None) as target:
-            async with Cluster(target.clients, target.data_dir) as cluster:
+            async with KafkaAdmin(target.clients, target.data_dir) as cluster:
                 plan = await plan_replay(cluster, config, sink, begin, until)
                 admin = await _gateway_admin(config, sink)
                 if admin is None:
@@ -106,13 +106,13 @@ async def _gateway_admin(config: Any, sink: str) -> Any | None:
 
 
 async def _replay_running(admin: Any, target: Any, plan: Any) -> None:
-    from backbone.cluster import Cluster, commit_offsets
+    from backbone.kafka_admin import KafkaAdmin, commit_offsets
 
     try:
         await admin.pause(plan.sink)
         typer.echo(f"sink {plan.sink}: paused", err=True)
         try:
-            async with Cluster(target.clients, target.data_dir) as cluster:
+            async with KafkaAdmin(target.clients, target.data_dir) as cluster:
                 await cluster.wait_idle(plan.group, within=30.0)
             await commit_offsets(target.clients, plan.group, plan.begin)
             typer.echo(

@@ -60,12 +60,12 @@ def list_topics(
     """Every topic with its partitions, records and size on disk."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             topics = await cluster.topics(internal=internal)
         if as_json:
@@ -95,12 +95,12 @@ def describe(
     """Partitions (leader, start and end offsets, records, size) and configs of TOPIC."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             (view,) = await cluster.topics([topic], configs=True)
         if as_json:
@@ -158,13 +158,13 @@ def create(
     """Create TOPIC."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         configs = _config_pairs(entries)
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             await cluster.create_topic(
                 topic,
@@ -189,12 +189,12 @@ def delete(
     """Delete TOPIC and its records (committed offsets on it are dropped too)."""
 
     async def body() -> None:
-        from backbone.cluster import Cluster
+        from backbone.kafka_admin import KafkaAdmin
         from backbone.target import connect
 
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
-            Cluster(target.clients, target.data_dir) as cluster,
+            KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
             await cluster.delete_topic(topic)
         typer.echo(f"deleted topic {topic}")

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from backbone.broker import Broker, BrokerConfig
 from backbone.clients import KafkaClients
-from backbone.cluster import commit_offsets
+from backbone.kafka_admin import commit_offsets
 from backbone.testing import FAST_RUNTIME, Gateway, wait_until
 from tests.core.operating import ROOT, cli
 from tests.servers import free_port

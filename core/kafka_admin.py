@@ -1,13 +1,13 @@
 """Read and change a Kafka cluster as an operator does: topics, offsets, consumer groups.
 
-:class:`Cluster` wraps one admin client and one group-less consumer (for offset
+:class:`KafkaAdmin` wraps one admin client and one group-less consumer (for offset
 look-ups) made by :class:`~backbone.clients.KafkaClients`, and answers in the
 models of :mod:`backbone.views`. The CLI (``backbone topics``/``groups``) and the
 admin HTTP API use it alike. Only Kafka protocol requests are used, so it works
 on the embedded broker and on any Kafka cluster; partition sizes on disk are read
 from the broker's data directory when it is on this machine.
 
-A group's offsets are moved (:meth:`Cluster.reset_offsets`) only while the group
+A group's offsets are moved (:meth:`KafkaAdmin.reset_offsets`) only while the group
 has no live members, as ``kafka-consumer-groups --reset-offsets`` does: a member
 would overwrite them with its next commit (and the broker refuses commits from
 outside a live group anyway).
@@ -41,7 +41,7 @@ from backbone.views import (
     TopicView,
 )
 
-__all__ = ["Cluster", "GroupBusyError", "UnknownTopicError", "describe_error", "millis"]
+__all__ = ["GroupBusyError", "KafkaAdmin", "UnknownTopicError", "describe_error", "millis"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def _size_on_disk(data_dir: Path | None, topic: str, partition: int) -> int | No
         return None
 
 
-class Cluster:
+class KafkaAdmin:
     """Topics, offsets and consumer groups of one cluster (see the module docstring).
 
-    An async context manager: ``async with Cluster(clients, data_dir) as cluster``.
+    An async context manager: ``async with KafkaAdmin(clients, data_dir) as cluster``.
     """
 
     def __init__(self, clients: KafkaClients, data_dir: Path | None = None) -> None:
@@ -95,7 +95,7 @@ class Cluster:
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
 
-    async def __aenter__(self) -> Cluster:
+    async def __aenter__(self) -> KafkaAdmin:
         admin = self.clients.admin(client_id="backbone.cli", request_timeout_ms=30000)
         try:
             await admin.start()
@@ -129,12 +129,12 @@ class Cluster:
 
     @property
     def admin(self) -> AIOKafkaAdminClient:
-        assert self._admin is not None, "use Cluster as an async context manager"
+        assert self._admin is not None, "use KafkaAdmin as an async context manager"
         return self._admin
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
-        assert self._offsets is not None, "use Cluster as an async context manager"
+        assert self._offsets is not None, "use KafkaAdmin as an async context manager"
         return self._offsets
 
     # -- topics ---------------------------------------------------------------
@@ -502,7 +502,7 @@ async def read_ranges(
 
 
 async def browse(
-    cluster: Cluster,
+    cluster: KafkaAdmin,
     tps: Sequence[TopicPartition],
     *,
     offset: int | None = None,

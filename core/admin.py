@@ -34,8 +34,6 @@ import asyncio
 import datetime as dt
 import hmac
 import ipaddress
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +111,6 @@ class AdminApi:
         settings = runner.config.http
         token = settings.admin_token if settings is not None else None
         self._token = token.get_secret_value().encode() if token is not None else None
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._cluster: KafkaAdmin | None = None
         self._cluster_lock = asyncio.Lock()
         self.collector = GatewayCollector(runner.status, self._lag, runner.broker_stats)
@@ -257,7 +254,7 @@ class AdminApi:
             "dead_letter_topic": entry.dead_letter_topic,
             "group": group,
             "restarts": status.restarts,
-            "worker": self.worker,
+            "worker": status.worker,
         }
 
     async def list_connectors(self, request: Request) -> list[ConnectorView]:

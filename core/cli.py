@@ -196,6 +196,36 @@ async def _run(runner: Any) -> None:
             loop.remove_signal_handler(signum)
 
 
+@app.command()
+def status(
+    config_path: Path = typer.Option(..., "--config", help="The config file of the gateways."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    bootstrap: str | None = typer.Option(
+        None, "--bootstrap", help="HOST:PORT of the broker (default: from the config)."
+    ),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Show which gateway process runs each connector (read from the Kafka cluster)."""
+    from backbone.config import load_config
+    from backbone.status import cluster_status
+
+    try:
+        registry = _registry()
+        config = load_config(config_path, registry)
+        entries = asyncio.run(cluster_status(config, registry, bootstrap=bootstrap))
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+    if as_json:
+        typer.echo(json.dumps(entries))
+        return
+    rows = [("CONNECTOR", "KIND", "WORKER", "STATE")]
+    rows += [(e["connector"], e["kind"], e["worker"] or "-", e["state"]) for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        typer.echo("  ".join([*padded, row[3]]))
+
+
 def _unit(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str | None:
     """``"duration"``/``"size"`` when the field is a :data:`Duration`/:data:`ByteSize`.
 

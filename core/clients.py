@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from backbone.settings import BrokerSettings
@@ -50,6 +50,11 @@ class KafkaClients:
     def admin(self, client_id: str = "backbone.admin", **options: Any) -> AIOKafkaAdminClient:
         """An :class:`AIOKafkaAdminClient`."""
         return AIOKafkaAdminClient(**self.common(client_id), **options)
+
+    def client(self, client_id: str, **options: Any) -> AIOKafkaClient:
+        """A low-level :class:`AIOKafkaClient`, for requests the others do not make (the
+        gateway group's JoinGroup/SyncGroup, CreateTopics v4, DescribeGroups)."""
+        return AIOKafkaClient(**self.common(client_id), **options)
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:

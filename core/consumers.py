@@ -59,8 +59,10 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
             found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000)})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
-            else:
-                await consumer.seek_to_end(tp)
+            else:  # nothing at or after the timestamp yet: start at today's end
+                # (an explicit offset: aiokafka's lazy seek_to_end may be reset to earliest)
+                ends = await consumer.end_offsets([tp])
+                consumer.seek(tp, ends[tp])
 
 
 class ConsumingWorker(Worker):
@@ -99,8 +101,9 @@ class ConsumingWorker(Worker):
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
-        return self.shared.kafka.consumer(
-            client_id=f"backbone.{self.name}",
+        worker = self.shared.worker
+        return self.shared.clients.consumer(
+            client_id=f"backbone.{self.name}@{worker}" if worker else f"backbone.{self.name}",
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",

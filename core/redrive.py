@@ -236,7 +236,12 @@ async def redrive(
     control = control or Control()
     try:
         shared = Shared(
-            producer, clients.bootstrap, config.runtime, asyncio.Event(), random.Random(), clients
+            producer,
+            clients.bootstrap,
+            config.runtime,
+            asyncio.Event(),
+            random.Random(),
+            kafka=clients,
         )
         common: dict[str, Any] = {
             "shared": shared,

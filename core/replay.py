@@ -123,7 +123,7 @@ async def replay_alone(
             config.runtime,
             asyncio.Event(),
             random.Random(),
-            target.clients,
+            kafka=target.clients,
         )
         worker: SinkWorker = sink_worker(
             config,

@@ -5,25 +5,27 @@
 awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In order:
 
 1. start the embedded broker (unless ``broker.bootstrap`` names a cluster);
-2. create the declared topics (partitions, configs), the compacted
-   ``_backbone.positions`` topic, and every other topic the config names
-   (one partition, broker defaults) — existing topics are left alone;
+2. create the missing topics (:mod:`backbone.topics`: the declared ones, the
+   compacted ``_backbone.positions`` and every other topic the config names);
 3. start one idempotent producer (``acks=all``) shared by every source,
-   processor and dead-letter send; load the saved source positions;
+   processor and dead-letter send; read the saved source positions;
 4. start the HTTP server when the config has an ``http:`` section
-   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
-   routes to it; each connector's context gets ``http`` (its routes, removed when it
-   stops) and each source's ``push`` (:mod:`backbone.push`);
-5. run every source, sink and processor as its own task under a
-   :class:`~backbone.supervisor.Supervisor` (:attr:`Runner.connectors`: pause,
-   resume, restart; workers in :mod:`backbone.source_worker`,
-   :mod:`backbone.consumers`). A task that raises leaves its connector FAILED with
-   the error and does not touch the others.
+   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`) with the admin API
+   (:mod:`backbone.admin`); other parts add their routes to it; each connector's
+   context gets ``http`` (its routes, removed when it stops) and each source's
+   ``push`` (:mod:`backbone.push`);
+5. run every sink, processor and ingress source as its own task under a
+   :class:`~backbone.supervisor.Supervisor` (pause, resume, restart; workers in
+   :mod:`backbone.source_worker`, :mod:`backbone.consumers`), and join the gateway
+   cluster (:mod:`backbone.cluster`), which runs the other sources this process is
+   assigned. A task that raises leaves its connector FAILED with the error and
+   does not touch the others. A :class:`~backbone.reporter.Reporter` samples the
+   connectors' counters and logs progress lines.
 
 When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
-then every worker stops reading and drains; after
-``runtime.grace_period`` what still runs is cancelled (and logged). Everything
-talks to the broker through aiokafka only, embedded or not.
+then every worker stops reading and drains; after ``runtime.grace_period`` what
+still runs is cancelled (and logged). Everything talks to the broker through
+aiokafka only, embedded or not.
 """
 
 from __future__ import annotations
@@ -31,34 +33,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
+import socket
 from contextlib import AsyncExitStack
 from typing import Any
-
-from aiokafka.admin import NewTopic
 
 from backbone.admin import AdminApi
 from backbone.assembly import connector_context, processor_path, processor_worker, sink_worker
 from backbone.clients import KafkaClients
+from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp
-from backbone.positions import POSITIONS_TOPIC, PositionStore
+from backbone.positions import Claim, PositionStore, PositionWriter
 from backbone.push import PushChannel
 from backbone.registry import Registry
 from backbone.reporter import Reporter
 from backbone.schema import connector_options
 from backbone.settings import Config
 from backbone.source_worker import SourceWorker
-from backbone.supervisor import Supervisor
-from backbone.worker import ConnectorState, ConnectorStatus, Control, Shared
+from backbone.supervisor import ClusterSource, ConnectorHandle, Supervisor, run_worker
+from backbone.topics import create_topics, describe, planned_topics
+from backbone.worker import ConnectorState, ConnectorStatus, Control, Shared, Worker
 
 __all__ = ["ConnectorState", "ConnectorStatus", "Runner"]
 
 logger = logging.getLogger(__name__)
-
-_TOPIC_ALREADY_EXISTS = 36
 
 
 class Runner:
@@ -68,8 +70,9 @@ class Runner:
     ``bootstrap`` is the broker address once started; ``http`` the HTTP server
     (when the config has ``http:``) once started, for other parts to add routes;
     ``started`` is set once every connector task was launched; ``connectors`` maps
-    names to their :class:`~backbone.supervisor.Supervisor`; ``kafka`` makes Kafka
-    clients for the broker in use.
+    names to what pauses, resumes and restarts them
+    (:class:`~backbone.supervisor.ConnectorHandle`); ``kafka`` makes Kafka clients
+    for the broker in use; ``worker`` is this process's ``host:pid``.
     """
 
     def __init__(self, config: Config, registry: Registry, *, rng: random.Random | None = None):
@@ -80,10 +83,12 @@ class Runner:
         self.bootstrap: str | None = None
         self.http: HttpApp | None = None
         self.kafka: KafkaClients | None = None
-        self.connectors: dict[str, Supervisor] = {}
+        self.connectors: dict[str, ConnectorHandle] = {}
         self.reporter: Reporter | None = None
         self._embedded: Any = None
+        self._cluster_workers: dict[str, Worker] = {}
         self.started = asyncio.Event()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         for section, role in (
             ("sources", "source"),
             ("sinks", "sink"),
@@ -96,9 +101,9 @@ class Runner:
         """Run until ``stop`` is set; raises :class:`BackboneError` if start-up fails."""
         async with AsyncExitStack() as stack:
             self.bootstrap = await self._broker(stack)
-            self.kafka = KafkaClients(self.bootstrap, self.config.broker)
-            await self._create_topics()
-            producer = self.kafka.producer(
+            clients = self.kafka = KafkaClients(self.bootstrap, self.config.broker)
+            await create_topics(clients, planned_topics(self.config))
+            producer = clients.producer(
                 enable_idempotence=self.config.broker.idempotence,
                 acks="all",
                 linger_ms=5,
@@ -117,13 +122,20 @@ class Runner:
                     else ""
                 )
                 raise BackboneError(
-                    f"cannot start the producer on {self.bootstrap}: {_describe(exc)}{hint}"
+                    f"cannot start the producer on {self.bootstrap}: {describe(exc)}{hint}"
                 ) from exc
             stack.push_async_callback(producer.stop)
-            store = PositionStore(producer, self.bootstrap, clients=self.kafka)
-            positions = await store.load()
+            store = PositionStore(producer, self.bootstrap, clients=clients)
+            await store.start()
+            stack.push_async_callback(store.stop)
             shared = Shared(
-                producer, self.bootstrap, self.config.runtime, stop, self.rng, self.kafka
+                producer,
+                self.bootstrap,
+                self.config.runtime,
+                stop,
+                self.rng,
+                self.worker,
+                kafka=clients,
             )
             self.reporter = Reporter(
                 self.status, self._lag, interval=self.config.runtime.progress_interval
@@ -133,31 +145,83 @@ class Runner:
                 admin = AdminApi(self)
                 admin.install(self.http)
                 stack.push_async_callback(admin.close)
-            for name, supervisor in self._supervisors(shared, store, positions):
+            supervisors = self._supervisors(shared, store)
+            for name, supervisor in supervisors:
                 self.connectors[name] = supervisor
                 supervisor.start()
-            reporting = asyncio.create_task(self.reporter.run(), name="backbone:progress")
+            tasks: list[asyncio.Task[None]] = []
+            gateway: asyncio.Task[None] | None = None
+            assigned = [name for name in self.config.sources if not self._ingress(name)]
+            if assigned:
+                cluster = SourceCluster(
+                    gateway_id=self.config.gateway_id,
+                    worker=self.worker,
+                    sources=assigned,
+                    clients=clients,
+                    store=store,
+                    shared=shared,
+                    status=self.status,
+                    make_worker=self._cluster_source_worker,
+                    supervise=functools.partial(run_worker, on_stop=self._gone),
+                )
+                for name in assigned:
+                    self.connectors[name] = ClusterSource(
+                        self.status[name], cluster, self._cluster_workers
+                    )
+                gateway = asyncio.create_task(cluster.run(), name="backbone:gateway")
+                tasks.append(gateway)
+            tasks.append(asyncio.create_task(self.reporter.run(), name="backbone:progress"))
             self.started.set()
             logger.info(
-                "backbone running: %d source(s), %d sink(s), %d processor(s) on %s",
+                "backbone running: %d source(s), %d sink(s), %d processor(s) on %s "
+                "(gateway %s, worker %s)",
                 len(self.config.sources),
                 len(self.config.sinks),
                 len(self.config.processors),
                 self.bootstrap,
+                self.config.gateway_id,
+                self.worker,
             )
             try:
-                await stop.wait()
+                await self._until_stopped(stop, gateway)
                 grace = self.config.runtime.grace_period
                 logger.info("stopping: draining for up to %.1fs", grace)
                 if self.http is not None:
                     await self.http.stop()  # no new requests; those in flight finish
-                await asyncio.gather(*(c.stop(grace) for c in self.connectors.values()))
-            finally:
-                tasks = [c.task for c in self.connectors.values() if c.task is not None]
-                for task in [*tasks, reporting]:
+                draining: list[asyncio.Task[Any]] = [
+                    asyncio.create_task(s.stop(grace), name=f"backbone:{name}")
+                    for name, s in supervisors
+                ]
+                if gateway is not None:  # it drains its sources itself on ``stop``
+                    draining.append(gateway)
+                _, late = await asyncio.wait(draining, timeout=grace + 1) if draining else ((), ())
+                for task in late:
+                    logger.warning("%s did not drain in time: cancelled", task.get_name())
                     task.cancel()
-                await asyncio.gather(*tasks, reporting, return_exceptions=True)
+            finally:
+                every = [*tasks, *(s.task for _, s in supervisors if s.task is not None)]
+                for task in every:
+                    task.cancel()
+                await asyncio.gather(*every, return_exceptions=True)
         logger.info("backbone stopped")
+
+    async def _until_stopped(self, stop: asyncio.Event, gateway: asyncio.Task[None] | None) -> None:
+        """Wait for ``stop``; raise if the gateway group loop ends first (without its group
+        the gateway runs no source: end, do not idle)."""
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {stopper}
+            if gateway is not None:
+                waits.add(gateway)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if gateway is not None and gateway.done() and not stop.is_set():
+            failure = None if gateway.cancelled() else gateway.exception()
+            raise BackboneError(
+                "the gateway group loop ended: "
+                + (describe(failure) if failure else "without an error")
+            ) from failure
 
     async def _broker(self, stack: AsyncExitStack) -> str:
         settings = self.config.broker
@@ -182,69 +246,6 @@ class Runner:
         logger.info("embedded broker listening on %s", broker.bootstrap)
         return str(broker.bootstrap)
 
-    def _topics(self) -> list[NewTopic]:
-        config = self.config
-        wanted: dict[str, NewTopic] = {}
-        for name in config.topics:
-            topic = config.topic_settings(name)
-            wanted[name] = NewTopic(
-                name,
-                topic.partitions,
-                topic.replication_factor,
-                topic_configs=topic.kafka_configs(),
-            )
-        wanted.setdefault(
-            POSITIONS_TOPIC,
-            NewTopic(POSITIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"}),
-        )
-        referenced: list[str] = []
-        for source in config.sources.values():
-            referenced += [source.topic, source.dead_letter_topic or ""]
-        for sink in config.sinks.values():
-            referenced += [*sink.topics, sink.dead_letter_topic or ""]
-        for proc in config.processors.values():
-            referenced += [*proc.topics, proc.to or "", proc.dead_letter_topic or ""]
-            for step in proc.transforms or ():
-                route = getattr(step, "route", None)
-                if route is not None:
-                    referenced += [*route.topics.values(), route.default or ""]
-        for name in referenced:
-            if name and name not in wanted:
-                wanted[name] = NewTopic(name, 1, 1)
-        return list(wanted.values())
-
-    async def _create_topics(self) -> None:
-        assert self.kafka is not None
-        admin = self.kafka.admin()
-        try:
-            await admin.start()
-        except Exception as exc:
-            await admin.close()
-            raise BackboneError(
-                f"cannot reach the Kafka cluster at {self.bootstrap} (broker.bootstrap): "
-                f"{_describe(exc)}"
-            ) from exc
-        try:
-            existing = set(await admin.list_topics())
-            missing = [topic for topic in self._topics() if topic.name not in existing]
-            if not missing:
-                return
-            response = await admin.create_topics(missing)
-            problems = []
-            for entry in getattr(response, "topic_errors", None) or response.topics:
-                name, code = entry[0], entry[1]
-                message = entry[2] if len(entry) > 2 else None
-                if code == _TOPIC_ALREADY_EXISTS:
-                    continue
-                if code:
-                    problems.append(f"topic {name}: error {code} ({message or 'no message'})")
-                else:
-                    logger.info("created topic %s", name)
-            if problems:
-                raise BackboneError("cannot create topics: " + "; ".join(problems))
-        finally:
-            await admin.close()
-
     def _http_app(self) -> HttpApp:
         settings = self.config.http
         assert settings is not None
@@ -266,47 +267,85 @@ class Runner:
             push=PushChannel(name) if source else None,
         )
 
-    def _supervisors(
-        self, shared: Shared, store: PositionStore, positions: dict[str, Any]
-    ) -> list[tuple[str, Supervisor]]:
-        """One :class:`Supervisor` per connector, each with a function building a fresh
-        connector instance and worker (at start, and again on every restart)."""
+    def _ingress(self, name: str) -> bool:
+        """Whether source ``name`` is an ingress point, run in every gateway process."""
+        kind = self.registry.get(self.config.sources[name].type)
+        return bool(getattr(kind.source, "ingress", False))
+
+    def _supervisors(self, shared: Shared, store: PositionStore) -> list[tuple[str, Supervisor]]:
+        """A :class:`Supervisor` for what every process runs (sinks, processors, ingress
+        sources), each with a function building a fresh connector instance and worker
+        (at start, and again on every restart)."""
         config = self.config
         processor_path(config)
+        positions = store.positions()
         builds: list[tuple[str, Any]] = []
         for name in config.sources:
-            self.status[name].position = positions.get(name)
-            builds.append((name, functools.partial(self._source_worker, name, shared, store)))
+            if self._ingress(name):
+                self.status[name].position = positions.get(name)
+                build = functools.partial(self._ingress_worker, name, shared, store)
+                builds.append((name, build))
         for name in config.sinks:
             builds.append((name, functools.partial(self._sink_worker, name, shared)))
         for name in config.processors:
             builds.append((name, functools.partial(self._processor_worker, name, shared)))
         grace = config.runtime.grace_period
-        made = [
-            (name, Supervisor(self.status[name], build, grace=grace, on_stop=self._gone))
-            for name, build in builds
-        ]
+        made = []
+        for name, build in builds:
+            self.status[name].worker = self.worker
+            made.append(
+                (name, Supervisor(self.status[name], build, grace=grace, on_stop=self._gone))
+            )
         return made
 
     def _source_worker(
-        self, name: str, shared: Shared, store: PositionStore, control: Control
+        self,
+        name: str,
+        claim: Claim | None,
+        shared: Shared,
+        *,
+        positions: PositionWriter | None = None,
+        start_position: Any = None,
+        control: Control | None = None,
     ) -> SourceWorker:
+        """A fresh source instance and its worker (``claim``: this process's claim on it)."""
         entry = self.config.sources[name]
         kind = self.registry.get(entry.type)
         assert kind.source is not None and kind.source_options is not None
         context = self._context(name, source=True)
         source = kind.source(connector_options(entry, kind.source_options), context)
+        writer = claim if claim is not None else positions
+        assert writer is not None
         return SourceWorker(
             name,
             kind=kind,
             source=source,
             topic=entry.topic,
-            positions=store,
-            start_position=self.status[name].position,  # the last saved one on a restart
+            positions=writer,
+            start_position=claim.position if claim is not None else start_position,
+            fence=claim.fence if claim is not None else None,
             shared=shared,
             retry=entry.retry,
             dead_letter_topic=entry.dead_letter_topic,
             status=self.status[name],
+            control=control,
+        )
+
+    def _cluster_source_worker(self, name: str, claim: Claim, shared: Shared) -> Worker:
+        """A source the gateway cluster assigned here (kept for pause/resume)."""
+        worker = self._source_worker(name, claim, shared)
+        self._cluster_workers[name] = worker
+        return worker
+
+    def _ingress_worker(
+        self, name: str, shared: Shared, store: PositionStore, control: Control
+    ) -> SourceWorker:
+        return self._source_worker(
+            name,
+            None,
+            shared,
+            positions=store,
+            start_position=self.status[name].position,  # the last saved one on a restart
             control=control,
         )
 
@@ -327,8 +366,8 @@ class Runner:
         )
 
     def _lag(self, name: str) -> int | None:
-        supervisor = self.connectors.get(name)
-        lag = supervisor.lag() if supervisor is not None else {}
+        handle = self.connectors.get(name)
+        lag = handle.lag() if handle is not None else {}
         return sum(lag.values()) if lag else None
 
     def broker_stats(self) -> Any | None:
@@ -338,10 +377,3 @@ class Runner:
     def _gone(self, name: str) -> None:
         if self.http is not None:
             self.http.remove(name)  # a stopped connector serves no routes
-
-
-def _describe(exc: BaseException) -> str:
-    """``Class: message`` of a client error, without repeating a class name it already has."""
-    text = str(exc)
-    name = type(exc).__name__
-    return text if text.startswith(name) else f"{name}: {text}"

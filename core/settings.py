@@ -33,7 +33,9 @@ __all__ = [
     "BrokerSettings",
     "Config",
     "EmbeddedBroker",
+    "GatewaySettings",
     "HttpSettings",
+    "InternalTopics",
     "ProcessorSettings",
     "RetryPolicy",
     "RuntimeSettings",
@@ -58,6 +60,24 @@ class EmbeddedBroker(_Model):
     """HOST:PORT clients are told to connect to (default: the listen address)."""
 
 
+class InternalTopics(_Model):
+    """How the runtime creates the topics it makes itself: ``_backbone.positions`` and
+    topics a connector names without declaring them under ``topics:`` (dead-letter
+    topics, a processor's output)."""
+
+    replication_factor: int = Field(default=-1, ge=-1)
+    """Replicas per partition; -1 = the cluster's ``default.replication.factor``
+    (CreateTopics v4+, KIP-464; the embedded broker makes one replica)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of those topics (default: the cluster's)."""
+
+    def kafka_configs(self) -> dict[str, str]:
+        """The topic configs these settings ask for."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
+
+
 class BrokerSettings(_Model):
     """Either an embedded broker (the default) or an existing Kafka cluster."""
 
@@ -71,6 +91,8 @@ class BrokerSettings(_Model):
     idempotence: bool = True
     """Use an idempotent producer (no duplicates on produce retries). Turn off only for
     brokers that refuse InitProducerId (e.g. Tansu); delivery stays at-least-once."""
+    internal_topics: InternalTopics = InternalTopics()
+    """Replication of the topics the runtime creates itself (positions, dead letters)."""
 
     @model_validator(mode="after")
     def _one_of(self) -> BrokerSettings:
@@ -79,6 +101,15 @@ class BrokerSettings(_Model):
         if self.bootstrap is None and self.embedded is None:
             object.__setattr__(self, "embedded", EmbeddedBroker())
         return self
+
+
+class GatewaySettings(_Model):
+    """The gateway cluster: every ``backbone run`` with the same ``id`` on one Kafka
+    cluster shares the sources (each runs in exactly one process)."""
+
+    id: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    """Name of the gateway cluster (its Kafka group is ``_backbone.gateway.<id>``);
+    default: the config file's name without its extension."""
 
 
 class HttpSettings(_Model):
@@ -108,9 +139,11 @@ class RuntimeSettings(_Model):
     position_interval: Duration = 0.5
     """How often a source's acknowledged position is saved (at most)."""
     session_timeout: Duration = 10.0
-    """Consumer-group session timeout of sinks and processors."""
+    """Group session timeout of sinks, processors and the gateway cluster: a process
+    that stops heartbeating this long loses its partitions and its sources, which
+    another gateway process takes over."""
     heartbeat_interval: Duration = 1.0
-    """Consumer-group heartbeat interval of sinks and processors."""
+    """Group heartbeat interval of sinks, processors and the gateway cluster."""
     max_batch: int = Field(default=500, ge=1)
     """Most records handed to one sink ``write`` call."""
     progress_interval: Duration = Field(default=30.0, ge=0)
@@ -272,6 +305,8 @@ class Config(_Model):
     """The broker: embedded (default) or an existing Kafka cluster (``bootstrap``)."""
     http: HttpSettings | None = None
     """The HTTP server (webhooks, admin API)."""
+    gateway: GatewaySettings = GatewaySettings()
+    """The gateway cluster this process joins (``gateway.id``)."""
     runtime: RuntimeSettings = RuntimeSettings()
     """Runner settings."""
     topics: dict[TopicName, TopicSettings | None] = Field(default_factory=dict)
@@ -295,6 +330,15 @@ class Config(_Model):
     def file(self) -> str:
         """The config file as named on the command line."""
         return self._file
+
+    @property
+    def gateway_id(self) -> str:
+        """``gateway.id``, or the config file's name without its extension."""
+        if self.gateway.id is not None:
+            return self.gateway.id
+        stem = Path(self._file).stem if self._file != "<config>" else "backbone"
+        cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)
+        return cleaned or "backbone"
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against :attr:`base_dir`."""

@@ -7,7 +7,9 @@ CloudEvents headers) and handed to the shared producer through a
 records with ``error`` go to the dead-letter topic. Positions are saved
 (``_backbone.positions``) only up to the highest position whose record and every
 record before it were acknowledged; a record with ``position=None`` leaves the
-position where it was (rules 1 and 2).
+position where it was (rules 1 and 2). In a gateway cluster the worker gets a
+``fence`` (the membership lease, :mod:`backbone.membership`) that it awaits before
+producing, and saves positions through its :class:`~backbone.positions.Claim`.
 
 While the source runs, its ``context.push`` (a :class:`~backbone.push.PushChannel`)
 is bound to a :class:`~backbone.push.Pusher` on the same producer and encoder, so
@@ -20,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from backbone.batcher import ProducerBatcher
 from backbone.connector import ConnectorKind, Source, SourceRecord
 from backbone.errors import ContractError, DataError, RetriableError
 from backbone.events import Encoded, SourceEncoder, shared_position_message
-from backbone.positions import PositionStore
+from backbone.positions import PositionWriter
 from backbone.push import PushChannel, Pusher
 from backbone.worker import ConnectorState, Stopping, Worker
 
@@ -49,11 +51,13 @@ class SourceWorker(Worker):
         kind: ConnectorKind,
         source: Source[Any],
         topic: str,
-        positions: PositionStore,
+        positions: PositionWriter,
         start_position: Any,
+        fence: Callable[[], Awaitable[None]] | None = None,
         **common: Any,
     ) -> None:
         super().__init__(name, **common)
+        self.fence = fence
         self.kind = kind
         self.source = source
         self.topic = topic
@@ -168,6 +172,8 @@ class SourceWorker(Worker):
                 failed.append((len(positions), record, exc))
             positions.append(position)
         self._previous = previous
+        if self.fence is not None:
+            await self.fence()  # the gateway cluster's lease: no write from a stale owner
         futures = await self.batcher.produce(encoded)
         if failed:
             futures = await self._with_dead_letters(futures, failed, len(positions))

@@ -21,12 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from backbone.errors import BackboneError
 from backbone.worker import ConnectorState, ConnectorStatus, Control, Worker
 
-__all__ = ["ConnectorStateError", "Supervisor"]
+if TYPE_CHECKING:
+    from backbone.cluster import SourceCluster
+
+__all__ = [
+    "ClusterSource",
+    "ConnectorHandle",
+    "ConnectorStateError",
+    "Supervisor",
+    "run_worker",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,56 @@ Build = Callable[[Control], Worker]
 
 class ConnectorStateError(BackboneError):
     """The connector cannot do that in its state (pause a FAILED one, ...)."""
+
+
+class ConnectorHandle(Protocol):
+    """What the admin API needs of a connector of the runner."""
+
+    name: str
+    status: ConnectorStatus
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    async def restart(self) -> None: ...
+
+    def lag(self) -> dict[tuple[str, int], int]: ...
+
+
+def _failed(status: ConnectorStatus, exc: BaseException) -> None:
+    status.state = ConnectorState.FAILED
+    status.failed(exc)
+    logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
+
+
+def _lag_of(worker: Worker | None) -> dict[tuple[str, int], int]:
+    lag = getattr(worker, "lag", None)
+    if lag is None:
+        return {}
+    found = {}
+    for tp, (committed, highwater) in lag().items():
+        if committed is not None and highwater is not None:
+            found[(tp.topic, tp.partition)] = max(highwater - committed, 0)
+    return found
+
+
+async def run_worker(worker: Worker, *, on_stop: Callable[[str], None] | None = None) -> None:
+    """Run ``worker`` to its end: STOPPED when it returns or is cancelled, FAILED (with
+    the error, logged) when it raises; ``on_stop(name)`` afterwards either way."""
+    status = worker.status
+    try:
+        await worker.run()
+    except asyncio.CancelledError:
+        status.state = ConnectorState.STOPPED
+        raise
+    except Exception as exc:
+        _failed(status, exc)
+        return
+    finally:
+        if on_stop is not None:
+            on_stop(worker.name)
+    status.state = ConnectorState.STOPPED
 
 
 class Supervisor:
@@ -71,14 +131,7 @@ class Supervisor:
         """A sink's or processor's lag per (topic, partition) it holds now (from what its
         consumer last fetched: no request is made); empty for sources and when it holds
         nothing."""
-        lag = getattr(self.worker, "lag", None)
-        if lag is None:
-            return {}
-        found = {}
-        for tp, (committed, highwater) in lag().items():
-            if committed is not None and highwater is not None:
-                found[(tp.topic, tp.partition)] = max(highwater - committed, 0)
-        return found
+        return _lag_of(self.worker)
 
     def start(self) -> None:
         """Build and run the worker in a new task."""
@@ -87,22 +140,14 @@ class Supervisor:
         self.task = asyncio.create_task(self._run(self.control), name=f"backbone:{self.name}")
 
     async def _run(self, control: Control) -> None:
-        status = self.status
         try:
             self.worker = self._build(control)
-            await self.worker.run()
-        except asyncio.CancelledError:
-            status.state = ConnectorState.STOPPED
-            raise
-        except Exception as exc:
-            status.state = ConnectorState.FAILED
-            status.failed(exc)
-            logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
-            return
-        finally:
+        except Exception as exc:  # e.g. a processor function that cannot be imported
+            _failed(self.status, exc)
             if self._on_stop is not None:
                 self._on_stop(self.name)
-        status.state = ConnectorState.STOPPED
+            return
+        await run_worker(self.worker, on_stop=self._on_stop)
 
     def pause(self) -> None:
         """Ask the worker to pause (it reports PAUSED once it holds nothing)."""
@@ -146,3 +191,42 @@ class Supervisor:
             status.state = ConnectorState.STARTING
             logger.info("%s %s restarting", status.role, self.name)
             self.start()
+
+
+class ClusterSource:
+    """A source the gateway cluster runs (:mod:`backbone.cluster`): pause and resume act
+    on its worker while this process runs it; restart hands it back to the cluster,
+    which claims it again and starts a fresh instance from its saved position (also
+    after FAILED). ``workers`` maps names to the worker the runner made last."""
+
+    def __init__(
+        self, status: ConnectorStatus, cluster: SourceCluster, workers: Mapping[str, Worker]
+    ) -> None:
+        self.status = status
+        self.name = status.name
+        self.cluster = cluster
+        self.workers = workers
+
+    def _local(self) -> Worker:
+        worker = self.workers.get(self.name)
+        running = self.cluster.running.get(self.name)
+        if worker is None or running is None or running.task.done():
+            where = self.status.worker or "no gateway process"
+            raise ConnectorStateError(
+                f"source {self.name} is {self.status.state.value} and runs in {where}, not "
+                f"here ({self.cluster.worker}): ask that process"
+            )
+        return worker
+
+    def pause(self) -> None:
+        self._local().control.pause()
+
+    def resume(self) -> None:
+        self._local().control.resume()
+
+    async def restart(self) -> None:
+        await self.cluster.restart(self.name)
+        self.status.restarts += 1
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}

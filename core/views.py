@@ -210,7 +210,8 @@ class ConnectorView(_View):
     kind: str
     """The connector type (``sql``, ``stdout``...); ``function`` or ``transforms`` for
     processors."""
-    state: Literal["STARTING", "RUNNING", "BACKOFF", "PAUSED", "FAILED", "STOPPED"]
+    state: Literal["STARTING", "RUNNING", "BACKOFF", "PAUSED", "FAILED", "STOPPED", "UNASSIGNED"]
+    """UNASSIGNED: a source of the gateway cluster that no process runs right now."""
     error: str | None = None
     """The error the connector is in now (``None`` when healthy)."""
     last_error: str | None = None
@@ -242,8 +243,9 @@ class ConnectorView(_View):
     group: str | None = None
     """The consumer group of a sink or processor."""
     restarts: int = 0
-    worker: str
-    """``<hostname>:<pid>`` of the gateway process running it."""
+    worker: str | None
+    """``<hostname>:<pid>`` of the gateway process running it (in a gateway cluster a
+    source may run in another process; ``None`` while no process runs it)."""
 
 
 class ConnectorPartition(_View):

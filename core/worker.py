@@ -34,7 +34,8 @@ class ConnectorState(enum.StrEnum):
     STARTING (opening), RUNNING, BACKOFF (waiting before retrying a failed call),
     PAUSED (asked to: holds no partitions, reads nothing), FAILED (stopped by an
     error; a restart tries again), STOPPED (the gateway is stopping, or a bounded
-    run such as a replay reached its end).
+    run such as a replay reached its end), UNASSIGNED (a source of the gateway
+    cluster that no process runs right now).
     """
 
     STARTING = "STARTING"
@@ -43,6 +44,8 @@ class ConnectorState(enum.StrEnum):
     PAUSED = "PAUSED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
+    UNASSIGNED = "UNASSIGNED"
+    """A source of the gateway cluster that no process runs at the moment."""
 
 
 @dataclass
@@ -59,6 +62,8 @@ class ConnectorStatus:
     records that failed for good). ``last_record_ms``: timestamp of the newest
     record (a source: when it was read). ``position``: a source's last saved
     position. ``restarts``: how often it was restarted through the admin API.
+    ``worker`` is the ``host:pid`` of the gateway process that runs the connector
+    (for a source of the gateway cluster, possibly another process).
     """
 
     name: str
@@ -75,6 +80,7 @@ class ConnectorStatus:
     last_record_ms: int | None = None
     position: Any = None
     restarts: int = 0
+    worker: str | None = None
 
     def failed(self, error: BaseException, *, current: bool = True) -> str:
         """Count ``error`` and keep it as the last error (and, if ``current``, as the error
@@ -95,17 +101,28 @@ class Stopping(Exception):
 class Control:
     """Requests to one worker from outside: stop (drain and return), pause, resume.
 
-    The runner stops every worker's control when the gateway stops; the admin API
-    pauses, resumes and (through the runner) restarts one. Workers check
-    :attr:`stopping`/:attr:`pausing` between batches, and :meth:`Worker.backoff`
-    waits are cut short by either.
+    The admin API pauses, resumes and (through the runner) restarts a worker; the
+    worker also stops when its ``stop`` event (``Shared.stop``: the runner's, or the
+    gateway cluster's event for one source) is set, which :meth:`link` ties in.
+    Workers check :attr:`stopping`/:attr:`pausing` between batches, and
+    :meth:`Worker.backoff` waits are cut short by either.
     """
 
     def __init__(self) -> None:
-        self.stopping = False
+        self._stopping = False
         self.pausing = False
-        self.woken = asyncio.Event()  # set while a stop or pause is requested
+        self._woken = asyncio.Event()  # set while a stop or pause is requested
         self._resumed = asyncio.Event()
+        self._stop_event: asyncio.Event | None = None
+
+    def link(self, stop: asyncio.Event) -> None:
+        """Also stop when ``stop`` is set."""
+        self._stop_event = stop
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested (here or through the linked event)."""
+        return self._stopping or (self._stop_event is not None and self._stop_event.is_set())
 
     @property
     def interrupted(self) -> bool:
@@ -113,24 +130,44 @@ class Control:
         return self.stopping or self.pausing
 
     def stop(self) -> None:
-        self.stopping = True
-        self.woken.set()
+        self._stopping = True
+        self._woken.set()
         self._resumed.set()
 
     def pause(self) -> None:
         self.pausing = True
         self._resumed.clear()
-        self.woken.set()
+        self._woken.set()
 
     def resume(self) -> None:
         self.pausing = False
-        if not self.stopping:
-            self.woken.clear()
+        if not self._stopping:
+            self._woken.clear()
         self._resumed.set()
+
+    async def _either(self, event: asyncio.Event, within: float | None) -> bool:
+        """Wait for ``event`` or the linked stop event; whether one came in time."""
+        waits = {asyncio.ensure_future(event.wait())}
+        if self._stop_event is not None:
+            waits.add(asyncio.ensure_future(self._stop_event.wait()))
+        try:
+            done, _ = await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return bool(done)
+
+    async def interrupt(self, within: float) -> bool:
+        """Sleep up to ``within`` s; ``True`` as soon as a stop or pause is requested."""
+        if self.interrupted:
+            return True
+        return await self._either(self._woken, within)
 
     async def wait_resumed(self) -> bool:
         """Wait while paused; ``True`` once resumed, ``False`` if stopped meanwhile."""
-        await self._resumed.wait()
+        if not self.pausing or self.stopping:
+            return not self.stopping
+        await self._either(self._resumed, None)
         return not self.stopping
 
 
@@ -143,7 +180,18 @@ class Shared:
     runtime: RuntimeSettings
     stop: asyncio.Event
     rng: random.Random
-    kafka: KafkaClients
+    worker: str = ""
+    """``host:pid`` of this gateway process (in consumers' client ids, for ``backbone status``)."""
+    kafka: KafkaClients | None = None
+    """Makes the workers' Kafka clients (``None``: a plain :class:`KafkaClients` on
+    ``bootstrap``); see :attr:`clients`."""
+
+    @property
+    def clients(self) -> KafkaClients:
+        """The client factory of the workers."""
+        if self.kafka is None:
+            self.kafka = KafkaClients(self.bootstrap)
+        return self.kafka
 
 
 class Worker:
@@ -167,6 +215,7 @@ class Worker:
         self.dead_letter_topic = dead_letter_topic
         self.status = status
         self.control = control or Control()
+        self.control.link(shared.stop)
         self.log = logging.LoggerAdapter(logger, {"connector": name})
 
     async def paused(self) -> bool:
@@ -200,13 +249,12 @@ class Worker:
         )
         previous, self.status.state = self.status.state, ConnectorState.BACKOFF
         try:
-            await asyncio.wait_for(self.control.woken.wait(), delay)
-        except TimeoutError:
-            return
+            interrupted = await self.control.interrupt(delay)
         finally:
             if self.status.state is ConnectorState.BACKOFF:
                 self.status.state = previous
-        raise Stopping
+        if interrupted:
+            raise Stopping
 
     async def dead_letter(
         self,

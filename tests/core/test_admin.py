@@ -73,6 +73,7 @@ async def test_connectors_pause_resume_restart(
     runner, client = gateway
     journal = tmp_path / "journal.jsonl"
     await wait_until(lambda: len(lines(journal)) == 300, what="300 records in the journal")
+    await wait_until(lambda: runner.status["counter"].position == 300, what="position saved")
     listed = {c["name"]: c for c in await get(client, "/connectors")}
     assert set(listed) == {"counter", "journal"}
     source, sink = listed["counter"], listed["journal"]
@@ -106,6 +107,12 @@ async def test_connectors_pause_resume_restart(
         ),
         what="the sink holding its partitions again",
     )
+
+    # the source runs under the gateway cluster here: pause and resume reach its worker
+    paused = await client.post("/connectors/counter/pause")
+    assert paused.status_code == 200 and paused.json()["state"] == "PAUSED"
+    resumed = await client.post("/connectors/counter/resume")
+    assert resumed.status_code == 200 and resumed.json()["state"] == "RUNNING"
 
     restarted = await client.post("/connectors/counter/restart")
     assert restarted.status_code == 200

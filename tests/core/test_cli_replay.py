@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +201,10 @@ async def test_replay_refuses_a_live_sink_without_an_admin_api(tmp_path: Path) -
             cli, "replay", str(config), "--sink", "journal", "--from", "earliest"
         )
         assert result.returncode == 1
-        assert result.stderr.startswith(
-            "error: consumer group 'backbone.journal' has 1 live member(s) (backbone.journal on "
+        assert result.stderr == (
+            "error: consumer group 'backbone.journal' has 1 live member(s) (backbone.journal@"
+            f"{socket.gethostname()}:{gateway.proc.pid} on 127.0.0.1); stop its consumers first "
+            "(its offsets can be moved only while it is empty)\n"
         )
         assert gateway.terminate() == 0
     finally:

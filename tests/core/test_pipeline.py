@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from backbone.positions import POSITIONS_TOPIC, PositionStore
+from backbone.positions import POSITIONS_TOPIC, PositionStore, history
 from backbone.runner import ConnectorState
 from backbone.testing import (
     FAST_RUNTIME,
@@ -125,7 +125,7 @@ sources:
 
 async def _position(bootstrap: str, name: str, want: int) -> bool:
     records = await consume(bootstrap, POSITIONS_TOPIC, count=1)
-    values = [json.loads(r.value)["position"] for r in records if r.key == name.encode()]
+    values = history(records, name)
     return bool(values) and values[-1] == want and want
 
 

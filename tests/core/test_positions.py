@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from backbone.positions import POSITIONS_TOPIC, PositionStore
 from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running
-from tests.servers import Tansu
+from tests.servers import Tansu, run_tansu
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.tansu]
 
@@ -80,6 +80,15 @@ async def test_load_skips_damaged_records_and_keeps_the_earlier_value(
 
 
 async def test_runner_resumes_from_the_last_readable_position(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a Tansu of its own: the damaged records it writes to _backbone.positions must not
+    # reach the gateways other tests run on the shared one
+    with run_tansu() as tansu:
+        await _resumes_from_the_last_readable_position(tansu, tmp_path, caplog)
+
+
+async def _resumes_from_the_last_readable_position(
     tansu: Tansu, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     name, topic = f"gen-{uuid.uuid4().hex[:8]}", f"t.{uuid.uuid4().hex[:8]}"

@@ -252,7 +252,9 @@ sinks:
         "Stable",
         "consumer",
     )
-    assert [m["client_id"] for m in group["members"]] == [f"backbone.{name}"]
+    # client id backbone.<name>@<host>:<pid>: status tells the processes of a cluster apart
+    [member] = group["members"]
+    assert member["client_id"].startswith(f"backbone.{name}@")
 
 
 # ------------------------------------------------------------------------ topics

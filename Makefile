@@ -62,8 +62,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Test files run in parallel (pytest-xdist), each file whole on one worker: most tests
+# wait on servers and subprocesses, so three workers overlap well on two cores.
+TEST_WORKERS ?= 3
 test: $(STAMP) system-deps js-deps lint
-	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m benchmarks

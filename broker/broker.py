@@ -27,7 +27,7 @@ from typing import Any
 
 from backbone.durable import write_file_atomically
 
-from .config import BrokerConfig
+from .config import BrokerConfig, Listener
 from .groups import Clock, GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
@@ -35,8 +35,11 @@ from .handlers.dispatch import Dispatcher
 from .lock import DataDirLock
 from .log import LogManager, records
 from .log.internal import OFFSETS_TOPIC, InternalTopic
+from .security import Security
+from .security.tls import server_context
 from .server import KafkaServer, ResponseFilter
 from .stats import RequestStats
+from .tls_accept import TlsFailure
 
 __all__ = ["Broker", "group_coordinator", "run_until_signalled", "serve"]
 
@@ -79,11 +82,13 @@ class Broker:
         self.clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
         self._server: KafkaServer | None = None
+        self._servers: list[KafkaServer] = []
         self._state: BrokerState | None = None
         self.logs: LogManager
         self.groups: GroupCoordinator
         self.stats: RequestStats | None = None
         """Requests, bytes and latency per API (``broker/stats.py``) once running."""
+        self.security: Security
 
     @property
     def port(self) -> int:
@@ -98,8 +103,17 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
-        """``host:port`` for clients' ``bootstrap_servers``."""
+        """``host:port`` for clients' ``bootstrap_servers`` (the first listener)."""
         return f"{self.host}:{self.config.advertised_port or self.port}"
+
+    @property
+    def bootstraps(self) -> dict[str, str]:
+        """Listener name -> ``host:port`` its clients connect to (advertised, else bound)."""
+        out: dict[str, str] = {}
+        for listener, server in zip(self.config.listeners, self._servers, strict=True):
+            host = listener.advertised_host or listener.host
+            out[listener.name] = f"{host}:{listener.advertised_port or server.port}"
+        return out
 
     @property
     def server(self) -> KafkaServer:
@@ -129,29 +143,20 @@ class Broker:
                 log_kwargs["defaults"] = config.log_defaults
             self.logs = await stack.enter_async_context(LogManager(config.data_dir, **log_kwargs))
             self.groups = await self._start_groups(stack)
+            self.security = self._security()
             state = BrokerState(
                 config=config,
                 logs=self.logs,
                 groups=self.groups,
                 clock=self.clock,
                 cluster_id=cluster_id,
+                security=self.security,
             )
             state.registry = build_registry(self.handler_overrides)
             self._state = state
             self.stats = RequestStats({key: h.name for key, h in state.registry.items()})
-            server = KafkaServer(
-                Dispatcher(state, state.registry),
-                host=config.host,
-                port=config.port,
-                limits=config.limits,
-                shutdown_grace_s=config.shutdown_grace_s,
-                response_filter=self.response_filter,
-                stats=self.stats,
-            )
-            await server.start()
-            self._server = server
-            state.bound_port = server.port
             stack.push_async_callback(self._stop_server)
+            await self._start_servers(Dispatcher(state, state.registry), state)
             lock.announce(self.bootstrap)
         except BaseException:
             await stack.aclose()
@@ -181,11 +186,61 @@ class Broker:
             )
         )
 
+    def _security(self) -> Security:
+        config = self.config
+        return Security(
+            config.data_dir,
+            mechanisms=config.sasl_mechanisms,
+            super_users=config.super_users,
+            authorize=config.authorizes,
+            session_lifetime_ms=config.session_lifetime_ms,
+            auth_failure_delay_ms=config.auth_failure_delay_ms,
+            oauthbearer=config.oauthbearer,
+            clock=self.clock,
+        )
+
+    async def _start_servers(self, dispatch: Dispatcher, state: BrokerState) -> None:
+        """One server per listener (TLS ones share one context); the first is ``server``."""
+        config = self.config
+        context = None
+        if any(listener.uses_tls for listener in config.listeners):
+            assert config.tls is not None  # checked by BrokerConfig
+            context = server_context(config.tls)
+        failures = self.security.failures
+
+        def tls_failed(listener: Listener) -> TlsFailure:
+            def failed(peer: str, reason: str) -> None:
+                where = f"listener {listener.name} ({listener.protocol})"
+                host = peer.rsplit(":", 1)[0].strip("[]")
+                failures.record(peer, host, "TLS", None, f"{where}: {reason}")
+
+            return failed
+
+        for listener in config.listeners:
+            server = KafkaServer(
+                dispatch,
+                host=listener.host,
+                port=listener.port,
+                limits=config.limits,
+                shutdown_grace_s=config.shutdown_grace_s,
+                response_filter=self.response_filter,
+                ssl_context=context if listener.uses_tls else None,
+                listener=listener.name,
+                security_protocol=listener.protocol,
+                tls_failure=tls_failed(listener),
+                stats=self.stats,
+            )
+            self._servers.append(server)
+            await server.start()
+            state.listener_ports[listener.name] = server.port
+        self._server = self._servers[0]
+        state.bound_port = self._server.port
+
     async def _stop_server(self) -> None:
         if self._state is not None:
             self._state.stopping.set()
-        if self._server is not None:
-            await self._server.close()
+        for server in self._servers:
+            await server.close()
 
     async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack = self._stack, None

@@ -15,6 +15,7 @@ the gateway (``backbone.config``) can validate listener addresses with
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -27,14 +28,19 @@ from .limits import (
     ConnectionLimits,
     frame_limit_for,
 )
+from .listeners import SASL_MECHANISMS, Listener, OAuthBearerSettings, TlsSettings
 from .log.config import FlushPolicy, LogConfig
 
 __all__ = [
     "FLUSH_POLICIES",
     "BrokerConfig",
     "FlushPolicy",
+    "Listener",
+    "OAuthBearerSettings",
+    "TlsSettings",
     "format_host_port",
     "parse_host_port",
+    "parse_listener",
 ]
 
 FLUSH_POLICIES: tuple[FlushPolicy, ...] = get_args(FlushPolicy)
@@ -67,6 +73,17 @@ def parse_host_port(value: str) -> tuple[str, int]:
 def format_host_port(host: str, port: int) -> str:
     """The inverse of :func:`parse_host_port` (brackets around an IPv6 host)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_listener(
+    name: str, listen: str, protocol: str = "PLAINTEXT", advertised: str | None = None
+) -> Listener:
+    """A :class:`Listener` from ``host:port`` strings; raises ValueError naming the value."""
+    host, port = parse_host_port(listen)
+    advertised_host, advertised_port = (
+        parse_host_port(advertised) if advertised is not None else (None, None)
+    )
+    return Listener(name, host, port, protocol, advertised_host, advertised_port)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -115,9 +132,18 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 1000
     group_max_session_timeout_ms: int = 1_800_000
     offsets_topic_num_partitions: int = 1
+    listeners: Sequence[Listener] = ()
+    tls: TlsSettings | None = None
+    sasl_mechanisms: Sequence[str] = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    super_users: Sequence[str] = ()
+    authorization: bool | None = None
+    session_lifetime_ms: int = 0
+    auth_failure_delay_ms: int = 100
+    oauthbearer: OAuthBearerSettings | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        self._check_security()
         if self.flush not in FLUSH_POLICIES:
             raise ValueError(f"flush must be 'always', 'interval' or 'os' (got {self.flush!r})")
         if self.max_frame_bytes is not None and self.max_frame_bytes < 1024:
@@ -172,9 +198,74 @@ class BrokerConfig:
 
         ``options`` are further fields (``flush="interval"``...). Raises ValueError.
         """
+        if options.get("listeners"):
+            first = options["listeners"][0]
+            return cls(data_dir=Path(data_dir), host=first.host, port=first.port, **options)
         host, port = parse_host_port(listen)
         if advertised_listener is not None:
             options["advertised_host"], options["advertised_port"] = parse_host_port(
                 advertised_listener
             )
         return cls(data_dir=Path(data_dir), host=host, port=port, **options)
+
+    # -- security (listeners, TLS, SASL, ACLs): see backbone.broker.listeners ----------
+
+    def _check_security(self) -> None:
+        """Normalise ``listeners`` (none = one PLAINTEXT listener on host:port) and check
+        that the TLS, SASL and authorization settings fit them."""
+        if not self.listeners:
+            self.listeners = (
+                Listener(
+                    "PLAINTEXT",
+                    self.host,
+                    self.port,
+                    "PLAINTEXT",
+                    self.advertised_host,
+                    self.advertised_port,
+                ),
+            )
+        self.listeners = tuple(self.listeners)
+        first = self.listeners[0]
+        self.host, self.port = first.host, first.port
+        self.advertised_host, self.advertised_port = first.advertised_host, first.advertised_port
+        names = [listener.name for listener in self.listeners]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"listener name {name!r} is used twice")
+        for listener in self.listeners:
+            if listener.uses_tls and self.tls is None:
+                raise ValueError(
+                    f"listener {listener.name} ({listener.protocol}) needs tls settings "
+                    "(a certificate and key)"
+                )
+        self.sasl_mechanisms = tuple(self.sasl_mechanisms)
+        self.super_users = tuple(self.super_users)
+        for mechanism in self.sasl_mechanisms:
+            if mechanism not in SASL_MECHANISMS:
+                raise ValueError(
+                    f"unknown SASL mechanism {mechanism!r} "
+                    f"(supported: {', '.join(SASL_MECHANISMS)})"
+                )
+        if not self.sasl_mechanisms and any(lis.uses_sasl for lis in self.listeners):
+            raise ValueError("a SASL listener needs at least one SASL mechanism")
+        if "OAUTHBEARER" in self.sasl_mechanisms and self.oauthbearer is None:
+            raise ValueError("SASL mechanism OAUTHBEARER needs oauthbearer settings")
+        if self.session_lifetime_ms < 0:
+            raise ValueError(
+                f"session_lifetime_ms must be 0 (no limit) or more (got {self.session_lifetime_ms})"
+            )
+        if self.auth_failure_delay_ms < 0:
+            raise ValueError(
+                f"auth_failure_delay_ms must be 0 or more (got {self.auth_failure_delay_ms})"
+            )
+
+    @property
+    def authorizes(self) -> bool:
+        """Whether ACLs are enforced: ``authorization`` when set, else as soon as one
+        listener authenticates its clients (SASL, or TLS asking for client certificates)."""
+        if self.authorization is not None:
+            return self.authorization
+        client_certs = self.tls is not None and self.tls.client_auth != "none"
+        return any(
+            lis.uses_sasl or (lis.protocol == "SSL" and client_certs) for lis in self.listeners
+        )

@@ -30,6 +30,10 @@ class Connection:
     connection so pipelined idempotent batches are appended in request order.
     ``attributes`` is free per-connection storage for handlers (e.g. SASL state).
     ``closing`` is set when the connection goes away (long polls stop waiting).
+    ``listener`` and ``security_protocol`` name the listener it came through;
+    ``peer_certificate`` is the verified TLS client certificate (``getpeercert()``),
+    if any. ``close_after_correlation_id``: the server closes the connection once the
+    response to that request is written (a failed authentication).
     """
 
     id: int
@@ -37,6 +41,10 @@ class Connection:
     produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     attributes: dict[str, Any] = field(default_factory=dict)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    listener: str = "PLAINTEXT"
+    security_protocol: str = "PLAINTEXT"
+    peer_certificate: dict[str, Any] | None = None
+    close_after_correlation_id: int | None = None
 
     @property
     def host(self) -> str:

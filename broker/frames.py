@@ -59,6 +59,19 @@ _PIECE_MAX = 4 * 1024 * 1024
 _REFUSAL_WAIT_S = 1.0
 
 
+def _foreign_protocol(data: bytes) -> str | None:
+    """What a refused frame size says the client speaks, when it is not Kafka: a TLS
+    ClientHello (a TLS record of type handshake, version 3.x) or an HTTP request."""
+    if len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04:
+        return (
+            "it opened with a TLS handshake on a listener without TLS "
+            "(the client's security.protocol is SSL or SASL_SSL: use a TLS listener)"
+        )
+    if data[:4] in (b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI "):
+        return "it sent an HTTP request to the Kafka listener"
+    return None
+
+
 class FrameSink(Protocol):
     """What the protocol hands frames to (the server's per-connection runner)."""
 
@@ -177,7 +190,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
             else:
                 self._warn_partial()
                 self.finish_input()
-        return True  # keep writing the queued responses; the runner closes the transport
+        # keep writing the queued responses; the runner closes the transport (TLS cannot
+        # half-close: asyncio warns when True is returned over it)
+        return self._transport is None or self._transport.get_extra_info("sslcontext") is None
 
     def report_fault(self, log: logging.Logger, message: str, *args: object) -> None:
         """Log why this connection is bad: once per connection, rate-limited."""
@@ -359,6 +374,11 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def _log_refusal(self, api: str) -> None:
         if self._done or self._runner is None:
+            return
+        foreign = _foreign_protocol(self._pending)
+        if foreign is not None:
+            self.report_fault(logger, "closing connection %s: %s", self._runner.peer, foreign)
+            self.finish_input()
             return
         self.report_fault(
             logger,

@@ -23,6 +23,12 @@ Per connection::
                    (a Produce waiting for fsync does not hold up the decoding of the
                    next request).
 
+A TLS listener (``ssl_context``) runs the handshake first (``tls_accept.py``, which
+reports failed handshakes), then the same framing over the TLS transport; log slices
+are then read and written instead of ``sendfile``. Each connection carries its
+listener's name and security protocol and the client certificate, for the
+dispatcher's SASL gate and the authorizer.
+
 A frame that cannot be answered (oversized, negative size, undecodable header)
 closes that connection with one WARNING naming the peer and the API key; the
 dispatcher raises :class:`~backbone.broker.connection.CloseConnection` for those.
@@ -45,6 +51,7 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import struct
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -55,6 +62,7 @@ from .frames import FrameProtocol, ReadContext
 from .limits import ConnectionCounter, ConnectionLimits, MemoryPool
 from .peer_faults import PeerFaultLog
 from .stats import RequestStats
+from .tls_accept import TlsAcceptor, TlsFailure
 
 __all__ = [
     "Dispatch",
@@ -148,10 +156,18 @@ class KafkaServer:
         limits: ConnectionLimits | None = None,
         shutdown_grace_s: float = 5.0,
         response_filter: ResponseFilter | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        listener: str = "PLAINTEXT",
+        security_protocol: str = "PLAINTEXT",
+        tls_failure: TlsFailure | None = None,
         stats: RequestStats | None = None,
     ) -> None:
         self._dispatch = dispatch
         self.stats = stats
+        self._ssl = ssl_context
+        self._tls_failure = tls_failure or _log_tls_failure
+        self.listener = listener
+        self.security_protocol = security_protocol
         self._host = host
         self._port = port
         self.limits = limits if limits is not None else ConnectionLimits()
@@ -184,19 +200,28 @@ class KafkaServer:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: FrameProtocol(self._on_connection, self._read_context),
-            self._host,
-            self._port,
-            reuse_address=True,
-        )
         limits = self.limits
+
+        def framing() -> FrameProtocol:
+            return FrameProtocol(self._on_connection, self._read_context)
+
+        factory: Callable[[], asyncio.BaseProtocol] = framing
+        context = self._ssl
+        if context is not None:  # TLS handshake first (tls_accept.py), then the framing
+            handshake_s = min(limits.idle_timeout_s, 30.0)
+
+            def factory() -> asyncio.BaseProtocol:
+                return TlsAcceptor(framing, context, handshake_s, self._tls_failure)
+
+        self._server = await loop.create_server(factory, self._host, self._port, reuse_address=True)
         logger.info(
-            "listening on %s:%d (max_frame_bytes %d, max_connections %d, "
+            "listening on %s:%d, listener %s (%s) (max_frame_bytes %d, max_connections %d, "
             "max_connections_per_ip %d, idle_timeout %gs, request_read_timeout %gs, "
             "queued_max_request_bytes %d)",
             self._host,
             self.port,
+            self.listener,
+            self.security_protocol,
             limits.max_frame_bytes,
             limits.max_connections,
             limits.max_connections_per_ip,
@@ -265,14 +290,24 @@ class KafkaServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        runner = _ConnectionRunner(
-            self, Connection(next(self._ids), peer), host, protocol, transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        connection = Connection(
+            next(self._ids),
+            peer,
+            listener=self.listener,
+            security_protocol=self.security_protocol,
+            peer_certificate=ssl_object.getpeercert() if ssl_object is not None else None,
         )
+        runner = _ConnectionRunner(self, connection, host, protocol, transport)
         self._connections[runner.connection.id] = runner
         task = asyncio.get_running_loop().create_task(runner.run())
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
         return runner
+
+
+def _log_tls_failure(peer: str, reason: str) -> None:
+    logger.warning("connection %s refused: %s", peer, reason)
 
 
 class _ConnectionRunner:
@@ -448,7 +483,7 @@ class _ConnectionRunner:
         if stats is not None:
             sent = sum(len(chunk) for chunk in chunks)
             stats.record(key, size, sent, self._loop.time() - arrived)
-        return True
+        return correlation_id != self.connection.close_after_correlation_id
 
     async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
         transport = self.transport

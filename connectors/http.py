@@ -12,7 +12,10 @@ answered 2xx.
 - **Errors, by type.** A status in ``retry_on`` (default 408, 429, 5xx) or a
   connection error or timeout -> :class:`RetriableError` with ``Retry-After``
   (seconds or HTTP date) as ``retry_after``; the runner's ``retry:`` block
-  decides attempts and backoff. Any other 4xx/5xx -> :class:`DataError` with
+  decides attempts and backoff. When they run out the sink stops FAILED without
+  committing (``retries_exhausted = "fail"``): the endpoint failed, not the
+  records, so none goes to the dead-letter topic; after a restart they are sent
+  again (with the same ``Idempotency-Key``). Any other 4xx/5xx -> :class:`DataError` with
   headers ``backbone.error.http.status`` and ``backbone.error.http.body`` (the
   first 1 KiB of the answer): the record goes to the dead-letter topic and the
   sink goes on. A record the sink cannot render (a URL field it lacks; a value
@@ -149,6 +152,8 @@ class _Request:
 
 class HttpSink(Sink[HttpSinkOptions]):
     """Sends records to ``url`` (see the module docstring)."""
+
+    retries_exhausted = "fail"
 
     async def open(self) -> None:
         options = self.options

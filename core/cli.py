@@ -28,7 +28,7 @@ from backbone.commands.common import (
     LogLevel,
     setup_logging,
 )
-from backbone.errors import ConfigError
+from backbone.errors import BackboneError, ConfigError
 
 app = typer.Typer(
     name="backbone",
@@ -112,6 +112,35 @@ def validate(
         raise typer.Exit(2)
 
 
+async def _broker_check(config: Any) -> str | None:
+    """``broker.bootstrap``: connect and authenticate; the embedded broker: its TLS files
+    load. One line saying what failed, or None."""
+    from backbone.clients import KafkaClients
+    from backbone.config import security_files
+
+    settings = config.broker
+    missing = [
+        f"{where}: file {path} does not exist"
+        for where, path in security_files(config)
+        if not path.is_file()
+    ]
+    if missing:
+        return "; ".join(missing)
+    try:
+        if settings.bootstrap is not None:
+            await KafkaClients(",".join(settings.bootstrap), settings).check()
+        elif settings.embedded is not None and settings.embedded.tls is not None:
+            from backbone.broker.security.tls import server_context
+
+            tls = settings.embedded.broker_options()["tls"]
+            server_context(tls)
+    except BackboneError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:
+        return f"embedded.tls: {exc}"
+    return None
+
+
 async def _live_check(config: Any, registry: Any) -> None:
     """Build each connector and await its ``check()``; collect every failure."""
     from backbone.config import connector_options
@@ -119,6 +148,9 @@ async def _live_check(config: Any, registry: Any) -> None:
     from backbone.consumers import load_function
 
     problems = []
+    problem = await _broker_check(config)
+    if problem is not None:
+        problems.append(f"{config.file}: broker: {problem}")
     for section, side in (("sources", "source"), ("sinks", "sink")):
         for name, entry in getattr(config, section).items():
             kind = registry.get(entry.type)
@@ -379,6 +411,16 @@ def broker(ctx: typer.Context) -> None:
         typer.echo(f"error: the embedded broker is not available in this build ({exc})", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(broker_main(ctx.args, prog="backbone broker"))
+
+
+def _security_commands() -> None:
+    from backbone.security_cli import certs_app, users_app
+
+    app.add_typer(users_app, name="users")
+    app.add_typer(certs_app, name="certs")
+
+
+_security_commands()
 
 
 def _register_commands() -> None:

@@ -3,23 +3,30 @@
 Every client the runtime and the CLI create comes from a :class:`KafkaClients`
 built from the config's ``broker:`` settings and the bootstrap address in use
 (the embedded broker's, or ``broker.bootstrap``). Settings every client needs
-(today the bootstrap servers; next security: TLS, SASL) are added here, once, in
-:meth:`KafkaClients.common`; callers pass only what is particular to their client
-(group, offsets reset, batch sizes).
+(the bootstrap servers and ``broker.security``: protocol, TLS context, SASL
+credentials or the OAUTHBEARER token provider, see :mod:`backbone.kafka_security`)
+are added here, once, in :meth:`KafkaClients.common`; callers pass only what is
+particular to their client (group, offsets reset, batch sizes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+import struct
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
+from backbone.broker.config import parse_host_port
+from backbone.errors import BackboneError
+from backbone.kafka_security import ClientSecurity, TokenError
 from backbone.settings import BrokerSettings
 
 __all__ = ["KafkaClients", "remove_static_member", "stop_consumer"]
@@ -40,10 +47,15 @@ class KafkaClients:
     def __init__(self, bootstrap: str, settings: BrokerSettings | None = None) -> None:
         self.bootstrap = bootstrap
         self.settings = settings or BrokerSettings(bootstrap=bootstrap.split(","))
+        self.security = ClientSecurity(self.settings.security)
 
     def common(self, client_id: str) -> dict[str, Any]:
-        """Keyword arguments every client gets (bootstrap servers, client id)."""
-        return {"bootstrap_servers": self.bootstrap, "client_id": client_id}
+        """Keyword arguments every client gets (bootstrap servers, client id, security)."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": client_id,
+            **self.security.options(),
+        }
 
     def producer(self, client_id: str = "backbone.producer", **options: Any) -> AIOKafkaProducer:
         """An :class:`AIOKafkaProducer`; ``options`` as aiokafka names them (``acks``...)."""
@@ -58,6 +70,95 @@ class KafkaClients:
     def admin(self, client_id: str = "backbone.admin", **options: Any) -> AIOKafkaAdminClient:
         """An :class:`AIOKafkaAdminClient`."""
         return AIOKafkaAdminClient(**self.common(client_id), **options)
+
+    async def check(self, timeout_s: float = 15.0) -> None:
+        """Connect (TLS, SASL) to the bootstrap servers until one accepts; else raise
+        :class:`BackboneError` with one line saying why (``backbone validate --check``)."""
+        from aiokafka.conn import create_conn
+
+        first: str | None = None
+        for address in self.bootstrap.split(","):
+            host, port = parse_host_port(address.strip())
+            try:
+                conn = await asyncio.wait_for(
+                    create_conn(
+                        host,
+                        port,
+                        client_id="backbone.check",
+                        request_timeout_ms=int(timeout_s * 1000),
+                        **self.security.options(),
+                    ),
+                    timeout_s,
+                )
+            except (OSError, TimeoutError, KafkaError, TokenError) as exc:
+                if first is None:
+                    mismatch = await self._protocol_mismatch(host, port, exc)
+                    first = mismatch or self.explain(f"{host}:{port}", exc)
+                continue
+            conn.close()
+            return
+        raise BackboneError(first or f"cannot connect to {self.bootstrap}")
+
+    def explain(self, address: str, exc: BaseException) -> str:
+        """One line for a failed connection: authentication, TLS, token or network."""
+        sasl = self.settings.security.sasl
+        who = ""
+        if sasl is not None:
+            user = sasl.client_id if sasl.mechanism == "OAUTHBEARER" else sasl.username
+            who = f" as {user} ({sasl.mechanism})"
+        name = type(exc).__name__
+        errno = getattr(exc, "errno", None)
+        text = str(exc)
+        if text.startswith("[Error "):  # "[Error 58] SaslAuthenticationFailed: why"
+            text = text.split(": ", 1)[-1]
+        if isinstance(exc, TokenError):
+            return str(exc)
+        if errno == 58:  # SASL_AUTHENTICATION_FAILED
+            return f"authentication failed on {address}{who}: {text or 'invalid credentials'}"
+        if errno in (33, 34):  # UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE
+            if text.startswith("<"):  # aiokafka gives the connection, not the reason
+                text = (
+                    "the broker does not offer this mechanism (UNSUPPORTED_SASL_MECHANISM)"
+                    if errno == 33
+                    else "ILLEGAL_SASL_STATE"
+                )
+            return f"SASL refused by {address}{who}: {text}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"TLS: the certificate of {address} is not trusted ({exc.verify_message}); "
+                "set broker.security.tls.ca (or verify_hostname)"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS handshake with {address} failed: {exc.reason or exc}"
+        if isinstance(exc, TimeoutError):
+            return f"no answer from {address} (is it a {self.security.protocol} listener?)"
+        return f"cannot connect to {address}{who}: {exc or name}"
+
+    async def _protocol_mismatch(self, host: str, port: int, exc: BaseException) -> str | None:
+        """When a connection was dropped, whether the listener speaks TLS and the client not
+        (or the other way round): one line saying which protocol to set, else None."""
+        if isinstance(exc, TokenError | TimeoutError | ConnectionRefusedError):
+            return None
+        if isinstance(exc, ssl.SSLCertVerificationError) or getattr(exc, "errno", None) in (
+            33,
+            34,
+            58,
+        ):
+            return None
+        address, protocol = f"{host}:{port}", self.security.protocol
+        if protocol.endswith("SSL"):
+            if await _answers_plain_kafka(host, port):
+                return (
+                    f"{address} does not speak TLS (it answers plain Kafka), but "
+                    f"broker.security.protocol is {protocol}: use PLAINTEXT or SASL_PLAINTEXT "
+                    "as this listener does, or the address of a TLS listener"
+                )
+        elif await _answers_tls(host, port):
+            return (
+                f"{address} is a TLS listener, but broker.security.protocol is {protocol}: "
+                "use SSL or SASL_SSL as this listener does (and broker.security.tls.ca)"
+            )
+        return None
 
     def client(self, client_id: str, **options: Any) -> AIOKafkaClient:
         """A low-level :class:`AIOKafkaClient`, for requests the others do not make (the
@@ -134,3 +235,48 @@ async def remove_static_member(clients: KafkaClients, group: str, instance_id: s
         if code:
             raise for_code(code)(f"LeaveGroup {group} {instance_id}")
     return True
+
+
+_PROBE_TIMEOUT_S = 5.0
+
+
+async def _answers_tls(host: str, port: int) -> bool:
+    """Whether ``host:port`` completes a TLS handshake (certificates not checked)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), _PROBE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _answers_plain_kafka(host: str, port: int) -> bool:
+    """Whether ``host:port`` answers an ApiVersions v0 request sent without TLS."""
+    correlation_id = 0x0BAC
+    client_id = b"backbone.check"
+    # request header v1: api key 18 (ApiVersions), version 0, correlation id, client id
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), _PROBE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(struct.pack(">i", len(body)) + body)
+        head = await asyncio.wait_for(reader.readexactly(8), _PROBE_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    size, answered = struct.unpack(">ii", head)
+    return bool(answered == correlation_id and 0 < size < 1 << 20)

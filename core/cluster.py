@@ -18,7 +18,8 @@ here and stops the ones taken away:
 - **membership lost** (this process was frozen or cut off past its session) or
   **claimed by another process**: cancel it at once, writing nothing more; the
   records already handed to the producer may still arrive (the "in-flight"
-  duplicates); then join again.
+  duplicates), position saves not (they check the lease as they are sent); then
+  join again.
 
 Sources of an ingress kind (``Source.ingress``, e.g. webhooks) are not assigned:
 the runner runs them in every process. Sinks and processors share partitions
@@ -33,6 +34,9 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaError
 
 from backbone.assignment import PROTOCOL, MemberInfo, Plan, assign
 from backbone.clients import KafkaClients
@@ -163,7 +167,7 @@ class SourceCluster:
         self._fence_all(f"membership lost: {reason}")
         self._changed.set()
 
-    def _claimed(self, name: str, claim: str) -> None:
+    def _claimed(self, name: str, claim: int) -> None:
         running = self.running.get(name)
         if running is not None and running.claim.id != claim and not running.task.done():
             logger.warning("source %s stopped without writing (claimed by another process)", name)
@@ -203,24 +207,19 @@ class SourceCluster:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        """Run until the runner's stop event is set; then drain, leave the group."""
+        """Run until the runner's stop event is set; then drain, leave the group.
+
+        Raises when the group loop ends with an error no retry mends; a failed
+        reconciliation (the broker away while claiming) is retried with a backoff.
+        """
         stop = self.shared.stop
         member_stop = asyncio.Event()
         await self.client.bootstrap()
         member = asyncio.create_task(self.member.run(member_stop), name="backbone:gateway-group")
+        failures = 0
         try:
             while not stop.is_set():
-                stopper = asyncio.ensure_future(stop.wait())
-                changed = asyncio.ensure_future(self._changed.wait())
-                try:
-                    await asyncio.wait(
-                        {stopper, changed, member},
-                        timeout=self.shared.runtime.heartbeat_interval,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    stopper.cancel()
-                    changed.cancel()
+                await _first(stop, self._changed, member, self.shared.runtime.heartbeat_interval)
                 if member.done():
                     member.result()  # a fatal group error ends the gateway
                     raise RuntimeError("the gateway group loop ended")
@@ -232,13 +231,37 @@ class SourceCluster:
                 if not self._changed.is_set():
                     continue
                 self._changed.clear()
-                await self._reconcile()
+                reconcile = asyncio.create_task(self._reconcile(), name="backbone:reconcile")
+                await _first(stop, reconcile, member, None)
+                if not reconcile.done():  # stopping, or the group loop ended
+                    reconcile.cancel()
+                    await asyncio.gather(reconcile, return_exceptions=True)
+                    continue
+                error = None if reconcile.cancelled() else reconcile.exception()
+                if error is None:
+                    failures = 0
+                    continue
+                failures += 1
+                delay = self.member.backoff(failures)
+                logger.warning(
+                    "gateway %s: could not start or stop sources (%s: %s); retrying in %.1fs",
+                    self.group,
+                    type(error).__name__,
+                    error,
+                    delay,
+                    exc_info=error if not isinstance(error, KafkaError | TimeoutError) else None,
+                )
+                self._changed.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
         finally:
             try:
                 await self._stop(list(self.running), why="stopping")
             finally:
                 member_stop.set()
                 leftovers = [t for t in self._tasks if not t.done()]
+                if leftovers:  # sources still draining after a move: their grace period
+                    await asyncio.wait(leftovers, timeout=self.shared.runtime.grace_period)
                 for task in leftovers:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -263,9 +286,17 @@ class SourceCluster:
         if not missing:
             return
         claims = await self.store.claim(
-            missing, worker=self.worker, fence=self.member.fence, still=lambda: self.plan is plan
+            missing,
+            worker=self.worker,
+            fence=self.member.fence,
+            leased=self.member.leased,
+            still=lambda: self.plan is plan,
         )
-        if self.plan is not plan:  # the plan changed while claiming: start what is still ours
+        if self.plan is plan:
+            # a newer claim of another process overtook ours: not ours before a newer
+            # generation says so (no tug of war between two stale plans)
+            self._yielded.update(set(missing) - set(claims))
+        else:  # the plan changed while claiming: start what is still ours
             self._changed.set()
         for name, claim in claims.items():
             if self.plan is not plan and (self.plan is None or name not in self.plan.sources):
@@ -312,3 +343,23 @@ class SourceCluster:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._show_others()
+
+
+async def _first(
+    stop: asyncio.Event,
+    other: asyncio.Event | asyncio.Task[None],
+    member: asyncio.Task[None],
+    within: float | None,
+) -> None:
+    """Wait until ``stop`` or ``other`` is set (or done), ``member`` ends, or ``within`` s."""
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait()), member}
+    if isinstance(other, asyncio.Event):
+        waiters.add(asyncio.ensure_future(other.wait()))
+    else:
+        waiters.add(other)
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if waiter is not member and waiter is not other:
+                waiter.cancel()

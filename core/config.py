@@ -10,7 +10,9 @@ they are raised together as :class:`~backbone.errors.ConfigError`.
 
 Relative paths (``broker.embedded.data_dir``, ``runtime.state_dir``, connector
 files and SQLite URLs via :meth:`ConnectorContext.resolve`) are relative to the
-config file's folder (:attr:`Config.base_dir`).
+config file's folder (:attr:`Config.base_dir`). The TLS and key files of
+``broker.security`` and ``broker.embedded`` are made absolute here (``backbone validate
+--check`` checks they exist, as it does for SQLite files: :func:`security_files`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "connector_options",
     "load_config",
     "member_model",
+    "security_files",
 ]
 
 
@@ -98,6 +101,7 @@ def load_config(
         problems.extend(describe(exc, model, data, document, registry, failed))
     if config is not None:
         problems.extend(_cross_checks(config, document))
+        _resolve_files(config, file.resolve().parent)
         problems.extend(_http_checks(config, document, registry))
     if problems:
         raise ConfigError(sorted(_dedupe(problems), key=line_col))
@@ -129,6 +133,53 @@ def _load_specs(
                     path = (section, name, "type")
                     problems.append(f"{document.locations.where(path)}: {format_path(path)}: {exc}")
     return problems
+
+
+_SECURITY_FILES = (
+    (("security", "tls"), ("ca", "cert", "key")),
+    (("embedded", "tls"), ("cert", "key", "ca")),
+    (("embedded", "sasl", "oauthbearer"), ("public_key",)),
+)
+
+
+def _resolve_files(config: Config, base: Path) -> None:
+    """Make the security file paths of ``broker`` absolute (against ``base``)."""
+
+    def fix(model: Any, prefix: tuple[str, ...], names: tuple[str, ...]) -> Any:
+        if model is None:
+            return None
+        if prefix:
+            child = fix(getattr(model, prefix[0]), prefix[1:], names)
+            return model.model_copy(update={prefix[0]: child})
+        updates: dict[str, str] = {}
+        for name in names:
+            value = getattr(model, name)
+            if value is not None:
+                path = Path(value).expanduser()
+                updates[name] = str(path if path.is_absolute() else base / path)
+        return model.model_copy(update=updates)
+
+    broker = config.broker
+    for prefix, names in _SECURITY_FILES:
+        broker = fix(broker, prefix, names)
+    object.__setattr__(config, "broker", broker)
+
+
+def security_files(config: Config) -> list[tuple[str, Path]]:
+    """(``broker.security.tls.ca``-style path in the document, absolute file) of every
+    TLS and key file the config names."""
+    found: list[tuple[str, Path]] = []
+    for prefix, names in _SECURITY_FILES:
+        model: Any = config.broker
+        for part in prefix:
+            model = getattr(model, part, None) if model is not None else None
+        if model is None:
+            continue
+        for name in names:
+            value = getattr(model, name)
+            if value is not None:
+                found.append((".".join(("broker", *prefix, name)), Path(value)))
+    return found
 
 
 def _cross_checks(config: Config, document: Document) -> list[str]:

@@ -23,7 +23,9 @@ whole batch is durably written (or, for a sink that stages records, handed to
 its staging: see ``precommit`` below), or raises:
 
 - :class:`~backbone.errors.RetriableError` -> the runner backs off and retries
-  the same batch;
+  the same batch, ``retry.max_attempts`` times; then, as the sink's
+  ``retries_exhausted`` says, its records go to the dead-letter topic (default)
+  or the sink stops FAILED without committing them;
 - :class:`~backbone.errors.DataError` -> nothing of the batch was written; the
   runner isolates the bad records (writes one at a time) and sends them to the
   dead-letter topic;
@@ -94,7 +96,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -325,10 +327,20 @@ class Sink(ABC, Generic[OptionsT]):
     ``batch_wait`` seconds for more before calling ``write`` (default 0: whatever
     one poll returned). A sink that sends one request per batch (an HTTP endpoint
     taking a JSON array) sets them from its options.
+
+    ``retries_exhausted`` says what the runtime does when ``write`` still raises
+    :class:`~backbone.errors.RetriableError` after ``retry.max_attempts`` calls:
+    ``"dead_letter"`` (the default) sends the batch's records to the dead-letter
+    topic and goes on; ``"fail"`` stops the sink FAILED without committing them
+    (they are delivered again after a restart). A sink whose retriable errors
+    mean "the target is down" (an HTTP endpoint answering 503, a full disk) and
+    never "this record is bad" sets ``"fail"``: dead-lettering would put good
+    records, some possibly already delivered, into the dead-letter topic.
     """
 
     batch_size: int | None = None
     batch_wait: float = 0.0
+    retries_exhausted: ClassVar[Literal["dead_letter", "fail"]] = "dead_letter"
 
     def __init__(self, options: OptionsT, context: ConnectorContext) -> None:
         self.options = options

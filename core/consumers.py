@@ -2,7 +2,8 @@
 
 - :class:`SinkWorker`: consumer group -> ``write(batch)`` -> ``precommit`` ->
   commit. Retriable errors back off; ``DataError`` isolates the bad records
-  (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic.
+  (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic,
+  or stop the sink without committing (``Sink.retries_exhausted = "fail"``).
 - :class:`ProcessorWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
 
@@ -528,6 +529,11 @@ class SinkWorker(ConsumingWorker):
                 if attempt < self.retry.max_attempts:
                     await self.backoff(attempt, exc)
                     continue
+                if self.sink.retries_exhausted == "fail":
+                    raise FatalError(
+                        f"{exc} (still failing after {attempt} attempts); stopped without "
+                        "committing: the records are delivered again after a restart"
+                    ) from exc
                 for record in batch:
                     futures.append(await self._dead_letter(record, exc, attempt))
             except DataError as exc:

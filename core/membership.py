@@ -20,17 +20,36 @@ coordinator (a parked JoinGroup is never overtaken by a heartbeat)::
                                          -> find the coordinator again, retry
 
 **The lease.** The coordinator drops a member whose last heartbeat is older than
-the session timeout, and only then gives its sources to others. A request sent at
-``t`` that the coordinator answered positively (a heartbeat's NONE or
-REBALANCE_IN_PROGRESS, a JoinGroup or SyncGroup result) shows that the member was
-alive at the coordinator no earlier than ``t``, so it cannot have been dropped
-before ``t + session_timeout``. :meth:`GroupMember.leased` is true until
-``t + LEASE_SHARE * session_timeout`` (monotonic clock) of the newest such request,
-and :meth:`GroupMember.fence` waits while it is false. Source workers await the
-fence before every produce and every position write, so a process that was frozen
-(SIGSTOP, a long GC-like stall, a lost network) past its session writes nothing
-when it wakes up: its lease has run out, its next heartbeat answers
+the session timeout, or that does not rejoin within the rebalance timeout (equal to
+the session timeout here) once a rebalance began, and only then gives its sources
+to others. A request sent at ``t`` that the coordinator answered positively (a
+heartbeat's NONE, a JoinGroup or SyncGroup result) shows that the member was alive
+at the coordinator, and the group not rebalancing without it, no earlier than
+``t``, so it cannot have been dropped before ``t + session_timeout``. A heartbeat
+answered REBALANCE_IN_PROGRESS does not renew the lease: the rebalance began
+before it, and its deadline runs from then. :meth:`GroupMember.leased` is true
+until ``t + LEASE_SHARE * session_timeout`` (monotonic clock) of the newest such
+request, and :meth:`GroupMember.fence` waits while it is false. Source workers
+await the fence before every produce and every position write, so a process that
+was frozen (SIGSTOP, a long GC-like stall, a lost network) past its session writes
+nothing when it wakes up: its lease has run out, its next heartbeat answers
 UNKNOWN_MEMBER_ID, its sources are stopped without writing and it joins again.
+The lease is the first line; records a process handed to its producer before it
+froze may still land after it woke (in-flight duplicates). Position saves and
+claims check the lease as they are written to the socket
+(:meth:`~backbone.positions.PositionStore.write_fenced`), so none lands after a
+successor's claim; and the claim is the hard fence behind it: a save of an owner
+that was claimed over counts for nobody.
+
+**Errors.** Whatever a retry can mend is retried, with a backoff that grows from
+the heartbeat interval to :data:`MAX_BACKOFF` and starts again after the next
+answer: a broker that restarts or cannot be reached, a coordinator that moved or
+is loading, timeouts, an unexpected error of the client library. Meanwhile the
+lease runs out, so the sources pause at their fence (and are stopped once the
+membership turns out to be lost); the gateway keeps its sinks and webhooks.
+:class:`~backbone.errors.BackboneError` ends :meth:`GroupMember.run` only for what
+no retry mends: another kind of client in the group, a group id or session timeout
+the broker refuses, no authorization for the group.
 """
 
 from __future__ import annotations
@@ -52,7 +71,7 @@ from aiokafka.protocol.group import (
 
 from backbone.errors import BackboneError
 
-__all__ = ["LEASE_SHARE", "PROTOCOL_TYPE", "GroupMember"]
+__all__ = ["LEASE_SHARE", "MAX_BACKOFF", "PROTOCOL_TYPE", "GroupMember"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +80,20 @@ LEASE_SHARE = 0.8
 """Share of the session timeout a positive answer keeps the lease (margin for clock rates
 and for the time between the fence check and the write reaching the broker)."""
 
+MAX_BACKOFF = 5.0
+"""Longest wait (seconds) between two attempts while the coordinator cannot be reached."""
+
 _NONE = 0
 _COORDINATOR_LOAD_IN_PROGRESS = 14
 _COORDINATOR_NOT_AVAILABLE = 15
 _NOT_COORDINATOR = 16
 _ILLEGAL_GENERATION = 22
 _INCONSISTENT_GROUP_PROTOCOL = 23
+_INVALID_GROUP_ID = 24
 _UNKNOWN_MEMBER_ID = 25
+_INVALID_SESSION_TIMEOUT = 26
 _REBALANCE_IN_PROGRESS = 27
+_GROUP_AUTHORIZATION_FAILED = 30
 _MEMBER_ID_REQUIRED = 79
 _FENCED_INSTANCE_ID = 82
 _COORDINATOR_ERRORS = {_COORDINATOR_LOAD_IN_PROGRESS, _COORDINATOR_NOT_AVAILABLE, _NOT_COORDINATOR}
@@ -130,6 +155,8 @@ class GroupMember:
         self._renewed = asyncio.Event()
         self._rejoin = asyncio.Event()
         self._joined = False
+        self._answered = False  # the coordinator answered since the last failure
+        self._lapsed = False  # a writer found the lease run out (logged once per lapse)
 
     # ------------------------------------------------------------------ lease
 
@@ -139,6 +166,12 @@ class GroupMember:
 
     async def fence(self) -> None:
         """Return at once while leased; else wait until a positive answer renews the lease."""
+        if not self.leased() and not self._lapsed:
+            self._lapsed = True
+            logger.info(
+                "gateway group %s: lease ran out; source writes wait for the coordinator",
+                self.group,
+            )
         while not self.leased():
             self._renewed.clear()
             try:
@@ -150,6 +183,9 @@ class GroupMember:
         self._lease_end = max(self._lease_end, sent + LEASE_SHARE * self.session_timeout)
         if self.leased():
             self._renewed.set()
+            if self._lapsed:
+                self._lapsed = False
+                logger.info("gateway group %s: lease renewed", self.group)
 
     def _lose(self, reason: str) -> None:
         self._lease_end = 0.0
@@ -164,7 +200,12 @@ class GroupMember:
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Join and stay in the group until ``stop`` is set; then leave it."""
+        """Join and stay in the group until ``stop`` is set; then leave it.
+
+        Raises :class:`~backbone.errors.BackboneError` for what no retry mends (see
+        the module docstring); everything else is retried.
+        """
+        failures = 0
         try:
             while not stop.is_set():
                 try:
@@ -172,18 +213,58 @@ class GroupMember:
                     if not self._joined:
                         await self._join()
                     await self._heartbeats(stop)
+                    continue
                 except _Retry as retry:
                     logger.debug("gateway group %s: %s", self.group, retry)
-                    if retry.backoff:
-                        await _wait(stop, min(1.0, self.heartbeat_interval))
+                    if not retry.backoff:
+                        continue
+                    failed: BaseException = retry
+                except BackboneError:
+                    raise
                 except (KafkaError, OSError, TimeoutError) as exc:
-                    logger.warning(
-                        "gateway group %s: %s: %s; retrying", self.group, type(exc).__name__, exc
-                    )
+                    self._fatal(exc)
                     self.coordinator = None
-                    await _wait(stop, min(1.0, self.heartbeat_interval))
+                    failed = exc
+                except Exception as exc:  # a client library's surprise: retried, loudly
+                    self.coordinator = None
+                    failed = exc
+                if self._answered:  # the coordinator answered since the last failure
+                    failures, self._answered = 0, False
+                failures += 1
+                self._failed(failures, failed)
+                await _wait(stop, self.backoff(failures))
         finally:
             await self.leave()
+
+    def backoff(self, failures: int) -> float:
+        """Wait before attempt ``failures + 1``: from the heartbeat interval up, doubling."""
+        first = min(1.0, self.heartbeat_interval)
+        return float(min(MAX_BACKOFF, first * 2 ** min(max(failures - 1, 0), 10)))
+
+    def _failed(self, failures: int, exc: BaseException) -> None:
+        """Log a failed attempt: the first of a run of failures, then every tenth."""
+        if failures % 10 != 0 and (failures != 1 or isinstance(exc, _Retry)):
+            return  # a _Retry is routine once (coordinator moved, not known yet)
+        expected = isinstance(exc, KafkaError | OSError | TimeoutError | _Retry)
+        logger.log(
+            logging.WARNING if expected else logging.ERROR,
+            "gateway group %s: %s%s: %s; retrying (attempt %d; the sources here pause "
+            "once the lease runs out)",
+            self.group,
+            "" if expected else "unexpected ",
+            type(exc).__name__,
+            exc,
+            failures,
+            exc_info=None if expected or failures != 1 else exc,
+        )
+
+    def _fatal(self, exc: BaseException) -> None:
+        """Raise BackboneError for a client error no retry mends (authorization)."""
+        if getattr(exc, "errno", None) == _GROUP_AUTHORIZATION_FAILED:
+            raise BackboneError(
+                f"not authorized to use the group {self.group} (GROUP_AUTHORIZATION_FAILED): "
+                "grant this gateway's principal READ on it"
+            ) from exc
 
     async def leave(self) -> None:
         """Leave the group (so others take over at once instead of after the session)."""
@@ -208,34 +289,52 @@ class GroupMember:
         if self.client.get_random_node() is None:
             await self.client.force_metadata_update()
             raise _Retry("no broker known yet")
-        # registers the coordinator's address with the client: its node id need not be
-        # one of the brokers Metadata listed (Tansu answers with an id of its own)
+        # FindCoordinator, as aiokafka's own consumers do it (error codes raised as
+        # KafkaError); the coordinator is reached through the address Metadata gives
+        # for its node id, so a broker must list its coordinators in Metadata
         coordinator = await self.client.coordinator_lookup(_GROUP_COORDINATOR, self.group)
         if not await self.client.ready(coordinator, group=ConnectionGroup.COORDINATION):
             await self.client.force_metadata_update()
-            raise _Retry(f"coordinator {coordinator} not reachable yet")
+            known = sorted(b.nodeId for b in self.client.cluster.brokers())
+            raise _Retry(f"coordinator node {coordinator} not reachable (brokers: {known})")
         self.coordinator = coordinator
         logger.debug("gateway group %s: coordinator is node %s", self.group, coordinator)
 
     def _check(self, code: int, what: str) -> None:
         """Map a coordinator error code to the loop's next step."""
         if code == _NONE:
+            self._answered = True
             return
         if code in _COORDINATOR_ERRORS:
             self.coordinator = None
             raise _Retry(f"{what}: coordinator moved ({code})")
         if code in _LOST:
+            self._answered = True
             if code == _UNKNOWN_MEMBER_ID:
                 self.member_id = ""
             self._lose(f"{what} answered error {code}")
             raise _Retry(f"{what}: lost", backoff=False)
         if code == _REBALANCE_IN_PROGRESS:
+            self._answered = True
             self._joined = False
             raise _Retry(f"{what}: rebalance", backoff=False)
         if code == _INCONSISTENT_GROUP_PROTOCOL:
             raise BackboneError(
                 f"the group {self.group} is used by other clients with another protocol: "
                 "give this gateway cluster another gateway.id"
+            )
+        if code == _INVALID_GROUP_ID:
+            raise BackboneError(f"the broker refuses the group id {self.group!r}")
+        if code == _INVALID_SESSION_TIMEOUT:
+            raise BackboneError(
+                f"the broker refuses runtime.session_timeout {self.session_timeout:g}s: it "
+                "must lie within the broker's group.min.session.timeout.ms and "
+                "group.max.session.timeout.ms"
+            )
+        if code == _GROUP_AUTHORIZATION_FAILED:
+            raise BackboneError(
+                f"not authorized to use the group {self.group} (GROUP_AUTHORIZATION_FAILED): "
+                "grant this gateway's principal READ on it"
             )
         raise _Retry(f"{what}: error {code}")
 
@@ -294,7 +393,7 @@ class GroupMember:
             request = HeartbeatRequest(self.group, self.generation, self.member_id)
             response = await self._send(request, self.session_timeout)
             code = response.error_code
-            if code in (_NONE, _REBALANCE_IN_PROGRESS):
+            if code == _NONE:  # not REBALANCE_IN_PROGRESS: see the module docstring
                 self._renew(sent)
             self._check(code, "Heartbeat")
 

@@ -2,36 +2,58 @@
 
 Records are keyed by connector name (UTF-8); values are JSON:
 
-- a *save*: ``{"position": P, "claim": C, "worker": W}`` — position ``P`` written
-  by the owner holding claim ``C`` (``W`` = ``host:pid``, for people);
-- a *claim*: ``{"kind": "claim", "claim": C, "position": P, "worker": W}`` — a
-  process takes the source over; ``P`` is the position in force when it claimed;
-- a tombstone (null value) forgets the connector; ``{"position": P}`` without a
-  claim is a save from a version before claims.
+- a *claim*: ``{"kind": "claim", "position": P, "worker": W}`` — a process takes
+  the source over (``W`` = ``host:pid``, for people); ``P`` is the position in
+  force as the claimer read it. The claim's *epoch* is its offset in the topic,
+  which every reader knows;
+- a *save*: ``{"position": P, "epoch": E, "worker": W}`` — position ``P`` written
+  by the owner whose claim has epoch ``E``;
+- a tombstone (null value) forgets the connector; ``{"position": P}`` without an
+  epoch is a save of a process that does not claim (a single gateway before the
+  cluster, an ingress source).
 
 Every reader folds the records of a key in offset order (:func:`fold`):
 
-- a claim is *valid* when it carries the position in force right before it; a
-  valid claim makes ``C`` the connector's claim (the position does not change);
-  an invalid claim (a save slipped in between the claimer's read and its claim)
-  changes nothing, and its writer claims again;
-- a save counts only when its claim is the connector's claim (or, for a save
-  without a claim, while the connector has none): a save from an owner that lost
-  the source is ignored, whenever it lands.
+- a claim always takes effect: its offset becomes the connector's epoch, the
+  position does not change (a save that landed between the claimer's read and
+  its claim still counts, and the claimer resumes from the position in force at
+  its claim, not from the one it read);
+- a save counts only when its epoch is not older than the connector's epoch: a
+  save from an owner that was claimed over is ignored, whenever it lands (a save
+  that was in flight when its process froze or lost the source).
 
 So positions only move forward (every counted save comes from the current owner,
-which resumed from the position in force), and an owner that was fenced can no
-longer change them. One valid claim per owner change keeps this true after
-compaction, since the newest record of a key is either a valid claim, a save of
-the current claim, or a late save of a fenced owner; a late save can only be one
-that was in flight when its owner lost the source, and its records were
-acknowledged before it was sent, so resuming from it loses nothing.
+which resumed from the position in force at its claim), and an owner that was
+fenced can no longer change them.
+
+**Compaction.** The broker keeps the newest record of a key and drops older ones,
+so a reader may start a key's history in the middle: at any record. Its first
+record then stands for what came before it (a claim's or a save's position is
+taken as the position in force, a save's epoch as the epoch), and because epochs
+are offsets, which only grow, every later record folds as it does for a reader
+of the whole history: the current owner's saves count, a fenced owner's don't.
+When a save slipped in before a claim, the claimer writes the position in force
+at its claim once more (a save under its own epoch), so a claim carrying an
+older position is never the newest record of its key for long.
 
 :class:`PositionStore` tails the topic (no group: every partition, from the
 start) and keeps the folded state; :meth:`PositionStore.claim` claims sources
 for this process and returns one :class:`Claim` per source, whose
 :meth:`Claim.save` is the only way an owner writes a position (each save first
-awaits the owner's fence: the gateway cluster's membership lease).
+awaits the owner's fence: the gateway cluster's membership lease, and carries
+the wall-clock time the fence let it through as its record timestamp).
+
+**No save of a fenced owner after a takeover.** Awaiting the fence is not enough
+on its own: a save handed to a producer waits in the producer's buffer (behind
+other requests to the same broker), and a process frozen (SIGSTOP) right then
+sends it when it wakes, after the new owner's claim. So a claimed owner's records
+(saves and claims) do not go through the producer: each is one ProduceRequest
+written on a connection of the store's own, and the lease is checked in the same
+step as the request is written to the socket (no ``await`` between them). A
+process frozen before that step finds its lease gone when it wakes (it waits at
+the fence and is stopped); a request written before the freeze is in the kernel
+and reaches the broker at once, while the lease guarantees that the coordinator
+has not dropped the process yet, so no other process has claimed the source.
 """
 
 from __future__ import annotations
@@ -39,12 +61,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kafka_errors
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from backbone.clients import KafkaClients
 from backbone.errors import BackboneError
@@ -66,6 +93,12 @@ POSITIONS_TOPIC = "_backbone.positions"
 Fence = Callable[[], Awaitable[None]]
 """Awaited before every write of an owner: returns while this process may write."""
 
+Leased = Callable[[], bool]
+"""Whether this process may write right now (the lease the fence waits for)."""
+
+WRITE_TIMEOUT_MS = 30_000
+"""How long the broker may take to acknowledge one fenced write."""
+
 
 class PositionWriter(Protocol):
     """What a source worker saves its positions through."""
@@ -75,51 +108,55 @@ class PositionWriter(Protocol):
 
 @dataclass
 class Entry:
-    """The folded state of one connector: its position and the claim in force."""
+    """The folded state of one connector: its position and the epoch of its claim."""
 
     position: Any = None
-    claim: str | None = None
+    epoch: int | None = None
+    """Offset of the claim in force (``None``: never claimed, as far as read)."""
     worker: str | None = None
 
 
-def fold(entries: dict[str, Entry], name: str, value: Any) -> str | None:
-    """Apply one record (``value`` = decoded JSON, or ``None`` for a tombstone).
+def fold(entries: dict[str, Entry], name: str, value: Any, offset: int) -> bool:
+    """Apply the record at ``offset`` (``value`` = decoded JSON, ``None`` for a tombstone).
 
-    Returns the claim id when the record is a valid claim, else ``None``. Raises
-    ``KeyError``/``TypeError`` for a value of the wrong shape.
+    Returns whether it counted: a claim or a tombstone always does, a save unless it
+    was fenced (see the module docstring). Raises ``KeyError``/``TypeError`` for a
+    value of the wrong shape.
     """
     if value is None:
         entries.pop(name, None)
-        return None
+        return True
     if not isinstance(value, dict):
         raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    position = value["position"]
     entry = entries.get(name)
     if value.get("kind") == "claim":
-        claim = str(value["claim"])
-        current = entry.position if entry is not None else None
-        if value["position"] != current:
-            return None  # a save slipped in before it: invalid, its writer claims again
-        if entry is None:
-            entry = entries[name] = Entry()
-        entry.claim = claim
+        if entry is None:  # the first record read (a compacted history): its position held
+            entry = entries[name] = Entry(position)
+        entry.epoch = offset
         entry.worker = value.get("worker")
-        return claim
-    position = value["position"]
-    written = value.get("claim")
-    holder = entry.claim if entry is not None else None
-    if written != holder:
-        return None  # written under a claim that is no longer in force: fenced
+        return True
+    epoch = value.get("epoch")
+    if epoch is not None and not isinstance(epoch, int):
+        raise TypeError(f"expected an integer epoch, got {epoch!r}")
     if entry is None:
-        entry = entries[name] = Entry()
+        entries[name] = Entry(position, epoch, value.get("worker"))
+        return True
+    if entry.epoch is not None and (epoch is None or epoch < entry.epoch):
+        return False  # written by an owner that was claimed over: fenced
     entry.position = position
-    return None
+    if epoch is not None:
+        entry.epoch = epoch
+        entry.worker = value.get("worker")
+    return True
 
 
 def history(records: Iterable[Any], connector: str) -> list[Any]:
     """The positions ``connector`` had, in order: one per save that counted.
 
-    ``records`` are records of the position topic (``key``/``value`` bytes) in offset
-    order; claims and fenced saves are folded as every reader folds them.
+    ``records`` are records of the position topic (``key``/``value`` bytes and
+    ``offset``) in offset order; claims and fenced saves are folded as every reader
+    folds them.
     """
     entries: dict[str, Entry] = {}
     key = connector.encode()
@@ -128,54 +165,81 @@ def history(records: Iterable[Any], connector: str) -> list[Any]:
         if record.key != key:
             continue
         value = None if record.value is None else json.loads(record.value)
-        before = entries.get(connector)
-        holder = before.claim if before is not None else None
-        fold(entries, connector, value)
-        if value is not None and value.get("kind") != "claim" and value.get("claim") == holder:
+        counted = fold(entries, connector, value, record.offset)
+        if counted and value is not None and value.get("kind") != "claim":
             out.append(value["position"])
     return out
 
 
 class Claim:
-    """This process's claim on one source: the position to resume from, and saves."""
+    """This process's claim on one source: the position to resume from, and saves.
+
+    ``id`` is the claim's epoch (its offset in the position topic). Saves of one claim
+    are written one at a time, in order.
+    """
 
     def __init__(
         self,
         store: PositionStore,
         connector: str,
-        claim: str,
+        epoch: int,
         position: Any,
         worker: str,
         fence: Fence | None,
+        leased: Leased | None = None,
     ) -> None:
         self.store = store
         self.connector = connector
-        self.id = claim
+        self.id = epoch
         self.position = position
+        self.saved = position
+        """The newest position written under this claim (or the one it resumed from)."""
         self.worker = worker
         self.fence = fence
+        self.leased = leased
+        self._lock = asyncio.Lock()
 
     async def save(self, connector: str, position: Any) -> None:
         """Store ``position`` under this claim; returns once the broker acknowledged it."""
         assert connector == self.connector
+        async with self._lock:
+            await self._write(position)
+
+    async def _write(self, position: Any) -> None:
+        value = {"position": position, "epoch": self.id, "worker": self.worker}
+        self.saved = position
+        if self.fence is not None and self.leased is not None:
+            await self.store.write_fenced(self.connector, value, self.fence, self.leased)
+            return
         if self.fence is not None:
             await self.fence()
-        await self.store.write(
-            connector, {"position": position, "claim": self.id, "worker": self.worker}
-        )
+        # the record's timestamp: when the fence let this write through
+        stamp = int(time.time() * 1000)
+        await self.store.write(self.connector, value, timestamp_ms=stamp)
+
+    async def reassert(self) -> None:
+        """Write the newest position again while this claim is in force.
+
+        Called when a fenced save of the connector landed after this claim: with the
+        fenced save as the newest record of its key, a reader of the compacted topic
+        would start from it.
+        """
+        async with self._lock:
+            if self.valid:
+                await self._write(self.saved)
 
     @property
     def valid(self) -> bool:
         """Whether this claim is still the connector's claim (as far as read so far)."""
         entry = self.store.entries.get(self.connector)
-        return entry is not None and entry.claim == self.id
+        return entry is not None and entry.epoch == self.id
 
 
 class PositionStore:
     """Reads, claims and writes source positions (see the module docstring).
 
-    ``on_claim(connector, claim)`` is called for every valid claim read (this
-    process's own and others'), so an owner learns at once that it was fenced.
+    ``on_claim(connector, epoch)`` is called for every claim read (this process's own
+    and others'), so an owner learns at once that it was fenced.
     """
 
     def __init__(
@@ -184,7 +248,7 @@ class PositionStore:
         bootstrap: str,
         topic: str = POSITIONS_TOPIC,
         *,
-        on_claim: Callable[[str, str], None] | None = None,
+        on_claim: Callable[[str, int], None] | None = None,
         clients: KafkaClients | None = None,
     ) -> None:
         self.producer = producer
@@ -197,6 +261,10 @@ class PositionStore:
         self._tail: asyncio.Task[None] | None = None
         self._read_to: dict[int, int] = {}  # partition -> next offset to fold
         self._progress = asyncio.Condition()
+        self._claims: dict[str, Claim] = {}  # this process's newest claim per connector
+        self._reasserts: set[asyncio.Task[None]] = set()
+        self._writer: AIOKafkaClient | None = None  # fenced writes' own connections
+        self._partitioner = DefaultPartitioner()  # the producer's: same key, same partition
 
     # ------------------------------------------------------------------ reading
 
@@ -240,6 +308,9 @@ class PositionStore:
 
     async def stop(self) -> None:
         """Stop following the topic (idempotent)."""
+        for task in list(self._reasserts):
+            task.cancel()
+        await asyncio.gather(*self._reasserts, return_exceptions=True)
         if self._tail is not None:
             self._tail.cancel()
             await asyncio.gather(self._tail, return_exceptions=True)
@@ -247,6 +318,9 @@ class PositionStore:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
 
     async def caught_up(self) -> None:
         """Wait until every record written before this call was folded."""
@@ -273,16 +347,21 @@ class PositionStore:
         consumer = self._consumer
         assert consumer is not None
         while True:
-            batches = await consumer.getmany(*tps, timeout_ms=200)
-            for messages in batches.values():
-                for message in messages:
-                    self._apply(message)
-            moved = False
-            for tp in tps:
-                offset = await consumer.position(tp)
-                if offset != self._read_to.get(tp.partition):
-                    self._read_to[tp.partition] = offset
-                    moved = True
+            try:
+                batches = await consumer.getmany(*tps, timeout_ms=200)
+                for messages in batches.values():
+                    for message in messages:
+                        self._apply(message)
+                moved = False
+                for tp in tps:
+                    offset = await consumer.position(tp)
+                    if offset != self._read_to.get(tp.partition):
+                        self._read_to[tp.partition] = offset
+                        moved = True
+            except KafkaError as exc:  # the broker away for a while: keep following
+                logger.warning("reading %s: %s: %s; retrying", self.topic, type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+                continue
             if moved or batches:
                 async with self._progress:
                     self._progress.notify_all()
@@ -304,7 +383,7 @@ class PositionStore:
             return
         try:
             value = None if message.value is None else json.loads(message.value)
-            claim = fold(self.entries, name, value)
+            counted = fold(self.entries, name, value, message.offset)
         except (ValueError, TypeError, KeyError) as exc:
             logger.error(
                 "skipping the unreadable position of %r in %s (%s: %s); the connector "
@@ -315,18 +394,132 @@ class PositionStore:
                 exc,
             )
             return
-        if claim is not None and self.on_claim is not None:
-            self.on_claim(name, claim)
+        if value is not None and value.get("kind") == "claim":
+            if self.on_claim is not None:
+                self.on_claim(name, message.offset)
+        elif not counted and value is not None:
+            self._fenced_save(name, value)
+
+    def _fenced_save(self, name: str, value: dict[str, Any]) -> None:
+        """A fenced save landed: the owner here writes its position again (see reassert)."""
+        claim = self._claims.get(name)
+        if claim is None or not claim.valid or self.producer is None:
+            return
+        logger.info(
+            "a save of %s by %s landed after it was claimed over (ignored); writing the "
+            "position in force again",
+            name,
+            value.get("worker") or "a process",
+        )
+        task = asyncio.create_task(claim.reassert(), name=f"backbone:reassert:{name}")
+        self._reasserts.add(task)
+        task.add_done_callback(self._reasserted)
+
+    def _reasserted(self, task: asyncio.Task[None]) -> None:
+        self._reasserts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("could not write a position again: %s", task.exception())
 
     # ------------------------------------------------------------------ writing
 
-    async def write(self, connector: str, value: dict[str, Any]) -> tuple[int, int]:
+    async def write(
+        self, connector: str, value: dict[str, Any], *, timestamp_ms: int | None = None
+    ) -> tuple[int, int]:
         """Append one record; returns (partition, offset) once the broker acknowledged it."""
         assert self.producer is not None, "a read-only store cannot write"
         data = json.dumps(value, separators=(",", ":")).encode()
-        future = await self.producer.send(self.topic, key=connector.encode(), value=data)
+        future = await self.producer.send(
+            self.topic, key=connector.encode(), value=data, timestamp_ms=timestamp_ms
+        )
         metadata = await future
         return metadata.partition, metadata.offset
+
+    async def write_fenced(
+        self, connector: str, value: dict[str, Any], fence: Fence, leased: Leased
+    ) -> tuple[int, int]:
+        """Append one record of a claimed owner while ``leased()``; (partition, offset).
+
+        Awaits ``fence()``, then checks ``leased()`` and writes the ProduceRequest to
+        the socket in one step (see the module docstring). The record's timestamp is
+        the time of that check. Retried (fence and check again) on a broker away or
+        a leader moving; other errors raise :class:`KafkaError`.
+        """
+        data = json.dumps(value, separators=(",", ":")).encode()
+        key = connector.encode()
+        failures = 0
+        while True:
+            await fence()
+            try:
+                written = await self._write_leased(key, data, leased)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                retriable = not isinstance(exc, KafkaError) or exc.retriable
+                failures += 1
+                if not retriable or failures > 50:
+                    raise
+                logger.info(
+                    "writing the position of %s: %s: %s; retrying",
+                    connector,
+                    type(exc).__name__,
+                    exc,
+                )
+                if getattr(exc, "invalid_metadata", False) and self._writer is not None:
+                    self._writer.force_metadata_update()
+                await asyncio.sleep(min(0.1 * failures, 1.0))
+                continue
+            if written is not None:
+                return written
+
+    async def _write_leased(
+        self, key: bytes, data: bytes, leased: Leased
+    ) -> tuple[int, int] | None:
+        """One attempt; ``None`` when the lease was gone at the check (nothing sent)."""
+        client = await self._fenced_client()
+        partitions = client.cluster.partitions_for_topic(self.topic)
+        if not partitions:
+            await client.force_metadata_update()
+            raise kafka_errors.UnknownTopicOrPartitionError(self.topic)
+        available = client.cluster.available_partitions_for_topic(self.topic)
+        partition = self._partitioner(key, sorted(partitions), sorted(available or ()))
+        leader = client.cluster.leader_for_partition(TopicPartition(self.topic, partition))
+        if leader is None or leader == -1:
+            await client.force_metadata_update()
+            raise kafka_errors.LeaderNotAvailableError(f"{self.topic}[{partition}]")
+        conn = await client._get_conn(leader)  # the store's own connection to the leader
+        if conn is None:
+            raise kafka_errors.NodeNotReadyError(f"node {leader}")
+        # no await from the lease check to the socket write: see the module docstring
+        if not leased():
+            return None
+        stamp = int(time.time() * 1000)
+        # magic 2, no compression, not transactional, no producer id/epoch/sequence
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+        builder.append(0, stamp, key, data, [])
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=-1,
+            timeout=WRITE_TIMEOUT_MS,
+            topics=[(self.topic, [(partition, bytes(builder.build()))])],
+        )
+        response = await conn.send(request)
+        for _topic, answers in response.topics:
+            for answer in answers:
+                error = kafka_errors.for_code(answer[1])
+                if error is not kafka_errors.NoError:
+                    raise error(f"writing to {self.topic}[{partition}]")
+                return partition, answer[2]
+        raise kafka_errors.UnknownError(f"no answer for {self.topic}[{partition}]")
+
+    async def _fenced_client(self) -> AIOKafkaClient:
+        if self._writer is None:
+            client = self.clients.client(
+                "backbone.positions.writer", request_timeout_ms=WRITE_TIMEOUT_MS + 10_000
+            )
+            await client.bootstrap()
+            self._writer = client
+            await client.add_topic(self.topic)
+        if not self._writer.cluster.partitions_for_topic(self.topic):
+            await self._writer.force_metadata_update()
+        return self._writer
 
     async def save(self, connector: str, position: Any) -> None:
         """Store ``position`` without a claim (for a connector no other process runs)."""
@@ -338,44 +531,48 @@ class PositionStore:
         *,
         worker: str,
         fence: Fence | None = None,
+        leased: Leased | None = None,
         still: Callable[[], bool] = lambda: True,
     ) -> dict[str, Claim]:
         """Claim ``connectors`` for this process; one :class:`Claim` each.
 
-        Writes a claim carrying the position in force as read, waits until the fold
-        read it, and claims again while a save slipped in between (bounded). Claims
-        nothing more once ``still()`` turns false (checked after the fence, right
-        before writing: the assignment changed meanwhile).
+        Writes a claim carrying the position in force as read, and waits until the fold
+        read it. A connector whose claim was overtaken by another process's newer claim
+        is left out (it is that process's now). Claims nothing more once ``still()``
+        turns false (checked after the fence, right before writing: the assignment
+        changed meanwhile). With ``fence`` and ``leased``, claims and saves are fenced
+        writes (:meth:`write_fenced`).
         """
-        pending = list(connectors)
+        names = list(connectors)
+        if not names:
+            return {}
+        if fence is not None:
+            await fence()
+        await self.caught_up()
+        if not still():
+            return {}
+        sent: list[tuple[str, int, Any]] = []
+        reached: dict[int, int] = {}
+        for name in names:
+            entry = self.entries.get(name)
+            read = entry.position if entry is not None else None
+            value = {"kind": "claim", "position": read, "worker": worker}
+            if fence is not None and leased is not None:
+                partition, offset = await self.write_fenced(name, value, fence, leased)
+            else:
+                partition, offset = await self.write(name, value)
+            reached[partition] = max(reached.get(partition, 0), offset + 1)
+            sent.append((name, offset, read))
+        await self._reached(reached)
         claims: dict[str, Claim] = {}
-        for _ in range(20):
-            if not pending:
-                return claims
-            if fence is not None:
-                await fence()
-            await self.caught_up()
-            if not still():
-                return claims
-            sent: list[tuple[str, str]] = []
-            reached: dict[int, int] = {}
-            for name in pending:
-                entry = self.entries.get(name)
-                position = entry.position if entry is not None else None
-                claim_id = uuid.uuid4().hex
-                value = {"kind": "claim", "claim": claim_id, "position": position}
-                partition, offset = await self.write(name, {**value, "worker": worker})
-                reached[partition] = max(reached.get(partition, 0), offset + 1)
-                sent.append((name, claim_id))
-            await self._reached(reached)
-            pending = []
-            for name, claim_id in sent:
-                entry = self.entries.get(name)
-                if entry is not None and entry.claim == claim_id:
-                    claims[name] = Claim(self, name, claim_id, entry.position, worker, fence)
-                else:
-                    pending.append(name)
-        raise BackboneError(
-            f"could not claim {', '.join(pending)}: positions kept changing (is another "
-            "gateway cluster running sources of the same names on this Kafka cluster?)"
-        )
+        for name, offset, read in sent:
+            entry = self.entries.get(name)
+            if entry is None or entry.epoch != offset:
+                logger.info("%s was claimed by another process right after this one", name)
+                continue
+            claim = Claim(self, name, offset, entry.position, worker, fence, leased)
+            self._claims[name] = claim
+            if entry.position != read:  # a save slipped in: the claim's record is behind
+                await claim.save(name, entry.position)
+            claims[name] = claim
+        return claims

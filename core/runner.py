@@ -257,20 +257,25 @@ class Runner:
                 "the embedded broker is not available in this build "
                 f"({exc}); set broker.bootstrap to use an existing Kafka cluster"
             ) from exc
-        config = BrokerConfig.from_listeners(
-            embedded.listen,
-            self.config.resolve(embedded.data_dir),
-            embedded.advertised_listener or None,
-            max_frame_bytes=embedded.max_frame_bytes,
-            idle_timeout_s=embedded.connections_max_idle,
-            request_read_timeout_s=embedded.request_read_timeout,
-            max_connections=embedded.max_connections,
-            max_connections_per_ip=embedded.max_connections_per_ip,
-            queued_max_request_bytes=embedded.queued_max_request_bytes,
-        )
+        try:
+            config = BrokerConfig.from_listeners(
+                embedded.listen,
+                self.config.resolve(embedded.data_dir),
+                embedded.advertised_listener or None,
+                max_frame_bytes=embedded.max_frame_bytes,
+                idle_timeout_s=embedded.connections_max_idle,
+                request_read_timeout_s=embedded.request_read_timeout,
+                max_connections=embedded.max_connections,
+                max_connections_per_ip=embedded.max_connections_per_ip,
+                queued_max_request_bytes=embedded.queued_max_request_bytes,
+                **embedded.broker_options(),
+            )
+        except ValueError as exc:
+            raise BackboneError(f"broker.embedded: {exc}") from exc
         broker = await stack.enter_async_context(Broker(config))
         self._embedded = broker
-        logger.info("embedded broker listening on %s", broker.bootstrap)
+        for name, address in broker.bootstraps.items():
+            logger.info("embedded broker listener %s on %s", name, address)
         return str(broker.bootstrap)
 
     def _http_app(self) -> HttpApp:

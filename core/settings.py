@@ -33,6 +33,13 @@ from backbone.broker.limits import (
     DEFAULT_REQUEST_READ_TIMEOUT_S,
 )
 from backbone.fields import FUNCTION, ConfigValue, HostPort, Start, TopicName, kafka_number, split
+from backbone.security_settings import (
+    ListenerSettings,
+    SecuritySettings,
+    ServerSasl,
+    ServerTls,
+    broker_security_options,
+)
 from backbone.steps import RouteStep, Transform
 from backbone.types import ByteSize, Duration
 
@@ -60,7 +67,8 @@ class EmbeddedBroker(_Model):
     """The broker running inside the gateway process."""
 
     listen: HostPort = "127.0.0.1:9092"
-    """Address the embedded broker listens on (HOST:PORT; port 0 = any free port)."""
+    """Address the embedded broker listens on (HOST:PORT; port 0 = any free port): one
+    PLAINTEXT listener. Use ``listeners`` for several, or for TLS and SASL."""
     data_dir: str = "./data"
     """Folder of the broker's log, relative to the config file's folder."""
     advertised_listener: HostPort | None = None
@@ -82,6 +90,20 @@ class EmbeddedBroker(_Model):
     queued_max_request_bytes: Annotated[ByteSize, Field(ge=1024)] = DEFAULT_QUEUED_MAX_REQUEST_BYTES
     """Request bytes being read or queued across all connections, e.g. 100MiB; reading
     pauses at the limit (Kafka's ``queued.max.request.bytes``)."""
+    listeners: list[ListenerSettings] | None = Field(default=None, min_length=1)
+    """Listeners instead of ``listen``: each a name, HOST:PORT, protocol (PLAINTEXT,
+    SSL, SASL_PLAINTEXT, SASL_SSL) and optional advertised HOST:PORT. The gateway's own
+    clients use the first one (with ``broker.security``)."""
+    tls: ServerTls | None = None
+    """Certificate and key of the SSL/SASL_SSL listeners; client certificates."""
+    sasl: ServerSasl | None = None
+    """SASL mechanisms of the SASL listeners (default SCRAM-SHA-512 and SCRAM-SHA-256)."""
+    super_users: list[str] = Field(default_factory=list)
+    """Users (``admin``, or principals such as ``User:CN=ops``) the ACLs do not limit.
+    ``User:ANONYMOUS`` is every client of a PLAINTEXT listener."""
+    authorization: bool | None = None
+    """Enforce ACLs: default on as soon as a listener authenticates its clients (SASL,
+    or TLS with client_auth), off otherwise."""
 
     @model_validator(mode="after")
     def _limits_fit(self) -> EmbeddedBroker:
@@ -92,6 +114,41 @@ class EmbeddedBroker(_Model):
                 f"max_frame_bytes ({frame}): a request of the largest size must fit in it"
             )
         return self
+
+    @model_validator(mode="after")
+    def _listeners(self) -> EmbeddedBroker:
+        if self.listeners is None:
+            return self
+        given = {"listen", "advertised_listener"} & self.model_fields_set
+        if given:
+            raise ValueError(f"give either listeners or {' and '.join(sorted(given))}, not both")
+        names = [item.name for item in self.listeners]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"listener name {name!r} is used twice")
+        for item in self.listeners:
+            if item.protocol.endswith("SSL") and self.tls is None:
+                raise ValueError(f"listener {item.name} ({item.protocol}) needs tls (cert and key)")
+        return self
+
+    def broker_options(self) -> dict[str, Any]:
+        """The :class:`backbone.broker.BrokerConfig` fields of the listeners and security."""
+        listeners = self.listeners or [
+            ListenerSettings(
+                name="PLAINTEXT", listen=self.listen, advertised=self.advertised_listener
+            )
+        ]
+        sasl = self.sasl
+        if sasl is None and any(item.protocol.startswith("SASL") for item in listeners):
+            sasl = ServerSasl()
+        return broker_security_options(
+            listeners, self.tls, sasl, self.super_users, self.authorization
+        )
+
+    @property
+    def first_protocol(self) -> str:
+        """The protocol of the listener the gateway's own clients use."""
+        return self.listeners[0].protocol if self.listeners else "PLAINTEXT"
 
 
 class InternalTopics(_Model):
@@ -127,6 +184,9 @@ class BrokerSettings(_Model):
     brokers that refuse InitProducerId (e.g. Tansu); delivery stays at-least-once."""
     internal_topics: InternalTopics = InternalTopics()
     """Replication of the topics the runtime creates itself (positions, dead letters)."""
+    security: SecuritySettings = SecuritySettings()
+    """How every Kafka client of the gateway connects: protocol, TLS, SASL (managed
+    Kafka: SASL_SSL). With the embedded broker: the protocol of its first listener."""
 
     @model_validator(mode="after")
     def _one_of(self) -> BrokerSettings:
@@ -134,6 +194,15 @@ class BrokerSettings(_Model):
             raise ValueError("give either embedded or bootstrap, not both")
         if self.bootstrap is None and self.embedded is None:
             object.__setattr__(self, "embedded", EmbeddedBroker())
+        embedded = self.embedded
+        if embedded is not None:
+            first, mine = embedded.first_protocol, self.security.effective_protocol
+            if first != mine:
+                raise ValueError(
+                    f"the gateway reaches its embedded broker through the first listener "
+                    f"({first}) but security.protocol is {mine}: list a {mine} listener "
+                    f"first, or set security to fit {first}"
+                )
         return self
 
 
@@ -240,7 +309,9 @@ class RetryPolicy(_Model):
 
     - a sink's ``write(batch)`` and a processor's function (per record): at most
       ``max_attempts`` calls; then the records go to ``dead_letter_topic``, or, when
-      there is none, the connector stops in state FAILED with the error;
+      there is none (or the sink's ``retries_exhausted`` is ``"fail"``, as for the
+      ``http`` and ``file`` sinks), the connector stops in state FAILED with the
+      error and commits nothing of them;
     - a source's ``open()`` and ``read()`` and a sink's ``open()``: retried without
       limit (waits grow to ``max_backoff`` and stay there), because giving up would
       skip records or stop the pipeline; ``max_attempts`` does not apply to them.

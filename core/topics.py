@@ -139,6 +139,9 @@ class _CreateTopics(Request[_Versions]):  # type: ignore[misc]
         )
 
 
+_AUTHORIZATION_FAILED = (29, 31)  # TOPIC_, CLUSTER_AUTHORIZATION_FAILED
+
+
 async def create_topics(clients: KafkaClients, topics: list[TopicSpec]) -> list[str]:
     """Create the topics of ``topics`` that do not exist; the names created."""
     client = clients.client("backbone.admin")
@@ -147,6 +150,14 @@ async def create_topics(clients: KafkaClients, topics: list[TopicSpec]) -> list[
             await client.bootstrap()
             metadata = await client.fetch_all_metadata()
         except KafkaError as exc:
+            try:  # one connection of our own tells why: authentication, TLS, token
+                await clients.check()
+            except BackboneError as reason:
+                if not str(reason).startswith(("cannot connect to", "no answer from")):
+                    raise BackboneError(
+                        f"cannot reach the Kafka cluster at {clients.bootstrap} "
+                        f"(broker.bootstrap): {reason}"
+                    ) from exc
             raise BackboneError(
                 f"cannot reach the Kafka cluster at {clients.bootstrap} (broker.bootstrap): "
                 f"{describe(exc)}"
@@ -173,7 +184,13 @@ async def create_topics(clients: KafkaClients, topics: list[TopicSpec]) -> list[
             logger.info("created topic %s", name)
             created.append(name)
     if problems:
-        raise BackboneError("cannot create topics: " + "; ".join(problems))
+        hint = ""
+        if any(code in _AUTHORIZATION_FAILED for _, code, _ in response.topic_errors):
+            hint = (
+                " (the principal the gateway connects as needs CREATE on the cluster or on "
+                "these topics: list it in broker.embedded.super_users, or grant it ACLs)"
+            )
+        raise BackboneError("cannot create topics: " + "; ".join(problems) + hint)
     return created
 
 

@@ -146,3 +146,18 @@ def test_quick_files_run_moves_every_line_through_both_connectors(
     assert report["sink_bytes"] == report["size_bytes"]
     assert report["sink_files"] == lines // 2000
     assert "file source -> topic" in printed and "yardstick: aiokafka getmany + write" in printed
+
+
+@pytest.mark.timeout(180)
+def test_quick_security_run_moves_every_record_through_each_listener(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import security as security_bench
+
+    assert security_bench.main(["--records", "3000", "--size", "200", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("security: 3,000 records of 200 B per listener")
+    rows = {line.split()[0]: line.split()[1:] for line in printed[3:]}
+    assert list(rows) == ["PLAINTEXT", "SSL", "SASL_SSL"]
+    assert rows["PLAINTEXT"][3] == "1.00" and rows["PLAINTEXT"][7] == "1.00"
+    assert all(len(cells) == 8 for cells in rows.values())

@@ -27,8 +27,13 @@ CONFIGS = ROOT / "configs"
 RUN_ELSEWHERE = {
     "quickstart.yaml": "tests/test_foundation.py",
     **{p.name: "tests/connectors/test_sql_configs.py" for p in CONFIGS.glob("sql-*.yaml")},
+    "secured.yaml": "tests/core/test_security.py",
+    "managed-kafka.yaml": "tests/core/test_security.py",
     "webhook-to-http.yaml": "tests/connectors/test_http_configs.py",
     "http-poll.yaml": "tests/connectors/test_http_configs.py",
+    "file-drop-folder.yaml": "tests/connectors/test_file_configs.py",
+    "file-tail.yaml": "tests/connectors/test_file_configs.py",
+    "schedule.yaml": "tests/connectors/test_schedule_pipeline.py",
 }
 RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
 

@@ -1,7 +1,8 @@
 """The handler registry: one thin handler per Kafka API, gathered from the family modules.
 
 Each module (``metadata``, ``produce``, ``fetch``, ``offsets``, ``topics``,
-``configs``, ``producers``, ``groups``, ``group_offsets``) lists its handlers as
+``configs``, ``producers``, ``groups``, ``group_offsets``, ``sasl``, ``acls``,
+``users``) lists its handlers as
 ``HANDLERS``, a tuple of :class:`~.base.Handler` naming the generated request and
 response classes;
 :func:`build_registry` indexes them by the API key those classes carry.
@@ -37,6 +38,9 @@ FAMILIES = (
     "producers",
     "groups",
     "group_offsets",
+    "sasl",
+    "acls",
+    "users",
 )
 
 

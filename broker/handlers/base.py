@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +25,13 @@ from ..errors import BrokerError
 from ..groups.coordinator import GroupCoordinator
 from ..log.manager import LogManager
 from ..protocol import API_NAMES, Message, RequestHeader
+from ..security import ANONYMOUS, AclOperation, ResourceType, SaslSession, Security
+from ..security.acls import CLUSTER_NAME
+from ..security.errors import (
+    ClusterAuthorizationFailed,
+    GroupAuthorizationFailed,
+    TopicAuthorizationFailed,
+)
 
 __all__ = [
     "BrokerState",
@@ -51,7 +58,9 @@ class BrokerState:
     ``registry`` is the merged handler table (ApiVersions is computed from it);
     ``stopping`` is set when the broker shuts down (long polls answer at once);
     ``bound_port`` is the port actually listened on (``config.port`` may be 0);
-    ``cluster_id`` the one stored in the data folder (or configured).
+    ``cluster_id`` the one stored in the data folder (or configured);
+    ``listener_ports`` the bound port of each listener; ``security`` the users, ACLs
+    and SASL (None in handler tests that build a state by hand: everything allowed).
     """
 
     config: BrokerConfig
@@ -62,6 +71,17 @@ class BrokerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     bound_port: int = 0
     cluster_id: str = ""
+    security: Security | None = None
+    listener_ports: dict[str, int] = field(default_factory=dict)
+
+    def advertised_address(self, listener_name: str) -> tuple[str, int]:
+        """(host, port) told to the clients of a listener (the first one when unknown)."""
+        for listener in self.config.listeners:
+            if listener.name == listener_name:
+                host = listener.advertised_host or listener.host
+                port = listener.advertised_port or self.listener_ports.get(listener.name)
+                return host, port or listener.port
+        return self.advertised_host, self.advertised_port
 
     @property
     def advertised_host(self) -> str:
@@ -116,6 +136,64 @@ class RequestContext:
 
     def now_ms(self) -> int:
         return int(self.state.clock() * 1000)
+
+    @property
+    def advertised_address(self) -> tuple[str, int]:
+        """(host, port) of this broker on the listener the request came through."""
+        return self.state.advertised_address(self.connection.listener)
+
+    @property
+    def session(self) -> SaslSession | None:
+        """The connection's SASL session (None while security is off)."""
+        session: SaslSession | None = self.connection.attributes.get("sasl")
+        return session
+
+    @property
+    def principal(self) -> str:
+        """``User:<name>`` of the connection (``User:ANONYMOUS`` when it did not
+        authenticate)."""
+        session = self.session
+        return session.principal if session is not None else ANONYMOUS
+
+    def authorized(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        """Whether the ACLs let this connection do ``operation`` on the resource (always
+        True when the broker enforces no ACLs)."""
+        security = self.state.security
+        if security is None or security.authorizer is None:
+            return True
+        return security.authorizer.authorize(
+            self.principal, self.connection.host, operation, resource_type, name
+        )
+
+    def require(self, operation: AclOperation, resource_type: ResourceType, name: str) -> None:
+        """Raise TOPIC/GROUP/CLUSTER_AUTHORIZATION_FAILED unless :meth:`authorized`."""
+        if self.authorized(operation, resource_type, name):
+            return
+        error = _DENIED.get(resource_type, ClusterAuthorizationFailed)
+        kind = resource_type.name.lower()
+        raise error(f"{self.principal} may not {operation.name} {kind} {name!r}")
+
+    def operations(
+        self, resource_type: ResourceType, name: str, candidates: Iterable[AclOperation]
+    ) -> int:
+        """The ``authorized_operations`` bit field of a resource for this connection."""
+        bits = 0
+        for operation in candidates:
+            if self.authorized(operation, resource_type, name):
+                bits |= 1 << operation
+        return bits
+
+    def require_create_topic(self, name: str) -> None:
+        """CREATE on the cluster, or else on the topic (TOPIC_AUTHORIZATION_FAILED)."""
+        if not self.authorized(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME):
+            self.require(AclOperation.CREATE, ResourceType.TOPIC, name)
+
+
+_DENIED: dict[ResourceType, type[BrokerError]] = {
+    ResourceType.TOPIC: TopicAuthorizationFailed,
+    ResourceType.GROUP: GroupAuthorizationFailed,
+    ResourceType.CLUSTER: ClusterAuthorizationFailed,
+}
 
 
 @dataclass(frozen=True)

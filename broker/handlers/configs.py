@@ -20,6 +20,8 @@ from ..protocol import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
+from ..security import AclOperation, ResourceType
+from ..security.acls import CLUSTER_NAME
 from .base import Handler, RequestContext, error_code, error_message
 
 __all__ = ["HANDLERS"]
@@ -34,6 +36,14 @@ _DEFAULT_CONFIG = 5
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 ResourceResult = DescribeConfigsResponse.DescribeConfigsResourceResult
+
+
+def _require(ctx: RequestContext, operation: AclOperation, resource_type: int, name: str) -> None:
+    """DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for a broker."""
+    if resource_type == TOPIC:
+        ctx.require(operation, ResourceType.TOPIC, name)
+    elif resource_type == BROKER:
+        ctx.require(operation, ResourceType.CLUSTER, CLUSTER_NAME)
 
 
 def _entries(
@@ -97,6 +107,9 @@ async def handle_describe_configs(
             resource_name=resource.resource_name,
         )
         try:
+            _require(
+                ctx, AclOperation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name
+            )
             result.configs = _entries(ctx, resource, request.include_synonyms)
         except BrokerError as exc:
             result.error_code = error_code(exc)
@@ -110,6 +123,7 @@ def _check_topic_resource(
     resource: AlterConfigsRequest.AlterConfigsResource
     | IncrementalAlterConfigsRequest.AlterConfigsResource,
 ) -> Topic:
+    _require(ctx, AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
     if resource.resource_type == BROKER:
         raise InvalidRequest("broker configs are static: set them when starting the broker")
     if resource.resource_type != TOPIC:

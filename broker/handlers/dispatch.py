@@ -2,7 +2,9 @@
 
 ``Dispatcher.__call__(frame, connection)`` is the server's ``dispatch``:
 
-1. read the request header (undecodable -> :class:`CloseConnection`);
+1. read the request header (undecodable -> :class:`CloseConnection`), and pass
+   the SASL gate (``sasl.admit``: on a SASL listener only ApiVersions and the SASL
+   requests until the connection authenticated; anything else closes it);
 2. find the handler; an unknown API key closes the connection (no response
    schema exists to answer with); a version outside the handler's range gets
    UNSUPPORTED_VERSION (35) — ApiVersions with a v0 body carrying the supported
@@ -39,6 +41,7 @@ from ..protocol import (
 )
 from . import api_versions_response
 from .base import BrokerState, Handler, RequestContext, error_code, error_message
+from .sasl import RAW_TOKENS, admit, raw_token
 
 __all__ = ["Dispatcher", "fill_errors"]
 
@@ -71,11 +74,14 @@ class Dispatcher:
         return API_NAMES.get(api_key, f"api key {api_key}")
 
     async def __call__(self, frame: memoryview, connection: Connection) -> Sequence[Chunk] | None:
+        if RAW_TOKENS in connection.attributes:  # SASL tokens after SaslHandshake v0
+            return await raw_token(self.state, connection, frame)
         try:
             header, offset = read_request_header(frame)
         except CodecError as exc:
             raise CloseConnection(f"undecodable request header: {exc}") from None
         key, version = header.api_key, header.api_version
+        admit(self.state, connection, key, self.api_name(key))
         handler = self.registry.get(key)
         if handler is None:
             raise CloseConnection(f"{self.api_name(key)} v{version} is not served by this broker")

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import BrokerError
 from ..protocol import FetchRequest, FetchResponse, Records
+from ..security import AclOperation, ResourceType, TopicAuthorizationFailed
 from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
@@ -38,9 +39,12 @@ def _collect(ctx: RequestContext, request: FetchRequest) -> tuple[list[TopicResp
     responses: list[TopicResponse] = []
     for fetch_topic in request.topics:
         partitions: list[TopicResponse.PartitionData] = []
+        readable = ctx.authorized(AclOperation.READ, ResourceType.TOPIC, fetch_topic.topic)
         for fetch_partition in fetch_topic.partitions:
             index = fetch_partition.partition
             try:
+                if not readable:
+                    ctx.require(AclOperation.READ, ResourceType.TOPIC, fetch_topic.topic)
                 partition_log = logs.partition(fetch_topic.topic, index)
                 offset = fetch_partition.fetch_offset
                 remaining = min(fetch_partition.partition_max_bytes, budget - total)
@@ -71,6 +75,8 @@ def _collect(ctx: RequestContext, request: FetchRequest) -> tuple[list[TopicResp
                 failed = True
                 high_watermark = log_start_offset = -1
                 try:
+                    if isinstance(exc, TopicAuthorizationFailed):
+                        raise exc  # tells nothing about the topic
                     partition_log = logs.partition(fetch_topic.topic, index)
                     high_watermark = partition_log.high_watermark
                     log_start_offset = partition_log.log_start_offset

@@ -7,6 +7,11 @@ unknown topics are refused per partition. OffsetCommit v9+ and OffsetFetch v9+ (
 semantics) are not offered; OffsetFetch v8 carries several groups per request.
 OffsetCommit v0 (no generation, no member) is a simple commit; v1's per-partition commit
 timestamp and v2-4's retention time are ignored (offsets do not expire, as with v5+).
+
+With ACLs (Kafka's rules): OffsetCommit needs READ on the group and on each topic,
+OffsetFetch DESCRIBE on the group and on each topic (topics it may not describe are
+left out of "all committed offsets"), OffsetDelete DELETE on the group and READ on
+each topic; refusals are GROUP_ or TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from ..protocol import (
     OffsetFetchRequest,
     OffsetFetchResponse,
 )
+from ..security import (
+    AclOperation,
+    GroupAuthorizationFailed,
+    ResourceType,
+    TopicAuthorizationFailed,
+)
 from .base import Handler, RequestContext, error_code
+
+_TOPIC, _GROUP = ResourceType.TOPIC, ResourceType.GROUP
 
 __all__ = ["HANDLERS"]
 
@@ -42,8 +55,15 @@ async def handle_offset_commit(
     """OffsetCommit v0-8: persisted (fsync) before the answer; unknown partitions refused."""
     codes: dict[tuple[str, int], int] = {}
     commits: list[OffsetCommit] = []
+    group_ok = ctx.authorized(AclOperation.READ, _GROUP, request.group_id)
     for topic in request.topics:
+        topic_ok = ctx.authorized(AclOperation.READ, _TOPIC, topic.name)
         for p in topic.partitions:
+            if not group_ok or not topic_ok:
+                codes[(topic.name, p.partition_index)] = (
+                    GroupAuthorizationFailed.code if not group_ok else TopicAuthorizationFailed.code
+                )
+                continue
             if not _partition_known(ctx, topic.name, p.partition_index):
                 codes[(topic.name, p.partition_index)] = UnknownTopicOrPartition.code
                 continue
@@ -92,17 +112,36 @@ def _fetch(
     topics: Sequence[OffsetFetchRequest.OffsetFetchRequestTopic]
     | Sequence[OffsetFetchRequest.OffsetFetchRequestGroup.OffsetFetchRequestTopics]
     | None,
-) -> dict[str, list[CommittedOffset]]:
-    """Committed offsets by topic name for one group (``topics`` None = all committed)."""
+) -> tuple[dict[str, list[CommittedOffset]], set[str]]:
+    """Committed offsets by topic name for one group (``topics`` None = all committed),
+    and the requested topics the principal may not describe (answered with -1 and
+    TOPIC_AUTHORIZATION_FAILED)."""
     wanted: list[tuple[str, int]] | None = None
     by_topic: dict[str, list[CommittedOffset]] = {}
+    refused: set[str] = set()
     if topics is not None:
-        wanted = [(t.name, index) for t in topics for index in t.partition_indexes]
+        refused = {
+            t.name for t in topics if not ctx.authorized(AclOperation.DESCRIBE, _TOPIC, t.name)
+        }
+        wanted = [
+            (t.name, index)
+            for t in topics
+            if t.name not in refused
+            for index in t.partition_indexes
+        ]
         for t in topics:
             by_topic.setdefault(t.name, [])
+            if t.name in refused:
+                by_topic[t.name] += [CommittedOffset(t.name, i, -1) for i in t.partition_indexes]
     for committed in ctx.groups.fetch_offsets(group_id, wanted):
+        if topics is None and not ctx.authorized(AclOperation.DESCRIBE, _TOPIC, committed.topic):
+            continue
         by_topic.setdefault(committed.topic, []).append(committed)
-    return by_topic
+    return by_topic, refused
+
+
+def _group_refused(ctx: RequestContext, group_id: str) -> bool:
+    return not ctx.authorized(AclOperation.DESCRIBE, _GROUP, group_id)
 
 
 async def handle_offset_fetch(
@@ -113,7 +152,14 @@ async def handle_offset_fetch(
     if version >= 8:
         groups = []
         for group in request.groups:
-            by_topic = _fetch(ctx, group.group_id, group.topics)
+            if _group_refused(ctx, group.group_id):
+                groups.append(
+                    OffsetFetchResponse.OffsetFetchResponseGroup(
+                        group_id=group.group_id, error_code=GroupAuthorizationFailed.code, topics=[]
+                    )
+                )
+                continue
+            by_topic, refused = _fetch(ctx, group.group_id, group.topics)
             groups.append(
                 OffsetFetchResponse.OffsetFetchResponseGroup(
                     group_id=group.group_id,
@@ -127,7 +173,9 @@ async def handle_offset_fetch(
                                     committed_offset=c.offset,
                                     committed_leader_epoch=c.leader_epoch,
                                     metadata=c.metadata,
-                                    error_code=0,
+                                    error_code=TopicAuthorizationFailed.code
+                                    if name in refused
+                                    else 0,
                                 )
                                 for c in committed
                             ],
@@ -137,7 +185,17 @@ async def handle_offset_fetch(
                 )
             )
         return OffsetFetchResponse(groups=groups)
-    by_topic = _fetch(ctx, request.group_id, request.topics)
+    if _group_refused(ctx, request.group_id):
+        if version >= 2:
+            return OffsetFetchResponse(error_code=GroupAuthorizationFailed.code, topics=[])
+        by_topic = {
+            t.name: [CommittedOffset(t.name, i, -1) for i in t.partition_indexes]
+            for t in request.topics or ()
+        }
+        refused, code = set(by_topic), GroupAuthorizationFailed.code
+    else:
+        by_topic, refused = _fetch(ctx, request.group_id, request.topics)
+        code = TopicAuthorizationFailed.code
     return OffsetFetchResponse(
         error_code=0,
         topics=[
@@ -149,7 +207,7 @@ async def handle_offset_fetch(
                         committed_offset=c.offset,
                         committed_leader_epoch=c.leader_epoch,
                         metadata=c.metadata,
-                        error_code=0,
+                        error_code=code if name in refused else 0,
                     )
                     for c in committed
                 ],
@@ -163,11 +221,16 @@ async def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
     """OffsetDelete v0: refused per partition while the active group subscribes to it."""
+    if not ctx.authorized(AclOperation.DELETE, _GROUP, request.group_id):
+        return OffsetDeleteResponse(error_code=GroupAuthorizationFailed.code, topics=[])
     codes: dict[tuple[str, int], int] = {}
     wanted: list[tuple[str, int]] = []
     for topic in request.topics:
+        readable = ctx.authorized(AclOperation.READ, _TOPIC, topic.name)
         for p in topic.partitions:
-            if _partition_known(ctx, topic.name, p.partition_index):
+            if not readable:
+                codes[(topic.name, p.partition_index)] = TopicAuthorizationFailed.code
+            elif _partition_known(ctx, topic.name, p.partition_index):
                 wanted.append((topic.name, p.partition_index))
             else:
                 codes[(topic.name, p.partition_index)] = UnknownTopicOrPartition.code

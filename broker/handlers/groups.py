@@ -21,6 +21,11 @@ DescribeGroups  0-6    authorized operations INT32_MIN unless requested;
                        v6: GROUP_ID_NOT_FOUND for an unknown group
 DeleteGroups    0-2
 ============== ======= ====================================================
+
+With ACLs (Kafka's rules): FindCoordinator and DescribeGroups need DESCRIBE on the
+group, JoinGroup/SyncGroup/Heartbeat/LeaveGroup READ, DeleteGroups DELETE (else
+GROUP_AUTHORIZATION_FAILED); ListGroups lists every group with DESCRIBE on the
+cluster, else only those the principal may DESCRIBE.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ from ..protocol import (
     SyncGroupRequest,
     SyncGroupResponse,
 )
+from ..security import AclOperation, GroupAuthorizationFailed, ResourceType
+from ..security.acls import CLUSTER_NAME
+from ..security.authorizer import GROUP_OPERATIONS
 from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
@@ -62,8 +70,6 @@ logger = logging.getLogger(__name__)
 INT32_MIN = -2147483648
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-# AclOperation codes READ (3), DELETE (6), DESCRIBE (8): everything a group allows.
-GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 
 
 # -- FindCoordinator --------------------------------------------------------------
@@ -77,6 +83,8 @@ def _coordinator(ctx: RequestContext, key_type: int, key: str) -> tuple[int, str
     COORDINATOR_NOT_AVAILABLE, which they retry forever (aiokafka's ``start()`` hung).
     """
     if key_type == KEY_TYPE_GROUP:
+        if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, key):
+            return GroupAuthorizationFailed.code, f"{ctx.principal} may not describe group {key!r}"
         return 0, None
     if key_type == KEY_TYPE_TRANSACTION:
         return UnsupportedVersion.code, (
@@ -92,7 +100,7 @@ async def handle_find_coordinator(
 ) -> FindCoordinatorResponse:
     """FindCoordinator v0-5: this node coordinates every group."""
     node_id = ctx.config.node_id
-    host, port = ctx.state.advertised_host, ctx.state.advertised_port
+    host, port = ctx.advertised_address
     if ctx.api_version >= 4:
         coordinators = []
         for key in request.coordinator_keys:
@@ -128,6 +136,7 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
     if rebalance_timeout_ms < 0:
         rebalance_timeout_ms = request.session_timeout_ms
     try:
+        ctx.require(AclOperation.READ, ResourceType.GROUP, request.group_id)
         result = await ctx.groups.join_group(
             request.group_id,
             request.member_id,
@@ -173,6 +182,7 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
     """SyncGroup v0-5: the leader's assignment is stored, then everyone gets its own."""
     version = ctx.api_version
     try:
+        ctx.require(AclOperation.READ, ResourceType.GROUP, request.group_id)
         result = await ctx.groups.sync_group(
             request.group_id,
             request.generation_id,
@@ -195,6 +205,7 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Heartbeat v0-4: REBALANCE_IN_PROGRESS tells the member to rejoin."""
     try:
+        ctx.require(AclOperation.READ, ResourceType.GROUP, request.group_id)
         ctx.groups.heartbeat(
             request.group_id,
             request.generation_id,
@@ -215,6 +226,7 @@ async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) ->
     else:
         identities = [MemberIdentity(request.member_id)]
     try:
+        ctx.require(AclOperation.READ, ResourceType.GROUP, request.group_id)
         results = ctx.groups.leave_group(request.group_id, identities)
     except BrokerError as exc:
         return LeaveGroupResponse(error_code=exc.code, members=[])
@@ -251,6 +263,12 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     if states and not known:
         return ListGroupsResponse(error_code=0, groups=[])
     listing = ctx.groups.list_groups(known or None)
+    if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        listing = [
+            g
+            for g in listing
+            if ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id)
+        ]
     return ListGroupsResponse(
         error_code=0,
         groups=[
@@ -272,6 +290,17 @@ async def handle_describe_groups(
     include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     described = []
     for group_id in request.groups:
+        if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                DescribeGroupsResponse.DescribedGroup(
+                    error_code=GroupAuthorizationFailed.code,
+                    error_message=f"{ctx.principal} may not describe group {group_id!r}",
+                    group_id=group_id,
+                    group_state="",
+                    authorized_operations=INT32_MIN,
+                )
+            )
+            continue
         desc = ctx.groups.describe_group(group_id)
         if ctx.api_version >= 6 and not ctx.groups.group_exists(group_id):
             described.append(
@@ -302,7 +331,11 @@ async def handle_describe_groups(
                     )
                     for m in desc.members
                 ],
-                authorized_operations=GROUP_AUTHORIZED_OPERATIONS if include_ops else INT32_MIN,
+                authorized_operations=(
+                    ctx.operations(ResourceType.GROUP, group_id, GROUP_OPERATIONS)
+                    if include_ops
+                    else INT32_MIN
+                ),
             )
         )
     return DescribeGroupsResponse(groups=described)
@@ -312,13 +345,20 @@ async def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse:
     """DeleteGroups v0-2: Empty groups and their offsets go (NON_EMPTY_GROUP otherwise)."""
-    results = await ctx.groups.delete_groups(list(request.groups_names))
+    names = list(request.groups_names)
+    allowed = [n for n in names if ctx.authorized(AclOperation.DELETE, ResourceType.GROUP, n)]
+    outcome = dict(zip(allowed, await ctx.groups.delete_groups(allowed), strict=True))
+
+    def code(group_id: str) -> int:
+        if group_id not in outcome:
+            return GroupAuthorizationFailed.code
+        result = outcome[group_id]
+        return error_code(result) if result is not None else 0
+
     return DeleteGroupsResponse(
         results=[
-            DeleteGroupsResponse.DeletableGroupResult(
-                group_id=group_id, error_code=error_code(result) if result is not None else 0
-            )
-            for group_id, result in zip(request.groups_names, results, strict=True)
+            DeleteGroupsResponse.DeletableGroupResult(group_id=group_id, error_code=code(group_id))
+            for group_id in names
         ]
     )
 

@@ -19,6 +19,9 @@ from ..protocol import (
     MetadataRequest,
     MetadataResponse,
 )
+from ..security import AclOperation, ResourceType, TopicAuthorizationFailed
+from ..security.acls import CLUSTER_NAME
+from ..security.authorizer import CLUSTER_OPERATIONS, TOPIC_OPERATIONS
 from . import api_versions_response
 from .base import Handler, RequestContext
 
@@ -40,13 +43,15 @@ async def ensure_topic(ctx: RequestContext, name: str) -> Topic:
     """The topic ``name``, auto-created with the default partition count when allowed.
 
     Raises UnknownTopicOrPartition when it does not exist and auto-creation is
-    off, InvalidTopic for a bad name. Called by Metadata and Produce.
+    off, TopicAuthorizationFailed when the principal may not create it (CREATE on the
+    cluster or the topic), InvalidTopic for a bad name. Called by Metadata and Produce.
     """
     try:
         return ctx.logs.topic(name)
     except UnknownTopicOrPartition:
         if not ctx.config.auto_create_topics or name in INTERNAL_TOPICS:
             raise  # internal topics are the broker's to create, never auto-created
+    ctx.require_create_topic(name)
     try:
         topic = await ctx.logs.create_topic(name, ctx.config.default_partitions)
     except TopicAlreadyExists:
@@ -57,7 +62,19 @@ async def ensure_topic(ctx: RequestContext, name: str) -> Topic:
     return topic
 
 
-def _topic_metadata(ctx: RequestContext, topic: Topic) -> MetadataResponse.MetadataResponseTopic:
+def _describable(ctx: RequestContext, name: str) -> bool:
+    return ctx.authorized(AclOperation.DESCRIBE, ResourceType.TOPIC, name)
+
+
+def _refused(name: str | None, topic_id: uuid.UUID) -> MetadataResponse.MetadataResponseTopic:
+    return MetadataResponse.MetadataResponseTopic(
+        error_code=TopicAuthorizationFailed.code, name=name, topic_id=topic_id
+    )
+
+
+def _topic_metadata(
+    ctx: RequestContext, topic: Topic, with_operations: bool = False
+) -> MetadataResponse.MetadataResponseTopic:
     node = ctx.config.node_id
     return MetadataResponse.MetadataResponseTopic(
         error_code=0,
@@ -76,18 +93,30 @@ def _topic_metadata(ctx: RequestContext, topic: Topic) -> MetadataResponse.Metad
             )
             for index in range(len(topic.partitions))
         ],
-        topic_authorized_operations=_NO_OPERATIONS,
+        topic_authorized_operations=(
+            ctx.operations(ResourceType.TOPIC, topic.name, TOPIC_OPERATIONS)
+            if with_operations
+            else _NO_OPERATIONS
+        ),
     )
 
 
 async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
-    """Metadata v0-12: brokers, cluster id, topics (auto-created when asked and allowed)."""
+    """Metadata v0-12: brokers, cluster id, topics (auto-created when asked and allowed).
+
+    Topics the principal may not DESCRIBE are left out of "all topics" and answered
+    TOPIC_AUTHORIZATION_FAILED when named."""
     version = ctx.api_version
     requested = request.topics
     allow_create = version < 4 or request.allow_auto_topic_creation
+    ops = version >= 8 and request.include_topic_authorized_operations
     topics: list[MetadataResponse.MetadataResponseTopic] = []
     if requested is None or (version == 0 and not requested):
-        topics = [_topic_metadata(ctx, t) for t in list(ctx.logs.topics.values())]
+        topics = [
+            _topic_metadata(ctx, t, ops)
+            for t in list(ctx.logs.topics.values())
+            if _describable(ctx, t.name)
+        ]
     else:
         by_id = {t.topic_id: t for t in ctx.logs.topics.values()} if version >= 10 else {}
         for entry in requested:
@@ -101,8 +130,13 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
                             error_code=100, name=None, topic_id=topic_id
                         )
                     )
+                elif not _describable(ctx, by_id_topic.name):
+                    topics.append(_refused(None, topic_id))
                 else:
-                    topics.append(_topic_metadata(ctx, by_id_topic))
+                    topics.append(_topic_metadata(ctx, by_id_topic, ops))
+                continue
+            if not _describable(ctx, name):
+                topics.append(_refused(name, uuid.UUID(int=0)))
                 continue
             try:
                 if allow_create:
@@ -116,19 +150,24 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
                     )
                 )
                 continue
-            topics.append(_topic_metadata(ctx, topic))
+            topics.append(_topic_metadata(ctx, topic, ops))
+    cluster_ops = 8 <= version <= 10 and request.include_cluster_authorized_operations
     return MetadataResponse(
         brokers=[
             MetadataResponse.MetadataResponseBroker(
                 node_id=ctx.config.node_id,
-                host=ctx.state.advertised_host,
-                port=ctx.state.advertised_port,
+                host=ctx.advertised_address[0],
+                port=ctx.advertised_address[1],
             )
         ],
         cluster_id=ctx.state.cluster_id,
         controller_id=ctx.config.node_id,
         topics=topics,
-        cluster_authorized_operations=_NO_OPERATIONS,
+        cluster_authorized_operations=(
+            ctx.operations(ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
+            if cluster_ops
+            else _NO_OPERATIONS
+        ),
     )
 
 
@@ -143,11 +182,15 @@ async def handle_describe_cluster(
         brokers=[
             DescribeClusterResponse.DescribeClusterBroker(
                 broker_id=ctx.config.node_id,
-                host=ctx.state.advertised_host,
-                port=ctx.state.advertised_port,
+                host=ctx.advertised_address[0],
+                port=ctx.advertised_address[1],
             )
         ],
-        cluster_authorized_operations=_NO_OPERATIONS,
+        cluster_authorized_operations=(
+            ctx.operations(ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
+            if request.include_cluster_authorized_operations
+            else _NO_OPERATIONS
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from ..protocol import (
     OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 )
+from ..security import AclOperation, ResourceType
 from .base import Handler, RequestContext, error_code
 
 __all__ = ["HANDLERS"]
@@ -53,6 +54,7 @@ async def handle_list_offsets(
         for partition in topic.partitions:
             index = partition.partition_index
             try:
+                ctx.require(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name)
                 partition_log = ctx.logs.partition(topic.name, index)
                 if legacy:
                     offsets = partition_log.offsets_before(
@@ -96,6 +98,7 @@ async def handle_offset_for_leader_epoch(
         for partition in topic.partitions:
             index = partition.partition
             try:
+                ctx.require(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.topic)
                 partition_log = ctx.logs.partition(topic.topic, index)
             except BrokerError as exc:
                 partitions.append(

@@ -29,6 +29,7 @@ from ..errors import (
 from ..log.manager import INTERNAL_TOPICS, Topic
 from ..log.partition import AppendResult
 from ..protocol import ProduceRequest, ProduceResponse
+from ..security import AclOperation, ResourceType
 from .base import Handler, RequestContext, error_code, error_message
 from .metadata import ensure_topic
 
@@ -78,6 +79,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 topic = InvalidTopic(f"Cannot append to internal topic {topic_data.name}")
             else:
                 try:
+                    ctx.require(AclOperation.WRITE, ResourceType.TOPIC, topic_data.name)
                     topic = await ensure_topic(ctx, topic_data.name)
                 except BrokerError as exc:
                     topic = exc

@@ -27,6 +27,7 @@ from ..protocol import (
     DeleteTopicsRequest,
     DeleteTopicsResponse,
 )
+from ..security import AclOperation, ResourceType
 from .base import Handler, RequestContext, error_code, error_message
 
 __all__ = ["HANDLERS"]
@@ -78,6 +79,7 @@ async def handle_create_topics(
             if topic.name in seen:
                 raise InvalidRequest(f"topic {topic.name!r} appears twice in the request")
             seen.add(topic.name)
+            ctx.require_create_topic(topic.name)
             count = _partition_count(ctx, topic)
             configs = {c.name: c.value for c in topic.configs}
             created = await ctx.logs.create_topic(
@@ -127,6 +129,7 @@ async def handle_delete_topics(
                     raise UnknownTopicId(f"no topic has id {topic_id}")
                 name = found.name
                 result.name = name
+            ctx.require(AclOperation.DELETE, ResourceType.TOPIC, name)
             topic = ctx.logs.topic(name)
             result.topic_id = topic.topic_id
             if topic.internal:
@@ -152,6 +155,7 @@ async def handle_create_partitions(
     for topic in request.topics:
         result = CreatePartitionsResponse.CreatePartitionsTopicResult(name=topic.name)
         try:
+            ctx.require(AclOperation.ALTER, ResourceType.TOPIC, topic.name)
             existing = ctx.logs.topic(topic.name)
             if topic.count <= len(existing.partitions):
                 raise InvalidPartitions(
@@ -189,6 +193,7 @@ async def handle_delete_records(
                 partition_index=index, low_watermark=-1, error_code=0
             )
             try:
+                ctx.require(AclOperation.DELETE, ResourceType.TOPIC, topic.name)
                 partition_log = ctx.logs.partition(topic.name, index)
                 offset = partition.offset
                 if offset == -1:

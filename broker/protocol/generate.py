@@ -43,8 +43,11 @@ _COMMENTS = re.compile(r"(?m)^\s*//.*\n?")
 #: those versions (``"versions": "1"`` etc.); only ``validVersions`` moved, so lowering it
 #: restores the layouts, which ``--compare`` checks against Kafka's own files.
 KAFKA_3_9_FLOORS = {
+    "CreateAcls": 0,
     "CreateTopics": 0,
+    "DeleteAcls": 0,
     "DeleteTopics": 0,
+    "DescribeAcls": 0,
     "DescribeConfigs": 0,
     "ListOffsets": 0,
     "OffsetCommit": 0,

@@ -14,7 +14,12 @@ from offsets; cuts by size, records and record time are the same on a re-run).
 ``write`` encodes the whole batch before writing anything (a bad record raises
 :class:`DataError` and leaves nothing behind), skips records at offsets already
 written (a retried batch is not written twice), and undoes a failed append
-(truncating the open file back) before raising :class:`RetriableError`.
+(truncating the open file back) before raising :class:`RetriableError`. When the
+runner's retries run out (a folder it may not write to, a full disk) the sink
+stops FAILED without committing (``retries_exhausted = "fail"``): the records
+are not dead-lettered, and are written after a restart. A file that cannot be
+published (fsync or rename fails, e.g. the disk filled while it was buffered) is
+a :class:`FatalError` at once: it is dropped and its records are not committed.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class _Unrecoverable(Exception):
 
 class FileSink(Sink[FileSinkOptions]):
     """Writes records to files (see the module docstring)."""
+
+    retries_exhausted = "fail"  # a full disk or a denied folder is never the records' fault
 
     async def open(self) -> None:
         options = self.options

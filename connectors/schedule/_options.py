@@ -150,6 +150,13 @@ class ScheduleOptions(ConnectorOptions):
     event_type: str | None = None
     """The CloudEvents ``ce_type`` (default ``backbone.schedule``)."""
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:  # read alone, so that an error names this field
+            Timetable(cron=value, interval=None, timezone="UTC")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:

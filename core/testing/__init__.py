@@ -45,7 +45,10 @@ Through the real runtime and a real broker (embedded, or any Kafka via
 ``bootstrap``): :func:`check_source_dead_letters` (bad input reaches the source's
 dead-letter topic with ``backbone.error.class: DataError``),
 :func:`check_sink_dead_letters` (bad records reach the sink's dead-letter topic,
-good ones the target), :func:`check_source_through_crash` (``backbone run``
+good ones the target), :func:`check_sink_stops_when_retries_run_out` (a target
+that stays down stops a ``retries_exhausted = "fail"`` sink FAILED with nothing
+dead-lettered or committed; repaired, a restart delivers every record),
+:func:`check_source_through_crash` (``backbone run``
 SIGKILLed and restarted: at least once). Helpers: :func:`running`,
 :func:`consume`, :class:`Gateway`, :func:`broker_yaml`, :data:`FAST_RUNTIME`,
 :func:`context`, :func:`read_at_least`, :func:`wait_until`, :func:`sink_record`,
@@ -64,6 +67,7 @@ from backbone.testing._pipeline import (
     Gateway,
     broker_yaml,
     check_sink_dead_letters,
+    check_sink_stops_when_retries_run_out,
     check_source_dead_letters,
     check_source_through_crash,
     consume,
@@ -111,6 +115,7 @@ __all__ = [
     "check_sink_data_error_is_all_or_nothing",
     "check_sink_dead_letters",
     "check_sink_errors_are_typed",
+    "check_sink_stops_when_retries_run_out",
     "check_sink_writes",
     "check_source",
     "check_source_bad_input",

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from backbone.config import load_config
@@ -37,6 +37,7 @@ __all__ = [
     "Gateway",
     "broker_yaml",
     "check_sink_dead_letters",
+    "check_sink_stops_when_retries_run_out",
     "check_source_dead_letters",
     "check_source_through_crash",
     "consume",
@@ -288,6 +289,66 @@ async def check_sink_dead_letters(
         assert headers["backbone.original.topic"] == topic.encode()
         assert headers["backbone.original.offset"] == str(index).encode()
     return dead
+
+
+async def check_sink_stops_when_retries_run_out(
+    *,
+    broker: str,
+    tmp_path: Path,
+    sink: str,
+    values: list[Any],
+    breaks: Callable[[], Awaitable[None]],
+    repairs: Callable[[], Awaitable[None]],
+    read_back: Callable[[], Awaitable[list[Any]]],
+    expected: list[Any],
+    within: float = 30.0,
+) -> str:
+    """A sink with ``retries_exhausted = "fail"`` whose target stays down loses nothing.
+
+    ``breaks()`` makes the target fail with retriable errors (a server answering 500, a
+    folder it may not write to); ``values`` go through the sink (``sink`` as for
+    :func:`check_sink_dead_letters`, with a dead-letter topic and ``retry:
+    {max_attempts: 3}``). The sink must stop FAILED, with nothing sent to the
+    dead-letter topic and no offset committed. Then ``repairs()`` mends the target
+    and the gateway starts again: ``read_back()`` must come to ``expected`` (every
+    record delivered) and the sink run. Returns the FAILED sink's error.
+    """
+    suffix = os.urandom(4).hex()
+    topic, dlq, name = f"conf.{suffix}", f"conf.{suffix}.dlq", f"sink-{suffix}"
+    config = tmp_path / f"exhausted-{suffix}.yaml"
+    config.write_text(
+        broker
+        + FAST_RUNTIME
+        + f'sources:\n  src-{suffix}: {{type: "{VALUES_SOURCE}", topic: {topic}, '
+        f"values: {json.dumps(values)}}}\n"
+        + f"sinks:\n  {name}: {_flow(sink, 'sink')}, topics: [{topic}], "
+        f"dead_letter_topic: {dlq}, "
+        "retry: {max_attempts: 3, initial_backoff: 10ms, max_backoff: 20ms}}\n"
+    )
+
+    async def equal() -> bool:
+        return await read_back() == expected
+
+    await breaks()
+    async with running(config) as runner:
+        assert runner.bootstrap is not None
+        status = runner.status[name]
+        await wait_until(lambda: status.state.value == "FAILED", within=within, what="FAILED")
+        error = status.error or ""
+        consumer = AIOKafkaConsumer(bootstrap_servers=runner.bootstrap, group_id=f"backbone.{name}")
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(dlq, 0)])
+            assert ends[TopicPartition(dlq, 0)] == 0, "records went to the dead-letter topic"
+            committed = await consumer.committed(TopicPartition(topic, 0))
+            assert committed is None, f"offset {committed} committed by a FAILED sink"
+        finally:
+            await consumer.stop()
+    await repairs()
+    async with running(config) as runner:
+        await wait_until(equal, within=within, what="every record in the target")
+        assert runner.status[name].state.value == "RUNNING", runner.status[name]
+    return error
 
 
 async def check_source_dead_letters(

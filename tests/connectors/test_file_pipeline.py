@@ -5,6 +5,8 @@ a replayed range rewriting identical files, and ``backbone run`` SIGKILLed mid-f
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +130,12 @@ async def test_offsets_are_committed_only_for_published_files_and_a_replay_rewri
         await testing.wait_until(lambda: len(published(out)) == 2, what="two published files")
         tmp = [p.name for p in out.iterdir() if p.name.startswith(".")]
         assert tmp == [".nums-0-00000000000000000020.jsonl.tmp"]
-        await testing.wait_until(
-            lambda: committed(runner.bootstrap or "", "backbone.first", "nums"),
-            what="a commit",
-        )
+
+        async def at_20() -> bool:
+            return await committed(runner.bootstrap or "", "backbone.first", "nums") == 20
+
         # 20..24 sit in the open file: the commit stays at its first offset
-        assert await committed(runner.bootstrap, "backbone.first", "nums") == 20
+        await testing.wait_until(at_20, what="a commit at 20")
     assert [p.name for p in published(out)] == [
         "nums-0-00000000000000000000.jsonl",
         "nums-0-00000000000000000010.jsonl",
@@ -152,6 +154,9 @@ async def test_offsets_are_committed_only_for_published_files_and_a_replay_rewri
         " rotate: {records: 10, interval: 1h}}\n"
     )
     async with testing.running(config) as runner:
+        assert runner.bootstrap is not None
+        # the stop published the open file, then committed it
+        assert await committed(runner.bootstrap, "backbone.first", "nums") == 25
 
         def rewritten() -> bool:
             return all(
@@ -287,3 +292,67 @@ async def test_a_rebalance_publishes_the_open_files_and_commits_them_first(
         finally:
             await intruder.stop()
     assert sorted(line["n"] for line in file_lines(out)) == list(range(20))
+
+
+class Unwritable:
+    """Makes a folder refuse new files: mode 0555, and for root (who ignores the mode)
+    the immutable attribute (``chattr +i``); skips the test where neither works."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.immutable = False
+
+    def _writable(self) -> bool:
+        probe = self.folder / ".probe"
+        try:
+            probe.touch()
+        except OSError:
+            return False
+        probe.unlink()
+        return True
+
+    def _chattr(self, flag: str) -> bool:  # instant: no need for a thread
+        return subprocess.run(["chattr", flag, str(self.folder)]).returncode == 0
+
+    async def breaks(self) -> None:
+        self.folder.chmod(0o555)
+        if self._writable() and shutil.which("chattr"):
+            self.immutable = self._chattr("+i")
+        if self._writable():
+            await self.repairs()
+            pytest.skip("cannot make a folder unwritable here")
+
+    async def repairs(self) -> None:
+        if self.immutable:
+            assert self._chattr("-i")
+            self.immutable = False
+        self.folder.chmod(0o755)
+
+
+async def test_a_folder_the_sink_may_not_write_stops_it_and_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = Unwritable(out)
+
+    async def read_back() -> list[Any]:
+        return file_lines(out)
+
+    try:
+        error = await testing.check_sink_stops_when_retries_run_out(
+            broker=broker(tmp_path),
+            tmp_path=tmp_path,
+            sink=f'{{type: file, path: "{out}", rotate: {{interval: 100ms}}}}',
+            values=[{"n": n} for n in range(5)],
+            breaks=folder.breaks,
+            repairs=folder.repairs,
+            read_back=read_back,
+            expected=[{"n": n} for n in range(5)],
+        )
+    finally:
+        await folder.repairs()
+    assert error.startswith(f"FatalError: cannot create a file in {out}: [Errno "), error
+    assert error.endswith(
+        "(still failing after 3 attempts); stopped without committing: the records are "
+        "delivered again after a restart"
+    ), error
+    assert "Permission denied" in error or "Operation not permitted" in error, error

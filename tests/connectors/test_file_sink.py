@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from backbone import SinkRecord, TopicPartition, testing
+from backbone import FatalError, SinkRecord, TopicPartition, testing
 from backbone.connectors.file import FileSink, FileSinkOptions, file_name
 
 pytestmark = pytest.mark.timeout(60)
@@ -151,6 +151,40 @@ async def test_a_retried_batch_is_not_written_twice(tmp_path: Path, out: Path) -
     finally:
         await s.close()
     assert lines(out) == [{"n": n} for n in range(6)]
+
+
+async def test_a_full_disk_stops_the_sink_and_loses_nothing(tmp_path: Path, out: Path) -> None:
+    """The open file's bytes cannot reach the disk (its temporary name points at /dev/full,
+    whose every write fails with ENOSPC): publishing it is a FatalError naming the file and
+    the cause, nothing is published or committed, and the redelivered records are written
+    in full once there is space."""
+    staged = out / f".{file_name('t', 0, 0, 'jsonl')}.tmp"
+    staged.symlink_to("/dev/full")
+    tp = TopicPartition("t", 0)
+    batch = [record({"n": n}, n) for n in range(3)]
+    s = sink(tmp_path)
+    await s.open()
+    try:
+        await s.write(batch)  # buffered: the disk is not touched yet
+        assert await s.precommit({tp: 3}) == {tp: 0}
+        with pytest.raises(FatalError) as caught:
+            await s.flush([tp])
+    finally:
+        await s.close()
+    assert str(caught.value) == (
+        f"cannot publish {out / file_name('t', 0, 0, 'jsonl')}: [Errno 28] No space left on "
+        "device; offsets from 0 of t/0 are not committed and will be written again after a restart"
+    )
+    assert published(out) == [] and hidden(out) == []  # the stand-in for the full disk is gone
+    again = sink(tmp_path)  # after the restart: delivered again from the committed offset 0
+    await again.open()
+    try:
+        await again.write(batch)
+        await again.flush([tp])
+        assert await again.precommit({tp: 3}) == {tp: 3}
+    finally:
+        await again.close()
+    assert lines(out) == [{"n": n} for n in range(3)]
 
 
 async def test_csv_and_raw_formats(tmp_path: Path, out: Path) -> None:

@@ -174,7 +174,9 @@ async def test_an_empty_file_is_done_without_records(tmp_path: Path) -> None:
     assert (tmp_path / "in" / "done" / "empty.jsonl").exists()
 
 
-async def test_a_file_that_cannot_be_read_goes_to_the_error_folder(tmp_path: Path) -> None:
+async def test_a_file_that_cannot_be_read_goes_to_the_error_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(tmp_path / "in" / "broken.csv", b"\xff\xfe\xfa,bad\n1,2\n", age=10)
     write(tmp_path / "in" / "good.csv", "a,b\n1,2\n")
     src = source(tmp_path, format="csv", error_dir="rejected")
@@ -185,6 +187,11 @@ async def test_a_file_that_cannot_be_read_goes_to_the_error_folder(tmp_path: Pat
     finally:
         await src.close()
     assert (tmp_path / "rejected" / "broken.csv").read_bytes() == b"\xff\xfe\xfa,bad\n1,2\n"
+    [warning] = [r.getMessage() for r in caplog.records if "broken.csv" in r.getMessage()]
+    assert warning.startswith(
+        "cannot read broken.csv (its header row cannot be read: 'utf-8' codec can't decode byte "
+        f"0xff in position 0: invalid start byte): moved to {tmp_path / 'rejected' / 'broken.csv'}"
+    )
 
 
 async def test_min_age_leaves_young_files_alone(tmp_path: Path) -> None:

@@ -317,3 +317,50 @@ async def test_through_the_runtime_retry_after_is_honoured_and_batches_fill(
     assert calls[1] - calls[0] >= 1.0  # waited for Retry-After, not the 10 ms backoff
     assert [len(body) for body in server.bodies("/in")] == [30, 30]  # one full batch, twice
     assert server.bodies("/in")[1] == values
+
+
+async def test_through_the_runtime_an_endpoint_that_stays_down_stops_the_sink_losing_nothing(
+    server: Receiver, tmp_path: Path
+) -> None:
+    """500 after the last attempt: FAILED, nothing dead-lettered (not even the records the
+    endpoint took before it broke), nothing committed; after a restart every record arrives."""
+    taken: set[int] = set()
+    refused: list[int] = []
+    down = True
+
+    def answer(seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        n = seen.json()["n"]
+        if down and n >= 2:
+            refused.append(n)
+            return (500, {}, b"database unavailable")
+        taken.add(n)
+        return (200, {}, b"")
+
+    server.on("/in", answer)
+
+    async def breaks() -> None:
+        assert down
+
+    async def repairs() -> None:
+        nonlocal down
+        down = False
+
+    async def read_back() -> list[int]:
+        return sorted(taken)
+
+    error = await testing.check_sink_stops_when_retries_run_out(
+        broker=testing.broker_yaml("embedded", data_dir=tmp_path / "data"),
+        tmp_path=tmp_path,
+        sink=f'{{type: http, url: "{server.url}/in"}}',
+        values=[{"n": n} for n in range(5)],
+        breaks=breaks,
+        repairs=repairs,
+        read_back=read_back,
+        expected=[0, 1, 2, 3, 4],
+    )
+    assert error == (
+        f"FatalError: POST {server.url}/in answered 500: database unavailable (still failing "
+        "after 3 attempts); stopped without committing: the records are delivered again after "
+        "a restart"
+    )
+    assert refused == [2, 2, 2]  # the lane stops at its first failure: 3 attempts of record 2

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import random
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from backbone import RetriableError, SourceRecord, Timetable, testing
+from backbone import ConfigError, RetriableError, SourceRecord, Timetable, testing
+from backbone.config import load_config
 from backbone.connectors.schedule import ScheduleOptions, ScheduleSource
+from backbone.registry import Registry
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,6 +119,25 @@ def test_bad_schedules_are_refused_with_the_reason() -> None:
     assert ScheduleOptions(interval="5m", job="tick").job.type == "tick"
 
 
+def test_a_broken_cron_line_in_a_config_names_file_line_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "nightly.yaml"
+    config.write_text(
+        "sources:\n"
+        "  nightly:\n"
+        "    type: schedule\n"
+        "    topic: jobs.runs\n"
+        '    cron: "0 2 * * 8"\n'
+        "    timezone: Mars/Olympus\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config, Registry.from_entry_points())
+    assert str(info.value).splitlines() == [
+        f"{config}:5:11: sources.nightly.cron: '8' is not a day of the week (0-7 or sun-sat)",
+        f"{config}:6:15: sources.nightly.timezone: unknown time zone 'Mars/Olympus' "
+        "(an IANA name like Europe/Berlin)",
+    ]
+
+
 # ----------------------------------------------------------------------------- ticks
 
 
@@ -190,6 +212,26 @@ async def test_a_restart_goes_on_after_the_saved_fire(tmp_path: Path) -> None:
     assert tick.position == {"fire": "2024-05-01T00:01:00Z"}
 
 
+async def test_jitter_delays_the_start_not_the_scheduled_time(tmp_path: Path) -> None:
+    clock = testing.ManualClock("2024-05-01T00:00:30+00:00")
+    src = source(tmp_path, clock, interval="1m", jitter="30s")
+    await src.open(None)
+    src.rng = random.Random(7)  # the delay drawn for the first run is known
+    delay = random.Random(7).uniform(0, 30)
+    try:
+        clock.set("2024-05-01T00:01:00+00:00")
+        assert await src.read() == []  # due, but the run waits for its jitter on the clock
+        assert clock.sleepers == 1
+        clock.advance(delay)
+        [tick] = await testing.read_at_least(src, 1, within=20)
+        started = clock.now()
+    finally:
+        await src.close()
+    assert started == at("2024-05-01T00:01:00+00:00") + dt.timedelta(seconds=delay)
+    assert tick.position == {"fire": "2024-05-01T00:01:00Z"}
+    assert tick.value == {"scheduled": "2024-05-01T00:01:00+00:00"}
+
+
 async def test_ticks_pass_the_conformance_suite(tmp_path: Path) -> None:
     def make() -> ScheduleSource:  # time jumps to each next fire: fires come at once
         return source(tmp_path, testing.ManualClock("2024-05-01T00:00:00+00:00", autojump=True),
@@ -202,6 +244,53 @@ async def test_ticks_pass_the_conformance_suite(tmp_path: Path) -> None:
     await testing.check_source_replays(make, minimum=10)
     await testing.check_source_cancellation(still)
     await testing.check_source_idle_read(still, drain=0)
+
+
+class JumpWhenIdle(testing.ManualClock):
+    """Jumps to the end of each sleep (as ``autojump``), but not while a job runs: a real
+    job takes real time, and jumping to the next fire meanwhile would skip that fire
+    (``concurrency: forbid``) where a real five-minute schedule never would."""
+
+    busy: Callable[[], bool] = staticmethod(lambda: False)
+
+    async def sleep_until(self, when: float) -> None:
+        if when > self.time() and not self.busy():
+            self.set(when)
+        await super().sleep_until(when)
+
+
+@pytest.mark.parametrize("kind", ["command", "sql", "http"])
+async def test_jobs_pass_the_conformance_suite(tmp_path: Path, server: Server, kind: str) -> None:
+    """sql and http: two events per fire sharing the fire's position (identities tell them
+    apart); command: its status event (``duration_ms`` left out of the comparison). With
+    ``output: lines`` the fire's position lands on the last line or on a position-only
+    record after it, as the program's output and exit interleave with reads: the
+    produced records and their ids are the same, but the suite compares both forms."""
+    same: Callable[[SourceRecord], Any] = testing.identity
+    if kind == "command":
+        echo = 'echo "ran $BACKBONE_SCHEDULED"'
+        job: dict[str, Any] = {"type": "command", "command": echo, "shell": True}
+
+        def same(record: SourceRecord) -> Any:
+            return {k: v for k, v in record.value.items() if k != "duration_ms"}
+
+    elif kind == "sql":
+        sqlite3.connect(tmp_path / "jobs.db").close()
+        query = "SELECT 'a' AS part, :scheduled AS at UNION ALL SELECT 'b', :scheduled"
+        job = {"type": "sql", "url": "sqlite:///jobs.db", "query": query}
+    else:
+        for _ in range(100):
+            server.answer(200, {"items": [{"part": "a"}, {"part": "b"}]})
+        job = {"type": "http", "url": server.url + "/r/{scheduled:%H%M}", "items": "/items"}
+
+    def make() -> ScheduleSource:
+        clock = JumpWhenIdle("2024-05-01T00:00:00+00:00")
+        made = source(tmp_path, clock, cron="*/5 * * * *", job=job)
+        clock.busy = lambda: any(run.running for run in getattr(made, "runs", ()))
+        return made
+
+    await testing.check_source_resumes(make, minimum=6, same=same)
+    await testing.check_source_replays(make, minimum=6, same=same)
 
 
 # ----------------------------------------------------------------------------- http

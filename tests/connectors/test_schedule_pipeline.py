@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backbone import testing
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_bad_command_output_reaches_the_dead_letter_topic(tmp_path: Path) -> None:
@@ -66,3 +71,31 @@ async def test_fires_missed_during_a_crash_are_caught_up(tmp_path: Path) -> None
         scheduled = line["value"]["scheduled"]
         assert ids.setdefault(scheduled, line["headers"]["ce_id"]) == line["headers"]["ce_id"]
         assert line["headers"]["schedule.time"].endswith("Z")
+
+
+async def test_the_schedule_config_runs(tmp_path: Path) -> None:
+    """configs/schedule.yaml as shipped, but on a free port, with data in tmp_path and the
+    heartbeat every 200 ms instead of every minute (a test cannot wait for 02:00)."""
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    config = folder / "schedule.yaml"
+    text = (ROOT / "configs" / "schedule.yaml").read_text()
+    assert "interval: 1m\n" in text and "127.0.0.1:9092" in text
+    config.write_text(
+        text.replace("127.0.0.1:9092", f"127.0.0.1:{free_port()}").replace(
+            "interval: 1m\n", "interval: 200ms\n"
+        )
+    )
+    (tmp_path / "data").mkdir()
+    with sqlite3.connect(tmp_path / "data" / "shop.db") as db:
+        db.execute("CREATE TABLE orders (id INTEGER, customer TEXT, amount REAL, updated_at TEXT)")
+    async with testing.running(config) as runner:
+        assert runner.bootstrap is not None
+        ticks = await testing.consume(runner.bootstrap, "ticks", count=2)
+        for name in ("heartbeat", "nightly-export", "open-orders", "console"):
+            assert runner.status[name].state.value == "RUNNING", runner.status[name]
+    first, second = (json.loads(t.value) for t in ticks[:2])
+    gap = dt.datetime.fromisoformat(second["scheduled"]) - dt.datetime.fromisoformat(
+        first["scheduled"]
+    )
+    assert gap == dt.timedelta(milliseconds=200)

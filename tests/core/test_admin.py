@@ -92,6 +92,8 @@ async def test_connectors_pause_resume_restart(
     ]
     assert sum(p["end_offset"] for p in detail["partitions"]) == 300
 
+    # a static member (group.instance.id), which does not leave its group on stop
+    assert runner.connectors["journal"].worker.instance_id.endswith(".journal")
     paused = await client.post("/connectors/journal/pause")
     assert paused.status_code == 200 and paused.json()["state"] == "PAUSED"
     group = await get(client, "/groups/backbone.journal")

@@ -1,10 +1,14 @@
-"""Three ``backbone run`` processes with one config form one gateway cluster.
+"""``backbone run`` processes with one config form one gateway cluster.
 
 Against Backbone's broker in its own process (``python -m backbone.broker``) and
-against Tansu: each source runs in exactly one process; SIGKILL of its process
-moves it (and the sink partitions that process held) to the others, with every
-record delivered at least once and positions never going back; a process frozen
-(SIGSTOP) past its session writes nothing when it wakes (SIGCONT) and rejoins.
+against Tansu: each source runs in exactly one process; SIGKILL of the processes
+running them moves them (and the sink partitions those processes held) to the
+others, with every record delivered at least once and positions never going back;
+a process frozen (SIGSTOP) past its session writes nothing when it wakes (SIGCONT)
+and rejoins; gateways ride out a restart of their broker.
+
+Sessions are 4 s here (the default is 10 s): long enough for a busy 2-core machine
+not to drop a live process, short enough to keep each failover cheap.
 """
 
 from __future__ import annotations
@@ -27,16 +31,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from backbone.config import load_config
-from backbone.positions import POSITIONS_TOPIC, history
+from backbone.positions import POSITIONS_TOPIC, Entry, fold, history
 from backbone.registry import Registry
 from backbone.status import cluster_status
 from backbone.testing import Gateway, wait_until
-from tests.servers import free_port, wait_for_port
+from tests.servers import broker_process, free_port, wait_for_port
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 RUNTIME = (
-    "runtime: {session_timeout: 6s, heartbeat_interval: 300ms, position_interval: 50ms,"
+    "runtime: {session_timeout: 4s, heartbeat_interval: 200ms, position_interval: 50ms,"
     " grace_period: 5s}\n"
 )
 
@@ -81,8 +85,13 @@ class Cluster:
 
     def __init__(self, config: Path, tmp_path: Path, count: int) -> None:
         self.config = config
-        self.gateways = [
-            Gateway(config, tmp_path / f"out{i}.jsonl", tmp_path / f"gw{i}.log")
+        self.gateways = [  # GW: the index, for configs that stamp it (${GW:-test})
+            Gateway(
+                config,
+                tmp_path / f"out{i}.jsonl",
+                tmp_path / f"gw{i}.log",
+                env={**os.environ, "GW": str(i)},
+            )
             for i in range(count)
         ]
         self.registry = Registry.from_entry_points()
@@ -145,6 +154,14 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(g.log.read_text() for g in self.gateways if g.log.exists())
 
+    def terminate(self, gateways: list[Gateway] | None = None) -> list[int]:
+        """SIGTERM the given gateways (default: all) at once; their exit codes."""
+        chosen = gateways if gateways is not None else self.gateways
+        for gateway in chosen:
+            assert gateway.proc is not None
+            gateway.proc.send_signal(signal.SIGTERM)
+        return [g.proc.wait(60) for g in chosen if g.proc is not None]
+
 
 def records(lines: list[dict[str, Any]], topic: str) -> dict[tuple[int, int], dict[str, Any]]:
     """The records of ``topic`` the sinks printed, one per (partition, offset)."""
@@ -185,13 +202,18 @@ def insert(db: Path, first: int, count: int) -> None:
         )
 
 
+def seqs_of(records: list[Any]) -> Counter[int]:
+    """How many times each generator ``seq`` is in ``records`` (read from the topic)."""
+    return Counter(json.loads(r.value)["seq"] for r in records)
+
+
 async def test_sources_run_once_and_fail_over_on_sigkill(
     cluster_broker: tuple[str, str], tmp_path: Path
 ) -> None:
     bootstrap, section = cluster_broker
     uid = uuid.uuid4().hex[:8]
     gen, orders, gen_topic, sql_topic = f"gen-{uid}", f"orders-{uid}", f"g.{uid}", f"s.{uid}"
-    count = 2500
+    sink = f"print-{uid}"
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT)")
@@ -205,7 +227,7 @@ topics:
   {gen_topic}: {{partitions: 3}}
   {sql_topic}: {{partitions: 3}}
 sources:
-  {gen}: {{type: generator, topic: {gen_topic}, rate: 150, count: {count}, keys: 30}}
+  {gen}: {{type: generator, topic: {gen_topic}, rate: 200, keys: 30}}
   {orders}:
     type: sql
     topic: {sql_topic}
@@ -216,7 +238,7 @@ sources:
     poll_interval: 200ms
     lag: 0s
 sinks:
-  print-{uid}: {{type: stdout, topics: [{gen_topic}, {sql_topic}]}}
+  {sink}: {{type: stdout, topics: [{gen_topic}, {sql_topic}]}}
 """
     )
     with Cluster(config, tmp_path, 3) as cluster:
@@ -225,7 +247,7 @@ sinks:
             return (
                 len(await cluster.runs(gen)) == 1
                 and len(await cluster.runs(orders)) == 1
-                and len(await cluster.runs(f"print-{uid}")) == 3
+                and len(await cluster.runs(sink)) == 3
             )
 
         await wait_until(settled, within=90, what="both sources and the sink running")
@@ -244,47 +266,55 @@ sinks:
         # processes joined: a planned move drains first): no record twice
         assert max(seqs().values()) == 1 and max(ids().values()) == 1
 
-        [owner] = await cluster.runs(gen)
-        victim = cluster.by_worker(owner)
-        survivors = [g for g in cluster.gateways if g is not victim]
-        victim.kill()
+        # SIGKILL every process that runs a source: both sources must move
+        owners = {*(await cluster.runs(gen)), *(await cluster.runs(orders))}
+        victims = [cluster.by_worker(owner) for owner in owners]
+        survivors = [g for g in cluster.gateways if g not in victims]
+        for victim in victims:
+            victim.kill()
         at_kill = max(seqs())
-        await wait_until(
-            lambda: _runs_elsewhere(cluster, gen, owner), within=60, what="gen on a survivor"
-        )
+
+        async def moved() -> bool:
+            runs = [*(await cluster.runs(gen)), *(await cluster.runs(orders))]
+            return len(runs) == 2 and not owners & set(runs)
+
+        await wait_until(moved, within=60, what="both sources on survivors")
         insert(db, 101, 100)
-        await wait_until(
-            lambda: len(seqs()) == count and len(ids()) == 200,
-            within=90,
-            what="every record after the failover",
-        )
-        await wait_until(
-            lambda: _holders(cluster, f"print-{uid}", 2), within=60, what="sink on 2 survivors"
-        )
-        assert owner not in await cluster.runs(f"print-{uid}")
         starts = sorted(  # log lines start with their time
             line for line in cluster.logs().splitlines() if f"source {gen} started at" in line
         )
         resumed = int(starts[-1].split("started at position ")[1].split()[0])
-        for gateway in survivors:
-            assert gateway.terminate() == 0
+        await wait_until(
+            lambda: len(ids()) == 200 and max(seqs()) > max(resumed, at_kill) + 200,
+            within=60,
+            what="records after the failover",
+        )
+        await wait_until(
+            lambda: _holders(cluster, sink, len(survivors)), within=60, what="sink on survivors"
+        )
+        assert not owners & set(await cluster.runs(sink))
+        # the sink partitions the victims held moved: survivors printed every
+        # partition's records written after the kill
+        after = {
+            line["partition"]
+            for line in records(cluster.lines(survivors), gen_topic).values()
+            if line["value"]["seq"] > at_kill
+        }
+        assert after == {0, 1, 2}
+        assert cluster.terminate(survivors) == [0] * len(survivors)
 
-    assert set(seqs()) == set(range(1, count + 1))  # at least once
-    assert set(ids()) == set(range(1, 201))
-    duplicated = [seq for seq, n in seqs().items() if n > 1]
-    assert all(seq > resumed for seq in duplicated)  # only what was in flight
-    # the sink partitions the victim held moved: survivors printed every partition's
-    # records written after the kill
-    after = {
-        line["partition"]
-        for line in records(cluster.lines(survivors), gen_topic).values()
-        if line["value"]["seq"] > at_kill
-    }
-    assert after == {0, 1, 2}
+    produced = seqs_of(await read_topic(bootstrap, gen_topic))
+    assert set(produced) == set(range(1, max(produced) + 1))  # at least once, no gap
+    assert all(seq > resumed for seq, n in produced.items() if n > 1)  # only what was in flight
+    rows = Counter(
+        json.loads(r.value)["after"]["id"] for r in await read_topic(bootstrap, sql_topic)
+    )
+    assert set(rows) == set(range(1, 201))
     saved = await read_topic(bootstrap, POSITIONS_TOPIC)
     mine = history(saved, gen)
-    assert mine == sorted(mine) and mine[-1] == count  # positions never went back
-    assert resumed in mine  # the survivor resumed from a position the victim had saved
+    assert mine == sorted(mine)  # positions never went back
+    assert mine[-1] == max(produced)  # the last owner drained and saved its last record
+    assert resumed in mine  # the survivor resumed from a position a victim had saved
 
 
 async def _runs_elsewhere(cluster: Cluster, connector: str, old: str) -> bool:
@@ -299,6 +329,12 @@ def _rejoined(log: Path) -> bool:
     return lost >= 0 and re.search(r"generation \d+", text[lost:].split("\n", 1)[-1]) is not None
 
 
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (state T in /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
 async def _holders(cluster: Cluster, connector: str, count: int) -> bool:
     return len(await cluster.runs(connector)) == count
 
@@ -310,11 +346,107 @@ async def test_a_frozen_gateway_is_fenced_and_rejoins(
     uid = uuid.uuid4().hex[:8]
     gen, topic, sink = f"gen-{uid}", f"g.{uid}", f"print-{uid}"
     config = tmp_path / "frozen.yaml"
-    config.write_text(
+    config.write_text(  # each record carries the index of the gateway that read it
         section
         + RUNTIME
         + f"""
 gateway: {{id: frozen-{uid}}}
+topics:
+  {topic}: {{partitions: 3}}
+sources:
+  {gen}: {{type: generator, topic: {topic}, rate: 100, keys: 30, fields: {{gw: "${{GW:-test}}"}}}}
+sinks:
+  {sink}: {{type: stdout, topics: [{topic}]}}
+"""
+    )
+    with Cluster(config, tmp_path, 2) as cluster:
+
+        def lines() -> list[dict[str, Any]]:
+            return list(records(cluster.lines(), topic).values())
+
+        async def settled() -> bool:
+            return len(await cluster.runs(gen)) == 1 and len(await cluster.runs(sink)) == 2
+
+        await wait_until(settled, within=90, what="the source and the sink running")
+        await wait_until(lambda: len(lines()) >= 100, within=60, what="100 records")
+        [owner] = await cluster.runs(gen)
+        frozen = cluster.by_worker(owner)
+        [other] = [g for g in cluster.gateways if g is not frozen]
+        assert frozen.proc is not None
+        index, pid = str(cluster.gateways.index(frozen)), frozen.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        await wait_until(lambda: _stopped(pid), within=10, what="the process stopped")
+        stopped = time.time()
+        cluster.frozen.add(frozen)
+        await wait_until(
+            lambda: _runs_elsewhere(cluster, gen, owner), within=60, what="gen taken over"
+        )
+
+        def from_other() -> int:
+            mark = int(stopped * 1000)
+            return sum(1 for x in lines() if x["value"]["gw"] != index and x["timestamp"] > mark)
+
+        await wait_until(lambda: from_other() >= 50, within=60, what="the new owner's records")
+        os.kill(pid, signal.SIGCONT)
+        cluster.frozen.discard(frozen)
+        await wait_until(
+            lambda: "stopped without writing" in frozen.log.read_text(),
+            within=60,
+            what="the frozen process to notice",
+        )
+        await wait_until(lambda: _rejoined(frozen.log), within=60, what="rejoined")
+        await wait_until(lambda: _holders(cluster, sink, 2), within=60, what="sink on both")
+        assert await cluster.runs(gen) == [cluster.worker(other)]
+        ended = time.time()
+        log = frozen.log.read_text()
+        assert f"source {gen} stopped without writing" in log
+        assert log.count(f"source {gen} started at") == 1  # it never ran the source again
+        assert cluster.terminate() == [0, 0]
+
+    # the frozen process produced nothing after it was stopped: a record's timestamp
+    # is its read time, taken before the lease is checked; what it had handed to its
+    # producer before SIGSTOP may have landed later (the in-flight duplicates)
+    window = range(int(stopped * 1000), int(ended * 1000))
+    late = sorted(
+        x["value"]["seq"] for x in lines() if x["value"]["gw"] == index and x["timestamp"] in window
+    )
+    assert late == [], f"the frozen process produced after SIGSTOP: seqs {late[:20]}"
+    # nor saved a position after it: no save (nor claim) of the frozen owner lands after
+    # the new owner's claim, not even one it was about to send when it was stopped (a
+    # fenced write checks the lease as it writes to the socket); a save's timestamp is
+    # the time of that check
+    saved = [r for r in await read_topic(bootstrap, POSITIONS_TOPIC) if r.key == gen.encode()]
+    entries: dict[str, Entry] = {}
+    takeover = None
+    for record in saved:
+        value = json.loads(record.value)
+        counted = fold(entries, gen, value, record.offset)
+        if value["worker"] == owner:
+            assert takeover is None, f"the fenced owner wrote after the takeover: {value}"
+            assert record.timestamp < stopped * 1000, f"saved after SIGSTOP: {value}"
+            assert counted, f"a save of the owner before the takeover was fenced: {value}"
+        elif (
+            value.get("kind") == "claim" and takeover is None and record.timestamp >= stopped * 1000
+        ):
+            takeover = record.offset
+    assert takeover is not None
+    mine = history(saved, gen)
+    assert mine == sorted(mine)
+
+
+async def test_gateways_ride_out_a_broker_restart(tmp_path: Path) -> None:
+    """The broker process stops and starts again under two gateways: they keep running,
+    the source resumes where it was, nothing is lost and positions never go back."""
+    port, data = free_port(), tmp_path / "broker"
+    bootstrap = f"127.0.0.1:{port}"
+    uid = uuid.uuid4().hex[:8]
+    gen, topic, sink = f"gen-{uid}", f"g.{uid}", f"print-{uid}"
+    config = tmp_path / "restart.yaml"
+    config.write_text(
+        f'broker: {{bootstrap: ["{bootstrap}"]}}\n'
+        + RUNTIME
+        + f"""
+gateway: {{id: restart-{uid}}}
 topics:
   {topic}: {{partitions: 3}}
 sources:
@@ -323,59 +455,37 @@ sinks:
   {sink}: {{type: stdout, topics: [{topic}]}}
 """
     )
-    with Cluster(config, tmp_path, 3) as cluster:
 
-        def seqs() -> list[dict[str, Any]]:
-            return list(records(cluster.lines(), topic).values())
+    def seqs(cluster: Cluster) -> set[int]:
+        return {line["value"]["seq"] for line in records(cluster.lines(), topic).values()}
+
+    with (
+        broker_process(data, port, tmp_path / "broker.log") as broker,
+        Cluster(config, tmp_path, 2) as cluster,
+    ):
 
         async def settled() -> bool:
-            return len(await cluster.runs(gen)) == 1 and len(await cluster.runs(sink)) == 3
+            return len(await cluster.runs(gen)) == 1 and len(await cluster.runs(sink)) == 2
 
         await wait_until(settled, within=90, what="the source and the sink running")
-        await wait_until(lambda: len(seqs()) >= 100, within=60, what="100 records")
-        [owner] = await cluster.runs(gen)
-        frozen = cluster.by_worker(owner)
-        assert frozen.proc is not None
-        os.kill(frozen.proc.pid, signal.SIGSTOP)
-        cluster.frozen.add(frozen)
-        at_stop = max(line["value"]["seq"] for line in seqs())
+        await wait_until(lambda: len(seqs(cluster)) >= 100, within=60, what="100 records")
+        broker.terminate()
+        assert broker.wait(30) == 0
+        before = max(seqs(cluster))
         await wait_until(
-            lambda: _runs_elsewhere(cluster, gen, owner), within=60, what="gen taken over"
-        )
-        await wait_until(
-            lambda: max(line["value"]["seq"] for line in seqs()) > at_stop + 50,
+            lambda: all("retrying" in g.log.read_text() for g in cluster.gateways),
             within=60,
-            what="records from the new owner",
+            what="both gateways noticing",
         )
-        woke = time.time()
-        os.kill(frozen.proc.pid, signal.SIGCONT)
-        cluster.frozen.discard(frozen)
-        await wait_until(
-            lambda: "stopped without writing" in frozen.log.read_text(),
-            within=60,
-            what="the frozen process to notice",
-        )
-        await wait_until(lambda: _rejoined(frozen.log), within=60, what="rejoined")
-        await wait_until(lambda: _holders(cluster, sink, 3), within=60, what="sink on all 3")
-        [now] = await cluster.runs(gen)
-        assert now != owner
-        log = frozen.log.read_text()
-        assert f"source {gen} stopped without writing" in log
-        for gateway in cluster.gateways:
-            assert gateway.terminate() == 0
-
-    # after waking up, the frozen process produced nothing: every record stamped
-    # after SIGCONT has a seq of its own (a stale owner would repeat the new owner's)
-    late = Counter(line["value"]["seq"] for line in seqs() if line["timestamp"] >= int(woke * 1000))
-    assert late and max(late.values()) == 1
-    # and saved no position after the new owner's claim
-    saved = await read_topic(bootstrap, POSITIONS_TOPIC)
-    values = [json.loads(r.value) for r in saved if r.key == gen.encode()]
-    claims = [i for i, v in enumerate(values) if v.get("kind") == "claim"]
-    last_own = max(i for i in claims if values[i]["worker"] == owner)
-    takeover = min(i for i in claims if i > last_own)
-    following = [i for i in claims if i > takeover]
-    until = following[0] if following else len(values)
-    assert all(v["worker"] != owner for v in values[takeover:until])
+        with broker_process(data, port, tmp_path / "broker.log"):
+            await wait_until(
+                lambda: max(seqs(cluster)) > before + 100, within=90, what="records after"
+            )
+            assert all(g.proc is not None and g.proc.poll() is None for g in cluster.gateways)
+            await wait_until(lambda: _holders(cluster, gen, 1), within=60, what="one owner")
+            assert cluster.terminate() == [0, 0]
+            produced = seqs_of(await read_topic(bootstrap, topic))
+            saved = await read_topic(bootstrap, POSITIONS_TOPIC)
+    assert set(produced) == set(range(1, max(produced) + 1))  # nothing lost
     mine = history(saved, gen)
-    assert mine == sorted(mine)
+    assert mine == sorted(mine) and mine[-1] == max(produced)

@@ -82,8 +82,11 @@ def _d_CreateAclsRequest_AclCreation_p(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_string(buf, pos)
-    (f_resource_pattern_type,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_resource_pattern_type,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_resource_pattern_type = 3
     f_principal, pos = _rd_string(buf, pos)
     f_host, pos = _rd_string(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
@@ -94,7 +97,8 @@ def _d_CreateAclsRequest_AclCreation_p(buf, pos, v):
 def _e_CreateAclsRequest_AclCreation_p(o, v, p, r):
     p.append(_S_b.pack(o.resource_type))
     p.append(_wr_string(o.resource_name))
-    p.append(_S_b.pack(o.resource_pattern_type))
+    if v >= 1:
+        p.append(_S_b.pack(o.resource_pattern_type))
     p.append(_wr_string(o.principal))
     p.append(_wr_string(o.host))
     p.append(_S_bb.pack(o.operation, o.permission_type))
@@ -105,7 +109,7 @@ def _d_CreateAclsRequest_p(buf, pos, v):
     if _t1 < 0:
         raise _not_null('creations', v)
     else:
-        _chk(buf, pos, _t1, 10)
+        _chk(buf, pos, _t1, 9)
         f_creations = []
         for _ in range(_t1):
             _t2, pos = _d_CreateAclsRequest_AclCreation_p(buf, pos, v)
@@ -301,7 +305,7 @@ CreateAclsRequest.FIELDS = (
     FieldSpec('creations', 'Creations', '[]struct', CreateAclsRequest_AclCreation, (0, 32767), None, None, None),
 )
 CreateAclsRequest.api_key = 30
-CreateAclsRequest.min_version = 1
+CreateAclsRequest.min_version = 0
 CreateAclsRequest.max_version = 3
 CreateAclsRequest.flexible_from = 2
 CreateAclsRequest._decode_plain = staticmethod(_d_CreateAclsRequest_p)
@@ -318,7 +322,7 @@ CreateAclsResponse.FIELDS = (
     FieldSpec('results', 'Results', '[]struct', CreateAclsResponse_AclCreationResult, (0, 32767), None, None, None),
 )
 CreateAclsResponse.api_key = 30
-CreateAclsResponse.min_version = 1
+CreateAclsResponse.min_version = 0
 CreateAclsResponse.max_version = 3
 CreateAclsResponse.flexible_from = 2
 CreateAclsResponse._decode_plain = staticmethod(_d_CreateAclsResponse_p)

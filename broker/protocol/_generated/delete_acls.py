@@ -82,8 +82,11 @@ def _d_DeleteAclsRequest_DeleteAclsFilter_p(buf, pos, v):
     (f_resource_type_filter,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name_filter, pos = _rd_nstring(buf, pos)
-    (f_pattern_type_filter,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_pattern_type_filter,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_pattern_type_filter = 3
     f_principal_filter, pos = _rd_nstring(buf, pos)
     f_host_filter, pos = _rd_nstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
@@ -94,7 +97,8 @@ def _d_DeleteAclsRequest_DeleteAclsFilter_p(buf, pos, v):
 def _e_DeleteAclsRequest_DeleteAclsFilter_p(o, v, p, r):
     p.append(_S_b.pack(o.resource_type_filter))
     p.append(_wr_nstring(o.resource_name_filter))
-    p.append(_S_b.pack(o.pattern_type_filter))
+    if v >= 1:
+        p.append(_S_b.pack(o.pattern_type_filter))
     p.append(_wr_nstring(o.principal_filter))
     p.append(_wr_nstring(o.host_filter))
     p.append(_S_bb.pack(o.operation, o.permission_type))
@@ -105,7 +109,7 @@ def _d_DeleteAclsRequest_p(buf, pos, v):
     if _t1 < 0:
         raise _not_null('filters', v)
     else:
-        _chk(buf, pos, _t1, 10)
+        _chk(buf, pos, _t1, 9)
         f_filters = []
         for _ in range(_t1):
             _t2, pos = _d_DeleteAclsRequest_DeleteAclsFilter_p(buf, pos, v)
@@ -225,8 +229,11 @@ def _d_DeleteAclsResponse_DeleteAclsMatchingAcl_p(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_string(buf, pos)
-    (f_pattern_type,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_pattern_type,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_pattern_type = 3
     f_principal, pos = _rd_string(buf, pos)
     f_host, pos = _rd_string(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
@@ -239,7 +246,8 @@ def _e_DeleteAclsResponse_DeleteAclsMatchingAcl_p(o, v, p, r):
     p.append(_wr_nstring(o.error_message))
     p.append(_S_b.pack(o.resource_type))
     p.append(_wr_string(o.resource_name))
-    p.append(_S_b.pack(o.pattern_type))
+    if v >= 1:
+        p.append(_S_b.pack(o.pattern_type))
     p.append(_wr_string(o.principal))
     p.append(_wr_string(o.host))
     p.append(_S_bb.pack(o.operation, o.permission_type))
@@ -253,7 +261,7 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_p(buf, pos, v):
     if _t7 < 0:
         raise _not_null('matching_acls', v)
     else:
-        _chk(buf, pos, _t7, 14)
+        _chk(buf, pos, _t7, 13)
         f_matching_acls = []
         for _ in range(_t7):
             _t8, pos = _d_DeleteAclsResponse_DeleteAclsMatchingAcl_p(buf, pos, v)
@@ -414,7 +422,7 @@ DeleteAclsRequest.FIELDS = (
     FieldSpec('filters', 'Filters', '[]struct', DeleteAclsRequest_DeleteAclsFilter, (0, 32767), None, None, None),
 )
 DeleteAclsRequest.api_key = 31
-DeleteAclsRequest.min_version = 1
+DeleteAclsRequest.min_version = 0
 DeleteAclsRequest.max_version = 3
 DeleteAclsRequest.flexible_from = 2
 DeleteAclsRequest._decode_plain = staticmethod(_d_DeleteAclsRequest_p)
@@ -443,7 +451,7 @@ DeleteAclsResponse.FIELDS = (
     FieldSpec('filter_results', 'FilterResults', '[]struct', DeleteAclsResponse_DeleteAclsFilterResult, (0, 32767), None, None, None),
 )
 DeleteAclsResponse.api_key = 31
-DeleteAclsResponse.min_version = 1
+DeleteAclsResponse.min_version = 0
 DeleteAclsResponse.max_version = 3
 DeleteAclsResponse.flexible_from = 2
 DeleteAclsResponse._decode_plain = staticmethod(_d_DeleteAclsResponse_p)

@@ -75,8 +75,11 @@ def _d_DescribeAclsRequest_p(buf, pos, v):
     (f_resource_type_filter,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name_filter, pos = _rd_nstring(buf, pos)
-    (f_pattern_type_filter,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_pattern_type_filter,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_pattern_type_filter = 3
     f_principal_filter, pos = _rd_nstring(buf, pos)
     f_host_filter, pos = _rd_nstring(buf, pos)
     f_operation, f_permission_type = _S_bb.unpack_from(buf, pos)
@@ -87,7 +90,8 @@ def _d_DescribeAclsRequest_p(buf, pos, v):
 def _e_DescribeAclsRequest_p(o, v, p, r):
     p.append(_S_b.pack(o.resource_type_filter))
     p.append(_wr_nstring(o.resource_name_filter))
-    p.append(_S_b.pack(o.pattern_type_filter))
+    if v >= 1:
+        p.append(_S_b.pack(o.pattern_type_filter))
     p.append(_wr_nstring(o.principal_filter))
     p.append(_wr_nstring(o.host_filter))
     p.append(_S_bb.pack(o.operation, o.permission_type))
@@ -173,8 +177,11 @@ def _d_DescribeAclsResponse_DescribeAclsResource_p(buf, pos, v):
     (f_resource_type,) = _S_b.unpack_from(buf, pos)
     pos += 1
     f_resource_name, pos = _rd_string(buf, pos)
-    (f_pattern_type,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_pattern_type,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_pattern_type = 3
     _t1, pos = _rd_count(buf, pos)
     if _t1 < 0:
         raise _not_null('acls', v)
@@ -190,7 +197,8 @@ def _d_DescribeAclsResponse_DescribeAclsResource_p(buf, pos, v):
 def _e_DescribeAclsResponse_DescribeAclsResource_p(o, v, p, r):
     p.append(_S_b.pack(o.resource_type))
     p.append(_wr_string(o.resource_name))
-    p.append(_S_b.pack(o.pattern_type))
+    if v >= 1:
+        p.append(_S_b.pack(o.pattern_type))
     if o.acls is None:
         raise _not_null('acls', v)
     else:
@@ -207,7 +215,7 @@ def _d_DescribeAclsResponse_p(buf, pos, v):
     if _t4 < 0:
         raise _not_null('resources', v)
     else:
-        _chk(buf, pos, _t4, 8)
+        _chk(buf, pos, _t4, 7)
         f_resources = []
         for _ in range(_t4):
             _t5, pos = _d_DescribeAclsResponse_DescribeAclsResource_p(buf, pos, v)
@@ -332,7 +340,7 @@ DescribeAclsRequest.FIELDS = (
     FieldSpec('permission_type', 'PermissionType', 'int8', None, (0, 32767), None, None, None),
 )
 DescribeAclsRequest.api_key = 29
-DescribeAclsRequest.min_version = 1
+DescribeAclsRequest.min_version = 0
 DescribeAclsRequest.max_version = 3
 DescribeAclsRequest.flexible_from = 2
 DescribeAclsRequest._decode_plain = staticmethod(_d_DescribeAclsRequest_p)
@@ -359,7 +367,7 @@ DescribeAclsResponse.FIELDS = (
     FieldSpec('resources', 'Resources', '[]struct', DescribeAclsResponse_DescribeAclsResource, (0, 32767), None, None, None),
 )
 DescribeAclsResponse.api_key = 29
-DescribeAclsResponse.min_version = 1
+DescribeAclsResponse.min_version = 0
 DescribeAclsResponse.max_version = 3
 DescribeAclsResponse.flexible_from = 2
 DescribeAclsResponse._decode_plain = staticmethod(_d_DescribeAclsResponse_p)

@@ -32,11 +32,13 @@ from .groups import Clock, GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
+from .lock import DataDirLock
 from .log import LogManager, records
 from .log.internal import OFFSETS_TOPIC, InternalTopic
 from .security import Security
 from .security.tls import server_context
 from .server import KafkaServer, ResponseFilter
+from .stats import RequestStats
 from .tls_accept import TlsFailure
 
 __all__ = ["Broker", "group_coordinator", "run_until_signalled", "serve"]
@@ -84,6 +86,8 @@ class Broker:
         self._state: BrokerState | None = None
         self.logs: LogManager
         self.groups: GroupCoordinator
+        self.stats: RequestStats | None = None
+        """Requests, bytes and latency per API (``broker/stats.py``) once running."""
         self.security: Security
 
     @property
@@ -127,6 +131,9 @@ class Broker:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
+            lock = DataDirLock(config.data_dir)  # one broker per data directory
+            lock.acquire()
+            stack.callback(lock.release)
             log_kwargs: dict[str, Any] = {
                 "flush": config.flush,
                 "flush_interval_ms": config.flush_interval_ms,
@@ -147,8 +154,10 @@ class Broker:
             )
             state.registry = build_registry(self.handler_overrides)
             self._state = state
+            self.stats = RequestStats({key: h.name for key, h in state.registry.items()})
             stack.push_async_callback(self._stop_server)
             await self._start_servers(Dispatcher(state, state.registry), state)
+            lock.announce(self.bootstrap)
         except BaseException:
             await stack.aclose()
             raise
@@ -219,6 +228,7 @@ class Broker:
                 listener=listener.name,
                 security_protocol=listener.protocol,
                 tls_failure=tls_failed(listener),
+                stats=self.stats,
             )
             self._servers.append(server)
             await server.start()

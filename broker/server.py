@@ -61,6 +61,7 @@ from .connection import CloseConnection, Connection
 from .frames import FrameProtocol, ReadContext
 from .limits import ConnectionCounter, ConnectionLimits, MemoryPool
 from .peer_faults import PeerFaultLog
+from .stats import RequestStats
 from .tls_accept import TlsAcceptor, TlsFailure
 
 __all__ = [
@@ -77,6 +78,9 @@ _KEY_VERSION = struct.Struct(">hh")
 _SENDFILE_MIN_BYTES = 64 * 1024
 #: How many requests of one connection may be in flight before reading pauses.
 _MAX_IN_FLIGHT = 128
+
+_Queued = tuple["asyncio.Task[Sequence[Chunk] | None]", bytes, float, int]
+"""A request in a connection's queue: its task, first 8 bytes, arrival time, frame size."""
 
 
 class FileSliceLike(Protocol):
@@ -156,8 +160,10 @@ class KafkaServer:
         listener: str = "PLAINTEXT",
         security_protocol: str = "PLAINTEXT",
         tls_failure: TlsFailure | None = None,
+        stats: RequestStats | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self.stats = stats
         self._ssl = ssl_context
         self._tls_failure = tls_failure or _log_tls_failure
         self.listener = listener
@@ -320,9 +326,7 @@ class _ConnectionRunner:
         self.host = host
         self.protocol = protocol
         self.transport = transport
-        self.queue: asyncio.Queue[tuple[asyncio.Task[Sequence[Chunk] | None], bytes] | None] = (
-            asyncio.Queue()
-        )
+        self.queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self.drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._writer_task: asyncio.Task[None] | None = None
@@ -345,7 +349,7 @@ class _ConnectionRunner:
         request = self._loop.create_task(self.server._dispatch(memoryview(frame), self.connection))
         self._requests[request] = reserved
         request.add_done_callback(self._request_done)
-        self.queue.put_nowait((request, bytes(frame[:8])))
+        self.queue.put_nowait((request, bytes(frame[:8]), self._loop.time(), len(frame)))
         if self.queue.qsize() >= _MAX_IN_FLIGHT:
             self.protocol.hold()
 
@@ -417,16 +421,20 @@ class _ConnectionRunner:
                     return
                 if self.queue.qsize() < _MAX_IN_FLIGHT:
                     self.protocol.release()
-                request, head = item
-                if not await self._write_response(request, head):
+                if not await self._write_response(*item):
                     return
         finally:
             self.protocol.finish_input()
 
     async def _write_response(
-        self, request: asyncio.Task[Sequence[Chunk] | None], head: bytes
+        self,
+        request: asyncio.Task[Sequence[Chunk] | None],
+        head: bytes,
+        arrived: float,
+        size: int,
     ) -> bool:
-        """Write one response; False = the connection must close."""
+        """Write one response (and count it in the server's stats); False = the connection
+        must close."""
         key, version, correlation_id = _frame_header(head)
         try:
             chunks = await request
@@ -454,7 +462,10 @@ class _ConnectionRunner:
                 version,
             )
             return False
-        if chunks is None:
+        stats = self.server.stats
+        if chunks is None:  # acks=0: no response
+            if stats is not None:
+                stats.record(key, size, 0, self._loop.time() - arrived)
             return True
         try:
             response_filter = self.server.response_filter
@@ -469,6 +480,9 @@ class _ConnectionRunner:
             return False
         finally:
             _release_slices(chunks)
+        if stats is not None:
+            sent = sum(len(chunk) for chunk in chunks)
+            stats.record(key, size, sent, self._loop.time() - arrived)
         return correlation_id != self.connection.close_after_correlation_id
 
     async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:

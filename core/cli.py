@@ -7,7 +7,6 @@ hidden unless ``--debug`` is given (after the subcommand, like every option).
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import signal
@@ -21,47 +20,24 @@ import typer
 from pydantic import BaseModel
 
 import backbone
-from backbone.broker.logging_setup import configure_logging
+from backbone.commands.common import (
+    DEBUG_OPTION,
+    LOG_FORMAT_OPTION,
+    LOG_LEVEL_OPTION,
+    LogFormat,
+    LogLevel,
+    setup_logging,
+)
 from backbone.errors import BackboneError, ConfigError
 
 app = typer.Typer(
     name="backbone",
     help="Backbone: an event backbone with an embedded Kafka-compatible broker.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
 )
 
 logger = logging.getLogger("backbone.cli")
-
-DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
-
-
-class LogLevel(enum.StrEnum):
-    """``--log-level`` (``backbone.broker.logging_setup.LOG_LEVELS``)."""
-
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
-    critical = "critical"
-
-
-class LogFormat(enum.StrEnum):
-    """``--log-format`` (``backbone.broker.logging_setup.LOG_FORMATS``)."""
-
-    text = "text"
-    json = "json"
-
-
-LOG_LEVEL_OPTION = typer.Option(
-    "info", "--log-level", case_sensitive=False, help="Least severe log records written to stderr."
-)
-LOG_FORMAT_OPTION = typer.Option(
-    "text",
-    "--log-format",
-    help="text lines, or one JSON object per line (time, level, logger, message, extra) "
-    "for log shippers.",
-)
 
 
 def _version(value: bool) -> None:
@@ -77,16 +53,6 @@ def _root(
     ),
 ) -> None:
     """Backbone: an event backbone with an embedded Kafka-compatible broker."""
-
-
-def _setup_logging(
-    debug: bool, log_level: LogLevel = LogLevel.info, log_format: LogFormat = LogFormat.text
-) -> None:
-    """Log to stderr (``backbone.broker.logging_setup``, shared with the broker's command
-    line); aiokafka's own INFO chatter only with ``--debug``."""
-    configure_logging("DEBUG" if debug else log_level.value, log_format.value)
-    if not debug:
-        logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def _fail(exc: BaseException, debug: bool) -> typer.Exit:
@@ -121,7 +87,7 @@ def validate(
     """Validate config files: print every problem (exit 2) or one "ok: FILE" line per file."""
     from backbone.config import load_config
 
-    _setup_logging(debug, log_level, log_format)
+    setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     failed = False
@@ -225,7 +191,7 @@ def run(
     from backbone.config import load_config
     from backbone.runner import Runner, tune_gc
 
-    _setup_logging(debug, log_level, log_format)
+    setup_logging(debug, log_level, log_format)
     try:
         registry = _registry()
         config = load_config(config_path, registry)
@@ -387,7 +353,7 @@ def connectors(
     """List connector kinds, or show one kind's options and example."""
     from backbone.schema import build_config_model, member_model
 
-    _setup_logging(debug, log_level, log_format)
+    setup_logging(debug, log_level, log_format)
 
     registry = _registry()
     if name is None:
@@ -455,6 +421,15 @@ def _security_commands() -> None:
 
 
 _security_commands()
+
+
+def _register_commands() -> None:
+    from backbone.commands import register
+
+    register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

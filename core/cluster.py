@@ -42,6 +42,7 @@ from backbone.assignment import PROTOCOL, MemberInfo, Plan, assign
 from backbone.clients import KafkaClients
 from backbone.membership import GroupMember
 from backbone.positions import Claim, PositionStore
+from backbone.supervisor import ConnectorStateError
 from backbone.worker import ConnectorState, ConnectorStatus, Shared, Worker
 
 __all__ = ["SourceCluster", "group_name"]
@@ -312,6 +313,20 @@ class SourceCluster:
 
     async def _supervised(self, worker: Worker) -> None:
         await self.supervise(worker)
+
+    async def restart(self, name: str) -> None:
+        """Stop source ``name`` gracefully and start a fresh instance (claimed again, from
+        its saved position); also after FAILED. :class:`ConnectorStateError` when this
+        process is not assigned it."""
+        plan = self.plan
+        if plan is None or name not in plan.sources:
+            owner = self.status[name].worker or "no gateway process"
+            raise ConnectorStateError(
+                f"source {name} runs in {owner}, not here ({self.worker}): ask that process"
+            )
+        await self._stop([name], why="restart")
+        self._yielded.discard(name)
+        self._changed.set()  # the loop claims it again and starts a new instance
 
     async def _stop(self, names: list[str], *, why: str) -> None:
         """Stop sources gracefully (drain, save), cancelling what does not end in time."""

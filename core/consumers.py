@@ -16,11 +16,19 @@ calls :meth:`ConsumingWorker.release` (a sink's ``flush``) and commits what that
 made durable. A lock keeps a batch, a commit and a revocation from interleaving; a
 batch fetched before a revocation is dropped (the partitions' owner reads it
 again from the committed offsets).
+
+Sessions: ``open()`` runs once, then consumer sessions follow one another; a pause
+ends the session (handled offsets released and committed, the consumer stopped,
+the group left: see :meth:`ConsumingWorker.leave`) so the worker holds no
+partitions and its offsets can be moved, and the next session starts on resume.
+A bounded run (``stop_at``, a replay or a redrive) ends once every listed
+partition committed up to its offset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import importlib
 import inspect
 import time
@@ -32,6 +40,7 @@ from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from backbone.batcher import ProducerBatcher
+from backbone.clients import remove_static_member
 from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
 from backbone.events import Encoded, Event, encode_event, event_from_record
@@ -46,7 +55,8 @@ PRECOMMIT_INTERVAL = 1.0
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Applies ``start: <timestamp>`` to partitions the group has no committed offset for."""
+    """On assignment: applies ``start: <timestamp>`` to partitions the group has no
+    committed offset for, and pauses partitions already at their ``stop_at`` offset."""
 
     def __init__(self, worker: ConsumingWorker) -> None:
         self.worker = worker
@@ -55,15 +65,23 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.revoked([TopicPartition(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        start = self.worker.start
-        consumer = self.worker.consumer
-        if isinstance(start, str) or consumer is None:
+        worker = self.worker
+        consumer = worker.consumer
+        if consumer is None:
             return
-        millis = int(start.timestamp() * 1000)
+        start = worker.start
+        stop_at = worker.stop_at
         for tp in assigned:
-            if await consumer.committed(tp) is not None:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                worker.committed[TopicPartition(tp.topic, tp.partition)] = committed
+            if stop_at is not None and tp in stop_at:
+                if committed is not None and committed >= stop_at[tp]:
+                    consumer.pause(tp)  # nothing (left) to deliver on it
                 continue
-            found = await consumer.offsets_for_times({tp: millis})
+            if committed is not None or isinstance(start, str):
+                continue
+            found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000)})
             if found.get(tp) is not None:
                 consumer.seek(tp, found[tp].offset)
             else:  # nothing at or after the timestamp yet: start at today's end
@@ -96,26 +114,59 @@ def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
 
 
 class ConsumingWorker(Worker):
-    """A worker reading a consumer group ``backbone.<name>`` with manual commits."""
+    """A worker reading a consumer group ``backbone.<name>`` with manual commits.
 
-    def __init__(self, name: str, *, topics: Sequence[str], start: Any, **common: Any) -> None:
+    ``open()`` runs once, then consumer sessions follow one another: each starts a
+    consumer (joining the group), hands batches to ``handle()`` and commits what
+    :meth:`committable` allows, until a stop or a pause is requested; a pause ends the
+    session (released, committed, the group left) and waits for resume. ``close()``
+    runs once at the end.
+
+    ``stop_at`` (``{TopicPartition: offset}``, for a bounded run such as a replay)
+    delivers only records below each partition's offset and makes :meth:`run`
+    return once every listed partition committed up to it. Checked per batch
+    (its last offset), never per record.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        topics: Sequence[str],
+        start: Any,
+        stop_at: Mapping[TopicPartition, int] | None = None,
+        group: str | None = None,
+        **common: Any,
+    ) -> None:
         super().__init__(name, **common)
         self.topics = list(topics)
         self.start = start
+        self.stop_at = (
+            {TopicPartition(tp[0], tp[1]): end for tp, end in stop_at.items()}
+            if stop_at is not None
+            else None
+        )
+        self.group = group or f"backbone.{name}"
         self.consumer: AIOKafkaConsumer | None = None
+        self.committed: dict[TopicPartition, int] = {}
+        """Offsets this worker committed (or found committed at assignment), this session."""
         self._lock = asyncio.Lock()
         self._epoch = 0  # revocations so far: a batch fetched before one is dropped
         self._handled: dict[TopicPartition, int] = {}  # offset after the last handled record
-        self._committed: dict[TopicPartition, int] = {}
         self._last_precommit = 0.0
+
+    @property
+    def instance_id(self) -> str | None:
+        """The consumer's ``group.instance.id`` (static membership), if this process has one."""
+        instance = self.shared.instance
+        return f"{instance}.{self.name}" if instance else None
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
+        worker = self.shared.worker
         return self.shared.clients.consumer(
-            group_id=f"backbone.{self.name}",
-            client_id=f"backbone.{self.name}@{self.shared.worker}"
-            if self.shared.worker
-            else f"backbone.{self.name}",
+            client_id=f"backbone.{self.name}@{worker}" if worker else f"backbone.{self.name}",
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.start == "latest" else "earliest",
             session_timeout_ms=int(runtime.session_timeout * 1000),
@@ -123,81 +174,207 @@ class ConsumingWorker(Worker):
             rebalance_timeout_ms=int(runtime.session_timeout * 1000),
             max_poll_records=runtime.max_batch,
             # static membership: a restarted gateway takes its partitions back at once
-            group_instance_id=(
-                f"{self.shared.instance}.{self.name}" if self.shared.instance else None
-            ),
+            group_instance_id=self.instance_id,
             **self.shared.consumer_options,
         )
 
+    def lag(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """Per assigned partition: (committed offset, high watermark last seen); empty while
+        the worker holds no partitions (paused, stopped, rebalancing)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        return {
+            TopicPartition(tp.topic, tp.partition): (
+                self.committed.get(TopicPartition(tp.topic, tp.partition)),
+                consumer.highwater(tp),
+            )
+            for tp in consumer.assignment()
+        }
+
+    @property
+    def finished(self) -> bool:
+        """With ``stop_at``: every listed partition committed up to its offset."""
+        if self.stop_at is None:
+            return False
+        return all(self.committed.get(tp, -1) >= end for tp, end in self.stop_at.items())
+
     async def run(self) -> None:
-        self.consumer = self._consumer()
-        self.consumer.subscribe(self.topics, listener=_StartListener(self))
         try:
-            await self.consumer.start()
-        except BaseException:
-            await self.consumer.stop()
-            raise
+            await self._open()
+        except Stopping:  # stopped while open() was still retrying: a clean stop
+            await self.close()
+            return
         try:
-            try:
-                await self.open()
-            except Stopping:  # stopped while open() was still retrying: a clean stop
-                return
-            self.status.state = ConnectorState.RUNNING
             self.log.info(
-                "%s %s started: group backbone.%s on %s",
+                "%s %s started: group %s on %s",
                 self.role,
                 self.name,
-                self.name,
+                self.group,
                 ", ".join(self.topics),
             )
-            await self._loop(self.consumer)
-            async with self._lock:  # a clean stop: make everything durable, commit it
-                await self._release(list(self._handled))
+            while not self.control.stopping and not self.finished:
+                await self._session()
+                if self.control.pausing and not self.control.stopping:
+                    await self.paused()
         finally:
             try:
                 await self.close()
             finally:
-                await self.consumer.stop()
                 self.log.info("%s %s stopped", self.role, self.name)
+
+    async def _open(self) -> None:
+        """``open()``; a pause requested meanwhile is waited out before it is retried."""
+        while True:
+            try:
+                await self.open()
+                return
+            except Stopping:
+                if self.control.stopping or not await self.paused():
+                    raise
+                self.status.state = ConnectorState.STARTING
+
+    async def _session(self) -> None:
+        """One consumer: join, deliver and commit until stopped, paused or finished; then
+        release and commit what was handled (a clean end) and, for a pause, leave."""
+        self.committed = {}
+        self._handled = {}
+        consumer = self.consumer = self._consumer()
+        consumer.subscribe(self.topics, listener=_StartListener(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            self.consumer = None
+            await consumer.stop()
+            raise
+        try:
+            self.status.state = ConnectorState.RUNNING
+            await self._loop(consumer)
+            async with self._lock:  # a clean end: make everything durable, commit it
+                await self._release(list(self._handled))
+        finally:
+            self.consumer = None
+            await consumer.stop()
+        if self.control.pausing and not self.control.stopping:
+            await self.leave()
+
+    async def leave(self) -> None:
+        """Leave the group after a pause, so it is empty and its offsets can be moved.
+
+        A dynamic member left when its consumer stopped. A static member
+        (``group.instance.id``) does not leave on stop, as in Kafka (a restarted
+        gateway takes its partitions back at once), so it is removed by its instance id
+        (LeaveGroup v3, as Kafka's ``removeMembersFromConsumerGroup``): a paused sink
+        holds no partitions either way. On resume it joins again with the same id.
+        """
+        instance_id = self.instance_id
+        if instance_id is None:
+            return
+        try:
+            await remove_static_member(self.shared.clients, self.group, instance_id)
+        except Exception as exc:  # the member then expires after runtime.session_timeout
+            self.log.warning(
+                "%s %s: could not leave group %s (%s: %s); it stays a member for up to %ss",
+                self.role,
+                self.name,
+                self.group,
+                type(exc).__name__,
+                exc,
+                self.shared.runtime.session_timeout,
+            )
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         size, wait = self.batching()
-        while not self.shared.stop.is_set():
+        while not self.control.interrupted:
             epoch = self._epoch
             batches = await consumer.getmany(timeout_ms=200, max_records=size)
             if batches and wait > 0:
                 await self._fill(batches, size, wait)
             async with self._lock:
-                if epoch != self._epoch:
-                    # a rebalance ran during the poll: these records may predate it
-                    # (read again from the commits) or come from the new assignment
-                    # (the position is past them already): read them again either way
-                    self._unread(consumer, batches)
+                if epoch != self._epoch:  # fetched across a revocation: read it again
+                    self._rewind(consumer, batches)
                     continue
+                reached = self._bound(batches) if self.stop_at is not None else {}
                 if not batches:
+                    if self.stop_at is not None:
+                        reached.update(await self._caught_up())
+                        self._handled.update(reached)
+                        if self._at_stop():
+                            await self._release(list(self._handled))
+                            if self.finished:
+                                return
                     due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
-                    if due and self._handled != self._committed:
+                    if due and self._uncommitted():
                         await self._commit()
                     continue
                 records = _sink_records(batches)
+                status = self.status
+                status.records_in += len(records)
+                status.last_record_ms = max(m[-1].timestamp for m in batches.values())
                 try:
                     await self.handle(records)
-                except Stopping:
+                except Stopping:  # paused or stopped mid-batch: nothing committed
                     return
                 for tp, messages in batches.items():
-                    if messages:
-                        self._handled[TopicPartition(tp.topic, tp.partition)] = (
-                            messages[-1].offset + 1
-                        )
+                    self._handled[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
+                self._handled.update(reached)
                 await self._commit()
 
-    @staticmethod
-    def _unread(consumer: AIOKafkaConsumer, batches: Mapping[Any, Sequence[Any]]) -> None:
-        """Seek the partitions still assigned back to the first record of ``batches``."""
+    def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]]) -> None:
+        """A batch fetched across a rebalance is dropped; the partitions of it this worker
+        holds again are sought back to their committed offset (read at assignment), as
+        aiokafka's position already moved past the dropped records."""
         assigned = consumer.assignment()
-        for tp, messages in batches.items():
-            if messages and tp in assigned:
-                consumer.seek(tp, messages[0].offset)
+        for kafka_tp, messages in batches.items():
+            if kafka_tp in assigned and messages:
+                tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
+                consumer.seek(kafka_tp, self.committed.get(tp, messages[0].offset))
+
+    def _uncommitted(self) -> bool:
+        """Some handled offset is not committed yet."""
+        committed = self.committed
+        return any(committed.get(tp) != offset for tp, offset in self._handled.items())
+
+    def _at_stop(self) -> bool:
+        """With ``stop_at``: every listed partition handled up to its offset."""
+        assert self.stop_at is not None
+        return all(self._handled.get(tp, -1) >= end for tp, end in self.stop_at.items())
+
+    def _bound(self, batches: dict[Any, list[Any]]) -> dict[TopicPartition, int]:
+        """Cut each partition's batch at its ``stop_at`` offset and pause the partitions
+        that got there; their ``stop_at`` offsets (handled once the batch is)."""
+        assert self.stop_at is not None and self.consumer is not None
+        reached: dict[TopicPartition, int] = {}
+        for kafka_tp in list(batches):
+            tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
+            end = self.stop_at.get(tp)
+            messages = batches[kafka_tp]
+            if end is None or messages[-1].offset < end - 1:
+                continue
+            self.consumer.pause(kafka_tp)
+            reached[tp] = end
+            kept = messages[: bisect.bisect_left(messages, end, key=lambda m: m.offset)]
+            if kept:
+                batches[kafka_tp] = kept
+            else:
+                del batches[kafka_tp]
+        return reached
+
+    async def _caught_up(self) -> dict[TopicPartition, int]:
+        """Partitions whose position passed their ``stop_at`` offset without a record at
+        it (a compacted topic's gap, or already there at assignment): paused, with the
+        offset that counts as handled."""
+        assert self.stop_at is not None and self.consumer is not None
+        reached: dict[TopicPartition, int] = {}
+        for kafka_tp in self.consumer.assignment():
+            tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
+            end = self.stop_at.get(tp)
+            if end is None or self._handled.get(tp, -1) >= end:
+                continue
+            if self.committed.get(tp, -1) >= end or await self.consumer.position(kafka_tp) >= end:
+                self.consumer.pause(kafka_tp)
+                reached[tp] = end
+        return reached
 
     async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""
@@ -209,7 +386,7 @@ class ConsumingWorker(Worker):
             tp = TopicPartition(*tp)
             if partitions is not None and tp not in partitions:
                 continue
-            if offset > self._committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
+            if offset > self.committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
                 offsets[tp] = offset
         if not offsets:
             return
@@ -223,7 +400,7 @@ class ConsumingWorker(Worker):
                 exc,
             )
             return
-        self._committed.update(offsets)
+        self.committed.update(offsets)
 
     async def _release(self, partitions: list[TopicPartition]) -> None:
         """:meth:`release` ``partitions`` and commit what that made durable."""
@@ -249,7 +426,7 @@ class ConsumingWorker(Worker):
             await self._release([tp for tp in partitions if tp in self._handled])
             for tp in partitions:
                 self._handled.pop(tp, None)
-                self._committed.pop(tp, None)
+                self.committed.pop(tp, None)
 
     async def committable(
         self, offsets: Mapping[TopicPartition, int]
@@ -270,7 +447,7 @@ class ConsumingWorker(Worker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         count = sum(len(messages) for messages in batches.values())
-        while count < size and not self.shared.stop.is_set():
+        while count < size and not self.control.interrupted:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -282,7 +459,7 @@ class ConsumingWorker(Worker):
                 count += len(messages)
 
     async def open(self) -> None:
-        """Called once the consumer started."""
+        """Called once, before the first consumer starts."""
 
     async def close(self) -> None:
         """Called once when the worker ends."""
@@ -342,6 +519,7 @@ class SinkWorker(ConsumingWorker):
         await self._deliver(records, futures)
         if futures:
             await asyncio.gather(*futures)
+        self.status.records_out += len(records) - len(futures)  # the rest was dead-lettered
 
     async def _deliver(self, batch: list[SinkRecord], futures: list[asyncio.Future[Any]]) -> None:
         attempt = 0
@@ -390,7 +568,9 @@ class ProcessorWorker(ConsumingWorker):
     role = "processor"
 
     def __init__(self, name: str, *, settings: ProcessorSettings, **common: Any) -> None:
-        super().__init__(name, topics=settings.topics, start=settings.start, **common)
+        common.setdefault("topics", settings.topics)
+        common.setdefault("start", settings.start)
+        super().__init__(name, **common)
         self.settings = settings
         self.function = load_function(settings.function) if settings.function else None
         self.batcher = ProducerBatcher(self.shared.producer)
@@ -451,3 +631,4 @@ class ProcessorWorker(ConsumingWorker):
             futures.extend(await self.batcher.produce(produced))
         if futures:
             await asyncio.gather(*futures)
+        self.status.records_out += len(produced)

@@ -10,33 +10,38 @@ awaits :meth:`Runner.run` with a ``stop`` event that SIGINT/SIGTERM set. In orde
 3. start one idempotent producer (``acks=all``) shared by every source,
    processor and dead-letter send; read the saved source positions;
 4. start the HTTP server when the config has an ``http:`` section
-   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`): other parts add their
-   routes to it; each connector's context gets ``http`` (its routes, removed when it
-   stops) and each source's ``push`` (:mod:`backbone.push`);
-5. run every sink, processor and ingress source as its own task
-   (:mod:`backbone.source_worker`, :mod:`backbone.consumers`), and join the
-   gateway cluster (:mod:`backbone.cluster`), which runs the other sources this
-   process is assigned. A task that raises leaves its connector FAILED with the
-   error and does not touch the others.
+   (:class:`~backbone.httpapp.HttpApp`, :attr:`Runner.http`) with the admin API
+   (:mod:`backbone.admin`); other parts add their routes to it; each connector's
+   context gets ``http`` (its routes, removed when it stops) and each source's
+   ``push`` (:mod:`backbone.push`);
+5. run every sink, processor and ingress source as its own task under a
+   :class:`~backbone.supervisor.Supervisor` (pause, resume, restart; workers in
+   :mod:`backbone.source_worker`, :mod:`backbone.consumers`), and join the gateway
+   cluster (:mod:`backbone.cluster`), which runs the other sources this process is
+   assigned. A task that raises leaves its connector FAILED with the error and
+   does not touch the others. A :class:`~backbone.reporter.Reporter` samples the
+   connectors' counters and logs progress lines.
 
 When ``stop`` is set the HTTP server stops accepting (requests in flight finish),
-then every worker stops reading and drains; after
-``runtime.grace_period`` what still runs is cancelled (and logged). Everything
-talks to the broker through aiokafka only, embedded or not.
+then every worker stops reading and drains; after ``runtime.grace_period`` what
+still runs is cancelled (and logged). Everything talks to the broker through
+aiokafka only, embedded or not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
 import random
 import socket
-import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
+from backbone.admin import AdminApi
+from backbone.assembly import connector_context, processor_path, processor_worker, sink_worker
 from backbone.clients import KafkaClients
 from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
@@ -47,11 +52,13 @@ from backbone.instance import instance_slot
 from backbone.positions import Claim, PositionStore, PositionWriter
 from backbone.push import PushChannel
 from backbone.registry import Registry
+from backbone.reporter import Reporter
 from backbone.schema import connector_options
 from backbone.settings import Config
 from backbone.source_worker import SourceWorker
+from backbone.supervisor import ClusterSource, ConnectorHandle, Supervisor, run_worker
 from backbone.topics import create_topics, describe, planned_topics
-from backbone.worker import ConnectorState, ConnectorStatus, Shared, Worker
+from backbone.worker import ConnectorState, ConnectorStatus, Control, Shared, Worker
 
 __all__ = ["GC_THRESHOLDS", "ConnectorState", "ConnectorStatus", "Runner", "tune_gc"]
 
@@ -78,8 +85,12 @@ class Runner:
     """Runs one configuration until ``stop`` is set (see the module docstring).
 
     ``status`` maps every connector name to its :class:`ConnectorStatus`;
-    ``bootstrap`` is the broker address once started; ``started`` is set once every
-    connector task was launched.
+    ``bootstrap`` is the broker address once started; ``http`` the HTTP server
+    (when the config has ``http:``) once started, for other parts to add routes;
+    ``started`` is set once every connector task was launched; ``connectors`` maps
+    names to what pauses, resumes and restarts them
+    (:class:`~backbone.supervisor.ConnectorHandle`); ``kafka`` makes Kafka clients
+    for the broker in use; ``worker`` is this process's ``host:pid``.
     """
 
     def __init__(self, config: Config, registry: Registry, *, rng: random.Random | None = None):
@@ -89,6 +100,11 @@ class Runner:
         self.status: dict[str, ConnectorStatus] = {}
         self.bootstrap: str | None = None
         self.http: HttpApp | None = None
+        self.kafka: KafkaClients | None = None
+        self.connectors: dict[str, ConnectorHandle] = {}
+        self.reporter: Reporter | None = None
+        self._embedded: Any = None
+        self._cluster_workers: dict[str, Worker] = {}
         self.started = asyncio.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         for section, role in (
@@ -103,7 +119,7 @@ class Runner:
         """Run until ``stop`` is set; raises :class:`BackboneError` if start-up fails."""
         async with AsyncExitStack() as stack:
             self.bootstrap = await self._broker(stack)
-            clients = KafkaClients(self.bootstrap, self.config.broker)
+            clients = self.kafka = KafkaClients(self.bootstrap, self.config.broker)
             await create_topics(clients, planned_topics(self.config))
             producer = clients.producer(
                 enable_idempotence=self.config.broker.idempotence,
@@ -137,14 +153,23 @@ class Runner:
                 self.rng,
                 self.worker,
                 instance,
-                clients,
+                kafka=clients,
                 consumer_options=self.config.broker.consumer.kafka_args(),
+            )
+            self.reporter = Reporter(
+                self.status, self._lag, interval=self.config.runtime.progress_interval
             )
             if self.config.http is not None:
                 self.http = await stack.enter_async_context(self._http_app())
-            tasks: dict[str, asyncio.Task[None]] = {}
-            for name, worker in self._workers(shared, store):
-                tasks[name] = asyncio.create_task(self._supervise(worker), name=f"backbone:{name}")
+                admin = AdminApi(self)
+                admin.install(self.http)
+                stack.push_async_callback(admin.close)
+            supervisors = self._supervisors(shared, store)
+            for name, supervisor in supervisors:
+                self.connectors[name] = supervisor
+                supervisor.start()
+            tasks: list[asyncio.Task[None]] = []
+            gateway: asyncio.Task[None] | None = None
             assigned = [name for name in self.config.sources if not self._ingress(name)]
             if assigned:
                 cluster = SourceCluster(
@@ -155,10 +180,16 @@ class Runner:
                     store=store,
                     shared=shared,
                     status=self.status,
-                    make_worker=self._source_worker,
-                    supervise=self._supervise,
+                    make_worker=self._cluster_source_worker,
+                    supervise=functools.partial(run_worker, on_stop=self._gone),
                 )
-                tasks["gateway"] = asyncio.create_task(cluster.run(), name="backbone:gateway")
+                for name in assigned:
+                    self.connectors[name] = ClusterSource(
+                        self.status[name], cluster, self._cluster_workers
+                    )
+                gateway = asyncio.create_task(cluster.run(), name="backbone:gateway")
+                tasks.append(gateway)
+            tasks.append(asyncio.create_task(self.reporter.run(), name="backbone:progress"))
             self.started.set()
             logger.info(
                 "backbone running: %d source(s), %d sink(s), %d processor(s) on %s "
@@ -171,42 +202,45 @@ class Runner:
                 self.worker,
             )
             try:
-                stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
-                pending: set[asyncio.Task[Any]] = set(tasks.values())
-                gateway = tasks.get("gateway")
-                while pending and not stop.is_set():
-                    done, pending = await asyncio.wait(
-                        pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    pending.discard(stopper)
-                    if gateway in done and not stop.is_set():
-                        # without its group the gateway runs no source: end, do not idle
-                        failure = None if gateway.cancelled() else gateway.exception()
-                        raise BackboneError(
-                            "the gateway group loop ended: "
-                            + (describe(failure) if failure else "without an error")
-                        ) from failure
-                if stop.is_set():
-                    logger.info(
-                        "stopping: draining for up to %.1fs", self.config.runtime.grace_period
-                    )
-                    if self.http is not None:
-                        await self.http.stop()  # no new requests; those in flight finish
-                    if pending:
-                        _, pending = await asyncio.wait(
-                            pending, timeout=self.config.runtime.grace_period
-                        )
-                    for task in pending:
-                        logger.warning("%s did not drain in time: cancelled", task.get_name())
-                        task.cancel()
-                else:
-                    await stop.wait()
-            finally:
-                stopper.cancel()
-                for task in tasks.values():
+                await self._until_stopped(stop, gateway)
+                grace = self.config.runtime.grace_period
+                logger.info("stopping: draining for up to %.1fs", grace)
+                if self.http is not None:
+                    await self.http.stop()  # no new requests; those in flight finish
+                draining: list[asyncio.Task[Any]] = [
+                    asyncio.create_task(s.stop(grace), name=f"backbone:{name}")
+                    for name, s in supervisors
+                ]
+                if gateway is not None:  # it drains its sources itself on ``stop``
+                    draining.append(gateway)
+                _, late = await asyncio.wait(draining, timeout=grace + 1) if draining else ((), ())
+                for task in late:
+                    logger.warning("%s did not drain in time: cancelled", task.get_name())
                     task.cancel()
-                await asyncio.gather(stopper, *tasks.values(), return_exceptions=True)
+            finally:
+                every = [*tasks, *(s.task for _, s in supervisors if s.task is not None)]
+                for task in every:
+                    task.cancel()
+                await asyncio.gather(*every, return_exceptions=True)
         logger.info("backbone stopped")
+
+    async def _until_stopped(self, stop: asyncio.Event, gateway: asyncio.Task[None] | None) -> None:
+        """Wait for ``stop``; raise if the gateway group loop ends first (without its group
+        the gateway runs no source: end, do not idle)."""
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {stopper}
+            if gateway is not None:
+                waits.add(gateway)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if gateway is not None and gateway.done() and not stop.is_set():
+            failure = None if gateway.cancelled() else gateway.exception()
+            raise BackboneError(
+                "the gateway group loop ended: "
+                + (describe(failure) if failure else "without an error")
+            ) from failure
 
     async def _broker(self, stack: AsyncExitStack) -> str:
         settings = self.config.broker
@@ -237,6 +271,7 @@ class Runner:
         except ValueError as exc:
             raise BackboneError(f"broker.embedded: {exc}") from exc
         broker = await stack.enter_async_context(Broker(config))
+        self._embedded = broker
         for name, address in broker.bootstraps.items():
             logger.info("embedded broker listener %s on %s", name, address)
         return str(broker.bootstrap)
@@ -255,13 +290,9 @@ class Runner:
         )
 
     def _context(self, name: str, *, source: bool = False) -> ConnectorContext:
-        state_dir = self.config.resolve(self.config.runtime.state_dir) / name
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return ConnectorContext(
-            name=name,
-            base_dir=self.config.base_dir,
-            state_dir=state_dir,
-            logger=logging.getLogger(f"backbone.connector.{name}"),
+        return connector_context(
+            self.config,
+            name,
             http=None if self.http is None else self.http.routes_for(name),
             push=PushChannel(name) if source else None,
         )
@@ -271,6 +302,32 @@ class Runner:
         kind = self.registry.get(self.config.sources[name].type)
         return bool(getattr(kind.source, "ingress", False))
 
+    def _supervisors(self, shared: Shared, store: PositionStore) -> list[tuple[str, Supervisor]]:
+        """A :class:`Supervisor` for what every process runs (sinks, processors, ingress
+        sources), each with a function building a fresh connector instance and worker
+        (at start, and again on every restart)."""
+        config = self.config
+        processor_path(config)
+        positions = store.positions()
+        builds: list[tuple[str, Any]] = []
+        for name in config.sources:
+            if self._ingress(name):
+                self.status[name].position = positions.get(name)
+                build = functools.partial(self._ingress_worker, name, shared, store)
+                builds.append((name, build))
+        for name in config.sinks:
+            builds.append((name, functools.partial(self._sink_worker, name, shared)))
+        for name in config.processors:
+            builds.append((name, functools.partial(self._processor_worker, name, shared)))
+        grace = config.runtime.grace_period
+        made = []
+        for name, build in builds:
+            self.status[name].worker = self.worker
+            made.append(
+                (name, Supervisor(self.status[name], build, grace=grace, on_stop=self._gone))
+            )
+        return made
+
     def _source_worker(
         self,
         name: str,
@@ -279,6 +336,7 @@ class Runner:
         *,
         positions: PositionWriter | None = None,
         start_position: Any = None,
+        control: Control | None = None,
     ) -> SourceWorker:
         """A fresh source instance and its worker (``claim``: this process's claim on it)."""
         entry = self.config.sources[name]
@@ -300,85 +358,52 @@ class Runner:
             retry=entry.retry,
             dead_letter_topic=entry.dead_letter_topic,
             status=self.status[name],
+            control=control,
         )
 
-    def _workers(self, shared: Shared, store: PositionStore) -> list[tuple[str, Worker]]:
-        """The workers every process runs: sinks, processors and ingress sources."""
-        config = self.config
-        base = str(config.base_dir)
-        if config.processors and base not in sys.path:
-            # processor functions may live next to the config file
-            sys.path.insert(0, base)
-        workers: list[tuple[str, Worker]] = []
-        positions = store.positions()
-        for name in config.sources:
-            if self._ingress(name):
-                self.status[name].worker = self.worker
-                worker = self._source_worker(
-                    name, None, shared, positions=store, start_position=positions.get(name)
-                )
-                workers.append((name, worker))
-        for name, sink_entry in config.sinks.items():
-            kind = self.registry.get(sink_entry.type)
-            assert kind.sink is not None and kind.sink_options is not None
-            options = connector_options(sink_entry, kind.sink_options)
-            sink = kind.sink(options, self._context(name))
-            self.status[name].worker = self.worker
-            sink_worker = SinkWorker(
-                name,
-                sink=sink,
-                topics=sink_entry.topics,
-                start=sink_entry.start,
-                shared=shared,
-                retry=sink_entry.retry,
-                dead_letter_topic=sink_entry.dead_letter_topic,
-                status=self.status[name],
-            )
-            workers.append((name, sink_worker))
-        for name, settings in config.processors.items():
-            self.status[name].worker = self.worker
-            workers.append((name, _LazyProcessor(name, settings, shared, self.status[name])))
-        return workers
+    def _cluster_source_worker(self, name: str, claim: Claim, shared: Shared) -> Worker:
+        """A source the gateway cluster assigned here (kept for pause/resume)."""
+        worker = self._source_worker(name, claim, shared)
+        self._cluster_workers[name] = worker
+        return worker
 
-    async def _supervise(self, worker: Worker) -> None:
-        status = worker.status
-        try:
-            if isinstance(worker, _LazyProcessor):
-                worker = worker.build()
-            await worker.run()
-        except asyncio.CancelledError:
-            status.state = ConnectorState.STOPPED
-            raise
-        except Exception as exc:
-            status.state = ConnectorState.FAILED
-            status.error = f"{type(exc).__name__}: {exc}"
-            logger.error("%s %s FAILED: %s", status.role, status.name, status.error, exc_info=exc)
-            return
-        finally:
-            if self.http is not None:
-                self.http.remove(worker.name)  # a stopped connector serves no routes
-        status.state = ConnectorState.STOPPED
-
-
-class _LazyProcessor(Worker):
-    """Defers loading a processor's function into its own task (so a failure is per connector)."""
-
-    def __init__(self, name: str, settings: Any, shared: Shared, status: ConnectorStatus) -> None:
-        super().__init__(
+    def _ingress_worker(
+        self, name: str, shared: Shared, store: PositionStore, control: Control
+    ) -> SourceWorker:
+        return self._source_worker(
             name,
-            shared=shared,
-            retry=settings.retry,
-            dead_letter_topic=settings.dead_letter_topic,
-            status=status,
+            None,
+            shared,
+            positions=store,
+            start_position=self.status[name].position,  # the last saved one on a restart
+            control=control,
         )
-        self.settings = settings
 
-    def build(self) -> ProcessorWorker:
-        return ProcessorWorker(
-            self.name,
-            settings=self.settings,
-            shared=self.shared,
-            retry=self.settings.retry,
-            dead_letter_topic=self.settings.dead_letter_topic,
-            status=self.status,
+    def _sink_worker(self, name: str, shared: Shared, control: Control) -> SinkWorker:
+        return sink_worker(
+            self.config,
+            self.registry,
+            name,
+            context=self._context(name),
+            shared=shared,
+            status=self.status[name],
+            control=control,
         )
+
+    def _processor_worker(self, name: str, shared: Shared, control: Control) -> ProcessorWorker:
+        return processor_worker(
+            self.config, name, shared=shared, status=self.status[name], control=control
+        )
+
+    def _lag(self, name: str) -> int | None:
+        handle = self.connectors.get(name)
+        lag = handle.lag() if handle is not None else {}
+        return sum(lag.values()) if lag else None
+
+    def broker_stats(self) -> Any | None:
+        """The embedded broker's request statistics (``None`` with an external cluster)."""
+        return getattr(self._embedded, "stats", None) if self._embedded is not None else None
+
+    def _gone(self, name: str) -> None:
+        if self.http is not None:
+            self.http.remove(name)  # a stopped connector serves no routes

@@ -42,9 +42,10 @@ MECHANISM_OPTION = typer.Option(
 
 
 def _run(body: Callable[[], Awaitable[T]], debug: bool) -> T:
-    from backbone.cli import _fail, _setup_logging
+    from backbone.cli import _fail
+    from backbone.commands.common import setup_logging
 
-    _setup_logging(debug)
+    setup_logging(debug)
     try:
         return asyncio.run(_await(body))
     except typer.Exit:

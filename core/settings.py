@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -232,6 +233,10 @@ class HttpSettings(_Model):
     """Longest wait for each part of a request body (else 408)."""
     keep_alive: Duration = Field(default=5.0, gt=0)
     """How long an idle keep-alive connection stays open."""
+    admin_token: SecretStr | None = None
+    """Bearer token the admin API (``/connectors``, ``/topics``, ``/groups``, ``/metrics``)
+    requires (``Authorization: Bearer <token>``); without one, the admin routes answer
+    only requests from loopback. ``/health`` and ``/ready`` are always open."""
 
 
 class RuntimeSettings(_Model):
@@ -251,6 +256,8 @@ class RuntimeSettings(_Model):
     """Group heartbeat interval of sinks, processors and the gateway cluster."""
     max_batch: int = Field(default=500, ge=1)
     """Most records handed to one sink ``write`` call."""
+    progress_interval: Duration = Field(default=30.0, ge=0)
+    """How often each connector logs one INFO line with its rate, totals and lag (0: never)."""
 
 
 class TopicSettings(_Model):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from backbone.batcher import ProducerBatcher
@@ -72,13 +72,15 @@ class SourceWorker(Worker):
         self._saved = start_position
         self._previous = start_position  # position of the last record read (rule 3)
         self._last_save = 0.0
+        self._dead: set[asyncio.Future[Any]] = set()  # dead-letter sends not yet passed
+        self.status.position = start_position
         self._done: asyncio.Future[Any] | None = None  # the "future" of position-only records
 
     async def run(self) -> None:
         channel = self.source.context.push
         pusher = Pusher(self.name, send=self.shared.producer.send, encoder=self.encoder)
         if isinstance(channel, PushChannel):
-            channel.bind(pusher)
+            channel.bind(_CountedPush(pusher, self))
         try:
             await self._open()
             self.status.state = ConnectorState.RUNNING
@@ -89,12 +91,19 @@ class SourceWorker(Worker):
                 self.topic,
             )
             attempt = 0
-            while not self.shared.stop.is_set():
+            while not self.control.stopping:
+                if self.control.pausing:
+                    await self._drain()  # everything read so far is acknowledged and saved
+                    await self.paused()
+                    continue
                 try:
                     records = await self.source.read()
                 except RetriableError as exc:
                     attempt += 1
-                    await self.backoff(attempt, exc)
+                    try:
+                        await self.backoff(attempt, exc)
+                    except Stopping:
+                        pass  # the loop's head stops or pauses
                     continue
                 except DataError as exc:
                     raise ContractError(
@@ -107,7 +116,9 @@ class SourceWorker(Worker):
                     attempt = 0
                     self.status.error = None
                 if records:
-                    await self._produce(records, int(time.time() * 1000))
+                    now = int(time.time() * 1000)
+                    self.status.last_record_ms = now
+                    await self._produce(records, now)
                 await self._advance(force=False)
             await self._drain()
         except Stopping:
@@ -127,7 +138,12 @@ class SourceWorker(Worker):
                 return
             except RetriableError as exc:
                 attempt += 1
-                await self.backoff(attempt, exc)
+                try:
+                    await self.backoff(attempt, exc)
+                except Stopping:
+                    if self.control.stopping or not await self.paused():
+                        raise
+                    self.status.state = ConnectorState.STARTING
 
     async def _produce(self, records: list[SourceRecord], now: int) -> None:
         """Check, encode and send one ``read()`` result; queue ``(position, future)`` per record.
@@ -169,6 +185,7 @@ class SourceWorker(Worker):
                 failed.append((len(positions), record, exc))
             positions.append(position)
         self._previous = previous
+        self.status.records_in += len(records) - len(only)
         if self.fence is not None:
             await self.fence()  # the gateway cluster's lease: no write from a stale owner
         futures = await self.batcher.produce(encoded)
@@ -202,20 +219,37 @@ class SourceWorker(Worker):
             merged[index] = await self.dead_letter(
                 None, raw, list(record.headers), error=error, attempts=1, original=None
             )
+            self._dead.add(merged[index])
         produced = iter(futures)
         return [next(produced) if future is None else future for future in merged]
 
     async def _advance(self, *, force: bool) -> None:
         """Move the acknowledged position over every leading acknowledged record; save it."""
-        while self._pending and self._pending[0][1].done():
-            position, future = self._pending.popleft()
-            future.result()  # a failed send raises here: the position never passes it
-            if position is not None:
-                self._acked = position
+        pending, dead, only = self._pending, self._dead, self._done
+        before, dead_passed = len(pending), 0
+        if dead or only is not None:  # dead letters and position-only records are not "out"
+            while pending and pending[0][1].done():
+                position, future = pending.popleft()
+                future.result()  # a failed send raises here: the position never passes it
+                if position is not None:
+                    self._acked = position
+                if future is only:
+                    dead_passed += 1
+                elif future in dead:
+                    dead.discard(future)
+                    dead_passed += 1
+        else:
+            while pending and pending[0][1].done():
+                position, future = pending.popleft()
+                future.result()  # a failed send raises here: the position never passes it
+                if position is not None:
+                    self._acked = position
+        if before != len(pending):
+            self.status.records_out += before - len(pending) - dead_passed
         due = time.monotonic() - self._last_save >= self.shared.runtime.position_interval
         if self._acked != self._saved and (force or due):
             await self.positions.save(self.name, self._acked)
-            self._saved = self._acked
+            self._saved = self.status.position = self._acked
             self._last_save = time.monotonic()
             await self.source.ack(self._acked)
 
@@ -223,3 +257,23 @@ class SourceWorker(Worker):
         if self._pending:
             await asyncio.wait({future for _, future in self._pending})
         await self._advance(force=True)
+
+
+class _CountedPush:
+    """The push target bound to a source's ``context.push``: counts each pushed batch in
+    the source's status, and refuses pushes while the source is paused (retriable: an
+    HTTP source answers 503, so senders try again)."""
+
+    def __init__(self, pusher: Pusher, worker: SourceWorker) -> None:
+        self.pusher = pusher
+        self.worker = worker
+
+    async def __call__(self, records: Sequence[SourceRecord], ack_timeout: float) -> Any:
+        status = self.worker.status
+        if self.worker.control.pausing:
+            raise RetriableError(f"source {self.worker.name} is paused", retry_after=1.0)
+        status.records_in += len(records)
+        deliveries = await self.pusher(records, ack_timeout)
+        status.records_out += len(deliveries)
+        status.last_record_ms = int(time.time() * 1000)
+        return deliveries

@@ -238,7 +238,7 @@ class Handler(Generic[Req, Resp]):
     @property
     def name(self) -> str:
         """The API's name (``Fetch``)."""
-        return API_NAMES.get(self.request.api_key or -1, self.request.__name__)
+        return API_NAMES.get(self.api_key, self.request.__name__)
 
 
 def error_code(exc: BaseException) -> int:

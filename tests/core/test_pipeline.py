@@ -550,11 +550,15 @@ sources:
     async with running(config) as runner:
         status = runner.status[name]
         await wait_until(lambda: status.error is not None, what="the retry reported")
-        assert status.state is ConnectorState.RUNNING
+        # between attempts BACKOFF, during one RUNNING
+        assert status.state in (ConnectorState.BACKOFF, ConnectorState.RUNNING)
         assert status.error.startswith("RetriableError: source down (")
         assert runner.bootstrap is not None
         records = await consume(runner.bootstrap, topic, count=2)
         await wait_until(lambda: status.error is None, what="the error cleared")
+        assert status.state is ConnectorState.RUNNING
+        assert status.retries == 3 and status.errors == 3
+        assert status.last_error is not None and status.last_error_at is not None
     assert [json.loads(r.value) for r in records] == [1, 2]
 
 

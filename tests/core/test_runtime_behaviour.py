@@ -164,7 +164,7 @@ sinks:
         await wait_until(lambda: status.error is not None, what="the slow sink in backoff")
         await wait_until(lambda: len(read_lines(fast)) == 2, what="the other sink's records")
         # the slow sink is still waiting out its (at least 30 min) backoff
-        assert status.state is ConnectorState.RUNNING
+        assert status.state is ConnectorState.BACKOFF
         assert status.error == "RetriableError: scripted failure 1"
         assert len(Path(f"{slow}.attempts").read_text().splitlines()) == 1  # noqa: ASYNC240
     # stop interrupted the backoff: the runner stopped cleanly, nothing written late
@@ -315,7 +315,8 @@ sinks:
     # running() returned: the runner's run() ended normally (no exception) after the cancel
     assert log.read_text().splitlines() == ["write 2", "cancelled", "closed"]
     assert runner.status[name].state is ConnectorState.STOPPED
-    messages = [r.getMessage() for r in caplog.records if r.name == "backbone.runner"]
+    runner_loggers = ("backbone.runner", "backbone.supervisor")
+    messages = [r.getMessage() for r in caplog.records if r.name in runner_loggers]
     assert "stopping: draining for up to 0.3s" in messages
     assert f"backbone:{name} did not drain in time: cancelled" in messages
     assert messages[-1] == "backbone stopped"

@@ -144,7 +144,9 @@ class Runner:
             await store.start()
             stack.push_async_callback(store.stop)
             state_dir = self.config.resolve(self.config.runtime.state_dir)
-            instance = stack.enter_context(instance_slot(state_dir))
+            instance: str | None = stack.enter_context(instance_slot(state_dir))
+            if not self.config.runtime.static_membership:
+                instance = None
             shared = Shared(
                 producer,
                 self.bootstrap,

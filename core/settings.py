@@ -258,6 +258,10 @@ class RuntimeSettings(_Model):
     """Most records handed to one sink ``write`` call."""
     progress_interval: Duration = Field(default=30.0, ge=0)
     """How often each connector logs one INFO line with its rate, totals and lag (0: never)."""
+    static_membership: bool = True
+    """Sinks and processors join their groups with a ``group.instance.id`` (KIP-345), so
+    a restarted gateway takes its partitions back at once. Turn off for brokers whose
+    static membership is unreliable (Tansu 0.6 fences survivors' commits after a kill)."""
 
 
 class TopicSettings(_Model):

@@ -217,7 +217,7 @@ class Console:
 
     # -- overview ---------------------------------------------------------------
 
-    def _broker_rates(self) -> dict[str, float] | None:
+    def _broker_rates(self) -> dict[str, float | None] | None:
         """Requests and bytes per second of the embedded broker over the last minute."""
         stats = self.runner.broker_stats()
         if stats is None:
@@ -235,8 +235,8 @@ class Console:
             self._samples.popleft()
         first = self._samples[0]
         elapsed = now - first[0]
-        if elapsed < 0.5:
-            return {"requests": 0.0, "bytes_in": 0.0, "bytes_out": 0.0, "total": sample[1]}
+        if elapsed < 0.5:  # the first look: rates show on the next refresh
+            return {"requests": None, "bytes_in": None, "bytes_out": None, "total": sample[1]}
         return {
             "requests": (sample[1] - first[1]) / elapsed,
             "bytes_in": (sample[2] - first[2]) / elapsed,

@@ -55,6 +55,11 @@ def rate(value: float | None) -> str:
     return f"{value:,.1f}/s" if value < 100 else f"{value:,.0f}/s"
 
 
+def byte_rate(value: float | None) -> str:
+    """Bytes per second as ``12.3 KiB/s`` (``—`` while unknown)."""
+    return "—" if value is None else f"{size(int(value))}/s"
+
+
 def pretty(value: Any) -> str:
     """JSON indented (text as it is)."""
     if isinstance(value, str):
@@ -77,6 +82,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "size": size,
     "count": count,
     "rate": rate,
+    "byte_rate": byte_rate,
     "pretty": pretty,
     "compact": compact,
 }

@@ -430,11 +430,8 @@ class Console:
     # -- dead letters -----------------------------------------------------------
 
     async def dead_letter_index(self, request: Request) -> Response:
-        rows = [
-            self.admin.view(name)
-            for name in self.runner.status
-            if self.admin.view(name).dead_letter_topic is not None
-        ]
+        views = [self.admin.view(name) for name in self.runner.status]
+        rows = [view for view in views if view.dead_letter_topic is not None]
         return self.render(request, "dead_letters_index.html", section="dead", connectors=rows)
 
     async def dead_letters(self, request: Request) -> Response:

@@ -274,6 +274,10 @@ async def test_console_pages_actions_and_figures(
 
     # -- replay a sink from the beginning, with the confirmation page -------------------------
     await page.goto(base + "/ui/connectors/journal")
+    view = await api(client, "/connectors/journal")
+    assert view["last_error"] == 'DataError: refused value {"n": 3}'
+    assert view["last_error"] in await text(page, "#last-error")
+    assert await text(page, "#dead-lettered") == str(view["dead_lettered"]) == "1"
     await page.check('input[name="earliest"]')
     await page.click("#replay")
     await expect(page.locator("h1")).to_have_text("Replay journal from earliest?")
@@ -308,6 +312,18 @@ async def test_console_refuses_cross_site_posts_and_needs_the_token(tmp_path: Pa
             # the bearer token of the admin API works too
             bearer = await client.get("/ui/topics", headers={"Authorization": "Bearer s3cret"})
             assert bearer.status_code == 200 and "<h1>Topics</h1>" in bearer.text
+            # errors are pages too, with the reason
+            for path, status, message in [
+                ("/ui/connectors/nope", 404, "no connector &#39;nope&#39;"),
+                ("/ui/topics/nope", 404, "nope"),
+                ("/ui/topics/events?mode=offset", 400, "offset: give the offset to browse from"),
+                ("/ui/topics/events?mode=offset&offset=x", 400, "offset: expected a whole number"),
+                ("/ui/topics/events?mode=time&from=soon", 400, "from: expected a date-time"),
+            ]:
+                answer = await client.get(path, headers={"Authorization": "Bearer s3cret"})
+                assert answer.status_code == status, (path, answer.text)
+                assert "text/html" in answer.headers["content-type"]
+                assert message in answer.text, (path, answer.text)
             login = await client.post(
                 "/ui/login", data={"token": "s3cret", "next": "//evil.example/"}
             )

@@ -48,7 +48,7 @@ from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp, HttpError
 from backbone.kafka_admin import GroupBusyError, UnknownTopicError, browse, commit_offsets
 from backbone.supervisor import ConnectorStateError
-from backbone.views import RecordView
+from backbone.views import RecordView, RedriveResult
 
 if TYPE_CHECKING:
     from backbone.admin import AdminApi
@@ -458,13 +458,31 @@ class Console:
 
     async def redrive(self, request: Request) -> Response:
         name = request.path_params["name"]
-        result = await self.admin.redrive(request)
+        chosen = request.state.form.get("record")
+        if chosen is None:
+            result = await self.admin.redrive(request)
+        else:
+            result = await self._redrive_one(name, chosen)
         return self._back(
             f"/ui/dead-letters/{_q(name)}",
             records=result.records,
             delivered=result.delivered,
             failed=result.failed_again,
         )
+
+    async def _redrive_one(self, name: str, chosen: str) -> RedriveResult:
+        from backbone.redrive import redrive
+
+        if name not in self.runner.connectors:
+            raise HttpError(404, f"no connector {name!r}")
+        partition, _, offset = chosen.partition(":")
+        where = (_int(partition, "partition"), _int(offset, "offset"))
+        if where[0] is None or where[1] is None:
+            raise HttpError(400, f"record: expected PARTITION:OFFSET (got {chosen!r})")
+        kafka = self.runner.kafka
+        assert kafka is not None
+        config, registry = self.runner.config, self.runner.registry
+        return await redrive(kafka, config, registry, name, only=(where[0], where[1]))
 
     # -- login ------------------------------------------------------------------
 

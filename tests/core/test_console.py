@@ -64,7 +64,7 @@ sinks:
     dead_letter_topic: orders.dlq
 """
     )
-    (tmp_path / "refuse.json").write_text(json.dumps([{"n": 3}]))
+    (tmp_path / "refuse.json").write_text(json.dumps([{"n": 3}, {"n": 5}]))
     return path
 
 
@@ -78,11 +78,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[Runner, httpx.AsyncClie
     async with running(config(tmp_path)) as runner:
         assert runner.http is not None
         async with httpx.AsyncClient(base_url=runner.http.url, timeout=60) as client:
-            await wait_until(lambda: len(journal(tmp_path)) == 9, what="9 records journalled")
+            await wait_until(lambda: len(journal(tmp_path)) == 8, what="8 records journalled")
             await wait_until(
                 lambda: (
                     runner.status["out"].records_out == 40
-                    and runner.status["journal"].dead_lettered == 1
+                    and runner.status["journal"].dead_lettered == 2
                     and runner.status["ticks"].position == 40
                     and runner.status["counter"].position == 10
                 ),
@@ -149,7 +149,7 @@ async def test_console_pages_actions_and_figures(
             view["records_out"]
         )
     assert await text(page, '[data-connector="out"] [data-field="records_out"]') == "40"
-    assert await text(page, '[data-connector="journal"] [data-field="records_out"]') == "9"
+    assert await text(page, '[data-connector="journal"] [data-field="records_out"]') == "8"
     topics = {t["name"]: t for t in await api(client, "/topics")}
     assert await text(page, '#broker [data-field="topics"]') == str(len(topics))
     assert await text(page, '#broker [data-field="records"]') == str(
@@ -256,14 +256,29 @@ async def test_console_pages_actions_and_figures(
     await page.goto(base + "/ui/dead-letters")
     await page.click('#dead-connectors a:text-is("journal")')
     letters = await api(client, "/connectors/journal/dead-letters")
-    assert len(letters) == 1
+    assert [d["error_message"] for d in letters] == [
+        'refused value {"n": 3}',
+        'refused value {"n": 5}',
+    ]
     shown = page.locator("#letters li.record")
-    await expect(shown).to_have_count(1)
-    assert await shown.locator(".error-message").inner_text() == letters[0]["error_message"]
-    assert letters[0]["error_message"] == 'refused value {"n": 3}'
-    assert json.loads(await shown.locator("pre.value").inner_text()) == {"n": 3}
+    await expect(shown).to_have_count(2)
+    for index, letter in enumerate(letters):
+        item = shown.nth(index)
+        assert await item.locator(".error-message").inner_text() == letter["error_message"]
+        assert json.loads(await item.locator("pre.value").inner_text()) == letter["record"]["value"]
     await shot(page, "dead-letters")
     (tmp_path / "refuse.json").unlink()  # the fix
+    # redrive one (n=3): it is delivered, the other stays pending
+    await shown.nth(0).locator("button.redrive-one").click()
+    await expect(page.locator("#redrive-result")).to_have_text(
+        "Redrive: 1 record(s) sent back, 1 delivered, 0 failed again."
+    )
+    await expect(page.locator("#letters li.record")).to_have_count(1)
+    assert json.loads(await page.locator("#letters pre.value").inner_text()) == {"n": 5}
+    pending = await api(client, "/connectors/journal/dead-letters")
+    assert [d["record"]["value"] for d in pending] == [{"n": 5}]
+    assert sorted(line["value"]["n"] for line in journal(tmp_path)) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    # then all the pending ones: n=5 only (n=3 is not delivered twice)
     await page.click("#redrive-all")
     await expect(page.locator("#redrive-result")).to_have_text(
         "Redrive: 1 record(s) sent back, 1 delivered, 0 failed again."
@@ -275,9 +290,9 @@ async def test_console_pages_actions_and_figures(
     # -- replay a sink from the beginning, with the confirmation page -------------------------
     await page.goto(base + "/ui/connectors/journal")
     view = await api(client, "/connectors/journal")
-    assert view["last_error"] == 'DataError: refused value {"n": 3}'
+    assert view["last_error"] == 'DataError: refused value {"n": 5}'
     assert view["last_error"] in await text(page, "#last-error")
-    assert await text(page, "#dead-lettered") == str(view["dead_lettered"]) == "1"
+    assert await text(page, "#dead-lettered") == str(view["dead_lettered"]) == "2"
     await page.check('input[name="earliest"]')
     await page.click("#replay")
     await expect(page.locator("h1")).to_have_text("Replay journal from earliest?")

@@ -249,7 +249,11 @@ class Console:
         cluster = await self.admin.cluster()
         every = await cluster.topics(internal=True)
         topics = [t for t in every if not t.internal]
-        used = {t for c in connectors for t in (*c.topics, *c.outputs)}
+        # topics in flow order: what sources write, what processors write, the rest
+        order = [t for c in connectors if c.role == "source" for t in c.topics]
+        order += [t for c in connectors if c.role == "processor" for t in c.outputs]
+        order += [t for c in connectors for t in c.topics]
+        rank = {name: i for i, name in reversed(list(enumerate(order)))}
         sizes = [t.size_bytes for t in every]
         broker = {
             "bootstrap": self.runner.bootstrap,
@@ -262,8 +266,7 @@ class Console:
         }
         flow = {
             "sources": [c for c in connectors if c.role == "source"],
-            "topics": [t for t in topics if t.name in used]
-            + [t for t in topics if t.name not in used],
+            "topics": sorted(topics, key=lambda t: (rank.get(t.name, len(order)), t.name)),
             "processors": [c for c in connectors if c.role == "processor"],
             "sinks": [c for c in connectors if c.role == "sink"],
         }

@@ -10,6 +10,7 @@ redrives a dead letter and replays a sink. A screenshot of each page is saved in
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -339,6 +340,24 @@ async def test_console_refuses_cross_site_posts_and_needs_the_token(tmp_path: Pa
                 assert answer.status_code == status, (path, answer.text)
                 assert "text/html" in answer.headers["content-type"]
                 assert message in answer.text, (path, answer.text)
+            # browsing from a date-time shows what the admin API answers for it
+            bearer_only = {"Authorization": "Bearer s3cret"}
+            await wait_until(lambda: runner.status["out"].records_out == 40, what="40 events")
+            newest = await client.get("/topics/events/records?partition=0", headers=bearer_only)
+            stamps = sorted(r["timestamp"] for r in newest.json()["records"])
+            middle = stamps[len(stamps) // 2]
+            when = dt.datetime.fromtimestamp(middle / 1000, dt.UTC).isoformat()
+            query = {"partition": "0", "from": when, "limit": "5"}
+            expected = await client.get("/topics/events/records", params=query, headers=bearer_only)
+            offsets = [r["offset"] for r in expected.json()["records"]]
+            assert offsets and all(r["timestamp"] >= middle for r in expected.json()["records"])
+            shown = await client.get(
+                "/ui/topics/events", params={**query, "mode": "time"}, headers=bearer_only
+            )
+            assert shown.status_code == 200
+            assert [
+                int(part.split('"')[0]) for part in shown.text.split('data-offset="')[1:]
+            ] == offsets
             login = await client.post(
                 "/ui/login", data={"token": "s3cret", "next": "//evil.example/"}
             )

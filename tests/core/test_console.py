@@ -188,6 +188,15 @@ async def test_console_pages_actions_and_figures(
     assert resumed.status_code == 200 and resumed.json()["state"] == "RUNNING"
     await expect(state).to_have_text("RUNNING", timeout=30_000)
 
+    # a source: its saved position; restart by clicking
+    await page.goto(base + "/ui/connectors/ticks")
+    ticks = await api(client, "/connectors/ticks")
+    assert json.loads(await text(page, "#position")) == ticks["position"] == 40
+    await page.click("#restart")
+    await expect(page.locator("#note")).to_have_text("Restarted.")
+    assert (await api(client, "/connectors/ticks"))["restarts"] == 1
+    await wait_until(lambda: runner.status["ticks"].state.value == "RUNNING", what="RUNNING")
+
     # -- topics: the list, then one topic, browsing a message by offset -------------------
     await page.goto(base + "/ui/topics")
     for name, view in topics.items():
@@ -307,6 +316,22 @@ async def test_console_pages_actions_and_figures(
     await wait_until(lambda: len(journal(tmp_path)) == 20, what="the replayed records")
     assert sorted(line["value"]["n"] for line in journal(tmp_path)) == sorted(list(range(10)) * 2)
     assert errors == []
+
+
+def test_rate_chart_scales_the_rates_between_samples() -> None:
+    from backbone.console._format import rate_chart
+    from backbone.views import RateSample
+
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    samples = [
+        RateSample(at=at + dt.timedelta(seconds=5 * i), records_in=i * 50, records_out=i * 25)
+        for i in range(4)
+    ]
+    chart = rate_chart(samples)
+    assert (chart["samples"], chart["peak"], chart["last_in"], chart["last_out"]) == (3, 10, 10, 5)
+    assert chart["points_in"] == "0.0,4.0 300.0,4.0 600.0,4.0"  # 10/s: the top
+    assert chart["points_out"] == "0.0,62.0 300.0,62.0 600.0,62.0"  # 5/s: half way
+    assert rate_chart(samples[:2])["points_in"] == ""  # one rate: no line yet
 
 
 async def test_console_refuses_cross_site_posts_and_needs_the_token(tmp_path: Path) -> None:

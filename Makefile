@@ -17,12 +17,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # `make run` needs the runtime only; `make test`/`lint`/`bench` the test and bench extras.
-$(RUNTIME): pyproject.toml setup.py | $(BIN)/python
+$(RUNTIME): pyproject.toml setup.py broker/log/_records.c | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
 	touch $(RUNTIME)
 
-$(STAMP): pyproject.toml setup.py | $(BIN)/python
+$(STAMP): pyproject.toml setup.py broker/log/_records.c | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
 	touch $(STAMP) $(RUNTIME)

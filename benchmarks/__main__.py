@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 
 #: Suites in run order: module name under ``benchmarks``.
-SUITES = ("broker", "sql", "failover")
+SUITES = ("broker", "sql", "failover", "http", "files")
 
 
 def _split(argv: list[str]) -> tuple[str | None, list[str]]:

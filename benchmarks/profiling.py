@@ -61,7 +61,7 @@ def _frame_name(frame: str) -> str:
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
     path, _, _line = where.rpartition(":")
-    for marker in ("/broker/", "/core/", "/site-packages/", "/lib/python3"):
+    for marker in ("/broker/", "/core/", "/connectors/", "/site-packages/", "/lib/python3"):
         if marker in path:
             path = path[path.index(marker) + 1 :]
             break
@@ -70,7 +70,7 @@ def _frame_name(frame: str) -> str:
 
 def _ours(name: str) -> bool:
     """A frame of Backbone's own code, other than the entry points every sample passes."""
-    if not ("(broker/" in name or "(core/" in name):
+    if not ("(broker/" in name or "(core/" in name or "(connectors/" in name):
         return False
     return not name.startswith(("serve ", "main ", "<module> "))
 

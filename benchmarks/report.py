@@ -196,7 +196,23 @@ def _cpu_table(report: dict[str, Any], workloads: Sequence[WorkloadInfo]) -> lis
         rows.append(cells)
     if not rows:
         return []
-    return ["", format_table(header, rows)]
+    lines = ["", format_table(header, rows)]
+    per_record = []
+    for w in workloads:
+        results = [report["brokers"][n]["workloads"].get(w.key, {}) for n in brokers]
+        if any("broker_cpu_us_per_record" in r for r in results):
+            values = [r.get("broker_cpu_us_per_record") for r in results]
+            cells = [w.label, *(f"{v:.3f}" if v is not None else "-" for v in values)]
+            if len(brokers) == 2:
+                t, b = values
+                cells.append(f"{b / t:.2f}x" if t and b else "-")
+            per_record.append(cells)
+    if per_record:
+        head = ["broker CPU per record, us", *brokers]
+        if len(brokers) == 2:
+            head.append(f"{brokers[1]}/{brokers[0]}")
+        lines += ["", format_table(head, per_record)]
+    return lines
 
 
 def failed(report: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

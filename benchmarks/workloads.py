@@ -78,12 +78,18 @@ class Meter:
 def throughput_figures(records: int, nbytes: int, meter: Meter) -> Result:
     seconds = meter.stop() if meter.stopped is None else meter.stopped - meter.started
     seconds = max(seconds, 1e-9)
-    return {
+    figures: Result = {
         "seconds": round(seconds, 4),
         "records_per_s": records / seconds,
         "mb_per_s": nbytes / seconds / 1e6,
         **meter.figures,
     }
+    if "broker_cpu_pct" in figures and records:
+        # broker CPU time (user + system) per record, in microseconds
+        figures["broker_cpu_us_per_record"] = (
+            figures["broker_cpu_pct"] / 100 * seconds / records * 1e6
+        )
+    return figures
 
 
 class Deadline:

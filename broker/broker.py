@@ -21,23 +21,24 @@ import resource
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from backbone.durable import write_file_atomically
 
 from .config import BrokerConfig
-from .groups import GroupCoordinator
+from .groups import Clock, GroupCoordinator
 from .handlers import build_registry
 from .handlers.base import BrokerState, Handler
 from .handlers.dispatch import Dispatcher
 from .lock import DataDirLock
-from .log import LogManager
+from .log import LogManager, records
+from .log.internal import OFFSETS_TOPIC, InternalTopic
 from .server import KafkaServer, ResponseFilter
 from .stats import RequestStats
 
-__all__ = ["Broker", "run_until_signalled", "serve"]
+__all__ = ["Broker", "group_coordinator", "run_until_signalled", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ class Broker:
                 Dispatcher(state, state.registry),
                 host=config.host,
                 port=config.port,
-                max_frame_bytes=config.max_frame_bytes,
-                idle_timeout_s=config.idle_timeout_s,
+                limits=config.limits,
                 shutdown_grace_s=config.shutdown_grace_s,
                 response_filter=self.response_filter,
                 stats=self.stats,
@@ -158,22 +158,28 @@ class Broker:
             raise
         self._stack = stack
         logger.info(
-            "broker %d (cluster %s) serving %s, data in %s",
+            "broker %d (cluster %s) serving %s, data in %s, records checked by the %s walk",
             config.node_id,
             config.cluster_id,
             self.bootstrap,
             config.data_dir,
+            "C" if records.IMPLEMENTATION == "c" else "pure-Python",
         )
         return self
 
     async def _start_groups(self, stack: contextlib.AsyncExitStack) -> GroupCoordinator:
-        coordinator = GroupCoordinator(
-            self.config.data_dir,
-            initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms,
-            min_session_timeout_ms=self.config.group_min_session_timeout_ms,
-            max_session_timeout_ms=self.config.group_max_session_timeout_ms,
+        config = self.config
+        return await stack.enter_async_context(
+            group_coordinator(
+                self.logs,
+                config.data_dir,
+                partitions=config.offsets_topic_num_partitions,
+                clock=self.clock,
+                initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms=config.group_min_session_timeout_ms,
+                max_session_timeout_ms=config.group_max_session_timeout_ms,
+            )
         )
-        return await stack.enter_async_context(coordinator)
 
     async def _stop_server(self) -> None:
         if self._state is not None:
@@ -186,6 +192,35 @@ class Broker:
         if stack is not None:
             await stack.aclose()
         logger.info("broker stopped")
+
+
+@contextlib.asynccontextmanager
+async def group_coordinator(
+    logs: LogManager,
+    data_dir: Path,
+    *,
+    partitions: int = 1,
+    clock: Callable[[], float] = time.time,
+    group_clock: Clock | None = None,
+    **options: Any,
+) -> AsyncIterator[GroupCoordinator]:
+    """The group coordinator keeping its records in ``logs``' ``__consumer_offsets`` topic
+    (created with ``partitions`` on first start), after migrating an old
+    ``<data_dir>/__consumer_offsets/offsets.log`` once. ``clock`` (wall time) stamps the
+    records, ``group_clock`` runs the coordinator's timers (default: the event loop's; a
+    ManualClock in tests); ``options`` go to :class:`GroupCoordinator`
+    (``initial_rebalance_delay_ms``...). Used by :class:`Broker` and by tests."""
+    topic = InternalTopic(logs, OFFSETS_TOPIC, partitions=partitions, clock=clock)
+    await topic.open()
+    coordinator = GroupCoordinator(
+        topic,
+        clock=group_clock,
+        wall_clock=clock,
+        legacy_dir=Path(data_dir) / OFFSETS_TOPIC,
+        **options,
+    )
+    async with coordinator:
+        yield coordinator
 
 
 async def run_until_signalled(config: BrokerConfig) -> None:

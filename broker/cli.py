@@ -141,15 +141,49 @@ def build_parser(prog: str = "python -m backbone.broker") -> argparse.ArgumentPa
     parser.add_argument(
         "--max-frame-bytes",
         type=_checked(_at_least(1024), int),
-        default=_DEFAULTS.max_frame_bytes,
-        help="largest request accepted; a bigger one closes its connection (%(default)s)",
+        default=None,
+        metavar="BYTES",
+        help="largest request accepted (Kafka's socket.request.max.bytes); a bigger one "
+        "closes its connection (16 x message.max.bytes + 64 KiB = "
+        f"{_DEFAULTS.frame_limit})",
     )
     parser.add_argument(
         "--idle-timeout",
         type=_checked(_seconds, float),
         default=_DEFAULTS.idle_timeout_s,
         metavar="SECONDS",
-        help="close connections idle this long (%(default)s)",
+        help="close connections with nothing to read or answer for this long "
+        "(connections.max.idle.ms; %(default)s)",
+    )
+    parser.add_argument(
+        "--request-read-timeout",
+        type=_checked(_seconds, float),
+        default=_DEFAULTS.request_read_timeout_s,
+        metavar="SECONDS",
+        help="close a connection whose request has not arrived whole this long after its "
+        "first byte (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_checked(_at_least(1), int),
+        default=_DEFAULTS.max_connections,
+        metavar="N",
+        help="open connections in all; more are refused (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=_checked(_at_least(1), int),
+        default=_DEFAULTS.max_connections_per_ip,
+        metavar="N",
+        help="open connections from one client address; more are refused (%(default)s)",
+    )
+    parser.add_argument(
+        "--queued-max-request-bytes",
+        type=_checked(_at_least(1024), int),
+        default=_DEFAULTS.queued_max_request_bytes,
+        metavar="BYTES",
+        help="request bytes being read or queued across all connections; reading pauses "
+        "at the limit (%(default)s)",
     )
     parser.add_argument(
         "--node-id",
@@ -200,6 +234,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m backbone.brok
             default_partitions=args.default_partitions,
             max_frame_bytes=args.max_frame_bytes,
             idle_timeout_s=args.idle_timeout,
+            request_read_timeout_s=args.request_read_timeout,
+            max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
+            queued_max_request_bytes=args.queued_max_request_bytes,
             node_id=args.node_id,
         )
     except KeyboardInterrupt:

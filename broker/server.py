@@ -7,24 +7,30 @@ the job of the ``dispatch`` callable it is given (``handlers.Dispatcher``).
 
 Per connection::
 
-    protocol    ── (``frames.FrameProtocol``) the socket reads into buffers the
-                   protocol hands out: small frames several at a time into a reused
-                   scratch buffer, a large frame straight into a buffer of its exact
-                   size, allocated only after its 4-byte big-endian size passed the
-                   ``max_frame_bytes`` check. Each whole frame starts one task
-                   (``dispatch(frame, connection)``) that is queued; too many queued
-                   requests pause reading (backpressure).
+    admission   ── a new connection over ``max_connections`` in all or
+                   ``max_connections_per_ip`` from its address is closed at once
+                   (``limits.ConnectionCounter``).
+    protocol    ── (``frames.FrameProtocol``) reads frames into what has arrived of
+                   them, within the limits of ``limits.ConnectionLimits`` and the
+                   server's memory pool (``queued_max_request_bytes``). Each whole
+                   frame starts one task (``dispatch(frame, connection)``) that is
+                   queued; too many queued requests pause reading (backpressure).
+                   The frame's pool bytes are given back when its task is done.
     writer task ── awaits the queued tasks strictly in arrival order and writes
                    each response (bytes chunks, or ``os.sendfile`` for log file
-                   slices), so responses leave in request order while requests
-                   are processed concurrently (a Produce waiting for fsync does
-                   not hold up the decoding of the next request).
+                   slices, which are released as soon as they are sent), so responses
+                   leave in request order while requests are processed concurrently
+                   (a Produce waiting for fsync does not hold up the decoding of the
+                   next request).
 
 A frame that cannot be answered (oversized, negative size, undecodable header)
-closes that connection with a WARNING naming the peer and the API key; the
+closes that connection with one WARNING naming the peer and the API key; the
 dispatcher raises :class:`~backbone.broker.connection.CloseConnection` for those.
-Anything else a dispatch raises is a bug: logged with its traceback, that
-connection is closed; every other connection keeps working.
+Requests queued behind it are cancelled or discarded without further noise. The
+WARNINGs about bad connections go through one rate-limited
+:class:`~backbone.broker.peer_faults.PeerFaultLog`. Anything else a dispatch raises is
+a bug: logged with its traceback, that connection is closed; every other connection
+keeps working.
 
 Shutdown (:meth:`KafkaServer.close`): stop accepting, stop reading, let the
 in-flight responses drain for a bounded grace period, then cancel what is left
@@ -45,7 +51,9 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol, cast
 
 from .connection import CloseConnection, Connection
-from .frames import FrameProtocol
+from .frames import FrameProtocol, ReadContext
+from .limits import ConnectionCounter, ConnectionLimits, MemoryPool
+from .peer_faults import PeerFaultLog
 from .stats import RequestStats
 
 __all__ = [
@@ -76,6 +84,9 @@ class FileSliceLike(Protocol):
     def fileno(self) -> int: ...
 
     def read(self) -> bytes: ...
+
+    def release(self) -> None:
+        """The slice was sent (or will never be): its file may be closed once deleted."""
 
     def __len__(self) -> int: ...
 
@@ -123,6 +134,9 @@ class KafkaServer:
 
     Created by :class:`backbone.broker.Broker`; ``dispatch`` is the handler
     registry's entry point. ``port`` is the bound port after start (useful with 0).
+    ``pool`` (bytes of requests being read or queued), ``connections`` (open
+    connections per address) and ``faults`` (the rate-limited WARNINGs about bad
+    connections) are observable, e.g. by tests.
     """
 
     def __init__(
@@ -131,8 +145,7 @@ class KafkaServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_frame_bytes: int = 100 * 1024 * 1024,
-        idle_timeout_s: float = 600.0,
+        limits: ConnectionLimits | None = None,
         shutdown_grace_s: float = 5.0,
         response_filter: ResponseFilter | None = None,
         stats: RequestStats | None = None,
@@ -141,10 +154,15 @@ class KafkaServer:
         self.stats = stats
         self._host = host
         self._port = port
-        self.max_frame_bytes = max_frame_bytes
-        self.idle_timeout_s = idle_timeout_s
+        self.limits = limits if limits is not None else ConnectionLimits()
         self.shutdown_grace_s = shutdown_grace_s
         self.response_filter = response_filter
+        self.pool = MemoryPool(self.limits.queued_max_request_bytes)
+        self.connections = ConnectionCounter(
+            self.limits.max_connections, self.limits.max_connections_per_ip
+        )
+        self.faults = PeerFaultLog()
+        self._read_context = ReadContext(self.limits, self.pool, self.faults)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._connections: dict[int, _ConnectionRunner] = {}
@@ -167,12 +185,25 @@ class KafkaServer:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FrameProtocol(self._on_connection, self.max_frame_bytes, self.idle_timeout_s),
+            lambda: FrameProtocol(self._on_connection, self._read_context),
             self._host,
             self._port,
             reuse_address=True,
         )
-        logger.info("listening on %s:%d", self._host, self.port)
+        limits = self.limits
+        logger.info(
+            "listening on %s:%d (max_frame_bytes %d, max_connections %d, "
+            "max_connections_per_ip %d, idle_timeout %gs, request_read_timeout %gs, "
+            "queued_max_request_bytes %d)",
+            self._host,
+            self.port,
+            limits.max_frame_bytes,
+            limits.max_connections,
+            limits.max_connections_per_ip,
+            limits.idle_timeout_s,
+            limits.request_read_timeout_s,
+            limits.queued_max_request_bytes,
+        )
 
     async def __aenter__(self) -> KafkaServer:
         await self.start()
@@ -213,6 +244,7 @@ class KafkaServer:
             await asyncio.gather(*handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        self.faults.close()
         logger.info("server stopped")
 
     def _on_connection(
@@ -222,13 +254,20 @@ class KafkaServer:
         because the server is closing)."""
         if self._closing:
             return None
+        peername = transport.get_extra_info("peername")
+        host = str(peername[0]) if peername else "?"
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        refused = self.connections.admit(host)
+        if refused is not None:
+            self.faults.warning(logger, "refusing connection %s: %s", peer, refused)
+            return None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peername = transport.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        runner = _ConnectionRunner(self, Connection(next(self._ids), peer), protocol, transport)
+        runner = _ConnectionRunner(
+            self, Connection(next(self._ids), peer), host, protocol, transport
+        )
         self._connections[runner.connection.id] = runner
         task = asyncio.get_running_loop().create_task(runner.run())
         self._handlers.add(task)
@@ -243,18 +282,21 @@ class _ConnectionRunner:
         self,
         server: KafkaServer,
         connection: Connection,
+        host: str,
         protocol: FrameProtocol,
         transport: asyncio.Transport,
     ) -> None:
         self.server = server
         self.connection = connection
+        self.host = host
         self.protocol = protocol
         self.transport = transport
         self.queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self.drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._writer_task: asyncio.Task[None] | None = None
-        self._requests: set[asyncio.Task[Sequence[Chunk] | None]] = set()
+        # request tasks in flight -> the memory pool bytes their frame holds
+        self._requests: dict[asyncio.Task[Sequence[Chunk] | None], int] = {}
         self._input_ended = False
 
     @property
@@ -266,14 +308,18 @@ class _ConnectionRunner:
         """True while requests are in flight or queued."""
         return bool(self._requests) or not self.queue.empty()
 
-    def on_frame(self, frame: bytes | bytearray) -> None:
-        """A whole frame arrived (called by the protocol): start its request task."""
+    def on_frame(self, frame: bytes | bytearray, reserved: int) -> None:
+        """A whole frame arrived (called by the protocol): start its request task.
+        ``reserved`` pool bytes are given back when the task is done."""
         request = self._loop.create_task(self.server._dispatch(memoryview(frame), self.connection))
-        self._requests.add(request)
-        request.add_done_callback(self._requests.discard)
+        self._requests[request] = reserved
+        request.add_done_callback(self._request_done)
         self.queue.put_nowait((request, bytes(frame[:8]), self._loop.time(), len(frame)))
         if self.queue.qsize() >= _MAX_IN_FLIGHT:
             self.protocol.hold()
+
+    def _request_done(self, request: asyncio.Task[Sequence[Chunk] | None]) -> None:
+        self.server.pool.release(self._requests.pop(request, 0))
 
     def end_of_input(self) -> None:
         """No more frames come: the writer finishes the queue and exits."""
@@ -292,10 +338,7 @@ class _ConnectionRunner:
         finally:
             self.connection.closing.set()
             self.protocol.finish_input()
-            for request in self._requests:
-                request.cancel()
-            if self._requests:
-                await asyncio.gather(*self._requests, return_exceptions=True)
+            await self._discard_queued()
             self.transport.close()
             try:
                 async with asyncio.timeout(self.server.shutdown_grace_s):
@@ -303,7 +346,27 @@ class _ConnectionRunner:
             except TimeoutError:
                 self.transport.abort()
             self.server._connections.pop(self.connection.id, None)
+            self.server.connections.leave(self.host)
             self.drained.set()
+
+    async def _discard_queued(self) -> None:
+        """The writer is gone: cancel the requests still running, and collect the outcome
+        of every queued one (a second malformed frame's CloseConnection is not news, and an
+        unretrieved task exception would be logged as an ERROR by asyncio)."""
+        queued = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is not None:
+                queued.append(item[0])
+        for request in self._requests:
+            request.cancel()
+        if self._requests:
+            await asyncio.gather(*self._requests, return_exceptions=True)
+        for request in queued:
+            if request.cancelled():
+                continue
+            if request.exception() is None:
+                _release_slices(request.result())
 
     def stop_reading(self) -> None:
         """Shutdown step 1: read no more requests; the writer finishes the queued ones."""
@@ -341,7 +404,8 @@ class _ConnectionRunner:
         try:
             chunks = await request
         except CloseConnection as exc:
-            logger.warning(
+            self.protocol.report_fault(
+                logger,
                 "closing connection %s (api key %d v%d, correlation id %d): %s",
                 self.peer,
                 key,
@@ -368,17 +432,19 @@ class _ConnectionRunner:
             if stats is not None:
                 stats.record(key, size, 0, self._loop.time() - arrived)
             return True
-        response_filter = self.server.response_filter
-        if response_filter is not None and not response_filter(
-            ResponseInfo(self.peer, key, version, correlation_id)
-        ):
-            logger.info("response filter dropped connection %s before a response", self.peer)
-            return False
         try:
+            response_filter = self.server.response_filter
+            if response_filter is not None and not response_filter(
+                ResponseInfo(self.peer, key, version, correlation_id)
+            ):
+                logger.info("response filter dropped connection %s before a response", self.peer)
+                return False
             await self._write_chunks(chunks)
         except (ConnectionError, OSError) as exc:
             logger.debug("connection %s: write failed: %s", self.peer, exc)
             return False
+        finally:
+            _release_slices(chunks)
         if stats is not None:
             sent = sum(len(chunk) for chunk in chunks)
             stats.record(key, size, sent, self._loop.time() - arrived)
@@ -426,6 +492,17 @@ class _ConnectionRunner:
                 self.protocol.reapply_reading_state()
         transport.write(chunk.read())
         await self.protocol.drain()
+
+
+def _release_slices(chunks: Sequence[Chunk] | None) -> None:
+    """Tell the log's file slices of a response that they are done with."""
+    if not chunks:
+        return
+    for chunk in chunks:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            release = getattr(chunk, "release", None)
+            if release is not None:
+                release()
 
 
 class _SliceFile:

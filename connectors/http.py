@@ -103,7 +103,9 @@ class HttpSinkOptions(ConnectorOptions):
     """Per request: connect, write and wait for the answer."""
     concurrency: int = Field(default=1, ge=1, le=256)
     """Requests in flight at once (per-key order is kept)."""
-    retry_on: list[int | Literal["5xx", "4xx"]] = Field(default_factory=lambda: [408, 429, "5xx"])
+    retry_on: list[int | Literal["5xx", "4xx"]] = Field(
+        default_factory=lambda: [408, 429, "5xx"]  # type: ignore[arg-type]
+    )
     """Statuses retried with backoff (besides connection errors and timeouts); other
     4xx/5xx send the record to the dead-letter topic."""
     sign: SignOptions | None = None
@@ -162,20 +164,25 @@ class HttpSink(Sink[HttpSinkOptions]):
         if options.batch is not None:
             self.batch_size = options.batch.size
             self.batch_wait = options.batch.max_wait
-        self._client = httpx.AsyncClient(
-            timeout=options.timeout,
-            limits=httpx.Limits(
-                max_connections=options.concurrency,
-                max_keepalive_connections=options.concurrency,
-            ),
-            follow_redirects=True,
-        )
+        # one client (one keep-alive connection) per lane: a shared httpx pool costs
+        # far more per request once many requests wait on it
+        tls = httpx.create_ssl_context()  # one TLS context for every lane
+        self._clients: list[httpx.AsyncClient] | None = [
+            httpx.AsyncClient(
+                verify=tls,
+                timeout=options.timeout,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                follow_redirects=True,
+            )
+            for _ in range(options.concurrency)
+        ]
 
     async def close(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            self._client = None
-            await client.aclose()
+        clients = getattr(self, "_clients", None)
+        if clients is not None:
+            self._clients = None
+            for client in clients:
+                await client.aclose()
 
     # -- building requests ----------------------------------------------------
 
@@ -246,7 +253,7 @@ class HttpSink(Sink[HttpSinkOptions]):
         headers["Content-Type"] = "application/json"
         return _Request(records, url, body, headers)
 
-    def _plan(self, records: Sequence[SinkRecord]) -> list[list[_Request]]:
+    def _plan(self, records: Sequence[SinkRecord]) -> list[tuple[int, list[_Request]]]:
         """Requests per lane, in order; raises DataError before anything is sent."""
         lanes_count = self.options.concurrency
         lanes: list[list[SinkRecord]] = [[] for _ in range(lanes_count)]
@@ -255,12 +262,12 @@ class HttpSink(Sink[HttpSinkOptions]):
                 continue
             lanes[_lane(record, index, lanes_count)].append(record)
         batch = self.options.batch
-        plans: list[list[_Request]] = []
-        for lane in lanes:
+        plans: list[tuple[int, list[_Request]]] = []
+        for number, lane in enumerate(lanes):
             if not lane:
                 continue
             if batch is None:
-                plans.append([self._single(record) for record in lane])
+                plans.append((number, [self._single(record) for record in lane]))
                 continue
             requests: list[_Request] = []
             chunk: list[SinkRecord] = []
@@ -274,15 +281,16 @@ class HttpSink(Sink[HttpSinkOptions]):
                 chunk_url = url
             if chunk:
                 requests.append(self._batched(chunk, chunk_url))
-            plans.append(requests)
+            plans.append((number, requests))
         return plans
 
     # -- sending --------------------------------------------------------------
 
-    async def _send(self, request: _Request) -> None:
-        client = self._client
-        if client is None:
+    async def _send(self, lane: int, request: _Request) -> None:
+        clients = self._clients
+        if clients is None:
             raise FatalError("the http sink is closed")
+        client = clients[lane]
         method = self.options.method
         try:
             response = await client.request(
@@ -315,10 +323,10 @@ class HttpSink(Sink[HttpSinkOptions]):
             ],
         )
 
-    async def _lane(self, requests: list[_Request]) -> BaseException | None:
+    async def _lane(self, lane: int, requests: list[_Request]) -> BaseException | None:
         for request in requests:
             try:
-                await self._send(request)
+                await self._send(lane, request)
             except (RetriableError, DataError) as exc:
                 return exc  # the lane stops: later records of its keys wait
         return None
@@ -326,9 +334,9 @@ class HttpSink(Sink[HttpSinkOptions]):
     async def write(self, records: Sequence[SinkRecord]) -> None:
         plans = self._plan(records)
         if len(plans) == 1:
-            errors = [await self._lane(plans[0])]
+            errors = [await self._lane(*plans[0])]
         else:
-            errors = list(await asyncio.gather(*(self._lane(plan) for plan in plans)))
+            errors = list(await asyncio.gather(*(self._lane(*plan) for plan in plans)))
         failures = [error for error in errors if error is not None]
         if not failures:
             for record in records:

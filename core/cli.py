@@ -157,12 +157,13 @@ def run(
 ) -> None:
     """Run the pipeline in CONFIG until SIGINT/SIGTERM (then drain and exit 0)."""
     from backbone.config import load_config
-    from backbone.runner import Runner
+    from backbone.runner import Runner, tune_gc
 
     setup_logging(debug, log_level, log_format)
     try:
         registry = _registry()
         config = load_config(config_path, registry)
+        tune_gc()
         asyncio.run(_run(Runner(config, registry)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
@@ -303,7 +304,7 @@ def _options_table(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
             value = field.get_default(call_default_factory=True)
             default = _default_text(value, field.annotation, field.metadata)
         type_name = _type_name(field.annotation, field.metadata)
-        rows.append((name, type_name, default, field.description or ""))
+        rows.append((field.alias or name, type_name, default, field.description or ""))
     return rows
 
 

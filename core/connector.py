@@ -19,7 +19,8 @@ A *source* turns an outside system into records. The runner calls, in order:
 A *sink* writes records somewhere. The runner calls ``open()`` once,
 ``write(records)`` with a batch (from one or more partitions, in offset order
 per partition) and ``close()`` once (idempotent). ``write`` returns only after the
-whole batch is durably written, or raises:
+whole batch is durably written (or, for a sink that stages records, handed to
+its staging: see ``precommit`` below), or raises:
 
 - :class:`~backbone.errors.RetriableError` -> the runner backs off and retries
   the same batch;
@@ -31,6 +32,19 @@ whole batch is durably written, or raises:
 
 Both lifecycles are symmetric: ``open`` and ``close`` are abstract on
 :class:`Source` and :class:`Sink` alike (write ``pass`` when there is nothing to do).
+
+Committing (as Kafka Connect's ``SinkTask.preCommit``): before every commit of
+consumer offsets, and at least once a second while records are written but not
+committed, the runner calls ``precommit(offsets)`` with, per
+:class:`TopicPartition`, the offset after the last record whose ``write``
+returned. The sink returns the offsets it has made durable (at most those); only
+they are committed. The default returns ``offsets``: ``write`` returning means
+durable. A sink that stages records (an open file renamed when complete) returns
+less, and ``flush(partitions)`` -- called when the runner stops and before a
+rebalance takes partitions away -- makes everything written for those partitions
+durable now, so the next ``precommit`` covers all of it. A sink that is closed
+without ``flush`` (or a process that dies) leaves its staged records
+uncommitted: they are delivered again, to this sink or the partition's next owner.
 
 Rules for source records (the runtime enforces what it can check cheaply and
 raises :class:`~backbone.errors.ContractError`, stopping the source FAILED):
@@ -57,11 +71,16 @@ raises :class:`~backbone.errors.ContractError`, stopping the source FAILED):
    rejects a record.
 5. ``read()`` raising :class:`~backbone.errors.RetriableError` is retried without
    limit with backoff; any other exception stops the source FAILED.
+6. A position can advance without a record (a scheduled job that found nothing, a
+   fire skipped): :meth:`SourceRecord.position_only` makes a record that is never
+   produced; the runtime saves its position once every record before it is
+   acknowledged (and calls ``ack``). It must carry a position.
 
 Blocking libraries stay inside the connector: run blocking calls through
 :class:`~backbone.offload.Offload` (cancel-safe), keep local state with
 :class:`~backbone.state.StateDir` (``context.state``). The contract itself is
-async. Each connector kind declares one pydantic options model (derive from
+async. Wall-clock time comes from ``context.clock`` (:class:`~backbone.clock.Clock`),
+so tests can drive it. Each connector kind declares one pydantic options model (derive from
 :class:`ConnectorOptions`) and registers a :class:`ConnectorKind` under the
 entry-point group ``backbone.connectors``. :mod:`backbone.testing` checks a
 connector against these rules.
@@ -72,13 +91,14 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from backbone.clock import Clock, SystemClock
 from backbone.errors import DataError
 from backbone.state import StateDir
 
@@ -96,6 +116,7 @@ __all__ = [
     "SinkRecord",
     "Source",
     "SourceRecord",
+    "TopicPartition",
 ]
 
 Header = tuple[str, bytes]
@@ -148,6 +169,10 @@ class SourceRecord:
     the connector's ``dead_letter_topic`` (headers ``backbone.error.*``, class
     ``DataError``) and moves on; without a dead-letter topic the source stops in
     state FAILED.
+
+    ``produce``: ``False`` for a position-only record (rule 6, made by
+    :meth:`position_only`): nothing is sent to the broker; its position is saved
+    once every record before it was acknowledged.
     """
 
     value: Any
@@ -159,6 +184,24 @@ class SourceRecord:
     event_type: str | None = None
     error: str | None = None
     identity: Any = None
+    produce: bool = True
+
+    @classmethod
+    def position_only(cls, position: Any) -> SourceRecord:
+        """A record that only moves the position: nothing is produced (rule 6).
+
+        For progress without output: a scheduled run that emitted nothing, a file
+        that held no lines. The runtime saves ``position`` (and calls ``ack``) once
+        every record returned before it was acknowledged by the broker.
+        """
+        return cls(value=None, position=position, produce=False)
+
+
+class TopicPartition(NamedTuple):
+    """A topic and partition (equal to aiokafka's and kafka-python's tuples of the same)."""
+
+    topic: str
+    partition: int
 
 
 @dataclass(slots=True)
@@ -211,6 +254,8 @@ class ConnectorContext:
     ``base_dir`` is the config file's folder (resolve relative paths against it);
     ``state_dir`` is a folder private to this connector for local state, and
     :attr:`state` the helper that reads and durably writes JSON files in it.
+    ``clock`` is the wall clock to read and sleep on (a
+    :class:`~backbone.clock.SystemClock` unless a test injects another).
 
     ``http``: the connector's routes on the gateway's HTTP server
     (:class:`~backbone.httpapp.HttpRoutes`), ``None`` when the config has no
@@ -223,6 +268,7 @@ class ConnectorContext:
     base_dir: Path
     state_dir: Path
     logger: logging.Logger
+    clock: Clock = field(default_factory=SystemClock)
     http: HttpRoutes | None = None
     push: Push | None = None
 
@@ -295,6 +341,30 @@ class Sink(ABC, Generic[OptionsT]):
     @abstractmethod
     async def write(self, records: Sequence[SinkRecord]) -> None:
         """Durably write the whole batch, or raise (see the module docstring)."""
+
+    async def precommit(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        """Which offsets may be committed now (as Kafka Connect's ``SinkTask.preCommit``).
+
+        Called by the runner before every commit, and at least once a second while
+        written records are not committed yet. ``offsets`` maps each partition the
+        sink holds records of to the offset after the last record whose ``write``
+        returned. Return, per partition, the offset after the last record that is
+        durable in the target (never more than given; a partition left out is not
+        committed). Default: ``offsets`` -- ``write`` returning means durable. A sink
+        that stages records returns less; it may also finish staged work here (close
+        a file whose time is up).
+        """
+        return offsets
+
+    async def flush(self, partitions: Collection[TopicPartition]) -> None:
+        """Make everything written for ``partitions`` durable now.
+
+        Called when the runner stops and before a rebalance takes ``partitions``
+        away; the runner then calls :meth:`precommit`, which must cover every record
+        written for them, and commits. Default: nothing to do.
+        """
 
     async def check(self) -> None:
         """Live check for ``backbone validate --check``: raise if misconfigured."""

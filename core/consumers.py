@@ -1,10 +1,27 @@
 """The consuming workers: sinks and processors read a consumer group ``backbone.<name>``.
 
-- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> commit. Retriable
-  errors back off; ``DataError`` isolates the bad records (one-at-a-time writes);
-  failures that exhaust retries go to the dead-letter topic.
+- :class:`SinkWorker`: consumer group -> ``write(batch)`` -> ``precommit`` ->
+  commit. Retriable errors back off; ``DataError`` isolates the bad records
+  (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic.
 - :class:`ProcessorWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
+
+Committing (:class:`ConsumingWorker`): after each handled batch, and about once a
+second while handled offsets are not all committed, the worker asks
+:meth:`ConsumingWorker.committable` which of the handled offsets may be committed
+(a sink's ``precommit``: only what it made durable) and commits those. Before a
+rebalance takes partitions away (``on_partitions_revoked``) and when it stops, it
+calls :meth:`ConsumingWorker.release` (a sink's ``flush``) and commits what that
+made durable. A lock keeps a batch, a commit and a revocation from interleaving; a
+batch fetched before a revocation is dropped (the partitions' owner reads it
+again from the committed offsets).
+
+Sessions: ``open()`` runs once, then consumer sessions follow one another; a pause
+ends the session (handled offsets released and committed, the consumer stopped,
+the group left: see :meth:`ConsumingWorker.leave`) so the worker holds no
+partitions and its offsets can be moved, and the next session starts on resume.
+A bounded run (``stop_at``, a replay or a redrive) ends once every listed
+partition committed up to its offset.
 """
 
 from __future__ import annotations
@@ -13,13 +30,16 @@ import asyncio
 import bisect
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from backbone.connector import Sink, SinkRecord
+from backbone.clients import remove_static_member
+from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
 from backbone.events import Encoded, Event, encode_event, event_from_record
 from backbone.settings import ProcessorSettings
@@ -27,6 +47,9 @@ from backbone.transforms import apply_transforms
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["ConsumingWorker", "ProcessorWorker", "SinkWorker", "load_function"]
+
+PRECOMMIT_INTERVAL = 1.0
+"""Seconds between ``committable`` calls while handled offsets are not all committed."""
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -37,7 +60,7 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        await self.worker.revoked([TopicPartition(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         worker = self.worker
@@ -49,7 +72,7 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:
             committed = await consumer.committed(tp)
             if committed is not None:
-                worker.committed[tp] = committed
+                worker.committed[TopicPartition(tp.topic, tp.partition)] = committed
             if stop_at is not None and tp in stop_at:
                 if committed is not None and committed >= stop_at[tp]:
                     consumer.pause(tp)  # nothing (left) to deliver on it
@@ -65,14 +88,37 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, ends[tp])
 
 
+def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
+    """The consumed messages as sink records, partition by partition (headers are aiokafka's
+    ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
+    records: list[SinkRecord] = []
+    append = records.append
+    for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+        topic, partition = tp.topic, tp.partition
+        for m in batches[tp]:
+            headers = m.headers
+            append(
+                SinkRecord(
+                    topic,
+                    partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    list(headers) if headers else [],
+                    m.timestamp,
+                )
+            )
+    return records
+
+
 class ConsumingWorker(Worker):
     """A worker reading a consumer group ``backbone.<name>`` with manual commits.
 
     ``open()`` runs once, then consumer sessions follow one another: each starts a
-    consumer (joining the group), hands batches to ``handle()`` and commits after it
-    returned, until a stop or a pause is requested; a pause stops the consumer (so
-    the worker leaves the group and holds no partitions: its offsets can be moved)
-    and waits for resume. ``close()`` runs once at the end.
+    consumer (joining the group), hands batches to ``handle()`` and commits what
+    :meth:`committable` allows, until a stop or a pause is requested; a pause ends the
+    session (released, committed, the group left) and waits for resume. ``close()``
+    runs once at the end.
 
     ``stop_at`` (``{TopicPartition: offset}``, for a bounded run such as a replay)
     delivers only records below each partition's offset and makes :meth:`run`
@@ -93,11 +139,25 @@ class ConsumingWorker(Worker):
         super().__init__(name, **common)
         self.topics = list(topics)
         self.start = start
-        self.stop_at = dict(stop_at) if stop_at is not None else None
+        self.stop_at = (
+            {TopicPartition(tp[0], tp[1]): end for tp, end in stop_at.items()}
+            if stop_at is not None
+            else None
+        )
         self.group = group or f"backbone.{name}"
         self.consumer: AIOKafkaConsumer | None = None
         self.committed: dict[TopicPartition, int] = {}
-        """Offsets this worker committed (or found committed at assignment)."""
+        """Offsets this worker committed (or found committed at assignment), this session."""
+        self._lock = asyncio.Lock()
+        self._epoch = 0  # revocations so far: a batch fetched before one is dropped
+        self._handled: dict[TopicPartition, int] = {}  # offset after the last handled record
+        self._last_precommit = 0.0
+
+    @property
+    def instance_id(self) -> str | None:
+        """The consumer's ``group.instance.id`` (static membership), if this process has one."""
+        instance = self.shared.instance
+        return f"{instance}.{self.name}" if instance else None
 
     def _consumer(self) -> AIOKafkaConsumer:
         runtime = self.shared.runtime
@@ -111,6 +171,8 @@ class ConsumingWorker(Worker):
             heartbeat_interval_ms=int(runtime.heartbeat_interval * 1000),
             rebalance_timeout_ms=int(runtime.session_timeout * 1000),
             max_poll_records=runtime.max_batch,
+            # static membership: a restarted gateway takes its partitions back at once
+            group_instance_id=self.instance_id,
         )
 
     def lag(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
@@ -120,7 +182,11 @@ class ConsumingWorker(Worker):
         if consumer is None:
             return {}
         return {
-            tp: (self.committed.get(tp), consumer.highwater(tp)) for tp in consumer.assignment()
+            TopicPartition(tp.topic, tp.partition): (
+                self.committed.get(TopicPartition(tp.topic, tp.partition)),
+                consumer.highwater(tp),
+            )
+            for tp in consumer.assignment()
         }
 
     @property
@@ -166,7 +232,10 @@ class ConsumingWorker(Worker):
                 self.status.state = ConnectorState.STARTING
 
     async def _session(self) -> None:
-        """One consumer: join, deliver and commit until stopped, paused or finished."""
+        """One consumer: join, deliver and commit until stopped, paused or finished; then
+        release and commit what was handled (a clean end) and, for a pause, leave."""
+        self.committed = {}
+        self._handled = {}
         consumer = self.consumer = self._consumer()
         consumer.subscribe(self.topics, listener=_StartListener(self))
         try:
@@ -177,88 +246,149 @@ class ConsumingWorker(Worker):
             raise
         try:
             self.status.state = ConnectorState.RUNNING
-            size, wait = self.batching()
-            while not self.control.interrupted:
-                batches = await consumer.getmany(timeout_ms=200, max_records=size)
-                if batches and wait > 0:
-                    await self._fill(batches, size, wait)
+            await self._loop(consumer)
+            async with self._lock:  # a clean end: make everything durable, commit it
+                await self._release(list(self._handled))
+        finally:
+            self.consumer = None
+            await consumer.stop()
+        if self.control.pausing and not self.control.stopping:
+            await self.leave()
+
+    async def leave(self) -> None:
+        """Leave the group after a pause, so it is empty and its offsets can be moved.
+
+        A dynamic member left when its consumer stopped. A static member
+        (``group.instance.id``) does not leave on stop, as in Kafka (a restarted
+        gateway takes its partitions back at once), so it is removed by its instance id
+        (LeaveGroup v3, as Kafka's ``removeMembersFromConsumerGroup``): a paused sink
+        holds no partitions either way. On resume it joins again with the same id.
+        """
+        instance_id = self.instance_id
+        if instance_id is None:
+            return
+        try:
+            await remove_static_member(self.shared.clients, self.group, instance_id)
+        except Exception as exc:  # the member then expires after runtime.session_timeout
+            self.log.warning(
+                "%s %s: could not leave group %s (%s: %s); it stays a member for up to %ss",
+                self.role,
+                self.name,
+                self.group,
+                type(exc).__name__,
+                exc,
+                self.shared.runtime.session_timeout,
+            )
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        size, wait = self.batching()
+        while not self.control.interrupted:
+            epoch = self._epoch
+            batches = await consumer.getmany(timeout_ms=200, max_records=size)
+            if batches and wait > 0:
+                await self._fill(batches, size, wait)
+            async with self._lock:
+                if epoch != self._epoch:  # fetched across a revocation: read it again
+                    self._rewind(consumer, batches)
+                    continue
                 reached = self._bound(batches) if self.stop_at is not None else {}
                 if not batches:
                     if self.stop_at is not None:
                         reached.update(await self._caught_up())
-                        if reached:
-                            await self._commit(reached)
-                        if self.finished:
-                            return
+                        self._handled.update(reached)
+                        if self._at_stop():
+                            await self._release(list(self._handled))
+                            if self.finished:
+                                return
+                    due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
+                    if due and self._uncommitted():
+                        await self._commit()
                     continue
-                await self._deliver_batches(batches, reached)
-        finally:
-            self.consumer = None
-            await consumer.stop()
+                records = _sink_records(batches)
+                status = self.status
+                status.records_in += len(records)
+                status.last_record_ms = max(m[-1].timestamp for m in batches.values())
+                try:
+                    await self.handle(records)
+                except Stopping:  # paused or stopped mid-batch: nothing committed
+                    return
+                for tp, messages in batches.items():
+                    self._handled[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
+                self._handled.update(reached)
+                await self._commit()
 
-    def _bound(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, int]:
+    def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]]) -> None:
+        """A batch fetched across a rebalance is dropped; the partitions of it this worker
+        holds again are sought back to their committed offset (read at assignment), as
+        aiokafka's position already moved past the dropped records."""
+        assigned = consumer.assignment()
+        for kafka_tp, messages in batches.items():
+            if kafka_tp in assigned and messages:
+                tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
+                consumer.seek(kafka_tp, self.committed.get(tp, messages[0].offset))
+
+    def _uncommitted(self) -> bool:
+        """Some handled offset is not committed yet."""
+        committed = self.committed
+        return any(committed.get(tp) != offset for tp, offset in self._handled.items())
+
+    def _at_stop(self) -> bool:
+        """With ``stop_at``: every listed partition handled up to its offset."""
+        assert self.stop_at is not None
+        return all(self._handled.get(tp, -1) >= end for tp, end in self.stop_at.items())
+
+    def _bound(self, batches: dict[Any, list[Any]]) -> dict[TopicPartition, int]:
         """Cut each partition's batch at its ``stop_at`` offset and pause the partitions
-        that got there; their ``stop_at`` offsets (to commit after the batch)."""
+        that got there; their ``stop_at`` offsets (handled once the batch is)."""
         assert self.stop_at is not None and self.consumer is not None
         reached: dict[TopicPartition, int] = {}
-        for tp in list(batches):
+        for kafka_tp in list(batches):
+            tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
             end = self.stop_at.get(tp)
-            messages = batches[tp]
+            messages = batches[kafka_tp]
             if end is None or messages[-1].offset < end - 1:
                 continue
-            self.consumer.pause(tp)
+            self.consumer.pause(kafka_tp)
             reached[tp] = end
             kept = messages[: bisect.bisect_left(messages, end, key=lambda m: m.offset)]
             if kept:
-                batches[tp] = kept
+                batches[kafka_tp] = kept
             else:
-                del batches[tp]
+                del batches[kafka_tp]
         return reached
 
     async def _caught_up(self) -> dict[TopicPartition, int]:
         """Partitions whose position passed their ``stop_at`` offset without a record at
-        it (a compacted topic's gap): paused, with the offset to commit."""
+        it (a compacted topic's gap, or already there at assignment): paused, with the
+        offset that counts as handled."""
         assert self.stop_at is not None and self.consumer is not None
         reached: dict[TopicPartition, int] = {}
-        for tp in self.consumer.assignment():
+        for kafka_tp in self.consumer.assignment():
+            tp = TopicPartition(kafka_tp.topic, kafka_tp.partition)
             end = self.stop_at.get(tp)
-            if end is None or self.committed.get(tp, -1) >= end:
+            if end is None or self._handled.get(tp, -1) >= end:
                 continue
-            if await self.consumer.position(tp) >= end:
-                self.consumer.pause(tp)
+            if self.committed.get(tp, -1) >= end or await self.consumer.position(kafka_tp) >= end:
+                self.consumer.pause(kafka_tp)
                 reached[tp] = end
         return reached
 
-    async def _deliver_batches(
-        self, batches: dict[TopicPartition, list[Any]], reached: dict[TopicPartition, int]
-    ) -> None:
-        records = [
-            SinkRecord(
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                key=m.key,
-                value=m.value,
-                headers=[(k, bytes(v)) for k, v in (m.headers or ())],
-                timestamp_ms=m.timestamp,
-            )
-            for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
-            for m in batches[tp]
-        ]
-        status = self.status
-        status.records_in += len(records)
-        status.last_record_ms = max(msgs[-1].timestamp for msgs in batches.values())
-        try:
-            await self.handle(records)
-        except Stopping:  # paused or stopped mid-batch: nothing committed, read again later
-            return
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-        await self._commit({**offsets, **reached})
-
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""
         assert self.consumer is not None
+        self._last_precommit = time.monotonic()
+        allowed = await self.committable(dict(self._handled))
+        offsets = {}
+        for tp, offset in allowed.items():
+            tp = TopicPartition(*tp)
+            if partitions is not None and tp not in partitions:
+                continue
+            if offset > self.committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
+                offsets[tp] = offset
+        if not offsets:
+            return
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit({KafkaPartition(*tp): off for tp, off in offsets.items()})
         except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
             self.log.warning(
                 "%s %s: commit failed (%s); records will be delivered again",
@@ -268,6 +398,41 @@ class ConsumingWorker(Worker):
             )
             return
         self.committed.update(offsets)
+
+    async def _release(self, partitions: list[TopicPartition]) -> None:
+        """:meth:`release` ``partitions`` and commit what that made durable."""
+        if not partitions:
+            return
+        try:
+            await self.release(partitions)
+            await self._commit(partitions)
+        except Exception as exc:
+            self.log.warning(
+                "%s %s: could not finish %s (%s: %s); their records will be delivered again",
+                self.role,
+                self.name,
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions),
+                type(exc).__name__,
+                exc,
+            )
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """A rebalance takes ``partitions`` away: release them and commit, first."""
+        async with self._lock:
+            self._epoch += 1
+            await self._release([tp for tp in partitions if tp in self._handled])
+            for tp in partitions:
+                self._handled.pop(tp, None)
+                self.committed.pop(tp, None)
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        """Which handled ``offsets`` may be committed now (default: all of them)."""
+        return offsets
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        """Make what was handled for ``partitions`` durable (they are revoked, or we stop)."""
 
     def batching(self) -> tuple[int, float]:
         """Most records per ``handle`` call, and how long to wait for that many."""
@@ -333,6 +498,14 @@ class SinkWorker(ConsumingWorker):
 
     async def close(self) -> None:
         await self.sink.close()
+
+    async def committable(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> Mapping[TopicPartition, int]:
+        return await self.sink.precommit(offsets)
+
+    async def release(self, partitions: Collection[TopicPartition]) -> None:
+        await self.sink.flush(partitions)
 
     def batching(self) -> tuple[int, float]:
         size = self.sink.batch_size or self.shared.runtime.max_batch

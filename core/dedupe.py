@@ -18,8 +18,11 @@ it is kept. So a key whose ``once`` returned survives any crash; a key whose
 ``once`` did not return may be forgotten (its caller was not told "stored", and a
 retry stores it again: at least once). Entries older than ``window`` are dropped
 on open and the file is rewritten atomically (:mod:`backbone.durable`) when
-expired lines outnumber live ones. The file is locked (``flock``) while open: two
-processes sharing one state folder is a :class:`~backbone.errors.FatalError`.
+expired lines outnumber live ones. The file is locked (``flock``) while open; a
+second process on the same state folder (several gateways started from one
+config on one machine) writes ``<name>.1.log`` and so on, and every process reads
+all of them at open: a delivery stored by one is known to the others after their
+next start (while they all run, each knows its own).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = ["DedupeWindow"]
 T = TypeVar("T")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _MIN_REWRITE = 1000
+_SLOTS = 64
 
 
 class DedupeWindow:
@@ -59,6 +63,7 @@ class DedupeWindow:
         name: str = "dedupe",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._name = name
         self.path = Path(folder) / f"{name}.log"
         self.window = window
         self.clock = clock
@@ -87,21 +92,36 @@ class DedupeWindow:
         self._writer = asyncio.create_task(self._write_loop(), name=f"dedupe:{self.path}")
 
     def _load(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for slot in range(_SLOTS):
+            path = folder / (f"{self._name}.log" if slot == 0 else f"{self._name}.{slot}.log")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # another live process writes this one
+                continue
+            self.path, self._fd = path, fd
+            break
+        else:
             raise FatalError(
-                f"{self.path} is in use by another process: two gateways share one state "
-                "folder; give each its own runtime.state_dir"
-            ) from None
-        self._fd = fd
+                f"{_SLOTS} processes already use the dedupe logs in {folder}; give each "
+                "gateway its own runtime.state_dir"
+            )
+        horizon = self.clock() - self.window
+        for other in sorted(folder.glob(f"{self._name}.*log")):
+            if other != self.path and other.name.count(".") <= 2:
+                self._read(other.read_bytes(), horizon)  # read only: its owner may append
         data = self.path.read_bytes()
+        good, self._lines = self._read(data, horizon)
+        if good != len(data) or self._lines > max(2 * len(self._entries), _MIN_REWRITE):
+            self._rewrite(list(self._entries.items()))
+
+    def _read(self, data: bytes, horizon: float) -> tuple[int, int]:
+        """Fold the log ``data`` into the window; (bytes of whole good lines, lines)."""
         cut = data.rfind(b"\n") + 1
         lines = data[:cut].split(b"\n")[:-1] if cut else []
-        horizon = self.clock() - self.window
         good = 0
         for line in lines:
             try:
@@ -109,11 +129,10 @@ class DedupeWindow:
             except (ValueError, TypeError):
                 break  # a damaged line: keep what came before it
             good += len(line) + 1
-            if added > horizon:
+            if added > horizon and self._entries.get(key, (-1.0,))[0] < added:
+                self._entries.pop(key, None)
                 self._entries[key] = (added, value)
-        self._lines = len(lines)
-        if good != len(data) or self._lines > max(2 * len(self._entries), _MIN_REWRITE):
-            self._rewrite(list(self._entries.items()))
+        return good, len(lines)
 
     def _rewrite(self, items: list[tuple[str, tuple[float, Any]]]) -> None:
         """Replace the log with ``items`` (atomic; the lock moves to the new file)."""

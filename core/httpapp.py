@@ -115,7 +115,8 @@ class _Limits:
             if done:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(408, f"request body not received within {timeout:g}s") from None
             if message["type"] == "http.request":
@@ -126,6 +127,20 @@ class _Limits:
             return message
 
         await self.app(scope, limited, send)
+
+
+class _Endpoint:
+    """``endpoint(request) -> Response`` as a plain ASGI app (lighter than starlette's
+    per-request wrapper; errors still reach the app's exception handlers)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 class _Server(uvicorn.Server):
@@ -228,7 +243,7 @@ class HttpApp:
                 f"HTTP path {path} ({', '.join(methods)}) is already served by "
                 f"{self.owner_of(taken)} (route {taken.path})"
             )
-        route = Route(path, endpoint, methods=list(methods), name=name)
+        route = Route(path, _Endpoint(endpoint), methods=list(methods), name=name)
         mounts = [i for i, r in enumerate(self.routes) if isinstance(r, Mount)]
         self.routes.insert(mounts[0] if mounts else len(self.routes), route)
         self._owners[id(route)] = owner
@@ -270,7 +285,9 @@ class HttpApp:
     async def start(self) -> None:
         """Bind and serve; returns once the server accepts connections."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, or asyncio leaves Nagle on for accepted connections
+        # (a response written in two parts would wait ~40 ms for a delayed ACK)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
@@ -287,6 +304,7 @@ class HttpApp:
             lifespan="off",
             log_config=None,
             access_log=False,
+            proxy_headers=False,
             server_header=False,
             timeout_keep_alive=max(int(self.keep_alive), 1),
             timeout_graceful_shutdown=max(int(self.grace), 1),

@@ -173,7 +173,8 @@ class Pusher:
             self._check(record)
             encoded.append(self._encoder.encode(record, now))  # DataError: nothing sent
         try:
-            return await asyncio.wait_for(self._produce(encoded), ack_timeout)
+            async with asyncio.timeout(ack_timeout):
+                return await self._produce(encoded)
         except TimeoutError:
             raise RetriableError(
                 f"the broker did not acknowledge within {ack_timeout:g}s; try again",
@@ -201,10 +202,11 @@ class Pusher:
             self._in_flight.add(future)
             future.add_done_callback(self._in_flight.discard)
             futures.append(future)
-        gathered = asyncio.gather(*futures)
+        gathered = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
         gathered.add_done_callback(_retrieve)  # a caller that timed out is gone
         try:
-            metadata = await asyncio.shield(gathered)
+            done = await asyncio.shield(gathered)
+            metadata = [done] if len(futures) == 1 else done
         except asyncio.CancelledError:
             raise
         except Exception as exc:

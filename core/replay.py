@@ -35,7 +35,7 @@ from backbone.errors import BackboneError
 from backbone.kafka_admin import KafkaAdmin, commit_offsets
 from backbone.registry import Registry
 from backbone.settings import Config
-from backbone.target import Target
+from backbone.target import Target, release_stopped_members
 from backbone.worker import ConnectorStatus, Control, Shared
 
 __all__ = ["ReplayPlan", "plan_replay", "replay_alone"]
@@ -108,6 +108,7 @@ async def replay_alone(
     ``control.stop()`` (Ctrl-C) ends it early: the batch in hand is finished and
     committed, the group stays where the replay got to.
     """
+    await release_stopped_members(target, plan.group)
     async with KafkaAdmin(target.clients, target.data_dir) as cluster:
         await cluster.require_idle(plan.group)
     await commit_offsets(target.clients, plan.group, plan.begin)

@@ -6,7 +6,8 @@
   and the rules for records): :class:`Source`, :class:`Sink`,
   :class:`ConnectorOptions` (base of a kind's options model), :class:`SourceRecord`,
   :class:`SinkRecord`, :data:`Header`, :class:`ConnectorContext`,
-  :class:`ConnectorKind` (what the ``backbone.connectors`` entry point names) and
+  :class:`ConnectorKind` (what the ``backbone.connectors`` entry point names),
+  :class:`TopicPartition` (the keys of a sink's ``precommit`` offsets) and
   :data:`RESERVED_OPTIONS` (option names the runtime owns);
 - the errors that tell the runtime what to do: :class:`RetriableError` (back off
   and retry), :class:`DataError` (this record goes to the dead-letter topic; a
@@ -17,8 +18,15 @@
   (``"64MiB"`` -> bytes), with :func:`parse_duration`, :func:`parse_size`,
   :func:`format_duration`, :func:`format_size`;
 - helpers every connector needs: :class:`Offload` (blocking calls in a thread,
-  cancel-safe and serialized) and :class:`StateDir` (durable JSON state beside the
-  position; every connector has one as ``context.state``);
+  cancel-safe and serialized), :class:`StateDir` (durable JSON state beside the
+  position; every connector has one as ``context.state``) and :class:`Clock`
+  (wall-clock time and sleeps, ``context.clock``; :class:`SystemClock` in
+  production, ``backbone.testing.ManualClock`` in tests);
+- fire times: :class:`Timetable` (5-field cron with crontab semantics, or an
+  interval, in a time zone);
+- files that appear whole: :class:`StagedFile` (written under a temporary name,
+  published by fsync + rename + folder fsync), :func:`move_file` (a durable move
+  that never replaces a file) and :func:`fsync_dir`;
 - the push path and HTTP (the ``webhook``/``http``/``http_poll`` connectors use
   them; see each module): ``context.push`` (:class:`Push`, returning
   :class:`Delivery`: produce now, await the broker's acknowledgement),
@@ -34,6 +42,7 @@
 
 from __future__ import annotations
 
+from backbone.clock import Clock, SystemClock
 from backbone.connector import (
     RESERVED_OPTIONS,
     ConnectorContext,
@@ -44,6 +53,7 @@ from backbone.connector import (
     SinkRecord,
     Source,
     SourceRecord,
+    TopicPartition,
 )
 from backbone.dedupe import DedupeWindow
 from backbone.errors import (
@@ -54,6 +64,7 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.files import StagedFile, fsync_dir, move_file
 from backbone.httpapp import HttpError, HttpRoutes
 from backbone.offload import Offload
 from backbone.push import Delivery, Push
@@ -69,6 +80,7 @@ from backbone.signatures import (
     verify_stripe,
 )
 from backbone.state import StateDir
+from backbone.timetable import Timetable
 from backbone.types import (
     ByteSize,
     Duration,
@@ -84,6 +96,7 @@ __all__ = [
     "RESERVED_OPTIONS",
     "BackboneError",
     "ByteSize",
+    "Clock",
     "ConnectorContext",
     "ConnectorError",
     "ConnectorKind",
@@ -105,12 +118,18 @@ __all__ = [
     "SinkRecord",
     "Source",
     "SourceRecord",
+    "StagedFile",
     "StateDir",
+    "SystemClock",
     "Template",
+    "Timetable",
+    "TopicPartition",
     "format_duration",
     "format_size",
+    "fsync_dir",
     "hmac_signature",
     "json_pointer",
+    "move_file",
     "parse_duration",
     "parse_retry_after",
     "parse_size",

@@ -25,6 +25,13 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from backbone.broker.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+    DEFAULT_REQUEST_READ_TIMEOUT_S,
+)
 from backbone.fields import FUNCTION, ConfigValue, HostPort, Start, TopicName, kafka_number, split
 from backbone.steps import RouteStep, Transform
 from backbone.types import ByteSize, Duration
@@ -58,6 +65,33 @@ class EmbeddedBroker(_Model):
     """Folder of the broker's log, relative to the config file's folder."""
     advertised_listener: HostPort | None = None
     """HOST:PORT clients are told to connect to (default: the listen address)."""
+    max_frame_bytes: Annotated[ByteSize, Field(ge=1024)] | None = None
+    """Largest request accepted, e.g. 16MiB (Kafka's ``socket.request.max.bytes``); a
+    bigger one closes its connection. Default: 16 x message.max.bytes + 64 KiB."""
+    connections_max_idle: Annotated[Duration, Field(gt=0)] = 600.0
+    """Close a connection with nothing to read or answer for this long, e.g. 10m
+    (Kafka's ``connections.max.idle.ms``)."""
+    request_read_timeout: Annotated[Duration, Field(gt=0)] = DEFAULT_REQUEST_READ_TIMEOUT_S
+    """Close a connection whose request has not arrived whole this long after its first
+    byte (slow or stalled senders)."""
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
+    """Open connections in all; more are refused (Kafka's ``max.connections``)."""
+    max_connections_per_ip: int = Field(default=DEFAULT_MAX_CONNECTIONS_PER_IP, ge=1)
+    """Open connections from one client address; more are refused
+    (Kafka's ``max.connections.per.ip``)."""
+    queued_max_request_bytes: Annotated[ByteSize, Field(ge=1024)] = DEFAULT_QUEUED_MAX_REQUEST_BYTES
+    """Request bytes being read or queued across all connections, e.g. 100MiB; reading
+    pauses at the limit (Kafka's ``queued.max.request.bytes``)."""
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> EmbeddedBroker:
+        frame = self.max_frame_bytes or DEFAULT_MAX_FRAME_BYTES
+        if self.queued_max_request_bytes < frame:
+            raise ValueError(
+                f"queued_max_request_bytes ({self.queued_max_request_bytes}) must be at least "
+                f"max_frame_bytes ({frame}): a request of the largest size must fit in it"
+            )
+        return self
 
 
 class InternalTopics(_Model):

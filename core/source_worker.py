@@ -7,7 +7,9 @@ CloudEvents headers) and handed to the shared producer through a
 records with ``error`` go to the dead-letter topic. Positions are saved
 (``_backbone.positions``) only up to the highest position whose record and every
 record before it were acknowledged; a record with ``position=None`` leaves the
-position where it was (rules 1 and 2). In a gateway cluster the worker gets a
+position where it was (rules 1 and 2); a position-only record
+(``SourceRecord.position_only``, rule 6) is not produced, its position counts as
+acknowledged once everything before it is. In a gateway cluster the worker gets a
 ``fence`` (the membership lease, :mod:`backbone.membership`) that it awaits before
 producing, and saves positions through its :class:`~backbone.positions.Claim`.
 
@@ -72,6 +74,7 @@ class SourceWorker(Worker):
         self._last_save = 0.0
         self._dead: set[asyncio.Future[Any]] = set()  # dead-letter sends not yet passed
         self.status.position = start_position
+        self._done: asyncio.Future[Any] | None = None  # the "future" of position-only records
 
     async def run(self) -> None:
         channel = self.source.context.push
@@ -114,7 +117,6 @@ class SourceWorker(Worker):
                     self.status.error = None
                 if records:
                     now = int(time.time() * 1000)
-                    self.status.records_in += len(records)
                     self.status.last_record_ms = now
                     await self._produce(records, now)
                 await self._advance(force=False)
@@ -156,9 +158,20 @@ class SourceWorker(Worker):
         encoded: list[Encoded] = []
         positions: list[Any] = []
         failed: list[tuple[int, SourceRecord, DataError]] = []  # (index in read, record, why)
+        only: list[int] = []  # indexes of position-only records
         previous = self._previous
         for record in records:
             position = record.position
+            if not record.produce:
+                if position is None:
+                    raise ContractError(
+                        f"source {self.name} broke the connector contract: a position-only "
+                        "record (SourceRecord.position_only) carries no position"
+                    )
+                only.append(len(positions))
+                positions.append(position)
+                previous = position
+                continue
             if record.error is not None:
                 failed.append((len(positions), record, DataError(record.error)))
                 positions.append(position)
@@ -172,11 +185,12 @@ class SourceWorker(Worker):
                 failed.append((len(positions), record, exc))
             positions.append(position)
         self._previous = previous
+        self.status.records_in += len(records) - len(only)
         if self.fence is not None:
             await self.fence()  # the gateway cluster's lease: no write from a stale owner
         futures = await self.batcher.produce(encoded)
-        if failed:
-            futures = await self._with_dead_letters(futures, failed, len(positions))
+        if failed or only:
+            futures = await self._with_dead_letters(futures, failed, only, len(positions))
         self._pending.extend(zip(positions, futures, strict=True))
         while len(self._pending) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._pending[0][1]])
@@ -186,10 +200,18 @@ class SourceWorker(Worker):
         self,
         futures: list[asyncio.Future[Any]],
         failed: list[tuple[int, SourceRecord, DataError]],
+        only: list[int],
         total: int,
     ) -> list[asyncio.Future[Any]]:
-        """Send the failed records to the dead-letter topic; all futures in read order."""
+        """Send the failed records to the dead-letter topic; all futures in read order
+        (a done one for each position-only record)."""
         merged: list[Any] = [None] * total
+        if only:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
+                self._done.set_result(None)
+            for index in only:
+                merged[index] = self._done
         for index, record, error in failed:
             raw = record.value
             if not isinstance(raw, bytes | None):
@@ -203,15 +225,17 @@ class SourceWorker(Worker):
 
     async def _advance(self, *, force: bool) -> None:
         """Move the acknowledged position over every leading acknowledged record; save it."""
-        pending, dead = self._pending, self._dead
+        pending, dead, only = self._pending, self._dead, self._done
         before, dead_passed = len(pending), 0
-        if dead:  # some records went to the dead-letter topic: they are not "out"
+        if dead or only is not None:  # dead letters and position-only records are not "out"
             while pending and pending[0][1].done():
                 position, future = pending.popleft()
                 future.result()  # a failed send raises here: the position never passes it
                 if position is not None:
                     self._acked = position
-                if future in dead:
+                if future is only:
+                    dead_passed += 1
+                elif future in dead:
                     dead.discard(future)
                     dead_passed += 1
         else:

@@ -23,11 +23,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from backbone.clients import KafkaClients
+from backbone.clients import KafkaClients, remove_static_member
 from backbone.errors import BackboneError
+from backbone.instance import stopped_instances
 from backbone.settings import Config
 
-__all__ = ["Target", "connect"]
+__all__ = ["Target", "connect", "release_stopped_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +80,26 @@ async def connect(config: Config | None, bootstrap: str | None) -> AsyncIterator
         logger.debug("started the embedded broker on %s at %s", data_dir, broker.bootstrap)
         address = broker.bootstrap
         yield Target(address, KafkaClients(address, settings), config, True, data_dir)
+
+
+async def release_stopped_members(target: Target, group: str) -> list[str]:
+    """Remove from ``group`` (``backbone.<sink or processor>`` of ``target.config``) the
+    static members that gateways of this config left when they stopped
+    (:func:`backbone.instance.stopped_instances`): they hold no partitions but would
+    count as live until their session times out. Members of running gateways stay.
+    Returns the instance ids removed."""
+    config = target.config
+    name = group.removeprefix("backbone.")
+    if (
+        config is None
+        or name == group
+        or (name not in config.sinks and name not in config.processors)
+    ):
+        return []
+    removed = []
+    for instance in stopped_instances(config.resolve(config.runtime.state_dir)):
+        member = f"{instance}.{name}"
+        if await remove_static_member(target.clients, group, member):
+            logger.info("removed %s from group %s (left by a stopped gateway)", member, group)
+            removed.append(member)
+    return removed

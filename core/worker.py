@@ -182,6 +182,9 @@ class Shared:
     rng: random.Random
     worker: str = ""
     """``host:pid`` of this gateway process (in consumers' client ids, for ``backbone status``)."""
+    instance: str | None = None
+    """This process's stable id (:mod:`backbone.instance`): sink and processor consumers
+    use ``<instance>.<name>`` as ``group.instance.id`` (static membership)."""
     kafka: KafkaClients | None = None
     """Makes the workers' Kafka clients (``None``: a plain :class:`KafkaClients` on
     ``bootstrap``); see :attr:`clients`."""

@@ -102,3 +102,47 @@ def test_bad_options_are_refused_with_a_clear_message(
     with pytest.raises(SystemExit):
         bench.parse_args(["--records", "0"])
     assert "--records must be a positive number of records (got 0)" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_quick_http_run_stores_every_request_and_delivers_every_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import http as http_bench
+
+    out = tmp_path / "http.json"
+    assert http_bench.main(["--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    hook = report["webhook"]
+    assert hook["requests"] == hook["ok"] == hook["stored"] == 1600
+    assert 0 < hook["p50_ms"] <= hook["p99_ms"]
+    assert hook["yardstick"]["records_per_s"] > 0
+    sinks = report["sink"]
+    assert sinks["batched"]["records"] == sinks["yardstick"]["records"] == 5000
+    assert sinks["per_record"]["records"] == 500
+    assert "webhook, 16 keep-alive clients (req/s)" in printed
+    assert "http sink, batches of 500 (records/s)" in printed
+    assert "webhook: 1600 requests, 1600 answered 200, 1600 on the topic" in printed
+
+
+@pytest.mark.timeout(180)
+def test_quick_files_run_moves_every_line_through_both_connectors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import files as files_bench
+
+    out = tmp_path / "files.json"
+    argv = ["--size", "1MB", "--lines-per-file", "2000", "--json", str(out)]
+    assert files_bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    lines = report["lines"]
+    assert lines % 2000 == 0 and report["size_bytes"] >= 1_000_000
+    for row in ("source", "yardstick_produce", "sink", "yardstick_consume"):
+        assert report[row]["records"] == lines, row
+        assert report[row]["records_per_s"] > 0 and report[row]["cpu_us_per_record"] > 0
+    # the sink's files hold exactly the input: every line once, in files of 2000 lines
+    assert report["sink_bytes"] == report["size_bytes"]
+    assert report["sink_files"] == lines // 2000
+    assert "file source -> topic" in printed and "yardstick: aiokafka getmany + write" in printed

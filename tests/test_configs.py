@@ -27,6 +27,8 @@ CONFIGS = ROOT / "configs"
 RUN_ELSEWHERE = {
     "quickstart.yaml": "tests/test_foundation.py",
     **{p.name: "tests/connectors/test_sql_configs.py" for p in CONFIGS.glob("sql-*.yaml")},
+    "webhook-to-http.yaml": "tests/connectors/test_http_configs.py",
+    "http-poll.yaml": "tests/connectors/test_http_configs.py",
 }
 RUN_HERE = {"existing-kafka.yaml", "shop.yaml", "processors.yaml"}
 

@@ -6,15 +6,20 @@ BrokerError` subclasses to error codes through ``exc.code``.
 
 Lifecycle (owned by the broker assembly)::
 
-    groups = GroupCoordinator(data_dir, clock=LoopClock(), initial_rebalance_delay_ms=100)
-    async with groups:            # replays <data_dir>/__consumer_offsets/offsets.log
-        ...                       # exit: cancels timers, answers waiting joins/syncs with
-                                  # NotCoordinator, fsyncs and closes the file
+    groups = GroupCoordinator(InternalTopic(logs), legacy_dir=data_dir / "__consumer_offsets")
+    async with groups:            # loads the __consumer_offsets records, migrates an old
+        ...                       # offsets.log once; exit: cancels timers, answers waiting
+                                  # joins/syncs with NotCoordinator
 
-``GroupCoordinator(data_dir: Path, *, clock: Clock | None = None (LoopClock),
+``GroupCoordinator(log: RecordLog, *, clock: Clock | None = None (LoopClock),
+wall_clock: Callable[[], float] = time.time, legacy_dir: Path | None = None,
 initial_rebalance_delay_ms: int = 100, min_session_timeout_ms: int = 1000,
 max_session_timeout_ms: int = 1_800_000, max_group_size: int | None = None,
-offset_metadata_max_bytes: int = 4096, compact_min_bytes: int = 1 MiB)``
+offset_metadata_max_bytes: int = 4096)``
+
+``log`` is where the records go: the ``__consumer_offsets`` topic, in Kafka's record
+format (:mod:`backbone.broker.groups.records`, :mod:`backbone.broker.groups.store`);
+``wall_clock`` stamps their commit timestamps.
 
 ``initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance.delay.ms`` (3000 in
 Kafka): when an Empty group starts its first rebalance the coordinator waits this long
@@ -57,7 +62,7 @@ Membership (member ids are ``f"{client_id}-{uuid4()}"`` as in Kafka):
 - ``async delete_groups(group_ids: Sequence[str]) -> list[BrokerError | None]``
   (GroupIdNotFound, NonEmptyGroup, InvalidGroupId); offsets go with the group.
 
-Committed offsets (durable: appended to the offsets log and fsynced before returning):
+Committed offsets (durable: written to ``__consumer_offsets`` and fsynced before returning):
 
 - ``async commit_offsets(group_id: str, generation_id: int, member_id: str,
   offsets: Sequence[OffsetCommit], group_instance_id: str | None = None)
@@ -97,6 +102,7 @@ from backbone.broker.groups.state import (
     GroupState,
     IllegalStateTransition,
 )
+from backbone.broker.groups.store import RecordLog
 
 __all__ = [
     "TRANSITIONS",
@@ -114,6 +120,7 @@ __all__ = [
     "MemberDescription",
     "MemberIdentity",
     "OffsetCommit",
+    "RecordLog",
     "SyncResult",
     "Timer",
 ]

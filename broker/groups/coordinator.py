@@ -1,17 +1,20 @@
-"""The group coordinator: groups, committed offsets and their durable log.
+"""The group coordinator: groups, committed offsets and their durable records.
 
 :class:`GroupCoordinator` = :class:`~backbone.broker.groups.membership.Membership` (the
 JoinGroup/SyncGroup protocol) + ListGroups/DescribeGroups/DeleteGroups + OffsetCommit/
-OffsetFetch/OffsetDelete + replay of the offsets log on start
-(:mod:`backbone.broker.groups.store`: fsync before acknowledging). The public API is
-listed in the package docstring.
+OffsetFetch/OffsetDelete + loading the ``__consumer_offsets`` records on start
+(:mod:`backbone.broker.groups.store`: Kafka's record format, fsync before acknowledging)
+and migrating an old ``offsets.log`` (:mod:`backbone.broker.groups.legacy`). The public
+API is listed in the package docstring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +23,7 @@ from backbone.broker.errors import (
     GroupIdNotFound,
     GroupSubscribedToTopic,
     IllegalGeneration,
+    KafkaStorageError,
     NonEmptyGroup,
     NotCoordinator,
     OffsetMetadataTooLarge,
@@ -28,7 +32,9 @@ from backbone.broker.errors import (
 )
 from backbone.broker.groups.clock import Clock, LoopClock
 from backbone.broker.groups.group import Group
+from backbone.broker.groups.legacy import LEGACY_FILE, LegacyState, read_legacy
 from backbone.broker.groups.membership import Membership, check_group_id
+from backbone.broker.groups.records import GroupKey, GroupMetadata, OffsetKey, OffsetValue
 from backbone.broker.groups.results import (
     CommittedOffset,
     GroupDescription,
@@ -37,7 +43,7 @@ from backbone.broker.groups.results import (
     OffsetCommit,
 )
 from backbone.broker.groups.state import GroupState
-from backbone.broker.groups.store import OffsetLog, Record
+from backbone.broker.groups.store import GroupStore, RecordLog
 
 __all__ = ["GroupCoordinator"]
 
@@ -51,44 +57,48 @@ class GroupCoordinator(Membership):
 
     def __init__(
         self,
-        data_dir: Path,
+        log: RecordLog,
         *,
         clock: Clock | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        legacy_dir: Path | None = None,
         initial_rebalance_delay_ms: int = 100,
         min_session_timeout_ms: int = 1000,
         max_session_timeout_ms: int = 1_800_000,
         max_group_size: int | None = None,
         offset_metadata_max_bytes: int = 4096,
-        compact_min_bytes: int = 1024 * 1024,
     ) -> None:
         super().__init__(
             clock=clock if clock is not None else LoopClock(),
-            log=OffsetLog(
-                Path(data_dir) / "__consumer_offsets", compact_min_bytes=compact_min_bytes
-            ),
+            store=GroupStore(log, wall_clock),
             initial_rebalance_delay_ms=initial_rebalance_delay_ms,
             min_session_timeout_ms=min_session_timeout_ms,
             max_session_timeout_ms=max_session_timeout_ms,
             max_group_size=max_group_size,
         )
         self.offset_metadata_max_bytes = offset_metadata_max_bytes
+        self.legacy_dir = legacy_dir
         self._open = False
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> GroupCoordinator:
-        records = await asyncio.to_thread(self._log.open)
-        for record in records:
-            self._replay(record)
+        records = await asyncio.to_thread(self._store.load)
+        for key, value in records:
+            self._apply(key, value)
+        if self.legacy_dir is not None:
+            await self._migrate(self.legacy_dir)
         now = self.clock.now()
         for group in self._groups.values():
             for member in group.members.values():
                 self._touch(group, member, now=now)
         self._open = True
         logger.info(
-            "Group coordinator ready: %d groups, %d committed partitions",
+            "Group coordinator ready: %d groups, %d committed partitions (%d records of %s)",
             len(self._groups),
             sum(len(g.offsets) for g in self._groups.values()),
+            len(records),
+            self._store.name,
         )
         return self
 
@@ -110,7 +120,6 @@ class GroupCoordinator(Membership):
                     member.timer = None
                 member.resolve_join(closing)
                 member.resolve_sync(closing)
-        self._log.close()
 
     @property
     def groups(self) -> Mapping[str, Group]:
@@ -172,10 +181,14 @@ class GroupCoordinator(Membership):
                     )
                 )
             else:
+                try:
+                    self._store.delete_group(group_id, list(group.offsets))
+                except KafkaStorageError as exc:
+                    results.append(exc)
+                    continue
                 self._cancel_group_timers(group)
                 group.transition(_S.DEAD)
                 del self._groups[group_id]
-                self._log.append({"type": "group_delete", "group": group_id})
                 logger.info("Deleted group %s", group_id)
                 results.append(None)
         await self._sync_log()
@@ -210,7 +223,7 @@ class GroupCoordinator(Membership):
                 " may commit offsets."
             )
         results: list[BrokerError | None] = []
-        entries: list[tuple[str, int, int, int, str]] = []
+        entries: list[CommittedOffset] = []
         for commit in offsets:
             metadata = commit.metadata or ""
             if len(metadata.encode()) > self.offset_metadata_max_bytes:
@@ -224,16 +237,16 @@ class GroupCoordinator(Membership):
                 continue
             results.append(None)
             entries.append(
-                (commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata)
+                CommittedOffset(
+                    commit.topic, commit.partition, commit.offset, commit.leader_epoch, metadata
+                )
             )
         if entries:
-            self._log.append({"type": "offsets", "group": group_id, "offsets": entries})
+            self._store.write_offsets(group_id, entries)
             await self._sync_log()
             # visible to OffsetFetch only once durable (a failed fsync raises above)
-            for topic, partition, offset, leader_epoch, metadata in entries:
-                group.offsets[(topic, partition)] = CommittedOffset(
-                    topic, partition, offset, leader_epoch, metadata
-                )
+            for entry in entries:
+                group.offsets[(entry.topic, entry.partition)] = entry
         return results
 
     def fetch_offsets(
@@ -277,41 +290,88 @@ class GroupCoordinator(Membership):
             results.append(None)
             deleted.append((topic, partition))
         if deleted:
-            self._log.append({"type": "offset_delete", "group": group_id, "partitions": deleted})
+            self._store.delete_offsets(group_id, deleted)
             await self._sync_log()
             for topic, partition in deleted:
                 group.offsets.pop((topic, partition), None)
         return results
 
     async def drop_topic(self, topic: str) -> None:
-        """Forget every group's committed offsets of a deleted topic (persisted)."""
+        """Forget every group's committed offsets of a deleted topic (tombstones, fsynced)."""
         for group in self._groups.values():
-            for key in [k for k in group.offsets if k[0] == topic]:
-                del group.offsets[key]
-        self._log.append({"type": "topic_delete", "topic": topic})
+            gone = [k for k in group.offsets if k[0] == topic]
+            if gone:
+                self._store.delete_offsets(group.group_id, gone)
+                for key in gone:
+                    del group.offsets[key]
         await self._sync_log()
 
-    def _replay(self, record: Record) -> None:
-        kind = record["type"]
-        if kind == "topic_delete":
-            for group in self._groups.values():
-                for key in [k for k in group.offsets if k[0] == record["topic"]]:
-                    del group.offsets[key]
+    # -- start: records and migration ---------------------------------------------------
+
+    def _apply(self, key: OffsetKey | GroupKey, value: OffsetValue | GroupMetadata | None) -> None:
+        """One record read back on start (the newest per key wins; None deletes)."""
+        if isinstance(key, OffsetKey):
+            if value is None:
+                group = self._groups.get(key.group)
+                if group is not None:
+                    group.offsets.pop((key.topic, key.partition), None)
+                return
+            assert isinstance(value, OffsetValue)
+            group = self._groups.setdefault(key.group, Group(key.group))
+            group.offsets[(key.topic, key.partition)] = CommittedOffset(
+                key.topic, key.partition, value.offset, value.leader_epoch, value.metadata
+            )
             return
-        group_id = record["group"]
-        if kind == "group_delete":
-            self._groups.pop(group_id, None)
+        if value is None:
+            group = self._groups.pop(key.group, None)
+            if group is not None and group.offsets:  # offsets outlive the group's metadata
+                self._groups[key.group] = Group(key.group, offsets=group.offsets)
             return
-        group = self._groups.setdefault(group_id, Group(group_id))
-        if kind == "offsets":
-            for topic, partition, offset, epoch, metadata in record["offsets"]:
-                group.offsets[(topic, partition)] = CommittedOffset(
-                    topic, partition, offset, epoch, metadata
-                )
-        elif kind == "offset_delete":
-            for topic, partition in record["partitions"]:
-                group.offsets.pop((topic, partition), None)
-        elif kind == "group":
-            group.restore(record)
-        else:
-            logger.warning("Skipping an offsets log record of unknown type %r", kind)
+        assert isinstance(value, GroupMetadata)
+        self._groups.setdefault(key.group, Group(key.group)).restore(value)
+
+    async def _migrate(self, directory: Path) -> None:
+        """Move an old ``offsets.log`` (earlier Backbone versions) into the topic, once.
+
+        Its state is applied over what the topic holds (a crash mid-migration left a
+        partial copy of the same state there), written to the topic, fsynced; only then
+        is the file renamed to ``offsets.log.migrated`` (kept as a backup).
+        """
+        state = await asyncio.to_thread(read_legacy, directory)
+        if state is None:
+            return
+        self._apply_legacy(state)
+        for group in self._groups.values():
+            if group.protocol_type is not None or group.generation_id:
+                self._store.write_group(group)
+            if group.offsets:
+                self._store.write_offsets(group.group_id, list(group.offsets.values()))
+        await self._sync_log()
+        path = directory / LEGACY_FILE
+        await asyncio.to_thread(_rename_durably, path, path.with_name(LEGACY_FILE + ".migrated"))
+        logger.warning(
+            "Migrated %d groups and %d committed offsets from %s into %s; the old file is"
+            " kept as %s.migrated and may be deleted",
+            len(state.groups),
+            sum(len(o) for o in state.offsets.values()),
+            path,
+            self._store.name,
+            LEGACY_FILE,
+        )
+
+    def _apply_legacy(self, state: LegacyState) -> None:
+        for group_id, metadata in state.groups.items():
+            if metadata is not None:
+                self._groups.setdefault(group_id, Group(group_id)).restore(metadata)
+        for group_id, offsets in state.offsets.items():
+            for (topic, partition), value in offsets.items():
+                self._apply(OffsetKey(group_id, topic, partition), value)
+
+
+def _rename_durably(source: Path, target: Path) -> None:
+    os.replace(source, target)
+    fd = os.open(source.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -7,15 +7,14 @@ lives in :mod:`backbone.broker.groups.coordinator`, which is the only caller.
 from __future__ import annotations
 
 import asyncio
-import base64
 import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from backbone.broker.errors import BrokerError
 from backbone.broker.groups.clock import Timer
+from backbone.broker.groups.records import GroupMetadata, MemberMetadata
 from backbone.broker.groups.results import (
     CommittedOffset,
     JoinedMember,
@@ -25,10 +24,6 @@ from backbone.broker.groups.results import (
 from backbone.broker.groups.state import GroupState, check_transition
 
 __all__ = ["Group", "Member", "parse_subscribed_topics"]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 Protocols = list[tuple[str, bytes]]
@@ -218,55 +213,57 @@ class Group:
             topics.update(parsed)
         return topics
 
-    def to_record(self, assignment: Mapping[str, bytes] | None = None) -> dict[str, Any]:
-        """The ``group`` record of the offsets log (``assignment`` overrides the members')."""
-        return {
-            "type": "group",
-            "group": self.group_id,
-            "generation": self.generation_id,
-            "protocol_type": self.protocol_type,
-            "protocol_name": self.protocol_name,
-            "leader": self.leader_id,
-            "members": [
-                {
-                    "member_id": m.member_id,
-                    "group_instance_id": m.group_instance_id,
-                    "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "session_timeout_ms": m.session_timeout_ms,
-                    "rebalance_timeout_ms": m.rebalance_timeout_ms,
-                    "metadata": _b64(m.metadata(self.protocol_name)),
-                    "assignment": _b64(
+    def to_metadata(
+        self, assignment: Mapping[str, bytes] | None = None, now_ms: int = -1
+    ) -> GroupMetadata:
+        """The group's GroupMetadataValue record (``assignment`` overrides the members')."""
+        return GroupMetadata(
+            protocol_type=self.protocol_type or "",
+            generation=self.generation_id,
+            protocol=self.protocol_name,
+            leader=self.leader_id,
+            current_state_timestamp=now_ms,
+            members=tuple(
+                MemberMetadata(
+                    member_id=m.member_id,
+                    group_instance_id=m.group_instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    rebalance_timeout_ms=m.rebalance_timeout_ms,
+                    session_timeout_ms=m.session_timeout_ms,
+                    subscription=m.metadata(self.protocol_name),
+                    assignment=(
                         assignment.get(m.member_id, b"") if assignment is not None else m.assignment
                     ),
-                }
+                )
                 for m in self.members.values()
-            ],
-        }
+            ),
+        )
 
-    def restore(self, record: Mapping[str, Any]) -> None:
-        """Load a ``group`` record (replay): members come back Stable with their assignment."""
+    def restore(self, record: GroupMetadata) -> None:
+        """Load a GroupMetadata record (start): members come back Stable with their
+        assignment."""
         self.members.clear()
         self.static_members.clear()
-        self.generation_id = record["generation"]
-        self.protocol_type = record["protocol_type"]
-        self.protocol_name = record["protocol_name"]
-        for m in record["members"]:
+        self.generation_id = record.generation
+        self.protocol_type = record.protocol_type or None
+        self.protocol_name = record.protocol
+        for m in record.members:
             member = Member(
-                member_id=m["member_id"],
-                group_instance_id=m["group_instance_id"],
-                client_id=m["client_id"],
-                client_host=m["client_host"],
-                rebalance_timeout_ms=m["rebalance_timeout_ms"],
-                session_timeout_ms=m["session_timeout_ms"],
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+                session_timeout_ms=m.session_timeout_ms,
                 protocol_type=self.protocol_type or "",
-                protocols=[(self.protocol_name or "", base64.b64decode(m["metadata"]))],
-                assignment=base64.b64decode(m["assignment"]),
+                protocols=[(self.protocol_name or "", m.subscription)],
+                assignment=m.assignment,
             )
             self.members[member.member_id] = member
             if member.group_instance_id is not None:
                 self.static_members[member.group_instance_id] = member.member_id
-        self.leader_id = record["leader"] if record["leader"] in self.members else None
+        self.leader_id = record.leader if record.leader in self.members else None
         self.state = GroupState.STABLE if self.members else GroupState.EMPTY
 
 

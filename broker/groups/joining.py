@@ -247,7 +247,7 @@ class Joining(Rebalancer):
             if group.protocol_name == group.select_protocol():
                 member.rebalance_timeout_ms = params.rebalance_timeout_ms
                 member.session_timeout_ms = params.session_timeout_ms
-                self._log.append(group.to_record())
+                self._store.write_group(group)
                 await self._sync_log()
                 if group.leader_id == new_id and supports_skip_assignment:
                     result = group.join_result(member)

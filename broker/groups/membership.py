@@ -135,8 +135,8 @@ class Membership(Joining):
                 group.group_id,
                 missing,
             )
-        self._log.append(group.to_record(assignment))
         try:
+            self._store.write_group(group, assignment)
             await self._sync_log()
         except KafkaStorageError as exc:
             if group.state is _S.COMPLETING_REBALANCE and group.generation_id == generation_id:

@@ -1,6 +1,6 @@
 """The rebalance machinery shared by the group protocol: timers and state moves.
 
-:class:`Rebalancer` owns one broker's groups, the clock and the offsets log, and
+:class:`Rebalancer` owns one broker's groups, the clock and the group store, and
 implements what Kafka's ``GroupCoordinator`` does between requests: preparing a
 rebalance (with the initial delay from Empty), completing the join phase (dropping
 dynamic members that did not rejoin, bumping the generation, answering the waiting
@@ -23,7 +23,7 @@ from backbone.broker.errors import (
 from backbone.broker.groups.clock import Clock
 from backbone.broker.groups.group import Group, Member
 from backbone.broker.groups.state import GroupState
-from backbone.broker.groups.store import OffsetLog, Record
+from backbone.broker.groups.store import GroupStore
 
 __all__ = ["Rebalancer"]
 
@@ -33,13 +33,13 @@ _S = GroupState
 
 
 class Rebalancer:
-    """Groups, clock and offsets log, plus the timer-driven half of the protocol."""
+    """Groups, clock and group store, plus the timer-driven half of the protocol."""
 
     def __init__(
         self,
         *,
         clock: Clock,
-        log: OffsetLog,
+        store: GroupStore,
         initial_rebalance_delay_ms: int,
         min_session_timeout_ms: int,
         max_session_timeout_ms: int,
@@ -50,7 +50,7 @@ class Rebalancer:
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
         self.max_group_size = max_group_size
-        self._log = log
+        self._store = store
         self._groups: dict[str, Group] = {}
 
     # -- rebalance machinery -------------------------------------------------------
@@ -153,7 +153,10 @@ class Rebalancer:
                 "Group %s with generation %d is now empty", group.group_id, group.generation_id
             )
             # Not awaited: nobody is waiting for it; the next sync or close fsyncs it.
-            self._log.append(group.to_record())
+            try:
+                self._store.write_group(group)
+            except KafkaStorageError as exc:
+                logger.error("Could not store empty group %s: %s", group.group_id, exc)
             return
         group.protocol_name = group.select_protocol()
         group.transition(_S.COMPLETING_REBALANCE)
@@ -271,31 +274,9 @@ class Rebalancer:
     # -- persistence (shared with the coordinator) ---------------------------------
 
     async def _sync_log(self) -> None:
+        """Wait until every record written so far is fsynced (KafkaStorageError if not)."""
         try:
-            await self._log.sync()
-        except OSError as exc:
-            logger.error("Could not fsync the offsets log %s: %s", self._log.path, exc)
-            raise KafkaStorageError(f"The offsets log could not be written: {exc}") from exc
-        if self._log.should_compact:
-            try:
-                await self._log.rewrite(self._snapshot)
-            except OSError as exc:
-                logger.error("Could not compact the offsets log %s: %s", self._log.path, exc)
-
-    def _snapshot(self) -> list[Record]:
-        records: list[Record] = []
-        for group in self._groups.values():
-            if group.protocol_type is not None or group.generation_id:
-                records.append(group.to_record())
-            if group.offsets:
-                records.append(
-                    {
-                        "type": "offsets",
-                        "group": group.group_id,
-                        "offsets": [
-                            [c.topic, c.partition, c.offset, c.leader_epoch, c.metadata]
-                            for c in group.offsets.values()
-                        ],
-                    }
-                )
-        return records
+            await self._store.sync()
+        except KafkaStorageError as exc:
+            logger.error("Could not fsync %s: %s", self._store.name, exc)
+            raise

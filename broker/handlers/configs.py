@@ -1,4 +1,4 @@
-"""DescribeConfigs (v1-4), AlterConfigs (v0-2), IncrementalAlterConfigs (v0-1).
+"""DescribeConfigs (v0-4), AlterConfigs (v0-2), IncrementalAlterConfigs (v0-1).
 
 Topic configs (resource type 2) are the log's ``LogConfig`` (overrides over the
 broker defaults), described, replaced (AlterConfigs: the given set becomes the
@@ -71,6 +71,7 @@ def _entries(
             is_default=entry.is_default,
             config_source=source,
             is_sensitive=entry.is_sensitive,
+            documentation=None,  # null unless asked for (and none is kept), as Kafka
         )
         if synonyms:
             result.synonyms = [
@@ -85,11 +86,13 @@ def _entries(
 async def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
-    """DescribeConfigs v1-4: topic configs (with their source) and broker defaults."""
+    """DescribeConfigs v0-4: topic configs (with their source; v0: is_default) and broker
+    defaults."""
     results = []
     for resource in request.resources:
         result = DescribeConfigsResponse.DescribeConfigsResult(
             error_code=0,
+            error_message=None,
             resource_type=resource.resource_type,
             resource_name=resource.resource_name,
         )
@@ -122,6 +125,7 @@ async def handle_alter_configs(
     for resource in request.resources:
         response = AlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=0,
+            error_message=None,
             resource_type=resource.resource_type,
             resource_name=resource.resource_name,
         )
@@ -171,6 +175,7 @@ async def handle_incremental_alter_configs(
     for resource in request.resources:
         response = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=0,
+            error_message=None,
             resource_type=resource.resource_type,
             resource_name=resource.resource_name,
         )
@@ -191,7 +196,7 @@ async def handle_incremental_alter_configs(
 
 
 HANDLERS = (
-    Handler(DescribeConfigsRequest, DescribeConfigsResponse, handle_describe_configs, 1, 4),
+    Handler(DescribeConfigsRequest, DescribeConfigsResponse, handle_describe_configs, 0, 4),
     Handler(AlterConfigsRequest, AlterConfigsResponse, handle_alter_configs, 0, 2),
     Handler(
         IncrementalAlterConfigsRequest,

@@ -1,10 +1,12 @@
-"""Committed offsets: OffsetCommit (v2-8), OffsetFetch (v1-8) and OffsetDelete (v0).
+"""Committed offsets: OffsetCommit (v0-8), OffsetFetch (v0-8) and OffsetDelete (v0).
 
 Thin translations between the decoded requests and
 :class:`~backbone.broker.groups.GroupCoordinator`; domain errors become error codes
 through ``exc.code``. OffsetCommit answers after the commit is fsynced; partitions of
 unknown topics are refused per partition. OffsetCommit v9+ and OffsetFetch v9+ (KIP-848
 semantics) are not offered; OffsetFetch v8 carries several groups per request.
+OffsetCommit v0 (no generation, no member) is a simple commit; v1's per-partition commit
+timestamp and v2-4's retention time are ignored (offsets do not expire, as with v5+).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _partition_known(ctx: RequestContext, topic: str, partition: int) -> bool:
 async def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse:
-    """OffsetCommit v2-8: persisted (fsync) before the answer; unknown partitions refused."""
+    """OffsetCommit v0-8: persisted (fsync) before the answer; unknown partitions refused."""
     codes: dict[tuple[str, int], int] = {}
     commits: list[OffsetCommit] = []
     for topic in request.topics:
@@ -106,7 +108,7 @@ def _fetch(
 async def handle_offset_fetch(
     ctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse:
-    """OffsetFetch v1-8: null topics = every committed partition; v8 = several groups."""
+    """OffsetFetch v0-8: null topics = every committed partition; v8 = several groups."""
     version = ctx.api_version
     if version >= 8:
         groups = []
@@ -194,7 +196,7 @@ async def handle_offset_delete(
 
 
 HANDLERS = (
-    Handler(OffsetCommitRequest, OffsetCommitResponse, handle_offset_commit, 2, 8),
-    Handler(OffsetFetchRequest, OffsetFetchResponse, handle_offset_fetch, 1, 8),
+    Handler(OffsetCommitRequest, OffsetCommitResponse, handle_offset_commit, 0, 8),
+    Handler(OffsetFetchRequest, OffsetFetchResponse, handle_offset_fetch, 0, 8),
     Handler(OffsetDeleteRequest, OffsetDeleteResponse, handle_offset_delete, 0, 0),
 )

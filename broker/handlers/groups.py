@@ -9,7 +9,9 @@ through ``exc.code``. Versions offered (what is implemented, nothing more):
 API            versions notes
 ============== ======= ====================================================
 FindCoordinator 0-5    key type 0 (group) -> this node; 1 (transaction) ->
-                       COORDINATOR_NOT_AVAILABLE; v4+ batched keys
+                       UNSUPPORTED_VERSION with a message (not a retriable
+                       error: a transactional producer fails at once instead
+                       of retrying forever); v4+ batched keys
 JoinGroup       0-9    v4+ member-id-required round; v5+ group.instance.id
 SyncGroup       0-5    v5+ protocol type/name checked
 Heartbeat       0-4
@@ -27,9 +29,9 @@ import logging
 
 from ..errors import (
     BrokerError,
-    CoordinatorNotAvailable,
     GroupIdNotFound,
     InvalidRequest,
+    UnsupportedVersion,
 )
 from ..groups import MemberIdentity
 from ..groups.state import GroupState
@@ -67,12 +69,21 @@ GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 # -- FindCoordinator --------------------------------------------------------------
 
 
-def _coordinator(ctx: RequestContext, key_type: int) -> tuple[int, str | None]:
-    """(error code, message) for finding the coordinator of ``key_type`` here."""
+def _coordinator(ctx: RequestContext, key_type: int, key: str) -> tuple[int, str | None]:
+    """(error code, message) for finding the coordinator of ``key`` of ``key_type`` here.
+
+    Transactions are not offered: a transactional id gets UNSUPPORTED_VERSION (as Redpanda
+    answers with transactions disabled), which clients treat as fatal, rather than
+    COORDINATOR_NOT_AVAILABLE, which they retry forever (aiokafka's ``start()`` hung).
+    """
     if key_type == KEY_TYPE_GROUP:
         return 0, None
     if key_type == KEY_TYPE_TRANSACTION:
-        return CoordinatorNotAvailable.code, "Transactions are not supported by this broker."
+        return UnsupportedVersion.code, (
+            f"Transactions are not supported by this broker, so transactional id {key!r} "
+            "has no coordinator; produce without transactional.id (idempotent producers "
+            "are supported)."
+        )
     return InvalidRequest.code, f"Unknown coordinator key type {key_type}."
 
 
@@ -85,7 +96,7 @@ async def handle_find_coordinator(
     if ctx.api_version >= 4:
         coordinators = []
         for key in request.coordinator_keys:
-            code, message = _coordinator(ctx, request.key_type)
+            code, message = _coordinator(ctx, request.key_type, key)
             coordinators.append(
                 FindCoordinatorResponse.Coordinator(
                     key=key,
@@ -97,7 +108,7 @@ async def handle_find_coordinator(
                 )
             )
         return FindCoordinatorResponse(coordinators=coordinators)
-    code, message = _coordinator(ctx, request.key_type if ctx.api_version >= 1 else 0)
+    code, message = _coordinator(ctx, request.key_type if ctx.api_version >= 1 else 0, request.key)
     if code:
         return FindCoordinatorResponse(
             error_code=code, error_message=message, node_id=-1, host="", port=-1

@@ -10,7 +10,7 @@ import logging
 import uuid
 
 from ..errors import BrokerError, TopicAlreadyExists, UnknownTopicOrPartition
-from ..log.manager import Topic
+from ..log.manager import INTERNAL_TOPICS, Topic
 from ..protocol import (
     ApiVersionsRequest,
     ApiVersionsResponse,
@@ -45,8 +45,8 @@ async def ensure_topic(ctx: RequestContext, name: str) -> Topic:
     try:
         return ctx.logs.topic(name)
     except UnknownTopicOrPartition:
-        if not ctx.config.auto_create_topics:
-            raise
+        if not ctx.config.auto_create_topics or name in INTERNAL_TOPICS:
+            raise  # internal topics are the broker's to create, never auto-created
     try:
         topic = await ctx.logs.create_topic(name, ctx.config.default_partitions)
     except TopicAlreadyExists:
@@ -63,7 +63,7 @@ def _topic_metadata(ctx: RequestContext, topic: Topic) -> MetadataResponse.Metad
         error_code=0,
         name=topic.name,
         topic_id=topic.topic_id,
-        is_internal=False,
+        is_internal=topic.internal,
         partitions=[
             MetadataResponse.MetadataResponsePartition(
                 error_code=0,

@@ -1,9 +1,11 @@
-"""ListOffsets (v1-7) and OffsetForLeaderEpoch (v2-4).
+"""ListOffsets (v0-7) and OffsetForLeaderEpoch (v0-4).
 
 ListOffsets timestamps: -2 = earliest (log start offset), -1 = latest (high
 watermark = last offset + 1), -3 = the record with the largest timestamp
 (v7), t >= 0 = the first offset whose timestamp is >= t (none: offset -1).
-The leader epoch is always 0 on this single node.
+ListOffsets v0 (Sarama, Burrow) answers Kafka's legacy list instead: up to
+``max_num_offsets`` segment offsets, largest first (-1 = [high watermark, ...],
+-2 = [log start offset]). The leader epoch is always 0 on this single node.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def _list_offset(partition_log: PartitionLog, timestamp: int) -> tuple[int, int]
 async def handle_list_offsets(
     ctx: RequestContext, request: ListOffsetsRequest
 ) -> ListOffsetsResponse:
-    """ListOffsets v1-7: earliest, latest, max timestamp or first offset at a timestamp."""
+    """ListOffsets v0-7: earliest, latest, max timestamp or first offset at a timestamp."""
+    legacy = ctx.api_version == 0
     topics = []
     for topic in request.topics:
         partitions = []
@@ -51,6 +54,16 @@ async def handle_list_offsets(
             index = partition.partition_index
             try:
                 partition_log = ctx.logs.partition(topic.name, index)
+                if legacy:
+                    offsets = partition_log.offsets_before(
+                        partition.timestamp, partition.max_num_offsets
+                    )
+                    partitions.append(
+                        PartitionResponse(
+                            partition_index=index, error_code=0, old_style_offsets=offsets
+                        )
+                    )
+                    continue
                 offset, timestamp = _list_offset(partition_log, partition.timestamp)
             except BrokerError as exc:
                 partitions.append(
@@ -75,7 +88,8 @@ async def handle_list_offsets(
 async def handle_offset_for_leader_epoch(
     ctx: RequestContext, request: OffsetForLeaderEpochRequest
 ) -> OffsetForLeaderEpochResponse:
-    """OffsetForLeaderEpoch v2-4: epoch 0 ends at the high watermark; later epochs are unknown."""
+    """OffsetForLeaderEpoch v0-4: epoch 0 ends at the high watermark; later epochs are unknown
+    (v0 answers the end offset only)."""
     topics = []
     for topic in request.topics:
         partitions = []
@@ -108,12 +122,12 @@ async def handle_offset_for_leader_epoch(
 
 
 HANDLERS = (
-    Handler(ListOffsetsRequest, ListOffsetsResponse, handle_list_offsets, 1, 7),
+    Handler(ListOffsetsRequest, ListOffsetsResponse, handle_list_offsets, 0, 7),
     Handler(
         OffsetForLeaderEpochRequest,
         OffsetForLeaderEpochResponse,
         handle_offset_for_leader_epoch,
-        2,
+        0,
         4,
     ),
 )

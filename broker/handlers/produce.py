@@ -22,10 +22,11 @@ from ..errors import (
     BrokerError,
     CorruptRecord,
     InvalidRequiredAcks,
+    InvalidTopic,
     UnknownTopicOrPartition,
     UnsupportedVersion,
 )
-from ..log.manager import Topic
+from ..log.manager import INTERNAL_TOPICS, Topic
 from ..log.partition import AppendResult
 from ..protocol import ProduceRequest, ProduceResponse
 from .base import Handler, RequestContext, error_code, error_message
@@ -73,6 +74,8 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             topic: Topic | BrokerError
             if refusal is not None:
                 topic = refusal
+            elif topic_data.name in INTERNAL_TOPICS:
+                topic = InvalidTopic(f"Cannot append to internal topic {topic_data.name}")
             else:
                 try:
                     topic = await ensure_topic(ctx, topic_data.name)

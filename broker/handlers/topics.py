@@ -1,4 +1,4 @@
-"""CreateTopics (v2-7), DeleteTopics (v1-6), CreatePartitions (v0-3), DeleteRecords (v0-2).
+"""CreateTopics (v0-7), DeleteTopics (v0-6), CreatePartitions (v0-3), DeleteRecords (v0-2).
 
 Single node: the replication factor must be 1 or -1 (= default), manual
 assignments may only name this node. Topic errors are answered per topic with
@@ -65,11 +65,15 @@ def _partition_count(ctx: RequestContext, topic: CreateTopicsRequest.CreatableTo
 async def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse:
-    """CreateTopics v2-7: create each topic (or only validate), answer per topic."""
+    """CreateTopics v0-7: create each topic (or only validate), answer per topic."""
     results = []
     seen: set[str] = set()
     for topic in request.topics:
-        result = CreateTopicsResponse.CreatableTopicResult(name=topic.name, topic_id=_ZERO_ID)
+        result = CreateTopicsResponse.CreatableTopicResult(
+            name=topic.name,
+            topic_id=_ZERO_ID,
+            error_message=None,  # null on success, as Kafka
+        )
         try:
             if topic.name in seen:
                 raise InvalidRequest(f"topic {topic.name!r} appears twice in the request")
@@ -105,7 +109,7 @@ async def handle_create_topics(
 async def handle_delete_topics(
     ctx: RequestContext, request: DeleteTopicsRequest
 ) -> DeleteTopicsResponse:
-    """DeleteTopics v1-6 (by name; by topic id from v6)."""
+    """DeleteTopics v0-6 (by name; by topic id from v6)."""
     wanted: list[tuple[str | None, uuid.UUID | None]]
     if ctx.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
@@ -125,6 +129,11 @@ async def handle_delete_topics(
                 result.name = name
             topic = ctx.logs.topic(name)
             result.topic_id = topic.topic_id
+            if topic.internal:
+                raise InvalidRequest(
+                    f"Topic {name} is internal (the group coordinator's storage) and cannot "
+                    "be deleted."
+                )
             await ctx.logs.delete_topic(name)
             if ctx.state.groups is not None:
                 await ctx.state.groups.drop_topic(name)
@@ -195,8 +204,8 @@ async def handle_delete_records(
 
 
 HANDLERS = (
-    Handler(CreateTopicsRequest, CreateTopicsResponse, handle_create_topics, 2, 7),
-    Handler(DeleteTopicsRequest, DeleteTopicsResponse, handle_delete_topics, 1, 6),
+    Handler(CreateTopicsRequest, CreateTopicsResponse, handle_create_topics, 0, 7),
+    Handler(DeleteTopicsRequest, DeleteTopicsResponse, handle_delete_topics, 0, 6),
     Handler(CreatePartitionsRequest, CreatePartitionsResponse, handle_create_partitions, 0, 3),
     Handler(DeleteRecordsRequest, DeleteRecordsResponse, handle_delete_records, 0, 2),
 )

@@ -6,7 +6,8 @@ delete_records), AppendResult, ReadResult, FileSlice, LogConfig, ConfigEntry.
 
 Additions beyond the agreed interface (all optional keyword arguments or extra methods):
 - LogManager(..., retention_check_interval_s=300.0, cleaner_interval_s=15.0,
-  retire_delay_s=60.0, producer_id_expiration_ms=86_400_000);
+  producer_id_expiration_ms=86_400_000); LogManager.reaper.held counts deleted segments
+  whose file is still open because a reader holds it;
   LogManager.enforce_retention() and ``await LogManager.clean()`` run one retention /
   compaction pass now; LogManager.flusher.rounds / .fsync_calls count
   group-commit rounds and fsync calls; LogManager.topic_by_id(uuid).

@@ -1,6 +1,7 @@
-"""Record batch (magic v2) header view: parse, validate, patch. No per-record work here
-except in :func:`iter_records`, which only the timestamp lookup, the compacted-topic key
-check and the cleaner call.
+"""Record batch (magic v2) header view: parse, validate, patch. No per-record Python work
+on the produce path: :func:`validate_batches` hands each batch's records section to
+``records.scan`` (a C walk when the extension is built, see ``records.py``);
+:func:`iter_records` decodes records in Python for the timestamp lookup and the cleaner.
 
 Layout of a batch (big endian; "offset" = byte position inside the batch)::
 
@@ -32,15 +33,17 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
-from backbone.broker.errors import CorruptRecord
+from backbone.broker.errors import CorruptRecord, InvalidRecord
 
-from .compression import decompress
+from .compression import CODEC_NAMES, CodecUnavailable, decompress
+from .records import scan
 
 __all__ = [
     "HEADER_SIZE",
     "LOG_OVERHEAD",
     "BatchHeader",
     "Record",
+    "encode_batch",
     "iter_headers",
     "iter_records",
     "parse_header",
@@ -54,6 +57,7 @@ MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _CRC_START = 21
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 ATTR_CODEC_MASK = 0x07
 ATTR_LOG_APPEND_TIME = 0x08
@@ -79,6 +83,11 @@ class BatchHeader:
     base_sequence: int
     records_count: int
     position: int = 0
+    # Filled by validate_batches from the records (produce path only): the records'
+    # smallest and largest timestamps (CreateTime) and how many have a null key.
+    min_record_timestamp: int = -1
+    max_record_timestamp: int = -1
+    null_keys: int = 0
 
     @property
     def size(self) -> int:
@@ -127,10 +136,14 @@ def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHead
 def validate_batches(buf: memoryview) -> list[BatchHeader]:
     """Check every batch of a produce request's records blob; called by PartitionLog.append.
 
-    Checks, per batch: the 12-byte prefix and the declared length fit in the buffer, the
-    length covers a header, magic is 2, the CRC-32C matches, recordsCount equals
-    lastOffsetDelta + 1. One crc32c call per batch (C code); no per-record work.
-    Raises CorruptRecord naming the batch and what is wrong.
+    Per batch, as Kafka's ``LogValidator`` does: the 12-byte prefix and the declared length
+    fit in the buffer, the length covers a header, magic is 2, the CRC-32C matches (these
+    raise CorruptRecord); recordsCount equals lastOffsetDelta + 1 and an idempotent batch
+    has a base sequence (InvalidRecord); the codec id is known and a compressed records
+    section decompresses (CorruptRecord); then every record: lengths, offset deltas 0..n-1,
+    headers, exactly recordsCount records (``records.scan``, InvalidRecord). Fills each
+    header's ``min/max_record_timestamp`` and ``null_keys``. Messages name the batch.
+    One crc32c call and one C walk per batch; decompression only for compressed batches.
     """
     headers: list[BatchHeader] = []
     end = len(buf)
@@ -164,33 +177,86 @@ def validate_batches(buf: memoryview) -> list[BatchHeader]:
                 f"computed {actual:#010x})"
             )
         if header.last_offset_delta < 0 or header.records_count != header.last_offset_delta + 1:
-            raise CorruptRecord(
+            raise InvalidRecord(
                 f"record batch {index} holds {header.records_count} records but its "
                 f"lastOffsetDelta is {header.last_offset_delta}"
             )
+        if header.producer_id >= 0 and header.base_sequence < 0:
+            raise InvalidRecord(
+                f"record batch {index} has producer id {header.producer_id} but no base "
+                f"sequence ({header.base_sequence})"
+            )
+        _check_records(buf[pos : pos + header.size], header, index)
         headers.append(header)
         pos += header.size
         index += 1
     return headers
 
 
+def _check_records(batch: memoryview, header: BatchHeader, index: int) -> None:
+    """Walk the records of one batch (decompressing first if needed); fill the header's
+    record timestamps and null-key count."""
+    codec = header.compression
+    section: bytes | memoryview = batch[HEADER_SIZE:]
+    if codec:
+        if codec not in CODEC_NAMES:
+            raise CorruptRecord(
+                f"record batch {index} uses compression codec id {codec}, which does not "
+                f"exist (known: {', '.join(f'{i} {n}' for i, n in CODEC_NAMES.items())})"
+            )
+        try:
+            section = decompress(codec, section)
+        except CodecUnavailable as exc:
+            raise InvalidRecord(f"record batch {index} cannot be checked: {exc}") from exc
+        except ValueError as exc:
+            raise CorruptRecord(f"record batch {index}: {exc}") from exc
+    try:
+        summary = scan(section, header.records_count)
+    except InvalidRecord as exc:
+        raise InvalidRecord(f"record batch {index}: {exc}") from None
+    low = header.base_timestamp + summary.min_timestamp_delta
+    high = header.base_timestamp + summary.max_timestamp_delta
+    if low < _INT64_MIN or high > _INT64_MAX:
+        raise InvalidRecord(
+            f"record batch {index}: a record timestamp (base timestamp "
+            f"{header.base_timestamp} + delta) does not fit 64 bits"
+        )
+    header.min_record_timestamp = low
+    header.max_record_timestamp = high
+    header.null_keys = summary.null_keys
+
+
 def patched_header(
-    buf: memoryview, header: BatchHeader, base_offset: int, log_append_time: int | None
+    buf: memoryview,
+    header: BatchHeader,
+    base_offset: int,
+    log_append_time: int | None,
+    max_timestamp: int | None = None,
 ) -> bytes:
     """Return the batch's 61 header bytes with baseOffset set and partitionLeaderEpoch = 0.
 
-    With ``log_append_time`` (ms), also set the timestamp-type bit and maxTimestamp and
-    recompute the CRC over the new header tail and the untouched records section.
+    With ``log_append_time`` (ms), also set the timestamp-type bit and maxTimestamp. Else,
+    with ``max_timestamp`` (the largest record timestamp, CreateTime topics), set
+    maxTimestamp to it and clear the LogAppendTime bit when the producer's header says
+    otherwise (Sarama sends -1), as Kafka does. Either change recomputes the CRC over the
+    new header tail and the untouched records section; a consistent header costs nothing.
     """
     out = bytearray(buf[header.position : header.position + HEADER_SIZE])
     struct.pack_into(">qi", out, 0, base_offset, header.batch_length)
     struct.pack_into(">i", out, 12, 0)
     if log_append_time is not None:
-        struct.pack_into(">h", out, 21, header.attributes | ATTR_LOG_APPEND_TIME)
-        struct.pack_into(">q", out, 35, log_append_time)
-        crc = crc32c(out[_CRC_START:])
-        crc = crc32c(buf[header.position + HEADER_SIZE : header.position + header.size], crc)
-        struct.pack_into(">I", out, 17, crc)
+        attributes, timestamp = header.attributes | ATTR_LOG_APPEND_TIME, log_append_time
+    elif max_timestamp is not None and (
+        max_timestamp != header.max_timestamp or header.is_log_append_time
+    ):
+        attributes, timestamp = header.attributes & ~ATTR_LOG_APPEND_TIME, max_timestamp
+    else:
+        return bytes(out)
+    struct.pack_into(">h", out, 21, attributes)
+    struct.pack_into(">q", out, 35, timestamp)
+    crc = crc32c(out[_CRC_START:])
+    crc = crc32c(buf[header.position + HEADER_SIZE : header.position + header.size], crc)
+    struct.pack_into(">I", out, 17, crc)
     return bytes(out)
 
 
@@ -341,6 +407,44 @@ def build_batch(header: BatchHeader, records: list[Record], compress_with: objec
         header.base_sequence,
         len(records),
     )
+    out += section
+    struct.pack_into(">I", out, 17, crc32c(out[_CRC_START:]))
+    return bytes(out)
+
+
+def _write_varint(value: int) -> bytes:
+    raw = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+    return bytes(out)
+
+
+def encode_batch(records: list[tuple[bytes | None, bytes | None]], timestamp_ms: int) -> bytes:
+    """A new uncompressed batch (base offset 0, no producer id) holding ``records`` as
+    (key, value), all stamped ``timestamp_ms``: what the broker writes for itself
+    (``__consumer_offsets``). Python per record: not for the produce path."""
+    parts = []
+    for delta, (key, value) in enumerate(records):
+        body = b"".join(
+            (
+                b"\x00\x00",  # attributes, timestamp delta 0
+                _write_varint(delta),
+                _write_varint(-1) if key is None else _write_varint(len(key)) + key,
+                _write_varint(-1) if value is None else _write_varint(len(value)) + value,
+                b"\x00",  # no headers
+            )
+        )
+        parts.append(_write_varint(len(body)) + body)
+    section = b"".join(parts)
+    out = bytearray(HEADER_SIZE)
+    last = len(records) - 1
+    _HEADER.pack_into(
+        out, 0, 0, MIN_BATCH_LENGTH + len(section), 0, 2, 0, 0, last,
+        timestamp_ms, timestamp_ms, -1, -1, -1, len(records),
+    )  # fmt: skip
     out += section
     struct.pack_into(">I", out, 17, crc32c(out[_CRC_START:]))
     return bytes(out)

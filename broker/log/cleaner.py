@@ -124,9 +124,15 @@ class LogCleaner:
             for entry in log.producers.entries()
             if entry.batches
         }
-        rewrites, new_horizons = await asyncio.to_thread(
-            _compact, cleanable, horizons, now_ms, config.delete_retention_ms, last_batches
-        )
+        for segment in cleanable:  # read in a thread: their files stay open meanwhile
+            segment.acquire()
+        try:
+            rewrites, new_horizons = await asyncio.to_thread(
+                _compact, cleanable, horizons, now_ms, config.delete_retention_ms, last_batches
+            )
+        finally:
+            for segment in cleanable:
+                segment.release()
         replaced = 0
         for rewrite in rewrites:
             if rewrite.new is None:

@@ -104,6 +104,8 @@ _CONFIGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "delete.retention.ms": ("delete_retention_ms", _int(0, _INT64_MAX)),
     "index.interval.bytes": ("index_interval_bytes", _int(0, _INT32_MAX)),
     "max.message.bytes": ("max_message_bytes", _int(0, _INT32_MAX)),
+    "message.timestamp.after.max.ms": ("message_timestamp_after_max_ms", _int(0, _INT64_MAX)),
+    "message.timestamp.before.max.ms": ("message_timestamp_before_max_ms", _int(0, _INT64_MAX)),
     "message.timestamp.type": ("message_timestamp_type", _choice("CreateTime", "LogAppendTime")),
     "min.cleanable.dirty.ratio": ("min_cleanable_dirty_ratio", _ratio),
     "min.compaction.lag.ms": ("min_compaction_lag_ms", _int(0, _INT64_MAX)),
@@ -120,8 +122,6 @@ IGNORED_CONFIGS: dict[str, Callable[[str, str], Any]] = {
     "flush.messages": _int(1, _INT64_MAX),
     "flush.ms": _int(0, _INT64_MAX),
     "max.compaction.lag.ms": _int(1, _INT64_MAX),
-    "message.timestamp.after.max.ms": _int(0, _INT64_MAX),
-    "message.timestamp.before.max.ms": _int(0, _INT64_MAX),
     "message.timestamp.difference.max.ms": _int(0, _INT64_MAX),
     "min.insync.replicas": _int(1, _INT32_MAX),
     "preallocate": _choice("true", "false"),
@@ -144,6 +144,10 @@ class LogConfig:
     retention_bytes: int = -1
     cleanup_policy: str = "delete"
     message_timestamp_type: str = "CreateTime"
+    # CreateTime records must lie within [now - before, now + after] (Kafka 3.6+ names,
+    # Kafka 3.9's defaults: no limit)
+    message_timestamp_before_max_ms: int = _INT64_MAX
+    message_timestamp_after_max_ms: int = _INT64_MAX
     max_message_bytes: int = 1048588
     delete_retention_ms: int = 24 * 3600 * 1000
     min_compaction_lag_ms: int = 0

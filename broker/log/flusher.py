@@ -15,6 +15,10 @@ Policies (LogManager's ``flush``): ``always`` = acks=-1 waits for its round; ``i
 a round every ``interval_ms`` for whatever is dirty, acks=-1 does not wait; ``os`` = the
 page cache decides, rounds only on roll and close. Every policy flushes everything on close.
 A failed fsync fails the round's waiters with KafkaStorageError (logged as an ERROR).
+
+A file that is about to be closed (a deleted segment) goes through :meth:`Flusher.release_file`:
+if the running round is syncing it, it is closed when that round ends, so the thread never
+syncs a descriptor number that was closed and handed out again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from backbone.broker.errors import KafkaStorageError
@@ -54,6 +59,8 @@ class Flusher:
         self.failed: str | None = None
         self._files: set[int] = set()
         self._dirs: set[Path] = set()
+        self._running: set[int] = set()  # the files of the round being synced
+        self._close_after_round: list[Callable[[], None]] = []
         self._next: asyncio.Future[None] | None = None  # waiters of the next round
         self._in_flight: asyncio.Future[None] | None = None  # the round the thread runs
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -100,6 +107,20 @@ class Flusher:
         """Drop a file that is about to be closed."""
         self._files.discard(fd)
 
+    def release_file(self, fd: int, close: Callable[[], None]) -> None:
+        """Forget ``fd`` and run ``close`` (which closes it) once no running round syncs it."""
+        self._files.discard(fd)
+        if fd in self._running:
+            self._close_after_round.append(close)
+        else:
+            close()
+
+    def _round_finished(self) -> None:
+        self._running = set()
+        closers, self._close_after_round = self._close_after_round, []
+        for close in closers:
+            close()
+
     async def sync(self, fd: int) -> None:
         """Return once ``fd``'s data written so far is on disk (joins the next round)."""
         if self.failed is not None:
@@ -137,12 +158,14 @@ class Flusher:
         self.rounds += 1
         self.fsync_calls += len(files) + len(dirs)
         self._in_flight = fut
+        self._running = files
         self._jobs.put((files, dirs, fut))
         return fut
 
     def _round_done(self, fut: asyncio.Future[None], error: Exception | None) -> None:
         """On the loop: complete a round, then start the next one if anyone waits."""
         self._in_flight = None
+        self._round_finished()
         if not fut.done():
             if error is None:
                 fut.set_result(None)
@@ -192,6 +215,7 @@ class Flusher:
         if files or dirs:
             self.rounds += 1
             self.fsync_calls += len(files) + len(dirs)
+            self._running = files
             try:
                 await asyncio.to_thread(_fsync_all, files, dirs)
             except OSError as exc:
@@ -200,6 +224,8 @@ class Flusher:
                 if fut is not None and not fut.done():
                     fut.set_exception(KafkaStorageError(f"fsync of the log failed: {exc}"))
                 return
+            finally:
+                self._round_finished()
         if fut is not None and not fut.done():
             fut.set_result(None)
 

@@ -44,16 +44,21 @@ from backbone.durable import fsync_dir, write_file_atomically
 
 from .cleaner import LogCleaner
 from .config import ConfigEntry, FlushPolicy, LogConfig
+from .diskspace import DiskWatch
 from .flusher import Flusher
 from .partition import PartitionLog
 from .reaper import SegmentReaper
 from .retention import enforce_retention
 
-__all__ = ["LogManager", "Topic", "validate_topic_name"]
+__all__ = ["INTERNAL_TOPICS", "LogManager", "Topic", "validate_topic_name"]
 
 logger = logging.getLogger(__name__)
 
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+#: Topics the broker writes itself (Kafka's ``Topic.isInternal``): flagged internal in
+#: Metadata, never auto-created, refused to Produce and DeleteTopics.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
 MAX_TOPIC_NAME_LENGTH = 249
 _PRODUCER_ID_BLOCK = 1000
 
@@ -89,12 +94,18 @@ class Topic:
     def overrides(self) -> dict[str, str]:
         return dict(self.config.overrides)
 
+    @property
+    def internal(self) -> bool:
+        """True for the broker's own topics (``__consumer_offsets``)."""
+        return self.name in INTERNAL_TOPICS
+
     def describe_configs(self) -> list[ConfigEntry]:
         return self.config.describe()
 
 
 class LogManager:
-    """Owns the topics, the flusher, the segment reaper, the cleaner and the maintenance task."""
+    """Owns the topics, the flusher, the segment reaper, the disk watch, the cleaner and the
+    maintenance task."""
 
     def __init__(
         self,
@@ -106,14 +117,14 @@ class LogManager:
         clock: Callable[[], float] = time.time,
         retention_check_interval_s: float = 300.0,
         cleaner_interval_s: float = 15.0,
-        retire_delay_s: float = 60.0,
         producer_id_expiration_ms: int = 24 * 3600 * 1000,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.defaults = defaults if defaults is not None else LogConfig()
         self.clock = clock
         self.flusher = Flusher(flush, flush_interval_ms)
-        self.reaper = SegmentReaper(retire_delay_s)
+        self.reaper = SegmentReaper(self.flusher.release_file)
+        self.disk = DiskWatch()
         self.cleaner = LogCleaner()
         self.retention_check_interval_s = retention_check_interval_s
         self.cleaner_interval_s = cleaner_interval_s
@@ -154,7 +165,7 @@ class LogManager:
         for topic in self._topics.values():
             for log in topic.partitions:
                 log.close()
-        self.reaper.reap(force=True)
+        self.reaper.close_all()
         logger.info("log manager in %s closed", self.data_dir)
 
     def _load(self) -> None:
@@ -196,6 +207,7 @@ class LogManager:
             flusher=self.flusher,
             reaper=self.reaper,
             clock=self.clock,
+            disk=self.disk,
         )
 
     # ------------------------------------------------------------------ lookups
@@ -456,7 +468,6 @@ class LogManager:
         next_clean = loop.time() + self.cleaner_interval_s
         while True:
             await asyncio.sleep(tick)
-            self.reaper.reap()
             now = loop.time()
             try:
                 if now >= next_retention:

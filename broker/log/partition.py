@@ -8,7 +8,8 @@ Everything that changes the log runs on the event loop without awaiting in betwe
 (validate -> check producer state -> roll -> write -> index), so appends to one partition
 never interleave; only the fsync (group commit, see ``flusher.py``) and checkpoint writes
 leave the loop. Reads return a :class:`FileSlice` of one segment; a deleted segment's file
-descriptor is closed only ``retire_delay_s`` later, so an in-flight sendfile completes.
+descriptor is closed as soon as no slice of it is in flight (``reaper.py``), so an
+in-flight sendfile completes and the disk space comes back right after.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from backbone.broker.errors import (
     CorruptRecord,
     InvalidRecord,
     InvalidRequiredAcks,
+    InvalidTimestamp,
     KafkaStorageError,
     MessageTooLarge,
     OffsetOutOfRange,
@@ -32,16 +34,16 @@ from backbone.broker.errors import (
 )
 from backbone.durable import write_file_atomically
 
-from .batch import HEADER_SIZE, BatchHeader, iter_records, patched_header, validate_batches
-from .compression import CodecUnavailable
+from .batch import HEADER_SIZE, BatchHeader, patched_header, validate_batches
 from .config import LogConfig
+from .diskspace import DiskWatch
 from .flusher import Flusher
 from .producers import ProducerStateTable
 from .reaper import SegmentReaper
 from .recovery import LOG_START_FILE, recover_segments
 from .segment import FileSlice, Segment
 from .tail import RecentBatches
-from .timestamps import first_at_or_after, largest_timestamp
+from .timestamps import first_at_or_after, largest_timestamp, offsets_before
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
@@ -77,6 +79,7 @@ class PartitionLog:
         flusher: Flusher,
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
+        disk: DiskWatch | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -85,6 +88,7 @@ class PartitionLog:
         self.flusher = flusher
         self.reaper = reaper
         self.clock = clock
+        self.disk = disk if disk is not None else DiskWatch()
         self.producers = ProducerStateTable()
         self.segments: list[Segment] = []
         self._bases: list[int] = []
@@ -105,11 +109,21 @@ class PartitionLog:
         flusher: Flusher,
         reaper: SegmentReaper,
         clock: Callable[[], float] = time.time,
+        disk: DiskWatch | None = None,
     ) -> PartitionLog:
         """Open (creating if needed) and recover a partition folder (``recovery.py``), then
         rebuild the producer state from its batch headers. Blocking: LogManager runs it in
         a thread before serving."""
-        log = cls(topic, partition, directory, config, flusher=flusher, reaper=reaper, clock=clock)
+        log = cls(
+            topic,
+            partition,
+            directory,
+            config,
+            flusher=flusher,
+            reaper=reaper,
+            clock=clock,
+            disk=disk,
+        )
         try:
             checkpoint = recover_segments(directory, config.index_interval_bytes, log.segments)
             interval = config.index_interval_bytes
@@ -175,6 +189,18 @@ class PartitionLog:
         """
         if acks not in (-1, 0, 1):
             raise InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
+        result = self.write(records)
+        if acks == -1 and self.flusher.waits_on_acks:
+            await self.flusher.sync(self.active_segment.fd)
+        elif self.flusher.policy == "interval":
+            self.flusher.mark(self.active_segment.fd)
+        return result
+
+    def write(self, records: bytes | bytearray | memoryview) -> AppendResult:
+        """The synchronous part of :meth:`append`: validate, assign offsets and write the
+        batches (page cache; the caller decides when to wait for an fsync). Raises the
+        validation errors (nothing written) and KafkaStorageError. Also used by the broker
+        for its own records (``__consumer_offsets``)."""
         self._check_open()
         view = memoryview(records)
         if view.format != "B" or view.ndim != 1:
@@ -183,9 +209,9 @@ class PartitionLog:
         if not headers:
             raise CorruptRecord("the produce request holds no record batch for this partition")
         config = self.config
-        for header in headers:
-            self._check_batch(header, view, config)
         now_ms = int(self.clock() * 1000)
+        for header in headers:
+            self._check_batch(header, config, now_ms)
         log_append_time = now_ms if config.log_append_time else None
         offset = self.high_watermark
         assigned: list[tuple[BatchHeader, int]] = []
@@ -201,37 +227,41 @@ class PartitionLog:
                 duplicate,
                 extra=self.context,
             )
-            if acks == -1 and self.flusher.waits_on_acks:
-                await self.flusher.sync(self.active_segment.fd)
             return AppendResult(duplicate, -1, self._log_start_offset)
         size = sum(h.size for h in headers)
         if self._should_roll(size, headers, now_ms, offset):
-            self.roll(now_ms)
+            try:
+                self.roll(now_ms)
+            except KafkaStorageError as exc:
+                self.disk.write_failed(self.directory, exc)
+                raise
         segment = self.active_segment
         chunks: list[bytes | memoryview] = []
         stored: list[tuple[BatchHeader, int, int]] = []
         for header, base_offset in assigned:
             start = header.position
-            chunks.append(patched_header(view, header, base_offset, log_append_time))
+            max_ts = log_append_time if log_append_time is not None else header.max_record_timestamp
+            chunks.append(patched_header(view, header, base_offset, log_append_time, max_ts))
             chunks.append(view[start + HEADER_SIZE : start + header.size])
-            max_ts = log_append_time if log_append_time is not None else header.max_timestamp
             stored.append((header, base_offset, max_ts))
         position = segment.size
-        segment.append(chunks, stored)
+        try:
+            segment.append(chunks, stored)
+        except KafkaStorageError as exc:
+            self.disk.write_failed(segment.log_path, exc)
+            raise
+        if self.disk.failing is not None:
+            self.disk.write_succeeded(segment.log_path)
         self.recent.remember(segment, assigned, position)
         self.producers.commit(pending)
         self._notify()
-        if acks == -1 and self.flusher.waits_on_acks:
-            await self.flusher.sync(segment.fd)
-        elif self.flusher.policy == "interval":
-            self.flusher.mark(segment.fd)
         return AppendResult(
             assigned[0][1],
             log_append_time if log_append_time is not None else -1,
             self._log_start_offset,
         )
 
-    def _check_batch(self, header: BatchHeader, view: memoryview, config: LogConfig) -> None:
+    def _check_batch(self, header: BatchHeader, config: LogConfig, now_ms: int) -> None:
         where = f"{self.topic}-{self.partition}"
         if header.size > config.max_message_bytes:
             raise MessageTooLarge(
@@ -244,19 +274,20 @@ class PartitionLog:
             raise InvalidRecord(
                 f"transactional batches are not supported by this broker (to {where})"
             )
-        if config.compact:
-            batch = view[header.position : header.position + header.size]
-            try:
-                for record in iter_records(batch, header):
-                    if record.key is None:
-                        raise InvalidRecord(
-                            f"Compacted topic cannot accept message without key in topic "
-                            f"partition {where}."
-                        )
-            except CodecUnavailable as exc:
-                raise InvalidRecord(
-                    f"cannot check the keys of a compressed batch for compacted {where}: {exc}"
-                ) from exc
+        if config.compact and header.null_keys:
+            raise InvalidRecord(
+                f"Compacted topic cannot accept message without key in topic partition {where}."
+            )
+        if not config.log_append_time:
+            low = now_ms - config.message_timestamp_before_max_ms
+            high = now_ms + config.message_timestamp_after_max_ms
+            for ts in (header.min_record_timestamp, header.max_record_timestamp):
+                if ts != -1 and not low <= ts <= high:  # -1: no timestamp (Kafka skips it)
+                    raise InvalidTimestamp(
+                        f"Timestamp {ts} of a record in {where} is out of range: it must be "
+                        f"within [{low}, {high}] (message.timestamp.before.max.ms / "
+                        "message.timestamp.after.max.ms)"
+                    )
 
     def _should_roll(
         self, size: int, headers: list[BatchHeader], now_ms: int, next_offset: int
@@ -269,7 +300,7 @@ class PartitionLog:
             return True
         if next_offset - segment.base_offset > _INT32_MAX:
             return True
-        incoming_ts = max(h.max_timestamp for h in headers)
+        incoming_ts = max(h.max_record_timestamp for h in headers)
         if segment.first_batch_timestamp >= 0 and incoming_ts >= 0:
             waited = incoming_ts - segment.first_batch_timestamp
         else:
@@ -357,7 +388,7 @@ class PartitionLog:
             if header is not None:
                 stop = segment.slice_end(header, max_bytes)
                 return ReadResult(
-                    FileSlice(segment.fd, header.position, stop - header.position), end, start
+                    FileSlice(segment, header.position, stop - header.position), end, start
                 )
         return ReadResult(b"", end, start)
 
@@ -371,6 +402,20 @@ class PartitionLog:
         """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3)."""
         self._check_open()
         return largest_timestamp(list(self.segments), self._log_start_offset)
+
+    def offsets_before(self, timestamp_ms: int, max_count: int) -> list[int]:
+        """ListOffsets v0: up to ``max_count`` segment offsets, largest first (see
+        ``timestamps.offsets_before``)."""
+        self._check_open()
+        now_ms = int(self.clock() * 1000)
+        return offsets_before(
+            list(self.segments),
+            self._log_start_offset,
+            self.high_watermark,
+            timestamp_ms,
+            max_count,
+            now_ms,
+        )
 
     # ------------------------------------------------------------------ deletion
     async def delete_records(self, before_offset: int) -> int:
@@ -453,7 +498,7 @@ class PartitionLog:
 
     def discard(self) -> None:
         """Close every file now, for a log that was never served (failed load or rolled-back
-        creation): no fetch can hold one of its segments, so the reaper's delay is moot."""
+        creation): no fetch can hold one of its segments."""
         self._closed = True
         for segment in self.segments:
             self.flusher.forget(segment.fd)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backbone.broker.errors import KafkaStorageError
@@ -48,19 +48,32 @@ class FileSlice:
     """A byte range of an open segment file, for ``sendfile`` or ``pread``.
 
     Returned by PartitionLog.read; the server sends it with ``os.sendfile(sock, fileno(),
-    position, length)`` or calls :meth:`read`. The file descriptor stays open for at least
-    ``retire_delay_s`` seconds after its segment is deleted, so an in-flight slice can finish.
+    position, length)`` or calls :meth:`read`. A slice is a reader of its segment: while
+    it lives, a deleted segment's file stays open (the reaper closes it once the last
+    reader is gone). The server calls :meth:`release` as soon as the slice is sent; a
+    slice that is dropped unsent releases itself when it is garbage.
     """
 
-    __slots__ = ("_fd", "length", "position")
+    __slots__ = ("_released", "_segment", "length", "position")
 
-    def __init__(self, fd: int, position: int, length: int) -> None:
-        self._fd = fd
+    def __init__(self, segment: Segment, position: int, length: int) -> None:
+        self._segment = segment
         self.position = position
         self.length = length
+        self._released = False
+        segment.acquire()
 
     def fileno(self) -> int:
-        return self._fd
+        return self._segment.fd
+
+    def release(self) -> None:
+        """Done with the bytes (idempotent): the segment's file may be closed if deleted."""
+        if not self._released:
+            self._released = True
+            self._segment.release()
+
+    def __del__(self) -> None:
+        self.release()
 
     def __len__(self) -> int:
         return self.length
@@ -69,8 +82,9 @@ class FileSlice:
         """The bytes of the range (``pread``; the file offset is not moved)."""
         chunks = []
         pos, left = self.position, self.length
+        fd = self._segment.fd
         while left:
-            chunk = os.pread(self._fd, left, pos)
+            chunk = os.pread(fd, left, pos)
             if not chunk:
                 raise KafkaStorageError(
                     f"segment file ended {left} bytes before the slice end at {pos + left}"
@@ -81,16 +95,24 @@ class FileSlice:
         return b"".join(chunks)
 
     def __repr__(self) -> str:
-        return f"FileSlice(fd={self._fd}, position={self.position}, length={self.length})"
+        return f"FileSlice(fd={self._segment.fd}, position={self.position}, length={self.length})"
 
 
 class Segment:
-    """A segment of a partition's log; created and owned by PartitionLog."""
+    """A segment of a partition's log; created and owned by PartitionLog.
+
+    ``readers`` counts who reads the file outside the loop's synchronous calls (file
+    slices on their way to a socket, the cleaner's thread): a deleted segment's file is
+    closed only once it drops to 0 (``SegmentReaper``).
+    """
 
     def __init__(self, directory: Path, base_offset: int, fd: int, created_ms: int) -> None:
         self.directory = directory
         self.base_offset = base_offset
         self.fd = fd
+        self.readers = 0
+        self.closed = False
+        self.on_unread: Callable[[Segment], None] | None = None  # set by the reaper
         self.size = 0
         self.next_offset = base_offset
         self.index = OffsetIndex()
@@ -345,7 +367,22 @@ class Segment:
         return self.index.lookup(relative)[1]
 
     # ------------------------------------------------------------------ lifecycle
+    def acquire(self) -> None:
+        """One more reader of the file (a slice, the cleaner)."""
+        self.readers += 1
+
+    def release(self) -> None:
+        """A reader is done; the last one hands a retired segment back to the reaper."""
+        self.readers -= 1
+        if self.readers <= 0 and self.on_unread is not None:
+            callback, self.on_unread = self.on_unread, None
+            callback(self)
+
     def close(self) -> None:
+        """Close the file (once: a descriptor number is reused as soon as it is closed)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             os.close(self.fd)
         except OSError:

@@ -67,4 +67,4 @@ class RecentBatches:
                 stop = positions[j]
             elif i + 1 < len(positions):  # the first batch alone is over max_bytes (KIP-74)
                 stop = positions[i + 1]
-        return FileSlice(segment.fd, first, stop - first)
+        return FileSlice(segment, first, stop - first)

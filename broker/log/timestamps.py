@@ -10,6 +10,7 @@ first offset and max timestamp (its records all carry that time, or cannot be re
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 from backbone.broker.errors import CorruptRecord
@@ -18,7 +19,7 @@ from .batch import BatchHeader, iter_records
 from .compression import CodecUnavailable
 from .segment import Segment
 
-__all__ = ["first_at_or_after", "largest_timestamp"]
+__all__ = ["first_at_or_after", "largest_timestamp", "offsets_before"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,36 @@ def largest_timestamp(segments: Sequence[Segment], start: int) -> tuple[int, int
     if best is None:
         return None
     return first_at_or_after(segments, start, best.max_timestamp)
+
+
+def offsets_before(
+    segments: Sequence[Segment],
+    start: int,
+    end: int,
+    timestamp_ms: int,
+    max_count: int,
+    now_ms: int,
+) -> list[int]:
+    """ListOffsets v0 (Kafka's ``legacyFetchOffsetsBefore``): up to ``max_count`` offsets,
+    largest first, taken from the segments' base offsets (at least ``start``) plus the log
+    end offset ``end`` when the last segment is not empty, each paired with the time it
+    was last written (the file's mtime; ``now_ms`` for the end): -1 = from the end, -2 =
+    from the first, else from the last one written at or before ``timestamp_ms``."""
+    entries = [
+        (max(s.base_offset, start), os.fstat(s.fd).st_mtime_ns // 1_000_000) for s in segments
+    ]
+    if segments and segments[-1].size > 0:
+        entries.append((end, now_ms))
+    if timestamp_ms == -1:
+        index = len(entries) - 1
+    elif timestamp_ms == -2:
+        index = 0
+    else:
+        index = len(entries) - 1
+        while index >= 0 and entries[index][1] > timestamp_ms:
+            index -= 1
+    count = max(min(max_count, index + 1), 0)
+    return sorted((entries[index - j][0] for j in range(count)), reverse=True)
 
 
 def _find_in_batch(

@@ -37,6 +37,21 @@ __all__ = ["OUT_DIR", "compare", "load_schema", "main", "schema_dir"]
 OUT_DIR = Path(__file__).parent / "_generated"
 _COMMENTS = re.compile(r"(?m)^\s*//.*\n?")
 
+#: Kafka 3.9's lowest version of the APIs whose floor kafka-python's (Kafka 4) schemas
+#: raised (KIP-896) and that old clients still send (Sarama before 1.40, Burrow 1.2,
+#: librdkafka < 1.0): the codec reads and writes them too. The schemas kept the fields of
+#: those versions (``"versions": "1"`` etc.); only ``validVersions`` moved, so lowering it
+#: restores the layouts, which ``--compare`` checks against Kafka's own files.
+KAFKA_3_9_FLOORS = {
+    "CreateTopics": 0,
+    "DeleteTopics": 0,
+    "DescribeConfigs": 0,
+    "ListOffsets": 0,
+    "OffsetCommit": 0,
+    "OffsetFetch": 0,
+    "OffsetForLeaderEpoch": 0,
+}
+
 
 def schema_dir() -> Path:
     """The kafka-python wheel's bundled JSON schemas."""
@@ -45,7 +60,15 @@ def schema_dir() -> Path:
 
 
 def load_schema(path: Path) -> dict[str, Any]:
+    """A schema file with its comments stripped and, for the APIs of
+    :data:`KAFKA_3_9_FLOORS`, ``validVersions`` lowered to Kafka 3.9's floor."""
     schema: dict[str, Any] = json.loads(_COMMENTS.sub("", path.read_text(encoding="utf-8")))
+    api = re.sub(r"(Request|Response)$", "", str(schema.get("name", "")))
+    floor = KAFKA_3_9_FLOORS.get(api)
+    if floor is not None and schema.get("type") in ("request", "response"):
+        valid = parse_versions(schema["validVersions"])
+        if valid is not None and valid[0] > floor:
+            schema["validVersions"] = f"{floor}-{valid[1]}"
     return schema
 
 

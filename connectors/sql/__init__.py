@@ -65,17 +65,40 @@ Sink (:class:`SqlSink`, options :class:`SqlSinkOptions`): change envelopes
 (``after`` written, ``op: d`` deleted) and plain JSON objects; ``insert`` /
 ``upsert`` (``INSERT ... ON CONFLICT`` on PostgreSQL and SQLite) / ``update``; one
 transaction per batch.
+
+Other connectors that run queries (the ``schedule`` source's ``sql`` job) use the
+same database handling through this package's public names: :func:`resolve_url`
+(a relative SQLite path against the config folder), :func:`require_file`,
+:func:`create_engine`, :func:`database_errors` (database errors as
+``RetriableError``/``FatalError``/``DataError``), :func:`redacted` and
+:func:`to_json` (column values as JSON, the table above).
 """
 
 from __future__ import annotations
 
 from backbone.sdk import ConnectorKind
 
+from ._database import create as create_engine
+from ._database import errors as database_errors
+from ._database import redacted, require_file, resolve_url
 from ._options import SqlSinkOptions, SqlSourceOptions
 from ._sink import SqlSink
 from ._source import SqlSource
+from ._values import to_json
 
-__all__ = ["CONNECTOR", "SqlSink", "SqlSinkOptions", "SqlSource", "SqlSourceOptions"]
+__all__ = [
+    "CONNECTOR",
+    "SqlSink",
+    "SqlSinkOptions",
+    "SqlSource",
+    "SqlSourceOptions",
+    "create_engine",
+    "database_errors",
+    "redacted",
+    "require_file",
+    "resolve_url",
+    "to_json",
+]
 
 EXAMPLE = """\
 sources:

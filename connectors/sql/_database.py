@@ -28,6 +28,7 @@ __all__ = [
     "redacted",
     "reflect_table",
     "require_file",
+    "resolve_url",
     "split_name",
     "sqlite_file",
     "translate",

@@ -152,7 +152,7 @@ class WebhookSource(Source[WebhookOptions]):
         schema = self.options.schema_
         if schema is None:
             return None
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
 
         if isinstance(schema, str):
             path = self.context.resolve(schema)
@@ -351,9 +351,9 @@ class WebhookSource(Source[WebhookOptions]):
         if content_type and value is not None:
             headers.append(("content-type", content_type.encode()))
         for name in self._keep:
-            text = request.headers.get(name)
-            if text is not None:
-                headers.append((f"http.{name}", text.encode()))
+            kept = request.headers.get(name)
+            if kept is not None:
+                headers.append((f"http.{name}", kept.encode()))
         key = self._lookup(options.key, request, document)
         if options.key is not None and (key is MISSING or key is None):
             raise HttpError(400, f"the delivery has no {options.key} (the record key)")

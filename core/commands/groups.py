@@ -155,13 +155,14 @@ def reset(
 
     async def body() -> None:
         from backbone.kafka_admin import KafkaAdmin
-        from backbone.target import connect
+        from backbone.target import connect, release_stopped_members
 
         where = parse_target(to)
         async with (
             connect(load(config, bootstrap), bootstrap) as target,
             KafkaAdmin(target.clients, target.data_dir) as cluster,
         ):
+            await release_stopped_members(target, group)
             await cluster.require_idle(group)
             changes = await cluster.plan_reset(group, topic, where)
             if not dry_run:

@@ -61,7 +61,7 @@ def replay(
     async def body() -> None:
         from backbone.kafka_admin import KafkaAdmin
         from backbone.replay import plan_replay
-        from backbone.target import connect
+        from backbone.target import connect, release_stopped_members
 
         begin: str | dt.datetime = (
             "earliest" if start == "earliest" else parse_datetime(start, "--from")
@@ -73,6 +73,7 @@ def replay(
                 plan = await plan_replay(cluster, config, sink, begin, until)
                 admin = await _gateway_admin(config, sink)
                 if admin is None:
+                    await release_stopped_members(target, plan.group)
                     await cluster.require_idle(plan.group)
             if admin is not None:
                 if until is not None:

@@ -27,12 +27,15 @@ Sources (:func:`check_source` runs them all):
 - :func:`check_source_bad_input`: bad input becomes a record with ``error`` set
   (raw input as value, the position after it), never a raised ``DataError``.
 
-Sinks (:func:`check_sink` runs them all): :func:`check_sink_writes` (``write``
-returns after the batch is in the target; ``close()`` twice),
+Sinks (:func:`check_sink` runs them all): :func:`check_sink_writes` (what
+``precommit`` reports durable -- after ``flush``, everything -- is in the
+target; ``close()`` twice),
 :func:`check_sink_data_error_is_all_or_nothing` (a ``DataError`` leaves nothing of
 its batch behind), :func:`check_sink_errors_are_typed` (a broken target raises
 ``RetriableError``/``DataError``/``FatalError``, not a library's exception).
 Retrying a ``RetriableError`` is the runtime's job, not the connector's.
+:func:`check_sink_commits` plays a crash: offsets ``precommit`` returns are
+durable, and redelivering everything after them leaves each record once.
 
 Push sources (``context.push``, e.g. webhooks): :func:`check_push_source` with a
 :class:`PushRecorder` (an in-memory push path with the runtime's checks and
@@ -46,11 +49,14 @@ good ones the target), :func:`check_source_through_crash` (``backbone run``
 SIGKILLed and restarted: at least once). Helpers: :func:`running`,
 :func:`consume`, :class:`Gateway`, :func:`broker_yaml`, :data:`FAST_RUNTIME`,
 :func:`context`, :func:`read_at_least`, :func:`wait_until`, :func:`sink_record`,
-and the ``VALUES`` source kind (``type: "backbone.testing:VALUES"``).
+:func:`written_offsets`, :class:`ManualClock` (a clock a test moves, for
+``context(clock=...)``) and the ``VALUES`` source kind
+(``type: "backbone.testing:VALUES"``).
 """
 
 from __future__ import annotations
 
+from backbone.testing._clock import ManualClock
 from backbone.testing._pipeline import (
     FAST_RUNTIME,
     VALUES,
@@ -67,9 +73,11 @@ from backbone.testing._push import Pushed, PushRecorder, check_push_source
 from backbone.testing._sink import (
     SinkFactory,
     check_sink,
+    check_sink_commits,
     check_sink_data_error_is_all_or_nothing,
     check_sink_errors_are_typed,
     check_sink_writes,
+    written_offsets,
 )
 from backbone.testing._source import (
     Identity,
@@ -91,6 +99,7 @@ __all__ = [
     "VALUES_SOURCE",
     "Gateway",
     "Identity",
+    "ManualClock",
     "PushRecorder",
     "Pushed",
     "SinkFactory",
@@ -98,6 +107,7 @@ __all__ = [
     "broker_yaml",
     "check_push_source",
     "check_sink",
+    "check_sink_commits",
     "check_sink_data_error_is_all_or_nothing",
     "check_sink_dead_letters",
     "check_sink_errors_are_typed",
@@ -119,4 +129,5 @@ __all__ = [
     "running",
     "sink_record",
     "wait_until",
+    "written_offsets",
 ]

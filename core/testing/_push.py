@@ -141,7 +141,7 @@ async def check_push_source(
         assert None not in ids and len(set(ids)) == count, f"ce_ids are not unique: {ids}"
 
         recorder.hold()
-        task = asyncio.create_task(deliver(count))
+        task = asyncio.ensure_future(deliver(count))
         await wait_until(lambda: recorder.pending, within=bound * 4, what="a held push")
         done, _ = await asyncio.wait({task}, timeout=0.2)
         assert not done, "the delivery was answered before the broker acknowledged it"

@@ -39,10 +39,17 @@ def check_source_rules(name: str, records: Sequence[SourceRecord], start: Any) -
     Raises :class:`~backbone.errors.ContractError` (the message the runtime gives) for
     a record that shares the position of the record before it (or has none) without
     an ``identity`` (rule 3), and :class:`AssertionError` for a position that is not
-    JSON (it could not be saved) or a bad-input record without the raw input.
+    JSON (it could not be saved), a bad-input record without the raw input, or a
+    position-only record without a position (rule 6).
     """
     previous = start
     for record in records:
+        if not record.produce:
+            assert record.position is not None, (
+                "a position-only record (SourceRecord.position_only) must carry a position"
+            )
+            previous = record.position
+            continue
         if record.error is not None:
             assert isinstance(record.value, bytes | str), (
                 f"a record with error={record.error!r} must carry the raw input (bytes or "
@@ -59,9 +66,14 @@ def check_source_rules(name: str, records: Sequence[SourceRecord], start: Any) -
 
 
 def event_ids(name: str, records: Sequence[SourceRecord]) -> list[str]:
-    """The CloudEvents ``ce_id`` the runtime gives each record of connector ``name``."""
+    """The CloudEvents ``ce_id`` the runtime gives each record of connector ``name``
+    (records with ``error`` and position-only records get none: they are not produced)."""
     encoder = SourceEncoder(connector=name, kind="conformance", topic="conformance")
-    return [encoder.event_id(r.position, r.identity).decode() for r in records if r.error is None]
+    return [
+        encoder.event_id(r.position, r.identity).decode()
+        for r in records
+        if r.error is None and r.produce
+    ]
 
 
 def _unique(ids: list[str], what: str) -> None:
@@ -237,20 +249,27 @@ async def check_source_bad_input(
     coroutine function putting input the source cannot parse into the system it
     reads), then reads until records with ``error`` set arrive (within ``within``
     seconds). Each must carry a non-empty reason, the raw input (bytes or text) as
-    its value and the position after it. A ``read()`` raising ``DataError`` fails
-    the check (the runtime treats it as a contract violation). Returns the records
-    with errors; :func:`~backbone.testing.check_source_dead_letters` shows they reach
-    the dead-letter topic through the runtime.
+    its value and the position after it (or, inside a change that spans several
+    records -- rule 2 -- ``position=None`` and an ``identity``, a later record of the
+    change carrying the position: the check reads on until one does). A ``read()``
+    raising ``DataError`` fails the check (the runtime treats it as a contract
+    violation). Returns the records with errors;
+    :func:`~backbone.testing.check_source_dead_letters` shows they reach the
+    dead-letter topic through the runtime.
     """
     source = make()
     await source.open(None)
     bad: list[SourceRecord] = []
+    ended = False  # whether a record with a position came after the last bad one
+    end_by = 0.0
     try:
         deadline = time.monotonic() + within
         while await asyncio.wait_for(source.read(), bound) and time.monotonic() < deadline:
             pass
         await inject()
-        while not bad:
+        while not bad or not ended:
+            if bad and time.monotonic() > end_by:
+                break  # reported below: the change never ended with a position
             if time.monotonic() > deadline:
                 raise AssertionError(f"no record with error set within {within}s of inject()")
             try:
@@ -261,14 +280,22 @@ async def check_source_bad_input(
                     "SourceRecord(value=<raw input>, error=<why>, position=<after it>)"
                 ) from exc
             check_source_rules(source.context.name, records, None)
-            bad = [record for record in records if record.error is not None]
+            for record in records:
+                if record.error is not None:
+                    bad.append(record)
+                    ended = record.position is not None
+                    end_by = time.monotonic() + bound  # the change ends soon after it
+                elif bad and record.position is not None:
+                    ended = True
     finally:
         await source.close()
     for record in bad:
         assert isinstance(record.error, str) and record.error, "error must be a non-empty reason"
-        assert record.position is not None, (
+        assert record.position is not None or (record.identity is not None and ended), (
             f"the record with error={record.error!r} carries no position: give it the "
-            "position after the bad input, so a restart does not read it again"
+            "position after the bad input, so a restart does not read it again (or, "
+            "inside a change spanning several records, position=None and an identity, "
+            "with the change's last record carrying the position)"
         )
     return bad
 

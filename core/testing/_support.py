@@ -10,19 +10,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backbone.clock import Clock, SystemClock
 from backbone.connector import ConnectorContext, SinkRecord, Source, SourceRecord
 
 __all__ = ["context", "identity", "read_at_least", "sink_record", "wait_until"]
 
 
 def context(
-    tmp_path: Path, name: str = "conformance", *, http: Any = None, push: Any = None
+    tmp_path: Path,
+    name: str = "conformance",
+    *,
+    http: Any = None,
+    push: Any = None,
+    clock: Clock | None = None,
 ) -> ConnectorContext:
     """A connector context rooted in ``tmp_path`` (state in ``tmp_path/state/<name>``).
 
     ``http``: an :class:`~backbone.httpapp.HttpApp` (the connector gets its routes
     handle, as in the runtime); ``push``: a push path such as
-    :class:`~backbone.testing.PushRecorder`.
+    :class:`~backbone.testing.PushRecorder`; ``clock``: default the real clock, pass
+    a :class:`~backbone.testing.ManualClock` to drive time.
     """
     return ConnectorContext(
         name=name,
@@ -31,6 +38,7 @@ def context(
         logger=logging.getLogger(f"backbone.testing.{name}"),
         http=None if http is None else http.routes_for(name),
         push=push,
+        clock=clock or SystemClock(),
     )
 
 

@@ -69,9 +69,13 @@ def test_both_commands_offer_the_same_flags() -> None:
         "--listen",
         "--log-format",
         "--log-level",
+        "--max-connections",
+        "--max-connections-per-ip",
         "--max-frame-bytes",
         "--no-auto-create-topics",
         "--node-id",
+        "--queued-max-request-bytes",
+        "--request-read-timeout",
     ]
 
 
@@ -84,6 +88,17 @@ def test_both_commands_offer_the_same_flags() -> None:
         ),
         (["--max-frame-bytes", "10"], "--max-frame-bytes: must be at least 1024 (got 10)"),
         (["--idle-timeout", "0"], "--idle-timeout: must be more than 0 seconds (got '0')"),
+        (
+            ["--request-read-timeout", "soon"],
+            "--request-read-timeout: expected a number of seconds (got 'soon')",
+        ),
+        (["--max-connections", "0"], "--max-connections: must be at least 1 (got 0)"),
+        (["--max-connections-per-ip", "0"], "--max-connections-per-ip: must be at least 1 (got 0)"),
+        (
+            ["--max-frame-bytes", "4096", "--queued-max-request-bytes", "2048"],
+            "queued_max_request_bytes (2048) must be at least max_frame_bytes (4096): a "
+            "request of the largest size must fit in it",
+        ),
         (["--node-id", "x"], "--node-id: expected a whole number (got 'x')"),
         (["--flush", "never"], "--flush: must be 'always', 'interval' or 'os' (got 'never')"),
         (
@@ -128,6 +143,8 @@ def test_every_flag_reaches_the_broker_and_logs_are_json_lines(
         *("--advertised-listener", "broker.example:29092", "--node-id", "7"),
         *("--no-auto-create-topics", "--default-partitions", "3", "--flush", "interval"),
         *("--flush-interval-ms", "50", "--max-frame-bytes", "4096", "--idle-timeout", "30"),
+        *("--request-read-timeout", "12.5", "--max-connections", "40"),
+        *("--max-connections-per-ip", "20", "--queued-max-request-bytes", "8192"),
         *("--log-level", "debug", "--log-format", "json"),
     ]
     with log.open("wb") as stderr:
@@ -169,6 +186,13 @@ def test_every_flag_reaches_the_broker_and_logs_are_json_lines(
         m.startswith("log manager started in ") and "flush policy interval" in m for m in messages
     )
     assert any("serving broker.example:29092" in m for m in messages), messages
+    assert any(
+        m.endswith(
+            "(max_frame_bytes 4096, max_connections 40, max_connections_per_ip 20, "
+            "idle_timeout 30s, request_read_timeout 12.5s, queued_max_request_bytes 8192)"
+        )
+        for m in messages
+    ), messages
     assert "DEBUG" in {e["level"] for e in entries}  # --log-level debug
     [created_line] = [e for e in entries if e["message"].startswith("created topic orders")]
     assert created_line["extra"] == {"topic": "orders"}  # context for log shippers

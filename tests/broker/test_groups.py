@@ -28,6 +28,7 @@ from backbone.broker.groups import (
     MemberIdentity,
 )
 from backbone.broker.groups.group import Group, parse_subscribed_topics
+from tests.broker.groups_on_disk import coordinator_on_disk
 
 G = "g1"
 SESSION_MS = 10_000
@@ -45,9 +46,7 @@ def subscription(*topics: str) -> bytes:
 
 @pytest.fixture
 async def coord(tmp_path: Path):
-    async with GroupCoordinator(
-        tmp_path, clock=ManualClock(), initial_rebalance_delay_ms=DELAY_MS
-    ) as coordinator:
+    async with coordinator_on_disk(tmp_path, initial_rebalance_delay_ms=DELAY_MS) as coordinator:
         yield coordinator
 
 
@@ -458,9 +457,7 @@ async def test_static_member_survives_rebalance_timeout_until_session_expires(
 
 
 async def test_initial_rebalance_delay_gathers_members(tmp_path: Path) -> None:
-    async with GroupCoordinator(
-        tmp_path, clock=ManualClock(), initial_rebalance_delay_ms=3000
-    ) as c:
+    async with coordinator_on_disk(tmp_path, initial_rebalance_delay_ms=3000) as c:
         first = join(c)
         await settle()
         clock(c).advance(2.0)
@@ -483,7 +480,7 @@ async def test_duplicate_join_while_completing_returns_current_generation(
 
 
 async def test_shutdown_answers_waiting_joins(tmp_path: Path) -> None:
-    async with GroupCoordinator(tmp_path, clock=ManualClock()) as c:
+    async with coordinator_on_disk(tmp_path) as c:
         [a] = await stable_group(c, 1)
         waiting = join(c, client_id="late")
         await settle()

@@ -132,6 +132,12 @@ def test_offered_versions_are_decodable() -> None:
         assert handler.max_version <= handler.request.max_version
 
 
+NO_TRANSACTIONS = (
+    "Transactions are not supported by this broker, so transactional id '{}' has no "
+    "coordinator; produce without transactional.id (idempotent producers are supported)."
+)
+
+
 @pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5])
 async def test_find_coordinator(client: Client, broker: Broker, version: int) -> None:
     if version >= 4:
@@ -142,7 +148,8 @@ async def test_find_coordinator(client: Client, broker: Broker, version: int) ->
             ("b", 0, broker.port, 0),
         ]
         txn = await client.send(FindCoordinatorRequest(key_type=1, coordinator_keys=["x"]), version)
-        assert txn.coordinators[0].error_code == 15
+        assert (txn.coordinators[0].error_code, txn.coordinators[0].node_id) == (35, -1)
+        assert txn.coordinators[0].error_message == NO_TRANSACTIONS.format("x")
         return
     response = await client.send(FindCoordinatorRequest(key="g"), version)
     assert (response.error_code, response.node_id, response.host, response.port) == (
@@ -153,8 +160,8 @@ async def test_find_coordinator(client: Client, broker: Broker, version: int) ->
     )
     if version >= 1:
         txn = await client.send(FindCoordinatorRequest(key="tx", key_type=1), version)
-        assert (txn.error_code, txn.node_id) == (15, -1)
-        assert txn.error_message == "Transactions are not supported by this broker."
+        assert (txn.error_code, txn.node_id) == (35, -1)  # UNSUPPORTED_VERSION: not retried
+        assert txn.error_message == NO_TRANSACTIONS.format("tx")
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3])

@@ -137,8 +137,8 @@ async def test_corrupt_batches_are_rejected_and_nothing_is_written(logs: LogMana
 
     miscount = bytearray(good)
     struct.pack_into(">i", miscount, 57, 3)
-    with pytest.raises(
-        CorruptRecord, match=exactly("record batch 0 holds 3 records but its lastOffsetDelta is 1")
+    with pytest.raises(  # Kafka's InvalidRecordException: INVALID_RECORD
+        InvalidRecord, match=exactly("record batch 0 holds 3 records but its lastOffsetDelta is 1")
     ):
         await log.append(_with_crc(miscount), acks=1)
 

@@ -345,7 +345,6 @@ async def test_maintenance_task_runs_retention_and_compaction(
         clock=clock,
         retention_check_interval_s=0.05,
         cleaner_interval_s=0.05,
-        retire_delay_s=0.0,
     ) as logs:
         await logs.create_topic("r", 1, {"segment.bytes": "100", "retention.ms": "1000"})
         await logs.create_topic(

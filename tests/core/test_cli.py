@@ -32,7 +32,11 @@ def cli(
 def test_every_shipped_config_validates() -> None:
     configs = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
     assert "configs/quickstart.yaml" in configs
-    result = cli("validate", *configs, env={"DATABASE_URL": "sqlite:///x.db"})
+    result = cli(
+        "validate",
+        *configs,
+        env={"DATABASE_URL": "sqlite:///x.db", "SHOP_WEBHOOK_SECRET": "s3cret"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"ok: {c}" for c in configs]
     assert result.stderr == ""

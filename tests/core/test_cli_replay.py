@@ -210,3 +210,42 @@ async def test_replay_refuses_a_live_sink_without_an_admin_api(tmp_path: Path) -
     finally:
         gateway.stop_quietly()
     assert journal(tmp_path / "journal.jsonl") == list(range(5))  # nothing moved
+
+
+async def test_a_stopped_gateways_static_member_does_not_block_reset_or_replay(
+    tmp_path: Path,
+) -> None:
+    # the sink consumes with static membership (group.instance.id), so it stays a member
+    # of its group after a clean stop until its session times out (session_timeout: 60s
+    # here, longer than the test); the commands remove it, as its slot is free
+    config = write_config(
+        tmp_path,
+        FAST_RUNTIME.replace("session_timeout: 6s", "session_timeout: 60s")
+        + f'sources:\n  count: {{type: "{COUNT}", topic: events, count: 5}}\n'
+        + f'sinks:\n  journal: {{type: "{JOURNAL}", topics: [events], path: journal.jsonl}}\n',
+    )
+    gateway = Gateway(config, tmp_path / "out.txt", tmp_path / "log.txt", pythonpath=[ROOT])
+    try:
+        gateway.start()
+        await wait_until(lambda: len(journal(tmp_path / "journal.jsonl")) == 5, within=60)
+        assert gateway.terminate() == 0
+    finally:
+        gateway.stop_quietly()
+    described = await asyncio.to_thread(
+        cli, "groups", "describe", "backbone.journal", "--config", str(config), "--json"
+    )
+    assert described.returncode == 0, described.stderr
+    [member] = json.loads(described.stdout)["members"]  # still there after the stop
+    assert member["client_id"] == f"backbone.journal@{socket.gethostname()}:{gateway.proc.pid}"
+    reset = await asyncio.to_thread(
+        cli, "groups", "reset", "backbone.journal", "--topic", "events", "--to", "3",
+        "--config", str(config),
+    )  # fmt: skip
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.splitlines()[-1] == "group backbone.journal: offsets of events moved"
+    result = await asyncio.to_thread(
+        cli, "replay", str(config), "--sink", "journal", "--from", "earliest"
+    )
+    assert result.returncode == 0, result.stderr
+    # up to where the group was (the reset put it at 3), then left there
+    assert journal(tmp_path / "journal.jsonl") == [*range(5), 0, 1, 2]

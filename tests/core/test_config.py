@@ -191,6 +191,55 @@ def test_broker_defaults_and_exclusive_choice(tmp_path: Path) -> None:
     ) == ["1:1: broker: give either embedded or bootstrap, not both"]
 
 
+def test_embedded_broker_connection_limits(tmp_path: Path) -> None:
+    defaults = load(tmp_path, "{}\n").broker.embedded
+    assert defaults is not None
+    assert (defaults.max_frame_bytes, defaults.connections_max_idle) == (None, 600.0)
+    assert (defaults.max_connections, defaults.max_connections_per_ip) == (1000, 500)
+    assert defaults.request_read_timeout == 30.0
+    assert defaults.queued_max_request_bytes == 100 * 1024 * 1024
+    embedded = load(
+        tmp_path,
+        """\
+        broker:
+          embedded:
+            max_frame_bytes: 2MiB
+            connections_max_idle: 10m
+            request_read_timeout: 45s
+            max_connections: 200
+            max_connections_per_ip: 20
+            queued_max_request_bytes: 64MiB
+        """,
+    ).broker.embedded
+    assert embedded is not None
+    assert embedded.max_frame_bytes == 2 * 1024 * 1024
+    assert (embedded.connections_max_idle, embedded.request_read_timeout) == (600.0, 45.0)
+    assert (embedded.max_connections, embedded.max_connections_per_ip) == (200, 20)
+    assert embedded.queued_max_request_bytes == 64 * 1024 * 1024
+    assert problems(
+        tmp_path,
+        """\
+        broker:
+          embedded:
+            connections_max_idle: 0s
+            max_connections_per_ip: 0
+        """,
+    ) == [
+        "3:27: broker.embedded.connections_max_idle: Input should be greater than 0",
+        "4:29: broker.embedded.max_connections_per_ip: Input should be greater than or equal to 1",
+    ]
+    assert problems(
+        tmp_path,
+        """\
+        broker:
+          embedded: {max_frame_bytes: 200MiB}
+        """,
+    ) == [
+        "2:3: broker.embedded: queued_max_request_bytes (104857600) must be at least "
+        "max_frame_bytes (209715200): a request of the largest size must fit in it"
+    ]
+
+
 def test_topics_configs(tmp_path: Path) -> None:
     config = load(
         tmp_path,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backbone.sdk import DedupeWindow, FatalError
+from backbone.sdk import DedupeWindow
 
 
 class Clock:
@@ -97,8 +97,28 @@ async def test_expired_entries_are_dropped_from_the_file(tmp_path: Path) -> None
     assert (tmp_path / "dedupe.log").read_bytes() == b""
 
 
-async def test_a_second_process_cannot_share_the_window(tmp_path: Path) -> None:
-    async with DedupeWindow(tmp_path, window=60):
-        other = DedupeWindow(tmp_path, window=60)
-        with pytest.raises(FatalError, match="is in use by another process"):
-            await other.open()
+async def test_processes_sharing_a_folder_write_their_own_logs_and_read_all(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+
+    async def fresh() -> str:
+        return "new"
+
+    first = DedupeWindow(tmp_path, window=60, clock=clock)
+    await first.open()
+    try:
+        second = DedupeWindow(tmp_path, window=60, clock=clock)  # the lock is taken
+        await second.open()
+        try:
+            await first.add("a", "A")
+            await second.add("b", "B")
+            assert second.path.name == "dedupe.1.log"
+            assert second.get("a") is None  # while both run, each knows its own
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+    async with DedupeWindow(tmp_path, window=60, clock=clock) as window:
+        assert (window.get("a"), window.get("b")) == ("A", "B")
+        assert await window.once("b", fresh) == ("B", False)

@@ -51,6 +51,7 @@ _S_h = _struct.Struct('>h')
 _S_i = _struct.Struct('>i')
 _S_ih = _struct.Struct('>ih')
 _S_io = _struct.Struct('>i?')
+_S_o = _struct.Struct('>?')
 _S_obo = _struct.Struct('>?b?')
 
 
@@ -183,8 +184,13 @@ def _d_CreateTopicsRequest_p(buf, pos, v):
         for _ in range(_t9):
             _t10, pos = _d_CreateTopicsRequest_CreatableTopic_p(buf, pos, v)
             f_topics.append(_t10)
-    f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += 5
+    (f_timeout_ms,) = _S_i.unpack_from(buf, pos)
+    pos += 4
+    if v >= 1:
+        (f_validate_only,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_validate_only = False
     return CreateTopicsRequest(f_topics, f_timeout_ms, f_validate_only), pos
 
 
@@ -195,7 +201,9 @@ def _e_CreateTopicsRequest_p(o, v, p, r):
         p.append(_S_i.pack(len(o.topics)))
         for _t11 in o.topics:
             _e_CreateTopicsRequest_CreatableTopic_p(_t11, v, p, r)
-    p.append(_S_io.pack(o.timeout_ms, o.validate_only))
+    p.append(_S_i.pack(o.timeout_ms))
+    if v >= 1:
+        p.append(_S_o.pack(o.validate_only))
 
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_f(buf, pos, v):
@@ -392,7 +400,10 @@ def _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v):
     f_topic_id = ZERO_UUID
     (f_error_code,) = _S_h.unpack_from(buf, pos)
     pos += 2
-    f_error_message, pos = _rd_nstring(buf, pos)
+    if v >= 1:
+        f_error_message, pos = _rd_nstring(buf, pos)
+    else:
+        f_error_message = ''
     f_num_partitions = -1
     f_replication_factor = -1
     f_configs = list()
@@ -403,17 +414,21 @@ def _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v):
 def _e_CreateTopicsResponse_CreatableTopicResult_p(o, v, p, r):
     p.append(_wr_string(o.name))
     p.append(_S_h.pack(o.error_code))
-    p.append(_wr_nstring(o.error_message))
+    if v >= 1:
+        p.append(_wr_nstring(o.error_message))
 
 
 def _d_CreateTopicsResponse_p(buf, pos, v):
-    (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
-    pos += 4
+    if v >= 2:
+        (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_throttle_time_ms = 0
     _t23, pos = _rd_count(buf, pos)
     if _t23 < 0:
         raise _not_null('topics', v)
     else:
-        _chk(buf, pos, _t23, 6)
+        _chk(buf, pos, _t23, 4)
         f_topics = []
         for _ in range(_t23):
             _t24, pos = _d_CreateTopicsResponse_CreatableTopicResult_p(buf, pos, v)
@@ -422,7 +437,8 @@ def _d_CreateTopicsResponse_p(buf, pos, v):
 
 
 def _e_CreateTopicsResponse_p(o, v, p, r):
-    p.append(_S_i.pack(o.throttle_time_ms))
+    if v >= 2:
+        p.append(_S_i.pack(o.throttle_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
     else:
@@ -566,7 +582,7 @@ CreateTopicsRequest.FIELDS = (
     FieldSpec('validate_only', 'validateOnly', 'bool', None, (1, 32767), None, None, None),
 )
 CreateTopicsRequest.api_key = 19
-CreateTopicsRequest.min_version = 2
+CreateTopicsRequest.min_version = 0
 CreateTopicsRequest.max_version = 7
 CreateTopicsRequest.flexible_from = 5
 CreateTopicsRequest._decode_plain = staticmethod(_d_CreateTopicsRequest_p)
@@ -596,7 +612,7 @@ CreateTopicsResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', CreateTopicsResponse_CreatableTopicResult, (0, 32767), None, None, None),
 )
 CreateTopicsResponse.api_key = 19
-CreateTopicsResponse.min_version = 2
+CreateTopicsResponse.min_version = 0
 CreateTopicsResponse.max_version = 7
 CreateTopicsResponse.flexible_from = 5
 CreateTopicsResponse._decode_plain = staticmethod(_d_CreateTopicsResponse_p)

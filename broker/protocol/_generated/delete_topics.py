@@ -229,8 +229,11 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_p(o, v, p, r):
 
 
 def _d_DeleteTopicsResponse_p(buf, pos, v):
-    (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
-    pos += 4
+    if v >= 1:
+        (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_throttle_time_ms = 0
     _t10, pos = _rd_count(buf, pos)
     if _t10 < 0:
         raise _not_null('responses', v)
@@ -244,7 +247,8 @@ def _d_DeleteTopicsResponse_p(buf, pos, v):
 
 
 def _e_DeleteTopicsResponse_p(o, v, p, r):
-    p.append(_S_i.pack(o.throttle_time_ms))
+    if v >= 1:
+        p.append(_S_i.pack(o.throttle_time_ms))
     if o.responses is None:
         raise _not_null('responses', v)
     else:
@@ -333,7 +337,7 @@ DeleteTopicsRequest.FIELDS = (
     FieldSpec('timeout_ms', 'TimeoutMs', 'int32', None, (0, 32767), None, None, None),
 )
 DeleteTopicsRequest.api_key = 20
-DeleteTopicsRequest.min_version = 1
+DeleteTopicsRequest.min_version = 0
 DeleteTopicsRequest.max_version = 6
 DeleteTopicsRequest.flexible_from = 4
 DeleteTopicsRequest._decode_plain = staticmethod(_d_DeleteTopicsRequest_p)
@@ -352,7 +356,7 @@ DeleteTopicsResponse.FIELDS = (
     FieldSpec('responses', 'Responses', '[]struct', DeleteTopicsResponse_DeletableTopicResult, (0, 32767), None, None, None),
 )
 DeleteTopicsResponse.api_key = 20
-DeleteTopicsResponse.min_version = 1
+DeleteTopicsResponse.min_version = 0
 DeleteTopicsResponse.max_version = 6
 DeleteTopicsResponse.flexible_from = 4
 DeleteTopicsResponse._decode_plain = staticmethod(_d_DeleteTopicsResponse_p)

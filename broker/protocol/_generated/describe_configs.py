@@ -114,8 +114,11 @@ def _d_DescribeConfigsRequest_p(buf, pos, v):
         for _ in range(_t4):
             _t5, pos = _d_DescribeConfigsRequest_DescribeConfigsResource_p(buf, pos, v)
             f_resources.append(_t5)
-    (f_include_synonyms,) = _S_o.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        (f_include_synonyms,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_include_synonyms = False
     if v >= 3:
         (f_include_documentation,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -131,7 +134,8 @@ def _e_DescribeConfigsRequest_p(o, v, p, r):
         p.append(_S_i.pack(len(o.resources)))
         for _t6 in o.resources:
             _e_DescribeConfigsRequest_DescribeConfigsResource_p(_t6, v, p, r)
-    p.append(_S_o.pack(o.include_synonyms))
+    if v >= 1:
+        p.append(_S_o.pack(o.include_synonyms))
     if v >= 3:
         p.append(_S_o.pack(o.include_documentation))
 
@@ -258,36 +262,60 @@ DescribeConfigsResponse.DescribeConfigsSynonym = DescribeConfigsResponse_Describ
 
 
 def _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v):
-    f_name, pos = _rd_string(buf, pos)
-    f_value, pos = _rd_nstring(buf, pos)
-    (f_source,) = _S_b.unpack_from(buf, pos)
-    pos += 1
+    if v >= 1:
+        f_name, pos = _rd_string(buf, pos)
+    else:
+        f_name = ''
+    if v >= 1:
+        f_value, pos = _rd_nstring(buf, pos)
+    else:
+        f_value = ''
+    if v >= 1:
+        (f_source,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_source = 0
     return DescribeConfigsResponse_DescribeConfigsSynonym(f_name, f_value, f_source), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(o, v, p, r):
-    p.append(_wr_string(o.name))
-    p.append(_wr_nstring(o.value))
-    p.append(_S_b.pack(o.source))
+    if v >= 1:
+        p.append(_wr_string(o.name))
+    if v >= 1:
+        p.append(_wr_nstring(o.value))
+    if v >= 1:
+        p.append(_S_b.pack(o.source))
 
 
 def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v):
     f_name, pos = _rd_string(buf, pos)
     f_value, pos = _rd_nstring(buf, pos)
-    f_read_only, f_config_source = _S_ob.unpack_from(buf, pos)
-    pos += 2
-    f_is_default = False
+    (f_read_only,) = _S_o.unpack_from(buf, pos)
+    pos += 1
+    if v >= 1:
+        (f_config_source,) = _S_b.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_config_source = -1
+    if v <= 0:
+        (f_is_default,) = _S_o.unpack_from(buf, pos)
+        pos += 1
+    else:
+        f_is_default = False
     (f_is_sensitive,) = _S_o.unpack_from(buf, pos)
     pos += 1
-    _t13, pos = _rd_count(buf, pos)
-    if _t13 < 0:
-        raise _not_null('synonyms', v)
+    if v >= 1:
+        _t13, pos = _rd_count(buf, pos)
+        if _t13 < 0:
+            raise _not_null('synonyms', v)
+        else:
+            _chk(buf, pos, _t13, 5)
+            f_synonyms = []
+            for _ in range(_t13):
+                _t14, pos = _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v)
+                f_synonyms.append(_t14)
     else:
-        _chk(buf, pos, _t13, 5)
-        f_synonyms = []
-        for _ in range(_t13):
-            _t14, pos = _d_DescribeConfigsResponse_DescribeConfigsSynonym_p(buf, pos, v)
-            f_synonyms.append(_t14)
+        f_synonyms = list()
     if v >= 3:
         (f_config_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -303,14 +331,19 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v):
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_p(o, v, p, r):
     p.append(_wr_string(o.name))
     p.append(_wr_nstring(o.value))
-    p.append(_S_ob.pack(o.read_only, o.config_source))
+    p.append(_S_o.pack(o.read_only))
+    if v >= 1:
+        p.append(_S_b.pack(o.config_source))
+    if v <= 0:
+        p.append(_S_o.pack(o.is_default))
     p.append(_S_o.pack(o.is_sensitive))
-    if o.synonyms is None:
-        raise _not_null('synonyms', v)
-    else:
-        p.append(_S_i.pack(len(o.synonyms)))
-        for _t15 in o.synonyms:
-            _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(_t15, v, p, r)
+    if v >= 1:
+        if o.synonyms is None:
+            raise _not_null('synonyms', v)
+        else:
+            p.append(_S_i.pack(len(o.synonyms)))
+            for _t15 in o.synonyms:
+                _e_DescribeConfigsResponse_DescribeConfigsSynonym_p(_t15, v, p, r)
     if v >= 3:
         p.append(_S_b.pack(o.config_type))
     if v >= 3:
@@ -328,7 +361,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_p(buf, pos, v):
     if _t16 < 0:
         raise _not_null('configs', v)
     else:
-        _chk(buf, pos, _t16, 11)
+        _chk(buf, pos, _t16, 6)
         f_configs = []
         for _ in range(_t16):
             _t17, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_p(buf, pos, v)
@@ -529,7 +562,7 @@ DescribeConfigsRequest.FIELDS = (
     FieldSpec('include_documentation', 'IncludeDocumentation', 'bool', None, (3, 32767), None, None, None),
 )
 DescribeConfigsRequest.api_key = 32
-DescribeConfigsRequest.min_version = 1
+DescribeConfigsRequest.min_version = 0
 DescribeConfigsRequest.max_version = 4
 DescribeConfigsRequest.flexible_from = 4
 DescribeConfigsRequest._decode_plain = staticmethod(_d_DescribeConfigsRequest_p)
@@ -565,7 +598,7 @@ DescribeConfigsResponse.FIELDS = (
     FieldSpec('results', 'Results', '[]struct', DescribeConfigsResponse_DescribeConfigsResult, (0, 32767), None, None, None),
 )
 DescribeConfigsResponse.api_key = 32
-DescribeConfigsResponse.min_version = 1
+DescribeConfigsResponse.min_version = 0
 DescribeConfigsResponse.max_version = 4
 DescribeConfigsResponse.flexible_from = 4
 DescribeConfigsResponse._decode_plain = staticmethod(_d_DescribeConfigsResponse_p)

@@ -103,7 +103,11 @@ def _d_ListOffsetsRequest_ListOffsetsPartition_p(buf, pos, v):
         f_current_leader_epoch = -1
     (f_timestamp,) = _S_q.unpack_from(buf, pos)
     pos += 8
-    f_max_num_offsets = 1
+    if v <= 0:
+        (f_max_num_offsets,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_max_num_offsets = 1
     return ListOffsetsRequest_ListOffsetsPartition(f_partition_index, f_current_leader_epoch, f_timestamp, f_max_num_offsets), pos
 
 
@@ -112,6 +116,8 @@ def _e_ListOffsetsRequest_ListOffsetsPartition_p(o, v, p, r):
     if v >= 4:
         p.append(_S_i.pack(o.current_leader_epoch))
     p.append(_S_q.pack(o.timestamp))
+    if v <= 0:
+        p.append(_S_i.pack(o.max_num_offsets))
 
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_p(buf, pos, v):
@@ -299,9 +305,20 @@ ListOffsetsResponse.ListOffsetsPartitionResponse = ListOffsetsResponse_ListOffse
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_p(buf, pos, v):
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
-    f_old_style_offsets = list()
-    f_timestamp, f_offset = _S_qq.unpack_from(buf, pos)
-    pos += 16
+    if v <= 0:
+        _t13, pos = _rd_count(buf, pos)
+        if _t13 < 0:
+            raise _not_null('old_style_offsets', v)
+        else:
+            f_old_style_offsets, pos = _rd_fixed(buf, pos, _t13, 'q', 8)
+    else:
+        f_old_style_offsets = list()
+    if v >= 1:
+        f_timestamp, f_offset = _S_qq.unpack_from(buf, pos)
+        pos += 16
+    else:
+        f_timestamp = -1
+        f_offset = -1
     if v >= 4:
         (f_leader_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -312,22 +329,29 @@ def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_p(buf, pos, v):
 
 def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_p(o, v, p, r):
     p.append(_S_ih.pack(o.partition_index, o.error_code))
-    p.append(_S_qq.pack(o.timestamp, o.offset))
+    if v <= 0:
+        if o.old_style_offsets is None:
+            raise _not_null('old_style_offsets', v)
+        else:
+            p.append(_S_i.pack(len(o.old_style_offsets)))
+            p.append(_wr_fixed('q', o.old_style_offsets))
+    if v >= 1:
+        p.append(_S_qq.pack(o.timestamp, o.offset))
     if v >= 4:
         p.append(_S_i.pack(o.leader_epoch))
 
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_p(buf, pos, v):
     f_name, pos = _rd_string(buf, pos)
-    _t13, pos = _rd_count(buf, pos)
-    if _t13 < 0:
+    _t15, pos = _rd_count(buf, pos)
+    if _t15 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t13, 22)
+        _chk(buf, pos, _t15, 6)
         f_partitions = []
-        for _ in range(_t13):
-            _t14, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_p(buf, pos, v)
-            f_partitions.append(_t14)
+        for _ in range(_t15):
+            _t16, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_p(buf, pos, v)
+            f_partitions.append(_t16)
     return ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions), pos
 
 
@@ -337,8 +361,8 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_p(o, v, p, r):
         raise _not_null('partitions', v)
     else:
         p.append(_S_i.pack(len(o.partitions)))
-        for _t15 in o.partitions:
-            _e_ListOffsetsResponse_ListOffsetsPartitionResponse_p(_t15, v, p, r)
+        for _t17 in o.partitions:
+            _e_ListOffsetsResponse_ListOffsetsPartitionResponse_p(_t17, v, p, r)
 
 
 def _d_ListOffsetsResponse_p(buf, pos, v):
@@ -347,15 +371,15 @@ def _d_ListOffsetsResponse_p(buf, pos, v):
         pos += 4
     else:
         f_throttle_time_ms = 0
-    _t16, pos = _rd_count(buf, pos)
-    if _t16 < 0:
+    _t18, pos = _rd_count(buf, pos)
+    if _t18 < 0:
         raise _not_null('topics', v)
     else:
-        _chk(buf, pos, _t16, 6)
+        _chk(buf, pos, _t18, 6)
         f_topics = []
-        for _ in range(_t16):
-            _t17, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_p(buf, pos, v)
-            f_topics.append(_t17)
+        for _ in range(_t18):
+            _t19, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_p(buf, pos, v)
+            f_topics.append(_t19)
     return ListOffsetsResponse(f_throttle_time_ms, f_topics), pos
 
 
@@ -366,8 +390,8 @@ def _e_ListOffsetsResponse_p(o, v, p, r):
         raise _not_null('topics', v)
     else:
         p.append(_S_i.pack(len(o.topics)))
-        for _t18 in o.topics:
-            _e_ListOffsetsResponse_ListOffsetsTopicResponse_p(_t18, v, p, r)
+        for _t20 in o.topics:
+            _e_ListOffsetsResponse_ListOffsetsTopicResponse_p(_t20, v, p, r)
 
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_f(buf, pos, v):
@@ -391,20 +415,20 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_f(o, v, p, r):
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v):
     f_name, pos = _rd_cstring(buf, pos)
-    _t19 = buf[pos]
-    if _t19 < 0x80:
-        _t19 -= 1
+    _t21 = buf[pos]
+    if _t21 < 0x80:
+        _t21 -= 1
         pos += 1
     else:
-        _t19, pos = _rd_ccount(buf, pos)
-    if _t19 < 0:
+        _t21, pos = _rd_ccount(buf, pos)
+    if _t21 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t19, 1)
+        _chk(buf, pos, _t21, 1)
         f_partitions = []
-        for _ in range(_t19):
-            _t20, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_f(buf, pos, v)
-            f_partitions.append(_t20)
+        for _ in range(_t21):
+            _t22, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_f(buf, pos, v)
+            f_partitions.append(_t22)
     if buf[pos]:
         pos = _skip_tags(buf, pos)
     else:
@@ -418,28 +442,28 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_f(o, v, p, r):
         raise _not_null('partitions', v)
     else:
         p.append(_wr_uvarint(len(o.partitions) + 1))
-        for _t21 in o.partitions:
-            _e_ListOffsetsResponse_ListOffsetsPartitionResponse_f(_t21, v, p, r)
+        for _t23 in o.partitions:
+            _e_ListOffsetsResponse_ListOffsetsPartitionResponse_f(_t23, v, p, r)
     p.append(b'\x00')
 
 
 def _d_ListOffsetsResponse_f(buf, pos, v):
     (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
     pos += 4
-    _t22 = buf[pos]
-    if _t22 < 0x80:
-        _t22 -= 1
+    _t24 = buf[pos]
+    if _t24 < 0x80:
+        _t24 -= 1
         pos += 1
     else:
-        _t22, pos = _rd_ccount(buf, pos)
-    if _t22 < 0:
+        _t24, pos = _rd_ccount(buf, pos)
+    if _t24 < 0:
         raise _not_null('topics', v)
     else:
-        _chk(buf, pos, _t22, 1)
+        _chk(buf, pos, _t24, 1)
         f_topics = []
-        for _ in range(_t22):
-            _t23, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v)
-            f_topics.append(_t23)
+        for _ in range(_t24):
+            _t25, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_f(buf, pos, v)
+            f_topics.append(_t25)
     if buf[pos]:
         pos = _skip_tags(buf, pos)
     else:
@@ -453,8 +477,8 @@ def _e_ListOffsetsResponse_f(o, v, p, r):
         raise _not_null('topics', v)
     else:
         p.append(_wr_uvarint(len(o.topics) + 1))
-        for _t24 in o.topics:
-            _e_ListOffsetsResponse_ListOffsetsTopicResponse_f(_t24, v, p, r)
+        for _t26 in o.topics:
+            _e_ListOffsetsResponse_ListOffsetsTopicResponse_f(_t26, v, p, r)
     p.append(b'\x00')
 
 
@@ -475,7 +499,7 @@ ListOffsetsRequest.FIELDS = (
     FieldSpec('timeout_ms', 'TimeoutMs', 'int32', None, (10, 32767), None, None, None),
 )
 ListOffsetsRequest.api_key = 2
-ListOffsetsRequest.min_version = 1
+ListOffsetsRequest.min_version = 0
 ListOffsetsRequest.max_version = 11
 ListOffsetsRequest.flexible_from = 6
 ListOffsetsRequest._decode_plain = staticmethod(_d_ListOffsetsRequest_p)
@@ -500,7 +524,7 @@ ListOffsetsResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', ListOffsetsResponse_ListOffsetsTopicResponse, (0, 32767), None, None, None),
 )
 ListOffsetsResponse.api_key = 2
-ListOffsetsResponse.min_version = 1
+ListOffsetsResponse.min_version = 0
 ListOffsetsResponse.max_version = 11
 ListOffsetsResponse.flexible_from = 6
 ListOffsetsResponse._decode_plain = staticmethod(_d_ListOffsetsResponse_p)

@@ -102,7 +102,11 @@ def _d_OffsetCommitRequest_OffsetCommitRequestPartition_p(buf, pos, v):
         pos += 4
     else:
         f_committed_leader_epoch = -1
-    f_commit_timestamp = -1
+    if v >= 1 and v <= 1:
+        (f_commit_timestamp,) = _S_q.unpack_from(buf, pos)
+        pos += 8
+    else:
+        f_commit_timestamp = -1
     f_committed_metadata, pos = _rd_nstring(buf, pos)
     return OffsetCommitRequest_OffsetCommitRequestPartition(f_partition_index, f_committed_offset, f_committed_leader_epoch, f_commit_timestamp, f_committed_metadata), pos
 
@@ -111,6 +115,8 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_p(o, v, p, r):
     p.append(_S_iq.pack(o.partition_index, o.committed_offset))
     if v >= 6:
         p.append(_S_i.pack(o.committed_leader_epoch))
+    if v >= 1 and v <= 1:
+        p.append(_S_q.pack(o.commit_timestamp))
     p.append(_wr_nstring(o.committed_metadata))
 
 
@@ -141,14 +147,20 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_p(o, v, p, r):
 
 def _d_OffsetCommitRequest_p(buf, pos, v):
     f_group_id, pos = _rd_string(buf, pos)
-    (f_generation_id_or_member_epoch,) = _S_i.unpack_from(buf, pos)
-    pos += 4
-    f_member_id, pos = _rd_string(buf, pos)
+    if v >= 1:
+        (f_generation_id_or_member_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_generation_id_or_member_epoch = -1
+    if v >= 1:
+        f_member_id, pos = _rd_string(buf, pos)
+    else:
+        f_member_id = ''
     if v >= 7:
         f_group_instance_id, pos = _rd_nstring(buf, pos)
     else:
         f_group_instance_id = None
-    if v <= 4:
+    if v >= 2 and v <= 4:
         (f_retention_time_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
     else:
@@ -167,11 +179,13 @@ def _d_OffsetCommitRequest_p(buf, pos, v):
 
 def _e_OffsetCommitRequest_p(o, v, p, r):
     p.append(_wr_string(o.group_id))
-    p.append(_S_i.pack(o.generation_id_or_member_epoch))
-    p.append(_wr_string(o.member_id))
+    if v >= 1:
+        p.append(_S_i.pack(o.generation_id_or_member_epoch))
+    if v >= 1:
+        p.append(_wr_string(o.member_id))
     if v >= 7:
         p.append(_wr_nstring(o.group_instance_id))
-    if v <= 4:
+    if v >= 2 and v <= 4:
         p.append(_S_q.pack(o.retention_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
@@ -494,7 +508,7 @@ OffsetCommitRequest.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetCommitRequest_OffsetCommitRequestTopic, (0, 32767), None, None, None),
 )
 OffsetCommitRequest.api_key = 8
-OffsetCommitRequest.min_version = 2
+OffsetCommitRequest.min_version = 0
 OffsetCommitRequest.max_version = 10
 OffsetCommitRequest.flexible_from = 8
 OffsetCommitRequest._decode_plain = staticmethod(_d_OffsetCommitRequest_p)
@@ -516,7 +530,7 @@ OffsetCommitResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetCommitResponse_OffsetCommitResponseTopic, (0, 32767), None, None, None),
 )
 OffsetCommitResponse.api_key = 8
-OffsetCommitResponse.min_version = 2
+OffsetCommitResponse.min_version = 0
 OffsetCommitResponse.max_version = 10
 OffsetCommitResponse.flexible_from = 8
 OffsetCommitResponse._decode_plain = staticmethod(_d_OffsetCommitResponse_p)

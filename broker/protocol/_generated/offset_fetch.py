@@ -878,7 +878,7 @@ OffsetFetchRequest.FIELDS = (
     FieldSpec('require_stable', 'RequireStable', 'bool', None, (7, 32767), None, None, None),
 )
 OffsetFetchRequest.api_key = 9
-OffsetFetchRequest.min_version = 1
+OffsetFetchRequest.min_version = 0
 OffsetFetchRequest.max_version = 10
 OffsetFetchRequest.flexible_from = 6
 OffsetFetchRequest._decode_plain = staticmethod(_d_OffsetFetchRequest_p)
@@ -921,7 +921,7 @@ OffsetFetchResponse.FIELDS = (
     FieldSpec('groups', 'Groups', '[]struct', OffsetFetchResponse_OffsetFetchResponseGroup, (8, 32767), None, None, None),
 )
 OffsetFetchResponse.api_key = 9
-OffsetFetchResponse.min_version = 1
+OffsetFetchResponse.min_version = 0
 OffsetFetchResponse.max_version = 10
 OffsetFetchResponse.flexible_from = 6
 OffsetFetchResponse._decode_plain = staticmethod(_d_OffsetFetchResponse_p)

@@ -47,9 +47,11 @@ from .._wire import (
 )
 
 _NULL32 = b'\xff\xff\xff\xff'
+_S_hi = _struct.Struct('>hi')
 _S_hiiq = _struct.Struct('>hiiq')
 _S_i = _struct.Struct('>i')
 _S_iii = _struct.Struct('>iii')
+_S_q = _struct.Struct('>q')
 
 
 __all__ = ['OffsetForLeaderEpochRequest', 'OffsetForLeaderEpochResponse']
@@ -86,13 +88,23 @@ OffsetForLeaderEpochRequest.OffsetForLeaderPartition = OffsetForLeaderEpochReque
 
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(buf, pos, v):
-    f_partition, f_current_leader_epoch, f_leader_epoch = _S_iii.unpack_from(buf, pos)
-    pos += 12
+    (f_partition,) = _S_i.unpack_from(buf, pos)
+    pos += 4
+    if v >= 2:
+        (f_current_leader_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_current_leader_epoch = -1
+    (f_leader_epoch,) = _S_i.unpack_from(buf, pos)
+    pos += 4
     return OffsetForLeaderEpochRequest_OffsetForLeaderPartition(f_partition, f_current_leader_epoch, f_leader_epoch), pos
 
 
 def _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(o, v, p, r):
-    p.append(_S_iii.pack(o.partition, o.current_leader_epoch, o.leader_epoch))
+    p.append(_S_i.pack(o.partition))
+    if v >= 2:
+        p.append(_S_i.pack(o.current_leader_epoch))
+    p.append(_S_i.pack(o.leader_epoch))
 
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_p(buf, pos, v):
@@ -101,7 +113,7 @@ def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_p(buf, pos, v):
     if _t1 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t1, 12)
+        _chk(buf, pos, _t1, 8)
         f_partitions = []
         for _ in range(_t1):
             _t2, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_p(buf, pos, v)
@@ -264,13 +276,23 @@ OffsetForLeaderEpochResponse.EpochEndOffset = OffsetForLeaderEpochResponse_Epoch
 
 
 def _d_OffsetForLeaderEpochResponse_EpochEndOffset_p(buf, pos, v):
-    f_error_code, f_partition, f_leader_epoch, f_end_offset = _S_hiiq.unpack_from(buf, pos)
-    pos += 18
+    f_error_code, f_partition = _S_hi.unpack_from(buf, pos)
+    pos += 6
+    if v >= 1:
+        (f_leader_epoch,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_leader_epoch = -1
+    (f_end_offset,) = _S_q.unpack_from(buf, pos)
+    pos += 8
     return OffsetForLeaderEpochResponse_EpochEndOffset(f_error_code, f_partition, f_leader_epoch, f_end_offset), pos
 
 
 def _e_OffsetForLeaderEpochResponse_EpochEndOffset_p(o, v, p, r):
-    p.append(_S_hiiq.pack(o.error_code, o.partition, o.leader_epoch, o.end_offset))
+    p.append(_S_hi.pack(o.error_code, o.partition))
+    if v >= 1:
+        p.append(_S_i.pack(o.leader_epoch))
+    p.append(_S_q.pack(o.end_offset))
 
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(buf, pos, v):
@@ -279,7 +301,7 @@ def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(buf, pos, v):
     if _t13 < 0:
         raise _not_null('partitions', v)
     else:
-        _chk(buf, pos, _t13, 18)
+        _chk(buf, pos, _t13, 14)
         f_partitions = []
         for _ in range(_t13):
             _t14, pos = _d_OffsetForLeaderEpochResponse_EpochEndOffset_p(buf, pos, v)
@@ -298,8 +320,11 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_p(o, v, p, r):
 
 
 def _d_OffsetForLeaderEpochResponse_p(buf, pos, v):
-    (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
-    pos += 4
+    if v >= 2:
+        (f_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
+        pos += 4
+    else:
+        f_throttle_time_ms = 0
     _t16, pos = _rd_count(buf, pos)
     if _t16 < 0:
         raise _not_null('topics', v)
@@ -313,7 +338,8 @@ def _d_OffsetForLeaderEpochResponse_p(buf, pos, v):
 
 
 def _e_OffsetForLeaderEpochResponse_p(o, v, p, r):
-    p.append(_S_i.pack(o.throttle_time_ms))
+    if v >= 2:
+        p.append(_S_i.pack(o.throttle_time_ms))
     if o.topics is None:
         raise _not_null('topics', v)
     else:
@@ -420,7 +446,7 @@ OffsetForLeaderEpochRequest.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetForLeaderEpochRequest_OffsetForLeaderTopic, (0, 32767), None, None, None),
 )
 OffsetForLeaderEpochRequest.api_key = 23
-OffsetForLeaderEpochRequest.min_version = 2
+OffsetForLeaderEpochRequest.min_version = 0
 OffsetForLeaderEpochRequest.max_version = 4
 OffsetForLeaderEpochRequest.flexible_from = 4
 OffsetForLeaderEpochRequest._decode_plain = staticmethod(_d_OffsetForLeaderEpochRequest_p)
@@ -443,7 +469,7 @@ OffsetForLeaderEpochResponse.FIELDS = (
     FieldSpec('topics', 'Topics', '[]struct', OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, (0, 32767), None, None, None),
 )
 OffsetForLeaderEpochResponse.api_key = 23
-OffsetForLeaderEpochResponse.min_version = 2
+OffsetForLeaderEpochResponse.min_version = 0
 OffsetForLeaderEpochResponse.max_version = 4
 OffsetForLeaderEpochResponse.flexible_from = 4
 OffsetForLeaderEpochResponse._decode_plain = staticmethod(_d_OffsetForLeaderEpochResponse_p)

@@ -1,0 +1,3 @@
+"""Type stub of the C accelerator ``_records.c`` (see records.py)."""
+
+def scan(records: bytes | bytearray | memoryview, count: int, /) -> tuple[int, int, int, int]: ...

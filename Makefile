@@ -27,13 +27,15 @@ $(STAMP): pyproject.toml setup.py broker/log/_records.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
 	touch $(STAMP) $(RUNTIME)
 
-# Debian packages the test suite uses: a PostgreSQL server, kcat, Node.js and npm.
+# Debian packages the test suite uses: a PostgreSQL server, kcat, Node.js and npm,
+# and Chromium for the console's browser tests (driven by Playwright, no browser download).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

@@ -19,6 +19,13 @@ How a redrive delivers (:func:`redrive`), and why:
   key and headers), so every consumer gets them for the first time. There is no
   way to run raw input through a source again.
 
+**One record** (``only=(partition, offset)``, the console's "Redrive" on one dead
+letter) is delivered the same way, read through the group
+``backbone.<name>.redrive.one`` (moved to that record first) so the other pending
+ones stay pending. It counts as redriven (the redrive group moves past it) when it
+was the first pending one of its partition; otherwise it stays listed as pending,
+and a later redrive of all delivers it once more (at-least-once).
+
 A record that fails again goes back to the dead-letter topic (a new record, with
 the new error) and is counted in ``failed_again``; the group moves past the old
 copy either way, so each redrive handles what is pending once and ends: it stops
@@ -39,7 +46,7 @@ from backbone.clients import KafkaClients
 from backbone.connector import SinkRecord
 from backbone.consumers import ConsumingWorker, ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
-from backbone.kafka_admin import KafkaAdmin, read_ranges
+from backbone.kafka_admin import KafkaAdmin, commit_offsets, read_ranges
 from backbone.registry import Registry
 from backbone.settings import Config
 from backbone.views import DeadLetterView, RecordView, RedriveResult
@@ -216,8 +223,10 @@ async def redrive(
     *,
     control: Control | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    only: tuple[int, int] | None = None,
 ) -> RedriveResult:
-    """Send ``name``'s pending dead letters back (see the module docstring).
+    """Send ``name``'s pending dead letters back (see the module docstring); with
+    ``only=(partition, offset)`` just that one record of the dead-letter topic.
 
     ``progress(done, total)`` is called as dead-letter records are read (``total``:
     records on the topic to go through, all connectors' included).
@@ -229,6 +238,21 @@ async def redrive(
         starts, ends = await cluster.offsets(tps)
         done = await cluster.committed(group)
     total = sum(max(ends[tp] - max(done.get(tp, 0), starts[tp]), 0) for tp in tps)
+    stop_at = dict(ends)
+    chosen = None
+    if only is not None:
+        partition, offset = only
+        chosen = TopicPartition(topic, partition)
+        if chosen not in ends or not starts[chosen] <= offset < ends[chosen]:
+            raise BackboneError(
+                f"{topic} has no record at partition {partition} offset {offset} "
+                f"(dead letters of {name})"
+            )
+        main, group, total = group, f"{group}.one", 1
+        stop_at = {tp: offset + 1 if tp == chosen else ends[tp] for tp in tps}
+        await commit_offsets(
+            clients, group, {tp: offset if tp == chosen else ends[tp] for tp in tps}
+        )
     producer = clients.producer(acks="all", enable_idempotence=config.broker.idempotence)
     await producer.start()
     status = ConnectorStatus(name, role)
@@ -250,7 +274,7 @@ async def redrive(
             "topics": [topic],
             "start": "earliest",
             "group": group,
-            "stop_at": ends,
+            "stop_at": stop_at,
             "tally": tally,
         }
         worker: ConsumingWorker
@@ -285,6 +309,10 @@ async def redrive(
     finally:
         await producer.stop()
     failed = status.dead_lettered
+    if chosen is not None and only is not None and tally.records == 1:
+        first_pending = max(done.get(chosen, 0), starts[chosen])
+        if only[1] == first_pending:
+            await commit_offsets(clients, main, {chosen: only[1] + 1})  # now it is redriven
     return RedriveResult(
         connector=name,
         mode=mode,

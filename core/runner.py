@@ -45,6 +45,7 @@ from backbone.assembly import connector_context, processor_path, processor_worke
 from backbone.clients import KafkaClients
 from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
+from backbone.console import Console
 from backbone.consumers import ProcessorWorker, SinkWorker
 from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp
@@ -165,6 +166,7 @@ class Runner:
                 self.http = await stack.enter_async_context(self._http_app())
                 admin = AdminApi(self)
                 admin.install(self.http)
+                Console(self, admin).install(self.http)
                 stack.push_async_callback(admin.close)
             supervisors = self._supervisors(shared, store)
             for name, supervisor in supervisors:

@@ -125,7 +125,9 @@ def test_quickstart_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     text = (ROOT / "configs" / "quickstart.yaml").read_text()
     assert "listen: 127.0.0.1:9092" in text and "data_dir: ../data " in text
+    assert "listen: 127.0.0.1:8080" in text  # the console and admin API
     text = text.replace("127.0.0.1:9092", f"127.0.0.1:{port}")
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}")
     text = text.replace("../data", str(tmp_path / "data"))
     config = tmp_path / "quickstart.yaml"
     config.write_text(text)

@@ -277,7 +277,7 @@ class Runner:
         broker = await stack.enter_async_context(Broker(config))
         self._embedded = broker
         for name, address in broker.bootstraps.items():
-            logger.info("embedded broker listener %s on %s", name, address)
+            logger.info("embedded broker listening on %s (listener %s)", address, name)
         return str(broker.bootstrap)
 
     def _http_app(self) -> HttpApp:

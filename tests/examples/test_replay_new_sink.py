@@ -1,13 +1,9 @@
-"""examples/replay-new-sink: the demo, run as its README says.
-
-The replay step needs ``backbone replay`` (issue 13, branch ``operate``); until that is
-merged the test checks the history and the new sink's catch-up, then skips.
-"""
+"""examples/replay-new-sink: the demo, run as its README says: history, a new sink's
+catch-up, lost files, and ``backbone replay`` re-feeding exactly the last day."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,8 +13,6 @@ from tests.examples.support import copy_example, run_script
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
-
-HAS_REPLAY = importlib.util.find_spec("backbone.replay") is not None
 
 
 def test_new_sink_catches_up_and_replay_refeeds_only_the_last_day(tmp_path: Path) -> None:
@@ -33,9 +27,6 @@ def test_new_sink_catches_up_and_replay_refeeds_only_the_last_day(tmp_path: Path
     assert lines[1].startswith("new sink (start: earliest): 1260 orders in 21 daily files after")
     assert lines[1].endswith("(gateway exit 0)")
     assert lines[2] == f"lost: 3 files of {last} deleted from data/archive"
-    if not HAS_REPLAY:
-        assert result.returncode != 0 and "No such command 'replay'" in result.stderr
-        pytest.skip("backbone replay (issue 13, branch operate) is not on this branch yet")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     figures = json.loads((folder / "data" / "result.json").read_text())
     assert figures["replay_exit"] == 0 and figures["exactly_once"] is True
@@ -49,5 +40,6 @@ def test_new_sink_catches_up_and_replay_refeeds_only_the_last_day(tmp_path: Path
     assert figures["replay_summary"].startswith("replayed 180 record(s) into sink archive from ")
     archive = folder / "data" / "archive"
     for p in range(3):
-        rows = [json.loads(x) for x in (archive / f"shop.orders-{p}-{360:020d}.jsonl").open()]
+        text = (archive / f"shop.orders-{p}-{360:020d}.jsonl").read_text()
+        rows = [json.loads(x) for x in text.splitlines()]
         assert [r["day"] for r in rows] == [str(last)] * 60

@@ -43,7 +43,8 @@ broker:
                 assert await reader.read(1) == b""
             writer.close()
     assert (
-        f"listening on 127.0.0.1:{port}, listener PLAINTEXT (PLAINTEXT) (max_frame_bytes 4194304, max_connections 300, "
+        f"listening on 127.0.0.1:{port}, listener PLAINTEXT (PLAINTEXT) "
+        "(max_frame_bytes 4194304, max_connections 300, "
         "max_connections_per_ip 60, idle_timeout 120s, request_read_timeout 0.5s, "
         "queued_max_request_bytes 33554432)"
     ) in caplog.messages

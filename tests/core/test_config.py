@@ -94,7 +94,7 @@ def test_unknown_keys_suggest_or_list(tmp_path: Path) -> None:
         "1:1: brokr: unknown key 'brokr'; did you mean 'broker'?",
         "2:11: runtime.grace: unknown key 'grace' (expected one of: grace_period, "
         "heartbeat_interval, max_batch, position_interval, progress_interval, session_timeout, "
-        "state_dir)",
+        "state_dir, static_membership)",
         "4:59: sinks.vault.zzz: unknown key 'zzz' (expected one of: dead_letter_topic, password, "
         "retry, start, topics, type, url)",
     ]

@@ -26,6 +26,16 @@ GET     /openapi.json                         this API as OpenAPI 3.1
 Bearer <token>`` (else 401); without one they answer only clients on loopback
 (else 403). ``/health`` and ``/ready`` are always open, for probes.
 :meth:`AdminApi.authorize` is the check, for other routes (the console) to reuse.
+
+**Cross-site requests.** A route that changes state (every POST) also refuses
+what a browser sends from another site, so that a hostile page open on the
+operator's machine cannot pause or restart a connector through a loopback-only
+admin API: 403 when ``Origin`` or ``Sec-Fetch-Site`` names another site
+(:func:`backbone.httpapp.refuse_cross_site`, the console's check too) and, without
+``http.admin_token``, 415 for a form body (``application/x-www-form-urlencoded``,
+``multipart/form-data``, ``text/plain``: what a cross-site form can send even
+from a browser that sends neither header). These routes read no body; curl,
+httpx and the ``backbone`` CLI send neither header and no form body.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from starlette.responses import JSONResponse, Response
 
 import backbone
 from backbone.errors import BackboneError
-from backbone.httpapp import HttpApp, HttpError
+from backbone.httpapp import HttpApp, HttpError, form_body, refuse_cross_site
 from backbone.kafka_admin import (
     GroupBusyError,
     KafkaAdmin,
@@ -156,12 +166,30 @@ class AdminApi:
                 "the admin API answers only on loopback unless http.admin_token is set",
             )
 
+    def refuse_forgery(self, request: Request) -> None:
+        """Raise :class:`HttpError` 403/415 if ``request`` may be a cross-site forgery.
+
+        For the routes that change state: see "Cross-site requests" in the module
+        docstring. With a token, the bearer credential already proves the sender.
+        """
+        refuse_cross_site(request)
+        media = form_body(request)
+        if media is not None and self._token is None:
+            raise HttpError(
+                415,
+                f"the admin API takes no form body (Content-Type: {media}), "
+                "since a page on another site could send one: send no body "
+                "or Content-Type: application/json",
+            )
+
     def _endpoint(
         self, handler: Handler, guarded: bool
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if guarded:
                 self.authorize(request)
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                self.refuse_forgery(request)
             try:
                 result = await handler(request)
             except UnknownTopicError as exc:
@@ -432,6 +460,7 @@ class AdminApi:
     def _operations(self) -> list[tuple[Operation, Handler, bool]]:
         name = Parameter("name", {"type": "string"}, "The connector, topic or group.", "path")
         auth = (401, 403)
+        post = (*auth, 415)
         return [
             (Operation("GET", "/connectors", "Every connector: state, counters, rate, lag.",
                        list[ConnectorView], errors=auth), self.list_connectors, True),
@@ -440,14 +469,14 @@ class AdminApi:
                        [name], errors=(*auth, 404)), self.get_connector, True),
             (Operation("POST", "/connectors/{name}/pause", "Pause; answers once PAUSED (202 if "
                        "it is not yet after 30 s). A paused sink leaves its group.",
-                       ConnectorView, [name], errors=(*auth, 404, 409),
+                       ConnectorView, [name], errors=(*post, 404, 409),
                        extra_responses={202: "asked, not PAUSED yet"}), self.pause, True),
             (Operation("POST", "/connectors/{name}/resume", "Resume a paused connector.",
-                       ConnectorView, [name], errors=(*auth, 404, 409),
+                       ConnectorView, [name], errors=(*post, 404, 409),
                        extra_responses={202: "asked, still PAUSED"}), self.resume, True),
             (Operation("POST", "/connectors/{name}/restart", "Stop gracefully and start a fresh "
                        "instance (also a FAILED one).", ConnectorView, [name],
-                       errors=(*auth, 404)), self.restart, True),
+                       errors=(*post, 404)), self.restart, True),
             (Operation("GET", "/connectors/{name}/dead-letters", "Its dead-lettered records, "
                        "oldest first: pending ones (all with all=true).", list[DeadLetterView],
                        [name, Parameter("all", {"type": "boolean"}, "Include redriven ones."),
@@ -456,7 +485,7 @@ class AdminApi:
             (Operation("POST", "/connectors/{name}/dead-letters/redrive", "Send its pending dead "
                        "letters back (sinks: through the sink; processors: through the "
                        "processor; sources: re-published to the topic).", RedriveResult, [name],
-                       errors=(*auth, 404, 409)), self.redrive, True),
+                       errors=(*post, 404, 409)), self.redrive, True),
             (Operation("GET", "/topics", "Topics with partitions, offsets and sizes on disk.",
                        list[TopicView],
                        [Parameter("internal", {"type": "boolean"}, "Include internal topics.")],

@@ -28,6 +28,14 @@ Every error answer is JSON ``{"error": "..."}`` (404, 405, 408, 413, a raised
 :class:`HttpError` or starlette ``HTTPException``; 500 for a bug, logged with its
 traceback, the body saying only "internal error"). ``GET /health`` answers
 ``{"status": "ok"}`` while the server runs.
+
+**Cross-site requests.** :func:`refuse_cross_site` is the one check that a
+request changing state (the admin API's and the console's POSTs) was not sent by
+a browser from another site: 403 when ``Sec-Fetch-Site`` is anything but
+``same-origin``/``none``, or when ``Origin`` is ``null`` or another origin than
+this server's. Clients that are not browsers (curl, httpx, the ``backbone`` CLI)
+send neither header and pass. :func:`form_body` tells the body types an HTML form
+(or a script without a CORS preflight) can send.
 """
 
 from __future__ import annotations
@@ -47,7 +55,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HttpApp", "HttpError", "HttpRoutes", "error_response"]
+__all__ = [
+    "FORM_TYPES",
+    "HttpApp",
+    "HttpError",
+    "HttpRoutes",
+    "error_response",
+    "form_body",
+    "refuse_cross_site",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +94,48 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _bug(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal error")
+
+
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+"""The body types a page on another site can POST without a CORS preflight."""
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin(scheme: str, host: str) -> str:
+    scheme, host = scheme.lower(), host.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
+
+
+def refuse_cross_site(request: Request) -> None:
+    """Raise :class:`HttpError` 403 if a browser sent ``request`` from another site.
+
+    ``Sec-Fetch-Site`` other than ``same-origin`` or ``none`` (typed in the address
+    bar) is refused, and so is an ``Origin`` that is ``null`` (a sandboxed frame, a
+    local file) or not this server's own (scheme and ``Host``). A request with
+    neither header (curl, httpx, the CLI) passes.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        raise HttpError(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if origin == "null":
+        raise HttpError(403, "cross-site request refused (Origin: null)")
+    own = _origin(request.url.scheme, request.headers.get("host", ""))
+    scheme, _, host = origin.partition("://")
+    if _origin(scheme, host) != own:
+        raise HttpError(403, f"cross-site request refused (Origin {origin}, not {own})")
+
+
+def form_body(request: Request) -> str | None:
+    """The media type of ``request``'s body if it is one of :data:`FORM_TYPES`, else ``None``."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media if media in FORM_TYPES else None
 
 
 class _Limits:

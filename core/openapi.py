@@ -129,9 +129,10 @@ def document(title: str, version: str, operations: Sequence[Operation]) -> dict[
 _ERRORS = {
     400: "bad request (a parameter is wrong)",
     401: "missing or wrong bearer token (http.admin_token)",
-    403: "not from loopback, and no http.admin_token is configured",
+    403: "not from loopback without http.admin_token, or a browser request from another site",
     404: "no such connector, topic or group",
     409: "the connector cannot do that in its state",
+    415: "a form body (a page on another site could send one): send none, or JSON",
     503: "not ready (the reasons are listed)",
 }
 

@@ -45,7 +45,7 @@ import backbone
 from backbone.console._auth import COOKIE, ConsoleAuth
 from backbone.console._format import FILTERS, rate_chart
 from backbone.errors import BackboneError
-from backbone.httpapp import HttpApp, HttpError
+from backbone.httpapp import HttpApp, HttpError, refuse_cross_site
 from backbone.kafka_admin import GroupBusyError, UnknownTopicError, browse, commit_offsets
 from backbone.supervisor import ConnectorStateError
 from backbone.views import RecordView, RedriveResult
@@ -167,7 +167,7 @@ class Console:
                     if guarded:
                         self.auth.check_post(request, request.state.form.get("csrf"))
                     else:
-                        self.auth.same_origin(request)
+                        refuse_cross_site(request)
                 elif guarded and not self.auth.allowed(request):
                     if self.auth.needs_login:
                         target = urllib.parse.quote(request.url.path, safe="/")

@@ -14,7 +14,8 @@ The console has the admin API's access rule (:meth:`backbone.admin.AdminApi.auth
 ``who`` the session cookie (or ``"loopback"``). Another site cannot read a console
 page (same-origin policy), so it cannot know the value. A POST whose ``Origin``
 header names another origin, or whose ``Sec-Fetch-Site`` says ``cross-site``, is
-refused as well (403), before the form is read.
+refused as well (403): :func:`backbone.httpapp.refuse_cross_site`, the admin API's
+check too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import secrets
 from starlette.requests import Request
 
 from backbone.admin import AdminApi
-from backbone.httpapp import HttpError
+from backbone.httpapp import HttpError, refuse_cross_site
 
 __all__ = ["COOKIE", "ConsoleAuth"]
 
@@ -79,23 +80,10 @@ class ConsoleAuth:
         who = request.cookies.get(COOKIE) or "loopback"
         return _mac(self._secret, who)
 
-    def same_origin(self, request: Request) -> None:
-        """:class:`HttpError` 403 if ``request`` comes from another site."""
-        site = request.headers.get("sec-fetch-site")
-        if site is not None and site not in ("same-origin", "none"):
-            raise HttpError(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
-        origin = request.headers.get("origin")
-        if origin is not None and origin != "null":
-            own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-            if origin != own:
-                raise HttpError(403, f"cross-site request refused (Origin {origin}, not {own})")
-        elif origin == "null":
-            raise HttpError(403, "cross-site request refused (Origin: null)")
-
     def check_post(self, request: Request, sent: str | None) -> None:
         """The checks of a console POST: access, same origin, the ``csrf`` form value."""
         self.check(request)
-        self.same_origin(request)
+        refuse_cross_site(request)
         if sent is None or not hmac.compare_digest(sent, self.csrf(request)):
             raise HttpError(
                 403, "missing or stale form token (csrf): reload the page and try again"

@@ -14,6 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
+from backbone.adminclient import AdminClient
+from backbone.httpapp import HttpError, refuse_cross_site
 from backbone.runner import Runner
 from backbone.testing import FAST_RUNTIME, running, wait_until
 
@@ -126,6 +128,92 @@ async def test_connectors_pause_resume_restart(
 
     missing = await client.post("/connectors/nope/pause")
     assert (missing.status_code, missing.json()) == (404, {"error": "no connector 'nope'"})
+
+
+async def test_a_post_from_another_site_changes_nothing(
+    gateway: tuple[Runner, httpx.AsyncClient],
+) -> None:
+    """A page on another site, open in the operator's browser, cannot pause or restart."""
+    runner, client = gateway
+    assert runner.http is not None
+    own = runner.http.url
+    await wait_until(lambda: runner.status["journal"].state.value == "RUNNING", what="RUNNING")
+    refused_by = {
+        "Origin": [
+            ("http://evil.example", f"Origin http://evil.example, not {own}"),
+            ("http://127.0.0.1:1", f"Origin http://127.0.0.1:1, not {own}"),  # another port
+            ("null", "Origin: null"),  # a sandboxed frame, a local file
+        ],
+        "Sec-Fetch-Site": [
+            ("cross-site", "Sec-Fetch-Site: cross-site"),
+            ("same-site", "Sec-Fetch-Site: same-site"),  # another port of this host
+        ],
+    }
+    actions = ("pause", "resume", "restart", "dead-letters/redrive")
+    for header, cases in refused_by.items():
+        for value, why in cases:
+            for action in actions:
+                refused = await client.post(
+                    f"/connectors/journal/{action}", headers={header: value}
+                )
+                assert refused.status_code == 403, (header, value, action, refused.text)
+                assert refused.json() == {"error": f"cross-site request refused ({why})"}
+    # what a cross-site HTML form sends, from a browser that sent neither header
+    for media in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain;charset=UTF-8",
+    ):
+        refused = await client.post(
+            "/connectors/journal/pause", content=b"a=1", headers={"Content-Type": media}
+        )
+        assert refused.status_code == 415, refused.text
+        assert refused.json() == {
+            "error": f"the admin API takes no form body (Content-Type: {media.split(';')[0]}), "
+            "since a page on another site could send one: send no body "
+            "or Content-Type: application/json"
+        }
+    status = runner.status["journal"]
+    assert (status.state.value, status.restarts) == ("RUNNING", 0)
+    # reads stay open (another site cannot read them: no CORS headers)
+    listed = await client.get("/connectors", headers={"Origin": "http://evil.example"})
+    assert listed.status_code == 200
+    assert "access-control-allow-origin" not in listed.headers
+
+    # the gateway's own pages (same origin) and clients that are not browsers work
+    paused = await client.post(
+        "/connectors/journal/pause", headers={"Origin": own, "Sec-Fetch-Site": "same-origin"}
+    )
+    assert (paused.status_code, paused.json()["state"]) == (200, "PAUSED")
+    typed = await client.post(
+        "/connectors/journal/resume", headers={"Sec-Fetch-Site": "none"}
+    )  # typed in the address bar
+    assert (typed.status_code, typed.json()["state"]) == (200, "RUNNING")
+    as_json = await client.post("/connectors/journal/pause", json={})
+    assert (as_json.status_code, as_json.json()["state"]) == (200, "PAUSED")
+    cli = AdminClient(own)  # what `backbone replay` uses: no Origin, no Sec-Fetch-Site
+    try:
+        assert (await cli.resume("journal"))["state"] == "RUNNING"
+    finally:
+        await cli.close()
+    assert runner.status["journal"].state.value == "RUNNING"
+
+
+def _browser_request(host: str, origin: str) -> Request:
+    headers = [(b"host", host.encode()), (b"origin", origin.encode())]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers})
+
+
+def test_an_origin_is_compared_without_its_default_port() -> None:
+    refuse_cross_site(_browser_request("127.0.0.1", "http://127.0.0.1"))
+    refuse_cross_site(_browser_request("127.0.0.1:80", "HTTP://127.0.0.1"))
+    refuse_cross_site(_browser_request("LocalHost:8080", "http://localhost:8080"))
+    with pytest.raises(HttpError) as refused:
+        refuse_cross_site(_browser_request("127.0.0.1:8080", "https://127.0.0.1:8080"))
+    assert refused.value.status_code == 403
+    assert refused.value.detail == (
+        "cross-site request refused (Origin https://127.0.0.1:8080, not http://127.0.0.1:8080)"
+    )
 
 
 async def test_topics_records_and_groups(
@@ -281,6 +369,22 @@ async def test_the_token_guards_every_admin_route(tmp_path: Path) -> None:
                 assert right.status_code == 200, route
             posted = await client.post("/connectors/one/pause")
             assert posted.status_code == 401
+            bearer = {"Authorization": "Bearer s3cret"}
+            await wait_until(lambda: runner.status["one"].state.value == "RUNNING", what="RUN")
+            evil = await client.post(
+                "/connectors/one/pause", headers={**bearer, "Origin": "http://evil.example"}
+            )
+            assert evil.status_code == 403
+            assert evil.json()["error"].startswith("cross-site request refused (Origin ")
+            assert runner.status["one"].state.value == "RUNNING"
+            # the token proves the sender: a bearer request works, with any body type
+            paused = await client.post(
+                "/connectors/one/pause",
+                headers={**bearer, "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert (paused.status_code, paused.json()["state"]) == (200, "PAUSED")
+            resumed = await client.post("/connectors/one/resume", headers=bearer)
+            assert (resumed.status_code, resumed.json()["state"]) == (200, "RUNNING")
             assert (await client.get("/health")).status_code == 200  # probes stay open
             assert (await client.get("/ready")).status_code in (200, 503)
 
@@ -297,7 +401,6 @@ async def test_without_a_token_only_loopback_is_served(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=runner.http.url) as client:
             assert (await client.get("/connectors")).status_code == 200  # we are on loopback
     from backbone.admin import AdminApi
-    from backbone.httpapp import HttpError
 
     api = AdminApi(runner)
     api.authorize(_request("127.0.0.1"))

@@ -24,7 +24,8 @@ GET     /openapi.json                         this API as OpenAPI 3.1
 
 **Access.** With ``http.admin_token`` every admin route needs ``Authorization:
 Bearer <token>`` (else 401); without one they answer only clients on loopback
-(else 403). ``/health`` and ``/ready`` are always open, for probes.
+whose ``Host`` is ``localhost`` or a loopback address (else 403; the ``Host`` check
+stops DNS rebinding). ``/health`` and ``/ready`` are always open, for probes.
 :meth:`AdminApi.authorize` is the check, for other routes (the console) to reuse.
 
 **Cross-site requests.** A route that changes state (every POST) also refuses
@@ -164,6 +165,15 @@ class AdminApi:
             raise HttpError(
                 403,
                 "the admin API answers only on loopback unless http.admin_token is set",
+            )
+        name = _host_name(request.headers.get("host", ""))
+        if not _is_loopback_name(name):
+            # DNS rebinding: a hostile name resolving to 127.0.0.1 makes a browser send
+            # its page's requests here with that name as Host (and a matching Origin)
+            raise HttpError(
+                403,
+                f"Host {name!r} is not a loopback name: without http.admin_token the admin "
+                "API answers only requests for localhost or a loopback address",
             )
 
     def refuse_forgery(self, request: Request) -> None:
@@ -527,3 +537,21 @@ def _int_param(
     if (low is not None and value < low) or (high is not None and value > high):
         raise HttpError(400, f"{name}: {value} is out of range ({low}..{high})")
     return value
+
+
+def _host_name(host: str) -> str:
+    """The name part of a ``Host`` header (``[::1]:8080`` -> ``::1``, ``a:80`` -> ``a``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _is_loopback_name(name: str) -> bool:
+    """``localhost`` (or a name under it) or a loopback IP address."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

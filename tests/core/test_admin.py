@@ -389,8 +389,9 @@ async def test_the_token_guards_every_admin_route(tmp_path: Path) -> None:
             assert (await client.get("/ready")).status_code in (200, 503)
 
 
-def _request(host: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/connectors", "headers": [],
+def _request(host: str, host_header: str = "127.0.0.1:8080") -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/connectors",
+                    "headers": [(b"host", host_header.encode())],
                     "client": (host, 40000)})  # fmt: skip
 
 
@@ -400,6 +401,27 @@ async def test_without_a_token_only_loopback_is_served(tmp_path: Path) -> None:
         assert runner.http is not None
         async with httpx.AsyncClient(base_url=runner.http.url) as client:
             assert (await client.get("/connectors")).status_code == 200  # we are on loopback
+            port = runner.http.url.rsplit(":", 1)[1].strip("/")
+            for name in (f"localhost:{port}", f"[::1]:{port}", f"app.localhost:{port}"):
+                answer = await client.get("/connectors", headers={"Host": name})
+                assert answer.status_code == 200, (name, answer.text)
+            # DNS rebinding: a page of evil.example, whose name now resolves to 127.0.0.1,
+            # reaches the server with its own name as Host (and a matching Origin)
+            for path in ("/connectors", "/"):
+                answer = await client.get(
+                    path, headers={"Host": f"evil.example:{port}", "Origin": "http://evil.example"}
+                )
+                assert answer.status_code == 403, (path, answer.text)
+            answer = await client.post(
+                "/connectors/one/pause",
+                headers={"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
+            )
+            assert answer.status_code == 403
+            assert answer.json()["error"] == (
+                "Host 'evil.example' is not a loopback name: without http.admin_token the "
+                "admin API answers only requests for localhost or a loopback address"
+            )
+            assert runner.status["one"].state.name != "PAUSED"
     from backbone.admin import AdminApi
 
     api = AdminApi(runner)

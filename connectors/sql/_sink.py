@@ -74,6 +74,10 @@ def _infer(values: list[Any]) -> sa.types.TypeEngine[Any]:
 class SqlSink(Sink[SqlSinkOptions]):
     """Writes records into a table (see the module docstring)."""
 
+    # a database that stays unreachable (or locked) is never the records' fault: when the
+    # retries run out the sink stops FAILED without committing, nothing is dead-lettered
+    retries_exhausted = "fail"
+
     def __init__(self, options: SqlSinkOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
         self._engine: Engine | None = None

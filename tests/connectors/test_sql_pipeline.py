@@ -189,3 +189,48 @@ async def test_rows_the_target_rejects_go_to_the_dead_letter_topic(
     assert headers["backbone.error.class"] == "DataError"
     assert headers["backbone.error.message"].endswith("NOT NULL constraint failed: orders.name")
     assert [r[0] for r in snapshot(target)] == [1, 3]
+
+
+async def test_a_locked_database_stops_the_sink_and_loses_nothing(tmp_path: Path) -> None:
+    """Retries run out on a database that stays locked: the sink stops FAILED with nothing
+    dead-lettered or committed; once the lock goes, a restart writes every row."""
+    import sqlite3
+
+    from backbone import testing
+
+    path = tmp_path / "locked.db"
+    target = f"sqlite:///{path}"
+    execute(target, "CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    async def breaks() -> None:
+        holder.execute("BEGIN IMMEDIATE")  # a writer's lock: readers go on, writes wait
+        holder.execute("INSERT INTO t VALUES (-1)")
+
+    async def repairs() -> None:
+        holder.execute("ROLLBACK")
+
+    async def read_back() -> list[Any]:
+        with sqlite3.connect(path) as conn:
+            return [row[0] for row in conn.execute("SELECT n FROM t ORDER BY n")]
+
+    try:
+        error = await testing.check_sink_stops_when_retries_run_out(
+            broker=broker_yaml("embedded", data_dir=tmp_path / "data"),
+            tmp_path=tmp_path,
+            sink=f'{{type: sql, url: "{target}", table: t}}',
+            values=[{"n": n} for n in range(5)],
+            breaks=breaks,
+            repairs=repairs,
+            read_back=read_back,
+            expected=[0, 1, 2, 3, 4],
+            within=90,
+        )
+    finally:
+        holder.close()
+    assert error.startswith("FatalError: "), error
+    assert "database is locked" in error, error
+    assert error.endswith(
+        "(still failing after 3 attempts); stopped without committing: the records are "
+        "delivered again after a restart"
+    ), error

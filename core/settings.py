@@ -321,7 +321,7 @@ class RetryPolicy(_Model):
     - a sink's ``write(batch)`` and a processor's function (per record): at most
       ``max_attempts`` calls; then the records go to ``dead_letter_topic``, or, when
       there is none (or the sink's ``retries_exhausted`` is ``"fail"``, as for the
-      ``http`` and ``file`` sinks), the connector stops in state FAILED with the
+      ``http``, ``file`` and ``sql`` sinks), the connector stops in state FAILED with the
       error and commits nothing of them;
     - a source's ``open()`` and ``read()`` and a sink's ``open()``: retried without
       limit (waits grow to ``max_backoff`` and stay there), because giving up would

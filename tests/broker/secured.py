@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import ssl
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,14 +219,6 @@ class Wire:
             await self.writer.wait_closed()
         except (ConnectionError, ssl.SSLError):
             pass
-
-
-async def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 40) -> None:
-    for _ in range(int(limit_s * 20)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def client_context(certs: Certs, cert: str | None = None) -> ssl.SSLContext:

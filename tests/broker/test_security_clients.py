@@ -42,6 +42,7 @@ from backbone.broker.security import (
     PatternType,
     ResourceType,
 )
+from backbone.testing import wait_until
 from tests.broker.secured import (
     USERS,
     Certs,
@@ -54,7 +55,6 @@ from tests.broker.secured import (
     kcat_settings,
     make_certs,
     secured_config,
-    wait_until,
 )
 from tests.broker.test_log_support import make_batch
 from tests.servers import unavailable
@@ -530,7 +530,8 @@ async def test_mutual_tls_refuses(
         assert code != 0 and "private" not in out
         await wait_until(
             lambda: any("TLS handshake failed" in r.getMessage() for r in caplog.records),
-            "the refused handshake's log line",
+            within=40,
+            what="the refused handshake's log line",
         )
         line = next(
             r.getMessage() for r in caplog.records if "TLS handshake failed" in r.getMessage()
@@ -691,7 +692,9 @@ async def test_librdkafka_reauthenticates_before_the_session_ends(
         task = asyncio.create_task(asyncio.to_thread(keep_producing))
         try:
             await wait_until(
-                lambda: broker.security.reauthentications >= 2, "two re-authentications"
+                lambda: broker.security.reauthentications >= 2,
+                within=40,
+                what="two re-authentications",
             )
         finally:
             stop.set()
@@ -757,7 +760,7 @@ async def test_wrong_protocol_on_a_listener_is_named_in_the_log(
     def said(text: str) -> list[str]:
         return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
-    await wait_until(lambda: len(said("HTTP request")) == 1, "the HTTP request logged")
+    await wait_until(lambda: len(said("HTTP request")) == 1, within=40, what="the HTTP request")
     assert (
         len(
             said(

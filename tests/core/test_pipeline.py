@@ -6,7 +6,6 @@ states, retries honouring ``retry_after``, processors. Real brokers, real aiokaf
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -461,7 +460,8 @@ async def test_sink_start_at_timestamp(
         assert runner.bootstrap is not None
         early = await consume(runner.bootstrap, topic, count=2)
     cut = dt.datetime.fromtimestamp((early[-1].timestamp + 1) / 1000, dt.UTC)
-    await asyncio.sleep(0.01)
+    # the second run's records must be stamped at or after the cut
+    await wait_until(lambda: dt.datetime.now(dt.UTC) > cut, within=5, what="the clock past the cut")
     two = write(
         tmp_path,
         text

@@ -51,6 +51,8 @@ class Options:
     latency_seconds: float = 10.0
     latency_rate: int = 2000
     fetch_wait_ms: int = 100
+    small_rate: int = 2000
+    small_fetch_wait_ms: int = 500
     only: str | None = None
     workloads: list[str] | None = None
     backbone_args: list[str] = field(default_factory=list)
@@ -171,6 +173,20 @@ WORKLOADS: tuple[Workload, ...] = (
         lambda o: (60.0 + 2 * o.latency_seconds) * o.timeout_scale,
     ),
     Workload(
+        "small_requests",
+        "single-record produce requests + long-polling consumer (librdkafka)",
+        "requests",
+        workloads.librdkafka_small_requests,
+        lambda b, t, o: {
+            "bootstrap": b,
+            "topic": t["small"],
+            "rate": o.small_rate,
+            "seconds": o.latency_seconds,
+            "fetch_wait_ms": o.small_fetch_wait_ms,
+        },
+        lambda o: (60.0 + 2 * o.latency_seconds) * o.timeout_scale,
+    ),
+    Workload(
         "group_consume_6p",
         "consumer group, 2 members, 6 partitions",
         "throughput",
@@ -217,7 +233,7 @@ def _starter(name: str, workdir: Path, opts: Options) -> AbstractContextManager[
 
 def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
-    topics = {k: f"bench-{k}-{run_id}" for k in ("1p", "6p", "aio", "latency")}
+    topics = {k: f"bench-{k}-{run_id}" for k in ("1p", "6p", "aio", "latency", "small")}
     selected = [w for w in WORKLOADS if opts.workloads is None or w.key in opts.workloads]
     report: dict[str, Any] = {"workloads": {}}
     try:
@@ -243,7 +259,7 @@ def _run_broker(name: str, workdir: Path, opts: Options) -> dict[str, Any]:
                 timeout = w.timeout(opts)
                 started = time.monotonic()
                 kwargs = {**w.kwargs(broker.bootstrap, topics, opts), "timeout": timeout - 10}
-                if w.kind == "throughput":
+                if w.kind in ("throughput", "requests"):
                     kwargs["broker_pid"] = broker.pid
                 if opts.consumer_config and w.key in CONFIGURABLE_CONSUMERS:
                     kwargs["consumer_config"] = {
@@ -340,6 +356,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="consumer fetch.wait.max.ms in the latency run (default 100)",
     )
     parser.add_argument(
+        "--small-rate",
+        type=int,
+        default=2000,
+        help="single-record produce requests/s in small_requests (default 2000; "
+        "runs --latency-seconds)",
+    )
+    parser.add_argument(
+        "--small-fetch-wait-ms",
+        type=int,
+        default=500,
+        help="the long-polling consumer's fetch.wait.max.ms in small_requests (default 500)",
+    )
+    parser.add_argument(
         "--backbone-arg",
         action="append",
         default=[],
@@ -393,8 +422,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     if records <= 0:
         parser.error(f"--records must be a positive number of records (got {records})")
     seconds = ns.latency_seconds if ns.latency_seconds is not None else (3.0 if ns.quick else 10.0)
-    if seconds <= 0 or ns.latency_rate <= 0:
-        parser.error("--latency-seconds and --latency-rate must be positive")
+    if seconds <= 0 or ns.latency_rate <= 0 or ns.small_rate <= 0:
+        parser.error("--latency-seconds, --latency-rate and --small-rate must be positive")
     chosen = None
     if ns.workloads:
         chosen = [k.strip() for k in ns.workloads.split(",") if k.strip()]
@@ -408,6 +437,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         latency_seconds=seconds,
         latency_rate=ns.latency_rate,
         fetch_wait_ms=ns.fetch_wait_ms,
+        small_rate=ns.small_rate,
+        small_fetch_wait_ms=ns.small_fetch_wait_ms,
         only=ns.only,
         workloads=chosen,
         backbone_args=list(ns.backbone_arg),

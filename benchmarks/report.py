@@ -65,6 +65,12 @@ def summary(w: WorkloadInfo, r: Result) -> str:
         return f"skipped: {r['skipped']}"
     if w.kind == "latency":
         return f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+    if w.kind == "requests":
+        return (
+            f"{r['produce_requests_per_s']:,.0f} produce requests/s, "
+            f"broker CPU {r.get('broker_cpu_pct', 0):.0f}%, "
+            f"{r.get('broker_cpu_us_per_request', 0):.0f} us/request"
+        )
     if w.kind == "rebalance":
         return f"join {_ms(r.get('join_ms'))}, rebalance {_ms(r.get('rebalance_ms'))}"
     return f"{r['records_per_s']:,.0f} records/s, {r['mb_per_s']:.1f} MB/s"
@@ -82,6 +88,18 @@ def _rows(w: WorkloadInfo) -> list[tuple[str, str, Callable[[float], str]]]:
             (f"{w.label} p99 (ms)", "p99_ms", lambda v: f"{v:,.2f}"),
             ("  of which produce ack p50 (ms)", "ack_p50_ms", lambda v: f"{v:,.2f}"),
             ("  of which produce ack p99 (ms)", "ack_p99_ms", lambda v: f"{v:,.2f}"),
+        ]
+    if w.kind == "requests":
+        return [
+            ("small requests: produce requests/s", "produce_requests_per_s", lambda v: f"{v:,.0f}"),
+            ("  records per produce request", "records_per_request", lambda v: f"{v:,.2f}"),
+            ("  consumer fetch requests/s", "fetch_requests_per_s", lambda v: f"{v:,.0f}"),
+            ("  broker CPU (% of one core)", "broker_cpu_pct", lambda v: f"{v:,.1f}"),
+            (
+                "  broker CPU per produce request (us)",
+                "broker_cpu_us_per_request",
+                lambda v: f"{v:,.0f}",
+            ),
         ]
     if w.kind == "rebalance":
         return [

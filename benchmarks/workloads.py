@@ -554,3 +554,157 @@ async def _aiokafka_consume(
     finally:
         await consumer.stop()
     return {"records": count, "bytes": nbytes, **throughput_figures(count, nbytes, meter)}
+
+
+# --- small unbatched requests ----------------------------------------------------------
+
+
+def librdkafka_small_requests(
+    bootstrap: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    fetch_wait_ms: int,
+    timeout: float,
+    broker_pid: int | None = None,
+) -> Result:
+    """The broker's cost per small request: ``rate`` single-record produce requests/s.
+
+    Producer: acks=all, linger.ms=0, paced, so nearly every record is its own
+    Produce request; a long-polling consumer (fetch.min.bytes=1,
+    fetch.wait.max.ms=``fetch_wait_ms``) reads them as they land. Both run in
+    this process (not the broker's). The broker's CPU is read from /proc over
+    the paced section; the Produce/Fetch request counts come from librdkafka's
+    statistics (``req`` per broker), so ``broker_cpu_us_per_request`` is per
+    Produce request actually sent.
+    """
+    import json
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+    deadline = Deadline(timeout)
+    create_topic(bootstrap, topic, 1, timeout=min(30.0, timeout))
+    failures: list[str] = []
+    produce_stats: list[int] = []  # Produce requests sent so far, per statistics callback
+    fetch_stats: list[int] = []
+
+    def requests_sent(stats_json: str, api: str, into: list[int]) -> None:
+        stats = json.loads(stats_json)
+        into.append(
+            sum(
+                b.get("req", {}).get(api, 0)
+                for b in stats.get("brokers", {}).values()
+                if b.get("nodeid", -1) >= 0
+            )
+        )
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 0,
+            "on_delivery": on_delivery,
+            "statistics.interval.ms": 100,
+            "stats_cb": lambda s: requests_sent(s, "Produce", produce_stats),
+        }
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-small-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": fetch_wait_ms,
+            "fetch.min.bytes": 1,
+            "enable.partition.eof": False,
+            "statistics.interval.ms": 100,
+            "stats_cb": lambda s: requests_sent(s, "Fetch", fetch_stats),
+        }
+    )
+    value = _value(RECORD_BYTES)
+    total = int(rate * seconds)
+    received = [0]
+    stop = threading.Event()
+    consumer_error: list[str] = []
+
+    def wait_for_stats(into: list[int], poll: Any) -> int:
+        """The next statistics report's count (a fresh one, <= 100 ms old)."""
+        seen = len(into)
+        while len(into) == seen and not deadline.expired():
+            poll(0.02)
+        return into[-1] if into else 0
+
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        producer.produce(topic, value)  # warm-up: connections and metadata
+        producer.flush(max(deadline.left(), 0.0))
+        while True:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                break
+            if deadline.expired():
+                raise TimeoutError("warm-up record never arrived at the consumer")
+
+        def receive() -> None:
+            try:
+                while received[0] < total and not stop.is_set():
+                    m = consumer.poll(0.05)
+                    if m is None:
+                        continue
+                    if m.error() is not None:
+                        consumer_error.append(str(m.error()))
+                        continue
+                    received[0] += 1
+            except Exception as exc:
+                consumer_error.append(f"{type(exc).__name__}: {exc}")
+
+        produce_before = wait_for_stats(produce_stats, producer.poll)
+        thread = threading.Thread(target=receive, name="small-requests-consumer")
+        thread.start()
+        try:
+            meter = Meter(broker_pid)
+            fetch_before = fetch_stats[-1] if fetch_stats else 0
+            start = time.perf_counter()
+            for i in range(total):
+                wait = start + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                producer.produce(topic, value)
+                producer.poll(0)
+                if deadline.expired():
+                    raise TimeoutError(f"sent only {i} of {total} records within {timeout:.0f}s")
+            producer.flush(max(deadline.left(), 0.0))
+            while thread.is_alive() and not deadline.expired():
+                thread.join(0.05)
+            wall = meter.stop()
+            fetch_after = fetch_stats[-1] if fetch_stats else 0
+        finally:
+            stop.set()
+            thread.join(10)
+        produce_after = wait_for_stats(produce_stats, producer.poll)
+    finally:
+        consumer.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} records failed to send; first: {failures[0]}")
+    if received[0] < total:
+        raise TimeoutError(f"received {received[0]} of {total} records; {consumer_error[:3]}")
+    produce_requests = max(produce_after - produce_before, 1)
+    figures: Result = {
+        "records": total,
+        "rate": rate,
+        "seconds": round(wall, 4),
+        "fetch_wait_ms": fetch_wait_ms,
+        "produce_requests": produce_requests,
+        "produce_requests_per_s": produce_requests / wall,
+        "records_per_request": total / produce_requests,
+        "fetch_requests_per_s": (fetch_after - fetch_before) / wall,
+        **meter.figures,
+    }
+    if "broker_cpu_pct" in figures:
+        cpu_s = figures["broker_cpu_pct"] / 100 * wall
+        figures["broker_cpu_us_per_request"] = cpu_s / produce_requests * 1e6
+    return figures

@@ -9,10 +9,43 @@ server as a plain callable.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CloseConnection", "Connection"]
+__all__ = ["CloseConnection", "Connection", "WatchableEvent"]
+
+
+class WatchableEvent(asyncio.Event):
+    """An :class:`asyncio.Event` that also runs plain callbacks when it is set.
+
+    Long polls (Fetch) wake on it through :meth:`watch` without a task per poll:
+    a callback costs a set insertion and removal, a ``wait()`` task a loop round
+    or two.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        if self.is_set():
+            return
+        super().set()
+        callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once when the event is set (at once if it already is)."""
+        if self.is_set():
+            callback()
+        else:
+            self._callbacks.add(callback)
+
+    def unwatch(self, callback: Callable[[], None]) -> None:
+        """Forget ``callback`` (no error when it was not watching)."""
+        self._callbacks.discard(callback)
 
 
 class CloseConnection(Exception):
@@ -40,7 +73,7 @@ class Connection:
     peer: str
     produce_lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     attributes: dict[str, Any] = field(default_factory=dict)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: WatchableEvent = field(default_factory=WatchableEvent)
     listener: str = "PLAINTEXT"
     security_protocol: str = "PLAINTEXT"
     peer_certificate: dict[str, Any] | None = None

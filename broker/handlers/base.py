@@ -13,14 +13,13 @@ them per topic/partition where the response has room for them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ..config import BrokerConfig
-from ..connection import Connection
+from ..connection import Connection, WatchableEvent
 from ..errors import BrokerError
 from ..groups.coordinator import GroupCoordinator
 from ..log.manager import LogManager
@@ -68,7 +67,7 @@ class BrokerState:
     groups: GroupCoordinator | None
     registry: Mapping[int, Handler[Any, Any]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: WatchableEvent = field(default_factory=WatchableEvent)
     bound_port: int = 0
     cluster_id: str = ""
     security: Security | None = None

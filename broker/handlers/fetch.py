@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import BrokerError
 from ..protocol import FetchRequest, FetchResponse, Records
@@ -112,24 +111,30 @@ async def _long_poll(
     """Wait for appends to the requested partitions until ``min_bytes`` are available,
     ``max_wait_ms`` passes, the broker stops or the connection closes.
 
-    One future per wait, resolved by the partitions' watch callbacks (no task per wait);
-    the broker's ``stopping`` and the connection's ``closing`` events are watched by one
-    task each for the whole poll.
+    One future per wakeup, resolved by plain callbacks: the partitions' watches, a timer
+    at ``max_wait_ms``, and the broker's ``stopping`` and the connection's ``closing``
+    events (:class:`~backbone.broker.connection.WatchableEvent`). No task, no
+    ``asyncio.wait`` per poll: a consumer long-polling a partition that gets an append
+    every millisecond costs a callback and one future per append.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + request.max_wait_ms / 1000
     wakeup: asyncio.Future[None] = loop.create_future()
+    expired = False
 
     def wake() -> None:
         if not wakeup.done():
             wakeup.set_result(None)
 
-    unsubscribe: list[Callable[[], None]] = []
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        wake()
+
     stopping, closing = ctx.state.stopping, ctx.connection.closing
-    stop_waiters: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(stopping.wait()),
-        asyncio.ensure_future(closing.wait()),
-    ]
+    timer = loop.call_later(request.max_wait_ms / 1000, expire)
+    unsubscribe: list[Callable[[], None]] = []
+    stopping.watch(wake)
+    closing.watch(wake)
     try:
         for fetch_topic in request.topics:
             for fetch_partition in fetch_topic.partitions:
@@ -138,27 +143,20 @@ async def _long_poll(
                 except BrokerError:
                     continue
                 unsubscribe.append(partition_log.watch(wake))
-        while not stopping.is_set() and not closing.is_set():
-            timeout = deadline - loop.time()
-            if timeout <= 0:
+        while True:
+            await wakeup
+            if expired or stopping.is_set() or closing.is_set():
                 break
-            await asyncio.wait(
-                [wakeup, *stop_waiters], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if any(waiter.done() for waiter in stop_waiters):
-                break
-            if not wakeup.done():
-                continue
             wakeup = loop.create_future()
             responses, total, failed = _collect(ctx, request)
             if total >= min_bytes or failed:
                 return responses
     finally:
+        timer.cancel()
+        stopping.unwatch(wake)
+        closing.unwatch(wake)
         for stop in unsubscribe:
             stop()
-        for waiter in stop_waiters:
-            waiter.cancel()
-        await asyncio.gather(*stop_waiters, return_exceptions=True)
     responses, _, _ = _collect(ctx, request)
     return responses
 

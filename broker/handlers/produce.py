@@ -5,17 +5,19 @@ advertised, as Kafka 4 does) but v0-v2 (message formats v0/v1) are refused
 per partition with UNSUPPORTED_VERSION. acks=0 sends no response; acks=1
 answers after the write, acks=-1 after fsync (the log's group commit).
 
-Appends of one connection start in request order: the partition appends of a
-request are started under the connection's ``produce_lane`` (so pipelined
-idempotent batches reach the log in sequence order) and awaited outside it
-(so a request waiting for fsync does not hold up the next one).
+Appends of one connection happen in request order: the partitions of a request
+are written (synchronously, ``PartitionLog.append_nowait``) under the
+connection's ``produce_lane`` (so pipelined idempotent batches reach the log in
+sequence order); the fsync is awaited outside it, one group-commit round for all
+the request's files (so a request waiting for fsync does not hold up the next
+one, and a request costs no task per partition).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
+from typing import Any
 
 from ..connection import CloseConnection, Connection
 from ..errors import (
@@ -26,8 +28,8 @@ from ..errors import (
     UnknownTopicOrPartition,
     UnsupportedVersion,
 )
+from ..log.flusher import Flusher
 from ..log.manager import INTERNAL_TOPICS, Topic
-from ..log.partition import AppendResult
 from ..protocol import ProduceRequest, ProduceResponse
 from ..security import AclOperation, ResourceType
 from .base import Handler, RequestContext, error_code, error_message
@@ -65,12 +67,13 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     elif request.transactional_id is not None:
         refusal = UnsupportedVersion("transactional produce is not supported by this broker")
 
-    # (topic name, [(partition index, task or error)])
-    plan: list[tuple[str, list[tuple[int, asyncio.Task[AppendResult] | BaseException]]]] = []
-    tasks: list[asyncio.Task[AppendResult]] = []
+    # (topic name, [[partition index, result or error, flusher to wait for or None]])
+    plan: list[tuple[str, list[list[Any]]]] = []
+    syncs: dict[Flusher, set[int]] = {}  # files to fsync before answering, per flusher
+    append_failures: list[BaseException] = []
     async with ctx.connection.produce_lane:
         for topic_data in request.topic_data:
-            entries: list[tuple[int, asyncio.Task[AppendResult] | BaseException]] = []
+            entries: list[list[Any]] = []
             plan.append((topic_data.name, entries))
             topic: Topic | BrokerError
             if refusal is not None:
@@ -86,52 +89,58 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             for partition_data in topic_data.partition_data:
                 index = partition_data.index
                 if isinstance(topic, BrokerError):
-                    entries.append((index, topic))
+                    entries.append([index, topic, None])
                     continue
                 if not 0 <= index < len(topic.partitions):
-                    entries.append(
-                        (
-                            index,
-                            UnknownTopicOrPartition(
-                                f"topic {topic_data.name!r} has no partition {index}"
-                            ),
-                        )
+                    missing = UnknownTopicOrPartition(
+                        f"topic {topic_data.name!r} has no partition {index}"
                     )
+                    entries.append([index, missing, None])
                     continue
                 records = partition_data.records
                 if records is None:
                     records = b""
                 if not isinstance(records, bytes | bytearray | memoryview):  # only on encode
-                    entries.append((index, CorruptRecord("records are not bytes")))
+                    entries.append([index, CorruptRecord("records are not bytes"), None])
                     continue
-                task = asyncio.create_task(topic.partitions[index].append(records, acks=acks))
-                tasks.append(task)
-                entries.append((index, task))
-    if tasks:
+                partition = topic.partitions[index]
+                try:
+                    result, fd = partition.append_nowait(records, acks=acks)
+                except Exception as exc:
+                    if not isinstance(exc, BrokerError):
+                        logger.error(
+                            "bug: append to %s-%d failed", topic_data.name, index, exc_info=exc
+                        )
+                    entries.append([index, exc, None])
+                    append_failures.append(exc)
+                    continue
+                if fd is None:
+                    entries.append([index, result, None])
+                else:
+                    syncs.setdefault(partition.flusher, set()).add(fd)
+                    entries.append([index, result, partition.flusher])
+    # Written (page cache); acks=-1 waits for one group-commit round for all its files.
+    # If this request is cancelled (connection closed) the round still runs for the others.
+    failures: dict[Flusher, BaseException] = {}
+    for flusher, fds in syncs.items():
         try:
-            await asyncio.wait(tasks)
-        finally:
-            # cancelled (connection closed): the appends still finish, owned here
-            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+            await flusher.sync_files(fds)
+        except BrokerError as exc:
+            failures[flusher] = exc
     if acks == 0:
-        for task in tasks:
-            if task.exception() is not None:
-                logger.warning("acks=0 produce from %s failed: %s", ctx.peer, task.exception())
+        for failure in append_failures:
+            logger.warning("acks=0 produce from %s failed: %s", ctx.peer, failure)
         return None
     responses: list[ProduceResponse.TopicProduceResponse] = []
     for name, entries in plan:
         partitions: list[ProduceResponse.TopicProduceResponse.PartitionProduceResponse] = []
-        for index, outcome in entries:
+        for index, outcome, flusher in entries:
+            if flusher is not None and flusher in failures:
+                outcome = failures[flusher]
             if isinstance(outcome, BaseException):
                 partitions.append(_error(index, outcome))
                 continue
-            failure = outcome.exception()
-            if failure is not None:
-                if not isinstance(failure, BrokerError):
-                    logger.error("bug: append to %s-%d failed", name, index, exc_info=failure)
-                partitions.append(_error(index, failure))
-                continue
-            result = outcome.result()
+            result = outcome
             partitions.append(
                 PartitionResponse(
                     index=index,

@@ -29,7 +29,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from backbone.broker.errors import KafkaStorageError
@@ -123,11 +123,16 @@ class Flusher:
 
     async def sync(self, fd: int) -> None:
         """Return once ``fd``'s data written so far is on disk (joins the next round)."""
+        await self.sync_files((fd,))
+
+    async def sync_files(self, fds: Iterable[int]) -> None:
+        """Return once the data written so far to every file of ``fds`` is on disk (one
+        round for all of them: the Produce handler's partitions of one request)."""
         if self.failed is not None:
             raise KafkaStorageError(
                 f"the log is offline after a failed fsync ({self.failed}); restart the broker"
             )
-        self._files.add(fd)
+        self._files.update(fds)
         fut = self._next
         if fut is None:
             fut = self._next = asyncio.get_running_loop().create_future()

@@ -187,14 +187,27 @@ class PartitionLog:
         policy ``always``, group commit); acks=0/1 after the write. A duplicate of one of a
         producer's last 5 batches returns the original base offset and writes nothing.
         """
+        result, fd = self.append_nowait(records, acks=acks)
+        if fd is not None:
+            await self.flusher.sync(fd)
+        return result
+
+    def append_nowait(
+        self, records: bytes | bytearray | memoryview, *, acks: int
+    ) -> tuple[AppendResult, int | None]:
+        """The synchronous part of :meth:`append`: ``(result, fd)``, where ``fd`` is the file
+        the caller must ``flusher.sync`` before acknowledging (acks=-1 under the ``always``
+        policy), else None. Lets the Produce handler write every partition of a request at
+        once and wait for one group-commit round for all of them."""
         if acks not in (-1, 0, 1):
             raise InvalidRequiredAcks(f"acks must be -1, 0 or 1 (got {acks})")
         result = self.write(records)
-        if acks == -1 and self.flusher.waits_on_acks:
-            await self.flusher.sync(self.active_segment.fd)
-        elif self.flusher.policy == "interval":
-            self.flusher.mark(self.active_segment.fd)
-        return result
+        flusher = self.flusher
+        if acks == -1 and flusher.waits_on_acks:
+            return result, self.active_segment.fd
+        if flusher.policy == "interval":
+            flusher.mark(self.active_segment.fd)
+        return result, None
 
     def write(self, records: bytes | bytearray | memoryview) -> AppendResult:
         """The synchronous part of :meth:`append`: validate, assign offsets and write the

@@ -333,6 +333,7 @@ class _ConnectionRunner:
         # request tasks in flight -> the memory pool bytes their frame holds
         self._requests: dict[asyncio.Task[Sequence[Chunk] | None], int] = {}
         self._input_ended = False
+        self._out: list[Any] = []  # response bytes buffered for the writer's next flush
 
     @property
     def peer(self) -> str:
@@ -414,17 +415,61 @@ class _ConnectionRunner:
             self._writer_task.cancel()
 
     async def _write_loop(self) -> None:
+        """Write the responses in request order. Responses that are ready one after the
+        other (Produce requests answered by the same fsync round) leave in one write."""
+        queue = self.queue
+        ahead: _Queued | None = None  # an item taken from the queue to look at it
         try:
             while True:
-                item = await self.queue.get()
+                if ahead is not None:
+                    item: _Queued | None = ahead
+                    ahead = None
+                else:
+                    item = await queue.get()
                 if item is None:
+                    await self._flush()
                     return
-                if self.queue.qsize() < _MAX_IN_FLIGHT:
+                if queue.qsize() < _MAX_IN_FLIGHT:
                     self.protocol.release()
                 if not await self._write_response(*item):
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await self._flush()
+                    return
+                if self._out and not queue.empty():
+                    following = queue.get_nowait()
+                    if following is None:
+                        queue.put_nowait(None)  # the end of input: seen on the next turn
+                    else:
+                        ahead = following
+                        if following[0].done():
+                            continue  # its response joins this write
+                try:
+                    await self._flush()
+                except (ConnectionError, OSError) as exc:
+                    logger.debug("connection %s: write failed: %s", self.peer, exc)
                     return
         finally:
+            if ahead is not None:  # collected by _discard_queued with the rest
+                self._requeue(ahead)
             self.protocol.finish_input()
+
+    def _requeue(self, item: _Queued) -> None:
+        """Put an item taken to look ahead back at the head of the queue (the writer is
+        stopping; ``_discard_queued`` collects what is left)."""
+        rest = []
+        while not self.queue.empty():
+            rest.append(self.queue.get_nowait())
+        self.queue.put_nowait(item)
+        for other in rest:
+            self.queue.put_nowait(other)
+
+    async def _flush(self) -> None:
+        """Hand the buffered responses to the transport (one write) and wait for room."""
+        out = self._out
+        if out:
+            self._out = []
+            self.transport.writelines(out)
+        await self.protocol.drain()
 
     async def _write_response(
         self,
@@ -434,7 +479,7 @@ class _ConnectionRunner:
         size: int,
     ) -> bool:
         """Write one response (and count it in the server's stats); False = the connection
-        must close."""
+        must close. Small responses are buffered (``_out``) for the writer's next flush."""
         key, version, correlation_id = _frame_header(head)
         try:
             chunks = await request
@@ -472,6 +517,8 @@ class _ConnectionRunner:
             if response_filter is not None and not response_filter(
                 ResponseInfo(self.peer, key, version, correlation_id)
             ):
+                with contextlib.suppress(ConnectionError, OSError):
+                    await self._flush()  # the responses before this one were sent
                 logger.info("response filter dropped connection %s before a response", self.peer)
                 return False
             await self._write_chunks(chunks)
@@ -486,25 +533,22 @@ class _ConnectionRunner:
         return correlation_id != self.connection.close_after_correlation_id
 
     async def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
-        transport = self.transport
-        pending: list[Any] = []
+        """Buffer the response's bytes in ``_out``; a big file slice is sent at once with
+        ``sendfile`` (after what is buffered)."""
+        out = self._out
         for chunk in chunks:
             if isinstance(chunk, bytes | bytearray | memoryview):
-                pending.append(chunk)
+                out.append(chunk)
                 continue
             size = len(chunk)
             if size == 0:
                 continue
             if size < _SENDFILE_MIN_BYTES or not hasattr(chunk, "fileno"):
-                pending.append(chunk.read())
+                out.append(chunk.read())
                 continue
-            if pending:
-                transport.writelines(pending)
-                pending = []
+            await self._flush()
+            out = self._out
             await self._sendfile(chunk)
-        if pending:
-            transport.writelines(pending)
-        await self.protocol.drain()
 
     async def _sendfile(self, chunk: FileSliceLike) -> None:
         """Zero-copy send of a file slice; falls back to read+write when not possible."""

@@ -422,8 +422,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     if records <= 0:
         parser.error(f"--records must be a positive number of records (got {records})")
     seconds = ns.latency_seconds if ns.latency_seconds is not None else (3.0 if ns.quick else 10.0)
-    if seconds <= 0 or ns.latency_rate <= 0 or ns.small_rate <= 0:
-        parser.error("--latency-seconds, --latency-rate and --small-rate must be positive")
+    if seconds <= 0 or ns.latency_rate <= 0:
+        parser.error("--latency-seconds and --latency-rate must be positive")
+    if ns.small_rate <= 0 or ns.small_fetch_wait_ms < 0:
+        parser.error(
+            f"--small-rate must be positive and --small-fetch-wait-ms at least 0 "
+            f"(got {ns.small_rate} and {ns.small_fetch_wait_ms})"
+        )
     chosen = None
     if ns.workloads:
         chosen = [k.strip() for k in ns.workloads.split(",") if k.strip()]

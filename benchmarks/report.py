@@ -100,6 +100,11 @@ def _rows(w: WorkloadInfo) -> list[tuple[str, str, Callable[[float], str]]]:
                 "broker_cpu_us_per_request",
                 lambda v: f"{v:,.0f}",
             ),
+            (
+                "  broker CPU per request, produce or fetch (us)",
+                "broker_cpu_us_per_any_request",
+                lambda v: f"{v:,.0f}",
+            ),
         ]
     if w.kind == "rebalance":
         return [

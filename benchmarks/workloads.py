@@ -707,4 +707,8 @@ def librdkafka_small_requests(
     if "broker_cpu_pct" in figures:
         cpu_s = figures["broker_cpu_pct"] / 100 * wall
         figures["broker_cpu_us_per_request"] = cpu_s / produce_requests * 1e6
+        # the consumer's fetch count varies from run to run (and broker to broker: a
+        # fetch answered sooner means more fetches), so also per request of either kind
+        fetches = max(fetch_after - fetch_before, 0)
+        figures["broker_cpu_us_per_any_request"] = cpu_s / (produce_requests + fetches) * 1e6
     return figures

@@ -1,8 +1,9 @@
 """Group commit: one long-lived thread fsyncs dirty segment files off the event loop.
 
 PartitionLog.append (acks=-1, flush policy ``always``) writes its batches, then awaits
-:meth:`Flusher.sync`. Every caller that arrives while no fsync runs starts (or joins) a
-round at once; callers arriving while an fsync runs wait for the next round, which starts
+:meth:`Flusher.sync`. While no fsync runs, the first caller schedules a round to start
+at the end of the current loop turn (``call_soon``), so every append handled in the same
+turn joins it; callers arriving while an fsync runs wait for the next round, which starts
 the moment the running one completes. One round = one job handed to the flusher's own
 thread (``log-fsync``, started by :meth:`Flusher.start`) through a ``queue.SimpleQueue``:
 the thread ``fdatasync``s every file marked dirty since the previous round (and ``fsync``s
@@ -63,6 +64,7 @@ class Flusher:
         self._close_after_round: list[Callable[[], None]] = []
         self._next: asyncio.Future[None] | None = None  # waiters of the next round
         self._in_flight: asyncio.Future[None] | None = None  # the round the thread runs
+        self._start_soon = False  # a round start is scheduled for the end of this turn
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -139,9 +141,17 @@ class Flusher:
             fut.add_done_callback(_consume_exception)
         if self._thread is None:  # not started (tests, shutdown): flush inline
             await self._flush_inline()
-        elif self._in_flight is None:
-            self._start_round()
+        elif self._in_flight is None and not self._start_soon:
+            # start the round once the handlers of this loop turn ran: the appends that
+            # arrived together share it (one fsync, one wakeup of the thread)
+            self._start_soon = True
+            asyncio.get_running_loop().call_soon(self._start_deferred)
         await asyncio.shield(fut)
+
+    def _start_deferred(self) -> None:
+        self._start_soon = False
+        if self._in_flight is None and self._next is not None and self._thread is not None:
+            self._start_round()
 
     # ------------------------------------------------------------------ rounds
     def _start_round(self) -> asyncio.Future[None] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import operator
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ __all__ = ["SqlSink"]
 
 Op = tuple[str, dict[str, Any]]  # ("write" | "delete", fields)
 ENVELOPE_OPS = {"c", "u", "r", "d"}
+KEEP_IDLE = 5.0
+"""Seconds a connection may sit idle between writes and still be used without a ping."""
 
 
 def _infer(values: list[Any]) -> sa.types.TypeEngine[Any]:
@@ -84,6 +87,8 @@ class SqlSink(Sink[SqlSinkOptions]):
         self._bulk = False  # upserts through StagedUpsert (PostgreSQL, psycopg)
         self._staged: StagedUpsert | None = None
         self._statements: dict[tuple[str, ...], Any] = {}  # other upserts, per column set
+        self._conn: Connection | None = None  # kept between writes (see _connection)
+        self._used = 0.0  # time.monotonic() of the last write through it
         self._call = Offload()
 
     # -- setup -------------------------------------------------------------------
@@ -320,24 +325,54 @@ class SqlSink(Sink[SqlSinkOptions]):
         convert = self._convert
         converted = [(kind, convert(fields, record)) for kind, fields, record in ops]
         used: set[str] = set()  # staging tables this transaction filled (PostgreSQL)
-        with (
-            errors(engine, f"writing {len(records)} records to {self.options.table!r}"),
-            engine.begin() as conn,
-        ):
-            info = conn.connection.info
-            start = 0
-            while start < len(converted):
-                kind = converted[start][0]
-                end = start
-                while end < len(converted) and converted[end][0] == kind:
-                    end += 1
-                rows = [fields for _, fields in converted[start:end]]
-                if kind == "delete":
-                    self._delete(conn, table, rows)
-                else:
-                    self._store(conn, table, rows, used)
-                start = end
+        with errors(engine, f"writing {len(records)} records to {self.options.table!r}"):
+            conn = self._connection(engine)
+            try:
+                with conn.begin():
+                    info = conn.connection.info
+                    start = 0
+                    while start < len(converted):
+                        kind = converted[start][0]
+                        end = start
+                        while end < len(converted) and converted[end][0] == kind:
+                            end += 1
+                        rows = [fields for _, fields in converted[start:end]]
+                        if kind == "delete":
+                            self._delete(conn, table, rows)
+                        else:
+                            self._store(conn, table, rows, used)
+                        start = end
+            except BaseException:
+                self._release()  # whatever failed, the next write checks out (and pings)
+                raise
+        self._used = time.monotonic()
         StagedUpsert.committed(info, used)
+
+    def _connection(self, engine: Engine) -> Connection:
+        """The connection writes use: kept between writes that follow each other within
+        :data:`KEEP_IDLE` seconds; else (and after any error) a fresh checkout from the
+        pool, which pings it first (``pool_pre_ping``)."""
+        conn = self._conn
+        if conn is not None and time.monotonic() - self._used > KEEP_IDLE:
+            self._release()
+            conn = None
+        if conn is None:
+            conn = self._conn = engine.connect()
+        return conn
+
+    def _release(self) -> None:
+        """Give the kept connection back to the pool (rolled back if in a transaction)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _dispose(self) -> None:
+        engine, self._engine = self._engine, None
+        try:
+            self._release()
+        finally:
+            if engine is not None:
+                engine.dispose()
 
     def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """Rows grouped by their column set (order kept within a group), then by batch_size."""
@@ -515,6 +550,5 @@ class SqlSink(Sink[SqlSinkOptions]):
     async def close(self) -> None:
         """Wait for a left-behind write, then dispose of the engine; idempotent."""
         await self._call.settle()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await asyncio.to_thread(engine.dispose)
+        if self._engine is not None or self._conn is not None:
+            await asyncio.to_thread(self._dispose)

@@ -153,7 +153,9 @@ class SqlSink(Sink[SqlSinkOptions]):
                 f"has no primary key; set key: [column, ...]"
             )
         self._key = key
-        self._converters = converters(table)
+        self._converters = converters(
+            table, text=self._bulk and self.options.insert_mode == "upsert"
+        )
         self._staged = None
         self._statements = {}
 
@@ -176,9 +178,9 @@ class SqlSink(Sink[SqlSinkOptions]):
         cancelled while this thread still ran."""
         engine = self._connect()
         try:
-            table = self._describe(engine)
             with errors(engine, "checking the privilege to create temporary tables"):
                 self._bulk = staging_allowed(engine)
+            table = self._describe(engine)
         except BaseException:
             engine.dispose()
             raise

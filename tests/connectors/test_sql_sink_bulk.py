@@ -151,3 +151,61 @@ async def test_a_user_who_may_not_create_temporary_tables_upserts_row_by_row(
     finally:
         execute(postgres_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
     assert items(postgres_url) == [(1, "a", None, None), (2, "B", {"k": 1}, None)]
+
+
+async def test_dates_and_times_as_keys_and_values_upsert_and_delete(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    execute(
+        postgres_url,
+        "CREATE TABLE readings (at TIMESTAMPTZ, local TIMESTAMP, day DATE, clock TIME, "
+        "value NUMERIC(6, 2), PRIMARY KEY (at, local))",
+    )
+    out = sink(postgres_url, tmp_path, table="readings")
+    await out.open()
+    try:
+        await out.write(
+            [
+                sink_record(
+                    {
+                        "at": "2024-05-01T12:00:00+02:00",
+                        "local": "2024-05-01T12:00:00+02:00",  # naive column: UTC
+                        "day": "2024-05-01",
+                        "clock": "23:59:59.5",
+                        "value": "1.5",
+                    }
+                ),
+                sink_record(
+                    {"at": "2024-05-02T00:00:00", "local": "2024-05-02T00:00:00", "value": 2},
+                    offset=1,
+                ),
+                sink_record(
+                    {
+                        "at": "2024-05-01T10:00:00Z",
+                        "local": "2024-05-01T10:00:00",
+                        "day": "2024-05-01",
+                        "clock": "23:59:59.500",
+                        "value": "3",
+                    },
+                    offset=2,
+                ),  # the first row again (same instants, same columns): merged with it
+            ]
+        )
+        await out.write(
+            [
+                sink_record(
+                    {
+                        "op": "d",
+                        "before": {"at": "2024-05-02T02:00:00+02:00", "local": "2024-05-02T00:00"},
+                        "after": None,
+                    },
+                    offset=3,
+                )
+            ]
+        )
+    finally:
+        await out.close()
+    assert rows(
+        postgres_url,
+        "SELECT at::text, local::text, day::text, clock::text, value::text FROM readings",
+    ) == [("2024-05-01 10:00:00+00", "2024-05-01 10:00:00", "2024-05-01", "23:59:59.5", "3.00")]

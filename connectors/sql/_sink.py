@@ -11,6 +11,11 @@ The runner calls ``open()``, then ``write(records)`` repeatedly, ``close()``.
 after COMMIT; on a rejected row (wrong type, NOT NULL, constraint) it rolls back
 and raises :class:`DataError` carrying the database's message, so nothing of the
 batch is written; a lost connection raises :class:`RetriableError`.
+
+Upserts on PostgreSQL (psycopg) go through :class:`~._bulk.StagedUpsert` (COPY into a
+staging table, one INSERT ... ON CONFLICT per column set); everything else through
+SQLAlchemy statements, one ``executemany`` per ``batch_size`` rows. Rows of one key
+within a batch are merged first (a later record's fields win).
 """
 
 from __future__ import annotations

@@ -11,12 +11,19 @@ The runner calls ``open()``, then ``write(records)`` repeatedly, ``close()``.
 after COMMIT; on a rejected row (wrong type, NOT NULL, constraint) it rolls back
 and raises :class:`DataError` carrying the database's message, so nothing of the
 batch is written; a lost connection raises :class:`RetriableError`.
+
+Upserts on PostgreSQL (psycopg) go through :class:`~._bulk.StagedUpsert` (COPY into a
+staging table, one INSERT ... ON CONFLICT per column set); everything else through
+SQLAlchemy statements, one ``executemany`` per ``batch_size`` rows. Rows of one key
+within a batch are merged first (a later record's fields win).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import operator
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +32,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
 
+from ._bulk import Converter, StagedUpsert, converters, staging_allowed
 from ._database import (
     column_of,
     create,
@@ -37,16 +45,13 @@ from ._database import (
     sqlite_file,
 )
 from ._options import SqlSinkOptions
-from ._values import from_json
 
 __all__ = ["SqlSink"]
 
 Op = tuple[str, dict[str, Any]]  # ("write" | "delete", fields)
 ENVELOPE_OPS = {"c", "u", "r", "d"}
-
-
-def _is_envelope(value: dict[str, Any]) -> bool:
-    return value.get("op") in ENVELOPE_OPS and ("after" in value or "before" in value)
+KEEP_IDLE = 5.0
+"""Seconds a connection may sit idle between writes and still be used without a ping."""
 
 
 def _infer(values: list[Any]) -> sa.types.TypeEngine[Any]:
@@ -83,6 +88,12 @@ class SqlSink(Sink[SqlSinkOptions]):
         self._engine: Engine | None = None
         self._table: sa.Table | None = None
         self._key: list[str] = []
+        self._converters: dict[str, Converter | None] = {}
+        self._bulk = False  # upserts through StagedUpsert (PostgreSQL, psycopg)
+        self._staged: StagedUpsert | None = None
+        self._statements: dict[tuple[str, ...], Any] = {}  # other upserts, per column set
+        self._conn: Connection | None = None  # kept between writes (see _connection)
+        self._used = 0.0  # time.monotonic() of the last write through it
         self._call = Offload()
 
     # -- setup -------------------------------------------------------------------
@@ -147,6 +158,11 @@ class SqlSink(Sink[SqlSinkOptions]):
                 f"has no primary key; set key: [column, ...]"
             )
         self._key = key
+        self._converters = converters(
+            table, text=self._bulk and self.options.insert_mode == "upsert"
+        )
+        self._staged = None
+        self._statements = {}
 
     def _check(self) -> None:
         """The live check; creates nothing (not even a missing SQLite file)."""
@@ -167,6 +183,8 @@ class SqlSink(Sink[SqlSinkOptions]):
         cancelled while this thread still ran."""
         engine = self._connect()
         try:
+            with errors(engine, "checking the privilege to create temporary tables"):
+                self._bulk = staging_allowed(engine)
             table = self._describe(engine)
         except BaseException:
             engine.dispose()
@@ -206,45 +224,54 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     # -- records to operations -------------------------------------------------------
 
+    @staticmethod
+    def _where(record: SinkRecord) -> str:
+        return f"record {record.topic}/{record.partition}@{record.offset}"
+
     def _select(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``fields`` (select or select+rename)."""
+        """Apply ``fields`` (select or select+rename); without it ``fields`` itself (the
+        decoded value, never changed: :meth:`_convert` makes the row)."""
         chosen = self.options.fields
         if chosen is None:
-            return dict(fields)
+            return fields
         if isinstance(chosen, dict):
             return {column: fields[name] for name, column in chosen.items() if name in fields}
         return {name: fields[name] for name in chosen if name in fields}
 
-    def _operation(self, record: SinkRecord) -> tuple[Op | None, Any]:
-        """The operation for one record (None = skip), and the record key."""
+    def _operation(self, record: SinkRecord) -> Op | None:
+        """The operation for one record (None = skip). The record key is decoded only
+        when it names the row (tombstones, deletes without a ``before`` image)."""
         value = record.json()
-        key = record.key_json()
-        where = f"record {record.topic}/{record.partition}@{record.offset}"
         if value is None:
             if not self.options.delete_on_tombstone:
-                return None, key
-            return ("delete", self._key_fields(key, where)), key
-        if not isinstance(value, dict):
-            raise DataError(f"{where}: value must be a JSON object, got {type(value).__name__}")
-        if _is_envelope(value):
-            if value["op"] == "d":
-                image = value.get("before") if isinstance(value.get("before"), dict) else key
-                return ("delete", self._key_fields(image, where)), key
+                return None
+            return "delete", self._key_fields(record.key_json(), record)
+        if type(value) is not dict:
+            raise DataError(
+                f"{self._where(record)}: value must be a JSON object, got {type(value).__name__}"
+            )
+        op = value.get("op")
+        if op in ENVELOPE_OPS and ("after" in value or "before" in value):
+            if op == "d":
+                before = value.get("before")
+                image = before if isinstance(before, dict) else record.key_json()
+                return "delete", self._key_fields(image, record)
             after = value.get("after")
             if not isinstance(after, dict):
                 raise DataError(
-                    f"{where}: change event with op {value['op']!r} has no 'after' object"
+                    f"{self._where(record)}: change event with op {op!r} has no 'after' object"
                 )
-            return ("write", self._select(after)), key
-        return ("write", self._select(value)), key
+            return "write", self._select(after)
+        return "write", self._select(value)
 
-    def _key_fields(self, image: Any, where: str) -> dict[str, Any]:
+    def _key_fields(self, image: Any, record: SinkRecord) -> dict[str, Any]:
         """The key columns naming the row to delete; never empty (DataError instead).
 
         A delete without key columns would be ``DELETE FROM table`` with no WHERE:
         with ``insert_mode: insert`` on a table without a primary key and no ``key``
         option, an ``op: d`` record is refused (dead-letter topic) instead.
         """
+        where = self._where(record)
         if not self._key:
             raise DataError(
                 f"{where}: cannot delete from table {self.options.table!r}: it has no primary "
@@ -263,18 +290,25 @@ class SqlSink(Sink[SqlSinkOptions]):
             )
         return {k: fields[k] for k in self._key}
 
-    def _convert(self, table: sa.Table, fields: dict[str, Any], where: str) -> dict[str, Any]:
+    def _convert(self, fields: dict[str, Any], record: SinkRecord) -> dict[str, Any]:
+        """The row for ``fields``: each value converted for its column (a new dict)."""
+        converters = self._converters
         row: dict[str, Any] = {}
-        for name, value in fields.items():
-            if name not in table.c:
-                raise DataError(
-                    f"{where}: field {name!r} is not a column of table {self.options.table!r} "
-                    f"(columns: {', '.join(table.c.keys())}); select fields with 'fields'"
-                )
-            try:
-                row[name] = from_json(value, table.c[name], name)
-            except ValueError as exc:
-                raise DataError(f"{where}: {exc}") from exc
+        name = ""
+        try:
+            for name, value in fields.items():
+                convert = converters[name]
+                row[name] = value if convert is None or value is None else convert(value)
+        except KeyError:
+            table = self._table
+            assert table is not None
+            raise DataError(
+                f"{self._where(record)}: field {name!r} is not a column of table "
+                f"{self.options.table!r} (columns: {', '.join(table.c.keys())}); select "
+                f"fields with 'fields'"
+            ) from None
+        except ValueError as exc:
+            raise DataError(f"{self._where(record)}: {exc}") from exc
         return row
 
     # -- writing -----------------------------------------------------------------------
@@ -283,41 +317,80 @@ class SqlSink(Sink[SqlSinkOptions]):
         engine = self._engine
         if engine is None:
             raise FatalError("the sql sink was not opened")
-        ops: list[tuple[Op, str]] = []
-        keys: list[Any] = []
+        ops: list[tuple[str, dict[str, Any], SinkRecord]] = []
+        operation = self._operation
         for record in records:
-            op, key = self._operation(record)
-            keys.append(key)
+            op = operation(record)
             if op is not None:
-                ops.append((op, f"record {record.topic}/{record.partition}@{record.offset}"))
+                ops.append((op[0], op[1], record))
         if not ops:
             return
         if self._table is None:
-            self._table = self._create(engine, [f for (kind, f), _ in ops if kind == "write"], keys)
+            keys = [record.key_json() for record in records]
+            self._table = self._create(engine, [f for kind, f, _ in ops if kind == "write"], keys)
         table = self._table
-        converted = [((kind, self._convert(table, f, where)), where) for (kind, f), where in ops]
-        with (
-            errors(engine, f"writing {len(records)} records to {self.options.table!r}"),
-            engine.begin() as conn,
-        ):
-            start = 0
-            while start < len(converted):
-                kind = converted[start][0][0]
-                end = start
-                while end < len(converted) and converted[end][0][0] == kind:
-                    end += 1
-                rows = [fields for (_, fields), _ in converted[start:end]]
-                if kind == "delete":
-                    self._delete(conn, table, rows)
-                else:
-                    self._store(conn, table, rows)
-                start = end
+        convert = self._convert
+        converted = [(kind, convert(fields, record)) for kind, fields, record in ops]
+        used: set[str] = set()  # staging tables this transaction filled (PostgreSQL)
+        with errors(engine, f"writing {len(records)} records to {self.options.table!r}"):
+            conn = self._connection(engine)
+            try:
+                with conn.begin():
+                    info = conn.connection.info
+                    start = 0
+                    while start < len(converted):
+                        kind = converted[start][0]
+                        end = start
+                        while end < len(converted) and converted[end][0] == kind:
+                            end += 1
+                        rows = [fields for _, fields in converted[start:end]]
+                        if kind == "delete":
+                            self._delete(conn, table, rows)
+                        else:
+                            self._store(conn, table, rows, used)
+                        start = end
+            except BaseException:
+                self._release()  # whatever failed, the next write checks out (and pings)
+                raise
+        self._used = time.monotonic()
+        StagedUpsert.committed(info, used)
+
+    def _connection(self, engine: Engine) -> Connection:
+        """The connection writes use: kept between writes that follow each other within
+        :data:`KEEP_IDLE` seconds; else (and after any error) a fresh checkout from the
+        pool, which pings it first (``pool_pre_ping``)."""
+        conn = self._conn
+        if conn is not None and time.monotonic() - self._used > KEEP_IDLE:
+            self._release()
+            conn = None
+        if conn is None:
+            conn = self._conn = engine.connect()
+        return conn
+
+    def _release(self) -> None:
+        """Give the kept connection back to the pool (rolled back if in a transaction)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _dispose(self) -> None:
+        engine, self._engine = self._engine, None
+        try:
+            self._release()
+        finally:
+            if engine is not None:
+                engine.dispose()
 
     def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """Rows grouped by their column set (order kept within a group), then by batch_size."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        same: dict[tuple[str, ...], tuple[str, ...]] = {}  # columns in row order -> sorted
         for row in rows:
-            groups.setdefault(tuple(sorted(row)), []).append(row)
+            names = tuple(row)
+            group = same.get(names)
+            if group is None:
+                group = same[names] = tuple(sorted(names))
+            groups.setdefault(group, []).append(row)
         size = self.options.batch_size
         return [
             group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
@@ -325,13 +398,24 @@ class SqlSink(Sink[SqlSinkOptions]):
 
     def _merged(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows merged per key in order (a later record's fields win)."""
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for row in rows:
-            identity = tuple(row.get(k) for k in self._key)
-            merged[identity] = {**merged.get(identity, {}), **row}
+        merged: dict[Any, dict[str, Any]] = {}
+        key = self._key
+        if len(key) == 1:
+            (name,) = key
+            for row in rows:
+                identity: Any = row.get(name)
+                earlier = merged.get(identity)
+                merged[identity] = row if earlier is None else {**earlier, **row}
+        else:
+            for row in rows:
+                identity = tuple(row.get(k) for k in key)
+                earlier = merged.get(identity)
+                merged[identity] = row if earlier is None else {**earlier, **row}
         return list(merged.values())
 
-    def _store(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    def _store(
+        self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], used: set[str]
+    ) -> None:
         mode = self.options.insert_mode
         if mode == "insert":
             chunks: list[list[dict[str, Any]]] = []
@@ -347,35 +431,45 @@ class SqlSink(Sink[SqlSinkOptions]):
             for chunk in chunks:
                 conn.execute(table.insert(), chunk)
             return
+        key = self._key
         for row in rows:
-            missing = [k for k in self._key if row.get(k) is None]
-            if missing:
-                raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
+            for k in key:
+                if row.get(k) is None:
+                    missing = [k for k in key if row.get(k) is None]
+                    raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
         for chunk in self._chunks(self._merged(rows)):
             if mode == "update":
                 self._update(conn, table, chunk)
             else:
-                self._upsert(conn, table, chunk)
+                self._upsert(conn, table, chunk, used)
 
-    def _upsert(self, conn: Connection, table: sa.Table, chunk: list[dict[str, Any]]) -> None:
-        names = list(chunk[0])
+    def _upsert(
+        self, conn: Connection, table: sa.Table, chunk: list[dict[str, Any]], used: set[str]
+    ) -> None:
+        names = tuple(chunk[0])
+        if self._bulk:
+            staged = self._staged
+            if staged is None:
+                staged = self._staged = StagedUpsert(table, self._key, conn.dialect)
+            pick = operator.itemgetter(*names)
+            values = [pick(row) for row in chunk]
+            if len(names) == 1:
+                values = [(value,) for value in values]
+            processors = staged.processors(names)
+            if processors:
+                processed = [list(value) for value in values]
+                for items in processed:
+                    for index, process in processors:
+                        items[index] = process(items[index])
+                values = [tuple(items) for items in processed]
+            staged.write(conn, names, values, used)
+            return
         others = [n for n in names if n not in self._key]
         dialect = conn.dialect.name
         if dialect in ("postgresql", "sqlite"):
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-            statement = insert(table)
-            if others:
-                statement = statement.on_conflict_do_update(
-                    index_elements=[table.c[k] for k in self._key],
-                    set_={n: statement.excluded[n] for n in others},
-                )
-            else:
-                statement = statement.on_conflict_do_nothing(
-                    index_elements=[table.c[k] for k in self._key]
-                )
+            statement = self._statements.get(names)
+            if statement is None:
+                statement = self._statements[names] = self._upsert_statement(dialect, table, others)
             conn.execute(statement, chunk)
             return
         for row in chunk:  # portable fallback: UPDATE, then INSERT when no row matched
@@ -393,6 +487,21 @@ class SqlSink(Sink[SqlSinkOptions]):
                 ).first()
                 if exists is None:
                     conn.execute(table.insert(), [row])
+
+    def _upsert_statement(self, dialect: str, table: sa.Table, others: list[str]) -> Any:
+        """INSERT ... ON CONFLICT for PostgreSQL (other drivers) and SQLite; built once
+        per column set (the compiled form is cached by SQLAlchemy)."""
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(table)
+        if others:
+            return statement.on_conflict_do_update(
+                index_elements=[table.c[k] for k in self._key],
+                set_={n: statement.excluded[n] for n in others},
+            )
+        return statement.on_conflict_do_nothing(index_elements=[table.c[k] for k in self._key])
 
     def _update(self, conn: Connection, table: sa.Table, chunk: list[dict[str, Any]]) -> None:
         others = [n for n in chunk[0] if n not in self._key]
@@ -448,6 +557,5 @@ class SqlSink(Sink[SqlSinkOptions]):
     async def close(self) -> None:
         """Wait for a left-behind write, then dispose of the engine; idempotent."""
         await self._call.settle()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await asyncio.to_thread(engine.dispose)
+        if self._engine is not None or self._conn is not None:
+            await asyncio.to_thread(self._dispose)

@@ -200,6 +200,9 @@ def encode_source_record(
 _SPECVERSION = b"1.0"
 _JSON_TYPE = b"application/json"
 _BYTES_TYPE = b"application/octet-stream"
+_SPEC_HEADER: Header = ("ce_specversion", _SPECVERSION)
+_JSON_HEADER: Header = ("content-type", _JSON_TYPE)
+_BYTES_HEADER: Header = ("content-type", _BYTES_TYPE)
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _CE_NAMES = frozenset(
     ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
@@ -224,13 +227,17 @@ class SourceEncoder:
             _CE_NAMESPACE.bytes + f"backbone://{connector}/".encode(), usedforsecurity=False
         )
         self._time_ms = -1
-        self._time = b""
+        self._time: Header = ("ce_time", b"")
+        # the header pairs that repeat from record to record, built once
+        self._source_header: Header = ("ce_source", self._source)
+        self._type_header: Header = ("ce_type", self._default_type)
+        self._event_type: str | None = None  # the event_type of _type_header (None: default)
 
     def event_id(self, position: Any, identity: Any = None) -> bytes:
         """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
-            name = _id_json({"identity": identity})
+            name = f'{{"identity":{_id_json(identity)}}}'  # = _id_json({"identity": identity})
         elif type(position) is int:
             name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
@@ -254,18 +261,24 @@ class SourceEncoder:
         if timestamp is None:
             timestamp = now_ms
         if timestamp != self._time_ms:
-            self._time = iso_time(timestamp).encode()
+            self._time = ("ce_time", iso_time(timestamp).encode())
             self._time_ms = timestamp
         event_type = record.event_type
+        if event_type != self._event_type:
+            self._type_header = (
+                "ce_type",
+                event_type.encode() if event_type else self._default_type,
+            )
+            self._event_type = event_type
         headers: list[Header] = [
-            ("ce_specversion", _SPECVERSION),
+            _SPEC_HEADER,
             ("ce_id", self.event_id(record.position, record.identity)),
-            ("ce_source", self._source),
-            ("ce_type", event_type.encode() if event_type else self._default_type),
-            ("ce_time", self._time),
+            self._source_header,
+            self._type_header,
+            self._time,
         ]
         if value is not None:
-            headers.append(("content-type", _BYTES_TYPE if isinstance(raw, bytes) else _JSON_TYPE))
+            headers.append(_BYTES_HEADER if isinstance(raw, bytes) else _JSON_HEADER)
         if record.headers:
             own = list(record.headers)
             present = {name for name, _ in own}

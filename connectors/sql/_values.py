@@ -61,6 +61,7 @@ def to_json(value: Any, zone: ZoneInfo) -> Any:
 
 
 _NONE = type(None)
+_UTC = frozenset(("UTC", "Etc/UTC"))
 
 
 def column_json(values: Sequence[Any], zone: ZoneInfo) -> Sequence[Any]:
@@ -75,6 +76,15 @@ def column_json(values: Sequence[Any], zone: ZoneInfo) -> Sequence[Any]:
         if kind is decimal.Decimal:
             return [None if v is None else str(v) for v in values]
         if kind is dt.datetime:
+            if zone.key in _UTC:  # naive = UTC: the offset is always +00:00
+                return [
+                    None
+                    if v is None
+                    else v.isoformat() + "+00:00"
+                    if v.tzinfo is None
+                    else v.isoformat()
+                    for v in values
+                ]
             return [
                 None
                 if v is None

@@ -156,4 +156,5 @@ def test_columns_convert_as_each_value_would() -> None:
         [],
     ]
     for values in columns:
-        assert list(column_json(values, zone)) == [to_json(v, zone) for v in values], values
+        for where in (zone, ZoneInfo("UTC")):
+            assert list(column_json(values, where)) == [to_json(v, where) for v in values]

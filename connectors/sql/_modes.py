@@ -286,22 +286,23 @@ class Timestamp(ModeBase):
         order = [ts, inc] if inc is not None else [ts]
         limit = capture.options.batch_size
         with errors(capture.engine, "polling for changed rows"), capture.engine.connect() as conn:
-            rows = conn.execute(base.order_by(*order).limit(limit)).mappings().all()
-            full = len(rows) == limit
+            results = conn.execute(base.order_by(*order).limit(limit)).all()
+            full = len(results) == limit
             if full and inc is None:
                 # never stop inside a group sharing one timestamp: read the whole group
-                boundary = rows[-1]["_bb_ts"]
-                rows = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).mappings().all()
+                boundary = results[-1]._mapping["_bb_ts"]
+                results = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).all()
+        rows = [result._mapping for result in results]
+        now_ms = int(time.time() * 1000)
         records: list[SourceRecord] = []
         current = state
         until = state.until
-        for index, mapping in enumerate(rows):
+        for index, (mapping, after) in enumerate(zip(rows, capture.rows(results), strict=True)):
             following = rows[index + 1] if index + 1 < len(rows) else None
             if inc is not None:
                 current = TsState(mapping["_bb_ts"], mapping["_bb_id"], until)
             elif following is None or following["_bb_ts"] != mapping["_bb_ts"]:
                 current = TsState(mapping["_bb_ts"], None, until)
-            after = capture.row(mapping)
             change_ms = ms_of(mapping[capture.options.timestamp_column or ""], capture.zone)
             records.extend(
                 capture.records(
@@ -314,6 +315,7 @@ class Timestamp(ModeBase):
                         "ts": dump_cursor(mapping["_bb_ts"]),
                         "id": mapping["_bb_id"] if inc is not None else None,
                     },
+                    now_ms=now_ms,
                 )
             )
         if until is not None and not current.snapshot(self.with_id):
@@ -387,11 +389,13 @@ class Bulk(ModeBase):
         elif state.after:
             query = query.offset(int(state.after))
         with errors(capture.engine, "reading the table"), capture.engine.connect() as conn:
-            rows = conn.execute(query.limit(limit)).mappings().all()
+            results = conn.execute(query.limit(limit)).all()
+        rows = [result._mapping for result in results]
         done = len(rows) < limit
+        now_ms = int(time.time() * 1000)
         records: list[SourceRecord] = []
         current = state
-        for index, mapping in enumerate(rows):
+        for index, (mapping, after) in enumerate(zip(rows, capture.rows(results), strict=True)):
             if done and index == len(rows) - 1:
                 current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
             elif keys:
@@ -400,7 +404,7 @@ class Bulk(ModeBase):
                 )
             else:
                 current = BulkState(state.run, (state.after or 0) + index + 1, False)
-            records.extend(capture.records("r", None, capture.row(mapping), current.position()))
+            records.extend(capture.records("r", None, after, current.position(), now_ms=now_ms))
         if done and not rows:
             current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
         return Poll(records, current, not done)

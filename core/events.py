@@ -94,6 +94,9 @@ _KEY_CHUNKS = (
 )
 
 
+_ENCODE_STR = json.encoder.encode_basestring  # a str as _KEY_CHUNKS writes it
+
+
 def _id_json(value: Any) -> str:
     """``_POSITION_JSON(value)``, faster (no circular-reference check: positions are data)."""
     if _ID_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
@@ -232,6 +235,8 @@ class SourceEncoder:
         self._source_header: Header = ("ce_source", self._source)
         self._type_header: Header = ("ce_type", self._default_type)
         self._event_type: str | None = None  # the event_type of _type_header (None: default)
+        self._key_name: str | None = None  # the name of the last one-entry dict key...
+        self._key_prefix = ""  # ...and its JSON up to the value: '{"id":'
 
     def event_id(self, position: Any, identity: Any = None) -> bytes:
         """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
@@ -250,13 +255,35 @@ class SourceEncoder:
         # version 5 in the 13th hex digit, the RFC 4122 variant in the 17th
         return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
+    def _one_key(self, key: dict[Any, Any]) -> bytes | None:
+        """:func:`encode_key` of a one-entry dict, the usual ``{"id": 42}``, the same bytes
+        without the JSON encoder when the name is a ``str`` and the value an ``int`` or ``str``."""
+        ((name, value),) = key.items()
+        kind = type(value)
+        if type(name) is not str or not (kind is str or (kind is int and value.bit_length() <= 64)):
+            return encode_key(key)
+        if name != self._key_name:
+            self._key_name = name
+            self._key_prefix = "{" + _ENCODE_STR(name) + ":"
+        try:
+            if kind is int:
+                return f"{self._key_prefix}{value}}}".encode()
+            return f"{self._key_prefix}{_ENCODE_STR(value)}}}".encode()
+        except UnicodeEncodeError:  # a lone surrogate: encode_key's DataError
+            return encode_key(key)
+
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""
         raw = record.value
         value = encode_value(raw)
         key = record.key
         if key is not None and not isinstance(key, bytes):
-            key = key.encode() if isinstance(key, str) else encode_key(key)
+            if isinstance(key, str):
+                key = key.encode()
+            elif type(key) is dict and len(key) == 1:
+                key = self._one_key(key)
+            else:
+                key = encode_key(key)
         timestamp = record.timestamp_ms
         if timestamp is None:
             timestamp = now_ms

@@ -96,6 +96,7 @@ class Capture:
         # plain str: sqlalchemy's names are a str subclass (quoted_name), which orjson
         # refuses as a dict key, sending every row's JSON to the slow standard library
         self.data_columns = list(map(str, self.relation.c.keys()))
+        self.key = list(map(str, self.key))  # likewise for keys ({"id": 42} fast to write)
 
     @property
     def dialect(self) -> str:
@@ -116,9 +117,12 @@ class Capture:
 
     def key_of(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The record key (JSON object of the key columns), or None without a key."""
-        if not self.key:
+        names = self.key
+        if len(names) == 1:
+            return {names[0]: row.get(names[0])}
+        if not names:
             return None
-        return {name: row.get(name) for name in self.key}
+        return {name: row.get(name) for name in names}
 
     def upper_bound(self, now: float) -> Any:
         """``now - lag`` as a value comparable with the raw timestamp column."""

@@ -24,22 +24,50 @@ records sent alone.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.partitioner import DefaultPartitioner
 
 from backbone.events import Encoded
 
-__all__ = ["BIG_RECORD", "ProducerBatcher"]
+__all__ = ["BIG_RECORD", "ProducerBatcher", "murmur2"]
 
 BIG_RECORD = 8192
 """Records whose key + value exceed this many bytes go through ``producer.send`` alone."""
 
 HASH_CACHE = 65536
-"""Keys whose murmur2 hash is remembered (aiokafka's murmur2 is pure Python, several
-microseconds a key; keys repeat: customers, devices, files). Emptied when full."""
+"""Keys whose murmur2 hash is remembered (murmur2 is pure Python, a microsecond or two a
+key; keys repeat: customers, devices, files). Emptied when full."""
+
+_M = 0x5BD1E995
+_WORDS = [struct.Struct(f"<{n}I").unpack_from for n in range(64)]
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data`` (Java's ``Utils.murmur2``), the same value as aiokafka's
+    ``murmur2``, about twice as fast: the 4-byte words are unpacked at once, not byte by byte."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    unpack = _WORDS[words] if words < 64 else struct.Struct(f"<{words}I").unpack_from
+    for k in unpack(data):
+        k = (k * _M) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        end = length - tail
+        if tail == 3:
+            h ^= data[end + 2] << 16
+        if tail >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 class _Open:

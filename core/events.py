@@ -94,6 +94,9 @@ _KEY_CHUNKS = (
 )
 
 
+_ENCODE_STR = json.encoder.encode_basestring  # a str as _KEY_CHUNKS writes it
+
+
 def _id_json(value: Any) -> str:
     """``_POSITION_JSON(value)``, faster (no circular-reference check: positions are data)."""
     if _ID_CHUNKS is None:  # pragma: no cover - CPython always has the C encoder
@@ -200,6 +203,9 @@ def encode_source_record(
 _SPECVERSION = b"1.0"
 _JSON_TYPE = b"application/json"
 _BYTES_TYPE = b"application/octet-stream"
+_SPEC_HEADER: Header = ("ce_specversion", _SPECVERSION)
+_JSON_HEADER: Header = ("content-type", _JSON_TYPE)
+_BYTES_HEADER: Header = ("content-type", _BYTES_TYPE)
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _CE_NAMES = frozenset(
     ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
@@ -224,13 +230,19 @@ class SourceEncoder:
             _CE_NAMESPACE.bytes + f"backbone://{connector}/".encode(), usedforsecurity=False
         )
         self._time_ms = -1
-        self._time = b""
+        self._time: Header = ("ce_time", b"")
+        # the header pairs that repeat from record to record, built once
+        self._source_header: Header = ("ce_source", self._source)
+        self._type_header: Header = ("ce_type", self._default_type)
+        self._event_type: str | None = None  # the event_type of _type_header (None: default)
+        self._key_name: str | None = None  # the name of the last one-entry dict key...
+        self._key_prefix = ""  # ...and its JSON up to the value: '{"id":'
 
     def event_id(self, position: Any, identity: Any = None) -> bytes:
         """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
         if identity is not None:
-            name = _id_json({"identity": identity})
+            name = f'{{"identity":{_id_json(identity)}}}'  # = _id_json({"identity": identity})
         elif type(position) is int:
             name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:
@@ -243,29 +255,57 @@ class SourceEncoder:
         # version 5 in the 13th hex digit, the RFC 4122 variant in the 17th
         return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
+    def _one_key(self, key: dict[Any, Any]) -> bytes | None:
+        """:func:`encode_key` of a one-entry dict, the usual ``{"id": 42}``, the same bytes
+        without the JSON encoder when the name is a ``str`` and the value an ``int`` or ``str``."""
+        ((name, value),) = key.items()
+        kind = type(value)
+        if type(name) is not str or not (kind is str or (kind is int and value.bit_length() <= 64)):
+            return encode_key(key)
+        if name != self._key_name:
+            self._key_name = name
+            self._key_prefix = "{" + _ENCODE_STR(name) + ":"
+        try:
+            if kind is int:
+                return f"{self._key_prefix}{value}}}".encode()
+            return f"{self._key_prefix}{_ENCODE_STR(value)}}}".encode()
+        except UnicodeEncodeError:  # a lone surrogate: encode_key's DataError
+            return encode_key(key)
+
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""
         raw = record.value
         value = encode_value(raw)
         key = record.key
         if key is not None and not isinstance(key, bytes):
-            key = key.encode() if isinstance(key, str) else encode_key(key)
+            if isinstance(key, str):
+                key = key.encode()
+            elif type(key) is dict and len(key) == 1:
+                key = self._one_key(key)
+            else:
+                key = encode_key(key)
         timestamp = record.timestamp_ms
         if timestamp is None:
             timestamp = now_ms
         if timestamp != self._time_ms:
-            self._time = iso_time(timestamp).encode()
+            self._time = ("ce_time", iso_time(timestamp).encode())
             self._time_ms = timestamp
         event_type = record.event_type
+        if event_type != self._event_type:
+            self._type_header = (
+                "ce_type",
+                event_type.encode() if event_type else self._default_type,
+            )
+            self._event_type = event_type
         headers: list[Header] = [
-            ("ce_specversion", _SPECVERSION),
+            _SPEC_HEADER,
             ("ce_id", self.event_id(record.position, record.identity)),
-            ("ce_source", self._source),
-            ("ce_type", event_type.encode() if event_type else self._default_type),
-            ("ce_time", self._time),
+            self._source_header,
+            self._type_header,
+            self._time,
         ]
         if value is not None:
-            headers.append(("content-type", _BYTES_TYPE if isinstance(raw, bytes) else _JSON_TYPE))
+            headers.append(_BYTES_HEADER if isinstance(raw, bytes) else _JSON_HEADER)
         if record.headers:
             own = list(record.headers)
             present = {name for name, _ in own}

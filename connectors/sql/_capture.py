@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from backbone.sdk import SourceRecord, StateDir
 
 from ._options import SqlSourceOptions
-from ._values import dump_cursor, load_cursor, row_hash, to_json
+from ._values import column_json, dump_cursor, load_cursor, row_hash, to_json
 
 __all__ = ["Capture", "ModeBase", "Poll", "raw", "unique_ids"]
 
@@ -73,6 +74,7 @@ class Poll:
     records: list[SourceRecord]
     state: Any
     more: bool = False
+    unique: bool = False  # the identities are known to differ: no need for unique_ids
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Capture:
         # plain str: sqlalchemy's names are a str subclass (quoted_name), which orjson
         # refuses as a dict key, sending every row's JSON to the slow standard library
         self.data_columns = list(map(str, self.relation.c.keys()))
+        self.key = list(map(str, self.key))  # likewise for keys ({"id": 42} fast to write)
 
     @property
     def dialect(self) -> str:
@@ -103,11 +106,23 @@ class Capture:
         """The data columns of a result row as JSON."""
         return {name: to_json(mapping[name], self.zone) for name in self.data_columns}
 
+    def rows(self, results: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """The data columns of result rows as JSON (tuples whose first columns are the
+        data columns, as :meth:`select` orders them), converted column by column."""
+        if not results:
+            return []
+        names, zone = self.data_columns, self.zone
+        columns = [column_json(c, zone) for c in list(zip(*results, strict=True))[: len(names)]]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
     def key_of(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The record key (JSON object of the key columns), or None without a key."""
-        if not self.key:
+        names = self.key
+        if len(names) == 1:
+            return {names[0]: row.get(names[0])}
+        if not names:
             return None
-        return {name: row.get(name) for name in self.key}
+        return {name: row.get(name) for name in names}
 
     def upper_bound(self, now: float) -> Any:
         """``now - lag`` as a value comparable with the raw timestamp column."""
@@ -127,6 +142,7 @@ class Capture:
         position: Any,
         change_ms: int | None = None,
         identity: Any = None,
+        now_ms: int | None = None,
     ) -> list[SourceRecord]:
         """The records of one change; only the last carries the new ``position``.
 
@@ -141,10 +157,12 @@ class Capture:
         not name them; the row hash only when there is no key. ``change`` is
         ``{"id": N}`` (incrementing), ``{"ts": T, "id": N}`` (timestamp modes),
         ``{"seq": S}`` (changelog log rows), else the position (bulk, changelog
-        snapshot, ``snapshot_diff``'s generation).
+        snapshot, ``snapshot_diff``'s generation). ``now_ms`` (the envelope's
+        ``ts_ms``) defaults to the current time; a mode passes the time of its read.
         """
         named = position if identity is None else identity
-        now_ms = int(time.time() * 1000)
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
         image = after if after is not None else before
         key = self.key_of(image) if image is not None else None
         content = row_hash(image) if key is None and image is not None else None

@@ -59,15 +59,20 @@ class IncState:
     until: int | None = None  # initial snapshot: ids <= until were there at the first start
 
     def position(self) -> dict[str, Any]:
-        """The canonical position: a seen range right above the watermark joins it; the
-        snapshot bound stays until the watermark passed it."""
-        watermark, seen = self.watermark, list(self.seen)
-        if watermark is not None and seen and seen[0][0] == watermark + 1:
-            watermark = seen.pop(0)[1]
-        position: dict[str, Any] = {"id": watermark, "seen": [list(r) for r in seen]}
-        if self.until is not None and (watermark is None or watermark < self.until):
-            position["snapshot_until"] = self.until
-        return position
+        """The canonical position (see :func:`inc_position`)."""
+        return inc_position(self.watermark, self.seen, self.until)
+
+
+def inc_position(watermark: int | None, seen: Ranges, until: int | None) -> dict[str, Any]:
+    """The canonical incrementing position: a seen range right above the watermark joins
+    it; the snapshot bound stays until the watermark passed it."""
+    if watermark is not None and seen and seen[0][0] == watermark + 1:
+        watermark = seen[0][1]
+        seen = seen[1:]
+    position: dict[str, Any] = {"id": watermark, "seen": [[a, b] for a, b in seen]}
+    if until is not None and (watermark is None or watermark < until):
+        position["snapshot_until"] = until
+    return position
 
 
 class Incrementing(ModeBase):
@@ -120,17 +125,20 @@ class Incrementing(ModeBase):
             query = query.where(sa.not_(column.between(low, high)))
         query = query.order_by(column).limit(capture.options.batch_size)
         with errors(capture.engine, "polling for new rows"), capture.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            rows = conn.execute(query).all()  # tuples: the data columns, then _bb_id
+        now_ms = int(time.time() * 1000)
         records: list[SourceRecord] = []
         seen = state.seen
         until = state.until
-        for mapping in rows:
-            row_id = int(mapping["_bb_id"])
+        watermark = state.watermark
+        ids = [int(row[-1]) for row in rows]
+        for row_id, after in zip(ids, capture.rows(rows), strict=True):
             seen = add_id(seen, row_id)
-            position = IncState(state.watermark, seen, (), until).position()
-            after = capture.row(mapping)
+            position = inc_position(watermark, seen, until)
             op = "r" if until is not None and row_id <= until else "c"
-            records.extend(capture.records(op, None, after, position, identity={"id": row_id}))
+            records.extend(
+                capture.records(op, None, after, position, identity={"id": row_id}, now_ms=now_ms)
+            )
         top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
         history = (*state.history, (mono, top)) if top is not None else state.history
         watermark = state.watermark
@@ -145,7 +153,9 @@ class Incrementing(ModeBase):
         next_state = IncState(watermark, seen, tuple(keep), until)
         if "snapshot_until" not in next_state.position():
             next_state = IncState(watermark, seen, tuple(keep))  # the snapshot is done
-        return Poll(records, next_state, len(rows) == capture.options.batch_size)
+        # one record per row, named by its id: distinct ids, distinct identities
+        unique = len(set(ids)) == len(ids)
+        return Poll(records, next_state, len(rows) == capture.options.batch_size, unique)
 
 
 def cursor_below(ts: Any, row_id: Any, until: tuple[Any, Any], *, strict: bool) -> bool:
@@ -276,22 +286,23 @@ class Timestamp(ModeBase):
         order = [ts, inc] if inc is not None else [ts]
         limit = capture.options.batch_size
         with errors(capture.engine, "polling for changed rows"), capture.engine.connect() as conn:
-            rows = conn.execute(base.order_by(*order).limit(limit)).mappings().all()
-            full = len(rows) == limit
+            results = conn.execute(base.order_by(*order).limit(limit)).all()
+            full = len(results) == limit
             if full and inc is None:
                 # never stop inside a group sharing one timestamp: read the whole group
-                boundary = rows[-1]["_bb_ts"]
-                rows = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).mappings().all()
+                boundary = results[-1]._mapping["_bb_ts"]
+                results = conn.execute(base.where(raw_ts <= boundary).order_by(ts)).all()
+        rows = [result._mapping for result in results]
+        now_ms = int(time.time() * 1000)
         records: list[SourceRecord] = []
         current = state
         until = state.until
-        for index, mapping in enumerate(rows):
+        for index, (mapping, after) in enumerate(zip(rows, capture.rows(results), strict=True)):
             following = rows[index + 1] if index + 1 < len(rows) else None
             if inc is not None:
                 current = TsState(mapping["_bb_ts"], mapping["_bb_id"], until)
             elif following is None or following["_bb_ts"] != mapping["_bb_ts"]:
                 current = TsState(mapping["_bb_ts"], None, until)
-            after = capture.row(mapping)
             change_ms = ms_of(mapping[capture.options.timestamp_column or ""], capture.zone)
             records.extend(
                 capture.records(
@@ -304,6 +315,7 @@ class Timestamp(ModeBase):
                         "ts": dump_cursor(mapping["_bb_ts"]),
                         "id": mapping["_bb_id"] if inc is not None else None,
                     },
+                    now_ms=now_ms,
                 )
             )
         if until is not None and not current.snapshot(self.with_id):
@@ -377,11 +389,13 @@ class Bulk(ModeBase):
         elif state.after:
             query = query.offset(int(state.after))
         with errors(capture.engine, "reading the table"), capture.engine.connect() as conn:
-            rows = conn.execute(query.limit(limit)).mappings().all()
+            results = conn.execute(query.limit(limit)).all()
+        rows = [result._mapping for result in results]
         done = len(rows) < limit
+        now_ms = int(time.time() * 1000)
         records: list[SourceRecord] = []
         current = state
-        for index, mapping in enumerate(rows):
+        for index, (mapping, after) in enumerate(zip(rows, capture.rows(results), strict=True)):
             if done and index == len(rows) - 1:
                 current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
             elif keys:
@@ -390,7 +404,7 @@ class Bulk(ModeBase):
                 )
             else:
                 current = BulkState(state.run, (state.after or 0) + index + 1, False)
-            records.extend(capture.records("r", None, capture.row(mapping), current.position()))
+            records.extend(capture.records("r", None, after, current.position(), now_ms=now_ms))
         if done and not rows:
             current = BulkState(state.run, None, True, mono + capture.options.poll_interval)
         return Poll(records, current, not done)

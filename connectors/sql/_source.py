@@ -210,7 +210,7 @@ class SqlSource(Source[SqlSourceOptions]):
         result = await self._call(mode.poll, mode.state, time.time(), time.monotonic())
         mode.state = result.state
         self._next_poll = time.monotonic() + (0.0 if result.more else self.options.poll_interval)
-        return unique_ids(result.records)
+        return result.records if result.unique else unique_ids(result.records)
 
     async def ack(self, position: Any) -> None:
         """Let the mode drop state older than ``position``: ``snapshot_diff`` deletes older

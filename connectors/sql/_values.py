@@ -17,12 +17,13 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-__all__ = ["dump_cursor", "from_json", "load_cursor", "row_hash", "to_json"]
+__all__ = ["column_json", "dump_cursor", "from_json", "load_cursor", "row_hash", "to_json"]
 
 
 _AS_IS = frozenset((str, int, bool, type(None)))
@@ -57,6 +58,42 @@ def to_json(value: Any, zone: ZoneInfo) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_json(v, zone) for v in value]
     return str(value)
+
+
+_NONE = type(None)
+_UTC = frozenset(("UTC", "Etc/UTC"))
+
+
+def column_json(values: Sequence[Any], zone: ZoneInfo) -> Sequence[Any]:
+    """``[to_json(v, zone) for v in values]`` for one column of a batch, the type dispatch
+    done once per column: a column is usually of one type (plus ``None``)."""
+    kinds = set(map(type, values))
+    if kinds <= _AS_IS:  # int, str, bool, None: as they are
+        return values
+    kinds.discard(_NONE)
+    if len(kinds) == 1:
+        (kind,) = kinds
+        if kind is decimal.Decimal:
+            return [None if v is None else str(v) for v in values]
+        if kind is dt.datetime:
+            if zone.key in _UTC:  # naive = UTC: the offset is always +00:00
+                return [
+                    None
+                    if v is None
+                    else v.isoformat() + "+00:00"
+                    if v.tzinfo is None
+                    else v.isoformat()
+                    for v in values
+                ]
+            return [
+                None
+                if v is None
+                else (v if v.tzinfo is not None else v.replace(tzinfo=zone)).isoformat()
+                for v in values
+            ]
+        if kind is float and all(math.isfinite(v) for v in values if v is not None):
+            return values
+    return [to_json(v, zone) for v in values]
 
 
 def row_hash(row: dict[str, Any]) -> str:

@@ -132,3 +132,29 @@ async def test_sqlite_infinities_and_bad_floats_through_the_sink(tmp_path: Path)
         "record shop.orders/0@2: field 'f': 'lots' is not a valid float for column 'f' "
         "(could not convert string to float: 'lots')"
     )
+
+
+def test_columns_convert_as_each_value_would() -> None:
+    """A batch converted column by column equals ``to_json`` of every value, whatever the
+    mix of types in a column (SQLite columns hold any type)."""
+    import datetime as dt
+    import decimal
+    from zoneinfo import ZoneInfo
+
+    from backbone.connectors.sql._values import column_json, to_json
+
+    zone = ZoneInfo("Europe/Paris")
+    naive = dt.datetime(2024, 7, 1, 12, 30, 0, 250000)
+    columns: list[list[Any]] = [
+        [1, "a", None, True, 2**70],
+        [decimal.Decimal("1.50"), None, decimal.Decimal("-0")],
+        [naive, None, naive.replace(tzinfo=dt.UTC), dt.datetime(2024, 1, 1)],
+        [1.5, None, float("nan"), float("inf")],
+        [1.5, 2.25, None],
+        [decimal.Decimal("3"), 4, "x"],
+        [b"\x00\xff", dt.date(2024, 5, 1), dt.time(1, 2), dt.timedelta(seconds=90)],
+        [],
+    ]
+    for values in columns:
+        for where in (zone, ZoneInfo("UTC")):
+            assert list(column_json(values, where)) == [to_json(v, where) for v in values]

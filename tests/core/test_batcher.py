@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from backbone.batcher import ProducerBatcher
+from backbone.batcher import ProducerBatcher, murmur2
 from backbone.broker import Broker, BrokerConfig
 from backbone.events import Encoded
 from backbone.testing import consume
@@ -92,3 +94,23 @@ async def test_nothing_to_send(bootstrap: str) -> None:
         assert await ProducerBatcher(sender).produce([]) == []
     finally:
         await sender.stop()
+
+
+def test_murmur2_is_kafkas() -> None:
+    """The batcher's murmur2 gives aiokafka's (= Java's) hash for every length and tail."""
+    rng = random.Random(7)
+    samples = [b"", b"a", b"ab", b"abc", b"abcd", b"\xff" * 7, b'{"id":123456}', b"x" * 300]
+    samples += [rng.randbytes(size) for size in range(300) for _ in range(3)]
+    for data in samples:
+        assert murmur2(data) == aiokafka_murmur2(data), data
+    # Kafka's own test vectors (UtilsTest.testMurmur2), as signed 32-bit Java ints
+    java = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for data, expected in java.items():
+        assert murmur2(data) == expected & 0xFFFFFFFF, data

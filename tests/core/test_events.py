@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backbone.connector import SourceRecord
 from backbone.errors import DataError
-from backbone.events import decode_value, encode_key, encode_value, loads, maybe_json
+from backbone.events import (
+    SourceEncoder,
+    decode_value,
+    encode_key,
+    encode_value,
+    loads,
+    maybe_json,
+)
 
 json_values = st.recursive(
     st.none()
@@ -82,6 +90,25 @@ def test_keys_keep_the_standard_librarys_exact_bytes(key: object) -> None:
     # keys choose partitions and compaction: their bytes never change
     expected = json.dumps(key, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     assert encode_key(key) == expected.encode()
+
+
+@given(
+    name=st.text(max_size=5),
+    value=st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats(),
+)
+def test_one_entry_dict_keys_of_records_are_encode_keys_bytes(name: str, value: object) -> None:
+    # the source encoder writes {"id": 42} without the JSON encoder: the same bytes
+    encoder = SourceEncoder(connector="c", kind="k", topic="t")
+    for key in ({name: value}, {"id": 7}, {name: value}):
+        assert encoder.encode(SourceRecord(value=None, key=key, position=1), 0).key == encode_key(
+            key
+        )
+
+
+def test_a_one_entry_key_that_is_not_utf8_is_a_data_error() -> None:
+    encoder = SourceEncoder(connector="c", kind="k", topic="t")
+    with pytest.raises(DataError, match="key cannot be serialized as JSON"):
+        encoder.encode(SourceRecord(value=None, key={"id": "\ud800"}, position=1), 0)
 
 
 def test_keys_that_cannot_be_json_are_data_errors() -> None:

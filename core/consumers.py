@@ -115,12 +115,23 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, ends[tp])
 
 
+def _partition_order(tp: Any) -> tuple[str, int]:
+    return tp.topic, tp.partition
+
+
+def _sink_record(m: Any) -> SinkRecord:
+    """One consumed aiokafka message as a sink record."""
+    return SinkRecord(
+        m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()), m.timestamp
+    )
+
+
 def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
     """The consumed messages as sink records, partition by partition (headers are aiokafka's
     ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
     records: list[SinkRecord] = []
     append = records.append
-    for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+    for tp in sorted(batches, key=_partition_order):
         topic, partition = tp.topic, tp.partition
         for m in batches[tp]:
             headers = m.headers
@@ -355,7 +366,7 @@ class ConsumingWorker(Worker):
                     if due and self._uncommitted():
                         await self._commit()
                     continue
-                records = _sink_records(batches)
+                records = self.records(batches)
                 status = self.status
                 status.records_in += len(records)
                 status.last_record_ms = max(m[-1].timestamp for m in batches.values())
@@ -609,7 +620,11 @@ class ConsumingWorker(Worker):
     async def handle(self, records: list[SinkRecord]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    async def submit(self, records: list[SinkRecord]) -> tuple[Sequence[asyncio.Future[Any]], int]:
+    def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
+        """A fetched batch as :meth:`submit` takes it: sink records, partition by partition."""
+        return _sink_records(batches)
+
+    async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
         """Start handling a batch: the futures of its outputs still on the wire (the batch's
         offsets are handled once they are all acknowledged, while later batches go on) and
         the count to add to ``records_out`` then. By default :meth:`handle`, nothing left."""
@@ -726,10 +741,12 @@ def load_function(spec: str) -> Callable[[Event], Any]:
     return loaded
 
 
-def compile_processor(settings: ProcessorSettings) -> Callable[[SinkRecord], Encoded | None]:
-    """A processor's transforms as one plain function of a consumed record: its output, or
-    ``None`` when filtered out; an error (:class:`DataError` when no topic is named) as the
-    general path raises it.
+def compile_processor(
+    settings: ProcessorSettings,
+) -> Callable[[bytes | None, bytes | None, Sequence[Header], int], Encoded | None]:
+    """A processor's transforms as one plain function of a consumed record's key, value,
+    headers and timestamp: its output, or ``None`` when filtered out; an error
+    (:class:`DataError` when no topic is named) as the general path raises it.
 
     The output bytes are those of the general path (:func:`event_from_record`, the steps,
     :func:`encode_event`; :meth:`ProcessorWorker._outputs`) without an :class:`Event` per
@@ -741,8 +758,10 @@ def compile_processor(settings: ProcessorSettings) -> Callable[[SinkRecord], Enc
     json_type: Header = ("content-type", b"application/json")
     bytes_type: Header = ("content-type", b"application/octet-stream")
 
-    def transform(record: SinkRecord) -> Encoded | None:
-        value = decode_value(record.value)
+    def transform(
+        raw: bytes | None, payload: bytes | None, given: Sequence[Header], stamp: int
+    ) -> Encoded | None:
+        value = decode_value(payload)
         topic = run(value)
         if topic is DROP:
             return None
@@ -750,10 +769,9 @@ def compile_processor(settings: ProcessorSettings) -> Callable[[SinkRecord], Enc
         if topic is None:
             raise DataError("the output event names no topic and the processor has no 'to'")
         data = encode_value(value)
-        headers = [header for header in record.headers if header[0] != "content-type"]
+        headers = [header for header in given if header[0] != "content-type"]
         if data is not None:
             headers.append(bytes_type if isinstance(value, bytes) else json_type)
-        raw = record.key
         key = None
         if raw is not None:
             key = keys.get(raw, raw)
@@ -761,7 +779,6 @@ def compile_processor(settings: ProcessorSettings) -> Callable[[SinkRecord], Enc
                 if len(keys) >= KEY_CACHE:
                     keys.clear()
                 key = keys[raw] = encode_key(event_key(raw))
-        stamp = record.timestamp_ms
         return Encoded(topic, key, data, headers, stamp if stamp >= 0 else None)
 
     return transform
@@ -820,20 +837,27 @@ class ProcessorWorker(ConsumingWorker):
             encoded.append(out)
         return encoded
 
-    async def submit(self, records: list[SinkRecord]) -> tuple[Sequence[asyncio.Future[Any]], int]:
+    def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
+        if self._transform is None:
+            return _sink_records(batches)
+        # the transforms read aiokafka's messages as they are (no sink record each)
+        return [m for tp in sorted(batches, key=_partition_order) for m in batches[tp]]
+
+    async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
         futures: list[asyncio.Future[Any]] = []
         produced: list[Encoded] = []  # every output, in order: one batch per partition
         transform = self._transform
         for record in records:
             if transform is not None:
                 try:
-                    output = transform(record)
+                    output = transform(record.key, record.value, record.headers, record.timestamp)
                 except Exception:
                     pass  # the general path below gives the record its error (dead letter)
                 else:
                     if output is not None:
                         produced.append(output)
                     continue
+                record = _sink_record(record)  # an aiokafka message
             attempt = 0
             while True:
                 attempt += 1

@@ -194,7 +194,21 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
         ops = [_COMPARE[type(op)] for op in node.ops]
         rights = [_build(item, text) for item in node.comparators]
         known, right_value = _constant(node.comparators[0])
-        if len(ops) == 1 and known:  # the common ``field OP literal``
+        path = None if _constant(node.left)[0] else _dotted(node.left)  # not true/false/null
+        if len(ops) == 1 and known and path is not None and "." not in path:
+            op, name = ops[0], path  # the most common: ``field OP literal``, read inline
+
+            def compare_field(v: Any) -> bool:
+                a = v.get(name) if type(v) is dict else get_field(v, name)
+                try:
+                    if not op(a, right_value):
+                        return False
+                except TypeError:
+                    return False
+                return True
+
+            return compare_field
+        if len(ops) == 1 and known:  # ``expression OP literal``
             op = ops[0]
 
             def compare_constant(v: Any) -> bool:

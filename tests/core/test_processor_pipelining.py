@@ -24,7 +24,7 @@ from backbone.consumers import compile_processor
 from backbone.events import encode_event, event_from_record
 from backbone.settings import ProcessorSettings
 from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
-from backbone.transforms import apply_transforms
+from backbone.transforms import apply_transforms, compile_filter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,7 +89,7 @@ def test_compiled_processor_writes_the_bytes_of_the_general_path(
     for offset, (key, value, headers, stamp) in enumerate(RECORDS * 2):  # twice: key cache
         record = SinkRecord("in", 0, offset, key, value, list(headers), stamp)
         expected = general_path(settings, record)
-        output = transform(record)
+        output = transform(key, value, headers, stamp)
         got = [] if output is None else [tuple(getattr(output, f) for f in FIELDS)]
         assert got == expected, record
         kept += len(got)
@@ -154,3 +154,24 @@ processors:
     assert len(by_partition) == 3
     assert all(ns == sorted(ns) for ns in by_partition.values())
     assert sum(ends.values()) == len(values)
+
+
+@pytest.mark.parametrize(
+    ("expression", "value", "expected"),
+    [
+        ("null == x", {"x": None}, True),  # literal names on the left stay literals
+        ("null == x", {"null": 1, "x": 1}, False),
+        ("true == x", {"x": True, "true": 5}, True),
+        ("amount >= 100", {"amount": 100}, True),
+        ("amount >= 100", {"amount": "a"}, False),  # a TypeError is false
+        ("amount >= 100", [100], False),  # not an object: the field is missing
+        ("a == 1", {"a": 1.0}, True),
+        ("a.b in [1, 2]", {"a": {"b": 2}}, True),
+        ("a.b in [1, 2]", {"a": 3}, False),
+        ("x in ['DE']", {"x": ["DE"]}, False),
+        ("not (x > 1) and y", {"x": 0, "y": [1]}, True),
+        ("x or y", {"x": 0, "y": 0}, False),
+    ],
+)
+def test_compiled_filters(expression: str, value: Any, expected: bool) -> None:
+    assert compile_filter(expression)(value) is expected

@@ -137,6 +137,7 @@ class Batcher:
     async def _send(self, partition: int) -> None:
         batch = self.open.pop(partition)
         count = batch.record_count()
+        batch.close()  # as the runner does: a complete batch does not wait linger_ms
         future = await self.producer.send_batch(batch, self.topic, partition=partition)
         self.pending.append((count, future))
         self.unacked += count

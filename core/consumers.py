@@ -908,13 +908,17 @@ class ProcessorWorker(ConsumingWorker):
             except Exception as exc:  # nothing after it is produced; the worker stops
                 self._produce_error = exc
                 acked.set_exception(exc)
-                if self._outbox_acked is not None:
-                    self._outbox_acked.set_exception(exc)
-                self._outbox, self._outbox_acked = [], None
+                self._fail_outbox(exc)
                 return
             # records of one produced batch share its future: each future once
             acks = asyncio.gather(*dict.fromkeys(futures))
             acks.add_done_callback(functools.partial(_pass_on, acked))
+
+    def _fail_outbox(self, error: BaseException) -> None:
+        """Outputs queued while a produce failed: never produced, their batches fail."""
+        if self._outbox_acked is not None:
+            self._outbox_acked.set_exception(error)
+        self._outbox, self._outbox_acked = [], None
 
     async def abandon(self) -> None:
         task, self._producing = self._producing, None

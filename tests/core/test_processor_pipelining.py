@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from backbone.connector import SinkRecord
 from backbone.consumers import compile_processor
 from backbone.events import encode_event, event_from_record
+from backbone.runner import ConnectorState
 from backbone.settings import ProcessorSettings
 from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 from backbone.transforms import apply_transforms, compile_filter
@@ -175,3 +176,38 @@ processors:
 )
 def test_compiled_filters(expression: str, value: Any, expected: bool) -> None:
     assert compile_filter(expression)(value) is expected
+
+
+async def test_an_output_that_cannot_be_produced_fails_the_processor_uncommitted(
+    tmp_path: Path,
+) -> None:
+    src, out, name = f"in.{uuid.uuid4().hex[:8]}", f"out.{uuid.uuid4().hex[:8]}", "proc"
+    pad = "x" * 1_100_000  # past the producer's max_request_size (1 MiB)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        broker_yaml("embedded", data_dir=tmp_path / "broker")
+        + FAST_RUNTIME
+        + f"""
+sources:
+  src: {{type: "{LIST}", topic: {src}, values: [{{"n": 0}}, {{"n": 1}}]}}
+processors:
+  {name}:
+    topics: [{src}]
+    to: {out}
+    transforms:
+      - set: {{pad: {pad}}}
+"""
+    )
+    async with running(config) as runner:
+        assert runner.bootstrap is not None
+        status = runner.status[name]
+        await wait_until(lambda: status.state is ConnectorState.FAILED, what="FAILED")
+        assert status.error is not None and "MessageSizeTooLarge" in status.error
+        assert status.records_out == 0
+        admin = AIOKafkaAdminClient(bootstrap_servers=runner.bootstrap)
+        await admin.start()
+        try:  # nothing committed: a restart delivers the records again
+            offsets = await admin.list_consumer_group_offsets(f"backbone.{name}")
+        finally:
+            await admin.close()
+        assert [meta.offset for meta in offsets.values() if meta.offset >= 0] == []

@@ -837,27 +837,55 @@ class ProcessorWorker(ConsumingWorker):
             encoded.append(out)
         return encoded
 
+    @property
+    def _handle_overridden(self) -> bool:
+        """A subclass handles batches itself (a redrive picks its own dead letters): it gets
+        sink records through :meth:`handle`, not pipelined."""
+        return type(self).handle is not ProcessorWorker.handle
+
     def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
-        if self._transform is None:
+        if self._transform is None or self._handle_overridden:
             return _sink_records(batches)
         # the transforms read aiokafka's messages as they are (no sink record each)
         return [m for tp in sorted(batches, key=_partition_order) for m in batches[tp]]
 
     async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
+        if self._handle_overridden:
+            return await super().submit(records)  # the subclass's handle()
+        return await self._submit(records, messages=self._transform is not None)
+
+    async def handle(self, records: list[SinkRecord]) -> None:
+        """Handle ``records`` and wait for their outputs' acks (not pipelined)."""
+        futures, count = await self._submit(records, messages=False)
+        if futures:
+            await asyncio.gather(*futures)
+        self.status.records_out += count
+
+    async def _submit(
+        self, records: list[Any], *, messages: bool
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        """Transform ``records`` (aiokafka's ``messages``, or sink records) and queue the
+        outputs: the futures of their acks (and of dead letters), and the output count."""
         futures: list[asyncio.Future[Any]] = []
         produced: list[Encoded] = []  # every output, in order: one batch per partition
         transform = self._transform
         for record in records:
             if transform is not None:
                 try:
-                    output = transform(record.key, record.value, record.headers, record.timestamp)
+                    output = transform(
+                        record.key,
+                        record.value,
+                        record.headers,
+                        record.timestamp if messages else record.timestamp_ms,
+                    )
                 except Exception:
                     pass  # the general path below gives the record its error (dead letter)
                 else:
                     if output is not None:
                         produced.append(output)
                     continue
-                record = _sink_record(record)  # an aiokafka message
+                if messages:
+                    record = _sink_record(record)
             attempt = 0
             while True:
                 attempt += 1
@@ -929,9 +957,3 @@ class ProcessorWorker(ConsumingWorker):
         if self._outbox_acked is not None:
             self._outbox_acked.cancel()
         self._outbox, self._outbox_acked, self._produce_error = [], None, None
-
-    async def handle(self, records: list[SinkRecord]) -> None:
-        futures, count = await self.submit(records)
-        if futures:
-            await asyncio.gather(*futures)
-        self.status.records_out += count

@@ -10,6 +10,7 @@ the end of every input partition.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -26,6 +27,7 @@ from backbone.runner import ConnectorState
 from backbone.settings import ProcessorSettings
 from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until
 from backbone.transforms import apply_transforms, compile_filter
+from tests.core.operating import cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,3 +213,28 @@ processors:
         finally:
             await admin.close()
         assert [meta.offset for meta in offsets.values() if meta.offset >= 0] == []
+
+
+async def test_redrive_of_a_processor_takes_only_its_own_dead_letters(tmp_path: Path) -> None:
+    # two processors share a dead-letter topic: a redrive picks its connector's records
+    # (the redrive's handle(), which the pipelined path must still go through)
+    config = tmp_path / "gateway.yaml"
+    processor = "{topics: [events], to: out, function: tests.core.processing:double, "
+    config.write_text(
+        'broker: {embedded: {listen: "127.0.0.1:0", data_dir: data}}\n'
+        + FAST_RUNTIME
+        + f'sources:\n  feed: {{type: "{LIST}", topic: events, values: [{{"n": 2}}, {{"m": 1}}]}}\n'
+        + "processors:\n"
+        + f"  one: {processor}dead_letter_topic: shared.dlq}}\n"
+        + f"  two: {processor}dead_letter_topic: shared.dlq}}\n"
+    )
+    async with running(config) as runner:
+        await wait_until(
+            lambda: runner.status["one"].dead_lettered == runner.status["two"].dead_lettered == 1,
+            what="one dead letter each",
+        )
+        redriven = await asyncio.to_thread(cli, "dlq", "redrive", "one", "-c", str(config))
+    assert redriven.stdout.splitlines() == [
+        "redrive one: 1 record(s), 0 processed again, 1 failed again",
+        "  failed again: KeyError: 'n'",
+    ]

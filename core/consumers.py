@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import functools
 import importlib
 import inspect
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -41,17 +44,39 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from backbone.batcher import ProducerBatcher
 from backbone.clients import remove_static_member
-from backbone.connector import Sink, SinkRecord, TopicPartition
+from backbone.connector import Header, Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
-from backbone.events import Encoded, Event, encode_event, event_from_record
+from backbone.events import (
+    Encoded,
+    Event,
+    decode_value,
+    encode_event,
+    encode_key,
+    encode_value,
+    event_from_record,
+    event_key,
+)
 from backbone.settings import ProcessorSettings
-from backbone.transforms import apply_transforms
+from backbone.transforms import DROP, apply_transforms, compile_transforms
 from backbone.worker import ConnectorState, Stopping, Worker
 
-__all__ = ["ConsumingWorker", "ProcessorWorker", "SinkWorker", "load_function"]
+__all__ = [
+    "ConsumingWorker",
+    "ProcessorWorker",
+    "SinkWorker",
+    "compile_processor",
+    "load_function",
+]
 
 PRECOMMIT_INTERVAL = 1.0
 """Seconds between ``committable`` calls while handled offsets are not all committed."""
+
+KEY_CACHE = 65536
+"""Input keys whose processor output key is remembered (keys repeat); emptied when full."""
+
+IN_FLIGHT = 10_000
+"""Most records of submitted batches (:meth:`ConsumingWorker.submit`) whose outputs are not
+all acknowledged yet: the next batch is transformed while earlier ones are on the wire."""
 
 
 class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -90,12 +115,23 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, ends[tp])
 
 
+def _partition_order(tp: Any) -> tuple[str, int]:
+    return tp.topic, tp.partition
+
+
+def _sink_record(m: Any) -> SinkRecord:
+    """One consumed aiokafka message as a sink record."""
+    return SinkRecord(
+        m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()), m.timestamp
+    )
+
+
 def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
     """The consumed messages as sink records, partition by partition (headers are aiokafka's
     ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
     records: list[SinkRecord] = []
     append = records.append
-    for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+    for tp in sorted(batches, key=_partition_order):
         topic, partition = tp.topic, tp.partition
         for m in batches[tp]:
             headers = m.headers
@@ -154,6 +190,15 @@ class ConsumingWorker(Worker):
         self._epoch = 0  # revocations so far: a batch fetched before one is dropped
         self._handled: dict[TopicPartition, int] = {}  # offset after the last handled record
         self._last_precommit = 0.0
+        # batches submitted, oldest first: (outputs' futures, offsets handled once they are
+        # all acknowledged, records_out to count then, records consumed)
+        self._inflight: deque[
+            tuple[Sequence[asyncio.Future[Any]], dict[TopicPartition, int], int, int]
+        ] = deque()
+        self._inflight_records = 0
+        self._to_commit: dict[TopicPartition, int] = {}  # for the background commit
+        self._committing: asyncio.Task[None] | None = None
+        self._commit_error: BaseException | None = None
 
     @property
     def instance_id(self) -> str | None:
@@ -239,6 +284,10 @@ class ConsumingWorker(Worker):
         release and commit what was handled (a clean end) and, for a pause, leave."""
         self.committed = {}
         self._handled = {}
+        self._inflight.clear()
+        self._inflight_records = 0
+        self._to_commit = {}
+        self._commit_error = None
         consumer = self.consumer = self._consumer()
         consumer.subscribe(self.topics, listener=_StartListener(self))
         try:
@@ -251,8 +300,12 @@ class ConsumingWorker(Worker):
             self.status.state = ConnectorState.RUNNING
             await self._loop(consumer)
             async with self._lock:  # a clean end: make everything durable, commit it
+                await self._settle(everything=True)
                 await self._release(list(self._handled))
         finally:
+            await self._stop_committing()
+            await self.abandon()
+            self._inflight.clear()
             self.consumer = None
             await consumer.stop()
         if self.control.pausing and not self.control.stopping:
@@ -285,9 +338,11 @@ class ConsumingWorker(Worker):
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         size, wait = self.batching()
+        inflight = self._inflight
         while not self.control.interrupted:
             epoch = self._epoch
-            batches = await consumer.getmany(timeout_ms=200, max_records=size)
+            # while outputs are on the wire, take only what is fetched already (else settle)
+            batches = await consumer.getmany(timeout_ms=0 if inflight else 200, max_records=size)
             if batches and wait > 0:
                 await self._fill(batches, size, wait)
             async with self._lock:
@@ -296,6 +351,10 @@ class ConsumingWorker(Worker):
                     continue
                 reached = self._bound(batches) if self.stop_at is not None else {}
                 if not batches:
+                    if inflight:  # nothing new to work on: wait for the oldest batch's acks
+                        await self._settle(wait=True)
+                        await self._commit_soon()
+                        continue
                     if self.stop_at is not None:
                         reached.update(await self._caught_up())
                         self._handled.update(reached)
@@ -307,18 +366,47 @@ class ConsumingWorker(Worker):
                     if due and self._uncommitted():
                         await self._commit()
                     continue
-                records = _sink_records(batches)
+                records = self.records(batches)
                 status = self.status
                 status.records_in += len(records)
                 status.last_record_ms = max(m[-1].timestamp for m in batches.values())
                 try:
-                    await self.handle(records)
+                    futures, count = await self.submit(records)
                 except Stopping:  # paused or stopped mid-batch: nothing committed
                     return
-                for tp, messages in batches.items():
-                    self._handled[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
-                self._handled.update(reached)
-                await self._commit()
+                offsets = {
+                    TopicPartition(tp.topic, tp.partition): messages[-1].offset + 1
+                    for tp, messages in batches.items()
+                }
+                offsets.update(reached)
+                inflight.append((futures, offsets, count, len(records)))
+                self._inflight_records += len(records)
+                await self._settle(wait=self._inflight_records > IN_FLIGHT)
+                await self._commit_soon()
+
+    async def _settle(self, *, wait: bool = False, everything: bool = False) -> None:
+        """Count the submitted batches whose outputs are all acknowledged as handled, oldest
+        first, so a handled offset never passes a record whose outputs are still on the wire
+        (at-least-once); ``wait`` for the oldest batch, or for ``everything``.
+
+        A failed output raises its error, and its batch stays first: nothing after it is
+        handled (or committed) and the worker stops; its records are delivered again.
+        """
+        inflight = self._inflight
+        while inflight:
+            futures, offsets, count, consumed = inflight[0]
+            pending = [future for future in futures if not future.done()]
+            if pending:
+                if not (wait or everything):
+                    return
+                await asyncio.wait(pending)
+                wait = False
+            for future in futures:
+                future.result()  # raises the output's error
+            inflight.popleft()
+            self._inflight_records -= consumed
+            self._handled.update(offsets)
+            self.status.records_out += count
 
     def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]]) -> None:
         """A batch fetched across a rebalance is dropped; the partitions of it this worker
@@ -376,9 +464,11 @@ class ConsumingWorker(Worker):
                 reached[tp] = end
         return reached
 
-    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
-        """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``)."""
-        assert self.consumer is not None
+    async def _committable(
+        self, partitions: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """What :meth:`committable` allows of the handled offsets (of ``partitions``) that is
+        not committed yet."""
         self._last_precommit = time.monotonic()
         allowed = await self.committable(dict(self._handled))
         offsets = {}
@@ -388,8 +478,59 @@ class ConsumingWorker(Worker):
                 continue
             if offset > self.committed.get(tp, -1) and offset <= self._handled.get(tp, -1):
                 offsets[tp] = offset
+        return offsets
+
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what :meth:`committable` allows of the handled offsets (of ``partitions``),
+        after the background commit (if one runs), and wait for the broker's answer."""
+        await self._commits_done()
+        offsets = await self._committable(partitions)
+        if offsets:
+            await self._send_commit(offsets)
+
+    async def _commit_soon(self) -> None:
+        """Ask :meth:`committable` now and commit what it allows in the background, one
+        commit at a time and in order, while the next batch is handled."""
+        if self._commit_error is not None:
+            raise self._commit_error
+        offsets = await self._committable()
         if not offsets:
             return
+        self._to_commit.update(offsets)
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._committer())
+
+    async def _committer(self) -> None:
+        """The background commit: sends what :meth:`_commit_soon` gathered until nothing
+        is left; an error (other than a failed commit) is raised by the next batch."""
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            try:
+                await self._send_commit(offsets)
+            except Exception as exc:
+                self._commit_error = exc
+                return
+
+    async def _commits_done(self) -> None:
+        """Wait for the background commit; raise its error."""
+        if self._committing is not None:
+            await self._committing
+            self._committing = None
+        if self._commit_error is not None:
+            raise self._commit_error
+
+    async def _stop_committing(self) -> None:
+        """Cancel the background commit (the session ends on an error)."""
+        task, self._committing = self._committing, None
+        self._to_commit = {}
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _send_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets``; a commit refused after a rebalance is logged, not raised."""
+        assert self.consumer is not None
         try:
             await self.consumer.commit({KafkaPartition(*tp): off for tp, off in offsets.items()})
         except (CommitFailedError, IllegalStateError) as exc:  # revoked meanwhile
@@ -420,9 +561,21 @@ class ConsumingWorker(Worker):
             )
 
     async def revoked(self, partitions: list[TopicPartition]) -> None:
-        """A rebalance takes ``partitions`` away: release them and commit, first."""
+        """A rebalance takes ``partitions`` away: wait for the outputs on the wire, release
+        them and commit, first."""
         async with self._lock:
             self._epoch += 1
+            try:
+                await self._settle(everything=True)
+                await self._commits_done()
+            except Exception as exc:  # the worker's loop raises it and stops
+                self.log.warning(
+                    "%s %s: %s: %s; not committed",
+                    self.role,
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                )
             await self._release([tp for tp in partitions if tp in self._handled])
             for tp in partitions:
                 self._handled.pop(tp, None)
@@ -466,6 +619,20 @@ class ConsumingWorker(Worker):
 
     async def handle(self, records: list[SinkRecord]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
+        """A fetched batch as :meth:`submit` takes it: sink records, partition by partition."""
+        return _sink_records(batches)
+
+    async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
+        """Start handling a batch: the futures of its outputs still on the wire (the batch's
+        offsets are handled once they are all acknowledged, while later batches go on) and
+        the count to add to ``records_out`` then. By default :meth:`handle`, nothing left."""
+        await self.handle(records)
+        return (), 0
+
+    async def abandon(self) -> None:
+        """The session ends on an error: drop what :meth:`submit` still has under way."""
 
     async def _dead_letter(
         self, record: SinkRecord, error: BaseException, attempts: int
@@ -549,6 +716,18 @@ class SinkWorker(ConsumingWorker):
             return
 
 
+def _pass_on(target: asyncio.Future[None], source: asyncio.Future[Any]) -> None:
+    """Resolve ``target`` as ``source`` ended (acks gathered for a queued output chunk)."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)
+
+
 def load_function(spec: str) -> Callable[[Event], Any]:
     """Import ``package.module:function``; :class:`FatalError` if it cannot be."""
     module_name, _, attr = spec.partition(":")
@@ -562,8 +741,56 @@ def load_function(spec: str) -> Callable[[Event], Any]:
     return loaded
 
 
+def compile_processor(
+    settings: ProcessorSettings,
+) -> Callable[[bytes | None, bytes | None, Sequence[Header], int], Encoded | None]:
+    """A processor's transforms as one plain function of a consumed record's key, value,
+    headers and timestamp: its output, or ``None`` when filtered out; an error
+    (:class:`DataError` when no topic is named) as the general path raises it.
+
+    The output bytes are those of the general path (:func:`event_from_record`, the steps,
+    :func:`encode_event`; :meth:`ProcessorWorker._outputs`) without an :class:`Event` per
+    record: the steps compiled once, output keys remembered per input key.
+    """
+    run = compile_transforms(settings.transforms or [])
+    to = settings.to
+    keys: dict[bytes, bytes | None] = {}
+    json_type: Header = ("content-type", b"application/json")
+    bytes_type: Header = ("content-type", b"application/octet-stream")
+
+    def transform(
+        raw: bytes | None, payload: bytes | None, given: Sequence[Header], stamp: int
+    ) -> Encoded | None:
+        value = decode_value(payload)
+        topic = run(value)
+        if topic is DROP:
+            return None
+        topic = topic or to
+        if topic is None:
+            raise DataError("the output event names no topic and the processor has no 'to'")
+        data = encode_value(value)
+        headers = [header for header in given if header[0] != "content-type"]
+        if data is not None:
+            headers.append(bytes_type if isinstance(value, bytes) else json_type)
+        key = None
+        if raw is not None:
+            key = keys.get(raw, raw)
+            if key is raw:
+                if len(keys) >= KEY_CACHE:
+                    keys.clear()
+                key = keys[raw] = encode_key(event_key(raw))
+        return Encoded(topic, key, data, headers, stamp if stamp >= 0 else None)
+
+    return transform
+
+
 class ProcessorWorker(ConsumingWorker):
-    """Runs one processor: function or transforms per event, outputs acked, then commit."""
+    """Runs one processor: function or transforms per event, outputs acked, then commit.
+
+    Outputs are produced without waiting: the next batch is transformed while earlier
+    batches' outputs are on the wire, and a batch's offsets count as handled (and are
+    committed) once its outputs and those of every batch before it are acknowledged.
+    """
 
     role = "processor"
 
@@ -574,6 +801,12 @@ class ProcessorWorker(ConsumingWorker):
         self.settings = settings
         self.function = load_function(settings.function) if settings.function else None
         self.batcher = ProducerBatcher(self.shared.producer)
+        self._transform = compile_processor(settings) if self.function is None else None
+        # outputs waiting for the background producer, and the future of their acks
+        self._outbox: list[Encoded] = []
+        self._outbox_acked: asyncio.Future[None] | None = None
+        self._producing: asyncio.Task[None] | None = None
+        self._produce_error: BaseException | None = None
 
     async def _outputs(self, record: SinkRecord) -> list[Encoded]:
         event = event_from_record(record)
@@ -604,10 +837,55 @@ class ProcessorWorker(ConsumingWorker):
             encoded.append(out)
         return encoded
 
+    @property
+    def _handle_overridden(self) -> bool:
+        """A subclass handles batches itself (a redrive picks its own dead letters): it gets
+        sink records through :meth:`handle`, not pipelined."""
+        return type(self).handle is not ProcessorWorker.handle
+
+    def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
+        if self._transform is None or self._handle_overridden:
+            return _sink_records(batches)
+        # the transforms read aiokafka's messages as they are (no sink record each)
+        return [m for tp in sorted(batches, key=_partition_order) for m in batches[tp]]
+
+    async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
+        if self._handle_overridden:
+            return await super().submit(records)  # the subclass's handle()
+        return await self._submit(records, messages=self._transform is not None)
+
     async def handle(self, records: list[SinkRecord]) -> None:
+        """Handle ``records`` and wait for their outputs' acks (not pipelined)."""
+        futures, count = await self._submit(records, messages=False)
+        if futures:
+            await asyncio.gather(*futures)
+        self.status.records_out += count
+
+    async def _submit(
+        self, records: list[Any], *, messages: bool
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        """Transform ``records`` (aiokafka's ``messages``, or sink records) and queue the
+        outputs: the futures of their acks (and of dead letters), and the output count."""
         futures: list[asyncio.Future[Any]] = []
         produced: list[Encoded] = []  # every output, in order: one batch per partition
+        transform = self._transform
         for record in records:
+            if transform is not None:
+                try:
+                    output = transform(
+                        record.key,
+                        record.value,
+                        record.headers,
+                        record.timestamp if messages else record.timestamp_ms,
+                    )
+                except Exception:
+                    pass  # the general path below gives the record its error (dead letter)
+                else:
+                    if output is not None:
+                        produced.append(output)
+                    continue
+                if messages:
+                    record = _sink_record(record)
             attempt = 0
             while True:
                 attempt += 1
@@ -628,7 +906,54 @@ class ProcessorWorker(ConsumingWorker):
                     produced.extend(outputs)
                 break
         if produced:
-            futures.extend(await self.batcher.produce(produced))
-        if futures:
-            await asyncio.gather(*futures)
-        self.status.records_out += len(produced)
+            futures.append(self._send(produced))
+        return futures, len(produced)
+
+    def _send(self, outputs: list[Encoded]) -> asyncio.Future[None]:
+        """Queue ``outputs`` for the background producer; the future of their acks.
+
+        One task produces, in order: what is queued while it waits for the producer
+        (aiokafka holds one batch per partition until the request before it is answered)
+        goes out together in the next call, so a request carries many consumed batches.
+        """
+        if self._produce_error is not None:
+            raise self._produce_error
+        acked = self._outbox_acked
+        if acked is None:
+            acked = self._outbox_acked = asyncio.get_running_loop().create_future()
+        self._outbox.extend(outputs)
+        if self._producing is None or self._producing.done():
+            self._producing = asyncio.create_task(self._produce())
+        return acked
+
+    async def _produce(self) -> None:
+        while self._outbox:
+            outputs, acked = self._outbox, self._outbox_acked
+            assert acked is not None
+            self._outbox, self._outbox_acked = [], None
+            try:
+                futures = await self.batcher.produce(outputs)
+            except Exception as exc:  # nothing after it is produced; the worker stops
+                self._produce_error = exc
+                acked.set_exception(exc)
+                self._fail_outbox(exc)
+                return
+            # records of one produced batch share its future: each future once
+            acks = asyncio.gather(*dict.fromkeys(futures))
+            acks.add_done_callback(functools.partial(_pass_on, acked))
+
+    def _fail_outbox(self, error: BaseException) -> None:
+        """Outputs queued while a produce failed: never produced, their batches fail."""
+        if self._outbox_acked is not None:
+            self._outbox_acked.set_exception(error)
+        self._outbox, self._outbox_acked = [], None
+
+    async def abandon(self) -> None:
+        task, self._producing = self._producing, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._outbox_acked is not None:
+            self._outbox_acked.cancel()
+        self._outbox, self._outbox_acked, self._produce_error = [], None, None

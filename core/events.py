@@ -54,6 +54,7 @@ __all__ = [
     "encode_source_record",
     "encode_value",
     "event_from_record",
+    "event_key",
     "iso_time",
     "loads",
     "maybe_json",
@@ -345,19 +346,25 @@ class Event:
         return None
 
 
+def event_key(data: bytes | None) -> Any:
+    """An :class:`Event`'s key for consumed key bytes: JSON-decoded when it is JSON, else
+    text when it is UTF-8, else the bytes."""
+    if data is None:
+        return None
+    key = decode_value(data)
+    if isinstance(key, bytes):
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            pass
+    return key
+
+
 def event_from_record(record: SinkRecord) -> Event:
     """The :class:`Event` a processor receives for a consumed record."""
-    key: Any = None
-    if record.key is not None:
-        key = decode_value(record.key)
-        if isinstance(key, bytes):
-            try:
-                key = key.decode()
-            except UnicodeDecodeError:
-                pass
     return Event(
         value=decode_value(record.value),
-        key=key,
+        key=event_key(record.key),
         headers=list(record.headers),
         input_topic=record.topic,
         partition=record.partition,

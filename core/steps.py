@@ -1,10 +1,14 @@
 """The processor transform steps as config models, each applying itself.
 
 A processor's ``transforms:`` list validates into these models (a discriminated
-union on the one step key, :data:`Transform`); :func:`~backbone.transforms.apply_transforms`
-calls each step's ``apply(value, topic)``, which changes the (copied) JSON value in
-place and returns whether to keep the event and the routed topic. Steps other than
-``filter`` leave non-object values alone.
+union on the one step key, :data:`Transform`). Each step compiles itself once into a
+plain function (``compiled``: ``(value, topic) -> topic`` or
+:data:`~backbone.transforms.DROP`, paths split and literals bound ahead);
+:func:`~backbone.transforms.compile_transforms` chains them for the processor, and
+``apply(value, topic)`` (used by :func:`~backbone.transforms.apply_transforms`) runs
+the same function and returns whether to keep the event and the routed topic. Steps
+change the (copied) JSON value in place; steps other than ``filter`` leave non-object
+values alone.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from pydantic import (
 
 from backbone.fields import TopicName
 from backbone.transforms import (
+    DROP,
     MASK,
     MISSING,
     Expression,
+    StepFunction,
     compile_filter,
     get_field,
     pop_field,
@@ -51,6 +57,23 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
+    @cached_property
+    def compiled(self) -> StepFunction:
+        """The step as a plain function ``(value, topic) -> topic`` (or ``DROP``), built once
+        (an attribute of the instance once computed: no pydantic lookup per event)."""
+        return self._compile()
+
+    def _compile(self) -> StepFunction:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
+        """Change ``value`` in place; (keep the event?, the routed topic)."""
+        result = self.compiled(value, topic)
+        if result is DROP:
+            return False, topic
+        routed: str | None = result
+        return True, routed
+
 
 class FilterStep(_Step):
     filter: str
@@ -68,56 +91,94 @@ class FilterStep(_Step):
         private attribute goes through pydantic's ``__getattr__``, for every event)."""
         return compile_filter(self.filter)
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        return self.expression(value), topic
+    def _compile(self) -> StepFunction:
+        expression = self.expression
+        return lambda value, topic: topic if expression(value) else DROP
 
 
 class SetStep(_Step):
     set: dict[str, Any]
     """Fields to set (dotted paths nest)."""
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        if isinstance(value, dict):
-            for path, new in self.set.items():
-                # a scalar is shared as is; a list or object is copied per event
-                set_field(value, path, new if type(new) in _SCALARS else copy.deepcopy(new))
-        return True, topic
+    def _compile(self) -> StepFunction:
+        # (parent path, last name, new value, whether it is a scalar) per field
+        plan = [
+            (tuple(path.split(".")[:-1]), path.split(".")[-1], new, type(new) in _SCALARS)
+            for path, new in self.set.items()
+        ]
+
+        def set_fields(value: Any, topic: str | None) -> str | None:
+            if isinstance(value, dict):
+                for parents, last, new, scalar in plan:
+                    current = value  # as set_field: missing or non-object levels become {}
+                    for part in parents:
+                        child = current.get(part)
+                        if not isinstance(child, dict):
+                            child = {}
+                            current[part] = child
+                        current = child
+                    # a scalar is shared as is; a list or object is copied per event
+                    current[last] = new if scalar else copy.deepcopy(new)
+            return topic
+
+        return set_fields
 
 
 class RenameStep(_Step):
     rename: dict[str, str]
     """Fields to rename: old -> new."""
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        if isinstance(value, dict):
-            for old, new in self.rename.items():
-                moved = pop_field(value, old)
-                if moved is not MISSING:
-                    set_field(value, new, moved)
-        return True, topic
+    def _compile(self) -> StepFunction:
+        pairs = tuple(self.rename.items())
+
+        def rename(value: Any, topic: str | None) -> str | None:
+            if isinstance(value, dict):
+                for old, new in pairs:
+                    moved = pop_field(value, old)
+                    if moved is not MISSING:
+                        set_field(value, new, moved)
+            return topic
+
+        return rename
 
 
 class DropStep(_Step):
     drop: list[str]
     """Fields to remove."""
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        if isinstance(value, dict):
-            for path in self.drop:
-                pop_field(value, path)
-        return True, topic
+    def _compile(self) -> StepFunction:
+        paths = tuple(self.drop)
+
+        def drop(value: Any, topic: str | None) -> str | None:
+            if isinstance(value, dict):
+                for path in paths:
+                    pop_field(value, path)
+            return topic
+
+        return drop
 
 
 class MaskStep(_Step):
     mask: list[str]
     """Fields whose value is replaced by ``****``."""
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        if isinstance(value, dict):
-            for path in self.mask:
-                if get_field(value, path, MISSING) is not MISSING:
-                    set_field(value, path, MASK)
-        return True, topic
+    def _compile(self) -> StepFunction:
+        names = tuple(path for path in self.mask if "." not in path)  # top-level fields
+        paths = tuple(path for path in self.mask if "." in path)
+        if len(names) != len(self.mask) and names:  # mixed: keep the listed order
+            names, paths = (), tuple(self.mask)
+
+        def mask(value: Any, topic: str | None) -> str | None:
+            if isinstance(value, dict):
+                for name in names:
+                    if name in value:
+                        value[name] = MASK
+                for path in paths:
+                    if get_field(value, path, MISSING) is not MISSING:
+                        set_field(value, path, MASK)
+            return topic
+
+        return mask
 
 
 class Route(_Step):
@@ -133,12 +194,17 @@ class RouteStep(_Step):
     route: Route
     """Pick the output topic by a field's value."""
 
-    def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
-        if isinstance(value, dict):
-            found = get_field(value, self.route.field)
-            chosen = self.route.topics.get(str(found)) if found is not None else None
-            topic = chosen or self.route.default or topic
-        return True, topic
+    def _compile(self) -> StepFunction:
+        field, topics, default = self.route.field, dict(self.route.topics), self.route.default
+
+        def route(value: Any, topic: str | None) -> str | None:
+            if isinstance(value, dict):
+                found = get_field(value, field)
+                chosen = topics.get(str(found)) if found is not None else None
+                topic = chosen or default or topic
+            return topic
+
+        return route
 
 
 Transform = Annotated[

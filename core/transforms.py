@@ -22,17 +22,21 @@ from __future__ import annotations
 
 import ast
 import copy
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
+    "DROP",
     "MASK",
     "MISSING",
     "STEP_NAMES",
     "Expression",
     "Step",
+    "StepFunction",
     "apply_transforms",
     "compile_filter",
+    "compile_transforms",
     "get_field",
     "pop_field",
     "set_field",
@@ -42,20 +46,25 @@ __all__ = [
 MASK = "****"
 MISSING = object()
 """What :func:`pop_field` returns when the field is absent."""
+DROP = object()
+"""What a compiled step (:data:`StepFunction`) returns for an event it filters out."""
 
 Expression = Callable[[Any], bool]
+StepFunction = Callable[[Any, "str | None"], Any]
+"""A compiled step: ``(value, topic) -> topic`` (the routed topic so far, or :data:`DROP`),
+changing ``value`` in place."""
 
-_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
-    ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b,
-    ast.GtE: lambda a, b: a >= b,
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
-    ast.Is: lambda a, b: a is b,
-    ast.IsNot: lambda a, b: a is not b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
 }
 
 
@@ -68,6 +77,48 @@ def get_field(value: Any, path: str, default: Any = None) -> Any:
         else:
             return default
     return current
+
+
+def _reader(path: str) -> Callable[[Any], Any]:
+    """:func:`get_field` of ``path`` as a function of the value, split once."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        name = parts[0]
+
+        def read_one(value: Any) -> Any:
+            if type(value) is dict:  # decoded JSON: no Mapping (ABC) check
+                return value.get(name)
+            return get_field(value, path)
+
+        return read_one
+
+    def read(value: Any) -> Any:
+        current = value
+        for part in parts:
+            if (type(current) is dict or isinstance(current, Mapping)) and part in current:
+                current = current[part]
+            else:
+                return None
+        return current
+
+    return read
+
+
+def _constant(node: ast.expr) -> tuple[bool, Any]:
+    """Whether ``node`` is a literal (or a list, tuple or set of literals), and its value."""
+    if isinstance(node, ast.Constant):
+        return True, node.value
+    if isinstance(node, ast.Name) and node.id in _LITERALS:
+        return True, _LITERALS[node.id]
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        items = [_constant(item) for item in node.elts]
+        if all(known for known, _ in items):
+            # a list, as the expression builds it: read only by the comparisons
+            return True, [item for _, item in items]
+    return False, None
+
+
+_LITERALS = {"true": True, "false": False, "null": None}
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -88,27 +139,43 @@ def compile_filter(text: str) -> Expression:
         raise ValueError(f"invalid filter expression {text!r}: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise ValueError(f"filter expression {text[:40]!r}... is nested too deeply") from None
+    if isinstance(tree.body, ast.Compare | ast.BoolOp) or (
+        isinstance(tree.body, ast.UnaryOp) and isinstance(tree.body.op, ast.Not)
+    ):
+        return evaluate  # already True or False
     return lambda value: bool(evaluate(value))
 
 
 def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
-    if isinstance(node, ast.Constant):
-        constant = node.value
+    """The function of the value that ``node`` evaluates to (closures, built once)."""
+    known, constant = _constant(node)
+    if known:
         return lambda _v: constant
-    if isinstance(node, ast.Name) and node.id in {"true", "false", "null"}:
-        literal = {"true": True, "false": False, "null": None}[node.id]
-        return lambda _v: literal
     path = _dotted(node)
     if path is not None:
-        return lambda v: get_field(v, path)
+        return _reader(path)
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
         items = [_build(item, text) for item in node.elts]
         return lambda v: [item(v) for item in items]
     if isinstance(node, ast.BoolOp):
-        parts = [_build(item, text) for item in node.values]
+        parts = tuple(_build(item, text) for item in node.values)
         if isinstance(node.op, ast.And):
-            return lambda v: all(part(v) for part in parts)
-        return lambda v: any(part(v) for part in parts)
+
+            def all_of(v: Any) -> bool:
+                for part in parts:  # noqa: SIM110 - all() would build a generator per call
+                    if not part(v):
+                        return False
+                return True
+
+            return all_of
+
+        def any_of(v: Any) -> bool:
+            for part in parts:  # noqa: SIM110 - any() would build a generator per call
+                if part(v):
+                    return True
+            return False
+
+        return any_of
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         inner = _build(node.operand, text)
         return lambda v: not inner(v)
@@ -126,6 +193,34 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
         left = _build(node.left, text)
         ops = [_COMPARE[type(op)] for op in node.ops]
         rights = [_build(item, text) for item in node.comparators]
+        known, right_value = _constant(node.comparators[0])
+        path = None if _constant(node.left)[0] else _dotted(node.left)  # not true/false/null
+        if len(ops) == 1 and known and path is not None and "." not in path:
+            op, name = ops[0], path  # the most common: ``field OP literal``, read inline
+
+            def compare_field(v: Any) -> bool:
+                a = v.get(name) if type(v) is dict else get_field(v, name)
+                try:
+                    if not op(a, right_value):
+                        return False
+                except TypeError:
+                    return False
+                return True
+
+            return compare_field
+        if len(ops) == 1 and known:  # ``expression OP literal``
+            op = ops[0]
+
+            def compare_constant(v: Any) -> bool:
+                a = left(v)
+                try:
+                    if not op(a, right_value):
+                        return False
+                except TypeError:
+                    return False
+                return True
+
+            return compare_constant
 
         def compare(v: Any) -> bool:
             a = left(v)
@@ -178,6 +273,38 @@ class Step(Protocol):
     def apply(self, value: Any, topic: str | None) -> tuple[bool, str | None]:
         """Change ``value`` in place; return (keep the event?, the routed topic)."""
         ...
+
+
+def compile_transforms(steps: Sequence[Step]) -> Callable[[Any], Any]:
+    """``steps`` as one function of a JSON value, changed in place: the routed topic
+    (``None``: not routed) or :data:`DROP` when a filter drops the event. Each step is
+    compiled once (its ``compiled`` function); the result does no per-call set-up."""
+    functions = tuple(_compiled(step) for step in steps)
+    if len(functions) == 1:
+        only = functions[0]
+        return lambda value: only(value, None)
+
+    def run(value: Any) -> Any:
+        topic = None
+        for function in functions:
+            topic = function(value, topic)
+            if topic is DROP:
+                return DROP
+        return topic
+
+    return run
+
+
+def _compiled(step: Step) -> StepFunction:
+    compiled: StepFunction | None = getattr(step, "compiled", None)
+    if compiled is not None:
+        return compiled
+
+    def apply(value: Any, topic: str | None) -> Any:
+        keep, topic = step.apply(value, topic)
+        return topic if keep else DROP
+
+    return apply
 
 
 def apply_transforms(

@@ -254,7 +254,14 @@ class Changelog(ModeBase):
             else:
                 after = tuple(mapping[f"_bb_k{i}"] for i in range(len(keys)))
                 current = LogState(state.seq, state.lo, state.hi, after, True)
-            records.extend(capture.records("r", None, capture.row(mapping), current.position()))
+            # named by the row (the key and content are part of every identity), not by
+            # the position: on PostgreSQL that holds the txid horizon taken at start, so a
+            # snapshot read again after a crash would get other ce_ids
+            records.extend(
+                capture.records(
+                    "r", None, capture.row(mapping), current.position(), identity="snapshot"
+                )
+            )
         if done:
             current = LogState(state.seq, state.lo, state.hi)
         return Poll(records, current, True)

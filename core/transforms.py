@@ -201,11 +201,9 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
             def compare_field(v: Any) -> bool:
                 a = v.get(name) if type(v) is dict else get_field(v, name)
                 try:
-                    if not op(a, right_value):
-                        return False
-                except TypeError:
+                    return bool(op(a, right_value))
+                except TypeError:  # ordering across types: the filter does not match
                     return False
-                return True
 
             return compare_field
         if len(ops) == 1 and known:  # ``expression OP literal``
@@ -214,11 +212,9 @@ def _build(node: ast.expr, text: str) -> Callable[[Any], Any]:
             def compare_constant(v: Any) -> bool:
                 a = left(v)
                 try:
-                    if not op(a, right_value):
-                        return False
-                except TypeError:
+                    return bool(op(a, right_value))
+                except TypeError:  # ordering across types: the filter does not match
                     return False
-                return True
 
             return compare_constant
 

@@ -14,7 +14,8 @@ import sys
 from typing import Any, TypeVar
 
 from backbone.connector import ConnectorContext
-from backbone.consumers import ProcessorWorker, SinkWorker
+from backbone.consumers import SinkWorker
+from backbone.processor_worker import ProcessorWorker
 from backbone.registry import Registry
 from backbone.schema import connector_options
 from backbone.settings import Config

@@ -145,7 +145,7 @@ async def _live_check(config: Any, registry: Any) -> None:
     """Build each connector and await its ``check()``; collect every failure."""
     from backbone.config import connector_options
     from backbone.connector import ConnectorContext
-    from backbone.consumers import load_function
+    from backbone.processor_worker import load_function
 
     problems = []
     problem = await _broker_check(config)

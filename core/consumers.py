@@ -4,7 +4,8 @@
   commit. Retriable errors back off; ``DataError`` isolates the bad records
   (one-at-a-time writes); failures that exhaust retries go to the dead-letter topic,
   or stop the sink without committing (``Sink.retries_exhausted = "fail"``).
-- :class:`ProcessorWorker`: consumer group -> function or transforms -> producer;
+- :class:`~backbone.processor_worker.ProcessorWorker` (its own module) runs on
+  :class:`ConsumingWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
 
 Committing (:class:`ConsumingWorker`): after each handled batch, and about once a
@@ -30,49 +31,24 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import functools
-import importlib
-import inspect
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from backbone.batcher import ProducerBatcher
 from backbone.clients import remove_static_member
-from backbone.connector import Header, Sink, SinkRecord, TopicPartition
+from backbone.connector import Sink, SinkRecord, TopicPartition
 from backbone.errors import DataError, FatalError, RetriableError
-from backbone.events import (
-    Encoded,
-    Event,
-    decode_value,
-    encode_event,
-    encode_key,
-    encode_value,
-    event_from_record,
-    event_key,
-)
-from backbone.settings import ProcessorSettings
-from backbone.transforms import DROP, apply_transforms, compile_transforms
 from backbone.worker import ConnectorState, Stopping, Worker
 
-__all__ = [
-    "ConsumingWorker",
-    "ProcessorWorker",
-    "SinkWorker",
-    "compile_processor",
-    "load_function",
-]
+__all__ = ["ConsumingWorker", "SinkWorker"]
 
 PRECOMMIT_INTERVAL = 1.0
 """Seconds between ``committable`` calls while handled offsets are not all committed."""
-
-KEY_CACHE = 65536
-"""Input keys whose processor output key is remembered (keys repeat); emptied when full."""
 
 IN_FLIGHT = 10_000
 """Most records of submitted batches (:meth:`ConsumingWorker.submit`) whose outputs are not
@@ -115,23 +91,23 @@ class _StartListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, ends[tp])
 
 
-def _partition_order(tp: Any) -> tuple[str, int]:
+def partition_order(tp: Any) -> tuple[str, int]:
     return tp.topic, tp.partition
 
 
-def _sink_record(m: Any) -> SinkRecord:
+def sink_record(m: Any) -> SinkRecord:
     """One consumed aiokafka message as a sink record."""
     return SinkRecord(
         m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()), m.timestamp
     )
 
 
-def _sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
+def sink_records(batches: Mapping[Any, Sequence[Any]]) -> list[SinkRecord]:
     """The consumed messages as sink records, partition by partition (headers are aiokafka's
     ``(str, bytes)`` pairs already: copied as a list, not value by value)."""
     records: list[SinkRecord] = []
     append = records.append
-    for tp in sorted(batches, key=_partition_order):
+    for tp in sorted(batches, key=partition_order):
         topic, partition = tp.topic, tp.partition
         for m in batches[tp]:
             headers = m.headers
@@ -622,7 +598,7 @@ class ConsumingWorker(Worker):
 
     def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
         """A fetched batch as :meth:`submit` takes it: sink records, partition by partition."""
-        return _sink_records(batches)
+        return sink_records(batches)
 
     async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
         """Start handling a batch: the futures of its outputs still on the wire (the batch's
@@ -714,246 +690,3 @@ class SinkWorker(ConsumingWorker):
             else:
                 self.status.error = None
             return
-
-
-def _pass_on(target: asyncio.Future[None], source: asyncio.Future[Any]) -> None:
-    """Resolve ``target`` as ``source`` ended (acks gathered for a queued output chunk)."""
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (error := source.exception()) is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(None)
-
-
-def load_function(spec: str) -> Callable[[Event], Any]:
-    """Import ``package.module:function``; :class:`FatalError` if it cannot be."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), attr)
-    except Exception as exc:
-        raise FatalError(f"cannot load processor function {spec!r}: {exc}") from exc
-    if not callable(function):
-        raise FatalError(f"processor function {spec!r} is not callable")
-    loaded: Callable[[Event], Any] = function
-    return loaded
-
-
-def compile_processor(
-    settings: ProcessorSettings,
-) -> Callable[[bytes | None, bytes | None, Sequence[Header], int], Encoded | None]:
-    """A processor's transforms as one plain function of a consumed record's key, value,
-    headers and timestamp: its output, or ``None`` when filtered out; an error
-    (:class:`DataError` when no topic is named) as the general path raises it.
-
-    The output bytes are those of the general path (:func:`event_from_record`, the steps,
-    :func:`encode_event`; :meth:`ProcessorWorker._outputs`) without an :class:`Event` per
-    record: the steps compiled once, output keys remembered per input key.
-    """
-    run = compile_transforms(settings.transforms or [])
-    to = settings.to
-    keys: dict[bytes, bytes | None] = {}
-    json_type: Header = ("content-type", b"application/json")
-    bytes_type: Header = ("content-type", b"application/octet-stream")
-
-    def transform(
-        raw: bytes | None, payload: bytes | None, given: Sequence[Header], stamp: int
-    ) -> Encoded | None:
-        value = decode_value(payload)
-        topic = run(value)
-        if topic is DROP:
-            return None
-        topic = topic or to
-        if topic is None:
-            raise DataError("the output event names no topic and the processor has no 'to'")
-        data = encode_value(value)
-        headers = [header for header in given if header[0] != "content-type"]
-        if data is not None:
-            headers.append(bytes_type if isinstance(value, bytes) else json_type)
-        key = None
-        if raw is not None:
-            key = keys.get(raw, raw)
-            if key is raw:
-                if len(keys) >= KEY_CACHE:
-                    keys.clear()
-                key = keys[raw] = encode_key(event_key(raw))
-        return Encoded(topic, key, data, headers, stamp if stamp >= 0 else None)
-
-    return transform
-
-
-class ProcessorWorker(ConsumingWorker):
-    """Runs one processor: function or transforms per event, outputs acked, then commit.
-
-    Outputs are produced without waiting: the next batch is transformed while earlier
-    batches' outputs are on the wire, and a batch's offsets count as handled (and are
-    committed) once its outputs and those of every batch before it are acknowledged.
-    """
-
-    role = "processor"
-
-    def __init__(self, name: str, *, settings: ProcessorSettings, **common: Any) -> None:
-        common.setdefault("topics", settings.topics)
-        common.setdefault("start", settings.start)
-        super().__init__(name, **common)
-        self.settings = settings
-        self.function = load_function(settings.function) if settings.function else None
-        self.batcher = ProducerBatcher(self.shared.producer)
-        self._transform = compile_processor(settings) if self.function is None else None
-        # outputs waiting for the background producer, and the future of their acks
-        self._outbox: list[Encoded] = []
-        self._outbox_acked: asyncio.Future[None] | None = None
-        self._producing: asyncio.Task[None] | None = None
-        self._produce_error: BaseException | None = None
-
-    async def _outputs(self, record: SinkRecord) -> list[Encoded]:
-        event = event_from_record(record)
-        if self.function is None:
-            # event.value was just decoded from the record: the transforms may change it
-            keep, value, topic = apply_transforms(
-                self.settings.transforms or [], event.value, in_place=True
-            )
-            if not keep:
-                return []
-            event.value = value
-            event.topic = topic
-            results: list[Any] = [event]
-        else:
-            result = self.function(event)
-            if inspect.isawaitable(result):
-                result = await result
-            if result is None:
-                return []
-            results = list(result) if isinstance(result, list | tuple) else [result]
-        encoded = []
-        for item in results:
-            if not isinstance(item, Event):
-                item = Event(value=item, key=event.key, headers=list(event.headers))
-            out = encode_event(item, default_topic=self.settings.to)
-            if out.timestamp_ms is None:
-                out.timestamp_ms = record.timestamp_ms if record.timestamp_ms >= 0 else None
-            encoded.append(out)
-        return encoded
-
-    @property
-    def _handle_overridden(self) -> bool:
-        """A subclass handles batches itself (a redrive picks its own dead letters): it gets
-        sink records through :meth:`handle`, not pipelined."""
-        return type(self).handle is not ProcessorWorker.handle
-
-    def records(self, batches: Mapping[Any, Sequence[Any]]) -> list[Any]:
-        if self._transform is None or self._handle_overridden:
-            return _sink_records(batches)
-        # the transforms read aiokafka's messages as they are (no sink record each)
-        return [m for tp in sorted(batches, key=_partition_order) for m in batches[tp]]
-
-    async def submit(self, records: list[Any]) -> tuple[Sequence[asyncio.Future[Any]], int]:
-        if self._handle_overridden:
-            return await super().submit(records)  # the subclass's handle()
-        return await self._submit(records, messages=self._transform is not None)
-
-    async def handle(self, records: list[SinkRecord]) -> None:
-        """Handle ``records`` and wait for their outputs' acks (not pipelined)."""
-        futures, count = await self._submit(records, messages=False)
-        if futures:
-            await asyncio.gather(*futures)
-        self.status.records_out += count
-
-    async def _submit(
-        self, records: list[Any], *, messages: bool
-    ) -> tuple[list[asyncio.Future[Any]], int]:
-        """Transform ``records`` (aiokafka's ``messages``, or sink records) and queue the
-        outputs: the futures of their acks (and of dead letters), and the output count."""
-        futures: list[asyncio.Future[Any]] = []
-        produced: list[Encoded] = []  # every output, in order: one batch per partition
-        transform = self._transform
-        for record in records:
-            if transform is not None:
-                try:
-                    output = transform(
-                        record.key,
-                        record.value,
-                        record.headers,
-                        record.timestamp if messages else record.timestamp_ms,
-                    )
-                except Exception:
-                    pass  # the general path below gives the record its error (dead letter)
-                else:
-                    if output is not None:
-                        produced.append(output)
-                    continue
-                if messages:
-                    record = _sink_record(record)
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    outputs = await self._outputs(record)
-                except asyncio.CancelledError:
-                    raise
-                except FatalError:
-                    raise
-                except RetriableError as exc:
-                    if attempt < self.retry.max_attempts:
-                        await self.backoff(attempt, exc)
-                        continue
-                    futures.append(await self._dead_letter(record, exc, attempt))
-                except Exception as exc:  # the record (or the function) is bad
-                    futures.append(await self._dead_letter(record, exc, attempt))
-                else:
-                    produced.extend(outputs)
-                break
-        if produced:
-            futures.append(self._send(produced))
-        return futures, len(produced)
-
-    def _send(self, outputs: list[Encoded]) -> asyncio.Future[None]:
-        """Queue ``outputs`` for the background producer; the future of their acks.
-
-        One task produces, in order: what is queued while it waits for the producer
-        (aiokafka holds one batch per partition until the request before it is answered)
-        goes out together in the next call, so a request carries many consumed batches.
-        """
-        if self._produce_error is not None:
-            raise self._produce_error
-        acked = self._outbox_acked
-        if acked is None:
-            acked = self._outbox_acked = asyncio.get_running_loop().create_future()
-        self._outbox.extend(outputs)
-        if self._producing is None or self._producing.done():
-            self._producing = asyncio.create_task(self._produce())
-        return acked
-
-    async def _produce(self) -> None:
-        while self._outbox:
-            outputs, acked = self._outbox, self._outbox_acked
-            assert acked is not None
-            self._outbox, self._outbox_acked = [], None
-            try:
-                futures = await self.batcher.produce(outputs)
-            except Exception as exc:  # nothing after it is produced; the worker stops
-                self._produce_error = exc
-                acked.set_exception(exc)
-                self._fail_outbox(exc)
-                return
-            # records of one produced batch share its future: each future once
-            acks = asyncio.gather(*dict.fromkeys(futures))
-            acks.add_done_callback(functools.partial(_pass_on, acked))
-
-    def _fail_outbox(self, error: BaseException) -> None:
-        """Outputs queued while a produce failed: never produced, their batches fail."""
-        if self._outbox_acked is not None:
-            self._outbox_acked.set_exception(error)
-        self._outbox, self._outbox_acked = [], None
-
-    async def abandon(self) -> None:
-        task, self._producing = self._producing, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._outbox_acked is not None:
-            self._outbox_acked.cancel()
-        self._outbox, self._outbox_acked, self._produce_error = [], None, None

@@ -44,9 +44,10 @@ from aiokafka import TopicPartition
 from backbone.assembly import processor_path, processor_worker, sink_worker
 from backbone.clients import KafkaClients
 from backbone.connector import SinkRecord
-from backbone.consumers import ConsumingWorker, ProcessorWorker, SinkWorker
+from backbone.consumers import ConsumingWorker, SinkWorker
 from backbone.errors import BackboneError
 from backbone.kafka_admin import KafkaAdmin, commit_offsets, read_ranges
+from backbone.processor_worker import ProcessorWorker
 from backbone.registry import Registry
 from backbone.settings import Config
 from backbone.views import DeadLetterView, RecordView, RedriveResult

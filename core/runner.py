@@ -46,11 +46,12 @@ from backbone.clients import KafkaClients
 from backbone.cluster import SourceCluster
 from backbone.connector import ConnectorContext
 from backbone.console import Console
-from backbone.consumers import ProcessorWorker, SinkWorker
+from backbone.consumers import SinkWorker
 from backbone.errors import BackboneError
 from backbone.httpapp import HttpApp
 from backbone.instance import instance_slot
 from backbone.positions import Claim, PositionStore, PositionWriter
+from backbone.processor_worker import ProcessorWorker
 from backbone.push import PushChannel
 from backbone.registry import Registry
 from backbone.reporter import Reporter

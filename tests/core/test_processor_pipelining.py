@@ -21,8 +21,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from backbone.connector import SinkRecord
-from backbone.consumers import compile_processor
 from backbone.events import encode_event, event_from_record
+from backbone.processor_worker import compile_processor
 from backbone.runner import ConnectorState
 from backbone.settings import ProcessorSettings
 from backbone.testing import FAST_RUNTIME, broker_yaml, consume, running, wait_until

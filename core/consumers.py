@@ -8,8 +8,9 @@
   :class:`ConsumingWorker`: consumer group -> function or transforms -> producer;
   offsets are committed after every output was acknowledged.
 
-Committing (:class:`ConsumingWorker`): after each handled batch, and about once a
-second while handled offsets are not all committed, the worker asks
+Committing (:class:`ConsumingWorker`): at most every ``runtime.position_interval``
+(after a handled batch, or while idle with handled offsets not all committed), as
+Kafka Connect's ``offset.flush.interval.ms``, the worker asks
 :meth:`ConsumingWorker.committable` which of the handled offsets may be committed
 (a sink's ``precommit``: only what it made durable) and commits those. Before a
 rebalance takes partitions away (``on_partitions_revoked``) and when it stops, it
@@ -46,9 +47,6 @@ from backbone.errors import DataError, FatalError, RetriableError
 from backbone.worker import ConnectorState, Stopping, Worker
 
 __all__ = ["ConsumingWorker", "SinkWorker"]
-
-PRECOMMIT_INTERVAL = 1.0
-"""Seconds between ``committable`` calls while handled offsets are not all committed."""
 
 IN_FLIGHT = 10_000
 """Most records of submitted batches (:meth:`ConsumingWorker.submit`) whose outputs are not
@@ -329,7 +327,8 @@ class ConsumingWorker(Worker):
                 if not batches:
                     if inflight:  # nothing new to work on: wait for the oldest batch's acks
                         await self._settle(wait=True)
-                        await self._commit_soon()
+                        if self._commit_due():
+                            await self._commit_soon()
                         continue
                     if self.stop_at is not None:
                         reached.update(await self._caught_up())
@@ -338,8 +337,7 @@ class ConsumingWorker(Worker):
                             await self._release(list(self._handled))
                             if self.finished:
                                 return
-                    due = time.monotonic() - self._last_precommit >= PRECOMMIT_INTERVAL
-                    if due and self._uncommitted():
+                    if self._commit_due() and self._uncommitted():
                         await self._commit()
                     continue
                 records = self.records(batches)
@@ -358,7 +356,8 @@ class ConsumingWorker(Worker):
                 inflight.append((futures, offsets, count, len(records)))
                 self._inflight_records += len(records)
                 await self._settle(wait=self._inflight_records > IN_FLIGHT)
-                await self._commit_soon()
+                if self._commit_due():
+                    await self._commit_soon()
 
     async def _settle(self, *, wait: bool = False, everything: bool = False) -> None:
         """Count the submitted batches whose outputs are all acknowledged as handled, oldest
@@ -463,6 +462,12 @@ class ConsumingWorker(Worker):
         offsets = await self._committable(partitions)
         if offsets:
             await self._send_commit(offsets)
+
+    def _commit_due(self) -> bool:
+        """``runtime.position_interval`` passed since :meth:`committable` was last asked (a
+        commit per batch would cost a request and an fsync on the broker for every fetch)."""
+        interval = self.shared.runtime.position_interval
+        return time.monotonic() - self._last_precommit >= interval
 
     async def _commit_soon(self) -> None:
         """Ask :meth:`committable` now and commit what it allows in the background, one

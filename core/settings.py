@@ -247,7 +247,8 @@ class RuntimeSettings(_Model):
     state_dir: str = ".backbone-state"
     """Folder for connectors' local state, relative to the config file's folder."""
     position_interval: Duration = 0.5
-    """How often a source's acknowledged position is saved (at most)."""
+    """How often a source's acknowledged position is saved, and a sink's or processor's
+    handled offsets are committed (at most)."""
     session_timeout: Duration = 10.0
     """Group session timeout of sinks, processors and the gateway cluster: a process
     that stops heartbeating this long loses its partitions and its sources, which

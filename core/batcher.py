@@ -19,6 +19,16 @@ open batch for ``linger_ms`` in case ``producer.send`` adds to it, which only de
 batch that is already complete (5 ms a read at the runner's ``linger_ms: 5``, and the
 next read of the partition waits behind it). ``linger_ms`` still applies to the
 records sent alone.
+
+While batches this batcher submitted are not acknowledged yet, new records are
+*staged*: appended to one open batch per topic-partition, submitted together the
+moment the last acknowledgement arrives (or at once when a staged batch is full).
+aiokafka sends one request at a time per broker, one batch per partition per request,
+and ``send_batch`` waits while the partition has a batch queued: without staging, a
+record produced while an acknowledgement is slow (a slow fsync on the broker) waits
+for that request and for the next one; staged, it goes with the next request. Records
+of a partition keep their order either way: staged batches are submitted only once
+none of this batcher's earlier batches is queued or in flight.
 """
 
 from __future__ import annotations
@@ -80,6 +90,29 @@ class _Open:
         self.indexes: list[int] = []
 
 
+class _Staged:
+    """A batch staged for one topic-partition while earlier batches are unacknowledged:
+    its builder and the future its records get (resolved as the submitted batch's)."""
+
+    __slots__ = ("builder", "future")
+
+    def __init__(self, builder: Any, future: asyncio.Future[Any]) -> None:
+        self.builder = builder
+        self.future = future
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    """Resolve ``target`` as ``source`` was (a done callback)."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
 class ProducerBatcher:
     """Builds and submits record batches for ``producer`` (see the module docstring)."""
 
@@ -95,6 +128,9 @@ class ProducerBatcher:
         self.hash_cache = hash_cache
         self._partitioner = DefaultPartitioner()
         self._hashes: dict[bytes, int] = {}
+        self._unacked: set[asyncio.Future[Any]] = set()  # submitted, not acknowledged
+        self._staged: dict[tuple[str, int], _Staged] = {}
+        self._flushing: asyncio.Task[None] | None = None
 
     def _partition(self, key: bytes | None, known: list[int]) -> int:
         """The partition ``producer.send`` would pick: murmur2 of the key, random without."""
@@ -115,6 +151,8 @@ class ProducerBatcher:
         acknowledged its record (with the producer's ``acks``) or fails with the
         producer's error.
         """
+        if self._unacked or self._flushing is not None or self._staged:
+            return await self._stage(records)
         producer = self.producer
         futures: list[Any] = [None] * len(records)
         partitions: dict[str, list[int]] = {}
@@ -128,7 +166,7 @@ class ProducerBatcher:
             tp = (topic, partition)
             if (len(key) if key else 0) + (len(value) if value else 0) > self.big_record:
                 await self._submit(batches, tp, futures)
-                futures[index] = await self._send_alone(record, partition)
+                futures[index] = self._track(await self._send_alone(record, partition))
                 continue
             current = batches.get(tp)
             if current is None:
@@ -145,12 +183,97 @@ class ProducerBatcher:
                 )
                 if appended is None:  # does not fit an empty batch either
                     del batches[tp]
-                    futures[index] = await self._send_alone(record, partition)
+                    futures[index] = self._track(await self._send_alone(record, partition))
                     continue
             current.indexes.append(index)
         for tp in list(batches):
             await self._submit(batches, tp, futures)
         return futures
+
+    async def _stage(self, records: Sequence[Encoded]) -> list[asyncio.Future[Any]]:
+        """Append ``records`` to the staged batches (earlier batches are unacknowledged);
+        a staged batch that is full is submitted at once, a big record after its
+        partition's staged batch."""
+        producer = self.producer
+        loop = asyncio.get_running_loop()
+        staged = self._staged
+        futures: list[Any] = [None] * len(records)
+        partitions: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
+            topic, key, value = record.topic, record.key, record.value
+            known = partitions.get(topic)
+            if known is None:
+                known = partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = self._partition(key, known)
+            tp = (topic, partition)
+            if (len(key) if key else 0) + (len(value) if value else 0) > self.big_record:
+                await self._submit_staged(tp)
+                futures[index] = self._track(await self._send_alone(record, partition))
+                continue
+            current = staged.get(tp)
+            if current is None:
+                current = staged[tp] = _Staged(producer.create_batch(), loop.create_future())
+            stamp, headers = record.timestamp_ms, record.headers
+            appended = current.builder.append(
+                timestamp=stamp, key=key, value=value, headers=headers
+            )
+            if appended is None:
+                await self._submit_staged(tp)
+                current = staged[tp] = _Staged(producer.create_batch(), loop.create_future())
+                appended = current.builder.append(
+                    timestamp=stamp, key=key, value=value, headers=headers
+                )
+                if appended is None:  # does not fit an empty batch either
+                    del staged[tp]
+                    futures[index] = self._track(await self._send_alone(record, partition))
+                    continue
+            futures[index] = current.future
+        if not self._unacked and self._flushing is None:
+            self._flush_soon()  # everything before was acknowledged meanwhile
+        return futures
+
+    async def _submit_staged(self, tp: tuple[str, int]) -> None:
+        """Submit the staged batch of ``tp`` (if any) now; its future follows the producer's."""
+        current = self._staged.pop(tp, None)
+        if current is None:
+            return
+        try:
+            current.builder.close()
+            future = await self.producer.send_batch(current.builder, tp[0], partition=tp[1])
+        except BaseException as exc:
+            if not current.future.done():
+                current.future.set_exception(exc)
+            raise
+        self._track(future).add_done_callback(lambda done: _chain(done, current.future))
+
+    def _track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """Count ``future`` as unacknowledged until it is done; the last one done flushes
+        the staged batches."""
+        self._unacked.add(future)
+        future.add_done_callback(self._acknowledged)
+        return future
+
+    def _acknowledged(self, future: asyncio.Future[Any]) -> None:
+        self._unacked.discard(future)
+        if not self._unacked and self._staged and self._flushing is None:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Submit every staged batch (nothing of this batcher is unacknowledged)."""
+        try:
+            while self._staged and not self._unacked:
+                for tp in list(self._staged):
+                    try:
+                        await self._submit_staged(tp)
+                    except Exception:  # the staged records' futures carry the error
+                        continue
+        finally:
+            self._flushing = None
+            if self._staged and not self._unacked:
+                self._flush_soon()
 
     async def _send_alone(self, record: Encoded, partition: int) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self.producer.send(
@@ -171,6 +294,8 @@ class ProducerBatcher:
         if current is None or not current.indexes:
             return
         current.builder.close()  # complete: sent when the connection is free, no linger
-        future = await self.producer.send_batch(current.builder, tp[0], partition=tp[1])
+        future = self._track(
+            await self.producer.send_batch(current.builder, tp[0], partition=tp[1])
+        )
         for index in current.indexes:
             futures[index] = future

@@ -88,6 +88,37 @@ async def test_full_batches_are_submitted_and_big_records_go_alone(bootstrap: st
     assert max(len(m.value) for m in got) > 10_000
 
 
+async def test_records_produced_while_unacknowledged_are_staged_and_sent_together(
+    bootstrap: str,
+) -> None:
+    """Reads arriving while the first batches wait for their acks share one batch per
+    partition (sent at the last ack), even when a staged batch fills up or a big record
+    comes; every record arrives once, in order within its partition."""
+    sender = await producer(bootstrap, max_batch_size=2048)
+    batcher = ProducerBatcher(sender, big_record=8192)
+    try:
+        first = await batcher.produce([record(n) for n in range(3)])
+        # no await in between: the first batches cannot be acknowledged yet
+        later = [await batcher.produce([record(n)]) for n in range(3, 30)]
+        stuffed = await batcher.produce([record(n, size=300) for n in range(30, 45)])
+        big = await batcher.produce([record(45, size=10_000), record(46)])
+        futures = [*first, *(f for fs in later for f in fs), *stuffed, *big]
+        await asyncio.wait_for(asyncio.gather(*futures), 30)
+    finally:
+        await sender.stop()
+    # 27 one-record reads staged into one batch per partition, not 27 batches
+    assert len({id(f) for fs in later for f in fs}) == 3
+    assert not {id(f) for f in first} & {id(f) for fs in later for f in fs}
+    got = await consume(bootstrap, "b", count=47)
+    numbers = [int(dict(m.headers)["h"]) for m in got]
+    assert sorted(numbers) == list(range(47))
+    by_partition: dict[int, list[int]] = {}
+    for message in got:
+        by_partition.setdefault(message.partition, []).append(int(dict(message.headers)["h"]))
+    for partition_numbers in by_partition.values():
+        assert partition_numbers == sorted(partition_numbers)  # order kept within a partition
+
+
 async def test_nothing_to_send(bootstrap: str) -> None:
     sender = await producer(bootstrap)
     try:

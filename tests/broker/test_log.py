@@ -419,6 +419,35 @@ async def test_remembered_tail_positions_agree_with_the_segment_scan(tmp_path: P
             assert (fast.position, fast.length) == (hit.position, stop - hit.position)
 
 
+async def test_a_round_of_several_files_syncs_them_together_and_reports_any_failure(
+    tmp_path: Path,
+) -> None:
+    """The files of one round are fdatasynced at the same time (helper threads); the
+    round ends once all are done, and a failure on any of them fails the round."""
+    from backbone.broker.errors import KafkaStorageError
+    from backbone.broker.log.flusher import Flusher
+
+    flusher = Flusher("always")
+    await flusher.start()
+    files = [os.open(tmp_path / f"f{n}", os.O_CREAT | os.O_WRONLY) for n in range(6)]
+    read_end, write_end = os.pipe()  # the kernel refuses to fsync a pipe: EINVAL, no mock
+    try:
+        for fd in files:
+            os.write(fd, b"data")
+        rounds, calls = flusher.rounds, flusher.fsync_calls
+        await asyncio.wait_for(flusher.sync_files(files), 10)
+        assert (flusher.rounds, flusher.fsync_calls) == (rounds + 1, calls + 6)
+        with pytest.raises(KafkaStorageError, match=r"Invalid argument"):
+            await asyncio.wait_for(flusher.sync_files([*files[:3], write_end, *files[3:]]), 10)
+        assert flusher.failed is not None
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        for fd in files:
+            os.close(fd)
+        await flusher.stop()
+
+
 async def test_failed_fsync_fails_its_waiters_and_takes_the_log_offline(tmp_path: Path) -> None:
     from backbone.broker.errors import KafkaStorageError
     from backbone.broker.log.flusher import Flusher

@@ -22,7 +22,8 @@ records sent alone.
 
 While batches this batcher submitted are not acknowledged yet, new records are
 *staged*: appended to one open batch per topic-partition, submitted together the
-moment the last acknowledgement arrives (or at once when a staged batch is full).
+moment the last acknowledgement arrives (or, all of them, at once when one is full, so
+a busy source keeps one request queued behind the one in flight).
 aiokafka sends one request at a time per broker, one batch per partition per request,
 and ``send_batch`` waits while the partition has a batch queued: without staging, a
 record produced while an acknowledgement is slow (a slow fsync on the broker) waits
@@ -217,8 +218,9 @@ class ProducerBatcher:
             appended = current.builder.append(
                 timestamp=stamp, key=key, value=value, headers=headers
             )
-            if appended is None:
-                await self._submit_staged(tp)
+            if appended is None:  # full: submit it, and the others so they join its request
+                for staged_tp in list(staged):
+                    await self._submit_staged(staged_tp)
                 current = staged[tp] = _Staged(producer.create_batch(), loop.create_future())
                 appended = current.builder.append(
                     timestamp=stamp, key=key, value=value, headers=headers

@@ -292,9 +292,9 @@ def _fsync_all(files: set[int], dirs: set[Path], helpers: ThreadPoolExecutor | N
         except OSError as exc:
             error = exc
         for future in started:  # all of them finish before the round ends (closers)
-            exc = future.exception()
-            if error is None and exc is not None:
-                error = exc
+            failed = future.exception()
+            if error is None:
+                error = failed
         if error is not None:
             raise error
     for path in dirs:

@@ -47,6 +47,7 @@ from backbone.json_codec import loads, maybe_json
 
 __all__ = [
     "Event",
+    "IdentityJSON",
     "SourceEncoder",
     "decode_value",
     "encode_event",
@@ -96,6 +97,18 @@ _KEY_CHUNKS = (
 
 
 _ENCODE_STR = json.encoder.encode_basestring  # a str as _KEY_CHUNKS writes it
+
+
+class IdentityJSON(str):
+    """A record's ``identity`` given as the JSON text ``ce_id`` is derived from.
+
+    A source that writes many records of one shape can build this text itself, per
+    batch, where it knows the value types; it must be exactly the standard library's
+    ``json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)``
+    (ASCII-only) of the identity it stands for, so the ``ce_id`` stays the same.
+    """
+
+    __slots__ = ()
 
 
 def _id_json(value: Any) -> str:
@@ -242,8 +255,11 @@ class SourceEncoder:
     def event_id(self, position: Any, identity: Any = None) -> bytes:
         """``ce_id`` bytes: UUIDv5 of the connector and the JSON of the record's
         ``identity`` (``{"identity": ...}``) or else of its position (random for None)."""
-        if identity is not None:
-            name = f'{{"identity":{_id_json(identity)}}}'  # = _id_json({"identity": identity})
+        if identity is not None:  # = _id_json({"identity": identity})
+            if type(identity) is IdentityJSON:  # the JSON text already (the sql source)
+                name = f'{{"identity":{identity}}}'
+            else:
+                name = f'{{"identity":{_id_json(identity)}}}'
         elif type(position) is int:
             name = str(position)  # the JSON of an int, without the encoder
         elif position is not None:

@@ -38,7 +38,9 @@
   :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`;
 - JSON on the record path: :func:`json_loads` (orjson, exact beyond 64-bit
   integers, ``ValueError`` when it is not JSON) and :func:`maybe_json` (a cheap
-  check that spares a decode that could only fail, e.g. for keys like ``key-5``).
+  check that spares a decode that could only fail, e.g. for keys like ``key-5``);
+  :class:`IdentityJSON` (a record identity given as its ``ce_id`` JSON text, for a
+  source that writes it per batch).
 
 :mod:`backbone.testing` is the conformance suite to run against a connector.
 """
@@ -67,8 +69,8 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.events import IdentityJSON, maybe_json
 from backbone.events import loads as json_loads
-from backbone.events import maybe_json
 from backbone.files import StagedFile, fsync_dir, move_file
 from backbone.httpapp import HttpError, HttpRoutes
 from backbone.offload import Offload
@@ -115,6 +117,7 @@ __all__ = [
     "Header",
     "HttpError",
     "HttpRoutes",
+    "IdentityJSON",
     "Offload",
     "Push",
     "RetriableError",

@@ -97,6 +97,7 @@ _KEY_CHUNKS = (
 
 
 _ENCODE_STR = json.encoder.encode_basestring  # a str as _KEY_CHUNKS writes it
+_dumps = orjson.dumps
 
 
 class IdentityJSON(str):
@@ -118,11 +119,14 @@ def _id_json(value: Any) -> str:
     return "".join(_ID_CHUNKS(value, 0))
 
 
+_BUFFERS = (bytearray, memoryview)
+
+
 def encode_value(value: Any) -> bytes | None:
     """JSON bytes of ``value`` (bytes as is, ``None`` stays ``None``); DataError if impossible."""
     if value is None or isinstance(value, bytes):
         return value
-    if isinstance(value, bytearray | memoryview):
+    if isinstance(value, _BUFFERS):
         return bytes(value)
     try:
         return orjson.dumps(value)
@@ -292,7 +296,13 @@ class SourceEncoder:
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""
         raw = record.value
-        value = encode_value(raw)
+        if type(raw) is dict:  # the usual value: encode_value's first try, without the call
+            try:
+                value = _dumps(raw)
+            except TypeError:
+                value = encode_value(raw)
+        else:
+            value = encode_value(raw)
         key = record.key
         if key is not None and not isinstance(key, bytes):
             if isinstance(key, str):

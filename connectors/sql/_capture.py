@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -49,6 +49,16 @@ def id_texts(values: Sequence[Any]) -> list[str] | None:
         "null" if v is None else encode_basestring_ascii(v) if type(v) is str else str(v)
         for v in values
     ]
+
+
+def row_builder(names: Sequence[str]) -> Callable[..., dict[str, Any]]:
+    """``lambda _0, _1, ...: {names[0]: _0, names[1]: _1, ...}``: a row dict from its
+    column values in one step (a dict display, as ``dict(zip(names, values))`` builds
+    it, without a tuple and a zip per row). Names are written as ``repr`` literals."""
+    params = ", ".join(f"_{i}" for i in range(len(names)))
+    items = ", ".join(f"{str(name)!r}: _{i}" for i, name in enumerate(names))
+    function: Callable[..., dict[str, Any]] = eval(f"lambda {params}: {{{items}}}", {})
+    return function
 
 
 def _name(identity: Any) -> bytes | str:
@@ -121,6 +131,7 @@ class Capture:
         # refuses as a dict key, sending every row's JSON to the slow standard library
         self.data_columns = list(map(str, self.relation.c.keys()))
         self.key = list(map(str, self.key))  # likewise for keys ({"id": 42} fast to write)
+        self._row_of = row_builder(self.data_columns)
 
     @property
     def dialect(self) -> str:
@@ -137,7 +148,9 @@ class Capture:
             return []
         names, zone = self.data_columns, self.zone
         columns = [column_json(c, zone) for c in list(zip(*results, strict=True))[: len(names)]]
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        if not columns:  # no data columns (map needs one)
+            return [{} for _ in results]
+        return list(map(self._row_of, *columns))
 
     def key_of(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The record key (JSON object of the key columns), or None without a key."""

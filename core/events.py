@@ -296,6 +296,7 @@ class SourceEncoder:
     def encode(self, record: SourceRecord, now_ms: int) -> Encoded:
         """Serialize ``record`` and add the CloudEvents headers it does not carry yet."""
         raw = record.value
+        value: bytes | None
         if type(raw) is dict:  # the usual value: encode_value's first try, without the call
             try:
                 value = _dumps(raw)

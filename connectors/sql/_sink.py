@@ -28,8 +28,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from orjson import loads as orjson_loads
 from sqlalchemy.engine import URL, Connection, Engine
 
+from backbone.json_codec import orjson_exact
 from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
 
 from ._bulk import Converter, StagedUpsert, converters, staging_allowed
@@ -238,10 +240,23 @@ class SqlSink(Sink[SqlSinkOptions]):
             return {column: fields[name] for name, column in chosen.items() if name in fields}
         return {name: fields[name] for name in chosen if name in fields}
 
-    def _operation(self, record: SinkRecord) -> Op | None:
+    def _operation(self, record: SinkRecord, exact: bool = False) -> Op | None:
         """The operation for one record (None = skip). The record key is decoded only
-        when it names the row (tombstones, deletes without a ``before`` image)."""
-        value = record.json()
+        when it names the row (tombstones, deletes without a ``before`` image).
+
+        ``exact``: the batch's values passed :func:`~backbone.json_codec.orjson_exact`,
+        so orjson alone decodes the value as :meth:`SinkRecord.json` would (which still
+        decodes, or refuses, what orjson cannot read)."""
+        data = record.value
+        if data is None:
+            value = None
+        elif exact:
+            try:
+                value = orjson_loads(data)
+            except ValueError:
+                value = record.json()
+        else:
+            value = record.json()
         if value is None:
             if not self.options.delete_on_tombstone:
                 return None
@@ -319,8 +334,9 @@ class SqlSink(Sink[SqlSinkOptions]):
             raise FatalError("the sql sink was not opened")
         ops: list[tuple[str, dict[str, Any], SinkRecord]] = []
         operation = self._operation
+        exact = orjson_exact([r.value for r in records if r.value is not None])
         for record in records:
-            op = operation(record)
+            op = operation(record, exact)
             if op is not None:
                 ops.append((op[0], op[1], record))
         if not ops:

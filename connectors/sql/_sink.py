@@ -25,7 +25,7 @@ import datetime as dt
 import operator
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from orjson import loads as orjson_loads
@@ -401,33 +401,48 @@ class SqlSink(Sink[SqlSinkOptions]):
         """Rows grouped by their column set (order kept within a group), then by batch_size."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         same: dict[tuple[str, ...], tuple[str, ...]] = {}  # columns in row order -> sorted
+        last: tuple[str, ...] | None = None  # the previous row's columns, in its order
+        group_rows: list[dict[str, Any]] = []
         for row in rows:
             names = tuple(row)
-            group = same.get(names)
-            if group is None:
-                group = same[names] = tuple(sorted(names))
-            groups.setdefault(group, []).append(row)
+            if names != last:  # else the previous row's group (most rows)
+                group = same.get(names)
+                if group is None:
+                    group = same[names] = tuple(sorted(names))
+                group_rows = groups.setdefault(group, [])
+                last = names
+            group_rows.append(row)
         size = self.options.batch_size
         return [
             group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
         ]
 
     def _merged(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows merged per key in order (a later record's fields win)."""
+        """Rows merged per key in order (a later record's fields win); a row whose key
+        columns are missing or null is a DataError (the first such row, in order)."""
         merged: dict[Any, dict[str, Any]] = {}
         key = self._key
         if len(key) == 1:
             (name,) = key
             for row in rows:
                 identity: Any = row.get(name)
+                if identity is None:
+                    self._refuse(row)
                 earlier = merged.get(identity)
                 merged[identity] = row if earlier is None else {**earlier, **row}
         else:
             for row in rows:
-                identity = tuple(row.get(k) for k in key)
+                identity = tuple([row.get(k) for k in key])
+                if None in identity:
+                    self._refuse(row)
                 earlier = merged.get(identity)
                 merged[identity] = row if earlier is None else {**earlier, **row}
         return list(merged.values())
+
+    def _refuse(self, row: dict[str, Any]) -> NoReturn:
+        missing = [k for k in self._key if row.get(k) is None]
+        mode = self.options.insert_mode
+        raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
 
     def _store(
         self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], used: set[str]
@@ -447,12 +462,6 @@ class SqlSink(Sink[SqlSinkOptions]):
             for chunk in chunks:
                 conn.execute(table.insert(), chunk)
             return
-        key = self._key
-        for row in rows:
-            for k in key:
-                if row.get(k) is None:
-                    missing = [k for k in key if row.get(k) is None]
-                    raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
         for chunk in self._chunks(self._merged(rows)):
             if mode == "update":
                 self._update(conn, table, chunk)

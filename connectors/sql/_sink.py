@@ -31,8 +31,15 @@ import sqlalchemy as sa
 from orjson import loads as orjson_loads
 from sqlalchemy.engine import URL, Connection, Engine
 
-from backbone.json_codec import orjson_exact
-from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
+from backbone.sdk import (
+    ConnectorContext,
+    DataError,
+    FatalError,
+    Offload,
+    Sink,
+    SinkRecord,
+    orjson_exact,
+)
 
 from ._bulk import Converter, StagedUpsert, converters, staging_allowed
 from ._database import (
@@ -244,7 +251,7 @@ class SqlSink(Sink[SqlSinkOptions]):
         """The operation for one record (None = skip). The record key is decoded only
         when it names the row (tombstones, deletes without a ``before`` image).
 
-        ``exact``: the batch's values passed :func:`~backbone.json_codec.orjson_exact`,
+        ``exact``: the batch's values passed :func:`~backbone.sdk.orjson_exact`,
         so orjson alone decodes the value as :meth:`SinkRecord.json` would (which still
         decodes, or refuses, what orjson cannot read)."""
         data = record.value

@@ -66,8 +66,7 @@ def murmur2(data: bytes) -> int:
     unpack = _WORDS[words] if words < 64 else struct.Struct(f"<{words}I").unpack_from
     for k in unpack(data):
         k = (k * _M) & 0xFFFFFFFF
-        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
-        h = ((h * _M) & 0xFFFFFFFF) ^ k
+        h = (h * _M ^ (k ^ k >> 24) * _M) & 0xFFFFFFFF  # one mask for both products
     tail = length & 3
     if tail:
         end = length - tail

@@ -66,15 +66,17 @@ __all__ = ["GC_THRESHOLDS", "ConnectorState", "ConnectorStatus", "Runner", "tune
 
 logger = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (10_000, 10, 10)
+GC_THRESHOLDS = (100_000, 20, 10)
 """Cyclic garbage collector thresholds of a ``backbone run`` process.
 
 Every record crossing the gateway allocates a few containers (record, position,
 headers) and up to ``MAX_IN_FLIGHT`` of them stay alive until acknowledged; with
 CPython's default first threshold (700) the collector runs every hundred-odd records
 and walks those survivors again and again: a third to a half of a busy source's CPU
-(``benchmarks/files.py``). Records are not cyclic garbage; memory is freed by
-reference counting as before.
+(``benchmarks/files.py``). At 10,000 a processor still spent about a third of its
+CPU there (``benchmarks/pipeline.py``, processor row: 20.6 -> 13.9 us a record at
+100,000). Records are not cyclic garbage; memory is freed by reference counting as
+before.
 """
 
 

@@ -38,7 +38,11 @@
   :func:`json_pointer`, :func:`parse_retry_after`, :class:`Template`;
 - JSON on the record path: :func:`json_loads` (orjson, exact beyond 64-bit
   integers, ``ValueError`` when it is not JSON) and :func:`maybe_json` (a cheap
-  check that spares a decode that could only fail, e.g. for keys like ``key-5``).
+  check that spares a decode that could only fail, e.g. for keys like ``key-5``);
+  :func:`orjson_exact` checks a batch's documents at once, after which
+  :func:`orjson.loads` decodes each as :func:`json_loads` would (when it succeeds);
+  :class:`IdentityJSON` (a record identity given as its ``ce_id`` JSON text, for a
+  source that writes it per batch).
 
 :mod:`backbone.testing` is the conformance suite to run against a connector.
 """
@@ -67,10 +71,11 @@ from backbone.errors import (
     FatalError,
     RetriableError,
 )
+from backbone.events import IdentityJSON, maybe_json
 from backbone.events import loads as json_loads
-from backbone.events import maybe_json
 from backbone.files import StagedFile, fsync_dir, move_file
 from backbone.httpapp import HttpError, HttpRoutes
+from backbone.json_codec import orjson_exact
 from backbone.offload import Offload
 from backbone.push import Delivery, Push
 from backbone.signatures import (
@@ -115,6 +120,7 @@ __all__ = [
     "Header",
     "HttpError",
     "HttpRoutes",
+    "IdentityJSON",
     "Offload",
     "Push",
     "RetriableError",
@@ -137,6 +143,7 @@ __all__ = [
     "json_pointer",
     "maybe_json",
     "move_file",
+    "orjson_exact",
     "parse_duration",
     "parse_retry_after",
     "parse_size",

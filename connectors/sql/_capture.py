@@ -12,8 +12,9 @@ import datetime as dt
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backbone.sdk import SourceRecord, StateDir
+from backbone.sdk import IdentityJSON, SourceRecord, StateDir
 
 from ._options import SqlSourceOptions
 from ._values import column_json, dump_cursor, load_cursor, row_hash, to_json
@@ -30,6 +31,34 @@ __all__ = ["Capture", "ModeBase", "Poll", "raw", "unique_ids"]
 
 EVENT_TYPE = "backbone.sql.change"
 _NAME_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+_ID_SCALARS = frozenset((int, str, type(None)))
+
+
+def id_texts(values: Sequence[Any]) -> list[str] | None:
+    """Each value as the ``ce_id`` encoder writes it (ASCII-only JSON, see
+    :class:`~backbone.events.IdentityJSON`), or None when a value is not an ``int``,
+    ``str`` or ``None`` (one type check per batch, not per value)."""
+    kinds = set(map(type, values))
+    if not kinds <= _ID_SCALARS:
+        return None
+    if len(kinds) == 1 and int in kinds:
+        return list(map(str, values))
+    return [
+        "null" if v is None else encode_basestring_ascii(v) if type(v) is str else str(v)
+        for v in values
+    ]
+
+
+def row_builder(names: Sequence[str]) -> Callable[..., dict[str, Any]]:
+    """``lambda _0, _1, ...: {names[0]: _0, names[1]: _1, ...}``: a row dict from its
+    column values in one step (a dict display, as ``dict(zip(names, values))`` builds
+    it, without a tuple and a zip per row). Names are written as ``repr`` literals."""
+    params = ", ".join(f"_{i}" for i in range(len(names)))
+    items = ", ".join(f"{str(name)!r}: _{i}" for i, name in enumerate(names))
+    function: Callable[..., dict[str, Any]] = eval(f"lambda {params}: {{{items}}}", {})
+    return function
 
 
 def _name(identity: Any) -> bytes | str:
@@ -54,7 +83,12 @@ def unique_ids(records: list[SourceRecord]) -> list[SourceRecord]:
         count = seen.get(name, 0)
         seen[name] = count + 1
         if count:
-            record.identity = [record.identity, count]
+            identity = record.identity
+            record.identity = (
+                IdentityJSON(f"[{identity},{count}]")  # the JSON of [identity, count]
+                if type(identity) is IdentityJSON
+                else [identity, count]
+            )
     return records
 
 
@@ -97,6 +131,7 @@ class Capture:
         # refuses as a dict key, sending every row's JSON to the slow standard library
         self.data_columns = list(map(str, self.relation.c.keys()))
         self.key = list(map(str, self.key))  # likewise for keys ({"id": 42} fast to write)
+        self._row_of = row_builder(self.data_columns)
 
     @property
     def dialect(self) -> str:
@@ -113,7 +148,9 @@ class Capture:
             return []
         names, zone = self.data_columns, self.zone
         columns = [column_json(c, zone) for c in list(zip(*results, strict=True))[: len(names)]]
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        if not columns:  # no data columns (map needs one)
+            return [{} for _ in results]
+        return list(map(self._row_of, *columns))
 
     def key_of(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The record key (JSON object of the key columns), or None without a key."""
@@ -123,6 +160,70 @@ class Capture:
         if not names:
             return None
         return {name: row.get(name) for name in names}
+
+    def key_texts(self, rows: Sequence[dict[str, Any]]) -> list[str] | None:
+        """The ``ce_id`` JSON of each row's key (``key_of``, keys sorted), or None when the
+        table has no key or a key value is not an ``int``, ``str`` or ``None``."""
+        names = self.key
+        if not names or len(set(names)) != len(names):
+            return None
+        parts: list[tuple[str, list[str]]] = []
+        for name in sorted(names):
+            texts = id_texts([row.get(name) for row in rows])
+            if texts is None:
+                return None
+            parts.append((encode_basestring_ascii(name) + ":", texts))
+        if len(parts) == 1:
+            ((prefix, texts),) = parts
+            return [f"{{{prefix}{text}}}" for text in texts]
+        prefixes = [prefix for prefix, _ in parts]
+        return [
+            "{" + ",".join(p + t for p, t in zip(prefixes, values, strict=True)) + "}"
+            for values in zip(*[texts for _, texts in parts], strict=True)
+        ]
+
+    def row_records(
+        self,
+        ops: Sequence[str],
+        afters: Sequence[dict[str, Any]],
+        positions: Sequence[Any],
+        keys: Sequence[str],
+        changes: Sequence[str],
+        now_ms: int,
+    ) -> list[SourceRecord]:
+        """``records(op, None, after, position, identity=change, now_ms=now_ms)`` for rows
+        read (ops ``r``/``c``/``u``: one record each), built for the whole batch.
+
+        ``keys`` are the ``ce_id`` JSON of the rows' keys (:meth:`key_texts`) and
+        ``changes`` that of each change, so each identity is handed over as its JSON
+        (:class:`~backbone.events.IdentityJSON`): the same ``ce_id`` without the JSON
+        encoder per record.
+        """
+        connector, label, names = self.connector, self.label, self.key
+        one = names[0] if len(names) == 1 else None
+        return [
+            SourceRecord(
+                value={
+                    "op": op,
+                    "before": None,
+                    "after": after,
+                    "source": {
+                        "connector": connector,
+                        "table": label,
+                        "ts_ms": None,
+                        "position": position,
+                    },
+                    "ts_ms": now_ms,
+                },
+                key={one: after.get(one)} if one is not None else self.key_of(after),
+                identity=IdentityJSON(f'[{key},"{op}",{change},null]'),
+                position=position,
+                event_type=EVENT_TYPE,
+            )
+            for op, after, position, key, change in zip(
+                ops, afters, positions, keys, changes, strict=True
+            )
+        ]
 
     def upper_bound(self, now: float) -> Any:
         """``now - lag`` as a value comparable with the raw timestamp column."""

@@ -127,18 +127,41 @@ class Incrementing(ModeBase):
         with errors(capture.engine, "polling for new rows"), capture.engine.connect() as conn:
             rows = conn.execute(query).all()  # tuples: the data columns, then _bb_id
         now_ms = int(time.time() * 1000)
-        records: list[SourceRecord] = []
         seen = state.seen
         until = state.until
         watermark = state.watermark
         ids = [int(row[-1]) for row in rows]
-        for row_id, after in zip(ids, capture.rows(rows), strict=True):
-            seen = add_id(seen, row_id)
-            position = inc_position(watermark, seen, until)
-            op = "r" if until is not None and row_id <= until else "c"
-            records.extend(
-                capture.records(op, None, after, position, identity={"id": row_id}, now_ms=now_ms)
-            )
+        positions: list[dict[str, Any]] = []
+        for row_id in ids:
+            if len(seen) == 1 and row_id == seen[0][1] + 1:  # ids in order: inc_position, inline
+                low = seen[0][0]
+                seen = ((low, row_id),)
+                if watermark is not None and low == watermark + 1:
+                    top: int | None = row_id
+                    position: dict[str, Any] = {"id": row_id, "seen": []}
+                else:
+                    top = watermark
+                    position = {"id": watermark, "seen": [[low, row_id]]}
+                if until is not None and (top is None or top < until):
+                    position["snapshot_until"] = until
+            else:
+                seen = add_id(seen, row_id)
+                position = inc_position(watermark, seen, until)
+            positions.append(position)
+        ops = ["c"] * len(ids) if until is None else ["r" if i <= until else "c" for i in ids]
+        afters = capture.rows(rows)
+        keys = capture.key_texts(afters)
+        if keys is not None:  # the usual case: int or str keys, identities as their JSON
+            changes = [f'{{"id":{row_id}}}' for row_id in ids]
+            records = capture.row_records(ops, afters, positions, keys, changes, now_ms)
+        else:
+            records = []
+            for op, after, position, row_id in zip(ops, afters, positions, ids, strict=True):
+                records.extend(
+                    capture.records(
+                        op, None, after, position, identity={"id": row_id}, now_ms=now_ms
+                    )
+                )
         top = max([state.watermark or 0] + [high for _, high in seen]) if seen else state.watermark
         history = (*state.history, (mono, top)) if top is not None else state.history
         watermark = state.watermark

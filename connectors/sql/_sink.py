@@ -25,12 +25,21 @@ import datetime as dt
 import operator
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
+from orjson import loads as orjson_loads
 from sqlalchemy.engine import URL, Connection, Engine
 
-from backbone.sdk import ConnectorContext, DataError, FatalError, Offload, Sink, SinkRecord
+from backbone.sdk import (
+    ConnectorContext,
+    DataError,
+    FatalError,
+    Offload,
+    Sink,
+    SinkRecord,
+    orjson_exact,
+)
 
 from ._bulk import Converter, StagedUpsert, converters, staging_allowed
 from ._database import (
@@ -238,10 +247,23 @@ class SqlSink(Sink[SqlSinkOptions]):
             return {column: fields[name] for name, column in chosen.items() if name in fields}
         return {name: fields[name] for name in chosen if name in fields}
 
-    def _operation(self, record: SinkRecord) -> Op | None:
+    def _operation(self, record: SinkRecord, exact: bool = False) -> Op | None:
         """The operation for one record (None = skip). The record key is decoded only
-        when it names the row (tombstones, deletes without a ``before`` image)."""
-        value = record.json()
+        when it names the row (tombstones, deletes without a ``before`` image).
+
+        ``exact``: the batch's values passed :func:`~backbone.sdk.orjson_exact`,
+        so orjson alone decodes the value as :meth:`SinkRecord.json` would (which still
+        decodes, or refuses, what orjson cannot read)."""
+        data = record.value
+        if data is None:
+            value = None
+        elif exact:
+            try:
+                value = orjson_loads(data)
+            except ValueError:
+                value = record.json()
+        else:
+            value = record.json()
         if value is None:
             if not self.options.delete_on_tombstone:
                 return None
@@ -319,8 +341,9 @@ class SqlSink(Sink[SqlSinkOptions]):
             raise FatalError("the sql sink was not opened")
         ops: list[tuple[str, dict[str, Any], SinkRecord]] = []
         operation = self._operation
+        exact = orjson_exact([r.value for r in records if r.value is not None])
         for record in records:
-            op = operation(record)
+            op = operation(record, exact)
             if op is not None:
                 ops.append((op[0], op[1], record))
         if not ops:
@@ -385,33 +408,48 @@ class SqlSink(Sink[SqlSinkOptions]):
         """Rows grouped by their column set (order kept within a group), then by batch_size."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         same: dict[tuple[str, ...], tuple[str, ...]] = {}  # columns in row order -> sorted
+        last: tuple[str, ...] | None = None  # the previous row's columns, in its order
+        group_rows: list[dict[str, Any]] = []
         for row in rows:
             names = tuple(row)
-            group = same.get(names)
-            if group is None:
-                group = same[names] = tuple(sorted(names))
-            groups.setdefault(group, []).append(row)
+            if names != last:  # else the previous row's group (most rows)
+                group = same.get(names)
+                if group is None:
+                    group = same[names] = tuple(sorted(names))
+                group_rows = groups.setdefault(group, [])
+                last = names
+            group_rows.append(row)
         size = self.options.batch_size
         return [
             group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
         ]
 
     def _merged(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows merged per key in order (a later record's fields win)."""
+        """Rows merged per key in order (a later record's fields win); a row whose key
+        columns are missing or null is a DataError (the first such row, in order)."""
         merged: dict[Any, dict[str, Any]] = {}
         key = self._key
         if len(key) == 1:
             (name,) = key
             for row in rows:
                 identity: Any = row.get(name)
+                if identity is None:
+                    self._refuse(row)
                 earlier = merged.get(identity)
                 merged[identity] = row if earlier is None else {**earlier, **row}
         else:
             for row in rows:
-                identity = tuple(row.get(k) for k in key)
+                identity = tuple([row.get(k) for k in key])
+                if None in identity:
+                    self._refuse(row)
                 earlier = merged.get(identity)
                 merged[identity] = row if earlier is None else {**earlier, **row}
         return list(merged.values())
+
+    def _refuse(self, row: dict[str, Any]) -> NoReturn:
+        missing = [k for k in self._key if row.get(k) is None]
+        mode = self.options.insert_mode
+        raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
 
     def _store(
         self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], used: set[str]
@@ -431,12 +469,6 @@ class SqlSink(Sink[SqlSinkOptions]):
             for chunk in chunks:
                 conn.execute(table.insert(), chunk)
             return
-        key = self._key
-        for row in rows:
-            for k in key:
-                if row.get(k) is None:
-                    missing = [k for k in key if row.get(k) is None]
-                    raise DataError(f"{mode}: key column(s) {missing} missing or null in {row!r}")
         for chunk in self._chunks(self._merged(rows)):
             if mode == "update":
                 self._update(conn, table, chunk)

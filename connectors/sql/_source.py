@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from backbone.sdk import ConnectorContext, FatalError, Offload, Source, SourceRecord
 
-from ._capture import Capture, ModeBase, unique_ids
+from ._capture import Capture, ModeBase, Poll, unique_ids
 from ._changelog import Changelog, changelog_name, install
 from ._database import (
     column_of,
@@ -48,6 +48,9 @@ class SqlSource(Source[SqlSourceOptions]):
         self._mode: ModeBase | None = None
         self._next_poll = 0.0
         self._call = Offload()
+        # the next poll, started in its thread as soon as one returned a full batch, so the
+        # database read overlaps the runtime's encoding and waits for acknowledgements
+        self._ahead: asyncio.Future[Poll] | None = None
 
     # -- live check and setup (sync, in a worker thread) ---------------------------
 
@@ -207,19 +210,38 @@ class SqlSource(Source[SqlSourceOptions]):
             if self._next_poll - time.monotonic() > 0:
                 return []
         mode = self._mode
-        result = await self._call(mode.poll, mode.state, time.time(), time.monotonic())
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            try:
+                result = await asyncio.shield(ahead)
+            except asyncio.CancelledError:
+                if not ahead.done():
+                    self._ahead = ahead  # the next read() takes it
+                raise
+        else:
+            result = await self._call(mode.poll, mode.state, time.time(), time.monotonic())
         mode.state = result.state
         self._next_poll = time.monotonic() + (0.0 if result.more else self.options.poll_interval)
+        if result.more and type(mode).acked is ModeBase.acked:
+            # more is ready: read it now (the mode's poll is pure, its state is adopted only
+            # when a read() returns it); not for modes whose ack() uses the database
+            self._ahead = asyncio.ensure_future(
+                self._call(mode.poll, result.state, time.time(), time.monotonic())
+            )
         return result.records if result.unique else unique_ids(result.records)
 
     async def ack(self, position: Any) -> None:
         """Let the mode drop state older than ``position``: ``snapshot_diff`` deletes older
         snapshot files, ``changelog`` deletes acknowledged changelog rows."""
-        if self._mode is not None:
+        if self._mode is not None and type(self._mode).acked is not ModeBase.acked:
             await self._call(self._mode.acked, position)
 
     async def close(self) -> None:
         """Wait for a left-behind query, then dispose of the engine; idempotent."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:  # a poll read ahead that no read() took: its outcome is dropped
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
         await self._call.settle()
         engine, self._engine, self._mode = self._engine, None, None
         if engine is not None:

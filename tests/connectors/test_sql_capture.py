@@ -3,6 +3,8 @@ the primary key, and ``query`` in modes other than bulk."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,44 @@ def test_seen_ranges_hold_exactly_the_ids_added(ids: list[int]) -> None:
         else:
             expected.append((value, value))
     assert ranges == tuple(expected)
+
+
+async def test_a_batch_read_ahead_survives_a_cancelled_read_and_is_dropped_by_close(
+    url: str, tmp_path: Path
+) -> None:
+    """After a full batch the source reads the next one ahead; a cancelled ``read()``
+    leaves it to the next one, and ``close()`` drops it (its rows come again)."""
+    execute(url, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    execute(
+        url,
+        f"INSERT INTO items (id, name) VALUES {', '.join(f'({i}, {i!r})' for i in range(1, 31))}",
+    )
+    options = {
+        "table": "items",
+        "mode": "incrementing",
+        "incrementing_column": "id",
+        "batch_size": 10,
+        "initial": "snapshot",
+    }
+    src = source(url, tmp_path, **options)
+    await src.open(None)
+    try:
+        got = await src.read()  # ids 1..10; 11..20 are being read ahead
+        reading = asyncio.ensure_future(src.read())
+        await asyncio.sleep(0)  # the read waits for the batch read ahead...
+        reading.cancel()  # ...and is cancelled there (or it already returned the batch)
+        with contextlib.suppress(asyncio.CancelledError):
+            got += await reading
+        while len(got) < 20:
+            got += await asyncio.wait_for(src.read(), 10)
+    finally:
+        await src.close()  # ids 21..30 were being read ahead: dropped
+    assert [r.key["id"] for r in got] == list(range(1, 21))
+    again = source(url, tmp_path, **options)
+    await again.open(got[-1].position)
+    try:
+        rest = await read_n(again, 10)
+    finally:
+        await again.close()
+    assert [r.key["id"] for r in rest] == list(range(21, 31))
+    assert {r.value["op"] for r in got + rest} == {"r"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backbone import SourceRecord
+from backbone import IdentityJSON, SourceRecord
 from backbone.events import encode_source_record
 from tests.connectors.test_sql_support import execute, read_n, source
 
@@ -188,3 +188,47 @@ async def test_ids_do_not_depend_on_how_reads_were_batched(
         await again.close()
     assert {r.key["id"]: ce_id(r) for r in at_once} == {r.key["id"]: ce_id(r) for r in one_by_one}
     assert len({ce_id(r) for r in at_once}) == 5
+
+
+async def test_ids_of_rows_read_in_batches_are_those_of_their_identity(
+    url: str, tmp_path: Path
+) -> None:
+    """Incrementing polls hand identities over as their JSON text (built per batch): the
+    ``ce_id`` is that of ``[key, op, {"id": N}, null]``, whatever the key's characters."""
+    names = ["plain", "é ü 中", 'q"uote', "back\\slash", "tab\there", "del\x7f", "😀", ""]
+    execute(url, "CREATE TABLE tags (name TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    execute(
+        url,
+        "INSERT INTO tags (name, n) VALUES (:name, :n)",
+        params=[{"name": name, "n": n} for n, name in enumerate(names, 1)],
+    )
+    options = {"table": "tags", "mode": "incrementing", "incrementing_column": "n"}
+    src = source(url, tmp_path, initial="snapshot", batch_size=3, **options)
+    await src.open(None)
+    try:
+        got = await read_n(src, len(names))
+    finally:
+        await src.close()
+    assert [r.key for r in got] == [{"name": name} for name in names]
+    for n, record in enumerate(got, 1):
+        assert type(record.identity) is IdentityJSON
+        spelled = dataclasses.replace(
+            record, identity=[{"name": names[n - 1]}, "r", {"id": n}, None]
+        )
+        assert ce_id(record) == ce_id(spelled)
+
+
+def test_repeated_identities_given_as_json_are_numbered_like_lists() -> None:
+    from backbone.connectors.sql._capture import unique_ids
+
+    same = [{"id": 7}, "c", {"id": 7}, None]
+    as_text = [
+        SourceRecord(value=i, identity=IdentityJSON('[{"id":7},"c",{"id":7},null]'))
+        for i in range(3)
+    ]
+    as_list = [SourceRecord(value=i, identity=list(same)) for i in range(3)]
+    unique_ids(as_text)
+    unique_ids(as_list)
+    assert as_list[1].identity == [same, 1]
+    assert [ce_id(r) for r in as_text] == [ce_id(r) for r in as_list]
+    assert len({ce_id(r) for r in as_text}) == 3

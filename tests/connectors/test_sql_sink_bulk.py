@@ -209,3 +209,43 @@ async def test_dates_and_times_as_keys_and_values_upsert_and_delete(
         postgres_url,
         "SELECT at::text, local::text, day::text, clock::text, value::text FROM readings",
     ) == [("2024-05-01 10:00:00+00", "2024-05-01 10:00:00", "2024-05-01", "23:59:59.5", "3.00")]
+
+
+async def test_batches_decode_each_value_as_json_would_big_integers_nan_and_digit_strings(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A batch is checked once for numbers orjson would round (19+ digits) and decoded
+    with orjson when it has none; values orjson cannot read (NaN) still decode."""
+    execute(
+        postgres_url,
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount NUMERIC(40, 0), "
+        "ratio DOUBLE PRECISION, note TEXT)",
+    )
+    nan = sink_record(None, offset=1)
+    nan.value = b'{"id": 2, "amount": 5, "ratio": NaN}'
+    nan_again = sink_record(None, offset=4)
+    nan_again.value = b'{"id": 5, "ratio": NaN, "note": "x"}'
+    out = sink(postgres_url, tmp_path, table="ledger")
+    await out.open()
+    try:
+        await out.write(  # one value with a long number: the whole batch as json reads it
+            [
+                sink_record({"id": 1, "amount": 123456789012345678901234567890}),
+                nan,
+                sink_record({"id": 3, "amount": 7, "note": "12345678901234567890"}, offset=2),
+            ]
+        )
+        await out.write(  # none: orjson, and json for what it refuses
+            [sink_record({"id": 4, "amount": 9007199254740993}, offset=3), nan_again]
+        )
+    finally:
+        await out.close()
+    assert rows(
+        postgres_url, "SELECT id, amount::text, ratio::text, note FROM ledger ORDER BY id"
+    ) == [
+        (1, "123456789012345678901234567890", None, None),
+        (2, "5", "NaN", None),
+        (3, "7", None, "12345678901234567890"),
+        (4, "9007199254740993", None, None),
+        (5, None, "NaN", "x"),
+    ]

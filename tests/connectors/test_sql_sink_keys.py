@@ -128,3 +128,27 @@ async def test_fields_naming_a_missing_column_is_refused_at_check(url: str, tmp_
     with pytest.raises(FatalError) as caught:
         await out.check()
     assert str(caught.value) == "fields: column 'nickname' does not exist (columns: id, name)"
+
+
+async def test_an_upsert_row_without_its_key_is_a_data_error_naming_the_first_such_row(
+    url: str, tmp_path: Path
+) -> None:
+    execute(url, "CREATE TABLE pairs (a INTEGER, b INTEGER, v TEXT, PRIMARY KEY (a, b))")
+    out = sink(url, tmp_path, table="pairs")
+    await out.open()
+    try:
+        await out.write([sink_record({"a": 1, "b": 1, "v": "kept"})])
+        with pytest.raises(DataError) as null_key:
+            await out.write(
+                [
+                    sink_record({"a": 1, "b": 1, "v": "x"}, offset=1),
+                    sink_record({"a": 2, "b": None, "v": "y"}, offset=2),
+                    sink_record({"v": "z"}, offset=3),
+                ]
+            )
+    finally:
+        await out.close()
+    assert str(null_key.value) == (
+        "upsert: key column(s) ['b'] missing or null in {'a': 2, 'b': None, 'v': 'y'}"
+    )
+    assert rows(url, "SELECT a, b, v FROM pairs") == [(1, 1, "kept")]

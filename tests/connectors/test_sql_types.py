@@ -3,10 +3,14 @@ the sink's JSON back into the same column types, equal to the original row."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from backbone import DataError
 from tests.connectors.test_sql_support import execute, read_n, rows, sink, sink_record, source
@@ -158,3 +162,52 @@ def test_columns_convert_as_each_value_would() -> None:
     for values in columns:
         for where in (zone, ZoneInfo("UTC")):
             assert list(column_json(values, where)) == [to_json(v, where) for v in values]
+
+
+def _timestamp_text(value: str, zoned: bool) -> str:
+    """What a COPY gets for a timestamp: the checked value in ISO 8601, in UTC."""
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC)
+        if not zoned:
+            parsed = parsed.replace(tzinfo=None)
+    return parsed.isoformat()
+
+
+@given(
+    moment=st.datetimes(
+        min_value=dt.datetime(2, 1, 1),
+        max_value=dt.datetime(9998, 12, 31),
+        timezones=st.sampled_from(
+            [
+                None,
+                dt.UTC,
+                dt.timezone(dt.timedelta(hours=2)),
+                dt.timezone(-dt.timedelta(hours=5.5)),
+            ]
+        ),
+    ),
+    timespec=st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+    sep=st.sampled_from(["T", " "]),
+    zulu=st.booleans(),
+)
+@example(dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), "auto", "T", False)
+@example(dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), "microseconds", "T", False)  # .000000
+@example(dt.datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=dt.UTC), "auto", "T", True)
+@example(dt.datetime(2024, 5, 1, 12), "auto", "T", False)
+def test_timestamps_for_a_copy_are_the_iso_text_of_the_checked_value(
+    moment: dt.datetime, timespec: str, sep: str, zulu: bool
+) -> None:
+    """The text a timestamp column's converter gives a COPY is ``isoformat()`` of the value
+    converted to UTC, whatever form it came in (a common one is taken as it is)."""
+    from backbone.connectors.sql._bulk import converters
+
+    text = moment.isoformat(sep=sep, timespec=timespec)
+    if zulu:
+        text = text.replace("+00:00", "Z")
+    for value in (text, "20240501T120000Z", "2024-W18-3T12:00:00+00:00", "2024-05-01T12:00"):
+        for zoned in (True, False):
+            table = sa.Table("t", sa.MetaData(), sa.Column("at", sa.DateTime(timezone=zoned)))
+            convert = converters(table, text=True)["at"]
+            assert convert is not None
+            assert convert(value) == _timestamp_text(value, zoned), (value, zoned)

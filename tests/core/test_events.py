@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from backbone.events import (
     loads,
     maybe_json,
 )
+from backbone.json_codec import orjson_exact
 
 json_values = st.recursive(
     st.none()
@@ -133,6 +135,41 @@ def test_decoding_numbers_beyond_64_bits_is_exact() -> None:
     assert decode_value(b"[-9223372036854775809, 1]") == [-(2**63) - 1, 1]
     assert loads(b"123456789012345678901234567890", strict=True) == 123456789012345678901234567890
     assert decode_value(b'{"card": "12345678901234567890"}') == {"card": "12345678901234567890"}
+
+
+def test_a_batch_with_a_run_of_19_digits_is_not_left_to_orjson() -> None:
+    assert orjson_exact([])
+    assert orjson_exact([b'{"n": 184467440737095516}', b"[1]", b'"2024-05-01T12:00:00Z"'])
+    assert not orjson_exact([b"[1]", b'{"n": 1844674407370955161}'])  # 19 digits
+    assert not orjson_exact([b"-9223372036854775809"])
+    assert not orjson_exact([b'{"card": "12345678901234567890"}'])  # in a string: json reads it
+    assert not orjson_exact([b"0.1234567890123456789"])
+    assert orjson_exact([b"1234567890", b"123456789"])  # a run never spans two documents
+    assert orjson_exact([b"{not json"])  # orjson refuses it: the caller falls back to loads
+
+
+wide_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**17, max_value=10**22)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet="0123456789 x", max_size=24),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children)
+    ),
+    max_leaves=8,
+)
+
+
+@given(documents=st.lists(wide_values.map(lambda v: json.dumps(v).encode()), max_size=5))
+def test_orjson_reads_a_batch_it_is_exact_for_as_loads_does(documents: list[bytes]) -> None:
+    exact = orjson_exact(documents)
+    assert exact == all(orjson_exact([document]) for document in documents)
+    for document in documents:
+        if exact:  # repr: an int read as a float, or -0.0 as 0, would show
+            assert repr(orjson.loads(document)) == repr(loads(document))
+        assert repr(loads(document)) == repr(json.loads(document))
 
 
 def test_lenient_and_strict_decoding() -> None:

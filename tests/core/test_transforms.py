@@ -227,3 +227,18 @@ def test_event_id_comes_from_the_identity_when_the_record_has_one() -> None:
     assert ce_id(first) == str(uuid.uuid5(_CE_NAMESPACE, 'backbone://c/{"identity":["k1","c"]}'))
     assert len({ce_id(first), ce_id(second), ce_id(plain)}) == 3  # one position, three ids
     assert ce_id(plain) == str(uuid.uuid5(_CE_NAMESPACE, 'backbone://c/{"p":1}'))
+
+
+@given(
+    identity=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    ).filter(lambda p: p is not None),
+)
+def test_an_identity_given_as_its_json_text_has_the_same_event_id(identity: object) -> None:
+    from backbone.events import _POSITION_JSON, IdentityJSON, SourceEncoder
+
+    encoder = SourceEncoder(connector="c", kind="k", topic="t")
+    text = IdentityJSON(_POSITION_JSON(identity))
+    assert encoder.event_id(None, text) == encoder.event_id({"p": 1}, identity)

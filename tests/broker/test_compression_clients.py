@@ -122,9 +122,10 @@ async def test_kcat(broker: Broker) -> None:
     await compacted_topics(broker)
     for codec in CODECS:
         lines = "".join(f"{k}:{v}\n" for k, v in records(codec)).encode()
-        await kcat_client.kcat(
-            "-b", broker.bootstrap, "-P", "-t", codec, "-K:", "-z", codec, stdin=lines
-        )
+        # linger.ms: all twelve records in one batch even on a busy machine (the check in
+        # `clean` needs a batch that loses records); kcat flushes at the end of its input.
+        argv = ["-b", broker.bootstrap, "-P", "-t", codec, "-K:", "-z", codec]
+        await kcat_client.kcat(*argv, "-X", "linger.ms=500", stdin=lines)
     await clean(broker)
     for codec in CODECS:
         read = await kcat_client.broker_records(broker, codec)

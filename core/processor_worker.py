@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from backbone.batcher import ProducerBatcher
+from backbone.batcher import ProducerBatcher, pass_on
 from backbone.connector import Header, SinkRecord
 from backbone.consumers import ConsumingWorker, partition_order, sink_record, sink_records
 from backbone.errors import DataError, FatalError, RetriableError
@@ -39,18 +39,6 @@ __all__ = ["KEY_CACHE", "ProcessorWorker", "compile_processor", "load_function"]
 
 KEY_CACHE = 65536
 """Input keys whose processor output key is remembered (keys repeat); emptied when full."""
-
-
-def _pass_on(target: asyncio.Future[None], source: asyncio.Future[Any]) -> None:
-    """Resolve ``target`` as ``source`` ended (acks gathered for a queued output chunk)."""
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (error := source.exception()) is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(None)
 
 
 def load_function(spec: str) -> Callable[[Event], Any]:
@@ -265,7 +253,7 @@ class ProcessorWorker(ConsumingWorker):
                 return
             # records of one produced batch share its future: each future once
             acks = asyncio.gather(*dict.fromkeys(futures))
-            acks.add_done_callback(functools.partial(_pass_on, acked))
+            acks.add_done_callback(functools.partial(pass_on, acked))
 
     def _fail_outbox(self, error: BaseException) -> None:
         """Outputs queued while a produce failed: never produced, their batches fail."""

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,62 @@ def _wheel_librdkafka(libdir: Path) -> Path | None:
     return found[0]
 
 
+def _long_polling_consumer(bootstrap: str, group: str, fetch_wait_ms: int, **extra: Any) -> Any:
+    """A librdkafka consumer answered as soon as one record is there (fetch.min.bytes=1),
+    else after ``fetch_wait_ms``; ``extra``: more settings (statistics callbacks)."""
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{group}-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": fetch_wait_ms,
+            "fetch.min.bytes": 1,
+            "enable.partition.eof": False,
+            **extra,
+        }
+    )
+
+
+def _warm_up(producer: Any, consumer: Any, topic: str, value: bytes, deadline: Deadline) -> None:
+    """One record through the whole path (connections, metadata) before the clock starts;
+    assigns ``consumer`` partition 0 of ``topic`` from the beginning."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    producer.produce(topic, value)
+    producer.flush(max(deadline.left(), 0.0))
+    while True:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            return
+        if deadline.expired():
+            raise TimeoutError("warm-up record never arrived at the consumer")
+
+
+def _produce_paced(
+    producer: Any,
+    topic: str,
+    total: int,
+    rate: float,
+    value: Callable[[], bytes],
+    deadline: Deadline,
+) -> None:
+    """Produce ``total`` records of ``value()`` at ``rate``/s, then flush."""
+    start = time.perf_counter()
+    for i in range(total):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        producer.produce(topic, value())
+        producer.poll(0)
+        if deadline.expired():
+            raise TimeoutError(f"sent only {i} of {total} records within {deadline.seconds:.0f}s")
+    producer.flush(max(deadline.left(), 0.0))
+
+
 def librdkafka_latency(
     bootstrap: str,
     topic: str,
@@ -337,7 +394,7 @@ def librdkafka_latency(
     in the first 8 bytes of each 100-byte value; producer and consumer share
     this process, so the clocks agree.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     deadline = Deadline(timeout)
     create_topic(bootstrap, topic, 1, timeout=min(30.0, timeout))
@@ -358,17 +415,7 @@ def librdkafka_latency(
             "on_delivery": on_delivery,
         }
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-latency-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": fetch_wait_ms,
-            "fetch.min.bytes": 1,
-            "enable.partition.eof": False,
-        }
-    )
+    consumer = _long_polling_consumer(bootstrap, "bench-latency", fetch_wait_ms)
     pad = _value(RECORD_BYTES - 8)
     total = int(rate * seconds)
     latencies_ns: list[int] = []
@@ -376,16 +423,7 @@ def librdkafka_latency(
     consumer_error: list[str] = []
 
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        # Warm-up: one record through the whole path before the clock starts.
-        producer.produce(topic, struct.pack(">q", -1) + pad)
-        producer.flush(max(deadline.left(), 0.0))
-        while True:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                break
-            if deadline.expired():
-                raise TimeoutError("warm-up record never arrived at the consumer")
+        _warm_up(producer, consumer, topic, struct.pack(">q", -1) + pad, deadline)
 
         def receive() -> None:
             try:
@@ -406,17 +444,11 @@ def librdkafka_latency(
         thread = threading.Thread(target=receive, name="latency-consumer")
         thread.start()
         try:
-            start = time.perf_counter()
-            for i in range(total):
-                due = start + i / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                producer.produce(topic, struct.pack(">q", time.perf_counter_ns()) + pad)
-                producer.poll(0)
-                if deadline.expired():
-                    raise TimeoutError(f"sent only {i} of {total} records within {timeout:.0f}s")
-            producer.flush(max(deadline.left(), 0.0))
+
+            def stamped() -> bytes:  # the send time rides in the value
+                return struct.pack(">q", time.perf_counter_ns()) + pad
+
+            _produce_paced(producer, topic, total, rate, stamped, deadline)
             while thread.is_alive() and not deadline.expired():
                 thread.join(0.1)
         finally:
@@ -580,7 +612,7 @@ def librdkafka_small_requests(
     """
     import json
 
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     deadline = Deadline(timeout)
     create_topic(bootstrap, topic, 1, timeout=min(30.0, timeout))
@@ -612,18 +644,14 @@ def librdkafka_small_requests(
             "stats_cb": lambda s: requests_sent(s, "Produce", produce_stats),
         }
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-small-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": fetch_wait_ms,
-            "fetch.min.bytes": 1,
-            "enable.partition.eof": False,
+    consumer = _long_polling_consumer(
+        bootstrap,
+        "bench-small",
+        fetch_wait_ms,
+        **{
             "statistics.interval.ms": 100,
             "stats_cb": lambda s: requests_sent(s, "Fetch", fetch_stats),
-        }
+        },
     )
     value = _value(RECORD_BYTES)
     total = int(rate * seconds)
@@ -639,15 +667,7 @@ def librdkafka_small_requests(
         return into[-1] if into else 0
 
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        producer.produce(topic, value)  # warm-up: connections and metadata
-        producer.flush(max(deadline.left(), 0.0))
-        while True:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                break
-            if deadline.expired():
-                raise TimeoutError("warm-up record never arrived at the consumer")
+        _warm_up(producer, consumer, topic, value, deadline)
 
         def receive() -> None:
             try:
@@ -668,16 +688,7 @@ def librdkafka_small_requests(
         try:
             meter = Meter(broker_pid)
             fetch_before = fetch_stats[-1] if fetch_stats else 0
-            start = time.perf_counter()
-            for i in range(total):
-                wait = start + i / rate - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                producer.produce(topic, value)
-                producer.poll(0)
-                if deadline.expired():
-                    raise TimeoutError(f"sent only {i} of {total} records within {timeout:.0f}s")
-            producer.flush(max(deadline.left(), 0.0))
+            _produce_paced(producer, topic, total, rate, lambda: value, deadline)
             while thread.is_alive() and not deadline.expired():
                 thread.join(0.05)
             wall = meter.stop()

@@ -45,7 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from backbone.events import Encoded
 
-__all__ = ["BIG_RECORD", "ProducerBatcher", "murmur2", "pass_on"]
+__all__ = ["BIG_RECORD", "ProducerBatcher", "murmur2"]
 
 BIG_RECORD = 8192
 """Records whose key + value exceed this many bytes go through ``producer.send`` alone."""
@@ -102,9 +102,9 @@ class _Staged:
         self.future = future
 
 
-def pass_on(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
+def _pass_on(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
     """Resolve ``target`` as ``source`` ended (a done callback of ``source``, through
-    ``functools.partial(pass_on, target)``)."""
+    ``functools.partial(_pass_on, target)``)."""
     if target.done():
         return
     if source.cancelled():
@@ -247,7 +247,7 @@ class ProducerBatcher:
             if not current.future.done():
                 current.future.set_exception(exc)
             raise
-        self._track(future).add_done_callback(functools.partial(pass_on, current.future))
+        self._track(future).add_done_callback(functools.partial(_pass_on, current.future))
 
     def _track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Count ``future`` as unacknowledged until it is done; the last one done flushes

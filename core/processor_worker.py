@@ -11,14 +11,12 @@ record); :func:`load_function` imports a processor ``function``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from backbone.batcher import ProducerBatcher, pass_on
+from backbone.batcher import ProducerBatcher
 from backbone.connector import Header, SinkRecord
 from backbone.consumers import ConsumingWorker, partition_order, sink_record, sink_records
 from backbone.errors import DataError, FatalError, RetriableError
@@ -115,11 +113,6 @@ class ProcessorWorker(ConsumingWorker):
         self.function = load_function(settings.function) if settings.function else None
         self.batcher = ProducerBatcher(self.shared.producer)
         self._transform = compile_processor(settings) if self.function is None else None
-        # outputs waiting for the background producer, and the future of their acks
-        self._outbox: list[Encoded] = []
-        self._outbox_acked: asyncio.Future[None] | None = None
-        self._producing: asyncio.Task[None] | None = None
-        self._produce_error: BaseException | None = None
 
     async def _outputs(self, record: SinkRecord) -> list[Encoded]:
         event = event_from_record(record)
@@ -219,54 +212,16 @@ class ProcessorWorker(ConsumingWorker):
                     produced.extend(outputs)
                 break
         if produced:
-            futures.append(self._send(produced))
+            futures.append(await self._send(produced))
         return futures, len(produced)
 
-    def _send(self, outputs: list[Encoded]) -> asyncio.Future[None]:
-        """Queue ``outputs`` for the background producer; the future of their acks.
+    async def _send(self, outputs: list[Encoded]) -> asyncio.Future[Any]:
+        """Produce ``outputs``; the future of all their acks.
 
-        One task produces, in order: what is queued while it waits for the producer
-        (aiokafka holds one batch per partition until the request before it is answered)
-        goes out together in the next call, so a request carries many consumed batches.
+        The batcher does not wait for earlier requests: what is produced while its batches
+        are unacknowledged (aiokafka sends one request at a time per broker) goes out
+        together at the ack, so a request carries many consumed batches.
         """
-        if self._produce_error is not None:
-            raise self._produce_error
-        acked = self._outbox_acked
-        if acked is None:
-            acked = self._outbox_acked = asyncio.get_running_loop().create_future()
-        self._outbox.extend(outputs)
-        if self._producing is None or self._producing.done():
-            self._producing = asyncio.create_task(self._produce())
-        return acked
-
-    async def _produce(self) -> None:
-        while self._outbox:
-            outputs, acked = self._outbox, self._outbox_acked
-            assert acked is not None
-            self._outbox, self._outbox_acked = [], None
-            try:
-                futures = await self.batcher.produce(outputs)
-            except Exception as exc:  # nothing after it is produced; the worker stops
-                self._produce_error = exc
-                acked.set_exception(exc)
-                self._fail_outbox(exc)
-                return
-            # records of one produced batch share its future: each future once
-            acks = asyncio.gather(*dict.fromkeys(futures))
-            acks.add_done_callback(functools.partial(pass_on, acked))
-
-    def _fail_outbox(self, error: BaseException) -> None:
-        """Outputs queued while a produce failed: never produced, their batches fail."""
-        if self._outbox_acked is not None:
-            self._outbox_acked.set_exception(error)
-        self._outbox, self._outbox_acked = [], None
-
-    async def abandon(self) -> None:
-        task, self._producing = self._producing, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._outbox_acked is not None:
-            self._outbox_acked.cancel()
-        self._outbox, self._outbox_acked, self._produce_error = [], None, None
+        futures = await self.batcher.produce(outputs)
+        # records of one produced batch share its future: each future once
+        return asyncio.gather(*dict.fromkeys(futures))
